@@ -1,0 +1,68 @@
+//! The one error type of the HTTP edge and its mapping to status codes and JSON bodies
+//! (`{"error": {"code": ..., "message": ...}}`). Internal errors are logged, never shown.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: no token, or a token that does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403: a valid token without the needed role.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 400/413/415/422 as the JSON extractor decided: the body is not what the route takes.
+    #[error("{message}")]
+    BadRequest { status: StatusCode, message: String },
+    /// 422: well-formed JSON with an invalid field.
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    /// 409: the same idempotency key was used for a different message.
+    #[error("{0}")]
+    Conflict(String),
+    /// 503: a dependency (broker, database) is unavailable; the client should retry.
+    #[error("service unavailable")]
+    Unavailable(String),
+}
+
+impl From<platform::auth::AuthError> for ApiError {
+    fn from(e: platform::auth::AuthError) -> Self {
+        match e {
+            platform::auth::AuthError::Forbidden(_) => Self::Forbidden(e.to_string()),
+            _ => Self::Unauthenticated(e.to_string()),
+        }
+    }
+}
+
+impl From<tickets::StoreError> for ApiError {
+    fn from(e: tickets::StoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::BadRequest { status, .. } => (*status, "bad_request"),
+            Self::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unavailable(detail) => {
+                tracing::error!(error = %detail, "dependency unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+        };
+        let mut body = json!({ "error": { "code": code, "message": self.to_string() } });
+        if let Self::InvalidField { field, .. } = &self {
+            body["error"]["field"] = json!(field);
+        }
+        (status, Json(body)).into_response()
+    }
+}

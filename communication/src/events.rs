@@ -1,0 +1,53 @@
+//! Wake-ups for connected clients: every communication instance reads all of `ticket.events` (manual
+//! assignment at the end, no consumer group) and announces which client has something new. The
+//! store stays the source of truth: a woken session reads its events after its cursor from there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub type Wakeups = broadcast::Sender<Arc<str>>;
+
+pub fn listen(
+    brokers: &str,
+    topic: &str,
+    wakeups: Wakeups,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, rdkafka::error::KafkaError> {
+    let consumer: StreamConsumer = platform::kafka::config(brokers)
+        .set("group.id", "communication-wakeups")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::End)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let record = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = consumer.recv() => r,
+            };
+            match record {
+                Ok(r) => match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
+                    Ok(e) if e.client_visible => {
+                        let _ = wakeups.send(Arc::from(e.client_id.as_str()));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
+                },
+                Err(e) => tracing::warn!(error = %e, "ticket.events receive failed"),
+            }
+        }
+    }))
+}

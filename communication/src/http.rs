@@ -1,0 +1,203 @@
+//! The web-chat client API: `POST /v1/messages` and the `/v1/ws` event stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tickets::{Caller, MessageBody, PgStore, Role, message_id_for, web_external_id};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::events::Wakeups;
+use crate::publisher::Publisher;
+
+/// Largest request body the API reads; larger ones get 413 before any parsing.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: PgStore,
+    pub publisher: Publisher,
+    pub verifier: platform::auth::Verifier,
+    pub wakeups: Wakeups,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/messages", post(post_message))
+        .route("/v1/ws", get(websocket))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(Arc::new(state))
+}
+
+fn client_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::Unauthenticated("malformed Authorization header".into()))
+        })
+        .transpose()?;
+    let caller = state.verifier.verify_header(header)?;
+    platform::auth::require(&caller, Role::Client)?;
+    Ok(caller)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    pub body: String,
+    pub client_message_id: Uuid,
+}
+
+async fn post_message(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<PostMessage>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &headers)?;
+    let Json(req) = payload.map_err(|e| ApiError::BadRequest {
+        status: e.status(),
+        message: e.body_text(),
+    })?;
+    let body = MessageBody::parse(req.body).map_err(|e| ApiError::InvalidField {
+        field: "body",
+        message: e.to_string(),
+    })?;
+    let external_id = web_external_id(&client.user_id, req.client_message_id);
+    let message_id = message_id_for("web", &external_id);
+    // A retry of a message already stored is answered from the store and not published again.
+    if let Some(stored) = state.store.client_message_body(message_id).await? {
+        if stored != body.as_str() {
+            return Err(ApiError::Conflict(
+                "client_message_id was already used for a different message".into(),
+            ));
+        }
+        return Ok(accepted(message_id));
+    }
+    let msg = proto::v1::InboundMessage {
+        message_id: message_id.to_string(),
+        client_id: client.user_id.clone(),
+        channel: "web".into(),
+        external_id,
+        body: body.into_inner(),
+        client_name: client.display_name.clone(),
+        received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    state
+        .publisher
+        .publish(&msg)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("kafka: {e}")))?;
+    tracing::info!(%message_id, client_id = %client.user_id, "client message accepted");
+    Ok(accepted(message_id))
+}
+
+fn accepted(message_id: Uuid) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "message_id": message_id })),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+    /// Resume after this event id (the last one the client saw).
+    #[serde(default)]
+    after: i64,
+}
+
+async fn websocket(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    // Browsers cannot set headers on a WebSocket: the token may come as `?token=`.
+    let client = match &q.token {
+        Some(t) => {
+            let c = state.verifier.verify(t)?;
+            platform::auth::require(&c, Role::Client)?;
+            c
+        }
+        None => client_of(&state, &headers)?,
+    };
+    Ok(upgrade.on_upgrade(move |socket| stream_events(state, client, q.after, socket)))
+}
+
+/// Sends the client every event after `cursor`, then each new one as it commits.
+async fn stream_events(
+    state: Arc<AppState>,
+    client: Caller,
+    mut cursor: i64,
+    mut socket: WebSocket,
+) {
+    let mut wakeups = state.wakeups.subscribe();
+    loop {
+        let events = match state
+            .store
+            .client_events_after(&client.user_id, cursor, 200)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, client_id = %client.user_id, "cannot read events");
+                let _ = socket.send(WsMessage::Close(None)).await;
+                return;
+            }
+        };
+        let full_page = events.len() == 200;
+        for e in events {
+            cursor = e.seq;
+            let mut frame =
+                json!({ "type": e.kind, "event_id": e.seq, "created_at": e.created_at });
+            if let (Some(obj), serde_json::Value::Object(payload)) =
+                (frame.as_object_mut(), e.payload)
+            {
+                for (k, v) in payload {
+                    obj.entry(k).or_insert(v);
+                }
+            }
+            if socket
+                .send(WsMessage::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if full_page {
+            continue;
+        }
+        // Wait for news for this client; the periodic re-read covers a wake-up lost in transit.
+        let deadline = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                w = wakeups.recv() => match w {
+                    Ok(id) if *id == *client.user_id => break,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return,
+                },
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                },
+                _ = &mut deadline => break,
+            }
+        }
+    }
+}

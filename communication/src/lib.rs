@@ -1,0 +1,82 @@
+//! The communication service: the client edge. It takes client messages from the channels (web chat
+//! over HTTP now; email and Telegram come next), turns them into one internal `InboundMessage`,
+//! publishes them to Kafka and answers only after the broker acknowledged; and it streams each
+//! client's events (accepted, blocked, assigned, replies, closed) back on their channel.
+//! It never decides anything about a ticket: that is the workflow service's job.
+
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod publisher;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use platform::settings::{self, Common};
+use tickets::PgStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: Common,
+    pub http_addr: String,
+}
+
+impl Settings {
+    pub fn from_env() -> Self {
+        Self {
+            common: Common::from_env(),
+            http_addr: settings::var("INBOX_HTTP_ADDR", "127.0.0.1:18480"),
+        }
+    }
+}
+
+/// A bound, ready-to-serve communication service.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Connects to its dependencies and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let store = PgStore::connect(&settings.common.database_url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        store.migrate().await?;
+        let topics = settings.common.topics();
+        let brokers = &settings.common.kafka_brokers;
+        platform::kafka::ensure_topics(brokers, &topics.all()).await?;
+        let (wakeups, _) = tokio::sync::broadcast::channel(4096);
+        events::listen(brokers, &topics.ticket_events, wakeups.clone(), shutdown)?;
+        let state = http::AppState {
+            store,
+            publisher: publisher::Publisher::new(brokers, topics.inbound_messages.clone())?,
+            verifier: settings.common.verifier(),
+            wakeups,
+        };
+        let listener = TcpListener::bind(&settings.http_addr)
+            .await
+            .with_context(|| format!("binding {}", settings.http_addr))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            router: http::router(state),
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, "communication listening on http://{}", self.addr);
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,188 @@
+//! Test harness for end-to-end tests: the three services as real processes on the real stack
+//! (PostgreSQL, Kafka, Temporal) that `make test` starts. Each test gets its own database, topic
+//! prefix and task queue, so tests share the stack without seeing each other.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::Connection;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// The stack endpoints, from the environment `make test` exports (config/dev.env).
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub database_url: String,
+    pub kafka_brokers: String,
+    pub temporal_url: String,
+    pub jwt_secret: String,
+    pub jwt_issuer: String,
+}
+
+impl Stack {
+    /// Fails loudly when a service of the stack is not reachable.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+        let s = Self {
+            database_url: var(
+                "INBOX_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:15432/inbox",
+            ),
+            kafka_brokers: var("INBOX_KAFKA_BROKERS", "127.0.0.1:19093"),
+            temporal_url: var("INBOX_TEMPORAL_URL", "http://127.0.0.1:17240"),
+            jwt_secret: var("INBOX_JWT_SECRET", "dev-secret-change-me-0123456789abcdef"),
+            jwt_issuer: var("INBOX_JWT_ISSUER", "inbox-dev"),
+        };
+        let temporal_host = s.temporal_url.trim_start_matches("http://").to_owned();
+        for (name, addr) in [
+            ("Kafka", s.kafka_brokers.clone()),
+            ("Temporal", temporal_host),
+        ] {
+            tokio::net::TcpStream::connect(&addr).await.with_context(|| {
+                format!("{name} is not reachable at {addr}: run the tests with `make test`, which starts the stack")
+            })?;
+        }
+        sqlx::PgConnection::connect(&s.database_url)
+            .await
+            .with_context(|| {
+                format!(
+                    "PostgreSQL is not reachable at {}: run the tests with `make test`",
+                    s.database_url
+                )
+            })?;
+        Ok(s)
+    }
+
+    /// A fresh database on the stack's server; the services migrate it at start.
+    pub async fn fresh_database(&self, name: &str) -> anyhow::Result<String> {
+        let mut conn = sqlx::PgConnection::connect(&self.database_url).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await?;
+        let base = self
+            .database_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .context("database url has no database name")?;
+        Ok(format!("{base}/{name}"))
+    }
+
+    pub fn token(&self, role: tickets::Role, user: &str, name: &str) -> anyhow::Result<String> {
+        Ok(platform::auth::issue_dev_token(
+            self.jwt_secret.as_bytes(),
+            &self.jwt_issuer,
+            user,
+            Some(name),
+            &[role],
+            3600,
+        )?)
+    }
+}
+
+/// The three services of one test, with their own database, topics and task queue.
+pub struct Engine {
+    pub http: String,
+    pub grpc: String,
+    pub database_url: String,
+    _children: Vec<Child>,
+}
+
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    // Tests run from <target>/debug/deps; the binaries sit in <target>/debug.
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("cannot locate the target directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --workspace --bins` (make test does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Starts `name` and waits until its log prints `ready_marker`; returns the rest of that line.
+async fn spawn(
+    name: &str,
+    envs: &[(&str, String)],
+    ready_marker: &str,
+) -> anyhow::Result<(Child, String)> {
+    let mut cmd = Command::new(binary(name)?);
+    cmd.envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "info,rdkafka=warn,temporalio_sdk_core=warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let tag = name.to_owned();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("[{tag}] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let ready = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = rx.recv().await {
+            if let Some(i) = line.find(ready_marker) {
+                return Some(
+                    line[i + ready_marker.len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+        None
+    })
+    .await;
+    match ready {
+        Ok(Some(rest)) => Ok((child, rest)),
+        Ok(None) => bail!(
+            "{name} exited before it was ready: {:?}",
+            child.wait().await
+        ),
+        Err(_) => bail!("{name} was not ready within 120 s"),
+    }
+}
+
+impl Engine {
+    pub async fn start(stack: &Stack) -> anyhow::Result<Self> {
+        let tag = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+        let database_url = stack.fresh_database(&tag).await?;
+        let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows.yaml");
+        let envs = vec![
+            ("INBOX_DATABASE_URL", database_url.clone()),
+            ("INBOX_KAFKA_BROKERS", stack.kafka_brokers.clone()),
+            ("INBOX_TOPIC_PREFIX", format!("{tag}.")),
+            ("INBOX_TEMPORAL_URL", stack.temporal_url.clone()),
+            ("INBOX_TASK_QUEUE", tag.clone()),
+            ("INBOX_JWT_SECRET", stack.jwt_secret.clone()),
+            ("INBOX_JWT_ISSUER", stack.jwt_issuer.clone()),
+            ("INBOX_SPEC", spec.display().to_string()),
+            ("INBOX_HTTP_ADDR", "127.0.0.1:0".into()),
+            ("INBOX_GRPC_ADDR", "127.0.0.1:0".into()),
+        ];
+        // The workflow service migrates the database and creates the topics first.
+        let (workflow, _) = spawn("workflow", &envs, "workflow service ready").await?;
+        let (communication, http) =
+            spawn("communication", &envs, "communication listening on ").await?;
+        let (gateway, grpc) = spawn("gateway", &envs, "gateway listening on ").await?;
+        Ok(Self {
+            http,
+            grpc: grpc.replace("grpc://", "http://"),
+            database_url,
+            _children: vec![workflow, communication, gateway],
+        })
+    }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make test` (and CI): stack up, fmt check, clippy, build, nextest against the dev stack.
+# Stops only the stack services it started; exits with the status of the first failing step.
+# shellcheck disable=SC2317  # cleanup runs from a trap
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+STACK="$ROOT/scripts/stack.sh"
+export INBOX_CACHE="${INBOX_CACHE:-$HOME/.cache/inbox-engine}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$INBOX_CACHE/target}"
+T0=$SECONDS
+STARTED_STACK=()
+TIMINGS=()
+
+say() { echo "[test] $*" >&2; }
+
+step() {  # step NAME CMD...: run and time one step
+  local name="$1" t=$SECONDS rc=0; shift
+  say "==> $name: $*"
+  "$@" || rc=$?
+  TIMINGS+=("$(printf '%-8s %4ss' "$name" $((SECONDS - t)))")
+  ((rc == 0)) || TIMINGS[-1]+=" FAILED (status $rc)"
+  return "$rc"
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  trap '' INT TERM
+  if ((${#STARTED_STACK[@]})); then
+    say "stopping stack: ${STARTED_STACK[*]}"
+    "$STACK" down "${STARTED_STACK[@]}" || true
+  fi
+  local t
+  for t in "${TIMINGS[@]}"; do say "  $t"; done
+  say "wall time $((SECONDS - T0))s, exit status $rc"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step install "$STACK" install
+for s in postgres temporal kafka; do
+  "$STACK" status "$s" >/dev/null 2>&1 || STARTED_STACK+=("$s")
+done
+step up "$STACK" up
+# dev.env + INBOX_TEMPORAL_BIN / INBOX_TANSU_BIN, so tests find the stack.
+eval "$("$STACK" env)"
+
+step fmt cargo fmt --all --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step build cargo build --workspace --bins
+step nextest cargo nextest run --workspace --no-fail-fast

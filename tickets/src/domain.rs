@@ -1,0 +1,274 @@
+//! Domain types and their rules. No database, Kafka, gRPC or Temporal types appear here.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Namespace for the deterministic ids of this engine (UUID v5).
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1d_4c1e_9f3a_4e57_a1d2_0c5e_7b9a_3f10);
+
+/// Longest message body accepted from a client or a manager, in characters.
+pub const MAX_BODY_CHARS: usize = 4096;
+
+/// Who is calling, as read from a verified token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub user_id: String,
+    pub roles: Vec<Role>,
+    pub display_name: String,
+}
+
+impl Caller {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Client,
+    Manager,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client" => Some(Self::Client),
+            "manager" => Some(Self::Manager),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Manager => "manager",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketStatus {
+    /// Created, no message has passed the AFC check yet.
+    Open,
+    /// Waiting for a ready manager.
+    Waiting,
+    Assigned,
+    Closed,
+}
+
+impl TicketStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Waiting => "waiting",
+            Self::Assigned => "assigned",
+            Self::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "waiting" => Some(Self::Waiting),
+            "assigned" => Some(Self::Assigned),
+            "closed" => Some(Self::Closed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Author {
+    Client,
+    Manager,
+    System,
+}
+
+impl Author {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Manager => "manager",
+            Self::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client" => Some(Self::Client),
+            "manager" => Some(Self::Manager),
+            "system" => Some(Self::System),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of the anti-financial-crime check of one client message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    Passed,
+    /// Blocked by the named rule: never shown to a manager; the client gets a warning.
+    Blocked {
+        rule: String,
+    },
+}
+
+/// A message body that is not blank and not longer than [`MAX_BODY_CHARS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageBody(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("body must not be empty")]
+    Empty,
+    #[error("body is {0} characters long; at most {MAX_BODY_CHARS} are allowed")]
+    TooLong(usize),
+}
+
+impl MessageBody {
+    pub fn parse(s: impl Into<String>) -> Result<Self, BodyError> {
+        let s = s.into();
+        if s.trim().is_empty() {
+            return Err(BodyError::Empty);
+        }
+        let chars = s.chars().count();
+        if chars > MAX_BODY_CHARS {
+            return Err(BodyError::TooLong(chars));
+        }
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// The id of a message is a function of where it came from, so a retried delivery maps onto the
+/// same row instead of a new one.
+pub fn message_id_for(channel: &str, external_id: &str) -> Uuid {
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("msg\0{channel}\0{external_id}").as_bytes(),
+    )
+}
+
+/// A ticket opened by a message gets an id derived from that message: redelivering the message
+/// proposes the same ticket instead of a second one.
+pub fn ticket_id_opened_by(message_id: Uuid) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("ticket\0{message_id}").as_bytes())
+}
+
+/// The external id of a web-chat message: the client's own message id, scoped to the client so two
+/// clients can never collide.
+pub fn web_external_id(client_id: &str, client_message_id: Uuid) -> String {
+    format!("{client_id}/{client_message_id}")
+}
+
+/// A new client message as the inbound consumer stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClientMessage {
+    pub id: Uuid,
+    pub client_id: String,
+    pub client_name: String,
+    pub channel: String,
+    pub external_id: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ticket {
+    pub id: Uuid,
+    pub client_id: String,
+    pub client_name: String,
+    pub status: TicketStatus,
+    pub manager_id: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub assigned_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub ticket_id: Option<Uuid>,
+    pub author: Author,
+    pub body: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A ticket given to a manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub ticket_id: Uuid,
+    pub client_id: String,
+    pub manager_id: String,
+    pub manager_name: String,
+}
+
+/// What `SetReady` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready_slots: i32,
+    pub open_tickets: i32,
+    pub capacity: i32,
+    pub assigned: Option<Assignment>,
+}
+
+/// One event of the outbox, as streams deliver it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub seq: i64,
+    pub kind: String,
+    pub ticket_id: Option<Uuid>,
+    pub client_id: String,
+    pub manager_id: Option<String>,
+    pub client_visible: bool,
+    pub payload: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Event kinds. Clients see the first five; managers see the ones addressed to them.
+pub mod event_kind {
+    pub const MESSAGE_ACCEPTED: &str = "message_accepted";
+    pub const MESSAGE_BLOCKED: &str = "message_blocked";
+    pub const MANAGER_ASSIGNED: &str = "manager_assigned";
+    pub const MANAGER_REPLY: &str = "manager_reply";
+    pub const TICKET_CLOSED: &str = "ticket_closed";
+    /// To the manager: a client message passed the AFC check.
+    pub const MESSAGE_VISIBLE: &str = "message_visible";
+    /// To the manager: a ticket was assigned to them.
+    pub const TICKET_ASSIGNED: &str = "ticket_assigned";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_and_oversized_bodies_are_rejected() {
+        assert_eq!(MessageBody::parse("  \n"), Err(BodyError::Empty));
+        assert_eq!(
+            MessageBody::parse("я".repeat(MAX_BODY_CHARS + 1)),
+            Err(BodyError::TooLong(MAX_BODY_CHARS + 1))
+        );
+        assert!(MessageBody::parse("я".repeat(MAX_BODY_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn ids_are_deterministic_per_source_and_distinct_across_sources() {
+        let a = message_id_for("web", "c1/x");
+        assert_eq!(a, message_id_for("web", "c1/x"));
+        assert_ne!(a, message_id_for("telegram", "c1/x"));
+        assert_ne!(ticket_id_opened_by(a), a);
+        assert_eq!(ticket_id_opened_by(a), ticket_id_opened_by(a));
+    }
+}

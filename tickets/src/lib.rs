@@ -1,0 +1,12 @@
+//! The ticket domain (tickets, messages, managers, AFC verdicts) and its PostgreSQL store.
+//!
+//! `domain` holds the types and rules and knows nothing of SQL, Kafka, gRPC or Temporal; `store` is
+//! the PostgreSQL adapter (sqlx, embedded migrations, the outbox); `visibility` is the one place
+//! that says who may see what (banking rules 1 and 2), used by every read of the store.
+
+pub mod domain;
+pub mod store;
+mod visibility;
+
+pub use domain::*;
+pub use store::{PgStore, StoreError};

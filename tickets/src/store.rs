@@ -1,0 +1,818 @@
+//! The PostgreSQL store: tickets, messages, managers and the event outbox.
+//!
+//! Every state change and the events it causes commit in one transaction. Every write is idempotent
+//! (unique keys, `ON CONFLICT DO NOTHING`, guarded updates), so Kafka redeliveries, Temporal activity
+//! retries and client retries change nothing the second time.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{
+    Assignment, Author, Caller, Event, Message, NewClientMessage, Readiness, Ticket, TicketStatus,
+    Verdict, event_kind, message_id_for,
+};
+use crate::visibility;
+
+/// Serialises matching of waiting tickets to ready managers (one at a time, whoever triggers it).
+const MATCH_LOCK: i64 = 0x1e_b0c5_0001;
+/// Held from the first event insert to commit, so outbox `seq` order is commit order.
+const EVENTS_LOCK: i64 = 0x1e_b0c5_0002;
+/// Channel notified at every commit that wrote events: wakes the outbox relay.
+pub const EVENTS_CHANNEL: &str = "inbox_events";
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The ticket does not exist or the caller may not see it: the two are not told apart, so
+    /// existence does not leak.
+    #[error("ticket not found")]
+    TicketNotFound,
+    #[error("ticket is closed")]
+    TicketClosed,
+    #[error(
+        "manager is at capacity: {open_tickets} open tickets and {ready_slots} ready slots of {capacity}"
+    )]
+    AtCapacity {
+        open_tickets: i32,
+        ready_slots: i32,
+        capacity: i32,
+    },
+    #[error("client {0} already has another open ticket")]
+    OtherTicketOpen(String),
+    #[error("unexpected value in column {column}: {value}")]
+    Corrupt { column: &'static str, value: String },
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The result of applying AFC verdicts to a ticket's messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerdictsApplied {
+    pub passed: usize,
+    pub blocked: usize,
+    /// Set when this call put the ticket in the queue and a ready manager took it at once.
+    pub assigned: Option<Assignment>,
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations; safe to run from several processes at once.
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores a client message as `pending` (not yet checked). Returns false if it was already
+    /// stored: the redelivery changes nothing.
+    pub async fn record_inbound(&self, m: &NewClientMessage) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO clients (id, display_name) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name
+             WHERE EXCLUDED.display_name <> '' AND clients.display_name <> EXCLUDED.display_name",
+        )
+        .bind(&m.client_id)
+        .bind(&m.client_name)
+        .execute(&mut *tx)
+        .await?;
+        let inserted: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "INSERT INTO messages (id, client_id, author, channel, external_id, body, afc_status)
+             VALUES ($1, $2, 'client', $3, $4, $5, 'pending')
+             ON CONFLICT DO NOTHING RETURNING created_at",
+        )
+        .bind(m.id)
+        .bind(&m.client_id)
+        .bind(&m.channel)
+        .bind(&m.external_id)
+        .bind(&m.body)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(created_at) = inserted else {
+            return Ok(false);
+        };
+        insert_event(
+            &mut tx,
+            NewEvent {
+                dedup_key: format!("accepted:{}", m.id),
+                kind: event_kind::MESSAGE_ACCEPTED,
+                ticket_id: None,
+                client_id: &m.client_id,
+                client_visible: true,
+                manager_id: None,
+                payload: json!({
+                    "message_id": m.id,
+                    "body": m.body,
+                    "channel": m.channel,
+                    "created_at": created_at,
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The body of a stored client message, if it exists.
+    pub async fn client_message_body(&self, id: Uuid) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT body FROM messages WHERE id = $1 AND author = 'client'")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Creates the ticket if it does not exist yet.
+    pub async fn open_ticket(&self, ticket_id: Uuid, client_id: &str) -> Result<()> {
+        let res = sqlx::query(
+            "INSERT INTO tickets (id, client_id, status) VALUES ($1, $2, 'open')
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(ticket_id)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e))
+                if e.constraint() == Some("tickets_one_open_per_client") =>
+            {
+                Err(StoreError::OtherTicketOpen(client_id.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The client's messages still waiting for their AFC verdict, oldest first.
+    pub async fn pending_client_messages(&self, client_id: &str) -> Result<Vec<(Uuid, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM messages
+             WHERE client_id = $1 AND author = 'client' AND afc_status = 'pending'
+             ORDER BY created_at, id LIMIT 500",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("body")?)))
+            .collect()
+    }
+
+    /// Attaches checked messages to the ticket and records their verdicts. A passed message becomes
+    /// visible to the ticket's manager; a blocked one never does and the client gets `warning`.
+    /// The first passed message puts the ticket in the queue for a manager.
+    pub async fn apply_verdicts(
+        &self,
+        ticket_id: Uuid,
+        verdicts: &[(Uuid, Verdict)],
+        warning: &str,
+    ) -> Result<VerdictsApplied> {
+        let mut tx = self.pool.begin().await?;
+        let any_passed = verdicts.iter().any(|(_, v)| *v == Verdict::Passed);
+        if any_passed {
+            advisory_lock(&mut tx, MATCH_LOCK).await?;
+        }
+        let row = sqlx::query("SELECT status, manager_id FROM tickets WHERE id = $1 FOR UPDATE")
+            .bind(ticket_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::TicketNotFound)?;
+        let status = status_of(&row)?;
+        let manager_id: Option<String> = row.try_get("manager_id")?;
+        let mut out = VerdictsApplied::default();
+        for (message_id, verdict) in verdicts {
+            let (afc_status, rule) = match verdict {
+                Verdict::Passed => ("passed", None),
+                Verdict::Blocked { rule } => ("blocked", Some(rule.as_str())),
+            };
+            let updated = sqlx::query(
+                "UPDATE messages SET ticket_id = $2, afc_status = $3, afc_rule = $4
+                 WHERE id = $1 AND afc_status = 'pending'
+                 RETURNING client_id, body, created_at",
+            )
+            .bind(message_id)
+            .bind(ticket_id)
+            .bind(afc_status)
+            .bind(rule)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(m) = updated else { continue };
+            let client_id: String = m.try_get("client_id")?;
+            match verdict {
+                Verdict::Passed => {
+                    out.passed += 1;
+                    if let (Some(manager), TicketStatus::Assigned) = (&manager_id, status) {
+                        let body: String = m.try_get("body")?;
+                        let created_at: DateTime<Utc> = m.try_get("created_at")?;
+                        insert_event(
+                            &mut tx,
+                            NewEvent {
+                                dedup_key: format!("visible:{message_id}"),
+                                kind: event_kind::MESSAGE_VISIBLE,
+                                ticket_id: Some(ticket_id),
+                                client_id: &client_id,
+                                client_visible: false,
+                                manager_id: Some(manager),
+                                payload: json!({
+                                    "message_id": message_id,
+                                    "ticket_id": ticket_id,
+                                    "body": body,
+                                    "created_at": created_at,
+                                }),
+                            },
+                        )
+                        .await?;
+                    }
+                }
+                Verdict::Blocked { .. } => {
+                    out.blocked += 1;
+                    let warning_id = insert_system_message(
+                        &mut tx,
+                        &format!("blocked:{message_id}"),
+                        ticket_id,
+                        &client_id,
+                        warning,
+                    )
+                    .await?;
+                    insert_event(
+                        &mut tx,
+                        NewEvent {
+                            dedup_key: format!("blocked:{message_id}"),
+                            kind: event_kind::MESSAGE_BLOCKED,
+                            ticket_id: Some(ticket_id),
+                            client_id: &client_id,
+                            client_visible: true,
+                            manager_id: None,
+                            payload: json!({
+                                "message_id": message_id,
+                                "ticket_id": ticket_id,
+                                "warning": warning,
+                                "warning_message_id": warning_id,
+                            }),
+                        },
+                    )
+                    .await?;
+                }
+            }
+        }
+        if out.passed > 0 && status == TicketStatus::Open {
+            sqlx::query(
+                "UPDATE tickets SET status = 'waiting', waiting_since = now() WHERE id = $1",
+            )
+            .bind(ticket_id)
+            .execute(&mut *tx)
+            .await?;
+            let assigned = match_waiting(&mut tx).await?;
+            out.assigned = assigned.into_iter().find(|a| a.ticket_id == ticket_id);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// "I can take one more client": one more ready slot, up to the manager's capacity, then the
+    /// longest-waiting tickets are matched.
+    pub async fn set_ready(&self, manager: &Caller, default_capacity: i32) -> Result<Readiness> {
+        let mut tx = self.pool.begin().await?;
+        advisory_lock(&mut tx, MATCH_LOCK).await?;
+        sqlx::query(
+            "INSERT INTO managers (id, display_name, capacity) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name, updated_at = now()",
+        )
+        .bind(&manager.user_id)
+        .bind(&manager.display_name)
+        .bind(default_capacity)
+        .execute(&mut *tx)
+        .await?;
+        let (capacity, ready_slots, open_tickets) = manager_load(&mut tx, &manager.user_id).await?;
+        if open_tickets + ready_slots >= capacity {
+            return Err(StoreError::AtCapacity {
+                open_tickets,
+                ready_slots,
+                capacity,
+            });
+        }
+        sqlx::query(
+            "UPDATE managers SET ready_slots = ready_slots + 1,
+                    ready_since = coalesce(ready_since, now()), updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(&manager.user_id)
+        .execute(&mut *tx)
+        .await?;
+        let assigned = match_waiting(&mut tx)
+            .await?
+            .into_iter()
+            .find(|a| a.manager_id == manager.user_id);
+        let (capacity, ready_slots, open_tickets) = manager_load(&mut tx, &manager.user_id).await?;
+        tx.commit().await?;
+        Ok(Readiness {
+            ready_slots,
+            open_tickets,
+            capacity,
+            assigned,
+        })
+    }
+
+    /// Withdraws every ready slot of the manager; their open tickets stay theirs.
+    pub async fn set_not_ready(&self, manager_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        advisory_lock(&mut tx, MATCH_LOCK).await?;
+        sqlx::query(
+            "UPDATE managers SET ready_slots = 0, ready_since = NULL, updated_at = now() WHERE id = $1",
+        )
+        .bind(manager_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The manager's tickets, newest first; `statuses` empty means every status but closed.
+    pub async fn manager_tickets(
+        &self,
+        manager_id: &str,
+        statuses: &[TicketStatus],
+    ) -> Result<Vec<Ticket>> {
+        let statuses: Vec<&str> = if statuses.is_empty() {
+            vec!["open", "waiting", "assigned"]
+        } else {
+            statuses.iter().map(|s| s.as_str()).collect()
+        };
+        let sql = format!(
+            "SELECT t.id, t.client_id, c.display_name AS client_name, t.status, t.manager_id,
+                    t.created_at, t.assigned_at
+             FROM tickets t JOIN clients c ON c.id = t.client_id
+             WHERE {} AND t.status = ANY($2)
+             ORDER BY t.created_at DESC, t.id",
+            visibility::MANAGER_TICKETS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(manager_id)
+            .bind(&statuses)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ticket_of).collect()
+    }
+
+    /// One of the manager's tickets, or `TicketNotFound` if it is not theirs.
+    pub async fn manager_ticket(&self, manager_id: &str, ticket_id: Uuid) -> Result<Ticket> {
+        let sql = format!(
+            "SELECT t.id, t.client_id, c.display_name AS client_name, t.status, t.manager_id,
+                    t.created_at, t.assigned_at
+             FROM tickets t JOIN clients c ON c.id = t.client_id
+             WHERE {} AND t.id = $2",
+            visibility::MANAGER_TICKETS
+        );
+        let row = sqlx::query(&sql)
+            .bind(manager_id)
+            .bind(ticket_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::TicketNotFound)?;
+        ticket_of(&row)
+    }
+
+    /// The messages of one of the manager's tickets that the manager may read, oldest first.
+    pub async fn manager_messages(
+        &self,
+        manager_id: &str,
+        ticket_id: Uuid,
+    ) -> Result<Vec<Message>> {
+        let sql = format!(
+            "SELECT m.id, m.ticket_id, m.author, m.body, m.created_at
+             FROM messages m JOIN tickets t ON t.id = m.ticket_id
+             WHERE {} AND t.id = $2 AND {}
+             ORDER BY m.created_at, m.id",
+            visibility::MANAGER_TICKETS,
+            visibility::MANAGER_MESSAGES
+        );
+        let rows = sqlx::query(&sql)
+            .bind(manager_id)
+            .bind(ticket_id)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            // Tell "no messages" from "not your ticket".
+            self.manager_ticket(manager_id, ticket_id).await?;
+        }
+        rows.iter().map(message_of).collect()
+    }
+
+    /// Stores a manager's reply to a ticket assigned to them. The same idempotency key returns the
+    /// same message and stores nothing new, even after the ticket closed.
+    pub async fn send_reply(
+        &self,
+        manager: &Caller,
+        ticket_id: Uuid,
+        idempotency_key: &str,
+        body: &str,
+    ) -> Result<Uuid> {
+        let external_id = format!("{}/{idempotency_key}", manager.user_id);
+        let message_id = message_id_for("manager", &external_id);
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT client_id, status FROM tickets WHERE id = $1 AND manager_id = $2 FOR SHARE",
+        )
+        .bind(ticket_id)
+        .bind(&manager.user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::TicketNotFound)?;
+        let existing: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE channel = 'manager' AND external_id = $1",
+        )
+        .bind(&external_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        if status_of(&row)? == TicketStatus::Closed {
+            return Err(StoreError::TicketClosed);
+        }
+        let client_id: String = row.try_get("client_id")?;
+        let created_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO messages (id, client_id, ticket_id, author, manager_id, channel, external_id,
+                                   body, afc_status)
+             VALUES ($1, $2, $3, 'manager', $4, 'manager', $5, $6, 'not_checked')
+             RETURNING created_at",
+        )
+        .bind(message_id)
+        .bind(&client_id)
+        .bind(ticket_id)
+        .bind(&manager.user_id)
+        .bind(&external_id)
+        .bind(body)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            NewEvent {
+                dedup_key: format!("reply:{message_id}"),
+                kind: event_kind::MANAGER_REPLY,
+                ticket_id: Some(ticket_id),
+                client_id: &client_id,
+                client_visible: true,
+                manager_id: Some(&manager.user_id),
+                payload: json!({
+                    "message_id": message_id,
+                    "ticket_id": ticket_id,
+                    "body": body,
+                    "manager_name": manager.display_name,
+                    "created_at": created_at,
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(message_id)
+    }
+
+    /// Closes the ticket, frees the manager's capacity and tells the client with `closing_text`.
+    /// Returns false if it was already closed.
+    pub async fn close_ticket(
+        &self,
+        ticket_id: Uuid,
+        reason: &str,
+        closing_text: &str,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT client_id, status, manager_id FROM tickets WHERE id = $1 FOR UPDATE",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::TicketNotFound)?;
+        if status_of(&row)? == TicketStatus::Closed {
+            return Ok(false);
+        }
+        let client_id: String = row.try_get("client_id")?;
+        let manager_id: Option<String> = row.try_get("manager_id")?;
+        sqlx::query(
+            "UPDATE tickets SET status = 'closed', closed_at = now(), close_reason = $2 WHERE id = $1",
+        )
+        .bind(ticket_id)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        let message_id = insert_system_message(
+            &mut tx,
+            &format!("closed:{ticket_id}"),
+            ticket_id,
+            &client_id,
+            closing_text,
+        )
+        .await?;
+        insert_event(
+            &mut tx,
+            NewEvent {
+                dedup_key: format!("closed:{ticket_id}"),
+                kind: event_kind::TICKET_CLOSED,
+                ticket_id: Some(ticket_id),
+                client_id: &client_id,
+                client_visible: true,
+                manager_id: manager_id.as_deref(),
+                payload: json!({
+                    "ticket_id": ticket_id,
+                    "reason": reason,
+                    "message_id": message_id,
+                    "body": closing_text,
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The client's events after `after_seq`, oldest first: one continuous chat across tickets.
+    pub async fn client_events_after(
+        &self,
+        client_id: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>> {
+        let sql = format!(
+            "SELECT e.seq, e.kind, e.ticket_id, e.client_id, e.manager_id, e.client_visible,
+                    e.payload, e.created_at
+             FROM events e WHERE {} AND e.seq > $2 ORDER BY e.seq LIMIT $3",
+            visibility::CLIENT_EVENTS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(client_id)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event_of).collect()
+    }
+
+    /// Outbox rows not yet published, oldest first.
+    pub async fn unpublished_events(&self, limit: i64) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, ticket_id, client_id, manager_id, client_visible, payload, created_at
+             FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_of).collect()
+    }
+
+    pub async fn mark_published(&self, seqs: &[i64]) -> Result<()> {
+        sqlx::query("UPDATE events SET published_at = now() WHERE seq = ANY($1)")
+            .bind(seqs)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn advisory_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+struct NewEvent<'a> {
+    dedup_key: String,
+    kind: &'static str,
+    ticket_id: Option<Uuid>,
+    client_id: &'a str,
+    client_visible: bool,
+    manager_id: Option<&'a str>,
+    payload: serde_json::Value,
+}
+
+async fn insert_event(tx: &mut Transaction<'_, Postgres>, e: NewEvent<'_>) -> Result<()> {
+    advisory_lock(tx, EVENTS_LOCK).await?;
+    sqlx::query(
+        "INSERT INTO events (dedup_key, kind, ticket_id, client_id, client_visible, manager_id, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(&e.dedup_key)
+    .bind(e.kind)
+    .bind(e.ticket_id)
+    .bind(e.client_id)
+    .bind(e.client_visible)
+    .bind(e.manager_id)
+    .bind(&e.payload)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(EVENTS_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A message from the engine to the client (warning, manager joined, closed), part of their chat.
+async fn insert_system_message(
+    tx: &mut Transaction<'_, Postgres>,
+    external_id: &str,
+    ticket_id: Uuid,
+    client_id: &str,
+    body: &str,
+) -> Result<Uuid> {
+    let id = message_id_for("system", external_id);
+    sqlx::query(
+        "INSERT INTO messages (id, client_id, ticket_id, author, channel, external_id, body, afc_status)
+         VALUES ($1, $2, $3, 'system', 'system', $4, $5, 'not_checked')
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(client_id)
+    .bind(ticket_id)
+    .bind(external_id)
+    .bind(body)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// (capacity, ready slots, open tickets) of a manager, locking the manager's row.
+async fn manager_load(
+    tx: &mut Transaction<'_, Postgres>,
+    manager_id: &str,
+) -> Result<(i32, i32, i32)> {
+    let row = sqlx::query(
+        "SELECT m.capacity, m.ready_slots,
+                (SELECT count(*) FROM tickets t WHERE t.manager_id = m.id AND t.status = 'assigned')::int
+                    AS open_tickets
+         FROM managers m WHERE m.id = $1 FOR UPDATE",
+    )
+    .bind(manager_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok((
+        row.try_get("capacity")?,
+        row.try_get("ready_slots")?,
+        row.try_get("open_tickets")?,
+    ))
+}
+
+/// Gives waiting tickets, longest-waiting first, to ready managers: the one with the fewest open
+/// tickets, then the one ready longest. Runs under `MATCH_LOCK`, so it never races itself; a manager
+/// holds at most `capacity` tickets because slots are only granted below capacity.
+async fn match_waiting(tx: &mut Transaction<'_, Postgres>) -> Result<Vec<Assignment>> {
+    let mut out = Vec::new();
+    loop {
+        let ticket = sqlx::query(
+            "SELECT id, client_id FROM tickets WHERE status = 'waiting'
+             ORDER BY waiting_since, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(ticket) = ticket else { break };
+        let manager = sqlx::query(
+            "SELECT m.id, m.display_name FROM managers m WHERE m.ready_slots > 0
+             ORDER BY (SELECT count(*) FROM tickets t WHERE t.manager_id = m.id AND t.status = 'assigned'),
+                      m.ready_since, m.id
+             LIMIT 1 FOR UPDATE",
+        )
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(manager) = manager else { break };
+        let a = Assignment {
+            ticket_id: ticket.try_get("id")?,
+            client_id: ticket.try_get("client_id")?,
+            manager_id: manager.try_get("id")?,
+            manager_name: manager.try_get("display_name")?,
+        };
+        sqlx::query(
+            "UPDATE tickets SET status = 'assigned', manager_id = $2, assigned_at = now() WHERE id = $1",
+        )
+        .bind(a.ticket_id)
+        .bind(&a.manager_id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE managers SET ready_slots = ready_slots - 1,
+                    ready_since = CASE WHEN ready_slots = 1 THEN NULL ELSE ready_since END,
+                    updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(&a.manager_id)
+        .execute(&mut **tx)
+        .await?;
+        let text = format!("{} joined the chat and will help you.", a.manager_name);
+        let message_id = insert_system_message(
+            tx,
+            &format!("assigned:{}:{}", a.ticket_id, a.manager_id),
+            a.ticket_id,
+            &a.client_id,
+            &text,
+        )
+        .await?;
+        insert_event(
+            tx,
+            NewEvent {
+                dedup_key: format!("assigned:{}:{}", a.ticket_id, a.manager_id),
+                kind: event_kind::MANAGER_ASSIGNED,
+                ticket_id: Some(a.ticket_id),
+                client_id: &a.client_id,
+                client_visible: true,
+                manager_id: None,
+                payload: json!({
+                    "ticket_id": a.ticket_id,
+                    "manager_name": a.manager_name,
+                    "message_id": message_id,
+                    "body": text,
+                }),
+            },
+        )
+        .await?;
+        insert_event(
+            tx,
+            NewEvent {
+                dedup_key: format!("ticket-assigned:{}:{}", a.ticket_id, a.manager_id),
+                kind: event_kind::TICKET_ASSIGNED,
+                ticket_id: Some(a.ticket_id),
+                client_id: &a.client_id,
+                client_visible: false,
+                manager_id: Some(&a.manager_id),
+                payload: json!({ "ticket_id": a.ticket_id, "client_id": a.client_id }),
+            },
+        )
+        .await?;
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn status_of(row: &PgRow) -> Result<TicketStatus> {
+    let s: String = row.try_get("status")?;
+    TicketStatus::parse(&s).ok_or(StoreError::Corrupt {
+        column: "tickets.status",
+        value: s,
+    })
+}
+
+fn ticket_of(row: &PgRow) -> Result<Ticket> {
+    Ok(Ticket {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        client_name: row.try_get("client_name")?,
+        status: status_of(row)?,
+        manager_id: row.try_get("manager_id")?,
+        created_at: row.try_get("created_at")?,
+        assigned_at: row.try_get("assigned_at")?,
+    })
+}
+
+fn message_of(row: &PgRow) -> Result<Message> {
+    let author: String = row.try_get("author")?;
+    Ok(Message {
+        id: row.try_get("id")?,
+        ticket_id: row.try_get("ticket_id")?,
+        author: Author::parse(&author).ok_or(StoreError::Corrupt {
+            column: "messages.author",
+            value: author,
+        })?,
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn event_of(row: &PgRow) -> Result<Event> {
+    Ok(Event {
+        seq: row.try_get("seq")?,
+        kind: row.try_get("kind")?,
+        ticket_id: row.try_get("ticket_id")?,
+        client_id: row.try_get("client_id")?,
+        manager_id: row.try_get("manager_id")?,
+        client_visible: row.try_get("client_visible")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

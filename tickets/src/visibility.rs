@@ -1,0 +1,17 @@
+//! Rules 1 and 2 in one place: what a manager and a client may see. Every read of the store builds its
+//! WHERE clause from these fragments, so a new query cannot forget them.
+//!
+//! - A manager sees a ticket only while it is assigned to them (`tickets.manager_id = me`), and of its
+//!   messages only client messages that passed the AFC check and managers' replies: never a pending or
+//!   blocked client message, never a service message meant for the client.
+//! - A client sees their own events only, across all of their tickets: one continuous chat.
+
+/// Tickets visible to the manager bound as `$1`.
+pub(crate) const MANAGER_TICKETS: &str = "t.manager_id = $1";
+
+/// Messages (alias `m`) a manager may read once the ticket is theirs.
+pub(crate) const MANAGER_MESSAGES: &str =
+    "((m.author = 'client' AND m.afc_status = 'passed') OR m.author = 'manager')";
+
+/// Events (alias `e`) of the client bound as `$1`.
+pub(crate) const CLIENT_EVENTS: &str = "e.client_id = $1 AND e.client_visible";

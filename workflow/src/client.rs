@@ -1,0 +1,94 @@
+//! The client side of ticket workflows, for the inbound consumer and the gateway: connect, deliver a
+//! message (signal-with-start), resolve.
+
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowSignalOptions,
+    WorkflowStartOptions,
+};
+use uuid::Uuid;
+
+use crate::spec::TicketSpec;
+use crate::ticket::{ResolveRequest, TicketInput, TicketWorkflow, workflow_id};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemporalError {
+    #[error("temporal url {0:?}: {1}")]
+    Url(String, String),
+    #[error("connecting to temporal at {0}: {1}")]
+    Connect(String, String),
+    #[error("temporal: {0}")]
+    Call(String),
+}
+
+/// Connects to the Temporal frontend at `url` (e.g. `http://127.0.0.1:17240`).
+pub async fn connect(url: &str, namespace: &str, identity: &str) -> Result<Client, TemporalError> {
+    let target = Url::parse(url).map_err(|e| TemporalError::Url(url.into(), e.to_string()))?;
+    let opts = ConnectionOptions::new(target)
+        .identity(identity.to_owned())
+        .build();
+    let connection = Connection::connect(opts)
+        .await
+        .map_err(|e| TemporalError::Connect(url.into(), e.to_string()))?;
+    Client::new(connection, ClientOptions::new(namespace).build())
+        .map_err(|e| TemporalError::Connect(url.into(), e.to_string()))
+}
+
+/// Sends ticket workflows their signals.
+#[derive(Clone)]
+pub struct Tickets {
+    pub client: Client,
+    pub task_queue: String,
+}
+
+impl Tickets {
+    /// Wakes the client's open ticket, or starts one (`proposed_ticket_id`) if none is open.
+    pub async fn message_arrived(
+        &self,
+        client_id: &str,
+        message_id: Uuid,
+        proposed_ticket_id: Uuid,
+        spec: &TicketSpec,
+    ) -> Result<(), TemporalError> {
+        let input = TicketInput {
+            ticket_id: proposed_ticket_id,
+            client_id: client_id.to_owned(),
+            spec: spec.clone(),
+            carried_messages: false,
+        };
+        let opts =
+            WorkflowStartOptions::new(self.task_queue.clone(), workflow_id(client_id)).build();
+        self.client
+            .signal_with_start_workflow(
+                TicketWorkflow::run,
+                input,
+                TicketWorkflow::message_arrived,
+                message_id,
+                opts,
+            )
+            .await
+            .map_err(|e| TemporalError::Call(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Asks the client's ticket workflow to close `ticket_id` on the manager's behalf.
+    pub async fn resolve(
+        &self,
+        client_id: &str,
+        ticket_id: Uuid,
+        manager_id: &str,
+    ) -> Result<(), TemporalError> {
+        self.client
+            .get_workflow_handle::<TicketWorkflow>(workflow_id(client_id))
+            .signal(
+                TicketWorkflow::resolve,
+                ResolveRequest {
+                    ticket_id,
+                    manager_id: manager_id.to_owned(),
+                },
+                WorkflowSignalOptions::default(),
+            )
+            .await
+            .map_err(|e| TemporalError::Call(e.to_string()))?;
+        Ok(())
+    }
+}
