@@ -24,6 +24,9 @@ TANSU_VERSION="0.6.0"
 TANSU_ROOT="$INBOX_CACHE/tansu"
 TANSU_BIN="$TANSU_ROOT/bin/tansu"
 TANSU_LOG="$INBOX_CACHE/tansu-install.log"
+# Channel test peers: the Telegram Bot API emulator (npm), installed into the cache.
+NPM_PREFIX="$INBOX_CACHE/npm"
+TELEGRAM_TEST_API_VERSION="4.2.1"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_DIR="$DEV/pg"            # owned by the postgres user; holds the socket
 PG_DATA="$PG_DIR/data"
@@ -203,8 +206,20 @@ install_tansu() {
   [[ -x "$TANSU_BIN" ]] || die "tansu binary missing at $TANSU_BIN"
 }
 
+install_telegram_emulator() {
+  [[ -f "$NPM_PREFIX/node_modules/telegram-test-api/package.json" ]] \
+    && grep -q "\"version\": \"$TELEGRAM_TEST_API_VERSION\"" \
+      "$NPM_PREFIX/node_modules/telegram-test-api/package.json" && return 0
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  mkdir -p "$NPM_PREFIX"
+  log "npm install telegram-test-api@$TELEGRAM_TEST_API_VERSION into $NPM_PREFIX"
+  npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --silent \
+    "telegram-test-api@$TELEGRAM_TEST_API_VERSION" >&2
+}
+
 cmd_install() {
   install_apt
+  install_telegram_emulator
   install_temporal
   install_nextest
   install_tansu
@@ -457,6 +472,7 @@ cmd_env() {
   grep -q '^[[:space:]]*DATABASE_URL=' "$ENV_FILE" || printf "export DATABASE_URL='%s'\n" "$INBOX_DATABASE_URL"
   printf "export INBOX_TEMPORAL_BIN='%s'\n" "$(temporal_bin)"
   printf "export INBOX_TANSU_BIN='%s'\n" "$TANSU_BIN"
+  printf "export INBOX_NODE_MODULES='%s'\n" "$NPM_PREFIX/node_modules"
 }
 
 usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }

@@ -2,7 +2,7 @@
 //! (`{"error": {"code": ..., "message": ...}}`). Internal errors are logged, never shown.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -26,6 +26,12 @@ pub enum ApiError {
     /// 409: the same idempotency key was used for a different message.
     #[error("{0}")]
     Conflict(String),
+    /// 404: the resource does not exist or is not the caller's (the two are not told apart).
+    #[error("{0}")]
+    NotFound(String),
+    /// 429: the client sent too many requests; `Retry-After` says when to try again.
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     /// 503: a dependency (broker, database) is unavailable; the client should retry.
     #[error("service unavailable")]
     Unavailable(String),
@@ -54,6 +60,8 @@ impl IntoResponse for ApiError {
             Self::BadRequest { status, .. } => (*status, "bad_request"),
             Self::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(detail) => {
                 tracing::error!(error = %detail, "dependency unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -63,6 +71,12 @@ impl IntoResponse for ApiError {
         if let Self::InvalidField { field, .. } = &self {
             body["error"]["field"] = json!(field);
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::TooManyRequests { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }

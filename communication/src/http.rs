@@ -1,24 +1,27 @@
-//! The web-chat client API: `POST /v1/messages` and the `/v1/ws` event stream.
+//! The web-chat client API: send (`POST /v1/messages`), history (`GET /v1/messages`), read cursor
+//! (`/v1/read`), the `/v1/ws` event stream and the OpenAPI document that describes them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tickets::{Caller, MessageBody, PgStore, Role, message_id_for, web_external_id};
+use tickets::{Caller, ChatCursor, MessageBody, PgStore, Role, message_id_for, web_external_id};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::events::Wakeups;
 use crate::publisher::Publisher;
+use crate::ratelimit::RateLimiter;
 
 /// Largest request body the API reads; larger ones get 413 before any parsing.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -29,13 +32,38 @@ pub struct AppState {
     pub publisher: Publisher,
     pub verifier: platform::auth::Verifier,
     pub wakeups: Wakeups,
+    pub limiter: RateLimiter,
+}
+
+/// Every route of the client API. The router is built from this table only, and a test checks the
+/// OpenAPI document (`openapi.rs`) against it, so the two cannot drift apart.
+pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<AppState>>)> {
+    vec![
+        (Method::POST, "/v1/messages", post(post_message)),
+        (Method::GET, "/v1/messages", get(history)),
+        (Method::POST, "/v1/read", post(mark_read)),
+        (Method::GET, "/v1/read", get(read_state)),
+        (Method::GET, "/v1/ws", get(websocket)),
+        (
+            Method::GET,
+            "/v1/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        ),
+        (Method::GET, "/healthz", get(|| async { "ok" })),
+    ]
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/messages", post(post_message))
-        .route("/v1/ws", get(websocket))
-        .route("/healthz", get(|| async { "ok" }))
+    let mut by_path: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
+    for (_, path, handler) in routes() {
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
+            None => by_path.push((path, handler)),
+        }
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(Arc::new(state))
 }
@@ -50,7 +78,17 @@ fn client_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> 
         .transpose()?;
     let caller = state.verifier.verify_header(header)?;
     platform::auth::require(&caller, Role::Client)?;
+    rate_limit(state, &caller)?;
     Ok(caller)
+}
+
+fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    state
+        .limiter
+        .check(&caller.user_id)
+        .map_err(|wait| ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        })
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +149,88 @@ fn accepted(message_id: Uuid) -> Response {
         .into_response()
 }
 
+/// Largest history page a client may ask for.
+pub const MAX_PAGE: i64 = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Cursor from a previous page's `next_before`: return messages older than it.
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+/// One page of the client's chat (all of their tickets), oldest first; `next_before` pages back.
+async fn history(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &headers)?;
+    let Query(q) = query.map_err(|e| ApiError::BadRequest {
+        status: e.status(),
+        message: e.body_text(),
+    })?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidField {
+            field: "limit",
+            message: format!("must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    let before = q
+        .before
+        .as_deref()
+        .map(ChatCursor::decode)
+        .transpose()
+        .map_err(|e| ApiError::InvalidField {
+            field: "before",
+            message: e.to_string(),
+        })?;
+    let page = state
+        .store
+        .client_history(&client.user_id, before, limit)
+        .await?;
+    let next_before = page
+        .has_more
+        .then(|| page.messages.first().map(|m| m.cursor().encode()))
+        .flatten();
+    Ok(Json(json!({ "messages": page.messages, "next_before": next_before })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRead {
+    /// The last message the client has read; everything up to it counts as read.
+    pub message_id: Uuid,
+}
+
+async fn mark_read(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<MarkRead>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &headers)?;
+    let Json(req) = payload.map_err(|e| ApiError::BadRequest {
+        status: e.status(),
+        message: e.body_text(),
+    })?;
+    let read = state
+        .store
+        .mark_read(&client.user_id, req.message_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such message in your chat".into()))?;
+    Ok(Json(read).into_response())
+}
+
+async fn read_state(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &headers)?;
+    Ok(Json(state.store.read_state(&client.user_id).await?).into_response())
+}
+
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
     token: Option<String>,
@@ -130,6 +250,7 @@ async fn websocket(
         Some(t) => {
             let c = state.verifier.verify(t)?;
             platform::auth::require(&c, Role::Client)?;
+            rate_limit(&state, &c)?;
             c
         }
         None => client_of(&state, &headers)?,

@@ -4,10 +4,14 @@
 //! client's events (accepted, blocked, assigned, replies, closed) back on their channel.
 //! It never decides anything about a ticket: that is the workflow service's job.
 
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod openapi;
 pub mod publisher;
+pub mod ratelimit;
+pub mod telegram;
 
 use std::net::SocketAddr;
 
@@ -21,14 +25,23 @@ use tokio_util::sync::CancellationToken;
 pub struct Settings {
     pub common: Common,
     pub http_addr: String,
+    pub rate_limit: ratelimit::RateLimit,
+    /// Off unless `INBOX_TELEGRAM_TOKEN` is set.
+    pub telegram: Option<telegram::TelegramSettings>,
 }
 
 impl Settings {
-    pub fn from_env() -> Self {
-        Self {
+    pub fn from_env() -> Result<Self, settings::SettingError> {
+        let default = ratelimit::RateLimit::default();
+        Ok(Self {
             common: Common::from_env(),
             http_addr: settings::var("INBOX_HTTP_ADDR", "127.0.0.1:18480"),
-        }
+            rate_limit: ratelimit::RateLimit {
+                burst: settings::parse("INBOX_RATE_LIMIT_BURST", default.burst)?,
+                per_second: settings::parse("INBOX_RATE_LIMIT_PER_SECOND", default.per_second)?,
+            },
+            telegram: telegram::TelegramSettings::from_env()?,
+        })
     }
 }
 
@@ -50,12 +63,34 @@ impl Application {
         let brokers = &settings.common.kafka_brokers;
         platform::kafka::ensure_topics(brokers, &topics.all()).await?;
         let (wakeups, _) = tokio::sync::broadcast::channel(4096);
-        events::listen(brokers, &topics.ticket_events, wakeups.clone(), shutdown)?;
+        events::listen(
+            brokers,
+            &topics.ticket_events,
+            wakeups.clone(),
+            shutdown.clone(),
+        )?;
+        let publisher = publisher::Publisher::new(brokers, topics.inbound_messages.clone())?;
+        if let Some(tg) = &settings.telegram {
+            tracing::info!(api = %tg.api_url, "telegram channel on");
+            tokio::spawn(telegram::poll_updates(
+                tg.clone(),
+                store.clone(),
+                publisher.clone(),
+                shutdown.clone(),
+            ));
+            tokio::spawn(delivery::run(
+                telegram::TelegramOutbound::new(tg)?,
+                store.clone(),
+                wakeups.clone(),
+                shutdown.clone(),
+            ));
+        }
         let state = http::AppState {
             store,
-            publisher: publisher::Publisher::new(brokers, topics.inbound_messages.clone())?,
+            publisher,
             verifier: settings.common.verifier(),
             wakeups,
+            limiter: ratelimit::RateLimiter::new(settings.rate_limit),
         };
         let listener = TcpListener::bind(&settings.http_addr)
             .await

@@ -12,6 +12,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod telegram;
+
 /// The stack endpoints, from the environment `make test` exports (config/dev.env).
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -87,6 +89,7 @@ pub struct Engine {
     pub http: String,
     pub grpc: String,
     pub database_url: String,
+    envs: Vec<(String, String)>,
     _children: Vec<Child>,
 }
 
@@ -158,6 +161,11 @@ async fn spawn(
 
 impl Engine {
     pub async fn start(stack: &Stack) -> anyhow::Result<Self> {
+        Self::start_with(stack, &[]).await
+    }
+
+    /// Starts the engine with `extra` environment for the services (channel settings, ...).
+    pub async fn start_with(stack: &Stack, extra: &[(&str, String)]) -> anyhow::Result<Self> {
         let tag = format!("e2e_{}", uuid::Uuid::new_v4().simple());
         let database_url = stack.fresh_database(&tag).await?;
         let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows.yaml");
@@ -173,6 +181,7 @@ impl Engine {
             ("INBOX_HTTP_ADDR", "127.0.0.1:0".into()),
             ("INBOX_GRPC_ADDR", "127.0.0.1:0".into()),
         ];
+        let envs: Vec<(&str, String)> = envs.into_iter().chain(extra.iter().cloned()).collect();
         // The workflow service migrates the database and creates the topics first.
         let (workflow, _) = spawn("workflow", &envs, "workflow service ready").await?;
         let (communication, http) =
@@ -182,7 +191,43 @@ impl Engine {
             http,
             grpc: grpc.replace("grpc://", "http://"),
             database_url,
+            envs: envs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
             _children: vec![workflow, communication, gateway],
         })
+    }
+
+    /// Kills the gateway (SIGKILL) and starts a new one on the same database and topics; `grpc`
+    /// then points at the new one.
+    pub async fn crash_and_restart_gateway(&mut self) -> anyhow::Result<()> {
+        self._children[2].kill().await?;
+        let envs: Vec<(&str, String)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let (gateway, grpc) = spawn("gateway", &envs, "gateway listening on ").await?;
+        self._children[2] = gateway;
+        self.grpc = grpc.replace("grpc://", "http://");
+        Ok(())
+    }
+
+    /// Kills `communication` (SIGKILL: no graceful shutdown) and starts it again on the same
+    /// settings; returns once the new process is ready. Its HTTP address changes.
+    pub async fn crash_and_restart_communication(&mut self) -> anyhow::Result<()> {
+        let old = &mut self._children[1];
+        old.kill().await?;
+        let envs: Vec<(&str, String)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let (communication, http) =
+            spawn("communication", &envs, "communication listening on ").await?;
+        self._children[1] = communication;
+        self.http = http;
+        Ok(())
     }
 }

@@ -100,6 +100,7 @@ impl Manager {
     ) -> Result<Vec<v1::Ticket>, tonic::Status> {
         let req = self.req(v1::ListTicketsRequest {
             statuses: statuses.into_iter().map(|s| s as i32).collect(),
+            ..Default::default()
         });
         Ok(self.client.list_tickets(req).await?.into_inner().tickets)
     }
@@ -107,6 +108,7 @@ impl Manager {
     async fn messages(&mut self, ticket_id: &str) -> Result<Vec<v1::Message>, tonic::Status> {
         let req = self.req(v1::ListMessagesRequest {
             ticket_id: ticket_id.into(),
+            ..Default::default()
         });
         Ok(self.client.list_messages(req).await?.into_inner().messages)
     }

@@ -1,92 +1,63 @@
 //! `inbox.v1.ManagerService`: what a manager's console calls. Every call runs as the caller of the
-//! bearer token (role `manager`), and every read is limited by the store's visibility rules.
+//! bearer token (role `manager`), and every read is limited by the store's visibility rules: a ticket
+//! that is not the caller's answers `NOT_FOUND`, exactly like one that does not exist.
 
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
 use proto::v1::{self, manager_service_server::ManagerService};
-use tickets::{Author, Caller, Message, MessageBody, PgStore, Role, Ticket, TicketStatus};
+use tickets::{Assignment, Caller, MessageBody, PgStore, Role, Routing, TicketStatus};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
+use crate::caller::authenticate;
+use crate::convert;
 use crate::status;
+use crate::stream::{Audience, Streams};
 
 pub struct Managers {
     pub store: PgStore,
     pub tickets: workflow::client::Tickets,
     pub verifier: platform::auth::Verifier,
-    pub default_capacity: i32,
+    pub spec: Arc<workflow::spec::Spec>,
+    pub streams: Streams,
 }
 
 impl Managers {
-    fn manager<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .map(|v| {
-                v.to_str()
-                    .map_err(|_| Status::unauthenticated("malformed authorization header"))
-            })
-            .transpose()?;
-        let caller = self.verifier.verify_header(header).map_err(status::auth)?;
-        platform::auth::require(&caller, Role::Manager).map_err(status::auth)?;
-        Ok(caller)
+    async fn manager<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        authenticate(&self.verifier, req, Role::Manager).await
+    }
+
+    /// Tells the ticket's workflow who holds it now (its timers depend on it). The assignment is
+    /// committed already, so a failure here is logged, not returned.
+    async fn tell_assigned(&self, a: &Assignment) {
+        if let Err(e) = self
+            .tickets
+            .assigned(&a.client_id, a.ticket_id, &a.manager_id)
+            .await
+        {
+            tracing::warn!(error = %e, ticket_id = %a.ticket_id, "cannot signal the assignment");
+        }
     }
 }
 
-fn ticket_id(field: &str, raw: &str) -> Result<Uuid, Status> {
-    Uuid::parse_str(raw).map_err(|_| status::invalid(field, "must be a UUID"))
+/// Idempotency keys of replies and notes: 1 to 200 characters.
+pub(crate) fn idempotency_key(raw: &str) -> Result<&str, Status> {
+    let key = raw.trim();
+    if key.is_empty() || key.len() > 200 {
+        return Err(status::invalid(
+            "idempotency_key",
+            "must be 1 to 200 characters",
+        ));
+    }
+    Ok(key)
 }
 
-fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
+pub(crate) fn body(raw: &str) -> Result<MessageBody, Status> {
+    MessageBody::parse(raw).map_err(|e| status::invalid("body", &e.to_string()))
 }
 
-fn status_to_proto(s: TicketStatus) -> v1::TicketStatus {
-    match s {
-        TicketStatus::Open => v1::TicketStatus::Open,
-        TicketStatus::Waiting => v1::TicketStatus::Waiting,
-        TicketStatus::Assigned => v1::TicketStatus::Assigned,
-        TicketStatus::Closed => v1::TicketStatus::Closed,
-    }
-}
-
-fn status_from_proto(s: i32) -> Result<TicketStatus, Status> {
-    match v1::TicketStatus::try_from(s) {
-        Ok(v1::TicketStatus::Open) => Ok(TicketStatus::Open),
-        Ok(v1::TicketStatus::Waiting) => Ok(TicketStatus::Waiting),
-        Ok(v1::TicketStatus::Assigned) => Ok(TicketStatus::Assigned),
-        Ok(v1::TicketStatus::Closed) => Ok(TicketStatus::Closed),
-        _ => Err(status::invalid("statuses", "unknown ticket status")),
-    }
-}
-
-fn ticket_to_proto(t: Ticket) -> v1::Ticket {
-    v1::Ticket {
-        id: t.id.to_string(),
-        client_id: t.client_id,
-        client_name: t.client_name,
-        status: status_to_proto(t.status) as i32,
-        manager_id: t.manager_id.unwrap_or_default(),
-        created_at: Some(timestamp(t.created_at)),
-        assigned_at: t.assigned_at.map(timestamp),
-    }
-}
-
-fn message_to_proto(m: Message) -> v1::Message {
-    let author = match m.author {
-        Author::Client => v1::Author::Client,
-        Author::Manager => v1::Author::Manager,
-        Author::System => v1::Author::System,
-    };
-    v1::Message {
-        id: m.id.to_string(),
-        ticket_id: m.ticket_id.map(|t| t.to_string()).unwrap_or_default(),
-        author: author as i32,
-        body: m.body,
-        created_at: Some(timestamp(m.created_at)),
-    }
-}
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ManagerService for Managers {
@@ -94,14 +65,20 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::SetReadyRequest>,
     ) -> Result<Response<v1::SetReadyResponse>, Status> {
-        let me = self.manager(&req)?;
+        let me = self.manager(&req).await?;
+        let policy = self.spec.manager_policy(&me.user_id);
+        let routing = Routing {
+            capacity: policy.capacity,
+            queues: policy.queues,
+        };
         let r = self
             .store
-            .set_ready(&me, self.default_capacity)
+            .set_ready_routed(&me, &routing)
             .await
             .map_err(status::store)?;
         if let Some(a) = &r.assigned {
             tracing::info!(ticket_id = %a.ticket_id, manager_id = %me.user_id, "ticket assigned");
+            self.tell_assigned(a).await;
         }
         Ok(Response::new(v1::SetReadyResponse {
             ready_slots: r.ready_slots,
@@ -118,7 +95,7 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::SetNotReadyRequest>,
     ) -> Result<Response<v1::SetNotReadyResponse>, Status> {
-        let me = self.manager(&req)?;
+        let me = self.manager(&req).await?;
         self.store
             .set_not_ready(&me.user_id)
             .await
@@ -130,20 +107,39 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::ListTicketsRequest>,
     ) -> Result<Response<v1::ListTicketsResponse>, Status> {
-        let me = self.manager(&req)?;
-        let statuses = req
-            .get_ref()
-            .statuses
-            .iter()
-            .map(|s| status_from_proto(*s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let tickets = self
+        let me = self.manager(&req).await?;
+        let r = req.get_ref();
+        let statuses = convert::statuses(&r.statuses)?;
+        let limit = convert::page_size(r.page_size, 50)?;
+        let after = convert::page_token(&r.page_token)?;
+        let page = self
             .store
-            .manager_tickets(&me.user_id, &statuses)
+            .manager_tickets_page(&me.user_id, &statuses, after, limit)
             .await
             .map_err(status::store)?;
+        let next_page_token = match (page.has_more, page.items.last()) {
+            (true, Some(t)) => tickets::desk::ticket_cursor(t).encode(),
+            _ => String::new(),
+        };
         Ok(Response::new(v1::ListTicketsResponse {
-            tickets: tickets.into_iter().map(ticket_to_proto).collect(),
+            tickets: page.items.into_iter().map(convert::ticket).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_ticket(
+        &self,
+        req: Request<v1::GetTicketRequest>,
+    ) -> Result<Response<v1::GetTicketResponse>, Status> {
+        let me = self.manager(&req).await?;
+        let id = convert::uuid("ticket_id", &req.get_ref().ticket_id)?;
+        let ticket = self
+            .store
+            .manager_ticket(&me.user_id, id)
+            .await
+            .map_err(status::store)?;
+        Ok(Response::new(v1::GetTicketResponse {
+            ticket: Some(convert::ticket(ticket)),
         }))
     }
 
@@ -151,15 +147,39 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::ListMessagesRequest>,
     ) -> Result<Response<v1::ListMessagesResponse>, Status> {
-        let me = self.manager(&req)?;
-        let id = ticket_id("ticket_id", &req.get_ref().ticket_id)?;
-        let messages = self
+        let me = self.manager(&req).await?;
+        let r = req.get_ref();
+        let id = convert::uuid("ticket_id", &r.ticket_id)?;
+        let limit = convert::page_size(r.page_size, 100)?;
+        let after = convert::page_token(&r.page_token)?;
+        let page = self
             .store
-            .manager_messages(&me.user_id, id)
+            .manager_messages_page(&me.user_id, id, after, limit)
             .await
             .map_err(status::store)?;
+        // The last page also hands out a token: a console keeps it to read newer messages later.
+        let next_page_token = page
+            .items
+            .last()
+            .map(|m| m.cursor().encode())
+            .or_else(|| after.map(|c| c.encode()))
+            .unwrap_or_default();
+        let messages = page
+            .items
+            .into_iter()
+            .map(|m| {
+                let mut out = convert::message(m.message);
+                if m.is_note {
+                    out.author = v1::Author::Note as i32;
+                }
+                out.manager_id = m.manager_id.unwrap_or_default();
+                out
+            })
+            .collect();
         Ok(Response::new(v1::ListMessagesResponse {
-            messages: messages.into_iter().map(message_to_proto).collect(),
+            messages,
+            next_page_token,
+            has_more: page.has_more,
         }))
     }
 
@@ -167,25 +187,45 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::SendReplyRequest>,
     ) -> Result<Response<v1::SendReplyResponse>, Status> {
-        let me = self.manager(&req)?;
+        let me = self.manager(&req).await?;
         let r = req.get_ref();
-        let id = ticket_id("ticket_id", &r.ticket_id)?;
-        let body = MessageBody::parse(r.body.clone())
-            .map_err(|e| status::invalid("body", &e.to_string()))?;
-        let key = r.idempotency_key.trim();
-        if key.is_empty() || key.len() > 200 {
-            return Err(status::invalid(
-                "idempotency_key",
-                "must be 1 to 200 characters",
-            ));
-        }
+        let id = convert::uuid("ticket_id", &r.ticket_id)?;
+        let body = body(&r.body)?;
+        let key = idempotency_key(&r.idempotency_key)?;
         let message_id = self
             .store
             .send_reply(&me, id, key, body.as_str())
             .await
             .map_err(status::store)?;
+        if let Ok(t) = self.store.manager_ticket(&me.user_id, id).await
+            && let Err(e) = self
+                .tickets
+                .manager_replied(&t.client_id, id, &me.user_id)
+                .await
+        {
+            tracing::warn!(error = %e, ticket_id = %id, "cannot signal the reply");
+        }
         Ok(Response::new(v1::SendReplyResponse {
             message_id: message_id.to_string(),
+        }))
+    }
+
+    async fn add_note(
+        &self,
+        req: Request<v1::AddNoteRequest>,
+    ) -> Result<Response<v1::AddNoteResponse>, Status> {
+        let me = self.manager(&req).await?;
+        let r = req.get_ref();
+        let id = convert::uuid("ticket_id", &r.ticket_id)?;
+        let body = body(&r.body)?;
+        let key = idempotency_key(&r.idempotency_key)?;
+        let note_id = self
+            .store
+            .add_note(&me, id, key, body.as_str())
+            .await
+            .map_err(status::store)?;
+        Ok(Response::new(v1::AddNoteResponse {
+            note_id: note_id.to_string(),
         }))
     }
 
@@ -193,8 +233,8 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::ResolveTicketRequest>,
     ) -> Result<Response<v1::ResolveTicketResponse>, Status> {
-        let me = self.manager(&req)?;
-        let id = ticket_id("ticket_id", &req.get_ref().ticket_id)?;
+        let me = self.manager(&req).await?;
+        let id = convert::uuid("ticket_id", &req.get_ref().ticket_id)?;
         let ticket = self
             .store
             .manager_ticket(&me.user_id, id)
@@ -209,5 +249,48 @@ impl ManagerService for Managers {
             .map_err(status::temporal)?;
         tracing::info!(ticket_id = %id, manager_id = %me.user_id, "resolve requested");
         Ok(Response::new(v1::ResolveTicketResponse {}))
+    }
+
+    async fn transfer_ticket(
+        &self,
+        req: Request<v1::TransferTicketRequest>,
+    ) -> Result<Response<v1::TransferTicketResponse>, Status> {
+        let me = self.manager(&req).await?;
+        let r = req.get_ref();
+        let id = convert::uuid("ticket_id", &r.ticket_id)?;
+        let to = r.to_manager_id.trim();
+        if to.is_empty() || to == me.user_id {
+            return Err(status::invalid(
+                "to_manager_id",
+                "must name another manager",
+            ));
+        }
+        let a = self
+            .store
+            .transfer_ticket(&me, id, to)
+            .await
+            .map_err(status::store)?;
+        tracing::info!(ticket_id = %id, manager_id = %me.user_id, to = %a.manager_id, "ticket transferred");
+        self.tell_assigned(&a).await;
+        Ok(Response::new(v1::TransferTicketResponse {
+            manager_id: a.manager_id,
+            manager_name: a.manager_name,
+        }))
+    }
+
+    type StreamEventsStream = EventStream;
+
+    async fn stream_events(
+        &self,
+        req: Request<v1::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let me = self.manager(&req).await?;
+        let after = req.get_ref().after_cursor;
+        if after < 0 {
+            return Err(status::invalid("after_cursor", "must not be negative"));
+        }
+        Ok(Response::new(
+            self.streams.open(Audience::Manager(me.user_id), after),
+        ))
     }
 }

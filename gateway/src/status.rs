@@ -17,6 +17,10 @@ pub fn invalid(field: &str, description: &str) -> Status {
 pub fn auth(e: AuthError) -> Status {
     match e {
         AuthError::Forbidden(_) => Status::permission_denied(e.to_string()),
+        AuthError::Unavailable(_) => {
+            tracing::error!(error = %e, "token keys unavailable");
+            Status::unavailable("cannot verify tokens now, retry")
+        }
         _ => Status::unauthenticated(e.to_string()),
     }
 }
@@ -28,6 +32,7 @@ pub fn store(e: StoreError) -> Status {
         StoreError::TicketClosed => Status::failed_precondition("ticket is closed"),
         StoreError::AtCapacity { .. } => Status::failed_precondition(e.to_string()),
         StoreError::OtherTicketOpen(_) => Status::aborted(e.to_string()),
+        StoreError::ManagerNotReady(_) => Status::failed_precondition(e.to_string()),
         e => {
             tracing::error!(error = %e, "store failure");
             Status::unavailable("storage unavailable, retry")
@@ -38,4 +43,28 @@ pub fn store(e: StoreError) -> Status {
 pub fn temporal(e: workflow::client::TemporalError) -> Status {
     tracing::error!(error = %e, "temporal failure");
     Status::unavailable("workflow engine unavailable, retry")
+}
+
+/// A stream that ends before the caller is done: resume with `after_cursor = cursor`. The cursor is
+/// in the message and in an `ErrorInfo` detail (`metadata.resume_after_cursor`).
+pub fn resume_from(code: Code, cursor: i64, why: &str) -> Status {
+    Status::with_error_details(
+        code,
+        format!("{why}; resume with after_cursor={cursor}"),
+        ErrorDetails::with_error_info(
+            "RESUME_FROM_CURSOR",
+            "inbox.v1",
+            [("resume_after_cursor".to_owned(), cursor.to_string())],
+        ),
+    )
+}
+
+/// An idempotency key reused for a different request.
+pub fn key_reused(field: &str) -> Status {
+    Status::already_exists(format!("{field} was already used for a different message"))
+}
+
+pub fn kafka(e: rdkafka::error::KafkaError) -> Status {
+    tracing::error!(error = %e, "kafka failure");
+    Status::unavailable("message bus unavailable, retry")
 }

@@ -38,6 +38,10 @@ pub struct Common {
     pub topic_prefix: String,
     pub jwt_secret: String,
     pub jwt_issuer: Option<String>,
+    /// Production: the identity provider's JWKS (RS256/ES256); unset = dev HS256 with the secret.
+    pub jwks_url: Option<String>,
+    /// Required `aud` of JWKS-verified tokens, when set.
+    pub jwt_audience: Option<String>,
 }
 
 impl Common {
@@ -53,6 +57,12 @@ impl Common {
             jwt_issuer: std::env::var("INBOX_JWT_ISSUER")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            jwks_url: std::env::var("INBOX_JWKS_URL")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            jwt_audience: std::env::var("INBOX_JWT_AUDIENCE")
+                .ok()
+                .filter(|s| !s.is_empty()),
         }
     }
 
@@ -61,6 +71,16 @@ impl Common {
     }
 
     pub fn verifier(&self) -> crate::auth::Verifier {
-        crate::auth::Verifier::hs256(self.jwt_secret.as_bytes(), self.jwt_issuer.as_deref())
+        match &self.jwks_url {
+            Some(url) => crate::auth::Verifier::jwks(
+                url,
+                self.jwt_issuer.as_deref().unwrap_or_default(),
+                self.jwt_audience.as_deref(),
+                std::time::Duration::from_secs(10),
+            ),
+            None => {
+                crate::auth::Verifier::hs256(self.jwt_secret.as_bytes(), self.jwt_issuer.as_deref())
+            }
+        }
     }
 }

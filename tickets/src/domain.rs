@@ -205,6 +205,23 @@ pub struct Message {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// What classification decided for a ticket from its first message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketClassification {
+    pub category: String,
+    /// 0 low, 1 normal, 2 high, 3 urgent.
+    pub priority: i32,
+    pub queue: String,
+    pub fields: serde_json::Value,
+}
+
+/// How a manager is routed: capacity N and the queues they serve (empty = every queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routing {
+    pub capacity: i32,
+    pub queues: Vec<String>,
+}
+
 /// A ticket given to a manager.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
@@ -247,6 +264,12 @@ pub mod event_kind {
     pub const MESSAGE_VISIBLE: &str = "message_visible";
     /// To the manager: a ticket was assigned to them.
     pub const TICKET_ASSIGNED: &str = "ticket_assigned";
+    /// Nobody took the ticket in time: its priority rose.
+    pub const TICKET_ESCALATED: &str = "ticket_escalated";
+    /// The first manager response did not come within the SLA.
+    pub const SLA_BREACHED: &str = "sla_breached";
+    /// To the client after a close, when the spec asks for a rating.
+    pub const SATISFACTION_REQUESTED: &str = "satisfaction_requested";
 }
 
 #[cfg(test)]

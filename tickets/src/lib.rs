@@ -4,9 +4,15 @@
 //! the PostgreSQL adapter (sqlx, embedded migrations, the outbox); `visibility` is the one place
 //! that says who may see what (banking rules 1 and 2), used by every read of the store.
 
+pub mod admin;
+pub mod channels;
+pub mod chat;
+pub mod desk;
 pub mod domain;
 pub mod store;
 mod visibility;
 
+pub use channels::{Delivery, DeliveryStatus};
+pub use chat::{ChatCursor, ChatMessage, ChatPage, ReadState};
 pub use domain::*;
 pub use store::{PgStore, StoreError};

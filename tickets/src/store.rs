@@ -11,19 +11,22 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{
-    Assignment, Author, Caller, Event, Message, NewClientMessage, Readiness, Ticket, TicketStatus,
-    Verdict, event_kind, message_id_for,
+    Assignment, Author, Caller, Event, Message, NewClientMessage, Readiness, Routing, Ticket,
+    TicketClassification, TicketStatus, Verdict, event_kind, message_id_for,
 };
 use crate::visibility;
 
 /// Serialises matching of waiting tickets to ready managers (one at a time, whoever triggers it).
-const MATCH_LOCK: i64 = 0x1e_b0c5_0001;
+pub(crate) const MATCH_LOCK: i64 = 0x1e_b0c5_0001;
 /// Held from the first event insert to commit, so outbox `seq` order is commit order.
 const EVENTS_LOCK: i64 = 0x1e_b0c5_0002;
 /// Channel notified at every commit that wrote events: wakes the outbox relay.
 pub const EVENTS_CHANNEL: &str = "inbox_events";
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The embedded migrations (also for `#[sqlx::test(migrator = "tickets::store::MIGRATOR")]`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,6 +46,9 @@ pub enum StoreError {
     },
     #[error("client {0} already has another open ticket")]
     OtherTicketOpen(String),
+    /// The manager a ticket should go to is not ready or has no free capacity.
+    #[error("manager {0} is not ready to take a ticket")]
+    ManagerNotReady(String),
     #[error("unexpected value in column {column}: {value}")]
     Corrupt { column: &'static str, value: String },
     #[error("database: {0}")]
@@ -56,6 +62,8 @@ pub enum StoreError {
 pub struct VerdictsApplied {
     pub passed: usize,
     pub blocked: usize,
+    /// This call put the ticket in the queue for a manager (its first passed message).
+    pub queued: bool,
     /// Set when this call put the ticket in the queue and a ready manager took it at once.
     pub assigned: Option<Assignment>,
 }
@@ -83,16 +91,32 @@ impl PgStore {
         &self.pool
     }
 
+    /// Begins a transaction that may write events. Lock order, the same in every transaction:
+    /// the matching lock (if `matching`), then the events lock, then rows. Taking the events lock
+    /// before any row lock is what keeps a matcher (which holds it while it locks tickets) and a
+    /// row writer from waiting on each other; it also makes outbox `seq` order commit order.
+    pub(crate) async fn begin_writing(
+        &self,
+        matching: bool,
+    ) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        if matching {
+            advisory_lock(&mut tx, MATCH_LOCK).await?;
+        }
+        advisory_lock(&mut tx, EVENTS_LOCK).await?;
+        Ok(tx)
+    }
+
     /// Applies the embedded migrations; safe to run from several processes at once.
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
 
     /// Stores a client message as `pending` (not yet checked). Returns false if it was already
     /// stored: the redelivery changes nothing.
     pub async fn record_inbound(&self, m: &NewClientMessage) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_writing(false).await?;
         sqlx::query(
             "INSERT INTO clients (id, display_name) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name
@@ -150,13 +174,19 @@ impl PgStore {
     }
 
     /// Creates the ticket if it does not exist yet.
-    pub async fn open_ticket(&self, ticket_id: Uuid, client_id: &str) -> Result<()> {
+    pub async fn open_ticket(
+        &self,
+        ticket_id: Uuid,
+        client_id: &str,
+        spec_version: &str,
+    ) -> Result<()> {
         let res = sqlx::query(
-            "INSERT INTO tickets (id, client_id, status) VALUES ($1, $2, 'open')
+            "INSERT INTO tickets (id, client_id, status, spec_version) VALUES ($1, $2, 'open', $3)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(ticket_id)
         .bind(client_id)
+        .bind(spec_version)
         .execute(&self.pool)
         .await;
         match res {
@@ -193,12 +223,10 @@ impl PgStore {
         ticket_id: Uuid,
         verdicts: &[(Uuid, Verdict)],
         warning: &str,
+        classification: Option<&TicketClassification>,
     ) -> Result<VerdictsApplied> {
-        let mut tx = self.pool.begin().await?;
         let any_passed = verdicts.iter().any(|(_, v)| *v == Verdict::Passed);
-        if any_passed {
-            advisory_lock(&mut tx, MATCH_LOCK).await?;
-        }
+        let mut tx = self.begin_writing(any_passed).await?;
         let row = sqlx::query("SELECT status, manager_id FROM tickets WHERE id = $1 FOR UPDATE")
             .bind(ticket_id)
             .fetch_optional(&mut *tx)
@@ -289,6 +317,19 @@ impl PgStore {
             .bind(ticket_id)
             .execute(&mut *tx)
             .await?;
+            if let Some(c) = classification {
+                sqlx::query(
+                    "UPDATE tickets SET category = $2, priority = $3, queue = $4, fields = $5 WHERE id = $1",
+                )
+                .bind(ticket_id)
+                .bind(&c.category)
+                .bind(c.priority.clamp(0, 3))
+                .bind(&c.queue)
+                .bind(&c.fields)
+                .execute(&mut *tx)
+                .await?;
+            }
+            out.queued = true;
             let assigned = match_waiting(&mut tx).await?;
             out.assigned = assigned.into_iter().find(|a| a.ticket_id == ticket_id);
         }
@@ -299,15 +340,25 @@ impl PgStore {
     /// "I can take one more client": one more ready slot, up to the manager's capacity, then the
     /// longest-waiting tickets are matched.
     pub async fn set_ready(&self, manager: &Caller, default_capacity: i32) -> Result<Readiness> {
-        let mut tx = self.pool.begin().await?;
-        advisory_lock(&mut tx, MATCH_LOCK).await?;
+        let routing = Routing {
+            capacity: default_capacity,
+            queues: Vec::new(),
+        };
+        self.set_ready_routed(manager, &routing).await
+    }
+
+    /// [`Self::set_ready`] with the manager's capacity and queues from the spec (updated each call).
+    pub async fn set_ready_routed(&self, manager: &Caller, routing: &Routing) -> Result<Readiness> {
+        let mut tx = self.begin_writing(true).await?;
         sqlx::query(
-            "INSERT INTO managers (id, display_name, capacity) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name, updated_at = now()",
+            "INSERT INTO managers (id, display_name, capacity, queues) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name,
+                 capacity = EXCLUDED.capacity, queues = EXCLUDED.queues, updated_at = now()",
         )
         .bind(&manager.user_id)
         .bind(&manager.display_name)
-        .bind(default_capacity)
+        .bind(routing.capacity)
+        .bind(&routing.queues)
         .execute(&mut *tx)
         .await?;
         let (capacity, ready_slots, open_tickets) = manager_load(&mut tx, &manager.user_id).await?;
@@ -342,8 +393,7 @@ impl PgStore {
 
     /// Withdraws every ready slot of the manager; their open tickets stay theirs.
     pub async fn set_not_ready(&self, manager_id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        advisory_lock(&mut tx, MATCH_LOCK).await?;
+        let mut tx = self.begin_writing(true).await?;
         sqlx::query(
             "UPDATE managers SET ready_slots = 0, ready_since = NULL, updated_at = now() WHERE id = $1",
         )
@@ -436,7 +486,7 @@ impl PgStore {
     ) -> Result<Uuid> {
         let external_id = format!("{}/{idempotency_key}", manager.user_id);
         let message_id = message_id_for("manager", &external_id);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_writing(false).await?;
         let row = sqlx::query(
             "SELECT client_id, status FROM tickets WHERE id = $1 AND manager_id = $2 FOR SHARE",
         )
@@ -472,6 +522,10 @@ impl PgStore {
         .bind(body)
         .fetch_one(&mut *tx)
         .await?;
+        sqlx::query("UPDATE tickets SET first_response_at = coalesce(first_response_at, now()) WHERE id = $1")
+            .bind(ticket_id)
+            .execute(&mut *tx)
+            .await?;
         insert_event(
             &mut tx,
             NewEvent {
@@ -502,8 +556,9 @@ impl PgStore {
         ticket_id: Uuid,
         reason: &str,
         closing_text: &str,
+        satisfaction_prompt: Option<&str>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_writing(false).await?;
         let row = sqlx::query(
             "SELECT client_id, status, manager_id FROM tickets WHERE id = $1 FOR UPDATE",
         )
@@ -549,8 +604,124 @@ impl PgStore {
             },
         )
         .await?;
+        if let Some(prompt) = satisfaction_prompt {
+            let message_id = insert_system_message(
+                &mut tx,
+                &format!("satisfaction:{ticket_id}"),
+                ticket_id,
+                &client_id,
+                prompt,
+            )
+            .await?;
+            insert_event(
+                &mut tx,
+                NewEvent {
+                    dedup_key: format!("satisfaction:{ticket_id}"),
+                    kind: event_kind::SATISFACTION_REQUESTED,
+                    ticket_id: Some(ticket_id),
+                    client_id: &client_id,
+                    client_visible: true,
+                    manager_id: None,
+                    payload: json!({ "ticket_id": ticket_id, "message_id": message_id, "body": prompt }),
+                },
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Raises the priority of a ticket still waiting for a manager (one level, up to urgent) and
+    /// records the escalation. Returns the new priority, or None if it no longer waits. `round`
+    /// makes a retried escalation a no-op.
+    pub async fn escalate(&self, ticket_id: Uuid, round: u32) -> Result<Option<i32>> {
+        let mut tx = self.begin_writing(false).await?;
+        let row = sqlx::query(
+            "UPDATE tickets SET priority = LEAST(priority + 1, 3), escalations = escalations + 1
+             WHERE id = $1 AND status = 'waiting' AND escalations < $2
+             RETURNING client_id, priority, queue",
+        )
+        .bind(ticket_id)
+        .bind(i32::try_from(round).unwrap_or(i32::MAX))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let client_id: String = row.try_get("client_id")?;
+        let priority: i32 = row.try_get("priority")?;
+        let queue: String = row.try_get("queue")?;
+        insert_event(
+            &mut tx,
+            NewEvent {
+                dedup_key: format!("escalated:{ticket_id}:{round}"),
+                kind: event_kind::TICKET_ESCALATED,
+                ticket_id: Some(ticket_id),
+                client_id: &client_id,
+                client_visible: false,
+                manager_id: None,
+                payload: json!({ "ticket_id": ticket_id, "priority": priority, "queue": queue, "round": round }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(priority))
+    }
+
+    /// Records that the first manager response did not come in time (once per ticket).
+    pub async fn record_sla_breach(&self, ticket_id: Uuid) -> Result<bool> {
+        let mut tx = self.begin_writing(false).await?;
+        let row = sqlx::query(
+            "UPDATE tickets SET sla_breached_at = now()
+             WHERE id = $1 AND sla_breached_at IS NULL AND first_response_at IS NULL AND status <> 'closed'
+             RETURNING client_id, manager_id",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let client_id: String = row.try_get("client_id")?;
+        let manager_id: Option<String> = row.try_get("manager_id")?;
+        insert_event(
+            &mut tx,
+            NewEvent {
+                dedup_key: format!("sla:{ticket_id}"),
+                kind: event_kind::SLA_BREACHED,
+                ticket_id: Some(ticket_id),
+                client_id: &client_id,
+                client_visible: false,
+                manager_id: manager_id.as_deref(),
+                payload: json!({ "ticket_id": ticket_id }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Category, priority, queue, fields and spec version of a ticket (for tests and admins).
+    pub async fn ticket_lifecycle(&self, ticket_id: Uuid) -> Result<serde_json::Value> {
+        let row = sqlx::query(
+            "SELECT status, manager_id, category, priority, queue, fields, spec_version, escalations,
+                    first_response_at IS NOT NULL AS responded, sla_breached_at IS NOT NULL AS breached,
+                    close_reason
+             FROM tickets WHERE id = $1",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::TicketNotFound)?;
+        Ok(json!({
+            "status": row.try_get::<String, _>("status")?,
+            "manager_id": row.try_get::<Option<String>, _>("manager_id")?,
+            "category": row.try_get::<String, _>("category")?,
+            "priority": row.try_get::<i32, _>("priority")?,
+            "queue": row.try_get::<String, _>("queue")?,
+            "fields": row.try_get::<serde_json::Value, _>("fields")?,
+            "spec_version": row.try_get::<String, _>("spec_version")?,
+            "escalations": row.try_get::<i32, _>("escalations")?,
+            "responded": row.try_get::<bool, _>("responded")?,
+            "sla_breached": row.try_get::<bool, _>("breached")?,
+            "close_reason": row.try_get::<Option<String>, _>("close_reason")?,
+        }))
     }
 
     /// The client's events after `after_seq`, oldest first: one continuous chat across tickets.
@@ -596,7 +767,7 @@ impl PgStore {
     }
 }
 
-async fn advisory_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<()> {
+pub(crate) async fn advisory_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(key)
         .execute(&mut **tx)
@@ -604,17 +775,20 @@ async fn advisory_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<(
     Ok(())
 }
 
-struct NewEvent<'a> {
-    dedup_key: String,
-    kind: &'static str,
-    ticket_id: Option<Uuid>,
-    client_id: &'a str,
-    client_visible: bool,
-    manager_id: Option<&'a str>,
-    payload: serde_json::Value,
+pub(crate) struct NewEvent<'a> {
+    pub(crate) dedup_key: String,
+    pub(crate) kind: &'static str,
+    pub(crate) ticket_id: Option<Uuid>,
+    pub(crate) client_id: &'a str,
+    pub(crate) client_visible: bool,
+    pub(crate) manager_id: Option<&'a str>,
+    pub(crate) payload: serde_json::Value,
 }
 
-async fn insert_event(tx: &mut Transaction<'_, Postgres>, e: NewEvent<'_>) -> Result<()> {
+pub(crate) async fn insert_event(
+    tx: &mut Transaction<'_, Postgres>,
+    e: NewEvent<'_>,
+) -> Result<()> {
     advisory_lock(tx, EVENTS_LOCK).await?;
     sqlx::query(
         "INSERT INTO events (dedup_key, kind, ticket_id, client_id, client_visible, manager_id, payload)
@@ -637,7 +811,7 @@ async fn insert_event(tx: &mut Transaction<'_, Postgres>, e: NewEvent<'_>) -> Re
 }
 
 /// A message from the engine to the client (warning, manager joined, closed), part of their chat.
-async fn insert_system_message(
+pub(crate) async fn insert_system_message(
     tx: &mut Transaction<'_, Postgres>,
     external_id: &str,
     ticket_id: Uuid,
@@ -661,7 +835,7 @@ async fn insert_system_message(
 }
 
 /// (capacity, ready slots, open tickets) of a manager, locking the manager's row.
-async fn manager_load(
+pub(crate) async fn manager_load(
     tx: &mut Transaction<'_, Postgres>,
     manager_id: &str,
 ) -> Result<(i32, i32, i32)> {
@@ -687,27 +861,31 @@ async fn manager_load(
 async fn match_waiting(tx: &mut Transaction<'_, Postgres>) -> Result<Vec<Assignment>> {
     let mut out = Vec::new();
     loop {
-        let ticket = sqlx::query(
-            "SELECT id, client_id FROM tickets WHERE status = 'waiting'
-             ORDER BY waiting_since, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        // The first waiting ticket (higher priority first, then longest waiting) that some ready
+        // manager serving its queue can take; that manager has the fewest open tickets, then has
+        // been ready longest.
+        let row = sqlx::query(
+            "SELECT t.id, t.client_id, m.id AS manager_id, m.display_name
+             FROM tickets t
+             CROSS JOIN LATERAL (
+                 SELECT m.id, m.display_name FROM managers m
+                 WHERE m.ready_slots > 0 AND (cardinality(m.queues) = 0 OR t.queue = ANY(m.queues))
+                 ORDER BY (SELECT count(*) FROM tickets o WHERE o.manager_id = m.id AND o.status = 'assigned'),
+                          m.ready_since, m.id
+                 LIMIT 1
+             ) m
+             WHERE t.status = 'waiting'
+             ORDER BY t.priority DESC, t.waiting_since, t.id
+             LIMIT 1 FOR UPDATE OF t",
         )
         .fetch_optional(&mut **tx)
         .await?;
-        let Some(ticket) = ticket else { break };
-        let manager = sqlx::query(
-            "SELECT m.id, m.display_name FROM managers m WHERE m.ready_slots > 0
-             ORDER BY (SELECT count(*) FROM tickets t WHERE t.manager_id = m.id AND t.status = 'assigned'),
-                      m.ready_since, m.id
-             LIMIT 1 FOR UPDATE",
-        )
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some(manager) = manager else { break };
+        let Some(row) = row else { break };
         let a = Assignment {
-            ticket_id: ticket.try_get("id")?,
-            client_id: ticket.try_get("client_id")?,
-            manager_id: manager.try_get("id")?,
-            manager_name: manager.try_get("display_name")?,
+            ticket_id: row.try_get("id")?,
+            client_id: row.try_get("client_id")?,
+            manager_id: row.try_get("manager_id")?,
+            manager_name: row.try_get("display_name")?,
         };
         sqlx::query(
             "UPDATE tickets SET status = 'assigned', manager_id = $2, assigned_at = now() WHERE id = $1",
@@ -770,7 +948,7 @@ async fn match_waiting(tx: &mut Transaction<'_, Postgres>) -> Result<Vec<Assignm
     Ok(out)
 }
 
-fn status_of(row: &PgRow) -> Result<TicketStatus> {
+pub(crate) fn status_of(row: &PgRow) -> Result<TicketStatus> {
     let s: String = row.try_get("status")?;
     TicketStatus::parse(&s).ok_or(StoreError::Corrupt {
         column: "tickets.status",
@@ -778,7 +956,7 @@ fn status_of(row: &PgRow) -> Result<TicketStatus> {
     })
 }
 
-fn ticket_of(row: &PgRow) -> Result<Ticket> {
+pub(crate) fn ticket_of(row: &PgRow) -> Result<Ticket> {
     Ok(Ticket {
         id: row.try_get("id")?,
         client_id: row.try_get("client_id")?,
@@ -790,7 +968,7 @@ fn ticket_of(row: &PgRow) -> Result<Ticket> {
     })
 }
 
-fn message_of(row: &PgRow) -> Result<Message> {
+pub(crate) fn message_of(row: &PgRow) -> Result<Message> {
     let author: String = row.try_get("author")?;
     Ok(Message {
         id: row.try_get("id")?,
@@ -804,7 +982,7 @@ fn message_of(row: &PgRow) -> Result<Message> {
     })
 }
 
-fn event_of(row: &PgRow) -> Result<Event> {
+pub(crate) fn event_of(row: &PgRow) -> Result<Event> {
     Ok(Event {
         seq: row.try_get("seq")?,
         kind: row.try_get("kind")?,

@@ -15,3 +15,17 @@ pub(crate) const MANAGER_MESSAGES: &str =
 
 /// Events (alias `e`) of the client bound as `$1`.
 pub(crate) const CLIENT_EVENTS: &str = "e.client_id = $1 AND e.client_visible";
+
+/// Messages (alias `m`) of a client's own chat history: everything said to them and their own
+/// messages, but a blocked message only through the warning that replaced it. Authors are listed
+/// explicitly, so a new kind (an internal note) stays hidden until a rule admits it.
+pub(crate) const CLIENT_MESSAGES: &str = "m.client_id = $1 AND (m.author IN ('manager', 'system') \
+     OR (m.author = 'client' AND m.afc_status <> 'blocked'))";
+
+/// Notes (alias `n`) a manager may read: those of tickets currently assigned to them (alias `t`).
+/// No client rule mentions the `notes` table: clients never see a note.
+pub(crate) const MANAGER_NOTES: &str = "n.ticket_id = t.id";
+
+/// Events (alias `e`) addressed to the manager bound as `$1`: each event names the one manager who
+/// held the ticket when it was written, so a manager who handed a ticket over sees nothing newer.
+pub(crate) const MANAGER_EVENTS: &str = "e.manager_id = $1";

@@ -37,9 +37,9 @@ async fn client_message(store: &PgStore, client: &str, body: &str) -> Result<Uui
 async fn waiting_ticket(store: &PgStore, client: &str) -> Result<Uuid, StoreError> {
     let msg = client_message(store, client, "hello").await?;
     let ticket = Uuid::new_v4();
-    store.open_ticket(ticket, client).await?;
+    store.open_ticket(ticket, client, "v1").await?;
     store
-        .apply_verdicts(ticket, &[(msg, Verdict::Passed)], "warn")
+        .apply_verdicts(ticket, &[(msg, Verdict::Passed)], "warn", None)
         .await?;
     Ok(ticket)
 }
@@ -68,9 +68,9 @@ async fn a_ready_manager_takes_the_next_ticket_as_soon_as_it_waits(
     assert!(store.set_ready(&manager("m1"), 2).await?.assigned.is_none());
     let msg = client_message(&store, "c1", "hello").await?;
     let ticket = Uuid::new_v4();
-    store.open_ticket(ticket, "c1").await?;
+    store.open_ticket(ticket, "c1", "v1").await?;
     let applied = store
-        .apply_verdicts(ticket, &[(msg, Verdict::Passed)], "warn")
+        .apply_verdicts(ticket, &[(msg, Verdict::Passed)], "warn", None)
         .await?;
     assert_eq!(
         applied.assigned.map(|a| a.manager_id),
@@ -105,7 +105,7 @@ async fn a_blocked_message_is_never_shown_to_the_manager(pool: PgPool) -> Result
     let ok = client_message(&store, "c1", "hello").await?;
     let bad = client_message(&store, "c1", "card 4111111111111111").await?;
     let ticket = Uuid::new_v4();
-    store.open_ticket(ticket, "c1").await?;
+    store.open_ticket(ticket, "c1", "v1").await?;
     let applied = store
         .apply_verdicts(
             ticket,
@@ -119,6 +119,7 @@ async fn a_blocked_message_is_never_shown_to_the_manager(pool: PgPool) -> Result
                 ),
             ],
             "warned",
+            None,
         )
         .await?;
     assert_eq!((applied.passed, applied.blocked), (1, 1));
@@ -133,6 +134,7 @@ async fn a_blocked_message_is_never_shown_to_the_manager(pool: PgPool) -> Result
                 },
             )],
             "warned",
+            None,
         )
         .await?;
     assert_eq!((again.passed, again.blocked), (0, 0));
@@ -179,8 +181,8 @@ async fn replies_are_idempotent_and_only_the_assigned_manager_may_reply(
         store.send_reply(&manager("m2"), ticket, "k", "hi").await,
         Err(StoreError::TicketNotFound)
     ));
-    assert!(store.close_ticket(ticket, "resolved", "bye").await?);
-    assert!(!store.close_ticket(ticket, "resolved", "bye").await?);
+    assert!(store.close_ticket(ticket, "resolved", "bye", None).await?);
+    assert!(!store.close_ticket(ticket, "resolved", "bye", None).await?);
     assert_eq!(
         store.send_reply(&manager("m1"), ticket, "k", "hi").await?,
         a

@@ -6,17 +6,17 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use tickets::PgStore;
+use tickets::{PgStore, TicketClassification, Verdict};
 use uuid::Uuid;
 
-use crate::afc::{AfcRule, Rules};
+use crate::afc::Rules;
+use crate::spec::TicketSpec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckInput {
     pub ticket_id: Uuid,
     pub client_id: String,
-    pub rules: Vec<AfcRule>,
-    pub blocked_warning: String,
+    pub spec: TicketSpec,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +25,8 @@ pub struct CheckOutcome {
     pub checked: usize,
     pub passed: usize,
     pub blocked: usize,
+    /// The first passed message queued the ticket for a manager.
+    pub queued: bool,
     pub assigned_to: Option<String>,
 }
 
@@ -33,6 +35,7 @@ pub struct CloseInput {
     pub ticket_id: Uuid,
     pub reason: String,
     pub closing_message: String,
+    pub satisfaction_prompt: Option<String>,
 }
 
 pub struct TicketActivities {
@@ -41,8 +44,9 @@ pub struct TicketActivities {
 
 #[activities]
 impl TicketActivities {
-    /// Runs the AFC check over every pending message of the client and records the verdicts on the
-    /// ticket, opening it first if needed. The first passed message queues the ticket for a manager.
+    /// Runs the AFC check over every pending message of the client (one batch per workflow task)
+    /// and records the verdicts on the ticket, opening it first if needed. The first passed message
+    /// classifies the ticket and queues it for a manager.
     #[activity]
     pub async fn check_pending(
         self: Arc<Self>,
@@ -53,29 +57,74 @@ impl TicketActivities {
         if pending.is_empty() {
             return Ok(CheckOutcome::default());
         }
-        let rules = Rules::compile(&input.rules)?;
+        let spec = &input.spec;
+        let rules = Rules::compile(&spec.afc_rules)?;
         let verdicts: Vec<_> = pending
             .iter()
             .map(|(id, body)| (*id, rules.check(body)))
             .collect();
+        let classification = pending
+            .iter()
+            .zip(&verdicts)
+            .find(|(_, (_, v))| *v == Verdict::Passed)
+            .map(|((_, body), _)| {
+                let c = spec.classify(body);
+                TicketClassification {
+                    category: c.category,
+                    priority: c.priority.level(),
+                    queue: c.queue,
+                    fields: serde_json::to_value(c.fields).unwrap_or_default(),
+                }
+            });
         self.store
-            .open_ticket(input.ticket_id, &input.client_id)
+            .open_ticket(input.ticket_id, &input.client_id, &spec.version)
             .await?;
         let applied = self
             .store
-            .apply_verdicts(input.ticket_id, &verdicts, &input.blocked_warning)
+            .apply_verdicts(
+                input.ticket_id,
+                &verdicts,
+                &spec.blocked_warning,
+                classification.as_ref(),
+            )
             .await?;
         tracing::info!(
             ticket_id = %input.ticket_id, client_id = %input.client_id,
-            passed = applied.passed, blocked = applied.blocked,
+            passed = applied.passed, blocked = applied.blocked, queued = applied.queued,
             "afc verdicts applied"
         );
         Ok(CheckOutcome {
             checked: verdicts.len(),
             passed: applied.passed,
             blocked: applied.blocked,
+            queued: applied.queued,
             assigned_to: applied.assigned.map(|a| a.manager_id),
         })
+    }
+
+    /// Raises a waiting ticket's priority (escalation round `.1`); a no-op once it was assigned.
+    #[activity]
+    pub async fn escalate(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: (Uuid, u32),
+    ) -> Result<Option<i32>, ActivityError> {
+        let (ticket_id, round) = input;
+        let priority = self.store.escalate(ticket_id, round).await?;
+        tracing::info!(%ticket_id, round, ?priority, "ticket escalated");
+        Ok(priority)
+    }
+
+    /// Records a breach of the first-response SLA.
+    #[activity]
+    pub async fn report_sla_breach(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        ticket_id: Uuid,
+    ) -> Result<bool, ActivityError> {
+        let recorded = self.store.record_sla_breach(ticket_id).await?;
+        tracing::info!(%ticket_id, recorded, "first-response SLA breached");
+        Ok(recorded)
     }
 
     /// Closes the ticket and tells the client; closing twice is a no-op.
@@ -87,7 +136,12 @@ impl TicketActivities {
     ) -> Result<bool, ActivityError> {
         let closed = self
             .store
-            .close_ticket(input.ticket_id, &input.reason, &input.closing_message)
+            .close_ticket(
+                input.ticket_id,
+                &input.reason,
+                &input.closing_message,
+                input.satisfaction_prompt.as_deref(),
+            )
             .await?;
         tracing::info!(ticket_id = %input.ticket_id, reason = %input.reason, "ticket closed");
         Ok(closed)

@@ -8,7 +8,7 @@ use temporalio_client::{
 use uuid::Uuid;
 
 use crate::spec::TicketSpec;
-use crate::ticket::{ResolveRequest, TicketInput, TicketWorkflow, workflow_id};
+use crate::ticket::{ResolveRequest, TicketInput, TicketSignal, TicketWorkflow, workflow_id};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemporalError {
@@ -48,16 +48,20 @@ impl Tickets {
         message_id: Uuid,
         proposed_ticket_id: Uuid,
         spec: &TicketSpec,
-    ) -> Result<(), TemporalError> {
+        history_limit: Option<u32>,
+    ) -> Result<String, TemporalError> {
         let input = TicketInput {
             ticket_id: proposed_ticket_id,
             client_id: client_id.to_owned(),
             spec: spec.clone(),
             carried_messages: false,
+            state: None,
+            history_limit,
         };
         let opts =
             WorkflowStartOptions::new(self.task_queue.clone(), workflow_id(client_id)).build();
-        self.client
+        let handle = self
+            .client
             .signal_with_start_workflow(
                 TicketWorkflow::run,
                 input,
@@ -67,7 +71,54 @@ impl Tickets {
             )
             .await
             .map_err(|e| TemporalError::Call(e.to_string()))?;
-        Ok(())
+        Ok(handle.run_id().unwrap_or_default().to_owned())
+    }
+
+    /// Tells the client's ticket workflow that a manager took `ticket_id`.
+    pub async fn assigned(
+        &self,
+        client_id: &str,
+        ticket_id: Uuid,
+        manager_id: &str,
+    ) -> Result<(), TemporalError> {
+        self.signal_ticket(client_id, ticket_id, manager_id, true)
+            .await
+    }
+
+    /// Tells the client's ticket workflow that its manager replied.
+    pub async fn manager_replied(
+        &self,
+        client_id: &str,
+        ticket_id: Uuid,
+        manager_id: &str,
+    ) -> Result<(), TemporalError> {
+        self.signal_ticket(client_id, ticket_id, manager_id, false)
+            .await
+    }
+
+    async fn signal_ticket(
+        &self,
+        client_id: &str,
+        ticket_id: Uuid,
+        manager_id: &str,
+        assigned: bool,
+    ) -> Result<(), TemporalError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<TicketWorkflow>(workflow_id(client_id));
+        let s = TicketSignal {
+            ticket_id,
+            manager_id: manager_id.to_owned(),
+        };
+        let opts = WorkflowSignalOptions::default();
+        let res = if assigned {
+            handle.signal(TicketWorkflow::assigned, s, opts).await
+        } else {
+            handle
+                .signal(TicketWorkflow::manager_replied, s, opts)
+                .await
+        };
+        res.map_err(|e| TemporalError::Call(e.to_string()))
     }
 
     /// Asks the client's ticket workflow to close `ticket_id` on the manager's behalf.

@@ -19,6 +19,7 @@ pub struct Inbound {
     pub store: PgStore,
     pub tickets: Tickets,
     pub spec: TicketSpec,
+    pub history_limit: Option<u32>,
 }
 
 /// Why a record can never be processed (it is logged and skipped, not retried).
@@ -107,6 +108,7 @@ impl Inbound {
                 msg.id,
                 ticket_id_opened_by(msg.id),
                 &self.spec,
+                self.history_limit,
             )
             .await?;
         tracing::debug!(message_id = %msg.id, client_id = %msg.client_id, "inbound message delivered");

@@ -5,6 +5,7 @@
 
 pub mod activities;
 pub mod afc;
+pub mod calendar;
 pub mod client;
 pub mod inbound;
 pub mod relay;
@@ -28,6 +29,8 @@ pub struct Settings {
     pub namespace: String,
     pub task_queue: String,
     pub spec_path: PathBuf,
+    /// Ticket workflows continue as new past this many history events.
+    pub history_limit: Option<u32>,
 }
 
 impl Settings {
@@ -38,6 +41,9 @@ impl Settings {
             namespace: settings::var("INBOX_TEMPORAL_NAMESPACE", "default"),
             task_queue: settings::var("INBOX_TASK_QUEUE", "tickets"),
             spec_path: settings::var("INBOX_SPEC", "workflows.yaml").into(),
+            history_limit: std::env::var("INBOX_HISTORY_LIMIT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
     }
 }
@@ -81,11 +87,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             &topics.inbound_messages,
         )?,
         store: store.clone(),
-        tickets,
+        tickets: tickets.clone(),
         spec: spec.ticket.clone(),
+        history_limit: settings.history_limit,
     };
     let relay = relay::Relay {
         store,
+        tickets,
         producer: platform::kafka::producer_config(brokers).create()?,
         topic: topics.ticket_events.clone(),
     };

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgListener;
-use tickets::{Event, PgStore, store::EVENTS_CHANNEL};
+use tickets::{Event, PgStore, event_kind, store::EVENTS_CHANNEL};
 use tokio_util::sync::CancellationToken;
 
 pub struct Relay {
     pub store: PgStore,
+    /// Assignments and replies are also signalled to the ticket's workflow (its timers depend on them).
+    pub tickets: crate::client::Tickets,
     pub producer: FutureProducer,
     pub topic: String,
 }
@@ -97,8 +99,37 @@ impl Relay {
         for res in futures::future::join_all(sends).await {
             res.map_err(|(e, _)| e)?;
         }
+        for e in &batch {
+            let (Some(ticket_id), Some(manager_id)) = (e.ticket_id, e.manager_id.as_deref()) else {
+                continue;
+            };
+            match e.kind.as_str() {
+                event_kind::TICKET_ASSIGNED => {
+                    self.tickets
+                        .assigned(&e.client_id, ticket_id, manager_id)
+                        .await
+                }
+                event_kind::MANAGER_REPLY => {
+                    self.tickets
+                        .manager_replied(&e.client_id, ticket_id, manager_id)
+                        .await
+                }
+                _ => Ok(()),
+            }
+            .or_else(ignore_closed)?;
+        }
         let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
         self.store.mark_published(&seqs).await?;
         Ok(seqs.len())
+    }
+}
+
+/// A ticket whose workflow already ended needs no signal.
+fn ignore_closed(e: crate::client::TemporalError) -> Result<(), crate::client::TemporalError> {
+    let text = e.to_string().to_lowercase();
+    if text.contains("not found") || text.contains("already completed") {
+        Ok(())
+    } else {
+        Err(e)
     }
 }

@@ -1,22 +1,28 @@
 //! The ticket workflow: one per client conversation, id `conversation-<client id>`.
 //!
-//! Deterministic: no clock, randomness or I/O here; the store is touched only through activities.
-//! A message signal is only a wake-up: the check activity takes every pending message of the client
-//! from the store, so a duplicate signal changes nothing and a message that arrives while the ticket
-//! closes is carried into the next ticket.
+//! A small state machine, open → waiting → assigned → closed, with the spec's timers raced against
+//! signals: `escalate_after` while waiting (raise priority, emit an event, repeat), the
+//! `first_response_within` SLA, and `auto_close_after_client_silence` after the manager's last
+//! reply. Deadlines are absolute instants computed from the workflow clock (business-hours
+//! calendars included), so a timer that loses to a signal is simply re-armed for the same instant.
+//!
+//! Deterministic: no clock, randomness, I/O or hash-map iteration here; every side effect is an
+//! activity. A message signal is only a wake-up: the check activity takes every pending message of
+//! the client from the store, so a duplicate signal changes nothing and messages that arrive while
+//! the ticket closes are carried into the next ticket.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ContinueAsNewOptions, LocalActivityOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowResult,
+    WorkflowContextView, WorkflowResult,
 };
 use uuid::Uuid;
 
 use crate::activities::{CheckInput, CloseInput, TicketActivities};
-use crate::spec::TicketSpec;
+use crate::spec::{TicketSpec, TimerSpec};
 
 /// Workflow id of a client's conversation: signal-with-start on it reaches the open ticket or
 /// starts a new one once the last closed.
@@ -29,18 +35,49 @@ pub fn next_ticket_id(ticket_id: Uuid) -> Uuid {
     Uuid::new_v5(&ticket_id, b"next")
 }
 
+/// History length after which a ticket continues as new (Temporal's hard limit is 51,200 events).
+pub const DEFAULT_HISTORY_LIMIT: u32 = 10_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketInput {
     pub ticket_id: Uuid,
     pub client_id: String,
     pub spec: TicketSpec,
-    /// Messages arrived while the previous ticket closed: check them at once.
+    /// Messages may be pending (carried from a closing ticket or across continue-as-new): check
+    /// them at once.
     #[serde(default)]
     pub carried_messages: bool,
+    /// The lifecycle so far, when this run continues an earlier one.
+    #[serde(default)]
+    pub state: Option<Lifecycle>,
+    /// Continue as new once the history is this long (tests use a low value).
+    #[serde(default)]
+    pub history_limit: Option<u32>,
+}
+
+/// Where a ticket is in its life; carried across continue-as-new.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// A message was checked for this ticket: the ticket exists in the store.
+    pub opened: bool,
+    /// When the first passed message queued the ticket (ms since the epoch, workflow clock).
+    pub queued_at_ms: Option<i64>,
+    pub manager: Option<String>,
+    pub escalations: u32,
+    pub responded: bool,
+    pub sla_reported: bool,
+    /// The manager's last reply, while the client has not written since.
+    pub silent_since_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolveRequest {
+    pub ticket_id: Uuid,
+    pub manager_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketSignal {
     pub ticket_id: Uuid,
     pub manager_id: String,
 }
@@ -51,6 +88,9 @@ pub enum TicketOutcome {
         ticket_id: Uuid,
         by: String,
     },
+    AutoClosed {
+        ticket_id: Uuid,
+    },
     /// Woken only by messages already handled elsewhere: no ticket was opened.
     NothingToDo,
 }
@@ -58,14 +98,75 @@ pub enum TicketOutcome {
 #[workflow]
 #[derive(Default)]
 pub struct TicketWorkflow {
+    ticket_id: Option<Uuid>,
+    /// Bumped by every signal: the run loop re-evaluates when it changes.
+    version: u64,
     wakeups: u64,
+    replies: u64,
+    assigned: Option<String>,
     resolve: Option<ResolveRequest>,
+    lifecycle: Lifecycle,
 }
 
 fn local(timeout_secs: u64) -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(timeout_secs))
         .build()
+}
+
+fn now_ms(ctx: &WorkflowContext<TicketWorkflow>) -> i64 {
+    ctx.workflow_time()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The instant `times` × the timer's duration after `from`, in business time if it has a calendar.
+fn deadline(timer: &TimerSpec, from_ms: i64, times: u32) -> i64 {
+    let total = timer.after_ms.saturating_mul(u64::from(times.max(1)));
+    let total_ms = i64::try_from(total).unwrap_or(i64::MAX);
+    match (
+        &timer.calendar,
+        chrono::DateTime::from_timestamp_millis(from_ms),
+    ) {
+        (Some(cal), Some(from)) => cal
+            .add(from, chrono::Duration::milliseconds(total_ms))
+            .timestamp_millis(),
+        _ => from_ms.saturating_add(total_ms),
+    }
+}
+
+enum Due {
+    Escalate,
+    Sla,
+    AutoClose,
+}
+
+impl Lifecycle {
+    /// The timers armed in this state, with their deadlines.
+    fn deadlines(&self, spec: &TicketSpec) -> Vec<(i64, Due)> {
+        let t = &spec.timers;
+        let mut out = Vec::new();
+        if let (Some(timer), Some(q), None) = (&t.escalate_after, self.queued_at_ms, &self.manager)
+        {
+            out.push((deadline(timer, q, self.escalations + 1), Due::Escalate));
+        }
+        if let (Some(timer), Some(q), false, false) = (
+            &t.first_response_within,
+            self.queued_at_ms,
+            self.responded,
+            self.sla_reported,
+        ) {
+            out.push((deadline(timer, q, 1), Due::Sla));
+        }
+        if let (Some(timer), Some(since), Some(_)) = (
+            &t.auto_close_after_client_silence,
+            self.silent_since_ms,
+            &self.manager,
+        ) {
+            out.push((deadline(timer, since, 1), Due::AutoClose));
+        }
+        out
+    }
 }
 
 #[workflow_methods]
@@ -76,75 +177,231 @@ impl TicketWorkflow {
         input: TicketInput,
     ) -> WorkflowResult<TicketOutcome> {
         let ticket_id = input.ticket_id;
-        if input.carried_messages {
-            ctx.state_mut(|s| s.wakeups += 1);
-        }
-        let mut handled = 0;
-        let mut opened = false;
-        loop {
-            ctx.wait_condition(|s| {
-                s.wakeups > handled || s.resolve.as_ref().is_some_and(|r| r.ticket_id == ticket_id)
-            })
-            .await?;
-            let resolve = ctx.state(|s| s.resolve.clone().filter(|r| r.ticket_id == ticket_id));
-            if let Some(r) = resolve {
-                ctx.execute_local_activity(
-                    TicketActivities::close_ticket,
-                    CloseInput {
-                        ticket_id,
-                        reason: format!("resolved by {}", r.manager_id),
-                        closing_message: input.spec.closing_message.clone(),
-                    },
-                    local(30),
-                )
-                .await?;
-                if ctx.state(|s| s.wakeups > handled) {
-                    // Messages that came in while closing belong to a new ticket.
-                    ctx.continue_as_new(
-                        TicketInput {
-                            ticket_id: next_ticket_id(ticket_id),
-                            client_id: input.client_id.clone(),
-                            spec: input.spec.clone(),
-                            carried_messages: true,
-                        },
-                        ContinueAsNewOptions::default(),
-                    )?;
-                }
-                return Ok(TicketOutcome::Resolved {
-                    ticket_id,
-                    by: r.manager_id,
-                });
+        let spec = input.spec.clone();
+        let mut life = input.state.clone().unwrap_or_default();
+        ctx.state_mut(|s| {
+            s.ticket_id = Some(ticket_id);
+            s.lifecycle = life.clone();
+            if input.carried_messages {
+                s.wakeups += 1;
+                s.version += 1;
             }
-            let seen = ctx.state(|s| s.wakeups);
-            let checked = ctx
-                .execute_local_activity(
-                    TicketActivities::check_pending,
-                    CheckInput {
+        });
+        let (mut seen_wakeups, mut seen_replies, mut seen_version) = (0, 0, 0);
+        loop {
+            let now = now_ms(ctx);
+            let (version, wakeups, replies, assigned, resolve) = ctx.state(|s| {
+                (
+                    s.version,
+                    s.wakeups,
+                    s.replies,
+                    s.assigned.clone(),
+                    s.resolve.clone(),
+                )
+            });
+            seen_version = seen_version.max(version);
+
+            if let Some(r) = resolve.filter(|r| r.ticket_id == ticket_id) {
+                let reason = format!("resolved by {}", r.manager_id);
+                return Self::close(ctx, &input, &reason, false, seen_wakeups)
+                    .await
+                    .map(|()| TicketOutcome::Resolved {
+                        ticket_id,
+                        by: r.manager_id,
+                    });
+            }
+            if let Some(m) = assigned
+                && life.manager.is_none()
+            {
+                life.manager = Some(m);
+            }
+            if replies > seen_replies {
+                seen_replies = replies;
+                life.responded = true;
+                life.silent_since_ms = Some(now);
+            }
+            if wakeups > seen_wakeups {
+                seen_wakeups = wakeups;
+                let out = ctx
+                    .execute_local_activity(
+                        TicketActivities::check_pending,
+                        CheckInput {
+                            ticket_id,
+                            client_id: input.client_id.clone(),
+                            spec: spec.clone(),
+                        },
+                        local(60),
+                    )
+                    .await?;
+                if out.checked > 0 {
+                    life.opened = true;
+                    // The client wrote: they are not silent.
+                    life.silent_since_ms = None;
+                }
+                if out.queued {
+                    life.queued_at_ms = Some(now);
+                }
+                if let Some(m) = out.assigned_to
+                    && life.manager.is_none()
+                {
+                    life.manager = Some(m);
+                }
+                if !life.opened && ctx.state(|s| s.wakeups == seen_wakeups) {
+                    return Ok(TicketOutcome::NothingToDo);
+                }
+                ctx.state_mut(|s| s.lifecycle = life.clone());
+                continue;
+            }
+
+            // Fire what is due, earliest first.
+            let mut deadlines = life.deadlines(&spec);
+            deadlines.sort_by_key(|(at, _)| *at);
+            if let Some((at, due)) = deadlines.first()
+                && *at <= now
+            {
+                match due {
+                    Due::Escalate => {
+                        let round = life.escalations + 1;
+                        ctx.execute_local_activity(
+                            TicketActivities::escalate,
+                            (ticket_id, round),
+                            local(30),
+                        )
+                        .await?;
+                        life.escalations = round;
+                    }
+                    Due::Sla => {
+                        ctx.execute_local_activity(
+                            TicketActivities::report_sla_breach,
+                            ticket_id,
+                            local(30),
+                        )
+                        .await?;
+                        life.sla_reported = true;
+                    }
+                    Due::AutoClose => {
+                        return Self::close(
+                            ctx,
+                            &input,
+                            "auto_closed: client silent",
+                            true,
+                            seen_wakeups,
+                        )
+                        .await
+                        .map(|()| TicketOutcome::AutoClosed { ticket_id });
+                    }
+                }
+                ctx.state_mut(|s| s.lifecycle = life.clone());
+                continue;
+            }
+
+            // A long ticket continues as new before Temporal's per-execution limits.
+            let limit = input.history_limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+            if ctx.history_length() >= limit || ctx.continue_as_new_suggested() {
+                ctx.continue_as_new(
+                    TicketInput {
                         ticket_id,
                         client_id: input.client_id.clone(),
-                        rules: input.spec.afc_rules.clone(),
-                        blocked_warning: input.spec.blocked_warning.clone(),
+                        spec: spec.clone(),
+                        carried_messages: true,
+                        state: Some(life.clone()),
+                        history_limit: input.history_limit,
                     },
-                    local(60),
-                )
-                .await?;
-            handled = seen;
-            opened |= checked.checked > 0;
-            if !opened && ctx.state(|s| s.wakeups == handled) {
-                return Ok(TicketOutcome::NothingToDo);
+                    ContinueAsNewOptions::default(),
+                )?;
+            }
+
+            // Sleep until a signal or the next deadline.
+            let mut changed = ctx.wait_condition(move |s: &Self| s.version > seen_version);
+            match deadlines.first() {
+                Some((at, _)) => {
+                    let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(1).max(1));
+                    temporalio_sdk::workflows::select! {
+                        r = changed => r?,
+                        _ = ctx.timer(wait) => {}
+                    }
+                }
+                None => changed.await?,
             }
         }
+    }
+
+    /// Closes the ticket; messages that came in meanwhile go to a new ticket (continue-as-new).
+    async fn close(
+        ctx: &mut WorkflowContext<Self>,
+        input: &TicketInput,
+        reason: &str,
+        auto: bool,
+        seen_wakeups: u64,
+    ) -> WorkflowResult<()> {
+        let spec = &input.spec;
+        ctx.execute_local_activity(
+            TicketActivities::close_ticket,
+            CloseInput {
+                ticket_id: input.ticket_id,
+                reason: reason.to_owned(),
+                closing_message: if auto {
+                    spec.auto_close_message.clone()
+                } else {
+                    spec.closing_message.clone()
+                },
+                satisfaction_prompt: spec.satisfaction_prompt.clone(),
+            },
+            local(30),
+        )
+        .await?;
+        // Checked after the close committed: a message signalled meanwhile opens the next ticket.
+        if ctx.state(|s| s.wakeups) > seen_wakeups {
+            ctx.continue_as_new(
+                TicketInput {
+                    ticket_id: next_ticket_id(input.ticket_id),
+                    client_id: input.client_id.clone(),
+                    spec: spec.clone(),
+                    carried_messages: true,
+                    state: None,
+                    history_limit: input.history_limit,
+                },
+                ContinueAsNewOptions::default(),
+            )?;
+        }
+        Ok(())
     }
 
     /// A client message was stored: check every pending message of the client.
     #[signal]
     pub fn message_arrived(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _message_id: Uuid) {
         self.wakeups += 1;
+        self.version += 1;
+    }
+
+    /// A manager took the ticket (sent by the outbox relay after the assignment committed).
+    #[signal]
+    pub fn assigned(&mut self, _ctx: &mut SyncWorkflowContext<Self>, s: TicketSignal) {
+        if self.ticket_id == Some(s.ticket_id) {
+            self.assigned = Some(s.manager_id);
+            self.version += 1;
+        }
+    }
+
+    /// The manager replied (sent by the outbox relay).
+    #[signal]
+    pub fn manager_replied(&mut self, _ctx: &mut SyncWorkflowContext<Self>, s: TicketSignal) {
+        if self.ticket_id == Some(s.ticket_id) {
+            self.replies += 1;
+            self.version += 1;
+        }
     }
 
     /// The assigned manager resolved the ticket.
     #[signal]
     pub fn resolve(&mut self, _ctx: &mut SyncWorkflowContext<Self>, req: ResolveRequest) {
         self.resolve = Some(req);
+        self.version += 1;
+    }
+
+    /// Where the ticket is in its life.
+    #[query]
+    pub fn lifecycle(&self, _ctx: &WorkflowContextView) -> Lifecycle {
+        self.lifecycle.clone()
     }
 }

@@ -1,0 +1,170 @@
+//! The OpenAPI 3.1 document of the client API, served at `GET /v1/openapi.json`. Written by hand
+//! next to the routes; `tests` checks that it names exactly the routes the router serves.
+
+use serde_json::{Value, json};
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
+fn json_response(description: &str, schema: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }
+    })
+}
+
+pub fn document() -> Value {
+    let unauthenticated = error_response("No token, or a token that does not verify");
+    let forbidden = error_response("The token lacks the client role");
+    let rate_limited = json!({
+        "description": "Too many requests from this client; retry after `Retry-After` seconds",
+        "headers": { "Retry-After": { "schema": { "type": "integer" } } },
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    });
+    let unavailable = error_response("A dependency is unavailable; retry later");
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "inbox client API",
+            "version": "1",
+            "description": "Web chat of the bank's support: send messages, read the history of \
+                            all of your tickets as one chat, track what you have read, and \
+                            receive events over a WebSocket."
+        },
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/v1/messages": {
+                "post": {
+                    "operationId": "sendMessage",
+                    "summary": "Send a message; retrying with the same client_message_id is harmless",
+                    "requestBody": { "required": true, "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/SendMessage" } } } },
+                    "responses": {
+                        "202": json_response("Accepted (or already accepted)", "Accepted"),
+                        "400": error_response("Malformed JSON"),
+                        "401": unauthenticated, "403": forbidden,
+                        "409": error_response("client_message_id reused with another body"),
+                        "413": error_response("Request body too large"),
+                        "422": error_response("Invalid field"),
+                        "429": rate_limited, "503": unavailable
+                    }
+                },
+                "get": {
+                    "operationId": "history",
+                    "summary": "One page of the chat across all of the client's tickets, oldest first",
+                    "parameters": [
+                        { "name": "before", "in": "query", "required": false,
+                          "description": "next_before of the previous page",
+                          "schema": { "type": "string" } },
+                        { "name": "limit", "in": "query", "required": false,
+                          "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } }
+                    ],
+                    "responses": {
+                        "200": json_response("A page of the chat", "HistoryPage"),
+                        "400": error_response("Malformed query"),
+                        "401": unauthenticated, "403": forbidden,
+                        "422": error_response("Invalid cursor or limit"),
+                        "429": rate_limited, "503": unavailable
+                    }
+                }
+            },
+            "/v1/read": {
+                "post": {
+                    "operationId": "markRead",
+                    "summary": "Mark the chat read up to a message (the cursor never moves back)",
+                    "requestBody": { "required": true, "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/MarkRead" } } } },
+                    "responses": {
+                        "200": json_response("The read state after the call", "ReadState"),
+                        "400": error_response("Malformed JSON"),
+                        "401": unauthenticated, "403": forbidden,
+                        "404": error_response("No such message in the client's chat"),
+                        "422": error_response("Invalid field"),
+                        "429": rate_limited, "503": unavailable
+                    }
+                },
+                "get": {
+                    "operationId": "readState",
+                    "summary": "The read cursor and the number of unread messages",
+                    "responses": {
+                        "200": json_response("The read state", "ReadState"),
+                        "401": unauthenticated, "403": forbidden,
+                        "429": rate_limited, "503": unavailable
+                    }
+                }
+            },
+            "/v1/ws": {
+                "get": {
+                    "operationId": "events",
+                    "summary": "WebSocket of the client's events; `after` resumes after the last event_id seen",
+                    "description": "Upgrade to a WebSocket. Each text frame is one event: \
+                                    {type, event_id, created_at, ...payload}. Browsers pass the \
+                                    token as `token`.",
+                    "parameters": [
+                        { "name": "token", "in": "query", "required": false, "schema": { "type": "string" } },
+                        { "name": "after", "in": "query", "required": false,
+                          "schema": { "type": "integer", "format": "int64", "default": 0 } }
+                    ],
+                    "responses": {
+                        "101": { "description": "Switching to the WebSocket protocol" },
+                        "401": unauthenticated, "403": forbidden, "429": rate_limited
+                    }
+                }
+            },
+            "/v1/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": { "200": { "description": "The OpenAPI document" } }
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness",
+                    "security": [],
+                    "responses": { "200": { "description": "ok" } }
+                }
+            }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+                    "type": "object", "required": ["code", "message"], "properties": {
+                        "code": { "type": "string" }, "message": { "type": "string" },
+                        "field": { "type": "string" } } } } },
+                "SendMessage": { "type": "object", "additionalProperties": false,
+                    "required": ["body", "client_message_id"], "properties": {
+                        "body": { "type": "string", "minLength": 1, "maxLength": 4096 },
+                        "client_message_id": { "type": "string", "format": "uuid" } } },
+                "Accepted": { "type": "object", "required": ["message_id"], "properties": {
+                    "message_id": { "type": "string", "format": "uuid" } } },
+                "ChatMessage": { "type": "object",
+                    "required": ["id", "author", "body", "status", "channel", "created_at"], "properties": {
+                        "id": { "type": "string", "format": "uuid" },
+                        "ticket_id": { "type": ["string", "null"], "format": "uuid" },
+                        "author": { "enum": ["client", "manager", "system"] },
+                        "body": { "type": "string" },
+                        "status": { "enum": ["pending", "delivered", ""],
+                                    "description": "For the client's own messages" },
+                        "channel": { "type": "string" },
+                        "created_at": { "type": "string", "format": "date-time" } } },
+                "HistoryPage": { "type": "object", "required": ["messages", "next_before"], "properties": {
+                    "messages": { "type": "array", "items": { "$ref": "#/components/schemas/ChatMessage" } },
+                    "next_before": { "type": ["string", "null"],
+                                     "description": "Pass as `before` for older messages; null at the start" } } },
+                "MarkRead": { "type": "object", "additionalProperties": false, "required": ["message_id"],
+                    "properties": { "message_id": { "type": "string", "format": "uuid" } } },
+                "ReadState": { "type": "object", "required": ["read_up_to", "unread"], "properties": {
+                    "read_up_to": { "type": ["string", "null"], "format": "uuid" },
+                    "unread": { "type": "integer" } } }
+            }
+        }
+    })
+}

@@ -1,0 +1,349 @@
+//! Telegram: long polling in, replies and service messages out (teloxide's Bot API client).
+//!
+//! In: each chat is a client (`tg:<chat id>`); a message's id derives from (chat id, message id),
+//! so a redelivered update maps onto the stored message. Updates are published to Kafka in order
+//! and the update offset (kept in PostgreSQL and confirmed to Telegram by the next `getUpdates`)
+//! moves past an update only after the broker acknowledged it; an update at or below the stored
+//! offset is skipped. Out: the delivery worker (`delivery.rs`) sends the client-visible events of
+//! `tg:` clients to their chat.
+
+use std::time::Duration;
+
+use teloxide::payloads::{GetUpdatesSetters, SendMessageSetters};
+use teloxide::prelude::Requester;
+use teloxide::types::{AllowedUpdate, ChatId, Message, UpdateKind};
+use teloxide::{Bot, RequestError};
+use tickets::{PgStore, message_id_for};
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::{Outbound, SendError};
+use crate::publisher::Publisher;
+
+pub const CHANNEL: &str = "telegram";
+pub const CLIENT_PREFIX: &str = "tg:";
+
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    pub token: String,
+    /// The Bot API server; `https://api.telegram.org` in production, the emulator in tests.
+    pub api_url: reqwest::Url,
+    /// Long-poll timeout handed to `getUpdates`.
+    pub poll_timeout: Duration,
+    /// Pause after an empty answer, for servers that do not hold the long poll (the emulator).
+    pub idle_delay: Duration,
+}
+
+impl TelegramSettings {
+    /// `None` unless `INBOX_TELEGRAM_TOKEN` is set: the channel is off by default.
+    pub fn from_env() -> Result<Option<Self>, platform::settings::SettingError> {
+        use platform::settings;
+        let Some(token) = std::env::var("INBOX_TELEGRAM_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+        else {
+            return Ok(None);
+        };
+        let api_url = settings::var("INBOX_TELEGRAM_API_URL", "https://api.telegram.org");
+        Ok(Some(Self {
+            token,
+            api_url: api_url
+                .parse::<reqwest::Url>()
+                .map_err(|e| settings::SettingError {
+                    name: "INBOX_TELEGRAM_API_URL".into(),
+                    value: api_url.clone(),
+                    reason: e.to_string(),
+                })?,
+            poll_timeout: Duration::from_secs(settings::parse(
+                "INBOX_TELEGRAM_POLL_TIMEOUT_SECS",
+                20u64,
+            )?),
+            idle_delay: Duration::from_millis(settings::parse(
+                "INBOX_TELEGRAM_IDLE_DELAY_MS",
+                200u64,
+            )?),
+        }))
+    }
+
+    pub fn bot(&self) -> Result<Bot, reqwest::Error> {
+        // The HTTP timeout must outlast the long poll, or every idle poll fails.
+        let client = teloxide::net::default_reqwest_settings()
+            .timeout(self.poll_timeout + Duration::from_secs(10))
+            .build()?;
+        Ok(Bot::with_client(&self.token, client).set_api_url(self.api_url.clone()))
+    }
+
+    /// Cursor name of this bot's update offset (the token's bot id part, never the secret).
+    fn offset_cursor(&self) -> String {
+        let bot_id = self.token.split(':').next().unwrap_or_default();
+        format!("telegram:offset:{bot_id}")
+    }
+}
+
+/// The client id of a Telegram chat.
+pub fn client_id(chat: ChatId) -> String {
+    format!("{CLIENT_PREFIX}{}", chat.0)
+}
+
+fn chat_of(client_id: &str) -> Option<ChatId> {
+    client_id
+        .strip_prefix(CLIENT_PREFIX)
+        .and_then(|id| id.parse().ok())
+        .map(ChatId)
+}
+
+/// The normalised message of a Telegram message, or `None` for what carries nothing to store
+/// (a sticker, a service message). Attachments are recorded in the body (name, type, size); the
+/// files themselves are not fetched.
+pub fn inbound_message(msg: &Message) -> Option<proto::v1::InboundMessage> {
+    let mut body = msg
+        .text()
+        .or_else(|| msg.caption())
+        .unwrap_or_default()
+        .to_owned();
+    let mut attachments = Vec::new();
+    if let Some(d) = msg.document() {
+        attachments.push(format!(
+            "{} ({}, {} bytes)",
+            d.file_name.as_deref().unwrap_or("file"),
+            d.mime_type
+                .as_ref()
+                .map_or("application/octet-stream".to_owned(), |m| m.to_string()),
+            d.file.size
+        ));
+    }
+    if let Some(p) = msg.photo().and_then(|sizes| sizes.last()) {
+        attachments.push(format!(
+            "photo ({}x{}, {} bytes)",
+            p.width, p.height, p.file.size
+        ));
+    }
+    if let Some(v) = msg.voice() {
+        attachments.push(format!("voice message ({} bytes)", v.file.size));
+    }
+    for a in &attachments {
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str(&format!("[attachment: {a}]"));
+    }
+    if body.trim().is_empty() {
+        return None;
+    }
+    let external_id = format!("{}/{}", msg.chat.id.0, msg.id.0);
+    let client_name = msg
+        .from
+        .as_ref()
+        .map(|u| u.full_name())
+        .or_else(|| msg.chat.username().map(str::to_owned))
+        .unwrap_or_default();
+    Some(proto::v1::InboundMessage {
+        message_id: message_id_for(CHANNEL, &external_id).to_string(),
+        client_id: client_id(msg.chat.id),
+        channel: CHANNEL.into(),
+        external_id,
+        body,
+        client_name,
+        received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+    })
+}
+
+/// Polls updates until `shutdown`, publishing each message and then moving the offset.
+pub async fn poll_updates(
+    settings: TelegramSettings,
+    store: PgStore,
+    publisher: Publisher,
+    shutdown: CancellationToken,
+) {
+    let bot = match settings.bot() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "telegram: cannot build the HTTP client; channel off");
+            return;
+        }
+    };
+    let cursor = settings.offset_cursor();
+    let mut backoff = Backoff::new();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let offset = match store.channel_cursor(&cursor).await {
+            Ok(o) => o.unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(error = %e, "telegram: cannot read the update offset");
+                backoff.wait(&shutdown).await;
+                continue;
+            }
+        };
+        let request = bot
+            .get_updates()
+            .offset(i32::try_from(offset).unwrap_or(i32::MAX))
+            .timeout(settings.poll_timeout.as_secs() as u32)
+            .allowed_updates(vec![AllowedUpdate::Message]);
+        let updates = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = request.into_future() => r,
+        };
+        let updates = match updates {
+            Ok(u) => u,
+            Err(RequestError::RetryAfter(s)) => {
+                sleep_or_cancel(s.duration(), &shutdown).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "telegram: getUpdates failed");
+                backoff.wait(&shutdown).await;
+                continue;
+            }
+        };
+        backoff.reset();
+        if updates.is_empty() {
+            sleep_or_cancel(settings.idle_delay, &shutdown).await;
+            continue;
+        }
+        for update in updates {
+            let update_id = i64::from(update.id.0);
+            // A server that ignores `offset` (or a retry after a crash) repeats updates: skip any
+            // at or below the stored offset. The message id dedups what slips past this.
+            if update_id < offset {
+                continue;
+            }
+            if let UpdateKind::Message(msg) = &update.kind {
+                match inbound_message(msg) {
+                    Some(m) => {
+                        if let Err(e) = publisher.publish(&m).await {
+                            // Not acknowledged: the offset stays, the update comes again.
+                            tracing::warn!(error = %e, "telegram: publish failed; will retry");
+                            backoff.wait(&shutdown).await;
+                            break;
+                        }
+                        tracing::info!(message_id = %m.message_id, client_id = %m.client_id,
+                            update_id, "telegram message accepted");
+                    }
+                    None => tracing::debug!(update_id, "telegram: update without content"),
+                }
+            }
+            if let Err(e) = store.advance_channel_cursor(&cursor, update_id + 1).await {
+                tracing::warn!(error = %e, "telegram: cannot store the update offset");
+                break;
+            }
+        }
+    }
+}
+
+/// Sends client-visible events to Telegram chats.
+#[derive(Clone)]
+pub struct TelegramOutbound {
+    bot: Bot,
+}
+
+impl TelegramOutbound {
+    pub fn new(settings: &TelegramSettings) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            bot: settings.bot()?,
+        })
+    }
+}
+
+impl Outbound for TelegramOutbound {
+    fn channel(&self) -> &'static str {
+        CHANNEL
+    }
+
+    fn client_prefix(&self) -> &'static str {
+        CLIENT_PREFIX
+    }
+
+    async fn send(&self, event: &tickets::Event, text: &str) -> Result<String, SendError> {
+        let chat = chat_of(&event.client_id)
+            .ok_or_else(|| SendError::Permanent(format!("not a chat: {}", event.client_id)))?;
+        match self
+            .bot
+            .send_message(chat, text)
+            .protect_content(false)
+            .await
+        {
+            Ok(m) => Ok(m.id.0.to_string()),
+            Err(RequestError::RetryAfter(s)) => Err(SendError::RetryAfter(s.duration())),
+            // Telegram answered and refused (blocked by the user, chat not found, ...).
+            Err(RequestError::Api(e)) => Err(SendError::Permanent(format!("telegram: {e}"))),
+            Err(RequestError::MigrateToChatId(id)) => Err(SendError::Permanent(format!(
+                "telegram: the group moved to chat {}",
+                id.0
+            ))),
+            Err(e) => Err(SendError::Transient(format!("telegram: {e}"))),
+        }
+    }
+}
+
+/// Exponential backoff for a retry loop: 0.5 s doubling to 30 s.
+pub(crate) struct Backoff(Duration);
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self(Duration::from_millis(500))
+    }
+
+    pub(crate) fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    pub(crate) async fn wait(&mut self, shutdown: &CancellationToken) {
+        sleep_or_cancel(self.0, shutdown).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(30));
+    }
+}
+
+pub(crate) async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(json: serde_json::Value) -> Message {
+        serde_json::from_value(json).expect("a valid Telegram message")
+    }
+
+    #[test]
+    fn the_same_telegram_message_always_maps_to_the_same_message_of_the_chat_client() {
+        let m = message(serde_json::json!({
+            "message_id": 7, "date": 1_700_000_000,
+            "chat": { "id": 42, "type": "private", "first_name": "Ivan" },
+            "from": { "id": 42, "is_bot": false, "first_name": "Ivan", "last_name": "Petrov" },
+            "text": "/start"
+        }));
+        let (a, b) = (inbound_message(&m), inbound_message(&m));
+        let a = a.expect("a text message is stored");
+        assert_eq!(Some(&a.message_id), b.as_ref().map(|b| &b.message_id));
+        assert_eq!(
+            (
+                a.client_id.as_str(),
+                a.external_id.as_str(),
+                a.body.as_str()
+            ),
+            ("tg:42", "42/7", "/start")
+        );
+        assert_eq!(a.client_name, "Ivan Petrov");
+    }
+
+    #[test]
+    fn an_attachment_is_recorded_by_name_type_and_size() {
+        let m = message(serde_json::json!({
+            "message_id": 8, "date": 1_700_000_000,
+            "chat": { "id": 42, "type": "private", "first_name": "Ivan" },
+            "caption": "my statement",
+            "document": { "file_id": "f", "file_unique_id": "u", "file_name": "statement.pdf",
+                          "mime_type": "application/pdf", "file_size": 1234 }
+        }));
+        let body = inbound_message(&m).map(|m| m.body);
+        assert_eq!(
+            body.as_deref(),
+            Some("my statement\n[attachment: statement.pdf (application/pdf, 1234 bytes)]")
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! The Telegram Bot API emulator (npm `telegram-test-api` behind `scripts/telegram-emulator.js`),
+//! one per test on a free loopback port. `make test` installs it (`scripts/stack.sh install`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub struct Emulator {
+    pub url: String,
+    http: reqwest::Client,
+    /// The bot's messages read so far, per chat, in order.
+    seen: std::collections::HashMap<i64, Vec<String>>,
+    _child: Child,
+}
+
+fn node_modules() -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var("INBOX_NODE_MODULES") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => PathBuf::from(std::env::var("HOME").context("HOME is not set")?)
+            .join(".cache/inbox-engine/npm/node_modules"),
+    };
+    if !dir.join("telegram-test-api").is_dir() {
+        bail!(
+            "telegram-test-api is not installed in {}: run `scripts/stack.sh install` (make test does)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+impl Emulator {
+    pub async fn start() -> anyhow::Result<Self> {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/telegram-emulator.js");
+        let mut child = Command::new("node")
+            .arg(&script)
+            .arg("0")
+            .env("NODE_PATH", node_modules()?)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting node (the Telegram emulator)")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let port = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(p) = line.strip_prefix("telegram emulator listening on ") {
+                    return Ok::<_, anyhow::Error>(p.trim().to_owned());
+                }
+            }
+            bail!("the Telegram emulator exited before it was ready")
+        })
+        .await
+        .context("the Telegram emulator was not ready within 20 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            seen: Default::default(),
+            _child: child,
+        })
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await?;
+        let status = res.status();
+        let v: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("emulator {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    /// The user of chat `chat` sends `text` to the bot.
+    pub async fn user_says(
+        &self,
+        token: &str,
+        chat: i64,
+        name: &str,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        let user = json!({ "id": chat, "is_bot": false, "first_name": name });
+        self.post(
+            "/sendMessage",
+            json!({
+                "botToken": token,
+                "from": user,
+                "chat": { "id": chat, "type": "private", "first_name": name },
+                "date": chrono::Utc::now().timestamp(),
+                "text": text,
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Waits until the bot has sent `text` to `chat`; returns everything it sent there so far.
+    pub async fn wait_for_bot_text(
+        &mut self,
+        token: &str,
+        chat: i64,
+        text: &str,
+        within: Duration,
+    ) -> anyhow::Result<Vec<String>> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            poll.tick().await;
+            let got = self
+                .post("/getUpdates", json!({ "token": token, "chatId": chat }))
+                .await?;
+            let texts = got["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u["message"]["text"].as_str().map(str::to_owned));
+            let seen = self.seen.entry(chat).or_default();
+            seen.extend(texts);
+            if seen.iter().any(|t| t == text) {
+                return Ok(seen.clone());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "the bot did not send {text:?} to chat {chat} within {within:?}; it sent {seen:?}"
+                );
+            }
+        }
+    }
+
+    /// From now on, sending to `chat` fails with 403 (the user blocked the bot).
+    pub async fn block(&self, chat: i64) -> anyhow::Result<()> {
+        self.post("/control/block", json!({ "chatId": chat }))
+            .await
+            .map(|_| ())
+    }
+
+    /// The next `n` sends to `chat` fail with 429 and `retry_after: 1`.
+    pub async fn rate_limit(&self, chat: i64, n: u32) -> anyhow::Result<()> {
+        self.post("/control/rate-limit", json!({ "chatId": chat, "n": n }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Every update of the bot is delivered again (as after a lost offset); returns how many.
+    pub async fn redeliver(&self, token: &str) -> anyhow::Result<u64> {
+        let v = self
+            .post("/control/redeliver", json!({ "token": token }))
+            .await?;
+        Ok(v["result"].as_u64().unwrap_or_default())
+    }
+}

@@ -1,0 +1,209 @@
+//! Telegram end to end: the three services against the Bot API emulator. A chat is a client; its
+//! messages reach the manager once (however often updates are redelivered, across a crash of
+//! `communication`), and replies and service messages come back to the same chat once, with rate
+//! limits retried and a blocked bot recorded as a failed delivery.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use e2e::telegram::Emulator;
+use e2e::{Engine, Stack};
+use proto::v1::{self, manager_service_client::ManagerServiceClient};
+use tickets::{PgStore, Role};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Manager {
+    client: ManagerServiceClient<Channel>,
+    token: String,
+}
+
+impl Manager {
+    async fn connect(engine: &Engine, token: String) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(engine.grpc.clone())?.connect().await?;
+        Ok(Self {
+            client: ManagerServiceClient::new(channel),
+            token,
+        })
+    }
+
+    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Ok(v) = MetadataValue::try_from(format!("Bearer {}", self.token)) {
+            r.metadata_mut().insert("authorization", v);
+        }
+        r
+    }
+
+    /// Waits until the manager holds a ticket of `client_id` whose messages include `body`;
+    /// returns the ticket id and the bodies.
+    async fn wait_for_message(
+        &mut self,
+        client_id: &str,
+        body: &str,
+    ) -> anyhow::Result<(String, Vec<String>)> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            poll.tick().await;
+            let req = self.req(v1::ListTicketsRequest::default());
+            let tickets = self.client.list_tickets(req).await?.into_inner().tickets;
+            if let Some(t) = tickets.iter().find(|t| t.client_id == client_id) {
+                let req = self.req(v1::ListMessagesRequest {
+                    ticket_id: t.id.clone(),
+                    ..Default::default()
+                });
+                let messages = self.client.list_messages(req).await?.into_inner().messages;
+                let bodies: Vec<String> = messages.into_iter().map(|m| m.body).collect();
+                if bodies.iter().any(|b| b == body) {
+                    return Ok((t.id.clone(), bodies));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{body:?} of {client_id} did not reach the manager within {WAIT:?}");
+            }
+        }
+    }
+}
+
+async fn wait_for_delivery(
+    store: &PgStore,
+    client_id: &str,
+    status: &str,
+) -> anyhow::Result<Vec<tickets::Delivery>> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        poll.tick().await;
+        let ledger = store.deliveries_of("telegram", client_id).await?;
+        if ledger.iter().any(|d| d.status == status) {
+            return Ok(ledger);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("no {status} delivery for {client_id} within {WAIT:?}: {ledger:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_chat_reaches_the_manager_once_and_replies_come_back_to_the_same_chat_once()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let mut emulator = Emulator::start().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let token = format!("4242:{run}");
+    let mut engine = Engine::start_with(
+        &stack,
+        &[
+            ("INBOX_TELEGRAM_TOKEN", token.clone()),
+            ("INBOX_TELEGRAM_API_URL", emulator.url.clone()),
+            ("INBOX_TELEGRAM_IDLE_DELAY_MS", "50".into()),
+        ],
+    )
+    .await?;
+    let store = PgStore::connect(&engine.database_url).await?;
+    let chat: i64 = 700_000 + i64::from(rand_u16(&run));
+    let client_id = format!("tg:{chat}");
+    let mut alice = Manager::connect(
+        &engine,
+        stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
+    )
+    .await?;
+
+    // In: the chat's message becomes a ticket of client tg:<chat>; the manager sees it.
+    emulator
+        .user_says(&token, chat, "Ivan", "Hello from Telegram")
+        .await?;
+    alice
+        .client
+        .set_ready(alice.req(v1::SetReadyRequest {}))
+        .await?;
+    let (ticket_id, _) = alice
+        .wait_for_message(&client_id, "Hello from Telegram")
+        .await?;
+    // The assignment notice goes back to the chat.
+    wait_for_delivery(&store, &client_id, "sent").await?;
+
+    // Out: a reply reaches the chat even though Telegram first answers 429 (retry_after 1).
+    emulator.rate_limit(chat, 1).await?;
+    alice
+        .client
+        .send_reply(alice.req(v1::SendReplyRequest {
+            ticket_id: ticket_id.clone(),
+            body: "Let me check".into(),
+            idempotency_key: "r1".into(),
+        }))
+        .await?;
+    emulator
+        .wait_for_bot_text(&token, chat, "Let me check", WAIT)
+        .await?;
+    let ledger = wait_for_delivery(&store, &client_id, "sent").await?;
+    assert!(
+        ledger.iter().any(|d| d.status == "sent" && d.attempts == 2),
+        "the rate-limited reply was sent on its second attempt: {ledger:?}"
+    );
+
+    // Telegram repeats every update (a lost offset), then communication crashes and restarts
+    // and Telegram repeats them again: each message still reaches the manager exactly once.
+    assert!(emulator.redeliver(&token).await? >= 1);
+    emulator.user_says(&token, chat, "Ivan", "second").await?;
+    alice.wait_for_message(&client_id, "second").await?;
+    engine.crash_and_restart_communication().await?;
+    assert!(emulator.redeliver(&token).await? >= 2);
+    emulator.user_says(&token, chat, "Ivan", "third").await?;
+    let (_, bodies) = alice.wait_for_message(&client_id, "third").await?;
+    for body in ["Hello from Telegram", "second", "third"] {
+        assert_eq!(
+            bodies.iter().filter(|b| *b == body).count(),
+            1,
+            "{body}: {bodies:?}"
+        );
+    }
+
+    // A user who blocked the bot: the reply is recorded as a failed delivery, not dropped.
+    emulator.block(chat).await?;
+    alice
+        .client
+        .send_reply(alice.req(v1::SendReplyRequest {
+            ticket_id: ticket_id.clone(),
+            body: "Are you there?".into(),
+            idempotency_key: "r2".into(),
+        }))
+        .await?;
+    let ledger = wait_for_delivery(&store, &client_id, "failed").await?;
+    let failed = ledger
+        .iter()
+        .find(|d| d.status == "failed")
+        .context("failed delivery")?;
+    assert!(
+        failed
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("blocked"),
+        "{failed:?}"
+    );
+    // Nothing was sent twice across the restart.
+    let texts = emulator
+        .wait_for_bot_text(&token, chat, "Let me check", Duration::ZERO)
+        .await?;
+    assert_eq!(
+        texts.iter().filter(|t| *t == "Let me check").count(),
+        1,
+        "{texts:?}"
+    );
+    assert_eq!(
+        ledger.iter().filter(|d| d.status == "sent").count(),
+        texts.len(),
+        "{ledger:?} vs {texts:?}"
+    );
+    Ok(())
+}
+
+fn rand_u16(seed: &str) -> u16 {
+    seed.bytes()
+        .fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(u16::from(b)))
+}

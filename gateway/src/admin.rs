@@ -1,0 +1,147 @@
+//! `inbox.v1.AdminService`: the bank's back office (role `admin`) sees every manager and ticket.
+
+use proto::v1::{self, admin_service_server::AdminService};
+use tickets::admin::TicketRecord;
+use tickets::{PgStore, Role};
+use tonic::{Request, Response, Status};
+
+use crate::caller::authenticate;
+use crate::{convert, status};
+
+pub struct Admins {
+    pub store: PgStore,
+    pub verifier: platform::auth::Verifier,
+}
+
+fn admin_ticket(t: TicketRecord) -> v1::AdminTicket {
+    v1::AdminTicket {
+        ticket: Some(convert::ticket(t.ticket)),
+        waiting_since: t.waiting_since.map(convert::timestamp),
+        closed_at: t.closed_at.map(convert::timestamp),
+        close_reason: t.close_reason.unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for Admins {
+    async fn list_managers(
+        &self,
+        req: Request<v1::ListManagersRequest>,
+    ) -> Result<Response<v1::ListManagersResponse>, Status> {
+        authenticate(&self.verifier, &req, Role::Admin).await?;
+        let managers = self
+            .store
+            .managers_overview()
+            .await
+            .map_err(status::store)?
+            .into_iter()
+            .map(|m| v1::ManagerState {
+                id: m.id,
+                display_name: m.display_name,
+                capacity: m.capacity,
+                ready_slots: m.ready_slots,
+                open_tickets: m.open_tickets,
+                ready_since: m.ready_since.map(convert::timestamp),
+            })
+            .collect();
+        Ok(Response::new(v1::ListManagersResponse { managers }))
+    }
+
+    async fn list_tickets(
+        &self,
+        req: Request<v1::AdminListTicketsRequest>,
+    ) -> Result<Response<v1::AdminListTicketsResponse>, Status> {
+        authenticate(&self.verifier, &req, Role::Admin).await?;
+        let r = req.get_ref();
+        let statuses = convert::statuses(&r.statuses)?;
+        let limit = convert::page_size(r.page_size, 50)?;
+        let after = convert::page_token(&r.page_token)?;
+        let created_before = match r.older_than_seconds {
+            0 => None,
+            s if s > 0 => Some(chrono::Utc::now() - chrono::Duration::seconds(s)),
+            _ => {
+                return Err(status::invalid(
+                    "older_than_seconds",
+                    "must not be negative",
+                ));
+            }
+        };
+        let page = self
+            .store
+            .tickets_overview(&statuses, created_before, after, limit)
+            .await
+            .map_err(status::store)?;
+        let next_page_token = match (page.has_more, page.items.last()) {
+            (true, Some(t)) => tickets::desk::ticket_cursor(&t.ticket).encode(),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::AdminListTicketsResponse {
+            tickets: page.items.into_iter().map(admin_ticket).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_audit_trail(
+        &self,
+        req: Request<v1::GetAuditTrailRequest>,
+    ) -> Result<Response<v1::GetAuditTrailResponse>, Status> {
+        authenticate(&self.verifier, &req, Role::Admin).await?;
+        let id = convert::uuid("ticket_id", &req.get_ref().ticket_id)?;
+        let trail = self
+            .store
+            .audit_trail(id)
+            .await
+            .map_err(status::store)?
+            .ok_or_else(|| Status::not_found("ticket not found"))?;
+        Ok(Response::new(v1::GetAuditTrailResponse {
+            ticket: Some(admin_ticket(trail.ticket)),
+            events: trail
+                .events
+                .into_iter()
+                .map(|e| v1::AuditEvent {
+                    seq: e.seq,
+                    kind: e.kind,
+                    client_visible: e.client_visible,
+                    manager_id: e.manager_id.unwrap_or_default(),
+                    payload: Some(convert::json_to_struct(e.payload)),
+                    created_at: Some(convert::timestamp(e.created_at)),
+                })
+                .collect(),
+            verdicts: trail
+                .verdicts
+                .into_iter()
+                .map(|v| v1::AfcVerdict {
+                    message_id: v.message_id.to_string(),
+                    afc_status: v.afc_status,
+                    rule: v.rule.unwrap_or_default(),
+                    created_at: Some(convert::timestamp(v.created_at)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn validate_spec(
+        &self,
+        req: Request<v1::ValidateSpecRequest>,
+    ) -> Result<Response<v1::ValidateSpecResponse>, Status> {
+        authenticate(&self.verifier, &req, Role::Admin).await?;
+        let yaml = &req.get_ref().yaml;
+        if yaml.len() > 1024 * 1024 {
+            return Err(status::invalid("yaml", "must be at most 1 MiB"));
+        }
+        Ok(Response::new(
+            match workflow::spec::Spec::parse("workflows.yaml", yaml) {
+                Ok(spec) => v1::ValidateSpecResponse {
+                    valid: true,
+                    error: String::new(),
+                    capacity: spec.capacity,
+                },
+                Err(e) => v1::ValidateSpecResponse {
+                    valid: false,
+                    error: e.to_string(),
+                    capacity: 0,
+                },
+            },
+        ))
+    }
+}

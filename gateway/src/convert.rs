@@ -1,0 +1,169 @@
+//! Domain values to protobuf messages and request fields to domain values (with field violations).
+
+use proto::v1;
+use tickets::{Author, ChatCursor, Event, Message, Ticket, TicketStatus};
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::status;
+
+/// Largest page any list RPC returns.
+pub const MAX_PAGE: i32 = 500;
+
+pub fn uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(raw).map_err(|_| status::invalid(field, "must be a UUID"))
+}
+
+/// `page_size` of a request: 0 means `default`, otherwise 1 to [`MAX_PAGE`].
+pub fn page_size(raw: i32, default: i64) -> Result<i64, Status> {
+    match raw {
+        0 => Ok(default),
+        1..=MAX_PAGE => Ok(i64::from(raw)),
+        _ => Err(status::invalid(
+            "page_size",
+            &format!("must be 0 (default) or 1 to {MAX_PAGE}"),
+        )),
+    }
+}
+
+/// `page_token` of a request: empty for the first page.
+pub fn page_token(raw: &str) -> Result<Option<ChatCursor>, Status> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    ChatCursor::decode(raw)
+        .map(Some)
+        .map_err(|_| status::invalid("page_token", "is not a token this API returned"))
+}
+
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub fn status_to_proto(s: TicketStatus) -> v1::TicketStatus {
+    match s {
+        TicketStatus::Open => v1::TicketStatus::Open,
+        TicketStatus::Waiting => v1::TicketStatus::Waiting,
+        TicketStatus::Assigned => v1::TicketStatus::Assigned,
+        TicketStatus::Closed => v1::TicketStatus::Closed,
+    }
+}
+
+pub fn statuses(raw: &[i32]) -> Result<Vec<TicketStatus>, Status> {
+    raw.iter()
+        .map(|s| match v1::TicketStatus::try_from(*s) {
+            Ok(v1::TicketStatus::Open) => Ok(TicketStatus::Open),
+            Ok(v1::TicketStatus::Waiting) => Ok(TicketStatus::Waiting),
+            Ok(v1::TicketStatus::Assigned) => Ok(TicketStatus::Assigned),
+            Ok(v1::TicketStatus::Closed) => Ok(TicketStatus::Closed),
+            _ => Err(status::invalid("statuses", "unknown ticket status")),
+        })
+        .collect()
+}
+
+pub fn ticket(t: Ticket) -> v1::Ticket {
+    v1::Ticket {
+        id: t.id.to_string(),
+        client_id: t.client_id,
+        client_name: t.client_name,
+        status: status_to_proto(t.status) as i32,
+        manager_id: t.manager_id.unwrap_or_default(),
+        created_at: Some(timestamp(t.created_at)),
+        assigned_at: t.assigned_at.map(timestamp),
+    }
+}
+
+pub fn author(a: Author) -> v1::Author {
+    match a {
+        Author::Client => v1::Author::Client,
+        Author::Manager => v1::Author::Manager,
+        Author::System => v1::Author::System,
+    }
+}
+
+pub fn message(m: Message) -> v1::Message {
+    v1::Message {
+        id: m.id.to_string(),
+        ticket_id: m.ticket_id.map(|t| t.to_string()).unwrap_or_default(),
+        author: author(m.author) as i32,
+        body: m.body,
+        created_at: Some(timestamp(m.created_at)),
+        manager_id: String::new(),
+    }
+}
+
+pub fn json_to_struct(v: serde_json::Value) -> prost_types::Struct {
+    match v {
+        serde_json::Value::Object(map) => prost_types::Struct {
+            fields: map
+                .into_iter()
+                .map(|(k, v)| (k, json_to_value(v)))
+                .collect(),
+        },
+        other => prost_types::Struct {
+            fields: [("value".to_owned(), json_to_value(other))].into(),
+        },
+    }
+}
+
+fn json_to_value(v: serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.into_iter().map(json_to_value).collect(),
+        }),
+        o @ serde_json::Value::Object(_) => Kind::StructValue(json_to_struct(o)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+pub fn event(e: Event) -> v1::Event {
+    v1::Event {
+        cursor: e.seq,
+        kind: e.kind,
+        ticket_id: e.ticket_id.map(|t| t.to_string()).unwrap_or_default(),
+        payload: Some(json_to_struct(e.payload)),
+        created_at: Some(timestamp(e.created_at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_zero_means_default_and_out_of_range_is_invalid() {
+        assert_eq!(page_size(0, 50).ok(), Some(50));
+        assert_eq!(page_size(7, 50).ok(), Some(7));
+        for bad in [-1, MAX_PAGE + 1] {
+            let e = page_size(bad, 50).err().map(|s| s.code());
+            assert_eq!(e, Some(tonic::Code::InvalidArgument));
+        }
+    }
+
+    #[test]
+    fn a_foreign_page_token_is_invalid_and_an_empty_one_starts_at_the_beginning() {
+        assert!(matches!(page_token(""), Ok(None)));
+        assert_eq!(
+            page_token("garbage").err().map(|s| s.code()),
+            Some(tonic::Code::InvalidArgument)
+        );
+    }
+
+    #[test]
+    fn json_payloads_become_structs_field_by_field() {
+        let s = json_to_struct(serde_json::json!({"a": "x", "n": 2, "l": [true, null]}));
+        assert_eq!(s.fields.len(), 3);
+        assert!(matches!(
+            s.fields.get("a").and_then(|v| v.kind.clone()),
+            Some(prost_types::value::Kind::StringValue(x)) if x == "x"
+        ));
+    }
+}

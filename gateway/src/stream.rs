@@ -1,0 +1,240 @@
+//! `StreamEvents` for managers and clients. PostgreSQL (the outbox) is the source of truth: a stream
+//! reads the caller's events after its cursor from there, and the Kafka `ticket.events` feed only
+//! wakes it up. So a reconnect with the last cursor resumes with no gap and no duplicate, also
+//! across a gateway restart, and nothing is ever lost from a memory buffer.
+//!
+//! Each stream has its own task and a bounded buffer; the Kafka listener never waits for a stream
+//! (a wake-up is a `watch` value: the latest seq, overwritten, never queued). A consumer that does
+//! not take an event for `max_stall` is cut off with `RESOURCE_EXHAUSTED` naming its cursor.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tickets::{Event, PgStore};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
+
+use crate::manager::EventStream;
+use crate::{convert, status};
+
+/// Whose events a stream carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Audience {
+    Client(String),
+    Manager(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Events buffered per stream between its task and the connection.
+    pub buffer: usize,
+    /// Events read from PostgreSQL at a time.
+    pub page: i64,
+    /// How long a consumer may leave a full buffer untouched before it is cut off.
+    pub max_stall: Duration,
+    /// Re-read even without a wake-up: covers a wake-up lost with a broker hiccup.
+    pub reread: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            buffer: 64,
+            page: 200,
+            max_stall: Duration::from_secs(10),
+            reread: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Wake-ups per audience: the highest seq announced for it.
+#[derive(Default)]
+pub struct Hub {
+    audiences: Mutex<HashMap<Audience, watch::Sender<i64>>>,
+}
+
+impl Hub {
+    pub fn subscribe(&self, a: Audience) -> watch::Receiver<i64> {
+        let mut map = self
+            .audiences
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(a)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn bump(map: &mut HashMap<Audience, watch::Sender<i64>>, a: Audience, seq: i64) {
+        if let Some(tx) = map.get(&a) {
+            if tx.receiver_count() == 0 {
+                map.remove(&a);
+            } else {
+                tx.send_if_modified(|v| {
+                    let newer = seq > *v;
+                    if newer {
+                        *v = seq;
+                    }
+                    newer
+                });
+            }
+        }
+    }
+
+    /// Wakes the streams that may see `e`.
+    pub fn notify(&self, e: &proto::v1::TicketEvent) {
+        let mut map = self
+            .audiences
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if e.client_visible {
+            Self::bump(&mut map, Audience::Client(e.client_id.clone()), e.seq);
+        }
+        if !e.manager_id.is_empty() {
+            Self::bump(&mut map, Audience::Manager(e.manager_id.clone()), e.seq);
+        }
+    }
+
+    /// Streams currently subscribed (for the benchmark and tests).
+    pub fn audiences(&self) -> usize {
+        self.audiences
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Reads `ticket.events` from the end (no consumer group: every gateway sees every event) and wakes
+/// the streams each event concerns.
+pub fn listen(
+    brokers: &str,
+    topic: &str,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, rdkafka::error::KafkaError> {
+    let consumer: StreamConsumer = platform::kafka::config(brokers)
+        .set("group.id", "gateway-wakeups")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::End)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let record = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = consumer.recv() => r,
+            };
+            match record {
+                Ok(r) => match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
+                    Ok(e) => hub.notify(&e),
+                    Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
+                },
+                Err(e) => tracing::warn!(error = %e, "ticket.events receive failed"),
+            }
+        }
+    }))
+}
+
+/// Opens event streams: the store, the hub and the limits they share.
+#[derive(Clone)]
+pub struct Streams {
+    pub store: PgStore,
+    pub hub: Arc<Hub>,
+    pub config: StreamConfig,
+    pub shutdown: CancellationToken,
+}
+
+impl Streams {
+    async fn read(&self, who: &Audience, after: i64) -> Result<Vec<Event>, tickets::StoreError> {
+        match who {
+            Audience::Client(id) => {
+                self.store
+                    .client_events_after(id, after, self.config.page)
+                    .await
+            }
+            Audience::Manager(id) => {
+                self.store
+                    .manager_events_after(id, after, self.config.page)
+                    .await
+            }
+        }
+    }
+
+    /// The events of `who` after `cursor`, then live ones, until the caller hangs up, falls too far
+    /// behind, or the gateway shuts down (both of which end with the cursor to resume from).
+    pub fn open(&self, who: Audience, mut cursor: i64) -> EventStream {
+        let (tx, rx) = mpsc::channel(self.config.buffer.max(1));
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut wake = me.hub.subscribe(who.clone());
+            loop {
+                wake.borrow_and_update();
+                let events = match me.read(&who, cursor).await {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = tx.send(Err(status::store(e))).await;
+                        return;
+                    }
+                };
+                let full_page = i64::try_from(events.len()).unwrap_or(i64::MAX) >= me.config.page;
+                for e in events {
+                    let seq = e.seq;
+                    match tx
+                        .send_timeout(Ok(convert::event(e)), me.config.max_stall)
+                        .await
+                    {
+                        Ok(()) => cursor = seq,
+                        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                            tracing::info!(?who, cursor, "slow event consumer cut off");
+                            // Delivered after what the buffer still holds, if the caller reads on.
+                            let cut = status::resume_from(
+                                Code::ResourceExhausted,
+                                cursor,
+                                "consumer fell too far behind",
+                            );
+                            let _ = tx.send_timeout(Err(cut), me.config.max_stall).await;
+                            return;
+                        }
+                        Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
+                    }
+                }
+                if full_page {
+                    continue;
+                }
+                tokio::select! {
+                    changed = wake.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(me.config.reread) => {}
+                    _ = tx.closed() => return,
+                    _ = me.shutdown.cancelled() => {
+                        let bye = status::resume_from(Code::Unavailable, cursor, "gateway shutting down");
+                        let _ = tx.try_send(Err(bye));
+                        return;
+                    }
+                }
+            }
+        });
+        Box::pin(ReceiverStream::new(rx)) as EventStream
+    }
+}
+
+/// A stream status that tells the caller where to resume, if it is one.
+pub fn resume_cursor(s: &Status) -> Option<i64> {
+    use tonic_types::StatusExt;
+    s.get_details_error_info()?
+        .metadata
+        .get("resume_after_cursor")?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,71 @@
+// Telegram Bot API emulator for tests and `make run`: npm telegram-test-api behind a front app
+// that closes the gaps teloxide meets (see ../../shared/stack.md) and adds test controls.
+//
+//   NODE_PATH=$INBOX_NODE_MODULES node scripts/telegram-emulator.js [port]   (0 = any free port)
+//
+// Prints `telegram emulator listening on <port>` once ready. Users talk with
+// POST /sendMessage {botToken, from, chat, date, text}; the bot's messages to a chat are read with
+// POST /getUpdates {token, chatId}. Controls for tests:
+//   POST /control/block {chatId}           sendMessage to that chat answers 403 (bot blocked)
+//   POST /control/rate-limit {chatId, n}   the next n sendMessage to that chat answer 429 retry_after 1
+//   POST /control/redeliver {token}        every user update is delivered again (lost offset)
+'use strict';
+const http = require('http');
+const express = require('express');
+const api = require('telegram-test-api');
+const TelegramServer = api.TelegramServer || api.default || api;
+
+const port = Number(process.argv[2] || 0);
+const server = new TelegramServer({ port: port || 1, host: '127.0.0.1', storeTimeout: 3600 });
+const blocked = new Set();
+const rateLimited = new Map();
+
+const front = express();
+front.use(express.json());
+front.use(express.urlencoded({ extended: true }));
+
+const apiError = (res, code, description, parameters) =>
+  res.status(code).json({ ok: false, error_code: code, description, parameters });
+
+front.post('/control/block', (req, res) => { blocked.add(String(req.body.chatId)); res.json({ ok: true }); });
+front.post('/control/rate-limit', (req, res) => {
+  rateLimited.set(String(req.body.chatId), Number(req.body.n || 1));
+  res.json({ ok: true });
+});
+front.post('/control/redeliver', (req, res) => {
+  let n = 0;
+  for (const u of server.storage.userMessages) {
+    if (u.botToken === req.body.token) { u.isRead = false; n++; }
+  }
+  res.json({ ok: true, result: n });
+});
+
+// Telegram's own error shape for the chats the test configured.
+front.all('/bot:token/sendMessage', (req, res, next) => {
+  const chat = String((req.body || {}).chat_id);
+  if (blocked.has(chat)) return apiError(res, 403, 'Forbidden: bot was blocked by the user');
+  const left = rateLimited.get(chat) || 0;
+  if (left > 0) {
+    rateLimited.set(chat, left - 1);
+    return apiError(res, 429, 'Too Many Requests: retry after 1', { retry_after: 1 });
+  }
+  next();
+});
+// getMe without the fields teloxide requires; getWebhookInfo is missing.
+front.all('/bot:token/getMe', (req, res) => res.json({ ok: true, result: {
+  id: Number(req.params.token.split(':')[0]) || 1, is_bot: true, first_name: 'Bot', username: 'test_bot',
+  can_join_groups: false, can_read_all_group_messages: false, supports_inline_queries: false,
+  has_main_web_app: false,
+} }));
+front.all('/bot:token/getWebhookInfo', (_req, res) =>
+  res.json({ ok: true, result: { url: '', has_custom_certificate: false, pending_update_count: 0 } }));
+front.all('/bot:token/deleteWebhook', (_req, res) => res.json({ ok: true, result: true }));
+front.use(server.webServer);
+
+const listener = http.createServer(front).listen(port, '127.0.0.1', () => {
+  server.started = true;
+  console.log(`telegram emulator listening on ${listener.address().port}`);
+});
+const stop = () => listener.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

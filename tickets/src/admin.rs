@@ -1,0 +1,172 @@
+//! What the bank's back office (role `admin`) reads: managers with their readiness and load, tickets
+//! by status and age, and one ticket's audit trail. Admins see every ticket and every event (that is
+//! the role's visibility rule, checked by the gateway); nothing here is shown to a client or manager.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use crate::chat::ChatCursor;
+use crate::desk::Page;
+use crate::domain::{Event, Ticket};
+use crate::store::{PgStore, Result, event_of, ticket_of};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerLoad {
+    pub id: String,
+    pub display_name: String,
+    pub capacity: i32,
+    pub ready_slots: i32,
+    pub open_tickets: i32,
+    pub ready_since: Option<DateTime<Utc>>,
+}
+
+/// A ticket with the lifecycle fields only the back office needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRecord {
+    pub ticket: Ticket,
+    pub waiting_since: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub close_reason: Option<String>,
+}
+
+/// The AFC verdict of one client message of the ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictRecord {
+    pub message_id: Uuid,
+    pub afc_status: String,
+    pub rule: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every lifecycle decision about one ticket: its events in commit order and its AFC verdicts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditTrail {
+    pub ticket: TicketRecord,
+    pub events: Vec<Event>,
+    pub verdicts: Vec<VerdictRecord>,
+}
+
+const TICKET_COLUMNS: &str = "t.id, t.client_id, c.display_name AS client_name, t.status,
+    t.manager_id, t.created_at, t.assigned_at, t.waiting_since, t.closed_at, t.close_reason";
+
+fn record_of(row: &PgRow) -> Result<TicketRecord> {
+    Ok(TicketRecord {
+        ticket: ticket_of(row)?,
+        waiting_since: row.try_get("waiting_since")?,
+        closed_at: row.try_get("closed_at")?,
+        close_reason: row.try_get("close_reason")?,
+    })
+}
+
+impl PgStore {
+    /// Every manager with readiness and load, by id.
+    pub async fn managers_overview(&self) -> Result<Vec<ManagerLoad>> {
+        let rows = sqlx::query(
+            "SELECT m.id, m.display_name, m.capacity, m.ready_slots, m.ready_since,
+                    (SELECT count(*) FROM tickets t
+                     WHERE t.manager_id = m.id AND t.status = 'assigned')::int AS open_tickets
+             FROM managers m ORDER BY m.id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ManagerLoad {
+                    id: r.try_get("id")?,
+                    display_name: r.try_get("display_name")?,
+                    capacity: r.try_get("capacity")?,
+                    ready_slots: r.try_get("ready_slots")?,
+                    open_tickets: r.try_get("open_tickets")?,
+                    ready_since: r.try_get("ready_since")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Tickets oldest first, after `after` (exclusive); `statuses` empty means all;
+    /// `created_before` keeps only tickets older than that instant.
+    pub async fn tickets_overview(
+        &self,
+        statuses: &[crate::TicketStatus],
+        created_before: Option<DateTime<Utc>>,
+        after: Option<ChatCursor>,
+        limit: i64,
+    ) -> Result<Page<TicketRecord>> {
+        let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS}
+             FROM tickets t JOIN clients c ON c.id = t.client_id
+             WHERE (cardinality($1::text[]) = 0 OR t.status = ANY($1))
+               AND ($2::timestamptz IS NULL OR t.created_at < $2)
+               AND ($3::timestamptz IS NULL OR (t.created_at, t.id) > ($3, $4))
+             ORDER BY t.created_at, t.id LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&statuses)
+            .bind(created_before)
+            .bind(after.map(|c| c.created_at))
+            .bind(after.map(|c| c.id))
+            .bind(limit + 1)
+            .fetch_all(self.pool())
+            .await?;
+        let limit = usize::try_from(limit.max(0)).unwrap_or(0);
+        Ok(Page {
+            has_more: rows.len() > limit,
+            items: rows
+                .iter()
+                .take(limit)
+                .map(record_of)
+                .collect::<Result<Vec<_>>>()?,
+        })
+    }
+
+    /// The audit trail of a ticket, `None` when there is no such ticket.
+    pub async fn audit_trail(&self, ticket_id: Uuid) -> Result<Option<AuditTrail>> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t JOIN clients c ON c.id = t.client_id
+             WHERE t.id = $1"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(ticket_id)
+            .fetch_optional(self.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let ticket = record_of(&row)?;
+        let events = sqlx::query(
+            "SELECT seq, kind, ticket_id, client_id, manager_id, client_visible, payload, created_at
+             FROM events WHERE ticket_id = $1 ORDER BY seq",
+        )
+        .bind(ticket_id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(event_of)
+        .collect::<Result<Vec<_>>>()?;
+        let verdicts = sqlx::query(
+            "SELECT id, afc_status, afc_rule, created_at FROM messages
+             WHERE ticket_id = $1 AND author = 'client' ORDER BY created_at, id",
+        )
+        .bind(ticket_id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(VerdictRecord {
+                message_id: r.try_get("id")?,
+                afc_status: r.try_get("afc_status")?,
+                rule: r.try_get("afc_rule")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(AuditTrail {
+            ticket,
+            events,
+            verdicts,
+        }))
+    }
+}

@@ -1,0 +1,215 @@
+//! The manager's desk (pages, notes, transfers, event feeds) and the admin reads against a real
+//! PostgreSQL; `#[sqlx::test]` gives each test its own migrated database.
+
+use sqlx::PgPool;
+use tickets::{
+    Caller, NewClientMessage, PgStore, Role, StoreError, TicketStatus, Verdict, message_id_for,
+};
+use uuid::Uuid;
+
+fn manager(id: &str) -> Caller {
+    Caller {
+        user_id: id.into(),
+        roles: vec![Role::Manager],
+        display_name: format!("Manager {id}"),
+    }
+}
+
+async fn client_message(store: &PgStore, client: &str, body: &str) -> Result<Uuid, StoreError> {
+    let external_id = format!("{client}/{}", Uuid::new_v4());
+    let m = NewClientMessage {
+        id: message_id_for("web", &external_id),
+        client_id: client.into(),
+        client_name: client.into(),
+        channel: "web".into(),
+        external_id,
+        body: body.into(),
+    };
+    store.record_inbound(&m).await?;
+    Ok(m.id)
+}
+
+/// A ticket of `client` with one passed message, assigned to `manager` (made ready for it).
+async fn assigned_ticket(store: &PgStore, client: &str, manager_id: &str) -> anyhow::Result<Uuid> {
+    store.set_ready(&manager(manager_id), 3).await?;
+    let msg = client_message(store, client, "hello").await?;
+    let ticket = Uuid::new_v4();
+    store.open_ticket(ticket, client, "v1").await?;
+    let applied = store
+        .apply_verdicts(ticket, &[(msg, Verdict::Passed)], "warn", None)
+        .await?;
+    anyhow::ensure!(
+        applied.assigned.map(|a| a.manager_id).as_deref() == Some(manager_id),
+        "the ready manager takes the ticket"
+    );
+    Ok(ticket)
+}
+
+#[sqlx::test]
+async fn a_note_is_read_by_the_manager_and_never_reaches_the_client(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let ticket = assigned_ticket(&store, "c1", "m1").await?;
+    let note = store
+        .add_note(&manager("m1"), ticket, "k1", "client sounds upset")
+        .await?;
+    assert_eq!(
+        store
+            .add_note(&manager("m1"), ticket, "k1", "client sounds upset")
+            .await?,
+        note,
+        "a retry returns the same note"
+    );
+    let page = store.manager_messages_page("m1", ticket, None, 50).await?;
+    assert!(
+        page.items
+            .iter()
+            .any(|m| m.is_note && m.message.body == "client sounds upset")
+    );
+    let history = store.client_history("c1", None, 100).await?;
+    assert!(
+        history
+            .messages
+            .iter()
+            .all(|m| m.body != "client sounds upset")
+    );
+    let client_events = store.client_events_after("c1", 0, 1000).await?;
+    assert!(
+        client_events
+            .iter()
+            .all(|e| !e.payload.to_string().contains("upset"))
+    );
+    let manager_events = store.manager_events_after("m1", 0, 1000).await?;
+    assert!(manager_events.iter().any(|e| e.kind == "note_added"));
+    Ok(())
+}
+
+#[sqlx::test]
+async fn another_managers_ticket_is_not_found_for_every_desk_action(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let ticket = assigned_ticket(&store, "c1", "m1").await?;
+    store.set_ready(&manager("m2"), 3).await?;
+    assert!(matches!(
+        store.manager_messages_page("m2", ticket, None, 50).await,
+        Err(StoreError::TicketNotFound)
+    ));
+    assert!(matches!(
+        store.add_note(&manager("m2"), ticket, "k", "x").await,
+        Err(StoreError::TicketNotFound)
+    ));
+    assert!(matches!(
+        store.transfer_ticket(&manager("m2"), ticket, "m2").await,
+        Err(StoreError::TicketNotFound)
+    ));
+    assert!(
+        store
+            .manager_tickets_page("m2", &[], None, 50)
+            .await?
+            .items
+            .is_empty()
+    );
+    Ok(())
+}
+
+#[sqlx::test]
+async fn a_transfer_moves_the_ticket_and_the_old_manager_loses_access(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let ticket = assigned_ticket(&store, "c1", "m1").await?;
+    store
+        .add_note(&manager("m1"), ticket, "n", "handover")
+        .await?;
+    store.set_ready(&manager("m2"), 3).await?;
+    let a = store.transfer_ticket(&manager("m1"), ticket, "m2").await?;
+    assert_eq!(a.manager_id, "m2");
+    assert!(matches!(
+        store.manager_ticket("m1", ticket).await,
+        Err(StoreError::TicketNotFound)
+    ));
+    assert_eq!(store.manager_ticket("m2", ticket).await?.id, ticket);
+    let page = store.manager_messages_page("m2", ticket, None, 50).await?;
+    assert!(
+        page.items.iter().any(|m| m.is_note),
+        "notes go with the ticket"
+    );
+    let m2 = store.manager_events_after("m2", 0, 100).await?;
+    assert!(m2.iter().any(|e| e.kind == "ticket_assigned"));
+    let m1 = store.manager_events_after("m1", 0, 100).await?;
+    assert_eq!(
+        m1.last().map(|e| e.kind.as_str()),
+        Some("ticket_transferred_away")
+    );
+    let overview = store.managers_overview().await?;
+    let load = |id: &str| {
+        overview
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| (m.open_tickets, m.ready_slots))
+    };
+    assert_eq!(load("m1"), Some((0, 0)));
+    assert_eq!(
+        load("m2"),
+        Some((1, 0)),
+        "the transfer used m2's ready slot"
+    );
+    Ok(())
+}
+
+#[sqlx::test]
+async fn a_transfer_to_a_manager_who_is_not_ready_is_refused(pool: PgPool) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let ticket = assigned_ticket(&store, "c1", "m1").await?;
+    assert!(matches!(
+        store
+            .transfer_ticket(&manager("m1"), ticket, "nobody")
+            .await,
+        Err(StoreError::ManagerNotReady(_))
+    ));
+    store.set_ready(&manager("m2"), 3).await?;
+    store.set_not_ready("m2").await?;
+    assert!(matches!(
+        store.transfer_ticket(&manager("m1"), ticket, "m2").await,
+        Err(StoreError::ManagerNotReady(_))
+    ));
+    assert_eq!(store.manager_ticket("m1", ticket).await?.id, ticket);
+    Ok(())
+}
+
+#[sqlx::test]
+async fn pages_cover_every_ticket_once_in_order(pool: PgPool) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        expected.push(assigned_ticket(&store, &format!("c{i}"), "m1").await?);
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.manager_tickets_page("m1", &[], after, 2).await?;
+        seen.extend(page.items.iter().map(|t| t.id));
+        after = page.items.last().map(tickets::desk::ticket_cursor);
+        if !page.has_more {
+            break;
+        }
+    }
+    expected.reverse();
+    assert_eq!(seen, expected, "newest first, each once");
+    let closed = store
+        .manager_tickets_page("m1", &[TicketStatus::Closed], None, 10)
+        .await?;
+    assert!(closed.items.is_empty());
+    let all = store.tickets_overview(&[], None, None, 10).await?;
+    assert_eq!(all.items.len(), 3);
+    let trail = store
+        .audit_trail(expected[0])
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("trail"))?;
+    assert!(trail.events.iter().any(|e| e.kind == "manager_assigned"));
+    assert_eq!(trail.verdicts.len(), 1);
+    assert!(store.audit_trail(Uuid::new_v4()).await?.is_none());
+    Ok(())
+}
