@@ -24,9 +24,10 @@ TANSU_VERSION="0.6.0"
 TANSU_ROOT="$INBOX_CACHE/tansu"
 TANSU_BIN="$TANSU_ROOT/bin/tansu"
 TANSU_LOG="$INBOX_CACHE/tansu-install.log"
-# Channel test peers: the Telegram Bot API emulator (npm), installed into the cache.
+# Channel test peers: the Telegram Bot API emulator (npm) and aiosmtpd (PyPI), in the cache.
 NPM_PREFIX="$INBOX_CACHE/npm"
 TELEGRAM_TEST_API_VERSION="4.2.1"
+AIOSMTPD_VERSION="1.4.6"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_DIR="$DEV/pg"            # owned by the postgres user; holds the socket
 PG_DATA="$PG_DIR/data"
@@ -217,10 +218,27 @@ install_telegram_emulator() {
     "telegram-test-api@$TELEGRAM_TEST_API_VERSION" >&2
 }
 
+# Email test peers: Dovecot (IMAP + LDA) from Debian, and aiosmtpd in the venv for the SMTP
+# server of scripts/smtp-to-dovecot.py. Dovecot is only ever run by the tests, in the foreground
+# with a config of their own; the package's system service is not used.
+install_mail_peers() {
+  local missing=() p
+  for p in dovecot-imapd dovecot-lmtpd; do
+    deb_installed "$p" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+  [[ -x /usr/lib/dovecot/dovecot-lda ]] || die "dovecot-lda missing after installing dovecot"
+  compgen -G "$VENV/lib/python3*/site-packages/aiosmtpd-$AIOSMTPD_VERSION.dist-info" >/dev/null \
+    && return 0
+  log "pip install aiosmtpd==$AIOSMTPD_VERSION"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+}
+
 cmd_install() {
   install_apt
   install_telegram_emulator
   install_temporal
+  install_mail_peers
   install_nextest
   install_tansu
 }

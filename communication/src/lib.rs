@@ -1,10 +1,11 @@
 //! The communication service: the client edge. It takes client messages from the channels (web chat
-//! over HTTP now; email and Telegram come next), turns them into one internal `InboundMessage`,
+//! over HTTP, Telegram, email), turns them into one internal `InboundMessage`,
 //! publishes them to Kafka and answers only after the broker acknowledged; and it streams each
 //! client's events (accepted, blocked, assigned, replies, closed) back on their channel.
 //! It never decides anything about a ticket: that is the workflow service's job.
 
 pub mod delivery;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod http;
@@ -28,6 +29,8 @@ pub struct Settings {
     pub rate_limit: ratelimit::RateLimit,
     /// Off unless `INBOX_TELEGRAM_TOKEN` is set.
     pub telegram: Option<telegram::TelegramSettings>,
+    /// IMAP in unless `INBOX_IMAP_ADDR` is unset, SMTP out unless `INBOX_SMTP_ADDR` is unset.
+    pub email: email::EmailSettings,
 }
 
 impl Settings {
@@ -41,6 +44,7 @@ impl Settings {
                 per_second: settings::parse("INBOX_RATE_LIMIT_PER_SECOND", default.per_second)?,
             },
             telegram: telegram::TelegramSettings::from_env()?,
+            email: email::EmailSettings::from_env()?,
         })
     }
 }
@@ -80,6 +84,24 @@ impl Application {
             ));
             tokio::spawn(delivery::run(
                 telegram::TelegramOutbound::new(tg)?,
+                store.clone(),
+                wakeups.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if let Some(imap) = &settings.email.imap {
+            tracing::info!(addr = %imap.addr, mailbox = %imap.mailbox, "email inbound (IMAP) on");
+            tokio::spawn(email::imap::run(
+                imap.clone(),
+                store.clone(),
+                publisher.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if let Some(smtp) = &settings.email.smtp {
+            tracing::info!(addr = %smtp.addr, from = %smtp.from, "email outbound (SMTP) on");
+            tokio::spawn(delivery::run(
+                email::smtp::EmailOutbound::new(smtp, store.clone())?,
                 store.clone(),
                 wakeups.clone(),
                 shutdown.clone(),

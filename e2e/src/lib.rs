@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod email;
 pub mod telegram;
 
 /// The stack endpoints, from the environment `make test` exports (config/dev.env).
@@ -202,14 +203,9 @@ impl Engine {
     /// Kills the gateway (SIGKILL) and starts a new one on the same database and topics; `grpc`
     /// then points at the new one.
     pub async fn crash_and_restart_gateway(&mut self) -> anyhow::Result<()> {
-        self._children[2].kill().await?;
-        let envs: Vec<(&str, String)> = self
-            .envs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        let (gateway, grpc) = spawn("gateway", &envs, "gateway listening on ").await?;
-        self._children[2] = gateway;
+        let grpc = self
+            .crash_and_restart(2, "gateway", "gateway listening on ")
+            .await?;
         self.grpc = grpc.replace("grpc://", "http://");
         Ok(())
     }
@@ -217,8 +213,47 @@ impl Engine {
     /// Kills `communication` (SIGKILL: no graceful shutdown) and starts it again on the same
     /// settings; returns once the new process is ready. Its HTTP address changes.
     pub async fn crash_and_restart_communication(&mut self) -> anyhow::Result<()> {
-        let old = &mut self._children[1];
-        old.kill().await?;
+        self.http = self
+            .crash_and_restart(1, "communication", "communication listening on ")
+            .await?;
+        Ok(())
+    }
+
+    /// Kills the workflow service (SIGKILL: worker, consumer and relay die mid-flight) and starts
+    /// it again; returns once the new process is ready.
+    pub async fn crash_and_restart_workflow(&mut self) -> anyhow::Result<()> {
+        self.crash_and_restart(0, "workflow", "workflow service ready")
+            .await?;
+        Ok(())
+    }
+
+    async fn crash_and_restart(
+        &mut self,
+        index: usize,
+        name: &str,
+        marker: &str,
+    ) -> anyhow::Result<String> {
+        self._children[index].kill().await?;
+        let envs: Vec<(&str, String)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let (child, addr) = spawn(name, &envs, marker).await?;
+        self._children[index] = child;
+        Ok(addr)
+    }
+}
+
+impl Engine {
+    /// Kills `communication` (SIGKILL) and leaves it down until [`Engine::start_communication`].
+    pub async fn kill_communication(&mut self) -> anyhow::Result<()> {
+        self._children[1].kill().await?;
+        Ok(())
+    }
+
+    /// Starts `communication` again on the same settings; returns once it is ready.
+    pub async fn start_communication(&mut self) -> anyhow::Result<()> {
         let envs: Vec<(&str, String)> = self
             .envs
             .iter()

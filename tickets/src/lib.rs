@@ -5,14 +5,18 @@
 //! that says who may see what (banking rules 1 and 2), used by every read of the store.
 
 pub mod admin;
+pub mod afc_provider;
 pub mod channels;
 pub mod chat;
 pub mod desk;
 pub mod domain;
+pub mod email;
+pub mod offsets;
 pub mod store;
 mod visibility;
 
 pub use channels::{Delivery, DeliveryStatus};
 pub use chat::{ChatCursor, ChatMessage, ChatPage, ReadState};
 pub use domain::*;
+pub use email::{LastInbound, MailDirection, MailRecord, MailboxPosition};
 pub use store::{PgStore, StoreError};

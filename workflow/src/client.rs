@@ -74,6 +74,40 @@ impl Tickets {
         Ok(handle.run_id().unwrap_or_default().to_owned())
     }
 
+    /// Tells the client's ticket that an AFC verdict was recorded; starts a ticket
+    /// (`proposed_ticket_id`) if none is open, as a new message would, so a late verdict for a
+    /// message held when its ticket closed is still applied.
+    pub async fn afc_verdict(
+        &self,
+        client_id: &str,
+        message_id: Uuid,
+        proposed_ticket_id: Uuid,
+        spec: &TicketSpec,
+        history_limit: Option<u32>,
+    ) -> Result<(), TemporalError> {
+        let input = TicketInput {
+            ticket_id: proposed_ticket_id,
+            client_id: client_id.to_owned(),
+            spec: spec.clone(),
+            carried_messages: false,
+            state: None,
+            history_limit,
+        };
+        let opts =
+            WorkflowStartOptions::new(self.task_queue.clone(), workflow_id(client_id)).build();
+        self.client
+            .signal_with_start_workflow(
+                TicketWorkflow::run,
+                input,
+                TicketWorkflow::afc_verdict,
+                message_id,
+                opts,
+            )
+            .await
+            .map_err(|e| TemporalError::Call(e.to_string()))?;
+        Ok(())
+    }
+
     /// Tells the client's ticket workflow that a manager took `ticket_id`.
     pub async fn assigned(
         &self,

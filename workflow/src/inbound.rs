@@ -1,21 +1,23 @@
 //! The inbound consumer: Kafka `inbound.messages` → store → signal-with-start of the client's ticket.
-//! The offset is committed only after both succeeded; until then the message is retried, never
-//! skipped, so a crash anywhere redelivers it and the idempotent store makes that harmless.
+//! The offset moves (in PostgreSQL, see `source`) only after both succeeded; until then the message
+//! is retried, never skipped, so a crash anywhere redelivers it and the idempotent store makes
+//! that harmless.
 
 use std::time::Duration;
 
 use prost::Message as _;
 use rdkafka::Message as _;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use tickets::{MessageBody, NewClientMessage, PgStore, ticket_id_opened_by};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::client::Tickets;
+use crate::source::{LeasedSource, SourceError};
 use crate::spec::TicketSpec;
 
 pub struct Inbound {
-    pub consumer: StreamConsumer,
+    pub brokers: String,
+    pub topic: String,
     pub store: PgStore,
     pub tickets: Tickets,
     pub spec: TicketSpec,
@@ -52,10 +54,25 @@ fn parse(payload: &[u8]) -> Result<NewClientMessage, Poison> {
 
 impl Inbound {
     pub async fn run(self, shutdown: CancellationToken) {
+        let source = loop {
+            match LeasedSource::start(&self.brokers, self.store.clone(), &self.topic, &shutdown)
+                .await
+            {
+                Ok(s) => break s,
+                Err(SourceError::Shutdown(_)) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read {}; retrying", self.topic);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        };
         loop {
             let record = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = self.consumer.recv() => r,
+                r = source.recv() => r,
             };
             let record = match record {
                 Ok(r) => r,
@@ -75,8 +92,8 @@ impl Inbound {
                     error = %e, "skipping a record that can never be processed"
                 ),
             }
-            if let Err(e) = self.consumer.commit_message(&record, CommitMode::Async) {
-                tracing::warn!(error = %e, "offset commit failed; the record may be redelivered");
+            if let Err(e) = source.done(&record).await {
+                tracing::warn!(error = %e, "offset not saved; the record may be redelivered");
             }
         }
     }
@@ -114,20 +131,4 @@ impl Inbound {
         tracing::debug!(message_id = %msg.id, client_id = %msg.client_id, "inbound message delivered");
         Ok(())
     }
-}
-
-/// A consumer in `group` subscribed to `topic`, committing only by hand.
-pub fn consumer(
-    brokers: &str,
-    group: &str,
-    topic: &str,
-) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
-    let c: StreamConsumer = platform::kafka::config(brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .create()?;
-    c.subscribe(&[topic])?;
-    Ok(c)
 }

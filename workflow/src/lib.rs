@@ -1,16 +1,22 @@
 //! The workflow service: the Temporal worker that runs one ticket workflow per client conversation
 //! (AFC check, queueing for a manager, closing), the inbound Kafka consumer that stores client
-//! messages and wakes their tickets, the outbox relay that publishes ticket events, and the
-//! `workflows.yaml` loader. Workflow code is deterministic; every side effect is an activity.
+//! messages and wakes their tickets, the outbox relay that publishes ticket events, the AFC verdict
+//! consumer (Kafka provider) and the `workflows.yaml` loader. Workflow code is deterministic; every
+//! side effect is an activity. The `afc-emulator` binary plays the bank's AFC system.
 
 pub mod activities;
 pub mod afc;
+pub mod afc_activities;
+pub mod afc_emulator;
+pub mod afc_kafka;
 pub mod calendar;
 pub mod client;
 pub mod inbound;
 pub mod relay;
+pub mod source;
 pub mod spec;
 pub mod ticket;
+pub mod verdicts;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +37,11 @@ pub struct Settings {
     pub spec_path: PathBuf,
     /// Ticket workflows continue as new past this many history events.
     pub history_limit: Option<u32>,
+    /// AES-256-GCM key (hex) for messages to the AFC system (`INBOX_AFC_KEY`); unset = clear.
+    pub afc_key: Option<String>,
+    /// The AFC system's verdict-signing public key: a PEM or a path to one
+    /// (`INBOX_AFC_PUBLIC_KEY`). Needed by the Kafka provider; without it no verdict is trusted.
+    pub afc_public_key: Option<String>,
 }
 
 impl Settings {
@@ -44,6 +55,12 @@ impl Settings {
             history_limit: std::env::var("INBOX_HISTORY_LIMIT")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            afc_key: std::env::var("INBOX_AFC_KEY")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            afc_public_key: std::env::var("INBOX_AFC_PUBLIC_KEY")
+                .ok()
+                .filter(|s| !s.is_empty()),
         }
     }
 }
@@ -58,6 +75,24 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let topics = settings.common.topics();
     let brokers = &settings.common.kafka_brokers;
     platform::kafka::ensure_topics(brokers, &topics.all()).await?;
+    let afc_topics = afc_kafka::AfcTopics::from_env(&settings.common.topic_prefix);
+    platform::kafka::ensure_topics(brokers, &afc_topics.all()).await?;
+    let kafka_afc = !spec.ticket.afc_provider.is_builtin();
+    let cipher = afc_kafka::Cipher::from_hex(settings.afc_key.as_deref())?;
+    if kafka_afc && cipher.is_clear() {
+        tracing::warn!(
+            "INBOX_AFC_KEY is not set: messages to the AFC system go in clear JSON (dev only)"
+        );
+    }
+    // Fail-closed: without the AFC system's key no verdict could be trusted, so a spec that
+    // needs verdicts does not start.
+    let verdict_key = match &settings.afc_public_key {
+        Some(k) => Some(afc_kafka::VerdictKey::from_setting(k)?),
+        None if kafka_afc => anyhow::bail!(
+            "the spec's AFC provider is kafka but INBOX_AFC_PUBLIC_KEY (PEM or path) is not set"
+        ),
+        None => None,
+    };
     let client = client::connect(
         &settings.temporal_url,
         &settings.namespace,
@@ -75,21 +110,45 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .register_activities(activities::TicketActivities {
             store: store.clone(),
         })
+        .register_activities(afc_activities::AfcActivities {
+            store: store.clone(),
+            publisher: afc_activities::AfcPublisher {
+                producer: platform::kafka::producer_config(brokers).create()?,
+                topic: afc_topics.msgs.clone(),
+                cipher,
+            },
+        })
         .sticky_queue_schedule_to_start_timeout(Duration::from_secs(3))
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop_worker = worker.shutdown_handle();
 
     let inbound = inbound::Inbound {
-        consumer: inbound::consumer(
-            brokers,
-            &format!("{}workflow-inbound", settings.common.topic_prefix),
-            &topics.inbound_messages,
-        )?,
+        brokers: brokers.clone(),
+        topic: topics.inbound_messages.clone(),
         store: store.clone(),
         tickets: tickets.clone(),
         spec: spec.ticket.clone(),
         history_limit: settings.history_limit,
+    };
+    // Verdicts are consumed whenever the key is known, even under a builtin spec: tickets that
+    // started with the Kafka provider keep it for life.
+    let verdict_task = match verdict_key {
+        Some(key) => {
+            let consumer = verdicts::VerdictConsumer {
+                brokers: brokers.clone(),
+                topic: afc_topics.verdicts.clone(),
+                store: store.clone(),
+                tickets: tickets.clone(),
+                key,
+                producer: platform::kafka::producer_config(brokers).create()?,
+                dlq_topic: afc_topics.dlq.clone(),
+                spec: spec.ticket.clone(),
+                history_limit: settings.history_limit,
+            };
+            Some(tokio::spawn(consumer.run(shutdown.clone())))
+        }
+        None => None,
     };
     let relay = relay::Relay {
         store,
@@ -107,6 +166,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         stop_worker();
     });
     let _ = tokio::join!(inbound_task, relay_task);
+    if let Some(t) = verdict_task {
+        let _ = t.await;
+    }
     worker_res?;
     Ok(())
 }

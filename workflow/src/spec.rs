@@ -211,19 +211,62 @@ struct CalendarDef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AfcSection {
-    // Only `builtin` exists yet; the external Kafka provider is its own issue.
-    #[allow(dead_code)]
     provider: Provider,
     #[serde(default = "default_warning")]
     blocked_warning: String,
     #[serde(default)]
     rules: Vec<RuleEntry>,
+    /// Kafka provider: how long a message may wait for its verdict before an alert.
+    #[serde(default, deserialize_with = "some_duration")]
+    timeout: Option<Millis>,
+    /// Kafka provider: what happens on timeout (only `hold`: fail-closed).
+    #[serde(default)]
+    on_timeout: Option<OnTimeout>,
+    /// Kafka provider: send manager replies to AFC as well (`fromClient: false`).
+    #[serde(default)]
+    check_manager_replies: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 enum Provider {
     Builtin,
+    Kafka,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum OnTimeout {
+    /// Keep the message held (never shown unchecked), raise an alert, apply the verdict whenever
+    /// it comes.
+    Hold,
+}
+
+fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+    d.deserialize_any(DurationVisitor).map(Some)
+}
+
+/// The AFC timeout of the Kafka provider when the spec gives none.
+pub const DEFAULT_AFC_TIMEOUT_MS: u64 = 30_000;
+
+/// Which AFC check a ticket runs, fixed at its start like the rest of its spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "provider")]
+pub enum AfcProvider {
+    /// The rules in `afc_rules`, run in a local activity.
+    #[default]
+    Builtin,
+    /// The bank's AFC system over Kafka: messages are held until its signed verdict arrives.
+    Kafka {
+        timeout_ms: u64,
+        check_manager_replies: bool,
+    },
+}
+
+impl AfcProvider {
+    pub fn is_builtin(&self) -> bool {
+        *self == Self::Builtin
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,6 +453,10 @@ pub struct TicketSpec {
     pub closing_message: String,
     pub auto_close_message: String,
     pub satisfaction_prompt: Option<String>,
+    /// Left out when builtin, so specs (and their version hashes) from before the Kafka provider
+    /// serialize exactly as they did and recorded histories still decode.
+    #[serde(default, skip_serializing_if = "AfcProvider::is_builtin")]
+    pub afc_provider: AfcProvider,
 }
 
 /// The result of classifying a ticket's first message.
@@ -620,6 +667,7 @@ impl<F: Fn(&str, String) -> SpecError> Validator<'_, F> {
             });
         }
         Rules::compile(&rules).map_err(|e| err("afc.rules", e.to_string()))?;
+        let afc_provider = self.afc_provider()?;
 
         // Classification
         self.check_classification(
@@ -728,6 +776,7 @@ impl<F: Fn(&str, String) -> SpecError> Validator<'_, F> {
             closing_message: raw.on_close.message.clone(),
             auto_close_message: raw.on_close.auto_close_message.clone(),
             satisfaction_prompt: raw.on_close.satisfaction_prompt.clone(),
+            afc_provider,
         };
         let canonical = serde_json::to_vec(&ticket).unwrap_or_default();
         ticket.version = hex::encode(&Sha256::digest(&canonical)[..8]);
@@ -737,6 +786,42 @@ impl<F: Fn(&str, String) -> SpecError> Validator<'_, F> {
             default_queues: raw.assignment.queues.clone(),
             managers,
         })
+    }
+
+    /// The AFC provider, with the keys each provider takes and no others.
+    fn afc_provider(&self) -> Result<AfcProvider, SpecError> {
+        let afc = &self.raw.afc;
+        let err = self.err;
+        match afc.provider {
+            Provider::Builtin => {
+                for (key, set) in [
+                    ("timeout", afc.timeout.is_some()),
+                    ("on_timeout", afc.on_timeout.is_some()),
+                    ("check_manager_replies", afc.check_manager_replies.is_some()),
+                ] {
+                    if set {
+                        return Err(err(
+                            &format!("afc.{key}"),
+                            "only the kafka provider takes this key".into(),
+                        ));
+                    }
+                }
+                Ok(AfcProvider::Builtin)
+            }
+            Provider::Kafka => {
+                if !afc.rules.is_empty() {
+                    return Err(err(
+                        "afc.rules",
+                        "rules belong to the builtin provider; with provider kafka the AFC system decides".into(),
+                    ));
+                }
+                let OnTimeout::Hold = afc.on_timeout.unwrap_or(OnTimeout::Hold);
+                Ok(AfcProvider::Kafka {
+                    timeout_ms: afc.timeout.map_or(DEFAULT_AFC_TIMEOUT_MS, |t| t.0),
+                    check_manager_replies: afc.check_manager_replies.unwrap_or(false),
+                })
+            }
+        }
     }
 
     fn check_classification(
@@ -1032,6 +1117,64 @@ mod tests {
         );
         assert_eq!(d.fields.get("product"), Some(&serde_json::json!("other")));
         Ok(())
+    }
+
+    #[test]
+    fn the_kafka_provider_takes_a_timeout_and_keeps_builtin_versions_unchanged()
+    -> Result<(), SpecError> {
+        let kafka = parse(
+            "version: 1\nafc:\n  provider: kafka\n  timeout: 45s\n  on_timeout: hold\n  check_manager_replies: true\n",
+        )?;
+        assert_eq!(
+            kafka.ticket.afc_provider,
+            AfcProvider::Kafka {
+                timeout_ms: 45_000,
+                check_manager_replies: true
+            }
+        );
+        let defaults = parse("version: 1\nafc: { provider: kafka }\n")?;
+        assert_eq!(
+            defaults.ticket.afc_provider,
+            AfcProvider::Kafka {
+                timeout_ms: DEFAULT_AFC_TIMEOUT_MS,
+                check_manager_replies: false
+            }
+        );
+        // A builtin spec serializes without the provider: its hash is what it was before.
+        let builtin = parse(BASE)?;
+        let json = serde_json::to_value(&builtin.ticket).map_err(|e| SpecError::Read {
+            file: "json".into(),
+            reason: e.to_string(),
+        })?;
+        assert!(json.get("afc_provider").is_none(), "{json}");
+        Ok(())
+    }
+
+    #[test]
+    fn provider_keys_are_checked_with_line_and_column() {
+        let (line, column, m) = at(parse(&format!("{BASE}  timeout: 30s\n")));
+        assert_eq!((line, column), (4, 12), "{m}");
+        assert!(m.contains("afc.timeout: only the kafka provider"), "{m}");
+        let (line, _, m) = at(parse(
+            "version: 1\nafc:\n  provider: kafka\n  rules:\n    - name: c\n      detector: card_number\n",
+        ));
+        assert_eq!(line, 4, "{m}");
+        assert!(
+            m.contains("afc.rules: rules belong to the builtin provider"),
+            "{m}"
+        );
+        let (line, _, m) = at(parse(
+            "version: 1\nafc:\n  provider: kafka\n  timeout: soon\n",
+        ));
+        assert_eq!(line, 4, "{m}");
+        assert!(m.contains("expected a duration"), "{m}");
+        let (line, _, m) = at(parse(
+            "version: 1\nafc:\n  provider: kafka\n  on_timeout: release\n",
+        ));
+        assert_eq!(line, 4, "{m}");
+        assert!(m.contains("hold"), "{m}");
+        let (_, _, m) = at(parse("version: 1\nafc:\n  provider: carrier_pigeon\n"));
+        assert!(m.contains("builtin") && m.contains("kafka"), "{m}");
     }
 
     #[test]

@@ -11,18 +11,21 @@
 //! the client from the store, so a duplicate signal changes nothing and messages that arrive while
 //! the ticket closes are carried into the next ticket.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ContinueAsNewOptions, LocalActivityOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult,
+    ActivityOptions, ContinueAsNewOptions, LocalActivityOptions, SyncWorkflowContext,
+    WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 use uuid::Uuid;
 
-use crate::activities::{CheckInput, CloseInput, TicketActivities};
-use crate::spec::{TicketSpec, TimerSpec};
+use crate::activities::{CheckInput, CheckOutcome, CloseInput, TicketActivities};
+use crate::afc_activities::{AfcActivities, PublishInput, TimeoutInput};
+use crate::spec::{AfcProvider, TicketSpec, TimerSpec};
+use tickets::afc_provider::HeldMessage;
 
 /// Workflow id of a client's conversation: signal-with-start on it reaches the open ticket or
 /// starts a new one once the last closed.
@@ -103,6 +106,8 @@ pub struct TicketWorkflow {
     version: u64,
     wakeups: u64,
     replies: u64,
+    /// Bumped by every AFC verdict signal (Kafka provider).
+    verdicts: u64,
     assigned: Option<String>,
     resolve: Option<ResolveRequest>,
     lifecycle: Lifecycle,
@@ -112,6 +117,11 @@ fn local(timeout_secs: u64) -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(timeout_secs))
         .build()
+}
+
+/// Publishing to the AFC system is external I/O: a regular activity, retried until Kafka takes it.
+fn publish_options() -> ActivityOptions {
+    ActivityOptions::start_to_close_timeout(Duration::from_secs(60))
 }
 
 fn now_ms(ctx: &WorkflowContext<TicketWorkflow>) -> i64 {
@@ -139,6 +149,24 @@ enum Due {
     Escalate,
     Sla,
     AutoClose,
+    AfcTimeout,
+}
+
+impl Lifecycle {
+    /// Takes in what an AFC check did (builtin rules or applied Kafka verdicts).
+    fn checked(&mut self, out: &CheckOutcome, now: i64) {
+        if out.checked > 0 {
+            self.opened = true;
+        }
+        if out.queued {
+            self.queued_at_ms = Some(now);
+        }
+        if let Some(m) = &out.assigned_to
+            && self.manager.is_none()
+        {
+            self.manager = Some(m.clone());
+        }
+    }
 }
 
 impl Lifecycle {
@@ -179,22 +207,40 @@ impl TicketWorkflow {
         let ticket_id = input.ticket_id;
         let spec = input.spec.clone();
         let mut life = input.state.clone().unwrap_or_default();
+        let kafka_afc = !spec.afc_provider.is_builtin();
         ctx.state_mut(|s| {
             s.ticket_id = Some(ticket_id);
             s.lifecycle = life.clone();
             if input.carried_messages {
                 s.wakeups += 1;
+                // Verdicts recorded while the last run ended are applied too.
+                if kafka_afc {
+                    s.verdicts += 1;
+                }
                 s.version += 1;
             }
         });
         let (mut seen_wakeups, mut seen_replies, mut seen_version) = (0, 0, 0);
+        // Kafka AFC provider: messages handed over and waiting for their verdict, and those an
+        // alert was raised for. Both are rebuilt by the publish activity after continue-as-new.
+        let kafka = match &spec.afc_provider {
+            AfcProvider::Kafka {
+                timeout_ms,
+                check_manager_replies,
+            } => Some((*timeout_ms, *check_manager_replies)),
+            AfcProvider::Builtin => None,
+        };
+        let mut held: Vec<HeldMessage> = Vec::new();
+        let mut alerted: BTreeSet<Uuid> = BTreeSet::new();
+        let mut seen_verdicts = 0;
         loop {
             let now = now_ms(ctx);
-            let (version, wakeups, replies, assigned, resolve) = ctx.state(|s| {
+            let (version, wakeups, replies, verdicts, assigned, resolve) = ctx.state(|s| {
                 (
                     s.version,
                     s.wakeups,
                     s.replies,
+                    s.verdicts,
                     s.assigned.clone(),
                     s.resolve.clone(),
                 )
@@ -219,6 +265,81 @@ impl TicketWorkflow {
                 seen_replies = replies;
                 life.responded = true;
                 life.silent_since_ms = Some(now);
+                if let Some((_, true)) = kafka {
+                    let out = ctx
+                        .execute_activity(
+                            AfcActivities::publish_pending,
+                            PublishInput {
+                                ticket_id,
+                                client_id: input.client_id.clone(),
+                                spec_version: spec.version.clone(),
+                                replies_of: Some(ticket_id),
+                            },
+                            publish_options(),
+                        )
+                        .await?;
+                    held = out.held;
+                }
+            }
+            if wakeups > seen_wakeups
+                && let Some((_, replies_too)) = kafka
+            {
+                // Kafka provider: hand the messages over; they stay held until their verdicts.
+                seen_wakeups = wakeups;
+                let out = ctx
+                    .execute_activity(
+                        AfcActivities::publish_pending,
+                        PublishInput {
+                            ticket_id,
+                            client_id: input.client_id.clone(),
+                            spec_version: spec.version.clone(),
+                            replies_of: replies_too.then_some(ticket_id),
+                        },
+                        publish_options(),
+                    )
+                    .await?;
+                if out.published > 0 {
+                    // The client wrote: they are not silent.
+                    life.silent_since_ms = None;
+                }
+                if !out.held.is_empty() {
+                    life.opened = true;
+                }
+                held = out.held;
+                if !life.opened
+                    && ctx.state(|s| s.wakeups == seen_wakeups && s.verdicts == seen_verdicts)
+                {
+                    return Ok(TicketOutcome::NothingToDo);
+                }
+                ctx.state_mut(|s| s.lifecycle = life.clone());
+                continue;
+            }
+            if verdicts > seen_verdicts {
+                // Verdicts recorded by the consumer: apply them with this ticket's spec.
+                seen_verdicts = verdicts;
+                let out = ctx
+                    .execute_local_activity(
+                        AfcActivities::apply_afc_verdicts,
+                        CheckInput {
+                            ticket_id,
+                            client_id: input.client_id.clone(),
+                            spec: spec.clone(),
+                        },
+                        local(60),
+                    )
+                    .await?;
+                life.checked(&out.outcome, now);
+                if !out.held.is_empty() {
+                    life.opened = true;
+                }
+                held = out.held;
+                if !life.opened
+                    && ctx.state(|s| s.wakeups == seen_wakeups && s.verdicts == seen_verdicts)
+                {
+                    return Ok(TicketOutcome::NothingToDo);
+                }
+                ctx.state_mut(|s| s.lifecycle = life.clone());
+                continue;
             }
             if wakeups > seen_wakeups {
                 seen_wakeups = wakeups;
@@ -255,6 +376,15 @@ impl TicketWorkflow {
 
             // Fire what is due, earliest first.
             let mut deadlines = life.deadlines(&spec);
+            if let Some((timeout_ms, _)) = kafka
+                && let Some(at) = held
+                    .iter()
+                    .filter(|h| !alerted.contains(&h.id))
+                    .map(|h| h.sent_at_ms.saturating_add_unsigned(timeout_ms))
+                    .min()
+            {
+                deadlines.push((at, Due::AfcTimeout));
+            }
             deadlines.sort_by_key(|(at, _)| *at);
             if let Some((at, due)) = deadlines.first()
                 && *at <= now
@@ -278,6 +408,30 @@ impl TicketWorkflow {
                         )
                         .await?;
                         life.sla_reported = true;
+                    }
+                    Due::AfcTimeout => {
+                        let timeout_ms = kafka.map_or(0, |(t, _)| t);
+                        let due: Vec<Uuid> = held
+                            .iter()
+                            .filter(|h| {
+                                !alerted.contains(&h.id)
+                                    && h.sent_at_ms.saturating_add_unsigned(timeout_ms) <= now
+                            })
+                            .map(|h| h.id)
+                            .collect();
+                        ctx.execute_local_activity(
+                            AfcActivities::report_afc_timeout,
+                            TimeoutInput {
+                                ticket_id,
+                                client_id: input.client_id.clone(),
+                                message_ids: due.clone(),
+                                timeout_ms,
+                            },
+                            local(30),
+                        )
+                        .await?;
+                        // Alerted once per message; it stays held until its verdict.
+                        alerted.extend(due);
                     }
                     Due::AutoClose => {
                         return Self::close(
@@ -371,6 +525,13 @@ impl TicketWorkflow {
     #[signal]
     pub fn message_arrived(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _message_id: Uuid) {
         self.wakeups += 1;
+        self.version += 1;
+    }
+
+    /// The AFC verdict consumer recorded a verdict for one of the client's messages.
+    #[signal]
+    pub fn afc_verdict(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _message_id: Uuid) {
+        self.verdicts += 1;
         self.version += 1;
     }
 

@@ -1,7 +1,7 @@
 //! Recorded ticket histories (tests/histories/*.json, written by `lifecycle.rs` with
 //! `INBOX_RECORD_HISTORIES=1`) replay against the current workflow code: a change that would break
-//! running tickets fails here. Covers the normal path, escalation with auto-close, and
-//! continue-as-new.
+//! running tickets fails here. Covers the normal path, escalation with auto-close,
+//! continue-as-new, and the Kafka AFC provider (written by `afc_kafka.rs`).
 
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -23,6 +23,7 @@ async fn recorded_ticket_histories_replay_against_the_current_code() -> anyhow::
         "normal_path",
         "escalation_and_auto_close",
         "continue_as_new",
+        "afc_kafka",
     ] {
         assert!(
             names.iter().any(|n| n == required),

@@ -1,0 +1,131 @@
+//! Email: IMAP in, SMTP out, threading.
+//!
+//! In (`imap.rs`): one mailbox is imported in UID order; UIDVALIDITY and the last imported UID
+//! are kept in PostgreSQL and move only after Kafka acknowledged the mail, and `\Seen` is set
+//! only then too (mail is fetched with `BODY.PEEK[]`). A mail's message id derives from its
+//! Message-ID plus a content hash, so a re-import maps onto the stored message. The client is the
+//! thread's client (In-Reply-To/References, then a `[#ticket]` subject reference), else
+//! `email:<lowercased sender>`.
+//! Out (`smtp.rs`): the delivery worker (`delivery.rs`) mails the client-visible events of
+//! `email:` clients; each mail's Message-ID names its ticket and event and answers the client's
+//! latest mail (In-Reply-To/References).
+
+pub mod imap;
+pub mod parse;
+pub mod smtp;
+
+use std::time::Duration;
+
+use platform::settings::{self, SettingError};
+
+pub const CHANNEL: &str = "email";
+pub const CLIENT_PREFIX: &str = "email:";
+
+/// The client id of a sender address.
+pub fn client_id(address: &str) -> String {
+    format!("{CLIENT_PREFIX}{}", address.trim().to_lowercase())
+}
+
+/// The short ticket reference put in subjects: the ticket id's first 8 hex digits.
+pub fn short_ticket_ref(ticket_id: uuid::Uuid) -> String {
+    ticket_id.simple().to_string()[..8].to_owned()
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    /// `host:port`; plain IMAP (no TLS).
+    pub addr: String,
+    pub user: String,
+    pub password: String,
+    pub mailbox: String,
+    /// Between checks when the server offers no IDLE.
+    pub poll_interval: Duration,
+    /// Longest IDLE before a re-check (servers drop IDLE after 30 min; RFC 2177 says re-issue
+    /// at least every 29).
+    pub idle_timeout: Duration,
+}
+
+impl ImapSettings {
+    /// Cursor name of this mailbox's import position.
+    pub fn cursor_name(&self) -> String {
+        format!("{}@{}/{}", self.user, self.addr, self.mailbox)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// `host:port`; plain SMTP (no TLS).
+    pub addr: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// The From address of every outbound mail.
+    pub from: String,
+    /// The right-hand side of outbound Message-IDs (the From address's domain).
+    pub domain: String,
+    pub timeout: Duration,
+}
+
+/// The email channel: inbound when `INBOX_IMAP_ADDR` is set, outbound when `INBOX_SMTP_ADDR` is.
+#[derive(Debug, Clone, Default)]
+pub struct EmailSettings {
+    pub imap: Option<ImapSettings>,
+    pub smtp: Option<SmtpSettings>,
+}
+
+fn set(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn required(name: &str, because: &str) -> Result<String, SettingError> {
+    set(name).ok_or_else(|| SettingError {
+        name: name.into(),
+        value: String::new(),
+        reason: format!("required when {because} is set"),
+    })
+}
+
+impl EmailSettings {
+    pub fn from_env() -> Result<Self, SettingError> {
+        let imap = match set("INBOX_IMAP_ADDR") {
+            None => None,
+            Some(addr) => Some(ImapSettings {
+                addr,
+                user: required("INBOX_IMAP_USER", "INBOX_IMAP_ADDR")?,
+                password: required("INBOX_IMAP_PASSWORD", "INBOX_IMAP_ADDR")?,
+                mailbox: settings::var("INBOX_IMAP_MAILBOX", "INBOX"),
+                poll_interval: Duration::from_secs(settings::parse("INBOX_IMAP_POLL_SECS", 30u64)?),
+                idle_timeout: Duration::from_secs(settings::parse(
+                    "INBOX_IMAP_IDLE_SECS",
+                    25 * 60u64,
+                )?),
+            }),
+        };
+        let smtp = match set("INBOX_SMTP_ADDR") {
+            None => None,
+            Some(addr) => {
+                let from = required("INBOX_MAIL_FROM", "INBOX_SMTP_ADDR")?;
+                let domain = from
+                    .parse::<lettre::Address>()
+                    .map_err(|e| SettingError {
+                        name: "INBOX_MAIL_FROM".into(),
+                        value: from.clone(),
+                        reason: e.to_string(),
+                    })?
+                    .domain()
+                    .to_owned();
+                Some(SmtpSettings {
+                    addr,
+                    user: set("INBOX_SMTP_USER"),
+                    password: set("INBOX_SMTP_PASSWORD"),
+                    from,
+                    domain,
+                    timeout: Duration::from_secs(settings::parse(
+                        "INBOX_SMTP_TIMEOUT_SECS",
+                        30u64,
+                    )?),
+                })
+            }
+        };
+        Ok(Self { imap, smtp })
+    }
+}

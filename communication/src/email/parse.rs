@@ -1,0 +1,302 @@
+//! MIME → the text a manager reads: text/plain preferred, HTML-only mail turned into text,
+//! attachments recorded by name, type and size, quoted reply history stripped where it can be
+//! recognised. Also the identity of a mail: Message-ID plus a content hash.
+
+use std::sync::LazyLock;
+
+use mail_parser::{MessageParser, MimeHeaders};
+use regex::Regex;
+use sha2::{Digest, Sha256};
+
+/// What the email channel keeps of one inbound mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedMail {
+    /// Without angle brackets; `None` when the mail has none.
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    /// Oldest first, as in the header.
+    pub references: Vec<String>,
+    /// Lowercased sender address.
+    pub from_address: Option<String>,
+    pub from_name: String,
+    pub subject: String,
+    /// The new text of the mail (quoted history stripped) followed by one
+    /// `[attachment: name (type, N bytes)]` line per attachment.
+    pub body: String,
+    /// Hex SHA-256 of the mail's content (sender, subject, full text, attachments), independent of
+    /// the transport headers a redelivery changes.
+    pub content_hash: String,
+}
+
+impl ParsedMail {
+    /// The external id of the stored message: a hash of the Message-ID and the content hash, so a
+    /// redelivered mail maps onto the same message while a reused Message-ID with other content
+    /// is a new message.
+    pub fn external_id(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.message_id.as_deref().unwrap_or_default().as_bytes());
+        h.update([0]);
+        h.update(self.content_hash.as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    /// Message-IDs this mail answers, most specific first: In-Reply-To, then References from the
+    /// newest back.
+    pub fn thread_candidates(&self) -> Vec<String> {
+        let mut ids = self.in_reply_to.clone();
+        ids.extend(self.references.iter().rev().cloned());
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        ids
+    }
+
+    /// The short ticket id of a `[#xxxxxxxx]` reference in the subject, if any.
+    pub fn subject_ticket_ref(&self) -> Option<String> {
+        ticket_ref_in(&self.subject)
+    }
+}
+
+/// `None` for input that is not a mail at all.
+pub fn parse(raw: &[u8]) -> Option<ParsedMail> {
+    let msg = MessageParser::default().parse(raw)?;
+    let ids = |v: &mail_parser::HeaderValue<'_>| -> Vec<String> {
+        match v {
+            mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
+            mail_parser::HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let from = msg.from().and_then(|a| a.first());
+    let from_address = from
+        .and_then(|a| a.address.as_deref())
+        .map(|a| a.trim().to_lowercase())
+        .filter(|a| !a.is_empty());
+    let from_name = from
+        .and_then(|a| a.name.as_deref())
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .or_else(|| from_address.clone())
+        .unwrap_or_default();
+    let subject = msg.subject().unwrap_or_default().trim().to_owned();
+
+    // text_body lists the text/plain part of each alternative, or the HTML one where a mail has
+    // no text/plain; body_text turns such HTML into text.
+    let full_text = (0..msg.text_body_count())
+        .filter_map(|i| msg.body_text(i))
+        .map(|t| t.replace("\r\n", "\n"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut attachments = Vec::new();
+    let mut hash = Sha256::new();
+    for part in msg.attachments() {
+        let ctype = part
+            .content_type()
+            .map(|ct| match ct.subtype() {
+                Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                None => ct.ctype().to_owned(),
+            })
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let name = part
+            .attachment_name()
+            .map(str::to_owned)
+            .or_else(|| part.message().and_then(|m| m.subject()).map(str::to_owned))
+            .unwrap_or_else(|| "attachment".into());
+        let contents = part.contents();
+        hash.update(Sha256::digest(contents));
+        attachments.push(format!(
+            "[attachment: {name} ({ctype}, {} bytes)]",
+            contents.len()
+        ));
+    }
+    for field in [
+        from_address.as_deref().unwrap_or_default(),
+        &subject,
+        &full_text,
+    ] {
+        hash.update(field.as_bytes());
+        hash.update([0]);
+    }
+    if msg.message_id().is_none() {
+        // Without a Message-ID the date tells two mails with the same text apart.
+        hash.update(msg.header_raw("Date").unwrap_or_default().as_bytes());
+    }
+    let mut body = strip_quoted(&full_text);
+    for a in &attachments {
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str(a);
+    }
+    Some(ParsedMail {
+        message_id: msg
+            .message_id()
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty()),
+        in_reply_to: ids(msg.in_reply_to()),
+        references: ids(msg.references()),
+        from_address,
+        from_name,
+        subject,
+        body,
+        content_hash: hex::encode(hash.finalize()),
+    })
+}
+
+static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
+    // "On Mon, 3 Jun 2024 at 10:00, Bank <support@bank>" ... "wrote:" (Gmail, Apple Mail,
+    // Thunderbird), also in German, French and Russian clients.
+    Regex::new(r"(?is)^(on|am|le)\s.{0,300}\s(wrote|schrieb|a écrit)\s*:$|^.{0,300}\sпишет\s*:$")
+        .expect("a valid regex")
+});
+static ORIGINAL_MESSAGE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^-{2,}\s*(original message|forwarded message|исходное сообщение)\s*-{2,}$")
+        .expect("a valid regex")
+});
+static TICKET_REF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[#([0-9a-fA-F]{8})\]").expect("a valid regex"));
+
+/// The short ticket id of a `[#xxxxxxxx]` reference in `subject`.
+pub fn ticket_ref_in(subject: &str) -> Option<String> {
+    TICKET_REF
+        .captures(subject)
+        .map(|c| c[1].to_ascii_lowercase())
+}
+
+/// The new text of a reply: everything from the first attribution line ("On … wrote:", which
+/// mail clients may wrap over two lines) or "-----Original Message-----" on is cut, lines quoted
+/// with ">" are dropped, and surrounding blank lines are trimmed.
+pub fn strip_quoted(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut kept: Vec<&str> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if ORIGINAL_MESSAGE.is_match(t) || ATTRIBUTION.is_match(t) {
+            break;
+        }
+        if let Some(next) = lines.get(i + 1) {
+            let joined = format!("{t} {}", next.trim());
+            if t.len() > 3 && ATTRIBUTION.is_match(&joined) && !ATTRIBUTION.is_match(t) {
+                break;
+            }
+        }
+        if t.starts_with('>') {
+            continue;
+        }
+        kept.push(line.trim_end());
+    }
+    while kept.last().is_some_and(|l| l.is_empty()) {
+        kept.pop();
+    }
+    let start = kept.iter().take_while(|l| l.is_empty()).count();
+    let stripped = kept[start..].join("\n");
+    if stripped.is_empty() {
+        // A mail that is nothing but a quote: keep it rather than lose it.
+        text.trim().to_owned()
+    } else {
+        stripped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crlf(s: &str) -> Vec<u8> {
+        s.replace('\n', "\r\n").into_bytes()
+    }
+
+    #[test]
+    fn text_plain_is_preferred_over_its_html_alternative() {
+        let raw = crlf(
+            "From: Ivan <ivan@example.com>\nTo: bank@inbox.local\nSubject: hi\n\
+             Message-ID: <a1@example.com>\nMIME-Version: 1.0\n\
+             Content-Type: multipart/alternative; boundary=\"b\"\n\n\
+             --b\nContent-Type: text/plain; charset=utf-8\n\nplain version\n\
+             --b\nContent-Type: text/html; charset=utf-8\n\n<p>html <b>version</b></p>\n--b--\n",
+        );
+        let m = parse(&raw).expect("a mail");
+        assert_eq!(m.body, "plain version");
+        assert_eq!(m.message_id.as_deref(), Some("a1@example.com"));
+        assert_eq!(m.from_address.as_deref(), Some("ivan@example.com"));
+        assert_eq!(m.from_name, "Ivan");
+    }
+
+    #[test]
+    fn an_html_only_mail_becomes_text() {
+        let raw = crlf(
+            "From: IVAN@Example.COM\nSubject: =?UTF-8?B?0J/RgNC40LLQtdGC?=\n\
+             Content-Type: text/html; charset=utf-8\n\n\
+             <html><body><p>Привет, <b>банк</b>!</p><p>Second&nbsp;line</p></body></html>\n",
+        );
+        let m = parse(&raw).expect("a mail");
+        assert!(m.body.contains("Привет, банк!"), "{:?}", m.body);
+        assert!(m.body.contains("Second"), "{:?}", m.body);
+        assert!(!m.body.contains('<'), "{:?}", m.body);
+        assert_eq!(m.subject, "Привет");
+        assert_eq!(m.from_address.as_deref(), Some("ivan@example.com"));
+    }
+
+    #[test]
+    fn attachments_are_recorded_by_name_type_and_size() {
+        let raw = crlf(
+            "From: ivan@example.com\nSubject: statement\nMIME-Version: 1.0\n\
+             Content-Type: multipart/mixed; boundary=\"m\"\n\n\
+             --m\nContent-Type: text/plain; charset=utf-8\n\nsee attached\n\
+             --m\nContent-Type: application/pdf; name=\"statement.pdf\"\n\
+             Content-Disposition: attachment; filename=\"statement.pdf\"\n\
+             Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--m--\n",
+        );
+        let m = parse(&raw).expect("a mail");
+        assert_eq!(
+            m.body,
+            "see attached\n[attachment: statement.pdf (application/pdf, 9 bytes)]"
+        );
+    }
+
+    #[test]
+    fn quoted_history_is_stripped_in_its_common_forms() {
+        let gmail = "Thanks, that worked.\n\nOn Mon, 3 Jun 2024 at 10:00, Bank Support\n<support@bank.test> wrote:\n> Let me check\n> ok";
+        assert_eq!(strip_quoted(gmail), "Thanks, that worked.");
+        let one_line = "Still broken\r\nOn 03.06.2024 Bank wrote:\r\n> hi";
+        assert_eq!(
+            strip_quoted(&one_line.replace("\r\n", "\n")),
+            "Still broken"
+        );
+        let outlook =
+            "See below\n\n-----Original Message-----\nFrom: Bank\nSent: Monday\n\nLet me check";
+        assert_eq!(strip_quoted(outlook), "See below");
+        let interleaved = "> question one?\nanswer one\n> question two?\nanswer two";
+        assert_eq!(strip_quoted(interleaved), "answer one\nanswer two");
+        let only_quote = "> just a quote";
+        assert_eq!(strip_quoted(only_quote), "> just a quote");
+        let russian = "Спасибо\n\n3 июня 2024 г., 10:00 пользователь Банк пишет:\n> текст";
+        assert_eq!(strip_quoted(russian), "Спасибо");
+    }
+
+    #[test]
+    fn a_reused_message_id_with_other_content_is_another_message() {
+        let mail = |body: &str, received: &str| {
+            crlf(&format!(
+                "Received: {received}\nFrom: ivan@example.com\nSubject: s\n\
+                 Message-ID: <same@example.com>\n\n{body}\n"
+            ))
+        };
+        let a = parse(&mail("first", "by mx1")).expect("a mail");
+        let redelivered = parse(&mail("first", "by mx2")).expect("a mail");
+        let b = parse(&mail("second", "by mx1")).expect("a mail");
+        assert_eq!(a.external_id(), redelivered.external_id());
+        assert_ne!(a.external_id(), b.external_id());
+    }
+
+    #[test]
+    fn thread_candidates_prefer_in_reply_to_then_the_newest_reference() {
+        let raw = crlf(
+            "From: ivan@example.com\nSubject: Re: help [#0a1b2c3d]\n\
+             In-Reply-To: <r2@bank>\nReferences: <r0@bank> <r1@bank>\n <r2@bank>\n\nok\n",
+        );
+        let m = parse(&raw).expect("a mail");
+        assert_eq!(m.thread_candidates(), ["r2@bank", "r1@bank", "r0@bank"]);
+        assert_eq!(m.subject_ticket_ref().as_deref(), Some("0a1b2c3d"));
+    }
+}

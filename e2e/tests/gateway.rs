@@ -1,0 +1,548 @@
+//! The gRPC gateway end to end on the real stack: a manager's day, the client API, the admin API,
+//! every error class, and event streams that resume after a gateway crash.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use e2e::{Engine, Stack};
+use futures::StreamExt;
+use proto::v1::{
+    self, admin_service_client::AdminServiceClient, client_service_client::ClientServiceClient,
+    manager_service_client::ManagerServiceClient,
+};
+use tickets::Role;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status, Streaming};
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn authed<T>(token: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Ok(v) = MetadataValue::try_from(format!("Bearer {token}")) {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+async fn channel(engine: &Engine) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(engine.grpc.clone())?.connect().await?)
+}
+
+/// An open `StreamEvents`; checks that cursors only grow.
+struct Events {
+    stream: Streaming<v1::Event>,
+    last: i64,
+    seen: Vec<v1::Event>,
+}
+
+impl Events {
+    fn new(stream: Streaming<v1::Event>, after: i64) -> Self {
+        Self {
+            stream,
+            last: after,
+            seen: Vec::new(),
+        }
+    }
+
+    async fn next(&mut self) -> anyhow::Result<v1::Event> {
+        let e = tokio::time::timeout(WAIT, self.stream.next())
+            .await
+            .with_context(|| format!("no event within {WAIT:?}; saw {:?}", self.kinds()))?
+            .context("stream ended")??;
+        if e.cursor <= self.last {
+            bail!("cursors must grow: {} after {}", e.cursor, self.last);
+        }
+        self.last = e.cursor;
+        self.seen.push(e.clone());
+        Ok(e)
+    }
+
+    async fn next_of(&mut self, kind: &str) -> anyhow::Result<v1::Event> {
+        loop {
+            let e = self.next().await?;
+            if e.kind == kind {
+                return Ok(e);
+            }
+        }
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        self.seen.iter().map(|e| e.kind.clone()).collect()
+    }
+}
+
+fn payload_str(e: &v1::Event, key: &str) -> Option<String> {
+    match e.payload.as_ref()?.fields.get(key)?.kind.as_ref()? {
+        prost_types::value::Kind::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, Status>) -> Code {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(s) => s.code(),
+    }
+}
+
+fn violated_field<T: std::fmt::Debug>(r: Result<T, Status>) -> Option<String> {
+    let s = r.err()?;
+    assert_eq!(s.code(), Code::InvalidArgument);
+    s.get_details_bad_request()?
+        .field_violations
+        .first()
+        .map(|v| v.field.clone())
+}
+
+#[tokio::test]
+async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_every_error_class()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let engine = Engine::start(&stack).await?;
+    let ch = channel(&engine).await?;
+    let mut managers = ManagerServiceClient::new(ch.clone());
+    let mut clients = ClientServiceClient::new(ch.clone());
+    let mut admins = AdminServiceClient::new(ch);
+    // Client ids name workflows on the shared Temporal server: unique per test run.
+    let ivan_id = format!("ivan-{}", Uuid::new_v4().simple());
+    let ivan = stack.token(Role::Client, &ivan_id, "Ivan Petrov")?;
+    let alice = stack.token(Role::Manager, "alice", "Alice")?;
+    let bob = stack.token(Role::Manager, "bob", "Bob")?;
+    let root = stack.token(Role::Admin, "root", "Back Office")?;
+
+    let mut alice_events = Events::new(
+        managers
+            .stream_events(authed(&alice, v1::StreamEventsRequest { after_cursor: 0 }))
+            .await?
+            .into_inner(),
+        0,
+    );
+    let mut ivan_events = Events::new(
+        clients
+            .stream_events(authed(&ivan, v1::StreamEventsRequest { after_cursor: 0 }))
+            .await?
+            .into_inner(),
+        0,
+    );
+
+    // The client writes; a retry maps onto the same message; a reused key with another body fails.
+    let key = Uuid::new_v4().to_string();
+    let hello = v1::SendMessageRequest {
+        body: "Hello, my transfer is stuck".into(),
+        idempotency_key: key.clone(),
+    };
+    let sent = clients
+        .send_message(authed(&ivan, hello.clone()))
+        .await?
+        .into_inner();
+    let accepted = ivan_events.next_of("message_accepted").await?;
+    assert_eq!(
+        payload_str(&accepted, "message_id").as_deref(),
+        Some(sent.message_id.as_str())
+    );
+    let again = clients
+        .send_message(authed(&ivan, hello.clone()))
+        .await?
+        .into_inner();
+    assert_eq!(sent.message_id, again.message_id);
+    let reused = clients
+        .send_message(authed(
+            &ivan,
+            v1::SendMessageRequest {
+                body: "something else".into(),
+                idempotency_key: key,
+            },
+        ))
+        .await;
+    assert_eq!(code(reused), Code::AlreadyExists);
+    let bad_key = clients
+        .send_message(authed(
+            &ivan,
+            v1::SendMessageRequest {
+                body: "x".into(),
+                idempotency_key: "not-a-uuid".into(),
+            },
+        ))
+        .await;
+    assert_eq!(violated_field(bad_key).as_deref(), Some("idempotency_key"));
+
+    // A manager's day: ready, list, read, reply, note.
+    managers
+        .set_ready(authed(&alice, v1::SetReadyRequest {}))
+        .await?;
+    let assigned = alice_events.next_of("ticket_assigned").await?;
+    let ticket_id = assigned.ticket_id.clone();
+    let listed = managers
+        .list_tickets(authed(&alice, v1::ListTicketsRequest::default()))
+        .await?
+        .into_inner();
+    assert_eq!(listed.tickets.len(), 1);
+    assert_eq!(listed.tickets[0].id, ticket_id);
+    assert!(listed.next_page_token.is_empty());
+    let got = managers
+        .get_ticket(authed(
+            &alice,
+            v1::GetTicketRequest {
+                ticket_id: ticket_id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        got.ticket.map(|t| t.client_id).as_deref(),
+        Some(ivan_id.as_str())
+    );
+    let reply = managers
+        .send_reply(authed(
+            &alice,
+            v1::SendReplyRequest {
+                ticket_id: ticket_id.clone(),
+                body: "Let me check".into(),
+                idempotency_key: "r1".into(),
+            },
+        ))
+        .await?
+        .into_inner();
+    managers
+        .add_note(authed(
+            &alice,
+            v1::AddNoteRequest {
+                ticket_id: ticket_id.clone(),
+                body: "internal: check AML flags".into(),
+                idempotency_key: "n1".into(),
+            },
+        ))
+        .await?;
+    alice_events.next_of("note_added").await?;
+    let messages = managers
+        .list_messages(authed(
+            &alice,
+            v1::ListMessagesRequest {
+                ticket_id: ticket_id.clone(),
+                page_size: 1,
+                page_token: String::new(),
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(messages.messages.len(), 1);
+    assert!(messages.has_more);
+    let rest = managers
+        .list_messages(authed(
+            &alice,
+            v1::ListMessagesRequest {
+                ticket_id: ticket_id.clone(),
+                page_size: 0,
+                page_token: messages.next_page_token.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let all: Vec<_> = messages.messages.iter().chain(&rest.messages).collect();
+    assert_eq!(all[0].body, "Hello, my transfer is stuck");
+    assert!(all.iter().any(|m| m.id == reply.message_id));
+    assert!(
+        all.iter()
+            .any(|m| m.author == v1::Author::Note as i32 && m.body.contains("AML"))
+    );
+
+    // The client's history has the reply and never the note; reading clears the unread count.
+    ivan_events.next_of("manager_reply").await?;
+    let history = clients
+        .list_history(authed(&ivan, v1::ListHistoryRequest::default()))
+        .await?
+        .into_inner();
+    assert!(history.messages.iter().any(|m| m.id == reply.message_id));
+    assert!(history.messages.iter().all(|m| !m.body.contains("AML")));
+    assert!(ivan_events.kinds().iter().all(|k| k != "note_added"));
+    assert!(history.unread_count >= 1);
+    let newest = history.messages.last().context("history is empty")?;
+    let read = clients
+        .mark_read(authed(
+            &ivan,
+            v1::MarkReadRequest {
+                message_id: newest.id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(read.unread_count, 0);
+    let foreign = clients
+        .mark_read(authed(
+            &ivan,
+            v1::MarkReadRequest {
+                message_id: Uuid::new_v4().to_string(),
+            },
+        ))
+        .await;
+    assert_eq!(code(foreign), Code::NotFound);
+
+    // Error classes.
+    let no_token = managers
+        .list_tickets(Request::new(v1::ListTicketsRequest::default()))
+        .await;
+    assert_eq!(code(no_token), Code::Unauthenticated);
+    let bad_token = managers
+        .list_tickets(authed("garbage", v1::ListTicketsRequest::default()))
+        .await;
+    assert_eq!(code(bad_token), Code::Unauthenticated);
+    let client_as_manager = managers
+        .list_tickets(authed(&ivan, v1::ListTicketsRequest::default()))
+        .await;
+    assert_eq!(code(client_as_manager), Code::PermissionDenied);
+    let manager_as_admin = admins
+        .list_managers(authed(&alice, v1::ListManagersRequest {}))
+        .await;
+    assert_eq!(code(manager_as_admin), Code::PermissionDenied);
+    let bad_id = managers
+        .get_ticket(authed(
+            &alice,
+            v1::GetTicketRequest {
+                ticket_id: "nope".into(),
+            },
+        ))
+        .await;
+    assert_eq!(violated_field(bad_id).as_deref(), Some("ticket_id"));
+    let bad_page = managers
+        .list_tickets(authed(
+            &alice,
+            v1::ListTicketsRequest {
+                page_size: 100_000,
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(violated_field(bad_page).as_deref(), Some("page_size"));
+    let bobs_view = managers
+        .get_ticket(authed(
+            &bob,
+            v1::GetTicketRequest {
+                ticket_id: ticket_id.clone(),
+            },
+        ))
+        .await;
+    assert_eq!(code(bobs_view), Code::NotFound, "existence does not leak");
+    let bob_note = managers
+        .add_note(authed(
+            &bob,
+            v1::AddNoteRequest {
+                ticket_id: ticket_id.clone(),
+                body: "x".into(),
+                idempotency_key: "x".into(),
+            },
+        ))
+        .await;
+    assert_eq!(code(bob_note), Code::NotFound);
+
+    // Transfer to a manager who is not ready fails; once bob is ready it moves the ticket.
+    let early = managers
+        .transfer_ticket(authed(
+            &alice,
+            v1::TransferTicketRequest {
+                ticket_id: ticket_id.clone(),
+                to_manager_id: "bob".into(),
+            },
+        ))
+        .await;
+    assert_eq!(code(early), Code::FailedPrecondition);
+    managers
+        .set_ready(authed(&bob, v1::SetReadyRequest {}))
+        .await?;
+    let moved = managers
+        .transfer_ticket(authed(
+            &alice,
+            v1::TransferTicketRequest {
+                ticket_id: ticket_id.clone(),
+                to_manager_id: "bob".into(),
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(moved.manager_id, "bob");
+    alice_events.next_of("ticket_transferred_away").await?;
+    let alice_now = managers
+        .get_ticket(authed(
+            &alice,
+            v1::GetTicketRequest {
+                ticket_id: ticket_id.clone(),
+            },
+        ))
+        .await;
+    assert_eq!(
+        code(alice_now),
+        Code::NotFound,
+        "the old manager loses access"
+    );
+    let bob_messages = managers
+        .list_messages(authed(
+            &bob,
+            v1::ListMessagesRequest {
+                ticket_id: ticket_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    assert!(bob_messages.messages.iter().any(|m| m.body.contains("AML")));
+
+    // The back office.
+    let team = admins
+        .list_managers(authed(&root, v1::ListManagersRequest {}))
+        .await?
+        .into_inner();
+    let load = |id: &str| {
+        team.managers
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.open_tickets)
+    };
+    assert_eq!((load("alice"), load("bob")), (Some(0), Some(1)));
+    let open = admins
+        .list_tickets(authed(
+            &root,
+            v1::AdminListTicketsRequest {
+                statuses: vec![v1::TicketStatus::Assigned as i32],
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(open.tickets.len(), 1);
+    let trail = admins
+        .get_audit_trail(authed(
+            &root,
+            v1::GetAuditTrailRequest {
+                ticket_id: ticket_id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let kinds: Vec<&str> = trail.events.iter().map(|e| e.kind.as_str()).collect();
+    for k in [
+        "manager_assigned",
+        "manager_reply",
+        "note_added",
+        "ticket_transferred_away",
+    ] {
+        assert!(
+            kinds.contains(&k),
+            "{k} missing from the audit trail {kinds:?}"
+        );
+    }
+    assert_eq!(trail.verdicts.len(), 1);
+    let spec = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows.yaml"),
+    )?;
+    let valid = admins
+        .validate_spec(authed(&root, v1::ValidateSpecRequest { yaml: spec }))
+        .await?
+        .into_inner();
+    assert!(valid.valid, "{}", valid.error);
+    let invalid = admins
+        .validate_spec(authed(
+            &root,
+            v1::ValidateSpecRequest {
+                yaml: "version: 1\nbogus: [".into(),
+            },
+        ))
+        .await?
+        .into_inner();
+    assert!(!invalid.valid && !invalid.error.is_empty());
+
+    // Resolve: the client is told.
+    managers
+        .resolve_ticket(authed(
+            &bob,
+            v1::ResolveTicketRequest {
+                ticket_id: ticket_id.clone(),
+            },
+        ))
+        .await?;
+    ivan_events.next_of("ticket_closed").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_stream_resumes_after_a_gateway_crash_with_no_gap_and_no_duplicate()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let mut engine = Engine::start(&stack).await?;
+    let ivan = stack.token(
+        Role::Client,
+        &format!("ivan-{}", Uuid::new_v4().simple()),
+        "Ivan",
+    )?;
+    let send = |clients: ClientServiceClient<Channel>, body: &'static str| {
+        let ivan = ivan.clone();
+        async move {
+            let mut clients = clients;
+            clients
+                .send_message(authed(
+                    &ivan,
+                    v1::SendMessageRequest {
+                        body: body.into(),
+                        idempotency_key: Uuid::new_v4().to_string(),
+                    },
+                ))
+                .await
+        }
+    };
+
+    let clients = ClientServiceClient::new(channel(&engine).await?);
+    let mut first = Events::new(
+        clients
+            .clone()
+            .stream_events(authed(&ivan, v1::StreamEventsRequest { after_cursor: 0 }))
+            .await?
+            .into_inner(),
+        0,
+    );
+    send(clients.clone(), "one").await?;
+    send(clients.clone(), "two").await?;
+    first.next_of("message_accepted").await?;
+    first.next_of("message_accepted").await?;
+    let cursor = first.last;
+
+    engine.crash_and_restart_gateway().await?;
+    let clients = ClientServiceClient::new(channel(&engine).await?);
+    let mut resumed = Events::new(
+        clients
+            .clone()
+            .stream_events(authed(
+                &ivan,
+                v1::StreamEventsRequest {
+                    after_cursor: cursor,
+                },
+            ))
+            .await?
+            .into_inner(),
+        cursor,
+    );
+    send(clients.clone(), "three").await?;
+    resumed.next_of("message_accepted").await?;
+
+    // Everything from the start, read fresh, is exactly what the two streams delivered.
+    let mut fresh = Events::new(
+        clients
+            .clone()
+            .stream_events(authed(&ivan, v1::StreamEventsRequest { after_cursor: 0 }))
+            .await?
+            .into_inner(),
+        0,
+    );
+    let delivered: Vec<i64> = first
+        .seen
+        .iter()
+        .chain(&resumed.seen)
+        .map(|e| e.cursor)
+        .collect();
+    let mut again = Vec::new();
+    while again.len() < delivered.len() {
+        again.push(fresh.next().await?.cursor);
+    }
+    assert_eq!(again, delivered, "no gap and no duplicate across the crash");
+    Ok(())
+}

@@ -1,0 +1,680 @@
+//! The external AFC provider against the real stack: the Kafka broker (per-test topic prefix),
+//! Temporal (per-test task queue, in-process worker), PostgreSQL (per-test database), with the
+//! verdict consumer and the AFC emulator running in-process so a test can stop and start them.
+//! Tests wait on queries or Kafka records with a deadline, never on a sleep.
+//!
+//! With `INBOX_RECORD_HISTORIES=1` the ok/suspicious test writes `tests/histories/afc_kafka.json`,
+//! which `replay.rs` replays against the current code.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use jsonwebtoken::EncodingKey;
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+use temporalio_client::{
+    Client, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowHandle,
+};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tickets::{Caller, NewClientMessage, PgStore, Role, message_id_for, ticket_id_opened_by};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use workflow::activities::TicketActivities;
+use workflow::afc::{AfcRule, Check, Rules};
+use workflow::afc_activities::{AfcActivities, AfcPublisher};
+use workflow::afc_emulator::Emulator;
+use workflow::afc_kafka::{
+    AfcTopics, Cipher, VerdictClaims, VerdictKey, generate_key_pair, sign_verdict,
+};
+use workflow::client::Tickets;
+use workflow::spec::{Spec, TicketSpec};
+use workflow::ticket::{TicketWorkflow, workflow_id};
+use workflow::verdicts::VerdictConsumer;
+
+const WAIT: Duration = Duration::from_secs(45);
+
+struct Afc {
+    store: PgStore,
+    pool: PgPool,
+    client: Client,
+    tickets: Tickets,
+    queue: String,
+    brokers: String,
+    topics: AfcTopics,
+    cipher: Cipher,
+    signing_pem: String,
+    public_pem: String,
+    producer: FutureProducer,
+    spec: TicketSpec,
+}
+
+/// A running in-process component, stopped on `stop()`.
+struct Running {
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.token.cancel();
+        self.task.await?;
+        Ok(())
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", Uuid::new_v4().simple())
+}
+
+fn spec(timeout: &str) -> anyhow::Result<TicketSpec> {
+    let text = format!(
+        "version: 1\nafc:\n  provider: kafka\n  timeout: {timeout}\n  on_timeout: hold\n  blocked_warning: Blocked by AFC\n"
+    );
+    Ok(Spec::parse("afc.yaml", &text)?.ticket)
+}
+
+fn signer(pem: &str) -> anyhow::Result<EncodingKey> {
+    Ok(EncodingKey::from_rsa_pem(pem.as_bytes())?)
+}
+
+impl Afc {
+    async fn new(pool: PgPool, timeout: &str) -> anyhow::Result<Self> {
+        Self::with_spec(pool, spec(timeout)?).await
+    }
+
+    async fn with_spec(pool: PgPool, spec: TicketSpec) -> anyhow::Result<Self> {
+        let brokers =
+            std::env::var("INBOX_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19093".into());
+        let url =
+            std::env::var("INBOX_TEMPORAL_URL").unwrap_or_else(|_| "http://127.0.0.1:17240".into());
+        let client = workflow::client::connect(&url, "default", "afc-test")
+            .await
+            .context(
+                "Temporal is not reachable: run the tests with `make test`, which starts it",
+            )?;
+        let tag = Uuid::new_v4().simple().to_string();
+        let topics = AfcTopics::with_prefix(&format!("afctest_{tag}."));
+        platform::kafka::ensure_topics(&brokers, &topics.all())
+            .await
+            .context("Kafka is not reachable: run the tests with `make test`, which starts it")?;
+        let (signing_pem, public_pem) = generate_key_pair()?;
+        let queue = format!("afc-{tag}");
+        Ok(Self {
+            store: PgStore::from_pool(pool.clone()),
+            pool,
+            tickets: Tickets {
+                client: client.clone(),
+                task_queue: queue.clone(),
+            },
+            client,
+            queue,
+            producer: platform::kafka::producer_config(&brokers).create()?,
+            brokers,
+            topics,
+            cipher: Cipher::from_hex(Some(&hex::encode(Uuid::new_v4().as_bytes()).repeat(2)))?,
+            signing_pem,
+            public_pem,
+            spec,
+        })
+    }
+
+    fn worker(&self) -> anyhow::Result<Worker> {
+        let runtime = Runtime::from_current_tokio(Default::default())?;
+        let options = WorkerOptions::new(self.queue.clone())
+            .register_workflow::<TicketWorkflow>()?
+            .register_activities(TicketActivities {
+                store: self.store.clone(),
+            })
+            .register_activities(AfcActivities {
+                store: self.store.clone(),
+                publisher: AfcPublisher {
+                    producer: platform::kafka::producer_config(&self.brokers).create()?,
+                    topic: self.topics.msgs.clone(),
+                    cipher: self.cipher.clone(),
+                },
+            })
+            // A restarted worker gets the next workflow task without waiting for the old sticky queue.
+            .sticky_queue_schedule_to_start_timeout(Duration::from_secs(1))
+            .build();
+        Ok(Worker::new(&runtime, self.client.clone(), options)?)
+    }
+
+    /// Runs `scenario` next to an in-process worker; the worker stops when it ends.
+    async fn with_worker<T>(
+        &self,
+        scenario: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let mut worker = self.worker()?;
+        let stop = worker.shutdown_handle();
+        let (worked, out) = tokio::join!(worker.run(), async {
+            let r = scenario.await;
+            stop();
+            r
+        });
+        worked?;
+        out
+    }
+
+    fn consumer(&self) -> anyhow::Result<Running> {
+        let consumer = VerdictConsumer {
+            brokers: self.brokers.clone(),
+            topic: self.topics.verdicts.clone(),
+            store: self.store.clone(),
+            tickets: self.tickets.clone(),
+            key: VerdictKey::from_setting(&self.public_pem)?,
+            producer: platform::kafka::producer_config(&self.brokers).create()?,
+            dlq_topic: self.topics.dlq.clone(),
+            spec: self.spec.clone(),
+            history_limit: None,
+        };
+        let token = CancellationToken::new();
+        let task = tokio::spawn(consumer.run(token.clone()));
+        Ok(Running { token, task })
+    }
+
+    fn emulator(&self) -> anyhow::Result<Running> {
+        let emulator = Emulator {
+            brokers: self.brokers.clone(),
+            topics: self.topics.clone(),
+            group: format!("{}emulator", self.topics.msgs),
+            cipher: self.cipher.clone(),
+            signing_key: signer(&self.signing_pem)?,
+            rules: Rules::compile(&[AfcRule {
+                name: "card".into(),
+                check: Check::CardNumber,
+            }])?,
+            delay: Duration::ZERO,
+            error_rate: 0.0,
+        };
+        let token = CancellationToken::new();
+        let t = token.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = emulator.run(t).await {
+                panic!("emulator failed: {e}");
+            }
+        });
+        Ok(Running { token, task })
+    }
+
+    /// Stores a client message and wakes (or starts) the client's ticket, as the inbound
+    /// consumer does; returns the message id and the run id.
+    async fn send(&self, client: &str, body: &str) -> anyhow::Result<(Uuid, String)> {
+        let external_id = format!("{client}/{}", Uuid::new_v4());
+        let m = NewClientMessage {
+            id: message_id_for("web", &external_id),
+            client_id: client.into(),
+            client_name: client.into(),
+            channel: "web".into(),
+            external_id,
+            body: body.into(),
+        };
+        self.store.record_inbound(&m).await?;
+        let run = self
+            .tickets
+            .message_arrived(client, m.id, ticket_id_opened_by(m.id), &self.spec, None)
+            .await?;
+        Ok((m.id, run))
+    }
+
+    /// Publishes a verdict token as the AFC system would (or a forger).
+    async fn verdict(
+        &self,
+        key: &EncodingKey,
+        client: &str,
+        message: Uuid,
+        status: &str,
+    ) -> anyhow::Result<()> {
+        let token = sign_verdict(
+            key,
+            &VerdictClaims {
+                chat_id: client.into(),
+                message_id: message.to_string(),
+                status: status.into(),
+            },
+        )?;
+        self.publish_raw(client, token.as_bytes()).await
+    }
+
+    async fn publish_raw(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.producer
+            .send(
+                FutureRecord::to(&self.topics.verdicts)
+                    .key(key)
+                    .payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok(())
+    }
+
+    async fn afc_status(&self, message: Uuid) -> anyhow::Result<String> {
+        Ok(
+            sqlx::query_scalar("SELECT afc_status FROM messages WHERE id = $1")
+                .bind(message)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn wait_status(&self, message: Uuid, status: &str) -> anyhow::Result<()> {
+        until(&format!("message {message} {status}"), || async move {
+            Ok((self.afc_status(message).await? == status).then_some(()))
+        })
+        .await
+    }
+
+    async fn ticket_status(&self, ticket: Uuid) -> anyhow::Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1")
+                .bind(ticket)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn count(&self, sql: &str, id: Uuid) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn events_of(&self, ticket: Uuid, kind: &str) -> anyhow::Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE ticket_id = $1 AND kind = $2")
+                .bind(ticket)
+                .bind(kind)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// A reader of the dead-letter topic from its start.
+    fn dlq_reader(&self) -> anyhow::Result<StreamConsumer> {
+        let c: StreamConsumer = platform::kafka::config(&self.brokers)
+            .set("group.id", unique("dlq-reader"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        c.subscribe(&[&self.topics.dlq])?;
+        Ok(c)
+    }
+
+    async fn record(&self, name: &str, client: &str, run_id: &str) -> anyhow::Result<()> {
+        if std::env::var("INBOX_RECORD_HISTORIES").is_err() {
+            return Ok(());
+        }
+        let handle: WorkflowHandle<Client, TicketWorkflow> = WorkflowHandle::new(
+            self.client.clone(),
+            WorkflowExecutionInfo::builder()
+                .namespace("default")
+                .workflow_id(workflow_id(client))
+                .run_id(run_id.to_owned())
+                .build(),
+        );
+        let json = handle
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await?;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories");
+        std::fs::write(dir.join(format!("{name}.json")), json)?;
+        Ok(())
+    }
+}
+
+/// The next dead-lettered reason, as JSON.
+async fn next_dead_letter(reader: &StreamConsumer) -> anyhow::Result<serde_json::Value> {
+    let record = tokio::time::timeout(WAIT, reader.recv())
+        .await
+        .context("no dead letter within the deadline")??;
+    Ok(serde_json::from_slice(
+        record.payload().unwrap_or_default(),
+    )?)
+}
+
+/// Re-runs `check` until it yields a value; fails after [`WAIT`].
+async fn until<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{what}: not within {WAIT:?}");
+        }
+    }
+}
+
+fn manager(id: &str) -> Caller {
+    Caller {
+        user_id: id.into(),
+        roles: vec![Role::Manager],
+        display_name: id.into(),
+    }
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn the_afc_system_passes_ok_messages_to_the_queue_and_blocks_suspicious_ones(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let afc = Afc::new(pool, "30s").await?;
+    let (consumer, emulator) = (afc.consumer()?, afc.emulator()?);
+    let client = unique("afc-ok");
+    afc.with_worker(async {
+        let (hello, run) = afc.send(&client, "hello, my transfer is stuck").await?;
+        let ticket = ticket_id_opened_by(hello);
+        afc.wait_status(hello, "passed").await?;
+        assert_eq!(afc.ticket_status(ticket).await?.as_deref(), Some("waiting"), "queued");
+
+        let (card, _) = afc.send(&client, "my card is 4111 1111 1111 1111").await?;
+        afc.wait_status(card, "blocked").await?;
+        assert_eq!(afc.events_of(ticket, "message_blocked").await?, 1);
+        assert_eq!(
+            afc.count("SELECT count(*) FROM afc_verdicts WHERE client_id = (SELECT client_id FROM messages WHERE id = $1)", hello).await?,
+            2
+        );
+        afc.record("afc_kafka", &client, &run).await
+    })
+    .await?;
+
+    // What went over the wire is sealed: it opens with the key, and the body is not in clear.
+    let reader: StreamConsumer = platform::kafka::config(&afc.brokers)
+        .set("group.id", unique("msgs-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    reader.subscribe(&[&afc.topics.msgs])?;
+    let record = tokio::time::timeout(WAIT, reader.recv()).await??;
+    let value = record.payload().unwrap_or_default();
+    assert!(!value.windows(5).any(|w| w == b"hello" || w == b"4111 "));
+    let opened = afc.cipher.open(value)?;
+    assert!(opened.from_client);
+    assert_eq!(opened.chat_id, client);
+    emulator.stop().await?;
+    consumer.stop().await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn forged_and_malformed_verdicts_are_dead_lettered_and_change_nothing(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let afc = Afc::new(pool, "30s").await?;
+    let consumer = afc.consumer()?;
+    let dlq = afc.dlq_reader()?;
+    let client = unique("afc-forged");
+    afc.with_worker(async {
+        let (msg, _) = afc.send(&client, "hello").await?;
+        let ticket = ticket_id_opened_by(msg);
+        until("message handed to AFC", || async {
+            let sent: Option<chrono::DateTime<chrono::Utc>> =
+                sqlx::query_scalar("SELECT afc_sent_at FROM messages WHERE id = $1")
+                    .bind(msg)
+                    .fetch_one(&afc.pool)
+                    .await?;
+            Ok(sent)
+        })
+        .await?;
+
+        let (forger_pem, _) = generate_key_pair()?;
+        let genuine = signer(&afc.signing_pem)?;
+        afc.verdict(&signer(&forger_pem)?, &client, msg, "ok")
+            .await?;
+        afc.verdict(&genuine, &client, msg, "maybe").await?;
+        afc.verdict(&genuine, &client, Uuid::new_v4(), "ok").await?;
+        afc.verdict(&genuine, "someone-else", msg, "ok").await?;
+        afc.publish_raw(&client, b"{\"status\": \"ok\"}").await?;
+        let mut reasons = Vec::new();
+        for _ in 0..5 {
+            reasons.push(
+                next_dead_letter(&dlq).await?["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        reasons.sort();
+        for (reason, expected) in reasons.iter().zip([
+            "bad signature",
+            "bad status \"maybe\"",
+            "chat id \"someone-else\" does not own",
+            "not a JWT",
+            "unknown message",
+        ]) {
+            assert!(
+                reason.starts_with(expected),
+                "{reason:?} should start with {expected:?}"
+            );
+        }
+        // Nothing changed: still held, no verdict recorded, the ticket not queued.
+        assert_eq!(afc.afc_status(msg).await?, "pending");
+        assert_eq!(
+            afc.count(
+                "SELECT count(*) FROM afc_verdicts WHERE message_id = $1",
+                msg
+            )
+            .await?,
+            0
+        );
+        assert_eq!(afc.ticket_status(ticket).await?.as_deref(), Some("open"));
+
+        // The genuine verdict still goes through.
+        afc.verdict(&genuine, &client, msg, "ok").await?;
+        afc.wait_status(msg, "passed").await
+    })
+    .await?;
+    consumer.stop().await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn messages_stay_held_while_afc_is_down_raise_a_timeout_alert_and_are_released_when_it_is_back(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let afc = Afc::new(pool, "1s").await?;
+    let consumer = afc.consumer()?;
+    let client = unique("afc-down");
+    let alice = manager(&unique("alice"));
+    afc.store.set_ready(&alice, 3).await?;
+    afc.with_worker(async {
+        let (first, _) = afc.send(&client, "hello, are you there?").await?;
+        let (second, _) = afc.send(&client, "my transfer is stuck").await?;
+        let ticket = ticket_id_opened_by(first);
+        // AFC is down: each message raises one alert once the timeout passed, and stays held.
+        until("two afc_timeout alerts", || async {
+            Ok((afc.events_of(ticket, "afc_timeout").await? == 2).then_some(()))
+        })
+        .await?;
+        for m in [first, second] {
+            assert_eq!(afc.afc_status(m).await?, "pending");
+        }
+        assert!(afc.store.manager_tickets(&alice.user_id, &[]).await?.is_empty(), "the ready manager got nothing");
+        let alert_visible: i64 = afc.count(
+            "SELECT count(*) FROM events WHERE ticket_id = $1 AND kind = 'afc_timeout' AND (client_visible OR manager_id IS NOT NULL)",
+            ticket,
+        ).await?;
+        assert_eq!(alert_visible, 0, "alerts are for operators only");
+
+        // AFC comes back: the held messages are checked and released to the manager.
+        let emulator = afc.emulator()?;
+        afc.wait_status(first, "passed").await?;
+        afc.wait_status(second, "passed").await?;
+        let shown = until("both messages shown to the manager", || async {
+            let shown = afc.store.manager_messages(&alice.user_id, ticket).await.unwrap_or_default();
+            Ok((shown.len() == 2).then_some(shown))
+        })
+        .await?;
+        assert_eq!(shown[0].id, first);
+        assert_eq!(afc.events_of(ticket, "afc_timeout").await?, 2, "one alert per message");
+        emulator.stop().await
+    })
+    .await?;
+    consumer.stop().await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_duplicate_verdict_changes_nothing_and_a_contradicting_one_is_dead_lettered(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let afc = Afc::new(pool, "30s").await?;
+    let consumer = afc.consumer()?;
+    let dlq = afc.dlq_reader()?;
+    let client = unique("afc-dup");
+    afc.with_worker(async {
+        let (msg, _) = afc.send(&client, "hello").await?;
+        let ticket = ticket_id_opened_by(msg);
+        let genuine = signer(&afc.signing_pem)?;
+        afc.verdict(&genuine, &client, msg, "ok").await?;
+        afc.wait_status(msg, "passed").await?;
+        let events_before = afc
+            .count("SELECT count(*) FROM events WHERE ticket_id = $1", ticket)
+            .await?;
+
+        // Same partition (same key), handled in order: once the contradiction is dead-lettered,
+        // the duplicate before it was handled too.
+        afc.verdict(&genuine, &client, msg, "ok").await?;
+        afc.verdict(&genuine, &client, msg, "suspicious").await?;
+        let dead = next_dead_letter(&dlq).await?;
+        let reason = dead["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("verdict suspicious contradicts the earlier verdict ok"),
+            "{reason}"
+        );
+
+        assert_eq!(afc.afc_status(msg).await?, "passed");
+        let recorded: String =
+            sqlx::query_scalar("SELECT status FROM afc_verdicts WHERE message_id = $1")
+                .bind(msg)
+                .fetch_one(&afc.pool)
+                .await?;
+        assert_eq!(recorded, "ok");
+        assert_eq!(afc.events_of(ticket, "message_blocked").await?, 0);
+        // A sentinel behind them on the same partition: once it is dead-lettered, the duplicate
+        // and its wake-up of the workflow were handled too.
+        afc.verdict(&genuine, &client, Uuid::new_v4(), "ok").await?;
+        next_dead_letter(&dlq).await?;
+        assert_eq!(
+            afc.count("SELECT count(*) FROM events WHERE ticket_id = $1", ticket)
+                .await?,
+            events_before
+        );
+        Ok(())
+    })
+    .await?;
+    consumer.stop().await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn verdicts_that_arrive_while_the_worker_is_down_are_applied_once_it_is_back(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let afc = Afc::new(pool, "30s").await?;
+    let client = unique("afc-restart");
+    let consumer = afc.consumer()?;
+    // First worker: the messages are handed to AFC (which is down), then the worker goes away.
+    let (first, second) = afc
+        .with_worker(async {
+            let (first, _) = afc.send(&client, "hello").await?;
+            let (second, _) = afc.send(&client, "still waiting").await?;
+            until("both handed to AFC", || async {
+                let n = afc
+                    .count("SELECT count(*) FROM messages WHERE client_id = (SELECT client_id FROM messages WHERE id = $1) AND afc_sent_at IS NOT NULL", first)
+                    .await?;
+                Ok((n == 2).then_some(()))
+            })
+            .await?;
+            Ok((first, second))
+        })
+        .await?;
+    // The consumer restarts too, and resumes from its saved offset.
+    consumer.stop().await?;
+    let consumer = afc.consumer()?;
+
+    // No worker: AFC answers, the verdicts are recorded and signalled, nothing is applied yet.
+    let emulator = afc.emulator()?;
+    until("both verdicts recorded", || async {
+        let n = afc
+            .count(
+                "SELECT count(*) FROM afc_verdicts WHERE message_id = $1",
+                first,
+            )
+            .await?
+            + afc
+                .count(
+                    "SELECT count(*) FROM afc_verdicts WHERE message_id = $1",
+                    second,
+                )
+                .await?;
+        Ok((n == 2).then_some(()))
+    })
+    .await?;
+    assert_eq!(afc.afc_status(first).await?, "pending");
+    assert_eq!(afc.afc_status(second).await?, "pending");
+
+    // A new worker picks the ticket up and applies both: nothing lost.
+    afc.with_worker(async {
+        afc.wait_status(first, "passed").await?;
+        afc.wait_status(second, "passed").await?;
+        assert_eq!(
+            afc.ticket_status(ticket_id_opened_by(first))
+                .await?
+                .as_deref(),
+            Some("waiting")
+        );
+        Ok(())
+    })
+    .await?;
+    emulator.stop().await?;
+    consumer.stop().await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn manager_replies_go_to_afc_when_the_spec_asks_and_a_suspicious_one_raises_an_alert(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let text =
+        "version: 1\nafc:\n  provider: kafka\n  timeout: 30s\n  check_manager_replies: true\n";
+    let afc = Afc::with_spec(pool, Spec::parse("afc.yaml", text)?.ticket).await?;
+    let (consumer, emulator) = (afc.consumer()?, afc.emulator()?);
+    let client = unique("afc-replies");
+    let alice = manager(&unique("alice"));
+    afc.store.set_ready(&alice, 3).await?;
+    afc.with_worker(async {
+        let (hello, _) = afc.send(&client, "hello").await?;
+        let ticket = ticket_id_opened_by(hello);
+        until("ticket assigned", || async {
+            Ok((afc.ticket_status(ticket).await?.as_deref() == Some("assigned")).then_some(()))
+        })
+        .await?;
+        let reply = afc
+            .store
+            .send_reply(&alice, ticket, "r1", "test card 4111 1111 1111 1111")
+            .await?;
+        // What the outbox relay does after the reply committed.
+        afc.tickets
+            .manager_replied(&client, ticket, &alice.user_id)
+            .await?;
+        until("reply flagged", || async {
+            Ok((afc.events_of(ticket, "afc_reply_flagged").await? == 1).then_some(()))
+        })
+        .await?;
+        let recorded: String =
+            sqlx::query_scalar("SELECT status FROM afc_verdicts WHERE message_id = $1")
+                .bind(reply)
+                .fetch_one(&afc.pool)
+                .await?;
+        assert_eq!(recorded, "suspicious");
+        Ok(())
+    })
+    .await?;
+    emulator.stop().await?;
+    consumer.stop().await
+}
