@@ -10,7 +10,7 @@ cd "$ROOT"
 STACK="$ROOT/scripts/stack.sh"
 export INBOX_CACHE="${INBOX_CACHE:-$HOME/.cache/inbox-engine}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$INBOX_CACHE/target}"
-SERVICES=(communication workflow gateway)
+SERVICES=(afc-emulator communication workflow gateway)
 STOP_TIMEOUT=15
 READY_TIMEOUT=120
 
@@ -72,6 +72,14 @@ eval "$("$STACK" env)"
 
 say "cargo build --bins (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --bins
+
+# The AFC emulator plays the bank's AFC system for specs with `afc: { provider: kafka }`; its dev
+# keys are made on the first run under .dev/afc (never committed). With the builtin spec it idles.
+"$CARGO_TARGET_DIR/debug/afc-emulator" --init-keys --key-dir "$ROOT/.dev/afc" >/dev/null
+export INBOX_AFC_KEY_DIR="$ROOT/.dev/afc"
+INBOX_AFC_KEY="$(cat "$ROOT/.dev/afc/afc-aes.hex")"
+export INBOX_AFC_KEY
+export INBOX_AFC_PUBLIC_KEY="$ROOT/.dev/afc/afc-signing.pub.pem"
 
 for name in "${SERVICES[@]}"; do
   bin="$CARGO_TARGET_DIR/debug/$name"

@@ -95,12 +95,14 @@ pub struct Engine {
 }
 
 fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    // Tests run from <target>/debug/deps; the binaries sit in <target>/debug.
+    // Tests run from <target>/debug/deps and the benchmark from <target>/debug; the binaries sit
+    // in <target>/debug.
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("cannot locate the target directory")?;
+    let here = exe.parent().context("cannot locate the target directory")?;
+    let dir = match here.parent() {
+        Some(up) if !here.join(name).exists() => up,
+        _ => here,
+    };
     let path = dir.join(name);
     if !path.exists() {
         bail!(
@@ -118,8 +120,9 @@ async fn spawn(
     ready_marker: &str,
 ) -> anyhow::Result<(Child, String)> {
     let mut cmd = Command::new(binary(name)?);
-    cmd.envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "info,rdkafka=warn,temporalio_sdk_core=warn")
+    // Defaults first, so a caller's `RUST_LOG` in `envs` wins.
+    cmd.env("RUST_LOG", "info,rdkafka=warn,temporalio_sdk_core=warn")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -246,6 +249,14 @@ impl Engine {
 }
 
 impl Engine {
+    /// Process ids of the running services, by name (for resource figures in the benchmark).
+    pub fn pids(&self) -> Vec<(&'static str, Option<u32>)> {
+        ["workflow", "communication", "gateway"]
+            .into_iter()
+            .zip(self._children.iter().map(Child::id))
+            .collect()
+    }
+
     /// Kills `communication` (SIGKILL) and leaves it down until [`Engine::start_communication`].
     pub async fn kill_communication(&mut self) -> anyhow::Result<()> {
         self._children[1].kill().await?;
