@@ -10,13 +10,18 @@ token_arg = $(if $(filter command line,$(origin $(1))),$($(1)),$(2))
 TOKEN_USER = $(call token_arg,USER,alice)
 TOKEN_NAME = $(call token_arg,NAME,)
 
-.PHONY: run test token stack-up stack-down stack-status fmt lint
+.PHONY: run test bench token stack-up stack-down stack-status fmt lint
 
+# `make run CHANNELS=local`: also Telegram and email against local peers (see README).
 run:
-	scripts/run.sh
+	CHANNELS='$(CHANNELS)' scripts/run.sh
 
 test:
 	scripts/test.sh
+
+# `make bench ARGS="--rates 50,100,200,500 --duration 30 --tickets 2000"`; `--help` lists the flags.
+bench:
+	scripts/bench.sh $(ARGS)
 
 token:
 	@cargo build -q --bin inbox-token

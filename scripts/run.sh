@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the dev stack + the three services in the foreground, logs prefixed with the service name.
+# `make run CHANNELS=local` (or CHANNELS=local scripts/run.sh) also starts the local channel peers on
+# loopback (Telegram emulator :18481, Dovecot IMAP :18143, SMTP into Dovecot :18025, state under
+# .dev/channels/) and points communication at them with config/channels.local.yaml.
 # Ctrl-C (INT/TERM) stops the services and the stack services this script started; if a service exits
 # on its own, everything is stopped and the script exits non-zero.
 # shellcheck disable=SC2317  # functions below run from traps
@@ -81,14 +84,86 @@ INBOX_AFC_KEY="$(cat "$ROOT/.dev/afc/afc-aes.hex")"
 export INBOX_AFC_KEY
 export INBOX_AFC_PUBLIC_KEY="$ROOT/.dev/afc/afc-signing.pub.pem"
 
+start_proc() {  # start_proc NAME CMD...: a supervised process, logs prefixed with NAME
+  local name="$1"; shift
+  # Own session: a terminal Ctrl-C reaches only this script, which then stops the services in order.
+  # The prefixer ignores INT/TERM so the last log lines of a stopping service are not lost.
+  setsid "$@" > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
+  PIDS[$name]=$!
+  say "started $name (pid ${PIDS[$name]})"
+}
+
+wait_port() {  # wait_port NAME HOST:PORT
+  local deadline=$((SECONDS + 30))
+  until (exec 3<>"/dev/tcp/${2%:*}/${2##*:}") 2>/dev/null; do
+    if ((SECONDS >= deadline)); then say "$1 did not listen on $2 within 30s"; exit 1; fi
+    alive "${PIDS[$1]}" || { say "$1 exited before it listened on $2"; exit 1; }
+    sleep 0.1
+  done
+}
+
+# Local channel peers: everything on loopback, every piece of state under .dev/channels.
+CHANNELS="${CHANNELS:-}"
+case "$CHANNELS" in
+  "") ;;
+  local)
+    CH="$ROOT/.dev/channels"
+    mkdir -p "$CH/mail" "$CH/run" "$CH/state"
+    chmod 755 "$CH"; chmod 777 "$CH/mail"   # Dovecot writes mail as `nobody`
+    # The bank's support mailbox and two client mailboxes (replies to them land there).
+    printf '%s:{PLAIN}dev::::::\n' support@bank.test ivan@client.test maria@client.test >"$CH/passwd"
+    cat >"$CH/dovecot.conf" <<CONF
+base_dir = $CH/run
+state_dir = $CH/state
+log_path = /dev/stderr
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:$CH/mail/%u
+first_valid_uid = 1
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $CH/passwd
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$CH/mail/%u
+}
+service imap-login {
+  chroot =
+  inet_listener imap {
+    address = 127.0.0.1
+    port = 18143
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service anvil {
+  chroot =
+}
+CONF
+    start_proc telegram-emulator env NODE_PATH="$INBOX_CACHE/npm/node_modules" \
+      node "$ROOT/scripts/telegram-emulator.js" 18481
+    start_proc dovecot /usr/sbin/dovecot -F -c "$CH/dovecot.conf"
+    wait_port dovecot 127.0.0.1:18143
+    start_proc smtp "$INBOX_CACHE/venv/bin/python" "$ROOT/scripts/smtp-to-dovecot.py" "$CH/dovecot.conf" 18025
+    wait_port telegram-emulator 127.0.0.1:18481
+    wait_port smtp 127.0.0.1:18025
+    export INBOX_CHANNELS="$ROOT/config/channels.local.yaml"
+    # Dev-only secrets of the local peers; real ones come from the operator's environment.
+    export INBOX_TELEGRAM_TOKEN="${INBOX_TELEGRAM_TOKEN:-4242:dev}"
+    export INBOX_IMAP_PASSWORD="${INBOX_IMAP_PASSWORD:-dev}"
+    ;;
+  *) say "CHANNELS=$CHANNELS: unknown (use CHANNELS=local, or set INBOX_CHANNELS to a channels file)"; exit 2 ;;
+esac
+
 for name in "${SERVICES[@]}"; do
   bin="$CARGO_TARGET_DIR/debug/$name"
   [[ -x "$bin" ]] || { say "missing binary $bin"; exit 1; }
-  # Own session: a terminal Ctrl-C reaches only this script, which then stops the services in order.
-  # The prefixer ignores INT/TERM so the last log lines of a stopping service are not lost.
-  setsid "$bin" > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
-  PIDS[$name]=$!
-  say "started $name (pid ${PIDS[$name]})"
+  start_proc "$name" "$bin"
 done
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
@@ -112,6 +187,7 @@ banner() {
 [run]   Kafka        $INBOX_KAFKA_BROKERS
 [run]   dev token    make token ROLE=manager USER=alice    (ROLE defaults to client; NAME="..." optional)
 [run]   stack logs   $ROOT/.dev/logs/
+[run]   channels     ${INBOX_CHANNELS:-channels.yaml}${CHANNELS:+ (local peers: Telegram emulator http://127.0.0.1:18481 token $INBOX_TELEGRAM_TOKEN, IMAP 127.0.0.1:18143, SMTP 127.0.0.1:18025, users support@bank.test ivan@client.test maria@client.test password dev)}
 [run]   Ctrl-C stops the services${STARTED_STACK[*]:+ and the stack (${STARTED_STACK[*]})}
 EOF
 }

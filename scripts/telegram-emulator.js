@@ -9,6 +9,9 @@
 //   POST /control/block {chatId}           sendMessage to that chat answers 403 (bot blocked)
 //   POST /control/rate-limit {chatId, n}   the next n sendMessage to that chat answer 429 retry_after 1
 //   POST /control/redeliver {token}        every user update is delivered again (lost offset)
+// Like Telegram (and unlike telegram-test-api alone), getUpdates honours `offset`: an update is
+// returned again and again until a later call's offset confirms it, so a bot that crashes before
+// it stored its offset gets the update again. setWebhook/getWebhookInfo keep the webhook URL.
 'use strict';
 const http = require('http');
 const express = require('express');
@@ -35,7 +38,7 @@ front.post('/control/rate-limit', (req, res) => {
 front.post('/control/redeliver', (req, res) => {
   let n = 0;
   for (const u of server.storage.userMessages) {
-    if (u.botToken === req.body.token) { u.isRead = false; n++; }
+    if (u.botToken === req.body.token) { u.isRead = false; confirmed.delete(u.updateId); n++; }
   }
   res.json({ ok: true, result: n });
 });
@@ -57,9 +60,49 @@ front.all('/bot:token/getMe', (req, res) => res.json({ ok: true, result: {
   can_join_groups: false, can_read_all_group_messages: false, supports_inline_queries: false,
   has_main_web_app: false,
 } }));
-front.all('/bot:token/getWebhookInfo', (_req, res) =>
-  res.json({ ok: true, result: { url: '', has_custom_certificate: false, pending_update_count: 0 } }));
-front.all('/bot:token/deleteWebhook', (_req, res) => res.json({ ok: true, result: true }));
+const webhooks = new Map();   // token -> {url, secret_token}
+const confirmed = new Set();  // updateIds a bot confirmed with a later offset
+front.all('/bot:token/getUpdates', (req, res) => {
+  const token = req.params.token;
+  const offset = Number({ ...req.query, ...(req.body || {}) }.offset || 0);
+  const mine = server.storage.userMessages.filter((u) => u.botToken === token);
+  for (const u of mine) {
+    if (offset > 0 && u.updateId < offset) { confirmed.add(u.updateId); u.isRead = true; }
+  }
+  const result = mine.filter((u) => !confirmed.has(u.updateId))
+    .sort((a, b) => a.updateId - b.updateId)
+    .map((u) => { u.isRead = true; return TelegramServer.formatUpdate(u); });
+  res.json({ ok: true, result });
+});
+// teloxide sends setWebhook as multipart/form-data (it may carry a certificate): read the text
+// fields by hand, as no multipart parser is installed.
+const formFields = (raw) => {
+  const fields = {};
+  const re = /name="([^"]+)"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r]*)\r\n/g;
+  for (let m = re.exec(raw); m; m = re.exec(raw)) fields[m[1]] = m[2];
+  return fields;
+};
+front.all('/bot:token/setWebhook', (req, res) => {
+  const save = (b) => {
+    webhooks.set(req.params.token, { url: String(b.url || ''), secret_token: b.secret_token });
+    res.json({ ok: true, result: true });
+  };
+  if (!String(req.headers['content-type'] || '').startsWith('multipart/')) {
+    return save({ ...req.query, ...(req.body || {}) });
+  }
+  let raw = '';
+  req.setEncoding('utf8');
+  req.on('data', (c) => { raw += c; });
+  req.on('end', () => save(formFields(raw)));
+});
+front.all('/bot:token/getWebhookInfo', (req, res) => res.json({ ok: true, result: {
+  url: (webhooks.get(req.params.token) || {}).url || '', has_custom_certificate: false,
+  pending_update_count: 0,
+} }));
+front.all('/bot:token/deleteWebhook', (req, res) => {
+  webhooks.delete(req.params.token);
+  res.json({ ok: true, result: true });
+});
 front.use(server.webServer);
 
 const listener = http.createServer(front).listen(port, '127.0.0.1', () => {

@@ -38,14 +38,20 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
     Some((ppid, utime + stime))
 }
 
+/// Proportional set size (shared pages split between their users), so PostgreSQL's backends do
+/// not each count the whole shared buffer pool; resident size where PSS is not readable.
 fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
+    let field = |file: &str, key: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+    };
+    field("smaps_rollup", "Pss:")
+        .or_else(|| field("status", "VmRSS:"))
         .unwrap_or(0)
 }
 
@@ -65,10 +71,7 @@ fn sample(c: &Component) -> (u64, u64) {
         pids.extend(children_of(c.pid));
     }
     pids.iter().fold((0, 0), |(rss, cpu), p| {
-        (
-            rss + rss_kb(*p),
-            cpu + stat(*p).map_or(0, |(_, t)| t),
-        )
+        (rss + rss_kb(*p), cpu + stat(*p).map_or(0, |(_, t)| t))
     })
 }
 
@@ -138,7 +141,8 @@ pub async fn watch_usage(
             let pct = cpu.saturating_sub(last[i].1) as f64 / TICKS_PER_SECOND / dt * 100.0;
             u.peak_cpu_pct = u.peak_cpu_pct.max(pct);
             let total = now.duration_since(started).as_secs_f64().max(1e-3);
-            u.avg_cpu_pct = cpu.saturating_sub(first[i].1) as f64 / TICKS_PER_SECOND / total * 100.0;
+            u.avg_cpu_pct =
+                cpu.saturating_sub(first[i].1) as f64 / TICKS_PER_SECOND / total * 100.0;
             last[i] = (rss, cpu);
         }
         last_at = now;
@@ -151,7 +155,10 @@ pub async fn watch_usage(
 /// Cores and model of this machine, and its load average (the machine is shared).
 pub fn machine() -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     let model = cpuinfo
         .lines()
         .find(|l| l.starts_with("model name"))

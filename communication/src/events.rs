@@ -3,12 +3,9 @@
 //! store stays the source of truth: a woken session reads its events after its cursor from there.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use prost::Message as _;
 use rdkafka::Message as _;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -19,19 +16,8 @@ pub fn listen(
     topic: &str,
     wakeups: Wakeups,
     shutdown: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, rdkafka::error::KafkaError> {
-    let consumer: StreamConsumer = platform::kafka::config(brokers)
-        .set("group.id", "communication-wakeups")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let mut tpl = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::End)?;
-        }
-    }
-    consumer.assign(&tpl)?;
+) -> Result<tokio::task::JoinHandle<()>, platform::kafka::KafkaError> {
+    let consumer = platform::kafka::tail(brokers, topic)?;
     Ok(tokio::spawn(async move {
         loop {
             let record = tokio::select! {

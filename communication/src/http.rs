@@ -138,6 +138,7 @@ async fn post_message(
         .await
         .map_err(|e| ApiError::Unavailable(format!("kafka: {e}")))?;
     tracing::info!(%message_id, client_id = %client.user_id, "client message accepted");
+    crate::crash::after_publish("web");
     Ok(accepted(message_id))
 }
 

@@ -4,6 +4,8 @@
 //! client's events (accepted, blocked, assigned, replies, closed) back on their channel.
 //! It never decides anything about a ticket: that is the workflow service's job.
 
+pub mod channels;
+pub mod crash;
 pub mod delivery;
 pub mod email;
 pub mod error;
@@ -13,6 +15,7 @@ pub mod openapi;
 pub mod publisher;
 pub mod ratelimit;
 pub mod telegram;
+pub mod telegram_webhook;
 
 use std::net::SocketAddr;
 
@@ -27,15 +30,33 @@ pub struct Settings {
     pub common: Common,
     pub http_addr: String,
     pub rate_limit: ratelimit::RateLimit,
-    /// Off unless `INBOX_TELEGRAM_TOKEN` is set.
+    /// The web-chat client API; on unless the channels file (or `INBOX_WEB_ENABLED`) says off.
+    pub web: bool,
+    /// Off unless the channels file (or the environment) switches it on; see `channels.rs`.
     pub telegram: Option<telegram::TelegramSettings>,
-    /// IMAP in unless `INBOX_IMAP_ADDR` is unset, SMTP out unless `INBOX_SMTP_ADDR` is unset.
+    /// IMAP in and SMTP out, each when configured; see `channels.rs`.
     pub email: email::EmailSettings,
 }
 
+/// Why the settings are unusable: the service refuses to start with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Env(#[from] settings::SettingError),
+    #[error(transparent)]
+    Channels(#[from] channels::ChannelsError),
+}
+
 impl Settings {
-    pub fn from_env() -> Result<Self, settings::SettingError> {
+    /// The environment plus the channels file (`INBOX_CHANNELS`, default `channels.yaml`).
+    pub fn from_env() -> Result<Self, SettingsError> {
         let default = ratelimit::RateLimit::default();
+        let channels = channels::Channels::load()?;
+        if let Some(file) = &channels.file {
+            tracing::info!(%file, "channels file loaded (environment variables override it)");
+        } else {
+            tracing::info!("no channels file: channels from the environment only");
+        }
         Ok(Self {
             common: Common::from_env(),
             http_addr: settings::var("INBOX_HTTP_ADDR", "127.0.0.1:18480"),
@@ -43,8 +64,9 @@ impl Settings {
                 burst: settings::parse("INBOX_RATE_LIMIT_BURST", default.burst)?,
                 per_second: settings::parse("INBOX_RATE_LIMIT_PER_SECOND", default.per_second)?,
             },
-            telegram: telegram::TelegramSettings::from_env()?,
-            email: email::EmailSettings::from_env()?,
+            web: channels.web,
+            telegram: channels.telegram,
+            email: channels.email,
         })
     }
 }
@@ -74,14 +96,26 @@ impl Application {
             shutdown.clone(),
         )?;
         let publisher = publisher::Publisher::new(brokers, topics.inbound_messages.clone())?;
+        crash::warn_if_armed();
+        let mut webhook = None;
         if let Some(tg) = &settings.telegram {
-            tracing::info!(api = %tg.api_url, "telegram channel on");
-            tokio::spawn(telegram::poll_updates(
-                tg.clone(),
-                store.clone(),
-                publisher.clone(),
-                shutdown.clone(),
-            ));
+            match &tg.webhook {
+                None => {
+                    tracing::info!(api = %tg.api_url, "telegram channel on (long polling)");
+                    tokio::spawn(telegram::poll_updates(
+                        tg.clone(),
+                        store.clone(),
+                        publisher.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                Some(hook) => {
+                    tracing::info!(api = %tg.api_url, path = %hook.path,
+                        "telegram channel on (webhook)");
+                    telegram_webhook::register(tg, hook).await?;
+                    webhook = Some(telegram_webhook::router(hook, publisher.clone()));
+                }
+            }
             tokio::spawn(delivery::run(
                 telegram::TelegramOutbound::new(tg)?,
                 store.clone(),
@@ -114,13 +148,22 @@ impl Application {
             wakeups,
             limiter: ratelimit::RateLimiter::new(settings.rate_limit),
         };
+        let mut router = if settings.web {
+            http::router(state)
+        } else {
+            tracing::info!("web chat off: the client API is not served");
+            axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }))
+        };
+        if let Some(hook) = webhook {
+            router = router.merge(hook);
+        }
         let listener = TcpListener::bind(&settings.http_addr)
             .await
             .with_context(|| format!("binding {}", settings.http_addr))?;
         let addr = listener.local_addr()?;
         Ok(Self {
             listener,
-            router: http::router(state),
+            router,
             addr,
         })
     }

@@ -31,6 +31,28 @@ pub struct TelegramSettings {
     pub poll_timeout: Duration,
     /// Pause after an empty answer, for servers that do not hold the long poll (the emulator).
     pub idle_delay: Duration,
+    /// Webhook mode (`None`: long polling).
+    pub webhook: Option<WebhookSettings>,
+}
+
+/// Webhook mode: Telegram POSTs each update to `path` on the HTTP listener.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    /// The route on `communication`'s HTTP listener, e.g. `/v1/telegram/webhook`.
+    pub path: String,
+    /// When set, registered with Telegram (`setWebhook`) at start; otherwise the operator did it.
+    pub public_url: Option<reqwest::Url>,
+    /// Telegram sends it in `X-Telegram-Bot-Api-Secret-Token`; requests without it are refused.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("path", &self.path)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TelegramSettings {
@@ -61,6 +83,7 @@ impl TelegramSettings {
                 "INBOX_TELEGRAM_IDLE_DELAY_MS",
                 200u64,
             )?),
+            webhook: None,
         }))
     }
 
@@ -219,6 +242,7 @@ pub async fn poll_updates(
                         }
                         tracing::info!(message_id = %m.message_id, client_id = %m.client_id,
                             update_id, "telegram message accepted");
+                        crate::crash::after_publish(CHANNEL);
                     }
                     None => tracing::debug!(update_id, "telegram: update without content"),
                 }

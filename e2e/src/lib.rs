@@ -277,3 +277,25 @@ impl Engine {
         Ok(())
     }
 }
+
+impl Engine {
+    /// Sets (`Some`) or removes (`None`) an environment variable for the services started from
+    /// now on (e.g. to disarm a crash knob before [`Engine::start_communication`]).
+    pub fn set_env(&mut self, key: &str, value: Option<String>) {
+        self.envs.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.envs.push((key.to_owned(), v));
+        }
+    }
+
+    /// Waits until `communication` exits on its own (a crash knob fired); returns its status.
+    pub async fn wait_communication_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        tokio::time::timeout(within, self._children[1].wait())
+            .await
+            .with_context(|| format!("communication did not exit within {within:?}"))?
+            .context("waiting for communication")
+    }
+}

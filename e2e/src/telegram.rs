@@ -160,3 +160,13 @@ impl Emulator {
         Ok(v["result"].as_u64().unwrap_or_default())
     }
 }
+
+impl Emulator {
+    /// The webhook URL the bot registered (`setWebhook`), empty when none.
+    pub async fn webhook_url(&self, token: &str) -> anyhow::Result<String> {
+        let v = self
+            .post(&format!("/bot{token}/getWebhookInfo"), json!({}))
+            .await?;
+        Ok(v["result"]["url"].as_str().unwrap_or_default().to_owned())
+    }
+}

@@ -411,6 +411,24 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
         .await?
         .into_inner();
     assert_eq!(open.tickets.len(), 1);
+    // The queue filter: the ticket was classified into `general` (workflows.yaml default).
+    let by_queue = |queues: &[&str]| v1::AdminListTicketsRequest {
+        queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+        ..Default::default()
+    };
+    let general = admins
+        .list_tickets(authed(&root, by_queue(&["general", "cards"])))
+        .await?
+        .into_inner();
+    assert!(!general.tickets.is_empty());
+    assert!(general.tickets.iter().all(|t| t.queue == "general"));
+    let fraud = admins
+        .list_tickets(authed(&root, by_queue(&["fraud"])))
+        .await?
+        .into_inner();
+    assert!(fraud.tickets.is_empty());
+    let blank = admins.list_tickets(authed(&root, by_queue(&[" "]))).await;
+    assert_eq!(violated_field(blank).as_deref(), Some("queues"));
     let trail = admins
         .get_audit_trail(authed(
             &root,

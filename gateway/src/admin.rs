@@ -2,6 +2,7 @@
 
 use proto::v1::{self, admin_service_server::AdminService};
 use tickets::admin::TicketRecord;
+use tickets::admin_filter::TicketFilter;
 use tickets::{PgStore, Role};
 use tonic::{Request, Response, Status};
 
@@ -19,7 +20,27 @@ fn admin_ticket(t: TicketRecord) -> v1::AdminTicket {
         waiting_since: t.waiting_since.map(convert::timestamp),
         closed_at: t.closed_at.map(convert::timestamp),
         close_reason: t.close_reason.unwrap_or_default(),
+        queue: t.queue,
+        priority: t.priority,
+        category: t.category,
     }
+}
+
+/// The `queues` filter: each a non-blank name of at most 100 characters.
+fn queues(raw: &[String]) -> Result<Vec<String>, Status> {
+    raw.iter()
+        .map(|q| {
+            let q = q.trim();
+            if q.is_empty() || q.chars().count() > 100 {
+                Err(status::invalid(
+                    "queues",
+                    "each queue name must be 1 to 100 characters",
+                ))
+            } else {
+                Ok(q.to_owned())
+            }
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -66,9 +87,14 @@ impl AdminService for Admins {
                 ));
             }
         };
+        let filter = TicketFilter {
+            statuses,
+            queues: queues(&r.queues)?,
+            created_before,
+        };
         let page = self
             .store
-            .tickets_overview(&statuses, created_before, after, limit)
+            .tickets_filtered(&filter, after, limit)
             .await
             .map_err(status::store)?;
         let next_page_token = match (page.has_more, page.items.last()) {

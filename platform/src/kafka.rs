@@ -78,3 +78,23 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str]) -> Result<(), KafkaEr
     }
     Ok(())
 }
+
+/// A consumer positioned at the end of every partition of `topic`, without a consumer group: each
+/// process sees every new record (wake-ups for streams, not work to share).
+pub fn tail(brokers: &str, topic: &str) -> Result<rdkafka::consumer::StreamConsumer, KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::StreamConsumer = config(brokers)
+        // librdkafka wants a group id; manual assignment joins no group.
+        .set("group.id", format!("inbox-tail-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::End)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}

@@ -1,5 +1,5 @@
 //! Plumbing the three services share so it is written once: bearer-token verification, tracing
-//! set-up, Kafka client configuration and topic creation, environment settings and shutdown.
+//! set-up, Kafka client configuration and topic creation, environment settings, shutdown and YAML error positions.
 //! No domain logic lives here.
 
 pub mod auth;
@@ -7,3 +7,4 @@ pub mod kafka;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod yaml;

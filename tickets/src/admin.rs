@@ -29,6 +29,9 @@ pub struct TicketRecord {
     pub waiting_since: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub close_reason: Option<String>,
+    pub queue: String,
+    pub priority: i32,
+    pub category: String,
 }
 
 /// The AFC verdict of one client message of the ticket.
@@ -48,15 +51,19 @@ pub struct AuditTrail {
     pub verdicts: Vec<VerdictRecord>,
 }
 
-const TICKET_COLUMNS: &str = "t.id, t.client_id, c.display_name AS client_name, t.status,
-    t.manager_id, t.created_at, t.assigned_at, t.waiting_since, t.closed_at, t.close_reason";
+pub(crate) const TICKET_COLUMNS: &str = "t.id, t.client_id, c.display_name AS client_name,
+    t.status, t.manager_id, t.created_at, t.assigned_at, t.waiting_since, t.closed_at,
+    t.close_reason, t.queue, t.priority, t.category";
 
-fn record_of(row: &PgRow) -> Result<TicketRecord> {
+pub(crate) fn record_of(row: &PgRow) -> Result<TicketRecord> {
     Ok(TicketRecord {
         ticket: ticket_of(row)?,
         waiting_since: row.try_get("waiting_since")?,
         closed_at: row.try_get("closed_at")?,
         close_reason: row.try_get("close_reason")?,
+        queue: row.try_get("queue")?,
+        priority: row.try_get("priority")?,
+        category: row.try_get("category")?,
     })
 }
 
@@ -86,7 +93,8 @@ impl PgStore {
     }
 
     /// Tickets oldest first, after `after` (exclusive); `statuses` empty means all;
-    /// `created_before` keeps only tickets older than that instant.
+    /// `created_before` keeps only tickets older than that instant. See
+    /// [`PgStore::tickets_filtered`] for the queue filter too.
     pub async fn tickets_overview(
         &self,
         statuses: &[crate::TicketStatus],
@@ -94,32 +102,12 @@ impl PgStore {
         after: Option<ChatCursor>,
         limit: i64,
     ) -> Result<Page<TicketRecord>> {
-        let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-        let sql = format!(
-            "SELECT {TICKET_COLUMNS}
-             FROM tickets t JOIN clients c ON c.id = t.client_id
-             WHERE (cardinality($1::text[]) = 0 OR t.status = ANY($1))
-               AND ($2::timestamptz IS NULL OR t.created_at < $2)
-               AND ($3::timestamptz IS NULL OR (t.created_at, t.id) > ($3, $4))
-             ORDER BY t.created_at, t.id LIMIT $5"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(&statuses)
-            .bind(created_before)
-            .bind(after.map(|c| c.created_at))
-            .bind(after.map(|c| c.id))
-            .bind(limit + 1)
-            .fetch_all(self.pool())
-            .await?;
-        let limit = usize::try_from(limit.max(0)).unwrap_or(0);
-        Ok(Page {
-            has_more: rows.len() > limit,
-            items: rows
-                .iter()
-                .take(limit)
-                .map(record_of)
-                .collect::<Result<Vec<_>>>()?,
-        })
+        let filter = crate::admin_filter::TicketFilter {
+            statuses: statuses.to_vec(),
+            queues: Vec::new(),
+            created_before,
+        };
+        self.tickets_filtered(&filter, after, limit).await
     }
 
     /// The audit trail of a ticket, `None` when there is no such ticket.

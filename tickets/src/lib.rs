@@ -5,6 +5,7 @@
 //! that says who may see what (banking rules 1 and 2), used by every read of the store.
 
 pub mod admin;
+pub mod admin_filter;
 pub mod afc_provider;
 pub mod channels;
 pub mod chat;

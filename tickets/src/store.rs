@@ -733,9 +733,10 @@ impl PgStore {
     ) -> Result<Vec<Event>> {
         let sql = format!(
             "SELECT e.seq, e.kind, e.ticket_id, e.client_id, e.manager_id, e.client_visible,
-                    e.payload, e.created_at
-             FROM events e WHERE {} AND e.seq > $2 ORDER BY e.seq LIMIT $3",
-            visibility::CLIENT_EVENTS
+                    {payload} AS payload, e.created_at
+             FROM events e WHERE {events} AND e.seq > $2 ORDER BY e.seq LIMIT $3",
+            payload = visibility::CLIENT_EVENT_PAYLOAD,
+            events = visibility::CLIENT_EVENTS
         );
         let rows = sqlx::query(&sql)
             .bind(client_id)

@@ -16,6 +16,16 @@ pub(crate) const MANAGER_MESSAGES: &str =
 /// Events (alias `e`) of the client bound as `$1`.
 pub(crate) const CLIENT_EVENTS: &str = "e.client_id = $1 AND e.client_visible";
 
+/// The payload of a client's event (alias `e`) as the client may read it. `message_accepted`
+/// echoes the client's text before the AFC check; once that message is blocked, a re-read of the
+/// feed (a resume from an old cursor, a new device) gets the echo without its body and with
+/// `"blocked": true`, so blocked content never shows beyond the warning.
+pub(crate) const CLIENT_EVENT_PAYLOAD: &str = "CASE WHEN e.kind = 'message_accepted' AND EXISTS (
+        SELECT 1 FROM messages b
+        WHERE b.id = (e.payload->>'message_id')::uuid AND b.afc_status = 'blocked')
+    THEN e.payload || jsonb_build_object('body', '', 'blocked', true)
+    ELSE e.payload END";
+
 /// Messages (alias `m`) of a client's own chat history: everything said to them and their own
 /// messages, but a blocked message only through the warning that replaced it. Authors are listed
 /// explicitly, so a new kind (an internal note) stays hidden until a rule admits it.

@@ -213,3 +213,74 @@ async fn pages_cover_every_ticket_once_in_order(pool: PgPool) -> anyhow::Result<
     assert!(store.audit_trail(Uuid::new_v4()).await?.is_none());
     Ok(())
 }
+
+#[sqlx::test]
+async fn the_admin_listing_filters_by_queue_status_and_age_together(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    use tickets::TicketClassification;
+    use tickets::admin_filter::TicketFilter;
+    let store = PgStore::from_pool(pool);
+    let mut ids = Vec::new();
+    for (client, queue) in [("c1", "cards"), ("c2", "fraud"), ("c3", "cards")] {
+        let msg = client_message(&store, client, "hello").await?;
+        let ticket = Uuid::new_v4();
+        store.open_ticket(ticket, client, "v1").await?;
+        let class = TicketClassification {
+            category: queue.into(),
+            priority: 2,
+            queue: queue.into(),
+            fields: serde_json::json!({}),
+        };
+        store
+            .apply_verdicts(ticket, &[(msg, Verdict::Passed)], "warn", Some(&class))
+            .await?;
+        ids.push(ticket);
+    }
+    store.close_ticket(ids[2], "resolved", "bye", None).await?;
+    let list = |filter: TicketFilter| {
+        let store = store.clone();
+        async move {
+            let page = store.tickets_filtered(&filter, None, 50).await?;
+            anyhow::Ok(page.items.iter().map(|t| t.ticket.id).collect::<Vec<_>>())
+        }
+    };
+    let cards = TicketFilter {
+        queues: vec!["cards".into()],
+        ..Default::default()
+    };
+    assert_eq!(list(cards.clone()).await?, vec![ids[0], ids[2]]);
+    assert_eq!(
+        list(TicketFilter {
+            statuses: vec![TicketStatus::Waiting],
+            ..cards.clone()
+        })
+        .await?,
+        vec![ids[0]]
+    );
+    assert_eq!(
+        list(TicketFilter {
+            queues: vec!["cards".into(), "fraud".into()],
+            ..Default::default()
+        })
+        .await?,
+        ids
+    );
+    assert!(
+        list(TicketFilter {
+            created_before: Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+            ..cards
+        })
+        .await?
+        .is_empty()
+    );
+    let page = store
+        .tickets_filtered(&TicketFilter::default(), None, 50)
+        .await?;
+    let fraud = page.items.iter().find(|t| t.ticket.id == ids[1]);
+    assert_eq!(
+        fraud.map(|t| (t.queue.as_str(), t.priority, t.category.as_str())),
+        Some(("fraud", 2, "fraud"))
+    );
+    Ok(())
+}

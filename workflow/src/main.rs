@@ -18,11 +18,17 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Run
     };
     match cmd {
-        Cmd::Validate { file } => {
-            workflow::spec::Spec::load(&file)?;
-            println!("{}: ok", file.display());
-            Ok(())
-        }
+        Cmd::Validate { file } => match workflow::spec::Spec::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                Ok(())
+            }
+            Err(e) => {
+                // The message is the whole answer: file, line, column, path and what is wrong.
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        },
         Cmd::Run => {
             let shutdown = platform::shutdown::on_signal();
             workflow::run(workflow::Settings::from_env(), shutdown).await

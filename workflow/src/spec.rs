@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 
+use platform::yaml::Marks;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -876,107 +877,6 @@ impl<F: Fn(&str, String) -> SpecError> Validator<'_, F> {
                 &format!("{path}.{key}"),
                 format!("expected {want}, got {v}"),
             ))
-        }
-    }
-}
-
-/// Positions of every node of a YAML document by dotted path (`a.b.0.c`), for errors found after
-/// deserialization.
-struct Marks {
-    at: HashMap<String, (usize, usize)>,
-}
-
-impl Marks {
-    fn of(text: &str) -> Self {
-        use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-        use yaml_rust2::scanner::Marker;
-
-        enum Frame {
-            Map { path: String, key: Option<String> },
-            Seq { path: String, index: usize },
-        }
-        struct Recv {
-            stack: Vec<Frame>,
-            at: HashMap<String, (usize, usize)>,
-        }
-        impl Recv {
-            /// The path of the node starting now, advancing the parent.
-            fn node_path(&mut self, scalar_key: Option<&str>) -> Option<String> {
-                match self.stack.last_mut() {
-                    None => Some(String::new()),
-                    Some(Frame::Map { path, key }) => match key.take() {
-                        Some(k) => Some(join(path, &k)),
-                        None => {
-                            *key = scalar_key.map(str::to_owned);
-                            None
-                        }
-                    },
-                    Some(Frame::Seq { path, index }) => {
-                        let p = join(path, &index.to_string());
-                        *index += 1;
-                        Some(p)
-                    }
-                }
-            }
-        }
-        fn join(base: &str, k: &str) -> String {
-            if base.is_empty() {
-                k.to_owned()
-            } else {
-                format!("{base}.{k}")
-            }
-        }
-        impl MarkedEventReceiver for Recv {
-            fn on_event(&mut self, ev: Event, mark: Marker) {
-                let pos = (mark.line(), mark.col() + 1);
-                match ev {
-                    Event::Scalar(value, ..) => {
-                        let is_key =
-                            matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
-                        if is_key {
-                            self.node_path(Some(&value));
-                            if let Some(Frame::Map { path, .. }) = self.stack.last() {
-                                self.at.entry(join(path, &value)).or_insert(pos);
-                            }
-                        } else if let Some(p) = self.node_path(None) {
-                            self.at.insert(p, pos);
-                        }
-                    }
-                    Event::MappingStart(..) | Event::SequenceStart(..) => {
-                        let path = self.node_path(None).unwrap_or_default();
-                        self.at.entry(path.clone()).or_insert(pos);
-                        self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                            Frame::Map { path, key: None }
-                        } else {
-                            Frame::Seq { path, index: 0 }
-                        });
-                    }
-                    Event::MappingEnd | Event::SequenceEnd => {
-                        self.stack.pop();
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let mut recv = Recv {
-            stack: Vec::new(),
-            at: HashMap::new(),
-        };
-        let _ = Parser::new_from_str(text).load(&mut recv, false);
-        Self { at: recv.at }
-    }
-
-    /// The position of `path`, or of its nearest ancestor that exists.
-    fn find(&self, path: &str) -> (usize, usize) {
-        let mut p = path;
-        loop {
-            if let Some(pos) = self.at.get(p) {
-                return *pos;
-            }
-            match p.rsplit_once('.') {
-                Some((parent, _)) => p = parent,
-                None => return self.at.get("").copied().unwrap_or((1, 1)),
-            }
         }
     }
 }

@@ -180,6 +180,7 @@ async fn import_new(
                 publisher.publish(&m).await?;
                 tracing::info!(message_id = %m.message_id, client_id = %m.client_id, uid,
                     "email accepted");
+                crate::crash::after_publish(CHANNEL);
             }
             None => tracing::warn!(uid, mailbox = %settings.cursor_name(),
                 "email: not a parsable mail; skipped"),
