@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     duration: u64,
     /// Open tickets (one client each) over which the load is spread.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     tickets: usize,
     /// Ready managers; each takes tickets/managers (rounded up).
     #[arg(long, default_value_t = 10)]

@@ -102,6 +102,9 @@ async fn fifty_managers_and_five_hundred_clients_with_a_worker_crash_end_with_ea
                 match r {
                     Ok(()) => {}
                     Err(s) if s.code() == Code::FailedPrecondition => {}
+                    // The gateway's answer when its database pool is exhausted (a busy machine,
+                    // other tests next to this one): retry, as a real client would.
+                    Err(s) if s.code() == Code::Unavailable => {}
                     Err(s) => bail!("manager {i}: {s}"),
                 }
                 tokio::task::yield_now().await;

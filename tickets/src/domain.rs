@@ -129,6 +129,9 @@ pub enum BodyError {
     Empty,
     #[error("body is {0} characters long; at most {MAX_BODY_CHARS} are allowed")]
     TooLong(usize),
+    /// PostgreSQL text cannot hold U+0000: accepted, such a body could never be stored.
+    #[error("body must not contain NUL characters")]
+    Nul,
 }
 
 impl MessageBody {
@@ -140,6 +143,9 @@ impl MessageBody {
         let chars = s.chars().count();
         if chars > MAX_BODY_CHARS {
             return Err(BodyError::TooLong(chars));
+        }
+        if s.contains('\0') {
+            return Err(BodyError::Nul);
         }
         Ok(Self(s))
     }
@@ -284,6 +290,7 @@ mod tests {
             Err(BodyError::TooLong(MAX_BODY_CHARS + 1))
         );
         assert!(MessageBody::parse("я".repeat(MAX_BODY_CHARS)).is_ok());
+        assert_eq!(MessageBody::parse("hello\0world"), Err(BodyError::Nul));
     }
 
     #[test]

@@ -173,6 +173,15 @@ impl PgStore {
         )
     }
 
+    pub async fn ticket_exists(&self, ticket_id: Uuid) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = $1)")
+                .bind(ticket_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Creates the ticket if it does not exist yet.
     pub async fn open_ticket(
         &self,

@@ -28,6 +28,11 @@ pub struct CheckOutcome {
     /// The first passed message queued the ticket for a manager.
     pub queued: bool,
     pub assigned_to: Option<String>,
+    /// The ticket exists in the store. Set when nothing was pending: a check that ran before a
+    /// worker crash and is replayed finds its messages handled, yet the ticket is open and must
+    /// live on (histories recorded before this field read it as false).
+    #[serde(default)]
+    pub opened: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +60,10 @@ impl TicketActivities {
     ) -> Result<CheckOutcome, ActivityError> {
         let pending = self.store.pending_client_messages(&input.client_id).await?;
         if pending.is_empty() {
-            return Ok(CheckOutcome::default());
+            return Ok(CheckOutcome {
+                opened: self.store.ticket_exists(input.ticket_id).await?,
+                ..CheckOutcome::default()
+            });
         }
         let spec = &input.spec;
         let rules = Rules::compile(&spec.afc_rules)?;
@@ -99,6 +107,7 @@ impl TicketActivities {
             blocked: applied.blocked,
             queued: applied.queued,
             assigned_to: applied.assigned.map(|a| a.manager_id),
+            opened: true,
         })
     }
 

@@ -203,6 +203,7 @@ impl AfcActivities {
                 blocked: applied.blocked,
                 queued: applied.queued,
                 assigned_to: applied.assigned.map(|a| a.manager_id),
+                opened: true,
             };
         }
         let held = self.store.afc_held(&input.client_id).await?;

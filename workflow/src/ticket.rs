@@ -155,7 +155,7 @@ enum Due {
 impl Lifecycle {
     /// Takes in what an AFC check did (builtin rules or applied Kafka verdicts).
     fn checked(&mut self, out: &CheckOutcome, now: i64) {
-        if out.checked > 0 {
+        if out.checked > 0 || out.opened {
             self.opened = true;
         }
         if out.queued {
@@ -358,6 +358,9 @@ impl TicketWorkflow {
                     life.opened = true;
                     // The client wrote: they are not silent.
                     life.silent_since_ms = None;
+                }
+                if out.opened {
+                    life.opened = true;
                 }
                 if out.queued {
                     life.queued_at_ms = Some(now);
