@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::client::Tickets;
-use crate::source::{LeasedSource, SourceError};
+use crate::source::LeasedSource;
 use crate::spec::TicketSpec;
 
 pub struct Inbound {
@@ -54,20 +54,11 @@ fn parse(payload: &[u8]) -> Result<NewClientMessage, Poison> {
 
 impl Inbound {
     pub async fn run(self, shutdown: CancellationToken) {
-        let source = loop {
-            match LeasedSource::start(&self.brokers, self.store.clone(), &self.topic, &shutdown)
+        let Some(source) =
+            LeasedSource::start_retrying(&self.brokers, self.store.clone(), &self.topic, &shutdown)
                 .await
-            {
-                Ok(s) => break s,
-                Err(SourceError::Shutdown(_)) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read {}; retrying", self.topic);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
-                }
-            }
+        else {
+            return;
         };
         loop {
             let record = tokio::select! {

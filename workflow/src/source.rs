@@ -88,6 +88,28 @@ impl LeasedSource {
         }
     }
 
+    /// [`Self::start`], retried every 2 s through broker or database outages; None on shutdown.
+    pub async fn start_retrying(
+        brokers: &str,
+        store: PgStore,
+        topic: &str,
+        shutdown: &CancellationToken,
+    ) -> Option<Self> {
+        loop {
+            match Self::start(brokers, store.clone(), topic, shutdown).await {
+                Ok(s) => return Some(s),
+                Err(SourceError::Shutdown(_)) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read {topic}; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        }
+    }
+
     pub async fn recv(&self) -> Result<BorrowedMessage<'_>, rdkafka::error::KafkaError> {
         self.consumer.recv().await
     }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::afc_kafka::{Rejection, VerdictKey};
 use crate::client::Tickets;
-use crate::source::{LeasedSource, SourceError};
+use crate::source::LeasedSource;
 use crate::spec::TicketSpec;
 
 pub struct VerdictConsumer {
@@ -46,20 +46,11 @@ pub enum Handled {
 
 impl VerdictConsumer {
     pub async fn run(self, shutdown: CancellationToken) {
-        let source = loop {
-            match LeasedSource::start(&self.brokers, self.store.clone(), &self.topic, &shutdown)
+        let Some(source) =
+            LeasedSource::start_retrying(&self.brokers, self.store.clone(), &self.topic, &shutdown)
                 .await
-            {
-                Ok(s) => break s,
-                Err(SourceError::Shutdown(_)) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read {}; retrying", self.topic);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
-                }
-            }
+        else {
+            return;
         };
         loop {
             let record = tokio::select! {
