@@ -37,6 +37,16 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+/// A body the route cannot take: the extractor's own status (400, 413, 415, 422) and reason.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        Self::BadRequest {
+            status: e.status(),
+            message: e.body_text(),
+        }
+    }
+}
+
 impl From<platform::auth::AuthError> for ApiError {
     fn from(e: platform::auth::AuthError) -> Self {
         match e {

@@ -104,10 +104,7 @@ async fn post_message(
     payload: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let client = client_of(&state, &headers)?;
-    let Json(req) = payload.map_err(|e| ApiError::BadRequest {
-        status: e.status(),
-        message: e.body_text(),
-    })?;
+    let Json(req) = payload?;
     let body = MessageBody::parse(req.body).map_err(|e| ApiError::InvalidField {
         field: "body",
         message: e.to_string(),
@@ -212,10 +209,7 @@ async fn mark_read(
     payload: Result<Json<MarkRead>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let client = client_of(&state, &headers)?;
-    let Json(req) = payload.map_err(|e| ApiError::BadRequest {
-        status: e.status(),
-        message: e.body_text(),
-    })?;
+    let Json(req) = payload?;
     let read = state
         .store
         .mark_read(&client.user_id, req.message_id)
