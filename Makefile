@@ -19,7 +19,8 @@ run:
 test:
 	scripts/test.sh
 
-# `make bench ARGS="--rates 50,100,200,500 --duration 30 --tickets 2000"`; `--help` lists the flags.
+# `make bench ARGS="--rates 50,100,200,500 --duration 30 --tickets 2000"`; `--help` lists the flags;
+# `--release` builds and runs the engine optimised.
 bench:
 	scripts/bench.sh $(ARGS)
 

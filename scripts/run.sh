@@ -2,7 +2,9 @@
 # `make run`: the dev stack + the three services in the foreground, logs prefixed with the service name.
 # `make run CHANNELS=local` (or CHANNELS=local scripts/run.sh) also starts the local channel peers on
 # loopback (Telegram emulator :18481, Dovecot IMAP :18143, SMTP into Dovecot :18025, state under
-# .dev/channels/) and points communication at them with config/channels.local.yaml.
+# .dev/channels/) and points communication at them with config/channels.local.yaml. Every setting of
+# config/dev.env can be overridden from the environment; the local peers move with
+# INBOX_LOCAL_TELEGRAM_PORT, INBOX_LOCAL_IMAP_PORT, INBOX_LOCAL_SMTP_PORT, INBOX_LOCAL_CHANNELS_DIR.
 # Ctrl-C (INT/TERM) stops the services and the stack services this script started; if a service exits
 # on its own, everything is stopped and the script exits non-zero.
 # shellcheck disable=SC2317  # functions below run from traps
@@ -68,13 +70,21 @@ trap 'say "terminated; stopping"; exit 143' TERM
 
 "$STACK" install
 for s in postgres temporal kafka; do
-  "$STACK" status "$s" >/dev/null 2>&1 || STARTED_STACK+=("$s")
+  # Only a service with no process at all is ours to stop later: one that is running but slow to
+  # answer its health check (a busy machine) belongs to whoever started it.
+  "$STACK" status "$s" 2>/dev/null | grep -q '^[a-z]* *down$' && STARTED_STACK+=("$s")
 done
 "$STACK" up
 eval "$("$STACK" env)"
 
-say "cargo build --bins (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --bins
+# INBOX_RUN_NO_BUILD=1 runs the binaries as they are (make test's own run of this script: the suite
+# has just built them, and relinking them here would race the other tests starting them).
+if [[ "${INBOX_RUN_NO_BUILD:-}" == 1 ]]; then
+  say "using the binaries in $CARGO_TARGET_DIR/debug as built"
+else
+  say "cargo build --bins (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+  cargo build --bins
+fi
 
 # The AFC emulator plays the bank's AFC system for specs with `afc: { provider: kafka }`; its dev
 # keys are made on the first run under .dev/afc (never committed). With the builtin spec it idles.
@@ -107,11 +117,17 @@ CHANNELS="${CHANNELS:-}"
 case "$CHANNELS" in
   "") ;;
   local)
-    CH="$ROOT/.dev/channels"
+    CH="${INBOX_LOCAL_CHANNELS_DIR:-$ROOT/.dev/channels}"
+    TG_PORT="${INBOX_LOCAL_TELEGRAM_PORT:-18481}"
+    IMAP_PORT="${INBOX_LOCAL_IMAP_PORT:-18143}"
+    SMTP_PORT="${INBOX_LOCAL_SMTP_PORT:-18025}"
     mkdir -p "$CH/mail" "$CH/run" "$CH/state"
     chmod 755 "$CH"; chmod 777 "$CH/mail"   # Dovecot writes mail as `nobody`
     # The bank's support mailbox and two client mailboxes (replies to them land there).
-    printf '%s:{PLAIN}dev::::::\n' support@bank.test ivan@client.test maria@client.test >"$CH/passwd"
+    # INBOX_LOCAL_MAIL_USERS (space-separated addresses) adds mailboxes, all with password `dev`.
+    # shellcheck disable=SC2086  # word splitting of the list is intended
+    printf '%s:{PLAIN}dev::::::\n' support@bank.test ivan@client.test maria@client.test \
+      ${INBOX_LOCAL_MAIL_USERS:-} >"$CH/passwd"
     cat >"$CH/dovecot.conf" <<CONF
 base_dir = $CH/run
 state_dir = $CH/state
@@ -135,7 +151,7 @@ service imap-login {
   chroot =
   inet_listener imap {
     address = 127.0.0.1
-    port = 18143
+    port = $IMAP_PORT
   }
   inet_listener imaps {
     port = 0
@@ -146,13 +162,16 @@ service anvil {
 }
 CONF
     start_proc telegram-emulator env NODE_PATH="$INBOX_CACHE/npm/node_modules" \
-      node "$ROOT/scripts/telegram-emulator.js" 18481
+      node "$ROOT/scripts/telegram-emulator.js" "$TG_PORT"
     start_proc dovecot /usr/sbin/dovecot -F -c "$CH/dovecot.conf"
-    wait_port dovecot 127.0.0.1:18143
-    start_proc smtp "$INBOX_CACHE/venv/bin/python" "$ROOT/scripts/smtp-to-dovecot.py" "$CH/dovecot.conf" 18025
-    wait_port telegram-emulator 127.0.0.1:18481
-    wait_port smtp 127.0.0.1:18025
+    wait_port dovecot "127.0.0.1:$IMAP_PORT"
+    start_proc smtp "$INBOX_CACHE/venv/bin/python" "$ROOT/scripts/smtp-to-dovecot.py" "$CH/dovecot.conf" "$SMTP_PORT"
+    wait_port telegram-emulator "127.0.0.1:$TG_PORT"
+    wait_port smtp "127.0.0.1:$SMTP_PORT"
     export INBOX_CHANNELS="$ROOT/config/channels.local.yaml"
+    # The file names the default ports; the environment overrides it key by key.
+    export INBOX_TELEGRAM_API_URL="http://127.0.0.1:$TG_PORT"
+    export INBOX_IMAP_ADDR="127.0.0.1:$IMAP_PORT" INBOX_SMTP_ADDR="127.0.0.1:$SMTP_PORT"
     # Dev-only secrets of the local peers; real ones come from the operator's environment.
     export INBOX_TELEGRAM_TOKEN="${INBOX_TELEGRAM_TOKEN:-4242:dev}"
     export INBOX_IMAP_PASSWORD="${INBOX_IMAP_PASSWORD:-dev}"
@@ -187,7 +206,7 @@ banner() {
 [run]   Kafka        $INBOX_KAFKA_BROKERS
 [run]   dev token    make token ROLE=manager USER=alice    (ROLE defaults to client; NAME="..." optional)
 [run]   stack logs   $ROOT/.dev/logs/
-[run]   channels     ${INBOX_CHANNELS:-channels.yaml}${CHANNELS:+ (local peers: Telegram emulator http://127.0.0.1:18481 token $INBOX_TELEGRAM_TOKEN, IMAP 127.0.0.1:18143, SMTP 127.0.0.1:18025, users support@bank.test ivan@client.test maria@client.test password dev)}
+[run]   channels     ${INBOX_CHANNELS:-channels.yaml}${CHANNELS:+ (local peers: Telegram emulator $INBOX_TELEGRAM_API_URL token $INBOX_TELEGRAM_TOKEN, IMAP $INBOX_IMAP_ADDR, SMTP $INBOX_SMTP_ADDR, users support@bank.test ivan@client.test maria@client.test password dev)}
 [run]   Ctrl-C stops the services${STARTED_STACK[*]:+ and the stack (${STARTED_STACK[*]})}
 EOF
 }

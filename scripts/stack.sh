@@ -40,10 +40,18 @@ KAFKA_TIMEOUT=30
 STOP_TIMEOUT=20
 
 [[ -f "$ENV_FILE" ]] || { echo "stack: missing $ENV_FILE" >&2; exit 1; }
+# The environment wins over config/dev.env key by key (INBOX_* and RUST_LOG), as it does for the
+# services' own settings: e.g. `INBOX_HTTP_ADDR=127.0.0.1:28480 make run` moves the client API.
+declare -A PRESET=()
+for key in $(compgen -e); do
+  [[ "$key" == INBOX_* || "$key" == RUST_LOG ]] && PRESET[$key]="${!key}"
+done
 set -a
 # shellcheck disable=SC1090
 . "$ENV_FILE"
 set +a
+for key in "${!PRESET[@]}"; do export "$key=${PRESET[$key]}"; done
+unset PRESET key
 
 # Temporal's extra listeners, next to the gRPC port (the UI is disabled by --headless).
 TEMPORAL_HTTP_PORT="${INBOX_TEMPORAL_HTTP_PORT:-$((INBOX_TEMPORAL_PORT + 1))}"

@@ -32,8 +32,33 @@ pub async fn kafka(brokers: &str, topic: &str, n: usize) -> anyhow::Result<Vec<D
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::End)?;
     consumer.assign(&tpl)?;
+    // The consumer resolves its start (the end of the partition) lazily: until it has, a record
+    // produced is not seen. Produce until one is read back; it warms up connections too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key("warm-up")
+                    .payload("warm-up"),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+        match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            Ok(r) => {
+                r?;
+                break;
+            }
+            Err(_) => anyhow::ensure!(
+                Instant::now() < deadline,
+                "kafka floor: nothing read back within 60 s"
+            ),
+        }
+    }
     let mut out = Vec::with_capacity(n);
-    // The first records also warm up connections and metadata: not counted.
+    // The first records also warm up: not counted.
     for i in 0..n + 5 {
         let key = i.to_string();
         let t = Instant::now();
@@ -203,11 +228,28 @@ impl TemporalFloor {
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().insert(id, tx);
         let t = Instant::now();
-        self.client
-            .get_workflow_handle::<FloorWorkflow>(self.workflows[w % self.workflows.len()].clone())
-            .signal(FloorWorkflow::ping, id, WorkflowSignalOptions::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("signalling a floor workflow: {e}"))?;
+        let handle = self
+            .client
+            .get_workflow_handle::<FloorWorkflow>(self.workflows[w % self.workflows.len()].clone());
+        // Past its rate the server turns signals away ("Workflow is busy"): retried, and the
+        // wait counts, as a client of the engine would wait.
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match handle
+                .signal(FloorWorkflow::ping, id, WorkflowSignalOptions::default())
+                .await
+            {
+                Ok(()) => break,
+                Err(e)
+                    if e.to_string().contains("exhausted")
+                        && t.elapsed() < Duration::from_secs(60) =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => anyhow::bail!("signalling a floor workflow: {e}"),
+            }
+        }
         let done = tokio::time::timeout(Duration::from_secs(60), rx)
             .await
             .context("temporal floor: no activity within 60 s")??;

@@ -36,11 +36,46 @@ pub struct BenchClient {
 /// When each message was accepted at the edge and when its manager saw it.
 #[derive(Default)]
 pub struct Clock {
+    /// Wall clock and monotonic clock read together: turns an `Instant` into a time comparable
+    /// with PostgreSQL's timestamps (same machine).
+    pub anchor: Anchor,
     pub accepted: Mutex<HashMap<String, Instant>>,
     pub visible: Mutex<HashMap<String, Instant>>,
     pub seen: Notify,
     pub replies: AtomicUsize,
     pub reply_errors: AtomicUsize,
+}
+
+pub struct Anchor {
+    wall: std::time::SystemTime,
+    mono: Instant,
+}
+
+impl Default for Anchor {
+    fn default() -> Self {
+        Self {
+            wall: std::time::SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+}
+
+impl Anchor {
+    /// Milliseconds since the Unix epoch at `at`.
+    pub fn epoch_ms(&self, at: Instant) -> f64 {
+        let base = self
+            .wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0;
+        let offset_ms = if at >= self.mono {
+            (at - self.mono).as_secs_f64() * 1000.0
+        } else {
+            -((self.mono - at).as_secs_f64() * 1000.0)
+        };
+        base + offset_ms
+    }
 }
 
 /// The engine's client edge.
@@ -215,6 +250,23 @@ pub struct StepFigures {
     pub afc_ms: Summary,
     pub max_kafka_lag: i64,
     pub open_tickets: i64,
+    /// Where the accepted→visible time goes, stage by stage (store timestamps against the
+    /// benchmark's clock, same machine).
+    pub stages: Stages,
+}
+
+/// The path of one message, cut at the timestamps the store keeps.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Stages {
+    /// Accepted at the edge (Kafka ack) → stored by the inbound consumer (its transaction start).
+    pub accepted_to_stored_ms: Summary,
+    /// Stored → `message_visible` written (the ticket workflow's check; = `afc_ms`).
+    pub stored_to_visible_ms: Summary,
+    /// `message_visible` written → marked published by the outbox relay (after Kafka's ack and
+    /// the batch's workflow signals).
+    pub visible_to_published_ms: Summary,
+    /// `message_visible` written → seen in the manager's stream (relay, Kafka, gateway).
+    pub visible_to_stream_ms: Summary,
 }
 
 /// Offers `rate` messages/s for `duration`, round-robin over `clients`, then waits up to `drain`
@@ -324,6 +376,45 @@ pub async fn step(
     };
     drop((accepted, visible));
     (figures, ids)
+}
+
+/// The stages of `ids` (see [`Stages`]).
+pub async fn stages(pool: &PgPool, ids: &[String], clock: &Clock) -> anyhow::Result<Stages> {
+    let uuids: Vec<uuid::Uuid> = ids.iter().filter_map(|i| i.parse().ok()).collect();
+    let rows: Vec<(uuid::Uuid, f64, Option<f64>, Option<f64>)> = sqlx::query_as(
+        "SELECT m.id, (extract(epoch FROM m.created_at) * 1000)::float8,
+                (extract(epoch FROM e.created_at) * 1000)::float8,
+                (extract(epoch FROM e.published_at) * 1000)::float8
+         FROM messages m LEFT JOIN events e ON e.dedup_key = 'visible:' || m.id::text
+         WHERE m.id = ANY($1)",
+    )
+    .bind(&uuids)
+    .fetch_all(pool)
+    .await?;
+    let accepted = clock.accepted.lock().await;
+    let visible = clock.visible.lock().await;
+    let (mut to_stored, mut to_visible, mut to_published, mut to_stream) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, stored, visible_at, published_at) in rows {
+        let key = id.to_string();
+        if let Some(at) = accepted.get(&key) {
+            to_stored.push(stored - clock.anchor.epoch_ms(*at));
+        }
+        let Some(v) = visible_at else { continue };
+        to_visible.push(v - stored);
+        if let Some(p) = published_at {
+            to_published.push(p - v);
+        }
+        if let Some(seen) = visible.get(&key) {
+            to_stream.push(clock.anchor.epoch_ms(*seen) - v);
+        }
+    }
+    Ok(Stages {
+        accepted_to_stored_ms: Summary::of_ms(&mut to_stored),
+        stored_to_visible_ms: Summary::of_ms(&mut to_visible),
+        visible_to_published_ms: Summary::of_ms(&mut to_published),
+        visible_to_stream_ms: Summary::of_ms(&mut to_stream),
+    })
 }
 
 /// Store → visible latencies of `ids`, from the store's own timestamps.

@@ -18,7 +18,10 @@ use platform::settings::SettingError;
 use platform::yaml::{Marks, located};
 use serde::Deserialize;
 
-use crate::email::{EmailSettings, ImapSettings, SmtpSettings};
+use crate::delivery::RetryPolicy;
+use crate::email::{
+    EmailSettings, ImapSettings, REF_SECRET_VAR, RefKey, SmtpSettings, TlsMode, TlsSettings,
+};
 use crate::telegram::{TelegramSettings, WebhookSettings};
 
 /// The default file, relative to the working directory.
@@ -132,6 +135,8 @@ struct EmailSection {
 #[serde(deny_unknown_fields)]
 struct ImapSection {
     addr: Option<String>,
+    tls: Option<String>,
+    ca_file: Option<String>,
     user: Option<String>,
     mailbox: Option<String>,
     poll_secs: Option<u64>,
@@ -142,9 +147,21 @@ struct ImapSection {
 #[serde(deny_unknown_fields)]
 struct SmtpSection {
     addr: Option<String>,
+    tls: Option<String>,
+    ca_file: Option<String>,
     user: Option<String>,
     from: Option<String>,
     timeout_secs: Option<u64>,
+    #[serde(default)]
+    retry: RetrySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetrySection {
+    attempts: Option<u64>,
+    backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
 }
 
 /// Keys that hold secrets, wherever they appear in the file: each names the variable to use.
@@ -158,6 +175,7 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ),
     ("email.imap.password", "INBOX_IMAP_PASSWORD"),
     ("email.smtp.password", "INBOX_SMTP_PASSWORD"),
+    ("email.ref_secret", REF_SECRET_VAR),
 ];
 
 /// Last path segments that look like a secret anywhere else.
@@ -515,6 +533,30 @@ fn telegram(
     }))
 }
 
+/// The TLS settings of one mail server: `<section>.tls` (`none`, `starttls`, `implicit`) and
+/// `<section>.ca_file` (extra trusted CA certificates, PEM; read now so a bad file stops the start).
+fn mail_tls(
+    r: &Resolver<'_>,
+    (tls_var, tls_path, tls): (&'static str, &str, Option<&String>),
+    (ca_var, ca_path, ca): (&'static str, &str, Option<&String>),
+) -> Result<TlsSettings, ChannelsError> {
+    let mode = match r.text(tls_var, tls_path, tls) {
+        None => TlsMode::None,
+        Some((v, origin)) => TlsMode::parse(&v)
+            .ok_or_else(|| r.error(origin, &v, "expected none, starttls or implicit"))?,
+    };
+    let ca_file = match r.text(ca_var, ca_path, ca) {
+        None => None,
+        Some((v, origin)) => {
+            let path = std::path::PathBuf::from(&v);
+            crate::email::tls::read_ca_file(&path)
+                .map_err(|e| r.error(origin, &v, e.to_string()))?;
+            Some(path)
+        }
+    };
+    Ok(TlsSettings { mode, ca_file })
+}
+
 fn email(
     r: &Resolver<'_>,
     e: &EmailSection,
@@ -542,6 +584,29 @@ fn email(
             "email is on but neither email.imap.addr nor email.smtp.addr is set",
         ));
     }
+    let switch = if r.env("INBOX_EMAIL_ENABLED").is_some() {
+        Origin::Env("INBOX_EMAIL_ENABLED")
+    } else if has_file {
+        Origin::Default("email.enabled")
+    } else {
+        Origin::Env(if imap_addr.is_some() {
+            "INBOX_IMAP_ADDR"
+        } else {
+            "INBOX_SMTP_ADDR"
+        })
+    };
+    let secret = r.required_secret(REF_SECRET_VAR, switch, "email")?;
+    if secret.len() < crate::email::reference::MIN_SECRET_LEN {
+        return Err(r.error(
+            Origin::Env(REF_SECRET_VAR),
+            "<not shown>",
+            format!(
+                "at least {} characters (it keys the unforgeable ticket references in mail)",
+                crate::email::reference::MIN_SECRET_LEN
+            ),
+        ));
+    }
+    let ref_key = RefKey::new(secret.as_bytes());
     let imap = match imap_addr {
         None => None,
         Some((addr, origin)) => {
@@ -556,8 +621,19 @@ fn email(
                     )
                 })?;
             let password = r.required_secret("INBOX_IMAP_PASSWORD", origin, "IMAP")?;
+            let tls = mail_tls(
+                r,
+                ("INBOX_IMAP_TLS", "email.imap.tls", e.imap.tls.as_ref()),
+                (
+                    "INBOX_IMAP_CA_FILE",
+                    "email.imap.ca_file",
+                    e.imap.ca_file.as_ref(),
+                ),
+            )?;
             Some(ImapSettings {
                 addr,
+                tls,
+                ref_key: ref_key.clone(),
                 user,
                 password,
                 mailbox: r
@@ -599,8 +675,53 @@ fn email(
                 .map_err(|err| r.error(origin, &from, format!("not a mail address: {err}")))?
                 .domain()
                 .to_owned();
+            let tls = mail_tls(
+                r,
+                ("INBOX_SMTP_TLS", "email.smtp.tls", e.smtp.tls.as_ref()),
+                (
+                    "INBOX_SMTP_CA_FILE",
+                    "email.smtp.ca_file",
+                    e.smtp.ca_file.as_ref(),
+                ),
+            )?;
+            let attempts = r.number(
+                "INBOX_SMTP_RETRY_ATTEMPTS",
+                "email.smtp.retry.attempts",
+                e.smtp.retry.attempts,
+                u64::from(RetryPolicy::default().max_attempts),
+            )?;
+            let attempts = match u32::try_from(attempts) {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    let origin = if r.env("INBOX_SMTP_RETRY_ATTEMPTS").is_some() {
+                        Origin::Env("INBOX_SMTP_RETRY_ATTEMPTS")
+                    } else {
+                        Origin::File("email.smtp.retry.attempts")
+                    };
+                    return Err(r.error(origin, &attempts.to_string(), "expected 1 to 100"));
+                }
+            };
+            let default = RetryPolicy::default();
+            let retry = RetryPolicy {
+                max_attempts: attempts,
+                initial_backoff: Duration::from_millis(r.number(
+                    "INBOX_SMTP_RETRY_BACKOFF_MS",
+                    "email.smtp.retry.backoff_ms",
+                    e.smtp.retry.backoff_ms,
+                    u64::try_from(default.initial_backoff.as_millis()).unwrap_or(500),
+                )?),
+                max_backoff: Duration::from_millis(r.number(
+                    "INBOX_SMTP_RETRY_MAX_BACKOFF_MS",
+                    "email.smtp.retry.max_backoff_ms",
+                    e.smtp.retry.max_backoff_ms,
+                    u64::try_from(default.max_backoff.as_millis()).unwrap_or(30_000),
+                )?),
+            };
             Some(SmtpSettings {
                 addr,
+                tls,
+                ref_key: ref_key.clone(),
+                retry,
                 user: r
                     .text("INBOX_SMTP_USER", "email.smtp.user", e.smtp.user.as_ref())
                     .map(|(u, _)| u),
@@ -657,11 +778,12 @@ mod tests {
         ("INBOX_TELEGRAM_TOKEN", "42:abc"),
         ("INBOX_TELEGRAM_WEBHOOK_SECRET", "s3cret_-X"),
         ("INBOX_IMAP_PASSWORD", "pw"),
+        ("INBOX_EMAIL_REF_SECRET", "dev-ref-secret-0123456789"),
     ];
 
     #[test]
     fn the_committed_channel_files_are_valid() -> Result<(), ChannelsError> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = platform::workspace_root();
         let default = Channels::load_file(&root.join("channels.yaml"), &env(&[]))?;
         assert!(default.web && default.telegram.is_none());
         assert!(default.email.imap.is_none() && default.email.smtp.is_none());
@@ -724,7 +846,7 @@ mod tests {
         assert!(m.starts_with("telegram.api_url: not a URL"), "{m}");
         let (line, _, m) = at(parse(
             "email:\n  enabled: true\n  smtp:\n    addr: a:25\n    from: nobody\n",
-            &[],
+            SECRETS,
         ));
         assert_eq!(line, 5, "{m}");
         assert!(m.starts_with("email.smtp.from: not a mail address"), "{m}");
@@ -818,9 +940,91 @@ mod tests {
                 ("INBOX_TELEGRAM_TOKEN", "1:a"),
                 ("INBOX_SMTP_ADDR", "a:25"),
                 ("INBOX_MAIL_FROM", "s@bank.test"),
+                ("INBOX_EMAIL_REF_SECRET", "dev-ref-secret-0123456789"),
             ]),
         )?;
         assert!(c.web && c.telegram.is_some() && c.email.smtp.is_some() && c.email.imap.is_none());
         Ok(())
+    }
+
+    #[test]
+    fn email_tls_ca_file_and_smtp_retries_come_from_the_file_and_the_environment()
+    -> Result<(), ChannelsError> {
+        let ca = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/test-ca.pem")
+            .display()
+            .to_string();
+        let file = format!(
+            "email:\n  enabled: true\n  imap:\n    addr: imap.example.com:993\n    tls: implicit\n\
+             \x20   ca_file: {ca}\n    user: support\n  smtp:\n    addr: smtp.example.com:587\n\
+             \x20   tls: starttls\n    from: support@bank.test\n    retry:\n      attempts: 3\n\
+             \x20     backoff_ms: 50\n"
+        );
+        let c = parse(&file, SECRETS)?;
+        let imap = c.email.imap.as_ref().expect("imap on");
+        assert_eq!(imap.tls.mode, TlsMode::Implicit);
+        assert_eq!(imap.tls.ca_file.as_deref(), Some(std::path::Path::new(&ca)));
+        let smtp = c.email.smtp.as_ref().expect("smtp on");
+        assert_eq!(
+            (smtp.tls.mode, smtp.tls.ca_file.as_ref()),
+            (TlsMode::Starttls, None)
+        );
+        assert_eq!(
+            smtp.retry,
+            RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: RetryPolicy::default().max_backoff,
+            }
+        );
+        let c = parse(
+            &file,
+            &[
+                SECRETS,
+                &[
+                    ("INBOX_SMTP_TLS", "implicit"),
+                    ("INBOX_SMTP_RETRY_ATTEMPTS", "1"),
+                ],
+            ]
+            .concat(),
+        )?;
+        let smtp = c.email.smtp.as_ref().expect("smtp on");
+        assert_eq!(
+            (smtp.tls.mode, smtp.retry.max_attempts),
+            (TlsMode::Implicit, 1)
+        );
+
+        let (line, _, m) = at(parse(&file.replace("tls: starttls", "tls: ssl"), SECRETS));
+        assert_eq!(line, 10, "{m}");
+        assert!(
+            m.starts_with("email.smtp.tls: ") && m.contains("starttls"),
+            "{m}"
+        );
+        let (line, _, m) = at(parse(&file.replace(&ca, "/nonexistent/ca.pem"), SECRETS));
+        assert_eq!(line, 6, "{m}");
+        assert!(
+            m.contains("email.imap.ca_file") && m.contains("/nonexistent/ca.pem"),
+            "{m}"
+        );
+        let (line, _, m) = at(parse(&file.replace("attempts: 3", "attempts: 0"), SECRETS));
+        assert_eq!(line, 13, "{m}");
+        assert!(m.contains("email.smtp.retry.attempts"), "{m}");
+        Ok(())
+    }
+
+    #[test]
+    fn email_is_refused_without_a_strong_enough_reference_secret() {
+        let file = "email:\n  enabled: true\n  smtp:\n    addr: a:25\n    from: s@bank.test\n";
+        let (line, _, m) = at(parse(file, &[]));
+        assert_eq!(line, 2, "{m}");
+        assert!(m.contains("INBOX_EMAIL_REF_SECRET"), "{m}");
+        let err = parse(file, &[("INBOX_EMAIL_REF_SECRET", "short")]).expect_err("too short");
+        assert!(err.to_string().contains("INBOX_EMAIL_REF_SECRET"), "{err}");
+        let (line, _, m) = at(parse(
+            "email:\n  enabled: false\n  ref_secret: x\n",
+            SECRETS,
+        ));
+        assert_eq!(line, 3, "{m}");
+        assert!(m.contains("INBOX_EMAIL_REF_SECRET"), "{m}");
     }
 }

@@ -4,7 +4,8 @@
 //! (client ids with the channel's prefix), claims each in the `deliveries` ledger before sending
 //! (so a restart never sends twice: a send a crash interrupted is marked `unknown`, not repeated),
 //! retries what may succeed later (rate limits with the server's `retry_after`, network errors with
-//! backoff) and records a `failed` delivery otherwise. Never silently dropped: every event it
+//! backoff, per the channel's [`RetryPolicy`]) and records a `failed` delivery otherwise, together
+//! with a `delivery_failed` event for the ticket's manager. Never silently dropped: every event it
 //! passes has a ledger row. Wake-ups from `ticket.events` make it prompt; a periodic re-read covers
 //! a lost wake-up.
 
@@ -27,10 +28,39 @@ pub const DELIVERED_KINDS: &[&str] = &[
     event_kind::TICKET_CLOSED,
 ];
 
-/// Attempts for one delivery before it is recorded as failed.
-const MAX_ATTEMPTS: i32 = 6;
 /// Longest `retry_after` honoured in place; a longer one is a failure to record.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// How often, and how patiently, one delivery is tried before it is recorded as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (at least 1).
+    pub max_attempts: u32,
+    /// The wait after the first transient failure; it doubles after each further one.
+    pub initial_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `failures`-th transient failure (1-based).
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -68,12 +98,23 @@ pub fn text_of(event: &Event) -> Option<String> {
     event.payload[field].as_str().map(str::to_owned)
 }
 
-/// Runs the delivery worker of `outbound` until `shutdown`.
+/// Runs the delivery worker of `outbound` until `shutdown`, with the default retry policy.
 pub async fn run<O: Outbound>(
     outbound: O,
     store: PgStore,
     wakeups: Wakeups,
     shutdown: CancellationToken,
+) {
+    run_with(outbound, store, wakeups, shutdown, RetryPolicy::default()).await
+}
+
+/// Runs the delivery worker of `outbound` until `shutdown`, retrying each delivery per `policy`.
+pub async fn run_with<O: Outbound>(
+    outbound: O,
+    store: PgStore,
+    wakeups: Wakeups,
+    shutdown: CancellationToken,
+    policy: RetryPolicy,
 ) {
     let channel = outbound.channel();
     let cursor_name = format!("delivery:{channel}");
@@ -117,7 +158,7 @@ pub async fn run<O: Outbound>(
             continue;
         }
         for event in events {
-            if let Err(e) = deliver(&outbound, &store, &event, &shutdown).await {
+            if let Err(e) = deliver(&outbound, &store, &event, &policy, &shutdown).await {
                 tracing::warn!(channel, seq = event.seq, error = %e, "delivery: store error");
                 backoff.wait(&shutdown).await;
                 break;
@@ -137,6 +178,7 @@ async fn deliver<O: Outbound>(
     outbound: &O,
     store: &PgStore,
     event: &Event,
+    policy: &RetryPolicy,
     shutdown: &CancellationToken,
 ) -> Result<(), tickets::StoreError> {
     let channel = outbound.channel();
@@ -148,24 +190,20 @@ async fn deliver<O: Outbound>(
     }
     let Some(text) = text_of(event) else {
         return store
-            .finish_delivery(
-                event.seq,
-                channel,
-                DeliveryStatus::Failed,
-                0,
-                Some("event without text"),
-                None,
-            )
+            .fail_delivery(event.seq, channel, 0, "event without text")
             .await;
     };
-    let mut backoff = Backoff::new();
-    let mut attempts = 0;
+    let max_attempts = policy.max_attempts.max(1);
+    let mut attempts: u32 = 0;
+    let mut transient_failures: u32 = 0;
     let outcome = loop {
         attempts += 1;
         match outbound.send(event, &text).await {
             Ok(id) => break Ok(id),
             Err(SendError::Permanent(e)) => break Err(e),
-            Err(e) if attempts >= MAX_ATTEMPTS => break Err(format!("gave up: {e}")),
+            Err(e) if attempts >= max_attempts => {
+                break Err(format!("gave up after {attempts} attempts: {e}"));
+            }
             Err(SendError::RetryAfter(d)) if d > MAX_RETRY_AFTER => {
                 break Err(format!("rate limited for {d:?}"));
             }
@@ -179,17 +217,22 @@ async fn deliver<O: Outbound>(
                 sleep_or_cancel(d, shutdown).await;
             }
             Err(SendError::Transient(e)) => {
-                tracing::warn!(channel, seq = event.seq, error = %e, "delivery failed; retrying");
-                backoff.wait(shutdown).await;
+                transient_failures += 1;
+                let wait = policy.backoff(transient_failures);
+                tracing::warn!(channel, seq = event.seq, attempts, ?wait, error = %e,
+                    "delivery failed; retrying");
+                sleep_or_cancel(wait, shutdown).await;
             }
         }
         if shutdown.is_cancelled() {
             break Err("stopped before the send succeeded".into());
         }
     };
+    let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
     match outcome {
         Ok(id) => {
-            tracing::info!(channel, seq = event.seq, client_id = %event.client_id, "delivered");
+            tracing::info!(channel, seq = event.seq, client_id = %event.client_id, attempts,
+                "delivered");
             store
                 .finish_delivery(
                     event.seq,
@@ -204,15 +247,9 @@ async fn deliver<O: Outbound>(
         Err(detail) => {
             tracing::warn!(channel, seq = event.seq, client_id = %event.client_id,
                 %detail, "delivery failed");
+            // The ledger row and a `delivery_failed` event for the ticket's manager, together.
             store
-                .finish_delivery(
-                    event.seq,
-                    channel,
-                    DeliveryStatus::Failed,
-                    attempts,
-                    Some(&detail),
-                    None,
-                )
+                .fail_delivery(event.seq, channel, attempts, &detail)
                 .await
         }
     }
@@ -268,5 +305,17 @@ mod tests {
         assert_eq!(text_of(&reply).as_deref(), Some("hello"));
         let accepted = event(event_kind::MESSAGE_ACCEPTED, json!({ "body": "mine" }));
         assert_eq!(text_of(&accepted), None);
+    }
+
+    #[test]
+    fn the_retry_backoff_doubles_from_the_first_wait_up_to_the_longest() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(300),
+        };
+        let waits: Vec<u128> = (1..=5).map(|n| p.backoff(n).as_millis()).collect();
+        assert_eq!(waits, [50, 100, 200, 300, 300]);
+        assert_eq!(p.backoff(u32::MAX), Duration::from_millis(300));
     }
 }

@@ -17,7 +17,10 @@ pub fn listen(
     wakeups: Wakeups,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, platform::kafka::KafkaError> {
-    let consumer = platform::kafka::tail(brokers, topic)?;
+    // Client sessions are people reading a chat: a wake-up within ~50-100 ms is prompt enough,
+    // and a longer fetch wait saves the local broker a third of a core (see `fetch_wait_ms`).
+    let wait = platform::kafka::fetch_wait_ms("INBOX_CLIENT_EVENTS_WAIT_MS", 50);
+    let consumer = platform::kafka::tail_with_wait(brokers, topic, &wait)?;
     Ok(tokio::spawn(async move {
         loop {
             let record = tokio::select! {

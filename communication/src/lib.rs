@@ -124,7 +124,8 @@ impl Application {
             ));
         }
         if let Some(imap) = &settings.email.imap {
-            tracing::info!(addr = %imap.addr, mailbox = %imap.mailbox, "email inbound (IMAP) on");
+            tracing::info!(addr = %imap.addr, mailbox = %imap.mailbox,
+                tls = imap.tls.mode.as_str(), "email inbound (IMAP) on");
             tokio::spawn(email::imap::run(
                 imap.clone(),
                 store.clone(),
@@ -133,12 +134,14 @@ impl Application {
             ));
         }
         if let Some(smtp) = &settings.email.smtp {
-            tracing::info!(addr = %smtp.addr, from = %smtp.from, "email outbound (SMTP) on");
-            tokio::spawn(delivery::run(
+            tracing::info!(addr = %smtp.addr, from = %smtp.from, tls = smtp.tls.mode.as_str(),
+                retry = ?smtp.retry, "email outbound (SMTP) on");
+            tokio::spawn(delivery::run_with(
                 email::smtp::EmailOutbound::new(smtp, store.clone())?,
                 store.clone(),
                 wakeups.clone(),
                 shutdown.clone(),
+                smtp.retry,
             ));
         }
         let state = http::AppState {

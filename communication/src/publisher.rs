@@ -1,10 +1,8 @@
 //! Publishes normalised client messages to Kafka `inbound.messages`, keyed by client id so one
 //! client's messages keep their order. `publish` returns only after the broker acknowledged.
 
-use std::time::Duration;
-
 use prost::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 
 #[derive(Clone)]
 pub struct Publisher {
@@ -24,16 +22,13 @@ impl Publisher {
         &self,
         m: &proto::v1::InboundMessage,
     ) -> Result<(), rdkafka::error::KafkaError> {
-        let bytes = m.encode_to_vec();
-        self.producer
-            .send(
-                FutureRecord::to(&self.topic)
-                    .key(&m.client_id)
-                    .payload(&bytes),
-                Duration::from_secs(10),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
+        platform::kafka::publish_acked(
+            &self.producer,
+            &self.topic,
+            &m.client_id,
+            &m.encode_to_vec(),
+            platform::kafka::EDGE_PUBLISH_TIMEOUT,
+        )
+        .await
     }
 }

@@ -21,9 +21,23 @@ pub struct MailServer {
     /// `127.0.0.1:<port>`
     pub imap_addr: String,
     pub smtp_addr: String,
+    /// With [`MailOptions::tls`]: IMAP over implicit TLS (like 993).
+    pub imaps_addr: Option<String>,
+    /// With [`MailOptions::tls`]: SMTP that requires STARTTLS before MAIL FROM (like 587).
+    pub smtp_starttls_addr: Option<String>,
+    /// With [`MailOptions::tls`]: the PEM of the test CA that signed both servers' certificate
+    /// (for `127.0.0.1` and `localhost`).
+    pub ca_file: Option<PathBuf>,
     dir: PathBuf,
     _dovecot: Child,
     _smtp: Child,
+}
+
+/// How [`MailServer::start_with`] sets the peers up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MailOptions {
+    /// Also serve IMAP over TLS and SMTP with STARTTLS, with a certificate from a fresh test CA.
+    pub tls: bool,
 }
 
 /// One mail of a mailbox.
@@ -56,8 +70,83 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn dovecot_conf(dir: &Path, imap_port: u16) -> String {
+/// A test CA and a server certificate it signed for `127.0.0.1` and `localhost`, made with the
+/// openssl CLI: (CA PEM, server certificate PEM, server key PEM).
+fn make_certificates(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let (ca_key, ca, key, csr, cert, ext) = (
+        dir.join("ca.key"),
+        dir.join("ca.pem"),
+        dir.join("server.key"),
+        dir.join("server.csr"),
+        dir.join("server.pem"),
+        dir.join("server.ext"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n\
+         keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
+    )?;
+    let p = |x: &Path| x.display().to_string();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let steps: [Vec<String>; 3] = [
+        format!(
+            "req -x509 {ec} -days 2 -keyout {} -out {}",
+            p(&ca_key),
+            p(&ca)
+        )
+        .split(' ')
+        .map(str::to_owned)
+        .chain(["-subj".into(), "/CN=inbox test CA".into()])
+        .collect(),
+        format!(
+            "req {ec} -subj /CN=localhost -keyout {} -out {}",
+            p(&key),
+            p(&csr)
+        )
+        .split(' ')
+        .map(str::to_owned)
+        .collect(),
+        format!(
+            "x509 -req -days 2 -CAcreateserial -in {} -CA {} -CAkey {} -extfile {} -out {}",
+            p(&csr),
+            p(&ca),
+            p(&ca_key),
+            p(&ext),
+            p(&cert)
+        )
+        .split(' ')
+        .map(str::to_owned)
+        .collect(),
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .context("running openssl (Debian package openssl)")?;
+        if !out.status.success() {
+            bail!(
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok((ca, cert, key))
+}
+
+fn dovecot_conf(dir: &Path, imap_port: u16, tls: Option<(u16, &Path, &Path)>) -> String {
     let d = dir.display();
+    // Plain IMAP stays on for the harness's own reads; TLS is offered on the imaps port.
+    let (ssl, imaps) = match tls {
+        None => ("ssl = no".to_owned(), "port = 0".to_owned()),
+        Some((port, cert, key)) => (
+            format!(
+                "ssl = yes\nssl_cert = <{}\nssl_key = <{}",
+                cert.display(),
+                key.display()
+            ),
+            format!("address = 127.0.0.1\n    port = {port}\n    ssl = yes"),
+        ),
+    };
     // Blocks span several lines: Dovecot rejects `name { key = value }` on one line.
     format!(
         "base_dir = {d}/run
@@ -65,7 +154,7 @@ state_dir = {d}/state
 log_path = /dev/stderr
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{d}/mail/%u
@@ -85,7 +174,7 @@ service imap-login {{
     port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    {imaps}
   }}
 }}
 service anvil {{
@@ -98,10 +187,21 @@ service anvil {{
 impl MailServer {
     /// Starts Dovecot with `users` (full addresses, password [`PASSWORD`]) and the SMTP server.
     pub async fn start(users: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(users, MailOptions::default()).await
+    }
+
+    /// [`MailServer::start`] with options (TLS).
+    pub async fn start_with(users: &[&str], options: MailOptions) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("inbox-mail-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("mail"))?;
         std::fs::create_dir_all(dir.join("run"))?;
+        std::fs::create_dir_all(dir.join("smtp-control"))?;
+        let certs = if options.tls {
+            Some(make_certificates(&dir)?)
+        } else {
+            None
+        };
         {
             use std::os::unix::fs::PermissionsExt;
             // Mail is written as `nobody`.
@@ -115,7 +215,11 @@ impl MailServer {
         std::fs::write(dir.join("passwd"), passwd)?;
         let conf = dir.join("dovecot.conf");
         let imap_port = free_port()?;
-        std::fs::write(&conf, dovecot_conf(&dir, imap_port))?;
+        let imaps_port = free_port()?;
+        let tls = certs
+            .as_ref()
+            .map(|(_, cert, key)| (imaps_port, cert.as_path(), key.as_path()));
+        std::fs::write(&conf, dovecot_conf(&dir, imap_port, tls))?;
         if !Path::new("/usr/sbin/dovecot").exists() {
             bail!("dovecot is not installed: run `scripts/stack.sh install` (make test does)");
         }
@@ -129,20 +233,28 @@ impl MailServer {
             .spawn()
             .context("starting dovecot")?;
         let imap_addr = format!("127.0.0.1:{imap_port}");
+        let imaps_addr = certs.as_ref().map(|_| format!("127.0.0.1:{imaps_port}"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(&imap_addr).await.is_err() {
-            if tokio::time::Instant::now() >= deadline {
-                bail!("dovecot did not listen on {imap_addr} within 20 s");
+        for addr in std::iter::once(&imap_addr).chain(imaps_addr.as_ref()) {
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("dovecot did not listen on {addr} within 20 s");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
 
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/smtp-to-dovecot.py");
-        let mut smtp = Command::new(venv_python()?)
-            .arg(&script)
+        let script = platform::workspace_root().join("scripts/smtp-to-dovecot.py");
+        let mut smtp = Command::new(venv_python()?);
+        smtp.arg(&script)
             .arg(&conf)
             .arg("0")
+            .arg("--control-dir")
+            .arg(dir.join("smtp-control"));
+        if let Some((_, cert, key)) = &certs {
+            smtp.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let mut smtp = smtp
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -150,10 +262,19 @@ impl MailServer {
             .context("starting the SMTP server")?;
         let stdout = smtp.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let port = tokio::time::timeout(Duration::from_secs(20), async {
+        let want_tls = certs.is_some();
+        let (port, tls_port) = tokio::time::timeout(Duration::from_secs(20), async {
+            let (mut port, mut tls_port) = (None, None);
             while let Some(line) = lines.next_line().await? {
                 if let Some(p) = line.strip_prefix("smtp listening on ") {
-                    return Ok::<_, anyhow::Error>(p.trim().to_owned());
+                    port = Some(p.trim().to_owned());
+                } else if let Some(p) = line.strip_prefix("smtp starttls listening on ") {
+                    tls_port = Some(p.trim().to_owned());
+                }
+                if let Some(p) = &port
+                    && (!want_tls || tls_port.is_some())
+                {
+                    return Ok::<_, anyhow::Error>((p.clone(), tls_port));
                 }
             }
             bail!("the SMTP server exited before it was ready")
@@ -164,10 +285,40 @@ impl MailServer {
         Ok(Self {
             imap_addr,
             smtp_addr: format!("127.0.0.1:{port}"),
+            imaps_addr,
+            smtp_starttls_addr: tls_port.map(|p| format!("127.0.0.1:{p}")),
+            ca_file: certs.map(|(ca, _, _)| ca),
             dir,
             _dovecot: dovecot,
             _smtp: smtp,
         })
+    }
+
+    /// From now on the SMTP server answers mail to `rcpt` with `code` (e.g. 451: try again
+    /// later; 550: refused), `times` times (`None`: always), then accepts it again.
+    pub fn refuse(&self, rcpt: &str, code: u16, times: Option<u32>) -> anyhow::Result<()> {
+        let path = self.dir.join("smtp-control").join(rcpt.to_lowercase());
+        let count = times.map_or_else(|| "always".to_owned(), |n| n.to_string());
+        let tmp = self
+            .dir
+            .join("smtp-control")
+            .join(format!("{}.tmp", rcpt.to_lowercase()));
+        std::fs::write(&tmp, format!("{code} {count}\n"))?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    /// Every SMTP attempt for `rcpt` so far, oldest first: `refused <code>` or `accepted`.
+    pub fn smtp_attempts(&self, rcpt: &str) -> anyhow::Result<Vec<String>> {
+        let path = self
+            .dir
+            .join("smtp-control")
+            .join(format!("{}.log", rcpt.to_lowercase()));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text.lines().map(str::to_owned).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sends a raw mail from `from` to `to` through the SMTP server (into `to`'s mailbox).
@@ -183,32 +334,7 @@ impl MailServer {
 
     /// Every mail of `user`'s INBOX, in UID order, without marking anything seen.
     pub async fn mails(&self, user: &str) -> anyhow::Result<Vec<Mail>> {
-        let tcp = tokio::net::TcpStream::connect(&self.imap_addr).await?;
-        let mut client = async_imap::Client::new(tcp);
-        client.read_response().await?.context("no greeting")?;
-        let mut session = client.login(user, PASSWORD).await.map_err(|(e, _)| e)?;
-        session.select("INBOX").await?;
-        let fetched: Vec<_> = session
-            .uid_fetch("1:*", "(UID FLAGS BODY.PEEK[])")
-            .await?
-            .try_collect()
-            .await?;
-        let mut mails: Vec<Mail> = fetched
-            .iter()
-            .filter_map(|f| {
-                Some(Mail {
-                    uid: f.uid?,
-                    seen: f
-                        .flags()
-                        .any(|fl| matches!(fl, async_imap::types::Flag::Seen)),
-                    raw: f.body()?.to_vec(),
-                })
-            })
-            .collect();
-        drop(fetched);
-        session.logout().await?;
-        mails.sort_by_key(|m| m.uid);
-        Ok(mails)
+        mailbox(&self.imap_addr, user, PASSWORD).await
     }
 
     /// Waits until `user`'s INBOX holds a mail `pred` accepts; returns it.
@@ -241,4 +367,35 @@ impl Drop for MailServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Every mail of `user`'s INBOX on the IMAP server at `imap_addr`, in UID order, without marking
+/// anything seen.
+pub async fn mailbox(imap_addr: &str, user: &str, password: &str) -> anyhow::Result<Vec<Mail>> {
+    let tcp = tokio::net::TcpStream::connect(imap_addr).await?;
+    let mut client = async_imap::Client::new(tcp);
+    client.read_response().await?.context("no greeting")?;
+    let mut session = client.login(user, password).await.map_err(|(e, _)| e)?;
+    session.select("INBOX").await?;
+    let fetched: Vec<_> = session
+        .uid_fetch("1:*", "(UID FLAGS BODY.PEEK[])")
+        .await?
+        .try_collect()
+        .await?;
+    let mut mails: Vec<Mail> = fetched
+        .iter()
+        .filter_map(|f| {
+            Some(Mail {
+                uid: f.uid?,
+                seen: f
+                    .flags()
+                    .any(|fl| matches!(fl, async_imap::types::Flag::Seen)),
+                raw: f.body()?.to_vec(),
+            })
+        })
+        .collect();
+    drop(fetched);
+    session.logout().await?;
+    mails.sort_by_key(|m| m.uid);
+    Ok(mails)
 }

@@ -13,6 +13,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 pub mod email;
+pub mod load;
+pub mod manager;
+pub mod private_stack;
 pub mod telegram;
 
 /// The stack endpoints, from the environment `make test` exports (config/dev.env).
@@ -26,10 +29,10 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Fails loudly when a service of the stack is not reachable.
-    pub async fn from_env() -> anyhow::Result<Self> {
+    /// The endpoints from the environment (config/dev.env), unchecked.
+    pub fn dev_defaults() -> Self {
         let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
-        let s = Self {
+        Self {
             database_url: var(
                 "INBOX_DATABASE_URL",
                 "postgres://postgres@127.0.0.1:15432/inbox",
@@ -38,7 +41,12 @@ impl Stack {
             temporal_url: var("INBOX_TEMPORAL_URL", "http://127.0.0.1:17240"),
             jwt_secret: var("INBOX_JWT_SECRET", "dev-secret-change-me-0123456789abcdef"),
             jwt_issuer: var("INBOX_JWT_ISSUER", "inbox-dev"),
-        };
+        }
+    }
+
+    /// Fails loudly when a service of the stack is not reachable.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let s = Self::dev_defaults();
         let temporal_host = s.temporal_url.trim_start_matches("http://").to_owned();
         for (name, addr) in [
             ("Kafka", s.kafka_brokers.clone()),
@@ -172,7 +180,7 @@ impl Engine {
     pub async fn start_with(stack: &Stack, extra: &[(&str, String)]) -> anyhow::Result<Self> {
         let tag = format!("e2e_{}", uuid::Uuid::new_v4().simple());
         let database_url = stack.fresh_database(&tag).await?;
-        let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows.yaml");
+        let spec = platform::workspace_root().join("workflows.yaml");
         let envs = vec![
             ("INBOX_DATABASE_URL", database_url.clone()),
             ("INBOX_KAFKA_BROKERS", stack.kafka_brokers.clone()),
@@ -184,6 +192,11 @@ impl Engine {
             ("INBOX_SPEC", spec.display().to_string()),
             ("INBOX_HTTP_ADDR", "127.0.0.1:0".into()),
             ("INBOX_GRPC_ADDR", "127.0.0.1:0".into()),
+            // Required whenever the email channel is on; a test may set its own in `extra`.
+            (
+                "INBOX_EMAIL_REF_SECRET",
+                "e2e-email-ref-secret-0123456789".into(),
+            ),
         ];
         let envs: Vec<(&str, String)> = envs.into_iter().chain(extra.iter().cloned()).collect();
         // The workflow service migrates the database and creates the topics first.

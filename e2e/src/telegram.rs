@@ -15,7 +15,8 @@ pub struct Emulator {
     http: reqwest::Client,
     /// The bot's messages read so far, per chat, in order.
     seen: std::collections::HashMap<i64, Vec<String>>,
-    _child: Child,
+    /// None for an emulator someone else started ([`Emulator::attach`]).
+    _child: Option<Child>,
 }
 
 fn node_modules() -> anyhow::Result<PathBuf> {
@@ -35,8 +36,7 @@ fn node_modules() -> anyhow::Result<PathBuf> {
 
 impl Emulator {
     pub async fn start() -> anyhow::Result<Self> {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/telegram-emulator.js");
+        let script = platform::workspace_root().join("scripts/telegram-emulator.js");
         let mut child = Command::new("node")
             .arg(&script)
             .arg("0")
@@ -63,8 +63,18 @@ impl Emulator {
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             seen: Default::default(),
-            _child: child,
+            _child: Some(child),
         })
+    }
+
+    /// An emulator already running at `url` (e.g. the one `make run CHANNELS=local` starts).
+    pub fn attach(url: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            seen: Default::default(),
+            _child: None,
+        }
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {

@@ -14,77 +14,22 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use e2e::email::{MailServer, PASSWORD};
+use e2e::manager::{Manager, WAIT};
 use e2e::telegram::Emulator;
 use e2e::{Engine, Stack};
-use proto::v1::{self, manager_service_client::ManagerServiceClient};
 use serde_json::json;
 use tickets::Role;
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
-const WAIT: Duration = Duration::from_secs(60);
 const KNOB: &str = "INBOX_TEST_CRASH_AFTER_PUBLISH";
 const SIGABRT: i32 = 6;
 
-struct Manager {
-    client: ManagerServiceClient<Channel>,
-    token: String,
-}
-
-impl Manager {
-    /// A fresh manager, ready for clients.
-    async fn ready(stack: &Stack, engine: &Engine, run: &str) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(engine.grpc.clone())?.connect().await?;
-        let mut m = Self {
-            client: ManagerServiceClient::new(channel),
-            token: stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
-        };
-        let req = m.req(v1::SetReadyRequest {});
-        m.client.set_ready(req).await?;
-        Ok(m)
-    }
-
-    fn req<T>(&self, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Ok(v) = MetadataValue::try_from(format!("Bearer {}", self.token)) {
-            r.metadata_mut().insert("authorization", v);
-        }
-        r
-    }
-
-    /// Waits until the manager's ticket of `client_id` holds every body of `bodies`; returns the
-    /// ticket id and all its message bodies.
-    async fn wait_for(
-        &mut self,
-        client_id: &str,
-        bodies: &[&str],
-    ) -> anyhow::Result<(String, Vec<String>)> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
-        let mut seen = Vec::new();
-        loop {
-            poll.tick().await;
-            let req = self.req(v1::ListTicketsRequest::default());
-            let tickets = self.client.list_tickets(req).await?.into_inner().tickets;
-            if let Some(t) = tickets.iter().find(|t| t.client_id == client_id) {
-                let req = self.req(v1::ListMessagesRequest {
-                    ticket_id: t.id.clone(),
-                    ..Default::default()
-                });
-                let messages = self.client.list_messages(req).await?.into_inner().messages;
-                seen = messages.into_iter().map(|m| m.body).collect();
-                if bodies.iter().all(|b| seen.iter().any(|s| s == b)) {
-                    return Ok((t.id.clone(), seen));
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "{bodies:?} of {client_id} did not reach the manager within {WAIT:?}: {seen:?}"
-                );
-            }
-        }
-    }
+/// A fresh manager, ready for clients.
+async fn ready_manager(stack: &Stack, engine: &Engine, run: &str) -> anyhow::Result<Manager> {
+    let token = stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?;
+    let mut m = Manager::connect(&engine.grpc, token).await?;
+    m.set_ready().await?;
+    Ok(m)
 }
 
 fn assert_once(bodies: &[String], expected: &[&str]) {
@@ -230,19 +175,14 @@ async fn a_webhook_update_reaches_the_manager_once_however_often_telegram_retrie
     hook.deliver(&update(11, chat, 2, "second by webhook"))
         .await?;
 
-    let mut alice = Manager::ready(&stack, &engine, &run).await?;
+    let mut alice = ready_manager(&stack, &engine, &run).await?;
     let (ticket_id, bodies) = alice
-        .wait_for(&client_id, &["Hello by webhook", "second by webhook"])
+        .wait_for_all(&client_id, &["Hello by webhook", "second by webhook"])
         .await?;
     assert_once(&bodies, &["Hello by webhook", "second by webhook"]);
 
     // Out still goes through the Bot API in webhook mode.
-    let req = alice.req(v1::SendReplyRequest {
-        ticket_id,
-        body: "Webhook reply".into(),
-        idempotency_key: "r1".into(),
-    });
-    alice.client.send_reply(req).await?;
+    alice.reply(&ticket_id, "Webhook reply", "r1").await?;
     emulator
         .wait_for_bot_text(&token, chat, "Webhook reply", WAIT)
         .await?;
@@ -279,9 +219,9 @@ async fn a_crash_after_the_kafka_ack_before_the_webhook_answer_loses_and_duplica
     hook.deliver(&update(21, chat, 2, "after the restart"))
         .await?;
 
-    let mut alice = Manager::ready(&stack, &engine, &run).await?;
+    let mut alice = ready_manager(&stack, &engine, &run).await?;
     let (_, bodies) = alice
-        .wait_for(
+        .wait_for_all(
             &format!("tg:{chat}"),
             &["sent as communication died", "after the restart"],
         )
@@ -320,9 +260,9 @@ async fn a_crash_after_the_kafka_ack_before_the_telegram_offset_is_stored_loses_
         .user_says(&token, chat, "Ivan", "after the restart")
         .await?;
 
-    let mut alice = Manager::ready(&stack, &engine, &run).await?;
+    let mut alice = ready_manager(&stack, &engine, &run).await?;
     let (_, bodies) = alice
-        .wait_for(
+        .wait_for_all(
             &format!("tg:{chat}"),
             &["sent as communication died", "after the restart"],
         )
@@ -374,9 +314,9 @@ async fn a_crash_after_the_kafka_ack_before_seen_and_the_uid_are_stored_loses_an
     mail.send(&ivan, bank, raw("m2", "after the restart").as_bytes())
         .await?;
 
-    let mut alice = Manager::ready(&stack, &engine, &run).await?;
+    let mut alice = ready_manager(&stack, &engine, &run).await?;
     let (_, bodies) = alice
-        .wait_for(
+        .wait_for_all(
             &format!("email:{ivan}"),
             &["sent as communication died", "after the restart"],
         )
@@ -430,9 +370,9 @@ async fn a_crash_after_the_kafka_ack_before_the_web_chat_answer_loses_and_duplic
     let res = send(engine.http.clone(), "after the restart", Uuid::new_v4()).await?;
     assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED);
 
-    let mut alice = Manager::ready(&stack, &engine, &run).await?;
+    let mut alice = ready_manager(&stack, &engine, &run).await?;
     let (_, bodies) = alice
-        .wait_for(&user, &["sent as communication died", "after the restart"])
+        .wait_for_all(&user, &["sent as communication died", "after the restart"])
         .await
         .context("the web client's messages")?;
     assert_once(

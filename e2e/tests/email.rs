@@ -195,13 +195,15 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
         header(&reply, "References")
     );
     let short = &ticket_id.replace('-', "")[..8];
-    assert!(
-        header(&reply, "Subject")
-            .unwrap_or_default()
-            .contains(&format!("[#{short}]")),
-        "{:?}",
-        header(&reply, "Subject")
-    );
+    let subject = header(&reply, "Subject").unwrap_or_default();
+    // `[#<short ticket id>-<secret tag>]`: only the tagged reference threads (email_delivery.rs).
+    let reference = subject
+        .split("[#")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .filter(|r| r.starts_with(&format!("{short}-")))
+        .with_context(|| format!("no tagged ticket reference in {subject:?}"))?
+        .to_owned();
     assert!(
         store
             .outbound_emails_of(&client_id)
@@ -238,7 +240,7 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     // Without threading headers, the ticket reference in the subject still finds the client.
     let phone = format!("ivan.phone-{run}@client.test");
     let by_subject = format!(
-        "From: {phone}\r\nTo: {bank}\r\nSubject: Re: transfer [#{short}]\r\n\
+        "From: {phone}\r\nTo: {bank}\r\nSubject: Re: transfer [#{reference}]\r\n\
          Message-ID: <p-{run}@client.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
          from my phone\r\n"
     );

@@ -451,9 +451,7 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
         );
     }
     assert_eq!(trail.verdicts.len(), 1);
-    let spec = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows.yaml"),
-    )?;
+    let spec = std::fs::read_to_string(platform::workspace_root().join("workflows.yaml"))?;
     let valid = admins
         .validate_spec(authed(&root, v1::ValidateSpecRequest { yaml: spec }))
         .await?

@@ -4,15 +4,14 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use e2e::manager::Manager;
 use e2e::{Engine, Stack};
 use futures::StreamExt;
-use proto::v1::{self, manager_service_client::ManagerServiceClient};
+use proto::v1;
 use serde_json::{Value, json};
 use tickets::Role;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tonic::Code;
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -72,75 +71,6 @@ impl Events {
     }
 }
 
-struct Manager {
-    client: ManagerServiceClient<Channel>,
-    token: String,
-}
-
-impl Manager {
-    async fn connect(engine: &Engine, token: String) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(engine.grpc.clone())?.connect().await?;
-        Ok(Self {
-            client: ManagerServiceClient::new(channel),
-            token,
-        })
-    }
-
-    fn req<T>(&self, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Ok(v) = MetadataValue::try_from(format!("Bearer {}", self.token)) {
-            r.metadata_mut().insert("authorization", v);
-        }
-        r
-    }
-
-    async fn tickets(
-        &mut self,
-        statuses: Vec<v1::TicketStatus>,
-    ) -> Result<Vec<v1::Ticket>, tonic::Status> {
-        let req = self.req(v1::ListTicketsRequest {
-            statuses: statuses.into_iter().map(|s| s as i32).collect(),
-            ..Default::default()
-        });
-        Ok(self.client.list_tickets(req).await?.into_inner().tickets)
-    }
-
-    async fn messages(&mut self, ticket_id: &str) -> Result<Vec<v1::Message>, tonic::Status> {
-        let req = self.req(v1::ListMessagesRequest {
-            ticket_id: ticket_id.into(),
-            ..Default::default()
-        });
-        Ok(self.client.list_messages(req).await?.into_inner().messages)
-    }
-
-    async fn set_ready(&mut self) -> Result<v1::SetReadyResponse, tonic::Status> {
-        let req = self.req(v1::SetReadyRequest {});
-        Ok(self.client.set_ready(req).await?.into_inner())
-    }
-
-    async fn reply(
-        &mut self,
-        ticket_id: &str,
-        body: &str,
-        key: &str,
-    ) -> Result<String, tonic::Status> {
-        let req = self.req(v1::SendReplyRequest {
-            ticket_id: ticket_id.into(),
-            body: body.into(),
-            idempotency_key: key.into(),
-        });
-        Ok(self.client.send_reply(req).await?.into_inner().message_id)
-    }
-
-    async fn resolve(&mut self, ticket_id: &str) -> Result<(), tonic::Status> {
-        let req = self.req(v1::ResolveTicketRequest {
-            ticket_id: ticket_id.into(),
-        });
-        self.client.resolve_ticket(req).await?;
-        Ok(())
-    }
-}
-
 async fn post(
     http: &reqwest::Client,
     base: &str,
@@ -170,8 +100,8 @@ async fn a_client_message_reaches_a_ready_manager_and_the_whole_lifecycle_comes_
     let base = format!("http://{}", engine.http.trim_start_matches("http://"));
 
     let mut events = Events::connect(&engine.http, &client_token).await?;
-    let mut alice = Manager::connect(&engine, alice_token.clone()).await?;
-    let mut bob = Manager::connect(&engine, bob_token).await?;
+    let mut alice = Manager::connect(&engine.grpc, alice_token.clone()).await?;
+    let mut bob = Manager::connect(&engine.grpc, bob_token).await?;
 
     // a. A message is accepted once; its retry returns the same id.
     let hello = json!({"body": "Hello, my transfer is stuck", "client_message_id": Uuid::new_v4()});
@@ -280,7 +210,7 @@ async fn a_client_message_reaches_a_ready_manager_and_the_whole_lifecycle_comes_
             .map_err(|s| s.code()),
         Err(Code::InvalidArgument)
     );
-    let mut anonymous = Manager::connect(&engine, "garbage".into()).await?;
+    let mut anonymous = Manager::connect(&engine.grpc, "garbage".into()).await?;
     assert_eq!(
         anonymous
             .tickets(vec![])
@@ -289,7 +219,7 @@ async fn a_client_message_reaches_a_ready_manager_and_the_whole_lifecycle_comes_
             .map_err(|s| s.code()),
         Err(Code::Unauthenticated)
     );
-    let mut as_client = Manager::connect(&engine, client_token.clone()).await?;
+    let mut as_client = Manager::connect(&engine.grpc, client_token.clone()).await?;
     assert_eq!(
         as_client
             .tickets(vec![])

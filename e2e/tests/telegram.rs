@@ -6,68 +6,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use e2e::manager::{Manager, WAIT};
 use e2e::telegram::Emulator;
 use e2e::{Engine, Stack};
-use proto::v1::{self, manager_service_client::ManagerServiceClient};
 use tickets::{PgStore, Role};
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 use uuid::Uuid;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-struct Manager {
-    client: ManagerServiceClient<Channel>,
-    token: String,
-}
-
-impl Manager {
-    async fn connect(engine: &Engine, token: String) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(engine.grpc.clone())?.connect().await?;
-        Ok(Self {
-            client: ManagerServiceClient::new(channel),
-            token,
-        })
-    }
-
-    fn req<T>(&self, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Ok(v) = MetadataValue::try_from(format!("Bearer {}", self.token)) {
-            r.metadata_mut().insert("authorization", v);
-        }
-        r
-    }
-
-    /// Waits until the manager holds a ticket of `client_id` whose messages include `body`;
-    /// returns the ticket id and the bodies.
-    async fn wait_for_message(
-        &mut self,
-        client_id: &str,
-        body: &str,
-    ) -> anyhow::Result<(String, Vec<String>)> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            poll.tick().await;
-            let req = self.req(v1::ListTicketsRequest::default());
-            let tickets = self.client.list_tickets(req).await?.into_inner().tickets;
-            if let Some(t) = tickets.iter().find(|t| t.client_id == client_id) {
-                let req = self.req(v1::ListMessagesRequest {
-                    ticket_id: t.id.clone(),
-                    ..Default::default()
-                });
-                let messages = self.client.list_messages(req).await?.into_inner().messages;
-                let bodies: Vec<String> = messages.into_iter().map(|m| m.body).collect();
-                if bodies.iter().any(|b| b == body) {
-                    return Ok((t.id.clone(), bodies));
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("{body:?} of {client_id} did not reach the manager within {WAIT:?}");
-            }
-        }
-    }
-}
 
 async fn wait_for_delivery(
     store: &PgStore,
@@ -108,7 +51,7 @@ async fn a_telegram_chat_reaches_the_manager_once_and_replies_come_back_to_the_s
     let chat: i64 = 700_000 + i64::from(rand_u16(&run));
     let client_id = format!("tg:{chat}");
     let mut alice = Manager::connect(
-        &engine,
+        &engine.grpc,
         stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
     )
     .await?;
@@ -117,10 +60,7 @@ async fn a_telegram_chat_reaches_the_manager_once_and_replies_come_back_to_the_s
     emulator
         .user_says(&token, chat, "Ivan", "Hello from Telegram")
         .await?;
-    alice
-        .client
-        .set_ready(alice.req(v1::SetReadyRequest {}))
-        .await?;
+    alice.set_ready().await?;
     let (ticket_id, _) = alice
         .wait_for_message(&client_id, "Hello from Telegram")
         .await?;
@@ -129,14 +69,7 @@ async fn a_telegram_chat_reaches_the_manager_once_and_replies_come_back_to_the_s
 
     // Out: a reply reaches the chat even though Telegram first answers 429 (retry_after 1).
     emulator.rate_limit(chat, 1).await?;
-    alice
-        .client
-        .send_reply(alice.req(v1::SendReplyRequest {
-            ticket_id: ticket_id.clone(),
-            body: "Let me check".into(),
-            idempotency_key: "r1".into(),
-        }))
-        .await?;
+    alice.reply(&ticket_id, "Let me check", "r1").await?;
     emulator
         .wait_for_bot_text(&token, chat, "Let me check", WAIT)
         .await?;
@@ -165,14 +98,7 @@ async fn a_telegram_chat_reaches_the_manager_once_and_replies_come_back_to_the_s
 
     // A user who blocked the bot: the reply is recorded as a failed delivery, not dropped.
     emulator.block(chat).await?;
-    alice
-        .client
-        .send_reply(alice.req(v1::SendReplyRequest {
-            ticket_id: ticket_id.clone(),
-            body: "Are you there?".into(),
-            idempotency_key: "r2".into(),
-        }))
-        .await?;
+    alice.reply(&ticket_id, "Are you there?", "r2").await?;
     let ledger = wait_for_delivery(&store, &client_id, "failed").await?;
     let failed = ledger
         .iter()

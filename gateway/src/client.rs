@@ -2,11 +2,9 @@
 //! `client`) and sees only the caller's own chat (`tickets::chat`, filtered by the visibility rules).
 //! `SendMessage` takes exactly the web chat's path: the same `InboundMessage` on Kafka, the same ids.
 
-use std::time::Duration;
-
 use prost::Message as _;
 use proto::v1::{self, client_service_server::ClientService};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use tickets::{Author, ChatMessage, PgStore, Role, message_id_for, web_external_id};
 use tonic::{Request, Response, Status};
 
@@ -31,17 +29,14 @@ impl Inbound {
     }
 
     async fn publish(&self, m: &v1::InboundMessage) -> Result<(), rdkafka::error::KafkaError> {
-        let bytes = m.encode_to_vec();
-        self.producer
-            .send(
-                FutureRecord::to(&self.topic)
-                    .key(&m.client_id)
-                    .payload(&bytes),
-                Duration::from_secs(10),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
+        platform::kafka::publish_acked(
+            &self.producer,
+            &self.topic,
+            &m.client_id,
+            &m.encode_to_vec(),
+            platform::kafka::EDGE_PUBLISH_TIMEOUT,
+        )
+        .await
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use proto::v1::{self, manager_service_server::ManagerService};
-use tickets::{Assignment, Caller, MessageBody, PgStore, Role, Routing, TicketStatus};
+use tickets::{Caller, MessageBody, PgStore, Role, Routing, TicketStatus};
 use tonic::{Request, Response, Status};
 
 use crate::caller::authenticate;
@@ -27,18 +27,6 @@ impl Managers {
     async fn manager<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
         authenticate(&self.verifier, req, Role::Manager).await
     }
-
-    /// Tells the ticket's workflow who holds it now (its timers depend on it). The assignment is
-    /// committed already, so a failure here is logged, not returned.
-    async fn tell_assigned(&self, a: &Assignment) {
-        if let Err(e) = self
-            .tickets
-            .assigned(&a.client_id, a.ticket_id, &a.manager_id)
-            .await
-        {
-            tracing::warn!(error = %e, ticket_id = %a.ticket_id, "cannot signal the assignment");
-        }
-    }
 }
 
 /// Idempotency keys of replies and notes: 1 to 200 characters.
@@ -55,6 +43,19 @@ pub(crate) fn idempotency_key(raw: &str) -> Result<&str, Status> {
 
 pub(crate) fn body(raw: &str) -> Result<MessageBody, Status> {
     MessageBody::parse(raw).map_err(|e| status::invalid("body", &e.to_string()))
+}
+
+/// The fields of a reply or a note, checked: ticket id, body, idempotency key.
+fn written<'k>(
+    ticket_id: &str,
+    raw_body: &str,
+    raw_key: &'k str,
+) -> Result<(uuid::Uuid, MessageBody, &'k str), Status> {
+    Ok((
+        convert::uuid("ticket_id", ticket_id)?,
+        body(raw_body)?,
+        idempotency_key(raw_key)?,
+    ))
 }
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
@@ -77,8 +78,8 @@ impl ManagerService for Managers {
             .await
             .map_err(status::store)?;
         if let Some(a) = &r.assigned {
+            // The workflow learns of it from the outbox relay (`ticket_assigned`), durably.
             tracing::info!(ticket_id = %a.ticket_id, manager_id = %me.user_id, "ticket assigned");
-            self.tell_assigned(a).await;
         }
         Ok(Response::new(v1::SetReadyResponse {
             ready_slots: r.ready_slots,
@@ -189,22 +190,12 @@ impl ManagerService for Managers {
     ) -> Result<Response<v1::SendReplyResponse>, Status> {
         let me = self.manager(&req).await?;
         let r = req.get_ref();
-        let id = convert::uuid("ticket_id", &r.ticket_id)?;
-        let body = body(&r.body)?;
-        let key = idempotency_key(&r.idempotency_key)?;
+        let (id, body, key) = written(&r.ticket_id, &r.body, &r.idempotency_key)?;
         let message_id = self
             .store
             .send_reply(&me, id, key, body.as_str())
             .await
             .map_err(status::store)?;
-        if let Ok(t) = self.store.manager_ticket(&me.user_id, id).await
-            && let Err(e) = self
-                .tickets
-                .manager_replied(&t.client_id, id, &me.user_id)
-                .await
-        {
-            tracing::warn!(error = %e, ticket_id = %id, "cannot signal the reply");
-        }
         Ok(Response::new(v1::SendReplyResponse {
             message_id: message_id.to_string(),
         }))
@@ -216,9 +207,7 @@ impl ManagerService for Managers {
     ) -> Result<Response<v1::AddNoteResponse>, Status> {
         let me = self.manager(&req).await?;
         let r = req.get_ref();
-        let id = convert::uuid("ticket_id", &r.ticket_id)?;
-        let body = body(&r.body)?;
-        let key = idempotency_key(&r.idempotency_key)?;
+        let (id, body, key) = written(&r.ticket_id, &r.body, &r.idempotency_key)?;
         let note_id = self
             .store
             .add_note(&me, id, key, body.as_str())
@@ -271,7 +260,6 @@ impl ManagerService for Managers {
             .await
             .map_err(status::store)?;
         tracing::info!(ticket_id = %id, manager_id = %me.user_id, to = %a.manager_id, "ticket transferred");
-        self.tell_assigned(&a).await;
         Ok(Response::new(v1::TransferTicketResponse {
             manager_id: a.manager_id,
             manager_name: a.manager_name,

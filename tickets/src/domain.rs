@@ -276,6 +276,9 @@ pub mod event_kind {
     pub const SLA_BREACHED: &str = "sla_breached";
     /// To the client after a close, when the spec asks for a rating.
     pub const SATISFACTION_REQUESTED: &str = "satisfaction_requested";
+    /// To the ticket's manager: a reply or service message could not be delivered on the client's
+    /// channel (refused, or retries exhausted); the client did not get it.
+    pub const DELIVERY_FAILED: &str = "delivery_failed";
 }
 
 #[cfg(test)]

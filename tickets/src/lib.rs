@@ -9,10 +9,14 @@ pub mod admin_filter;
 pub mod afc_provider;
 pub mod channels;
 pub mod chat;
+pub mod delivery_failure;
 pub mod desk;
 pub mod domain;
 pub mod email;
+pub mod email_threading;
+pub mod inbound_batch;
 pub mod offsets;
+pub mod outbox;
 pub mod store;
 mod visibility;
 

@@ -11,9 +11,20 @@ use crate::store::{PgStore, Result};
 
 /// A claim on one partition: held as long as this value (and its connection) lives.
 pub struct PartitionLease {
-    _conn: PgConnection,
+    conn: PgConnection,
     pub topic: String,
     pub partition: i32,
+}
+
+impl PartitionLease {
+    /// Whether the lease still holds. A session advisory lock ends only with its session, so the
+    /// lease holds exactly while its connection answers; a database restart ends it silently.
+    pub async fn is_held(&mut self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.conn)
+            .await
+            .is_ok()
+    }
 }
 
 fn lease_key(topic: &str, partition: i32) -> i64 {
@@ -40,7 +51,7 @@ impl PgStore {
             .await?;
         if got {
             Ok(Some(PartitionLease {
-                _conn: conn,
+                conn,
                 topic: topic.to_owned(),
                 partition,
             }))

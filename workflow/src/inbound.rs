@@ -1,12 +1,17 @@
 //! The inbound consumer: Kafka `inbound.messages` → store → signal-with-start of the client's ticket.
 //! The offset moves (in PostgreSQL, see `source`) only after both succeeded; until then the message
 //! is retried, never skipped, so a crash anywhere redelivers it and the idempotent store makes
-//! that harmless.
+//! that harmless. Records are handled in batches (whatever a poll has ready): one store
+//! transaction and one signal per distinct client per batch, the signals concurrently.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use futures::{FutureExt as _, StreamExt as _};
 use prost::Message as _;
 use rdkafka::Message as _;
+use rdkafka::message::BorrowedMessage;
+use tickets::inbound_batch::MAX_INBOUND_BATCH;
 use tickets::{MessageBody, NewClientMessage, PgStore, ticket_id_opened_by};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -52,7 +57,51 @@ fn parse(payload: &[u8]) -> Result<NewClientMessage, Poison> {
     })
 }
 
+/// Signal-with-starts in flight at once: one per distinct client of a batch. The Temporal
+/// frontend takes them concurrently; sequential calls made its round trip the consumer's ceiling.
+const SIGNAL_CONCURRENCY: usize = 64;
+
+/// A poll's worth of records: what to store, and where each partition resumes once it is handled.
+#[derive(Default)]
+struct Batch {
+    msgs: Vec<NewClientMessage>,
+    next_offsets: Vec<(i32, i64)>,
+}
+
+impl Batch {
+    fn take(&mut self, record: &BorrowedMessage<'_>) {
+        match parse(record.payload().unwrap_or_default()) {
+            Ok(msg) => self.msgs.push(msg),
+            Err(e) => tracing::error!(
+                topic = record.topic(), partition = record.partition(), offset = record.offset(),
+                error = %e, "skipping a record that can never be processed"
+            ),
+        }
+        self.next_offsets
+            .push((record.partition(), record.offset() + 1));
+    }
+
+    fn len(&self) -> usize {
+        self.next_offsets.len()
+    }
+
+    /// One wake-up per client, in first-seen order: the client's first message of the batch
+    /// proposes the ticket id (as it would have alone), and the workflow's check takes every
+    /// pending message of the client anyway.
+    fn clients(&self) -> Vec<&NewClientMessage> {
+        let mut seen = BTreeSet::new();
+        self.msgs
+            .iter()
+            .filter(|m| seen.insert(m.client_id.as_str()))
+            .collect()
+    }
+}
+
 impl Inbound {
+    /// Reads what the broker has ready (up to [`MAX_INBOUND_BATCH`] records across the leased
+    /// partitions), stores it in one transaction, wakes each client's ticket once, then moves the
+    /// offsets. The next batch starts only after that, so a client's messages are stored and
+    /// signalled in their Kafka order, and an offset never passes a message not yet signalled.
     pub async fn run(self, shutdown: CancellationToken) {
         let Some(source) =
             LeasedSource::start_retrying(&self.brokers, self.store.clone(), &self.topic, &shutdown)
@@ -65,51 +114,68 @@ impl Inbound {
                 _ = shutdown.cancelled() => return,
                 r = source.recv() => r,
             };
-            let record = match record {
-                Ok(r) => r,
+            let mut batch = Batch::default();
+            match record {
+                Ok(r) => batch.take(&r),
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka receive failed; retrying");
                     continue;
                 }
-            };
-            match parse(record.payload().unwrap_or_default()) {
-                Ok(msg) => {
-                    if !self.handle(&msg, &shutdown).await {
-                        return; // shutting down: the offset stays uncommitted
+            }
+            // Whatever else is already fetched, without waiting for more.
+            while batch.len() < MAX_INBOUND_BATCH {
+                match source.recv().now_or_never() {
+                    Some(Ok(r)) => batch.take(&r),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "kafka receive failed; retrying");
+                        break;
                     }
+                    None => break,
                 }
-                Err(e) => tracing::error!(
-                    topic = record.topic(), partition = record.partition(), offset = record.offset(),
-                    error = %e, "skipping a record that can never be processed"
-                ),
             }
-            if let Err(e) = source.done(&record).await {
-                tracing::warn!(error = %e, "offset not saved; the record may be redelivered");
+            if !self.deliver(&batch, &shutdown).await {
+                return; // shutting down: the offsets stay where they were
+            }
+            if let Err(e) = source.done_upto(&batch.next_offsets).await {
+                tracing::warn!(error = %e, "offsets not saved; the records may be redelivered");
             }
         }
     }
 
-    /// Stores the message and wakes its ticket, retrying until both succeeded. False on shutdown.
-    async fn handle(&self, msg: &NewClientMessage, shutdown: &CancellationToken) -> bool {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.try_handle(msg).await {
-                Ok(()) => return true,
-                Err(e) => tracing::warn!(
-                    message_id = %msg.id, client_id = %msg.client_id, error = %e,
-                    "inbound message not yet delivered; retrying"
-                ),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+    /// Stores the batch and wakes its tickets, retrying each step until it succeeded. False on
+    /// shutdown.
+    async fn deliver(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
+        if batch.msgs.is_empty() {
+            return true;
         }
+        let stored = retrying(shutdown, || async {
+            self.store
+                .record_inbound_batch(&batch.msgs)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(
+                        messages = batch.msgs.len(), error = %e,
+                        "inbound messages not yet stored; retrying"
+                    );
+                })
+        })
+        .await;
+        if stored.is_none() {
+            return false;
+        }
+        let wakes: Vec<_> = batch
+            .clients()
+            .into_iter()
+            .map(|msg| retrying(shutdown, move || self.wake(msg)))
+            .collect();
+        let signalled: Vec<Option<()>> = futures::stream::iter(wakes)
+            .buffer_unordered(SIGNAL_CONCURRENCY)
+            .collect()
+            .await;
+        signalled.iter().all(Option::is_some)
     }
 
-    async fn try_handle(&self, msg: &NewClientMessage) -> Result<(), Box<dyn std::error::Error>> {
-        self.store.record_inbound(msg).await?;
+    async fn wake(&self, msg: &NewClientMessage) -> Result<(), ()> {
         self.tickets
             .message_arrived(
                 &msg.client_id,
@@ -118,8 +184,33 @@ impl Inbound {
                 &self.spec,
                 self.history_limit,
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                tracing::warn!(
+                    message_id = %msg.id, client_id = %msg.client_id, error = %e,
+                    "ticket not yet woken; retrying"
+                );
+            })?;
         tracing::debug!(message_id = %msg.id, client_id = %msg.client_id, "inbound message delivered");
         Ok(())
+    }
+}
+
+/// Runs `attempt` until it succeeds (backing off up to 5 s); None on shutdown.
+async fn retrying<T, F, Fut>(shutdown: &CancellationToken, mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ()>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if let Ok(v) = attempt().await {
+            return Some(v);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

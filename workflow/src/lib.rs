@@ -27,6 +27,9 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tickets::PgStore;
 use tokio_util::sync::CancellationToken;
 
+/// Default of [`Settings::workflow_cache`].
+pub const DEFAULT_WORKFLOW_CACHE: usize = 10_000;
+
 /// Settings of the workflow service (`INBOX_*` environment variables).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -42,6 +45,11 @@ pub struct Settings {
     /// The AFC system's verdict-signing public key: a PEM or a path to one
     /// (`INBOX_AFC_PUBLIC_KEY`). Needed by the Kafka provider; without it no verdict is trusted.
     pub afc_public_key: Option<String>,
+    /// Ticket workflows the worker keeps in memory (`INBOX_WORKFLOW_CACHE`). A workflow not
+    /// cached is rebuilt by replaying its whole history at its next task, so this should cover the
+    /// open tickets: with the SDK's default (1,000) and more open tickets than that, messages spread
+    /// over them evicted a workflow at nearly every task.
+    pub workflow_cache: usize,
 }
 
 impl Settings {
@@ -61,6 +69,10 @@ impl Settings {
             afc_public_key: std::env::var("INBOX_AFC_PUBLIC_KEY")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            workflow_cache: std::env::var("INBOX_WORKFLOW_CACHE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_WORKFLOW_CACHE),
         }
     }
 }
@@ -119,6 +131,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             },
         })
         .sticky_queue_schedule_to_start_timeout(Duration::from_secs(3))
+        .max_cached_workflows(settings.workflow_cache)
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop_worker = worker.shutdown_handle();

@@ -1,11 +1,16 @@
 //! The outbox relay: publishes committed events to Kafka `ticket.events` in `seq` order, then marks
-//! them published. A crash between the two republishes; consumers dedup by `seq`.
+//! them published. A crash between the two republishes; consumers dedup by `seq`. Assignments and
+//! replies are also signalled to their ticket's workflow before the mark, off the publishing path.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgListener;
 use tickets::{Event, PgStore, event_kind, store::EVENTS_CHANNEL};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub struct Relay {
@@ -30,8 +35,28 @@ pub fn to_proto(e: &Event) -> proto::v1::TicketEvent {
 }
 
 impl Relay {
+    /// Publishes batches as they commit and hands each to a confirmer that sends its workflow
+    /// signals, then marks it published. Publishing does not wait for the confirmer: signals are
+    /// Temporal round trips, and while they ran every event committed meanwhile (the next
+    /// `message_visible`) waited with them.
     pub async fn run(self, shutdown: CancellationToken) {
+        let me = Arc::new(self);
+        let (to_confirm, pending) = mpsc::channel(CONFIRM_BACKLOG);
+        let confirmer = tokio::spawn(me.clone().confirm(pending, shutdown.clone()));
+        me.publish_loop(to_confirm, &shutdown).await;
+        // The confirmer finishes what it was handed (or stops retrying at shutdown); anything
+        // unmarked is published again at the next start.
+        let _ = confirmer.await;
+    }
+
+    async fn publish_loop(
+        &self,
+        to_confirm: mpsc::Sender<Vec<Event>>,
+        shutdown: &CancellationToken,
+    ) {
         let mut listener = None;
+        // The highest `seq` handed to the confirmer: not read again while it is being confirmed.
+        let mut after = 0;
         loop {
             if listener.is_none() {
                 listener = match PgListener::connect_with(self.store.pool()).await {
@@ -48,14 +73,19 @@ impl Relay {
                     }
                 };
             }
-            let published = match self.publish_batch().await {
-                Ok(n) => n,
+            let published = match self.publish_batch(after).await {
+                Ok(batch) => batch,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay failed; retrying");
-                    0
+                    Vec::new()
                 }
             };
-            if published > 0 {
+            if let Some(last) = published.last() {
+                after = last.seq;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    sent = to_confirm.send(published) => if sent.is_err() { return },
+                }
                 continue;
             }
             // Nothing to publish: wait for a commit notification (or poll, as a safety net).
@@ -76,10 +106,11 @@ impl Relay {
         }
     }
 
-    async fn publish_batch(&self) -> Result<usize, Box<dyn std::error::Error>> {
-        let batch = self.store.unpublished_events(500).await?;
+    /// Publishes the next outbox rows after `after` to Kafka; returns them once Kafka has them.
+    async fn publish_batch(&self, after: i64) -> Result<Vec<Event>, Box<dyn std::error::Error>> {
+        let batch = self.store.unpublished_events_after(after, 500).await?;
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(batch);
         }
         let payloads: Vec<(String, Vec<u8>)> = batch
             .iter()
@@ -99,7 +130,73 @@ impl Relay {
         for res in futures::future::join_all(sends).await {
             res.map_err(|(e, _)| e)?;
         }
-        for e in &batch {
+        Ok(batch)
+    }
+
+    /// Confirms published batches in order: their signals, then the published mark, each batch
+    /// retried until it went through. Batches are taken one at a time, so a client's signals keep
+    /// their `seq` order across batches too.
+    async fn confirm(
+        self: Arc<Self>,
+        mut pending: mpsc::Receiver<Vec<Event>>,
+        shutdown: CancellationToken,
+    ) {
+        while let Some(batch) = pending.recv().await {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match self.signal_and_mark(&batch).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "published events not yet confirmed; retrying")
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+
+    async fn signal_and_mark(&self, batch: &[Event]) -> Result<(), Box<dyn std::error::Error>> {
+        // Signals go out per client in `seq` order (an assignment before the replies that follow
+        // it), clients concurrently.
+        let mut per_client: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+        for e in batch {
+            if e.ticket_id.is_some()
+                && e.manager_id.is_some()
+                && matches!(
+                    e.kind.as_str(),
+                    event_kind::TICKET_ASSIGNED | event_kind::MANAGER_REPLY
+                )
+            {
+                per_client.entry(&e.client_id).or_default().push(e);
+            }
+        }
+        let signals: Vec<_> = per_client
+            .into_values()
+            .map(|events| self.signal_in_order(events))
+            .collect();
+        let results: Vec<_> = futures::stream::iter(signals)
+            .buffer_unordered(SIGNAL_CONCURRENCY)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
+        self.store.mark_published(&seqs).await?;
+        Ok(())
+    }
+}
+
+impl Relay {
+    async fn signal_in_order(
+        &self,
+        events: Vec<&Event>,
+    ) -> Result<(), crate::client::TemporalError> {
+        for e in events {
             let (Some(ticket_id), Some(manager_id)) = (e.ticket_id, e.manager_id.as_deref()) else {
                 continue;
             };
@@ -118,11 +215,15 @@ impl Relay {
             }
             .or_else(ignore_closed)?;
         }
-        let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
-        self.store.mark_published(&seqs).await?;
-        Ok(seqs.len())
+        Ok(())
     }
 }
+
+/// Published batches waiting for their signals and mark at most: past it, publishing waits.
+const CONFIRM_BACKLOG: usize = 8;
+
+/// Workflow signals in flight at once (one chain per client).
+const SIGNAL_CONCURRENCY: usize = 64;
 
 /// A ticket whose workflow already ended needs no signal.
 fn ignore_closed(e: crate::client::TemporalError) -> Result<(), crate::client::TemporalError> {

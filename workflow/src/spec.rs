@@ -905,7 +905,7 @@ mod tests {
 
     #[test]
     fn the_default_workflows_yaml_is_valid() -> Result<(), SpecError> {
-        let spec = Spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows.yaml"))?;
+        let spec = Spec::load(&platform::workspace_root().join("workflows.yaml"))?;
         assert!(
             spec.ticket
                 .afc_rules

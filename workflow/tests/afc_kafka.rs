@@ -321,7 +321,7 @@ impl Afc {
             .fetch_history(WorkflowFetchHistoryOptions::default())
             .to_json()
             .await?;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories");
+        let dir = platform::workspace_root().join("workflow/tests/histories");
         std::fs::write(dir.join(format!("{name}.json")), json)?;
         Ok(())
     }

@@ -9,7 +9,7 @@ use workflow::ticket::TicketWorkflow;
 
 #[tokio::test]
 async fn recorded_ticket_histories_replay_against_the_current_code() -> anyhow::Result<()> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories");
+    let dir = platform::workspace_root().join("workflow/tests/histories");
     let mut files: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))

@@ -7,11 +7,13 @@
 
 use futures::TryStreamExt;
 use tickets::{MailDirection, MailRecord, MailboxPosition, PgStore, message_id_for};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::parse::{self, ParsedMail};
-use super::{CHANNEL, CLIENT_PREFIX, ImapSettings, client_id};
+use super::tls::{self as mail_tls, TlsMode};
+use super::{CHANNEL, CLIENT_PREFIX, ImapSettings, RefKey, client_id};
 use crate::publisher::Publisher;
 use crate::telegram::{Backoff, sleep_or_cancel};
 
@@ -27,9 +29,15 @@ pub enum ImportError {
     Store(#[from] tickets::StoreError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("imap {0}")]
+    Tls(#[from] mail_tls::TlsError),
 }
 
-type Session = async_imap::Session<TcpStream>;
+/// A connection to the server: plain TCP or TLS over it.
+pub trait ImapStream: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> ImapStream for T {}
+
+type Session = async_imap::Session<Box<dyn ImapStream>>;
 
 /// Imports mail until `shutdown`, reconnecting with backoff after any failure.
 pub async fn run(
@@ -51,6 +59,34 @@ pub async fn run(
     }
 }
 
+/// The TLS handshake over `tcp`, checking the server's certificate for the host of `addr`.
+async fn handshake(
+    tcp: TcpStream,
+    settings: &ImapSettings,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ImportError> {
+    let config = mail_tls::client_config(settings.tls.ca_file.as_deref())?;
+    let name = mail_tls::server_name(&settings.addr)?;
+    let tls = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| {
+        ImportError::Protocol(format!("TLS handshake with {} timed out", settings.addr))
+    })??;
+    Ok(tls)
+}
+
+async fn read_greeting<T: ImapStream>(
+    client: &mut async_imap::Client<T>,
+) -> Result<(), ImportError> {
+    client
+        .read_response()
+        .await?
+        .ok_or_else(|| ImportError::Protocol("closed before the greeting".into()))?;
+    Ok(())
+}
+
 async fn connect(settings: &ImapSettings) -> Result<Session, ImportError> {
     let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(15),
@@ -58,12 +94,29 @@ async fn connect(settings: &ImapSettings) -> Result<Session, ImportError> {
     )
     .await
     .map_err(|_| ImportError::Protocol(format!("connecting to {} timed out", settings.addr)))??;
-    let mut client = async_imap::Client::new(tcp);
-    // The server speaks first; login before reading the greeting confuses the parser.
-    client
-        .read_response()
-        .await?
-        .ok_or_else(|| ImportError::Protocol("closed before the greeting".into()))?;
+    let client = match settings.tls.mode {
+        TlsMode::None => {
+            let mut client = async_imap::Client::new(Box::new(tcp) as Box<dyn ImapStream>);
+            // The server speaks first; login before reading the greeting confuses the parser.
+            read_greeting(&mut client).await?;
+            client
+        }
+        TlsMode::Implicit => {
+            let tls = handshake(tcp, settings).await?;
+            let mut client = async_imap::Client::new(Box::new(tls) as Box<dyn ImapStream>);
+            read_greeting(&mut client).await?;
+            client
+        }
+        TlsMode::Starttls => {
+            let mut plain = async_imap::Client::new(tcp);
+            read_greeting(&mut plain).await?;
+            plain.run_command_and_check_ok("STARTTLS", None).await?;
+            // Nothing follows the tagged OK until the handshake, so nothing is lost in the
+            // plain client's buffer. The server sends no second greeting.
+            let tls = handshake(plain.into_inner(), settings).await?;
+            async_imap::Client::new(Box::new(tls) as Box<dyn ImapStream>)
+        }
+    };
     client
         .login(&settings.user, &settings.password)
         .await
@@ -176,7 +229,7 @@ async fn import_new(
     for (uid, raw) in fetched {
         match parse::parse(&raw) {
             Some(mail) => {
-                let m = inbound_message(store, &mail).await?;
+                let m = inbound_message(store, &mail, &settings.ref_key).await?;
                 publisher.publish(&m).await?;
                 tracing::info!(message_id = %m.message_id, client_id = %m.client_id, uid,
                     "email accepted");
@@ -202,14 +255,25 @@ async fn import_new(
 /// The client a mail belongs to: the client of the thread it answers (In-Reply-To, then
 /// References), else of the ticket its subject names, else its sender. A reply from another
 /// address of the same client thus stays with that client.
-pub async fn client_of(store: &PgStore, mail: &ParsedMail) -> Result<Option<String>, ImportError> {
+///
+/// A subject reference counts only with a valid tag (`[#<ticket>-<tag>]`, see `reference.rs`): an
+/// untagged or wrongly tagged one is ignored, so nobody can join another client's ticket by
+/// writing its short id into a subject.
+pub async fn client_of(
+    store: &PgStore,
+    mail: &ParsedMail,
+    key: &RefKey,
+) -> Result<Option<String>, ImportError> {
     if let Some(c) = store.email_thread_client(&mail.thread_candidates()).await? {
         return Ok(Some(c));
     }
-    if let Some(short) = mail.subject_ticket_ref()
-        && let Some(c) = store.client_of_ticket_prefix(&short, CLIENT_PREFIX).await?
-    {
-        return Ok(Some(c));
+    if let Some((short, Some(tag))) = mail.subject_ticket_ref_tagged() {
+        for (ticket, client) in store.tickets_with_prefix(&short, CLIENT_PREFIX, 16).await? {
+            if key.verify_subject_tag(ticket, &tag) {
+                return Ok(Some(client));
+            }
+        }
+        tracing::info!(reference = %short, "email: subject reference with a wrong tag ignored");
     }
     Ok(mail.from_address.as_deref().map(client_id))
 }
@@ -218,9 +282,10 @@ pub async fn client_of(store: &PgStore, mail: &ParsedMail) -> Result<Option<Stri
 async fn inbound_message(
     store: &PgStore,
     mail: &ParsedMail,
+    key: &RefKey,
 ) -> Result<proto::v1::InboundMessage, ImportError> {
     let external_id = mail.external_id();
-    let client_id = match client_of(store, mail).await? {
+    let client_id = match client_of(store, mail, key).await? {
         Some(c) => c,
         // No sender and no thread: still a client message; keep it under its own identity.
         None => client_id(&format!("unknown-sender-{}", &external_id[..16])),
@@ -239,15 +304,7 @@ async fn inbound_message(
             })
             .await?;
     }
-    let body = if mail.body.trim().is_empty() {
-        if mail.subject.is_empty() {
-            "(empty email)".to_owned()
-        } else {
-            mail.subject.clone()
-        }
-    } else {
-        mail.body.clone()
-    };
+    let body = mail.message_body();
     Ok(proto::v1::InboundMessage {
         message_id: message_id_for(CHANNEL, &external_id).to_string(),
         client_id,

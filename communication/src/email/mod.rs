@@ -12,11 +12,21 @@
 
 pub mod imap;
 pub mod parse;
+pub mod reference;
 pub mod smtp;
+pub mod tls;
 
 use std::time::Duration;
 
 use platform::settings::{self, SettingError};
+
+pub use reference::RefKey;
+pub use tls::{TlsMode, TlsSettings};
+
+use crate::delivery::RetryPolicy;
+
+/// The variable holding the key of the ticket reference tags (see `reference.rs`).
+pub const REF_SECRET_VAR: &str = "INBOX_EMAIL_REF_SECRET";
 
 pub const CHANNEL: &str = "email";
 pub const CLIENT_PREFIX: &str = "email:";
@@ -33,8 +43,11 @@ pub fn short_ticket_ref(ticket_id: uuid::Uuid) -> String {
 
 #[derive(Debug, Clone)]
 pub struct ImapSettings {
-    /// `host:port`; plain IMAP (no TLS).
+    /// `host:port`.
     pub addr: String,
+    pub tls: TlsSettings,
+    /// Checks the tags of subject ticket references.
+    pub ref_key: RefKey,
     pub user: String,
     pub password: String,
     pub mailbox: String,
@@ -54,8 +67,13 @@ impl ImapSettings {
 
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
-    /// `host:port`; plain SMTP (no TLS).
+    /// `host:port`.
     pub addr: String,
+    pub tls: TlsSettings,
+    /// Tags subject ticket references and Message-IDs.
+    pub ref_key: RefKey,
+    /// Attempts and backoff of one mail before it is a failed delivery.
+    pub retry: RetryPolicy,
     pub user: Option<String>,
     pub password: Option<String>,
     /// The From address of every outbound mail.
@@ -86,10 +104,16 @@ fn required(name: &str, because: &str) -> Result<String, SettingError> {
 
 impl EmailSettings {
     pub fn from_env() -> Result<Self, SettingError> {
+        let ref_key = || -> Result<RefKey, SettingError> {
+            let secret = required(REF_SECRET_VAR, "the email channel")?;
+            Ok(RefKey::new(secret.as_bytes()))
+        };
         let imap = match set("INBOX_IMAP_ADDR") {
             None => None,
             Some(addr) => Some(ImapSettings {
                 addr,
+                tls: TlsSettings::default(),
+                ref_key: ref_key()?,
                 user: required("INBOX_IMAP_USER", "INBOX_IMAP_ADDR")?,
                 password: required("INBOX_IMAP_PASSWORD", "INBOX_IMAP_ADDR")?,
                 mailbox: settings::var("INBOX_IMAP_MAILBOX", "INBOX"),
@@ -115,6 +139,9 @@ impl EmailSettings {
                     .to_owned();
                 Some(SmtpSettings {
                     addr,
+                    tls: TlsSettings::default(),
+                    ref_key: ref_key()?,
+                    retry: RetryPolicy::default(),
                     user: set("INBOX_SMTP_USER"),
                     password: set("INBOX_SMTP_PASSWORD"),
                     from,

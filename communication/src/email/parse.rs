@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use mail_parser::{MessageParser, MimeHeaders};
 use regex::Regex;
 use sha2::{Digest, Sha256};
+use tickets::MAX_BODY_CHARS;
 
 /// What the email channel keeps of one inbound mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,35 +51,174 @@ impl ParsedMail {
         ids
     }
 
-    /// The short ticket id of a `[#xxxxxxxx]` reference in the subject, if any.
+    /// The text of the client message this mail becomes: the body, or the subject when the body
+    /// is blank, or a placeholder; always a valid message body (not blank, no NUL, not too long).
+    pub fn message_body(&self) -> String {
+        if !self.body.trim().is_empty() {
+            self.body.clone()
+        } else if !self.subject.trim().is_empty() {
+            self.subject.clone()
+        } else {
+            "(empty email)".to_owned()
+        }
+    }
+
+    /// The short ticket id of a `[#xxxxxxxx]` (or tagged `[#xxxxxxxx-tttttttt]`) reference in
+    /// the subject, if any.
     pub fn subject_ticket_ref(&self) -> Option<String> {
         ticket_ref_in(&self.subject)
     }
+
+    /// The subject's ticket reference as (short ticket id, tag); the tag is `None` when the
+    /// reference has none (which never threads: see `reference.rs`).
+    pub fn subject_ticket_ref_tagged(&self) -> Option<(String, Option<String>)> {
+        tagged_ticket_ref_in(&self.subject)
+    }
 }
 
-/// `None` for input that is not a mail at all.
+/// The part of a larger mail that is read (bytes): its beginning (headers, the text) still
+/// arrives, with a note that the rest was not read.
+pub const MAX_MAIL_BYTES: usize = 25 * 1024 * 1024;
+/// Longest Message-ID kept as is (characters; a PostgreSQL btree entry must stay under ~2.7 kB).
+/// A longer one is replaced by a hash of itself, so it still matches itself in References.
+pub const MAX_ID_CHARS: usize = 500;
+/// References kept (the newest).
+pub const MAX_REFERENCES: usize = 100;
+pub const MAX_SUBJECT_CHARS: usize = 1000;
+pub const MAX_NAME_CHARS: usize = 200;
+/// RFC 5321's limit for a path; a longer "address" is no address.
+pub const MAX_ADDRESS_CHARS: usize = 254;
+
+/// One line of header text: controls (NUL included: PostgreSQL text cannot hold it) become
+/// spaces, runs of whitespace one space, at most `max` characters.
+fn clean_line(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max * 4));
+    for word in s
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    truncate_chars(&out, max).to_owned()
+}
+
+/// Text for a person: NUL and other control characters dropped except newlines and tabs.
+fn clean_text(s: &str) -> String {
+    s.chars()
+        .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
+        .collect()
+}
+
+fn truncate_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A Message-ID as kept: no whitespace or controls; a very long one replaced by its hash.
+fn clean_id(s: &str) -> Option<String> {
+    let id: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect();
+    if id.is_empty() {
+        None
+    } else if id.chars().count() > MAX_ID_CHARS {
+        Some(format!(
+            "long-{}",
+            hex::encode(Sha256::digest(id.as_bytes()))
+        ))
+    } else {
+        Some(id)
+    }
+}
+
+/// `text` cut to at most `MAX_BODY_CHARS` characters, saying so at the end when it was cut.
+fn fit_body(text: String) -> String {
+    let chars = text.chars().count();
+    if chars <= MAX_BODY_CHARS {
+        return text;
+    }
+    let note = format!("\n[cut: the mail's text has {chars} characters]");
+    let keep = MAX_BODY_CHARS.saturating_sub(note.chars().count());
+    format!("{}{note}", truncate_chars(&text, keep))
+}
+
+/// `None` for input that is not a mail at all. Every string of the result is safe to store
+/// (no NUL, bounded), and [`ParsedMail::message_body`] is always a valid message body.
 pub fn parse(raw: &[u8]) -> Option<ParsedMail> {
+    let cut = raw.len() > MAX_MAIL_BYTES;
+    let raw = &raw[..raw.len().min(MAX_MAIL_BYTES)];
+    // mail-parser 0.11 panics on some broken nestings (found by tests/mime_fuzz.rs: "Invalid part
+    // ID, could not find multipart"). A panic here would end the import task and, the mail being
+    // fetched again after a restart, stop the mailbox for good: keep what the headers say instead.
+    match std::panic::catch_unwind(|| parse_mail(raw, cut)) {
+        Ok(mail) => mail,
+        Err(_) => {
+            tracing::warn!(
+                bytes = raw.len(),
+                "email: the MIME parser failed on a mail; \
+                keeping its headers and a note"
+            );
+            let head = header_block(raw);
+            let mut mail = std::panic::catch_unwind(|| parse_mail(head, false))
+                .ok()
+                .flatten()?;
+            mail.body = "[this mail's MIME structure is broken and could not be read; \
+                         the original is in the mailbox]"
+                .to_owned();
+            // Two broken mails with the same headers are still two mails.
+            mail.content_hash = hex::encode(Sha256::digest(raw));
+            Some(mail)
+        }
+    }
+}
+
+/// The header section of a mail, up to and including the blank line after it.
+fn header_block(raw: &[u8]) -> &[u8] {
+    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => &raw[..a.min(b)],
+        (Some(a), None) | (None, Some(a)) => &raw[..a],
+        (None, None) => raw,
+    }
+}
+
+fn parse_mail(raw: &[u8], cut: bool) -> Option<ParsedMail> {
     let msg = MessageParser::default().parse(raw)?;
     let ids = |v: &mail_parser::HeaderValue<'_>| -> Vec<String> {
-        match v {
-            mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
-            mail_parser::HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
+        let mut ids: Vec<String> = match v {
+            mail_parser::HeaderValue::Text(t) => clean_id(t).into_iter().collect(),
+            mail_parser::HeaderValue::TextList(l) => l.iter().filter_map(|t| clean_id(t)).collect(),
             _ => Vec::new(),
+        };
+        // The newest (last) references matter for threading.
+        if ids.len() > MAX_REFERENCES {
+            ids.drain(..ids.len() - MAX_REFERENCES);
         }
+        ids
     };
     let from = msg.from().and_then(|a| a.first());
     let from_address = from
         .and_then(|a| a.address.as_deref())
         .map(|a| a.trim().to_lowercase())
-        .filter(|a| !a.is_empty());
+        .filter(|a| {
+            !a.is_empty()
+                && a.chars().count() <= MAX_ADDRESS_CHARS
+                && !a.chars().any(|c| c.is_whitespace() || c.is_control())
+        });
     let from_name = from
         .and_then(|a| a.name.as_deref())
-        .map(str::trim)
+        .map(|n| clean_line(n, MAX_NAME_CHARS))
         .filter(|n| !n.is_empty())
-        .map(str::to_owned)
         .or_else(|| from_address.clone())
         .unwrap_or_default();
-    let subject = msg.subject().unwrap_or_default().trim().to_owned();
+    let subject = clean_line(msg.subject().unwrap_or_default(), MAX_SUBJECT_CHARS);
 
     // text_body lists the text/plain part of each alternative, or the HTML one where a mail has
     // no text/plain; body_text turns such HTML into text.
@@ -97,10 +237,12 @@ pub fn parse(raw: &[u8]) -> Option<ParsedMail> {
                 None => ct.ctype().to_owned(),
             })
             .unwrap_or_else(|| "application/octet-stream".into());
+        let ctype = clean_line(&ctype, MAX_NAME_CHARS);
         let name = part
             .attachment_name()
-            .map(str::to_owned)
-            .or_else(|| part.message().and_then(|m| m.subject()).map(str::to_owned))
+            .or_else(|| part.message().and_then(|m| m.subject()))
+            .map(|n| clean_line(n, MAX_NAME_CHARS))
+            .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "attachment".into());
         let contents = part.contents();
         hash.update(Sha256::digest(contents));
@@ -121,24 +263,27 @@ pub fn parse(raw: &[u8]) -> Option<ParsedMail> {
         // Without a Message-ID the date tells two mails with the same text apart.
         hash.update(msg.header_raw("Date").unwrap_or_default().as_bytes());
     }
-    let mut body = strip_quoted(&full_text);
+    let mut body = strip_quoted(&clean_text(&full_text));
     for a in &attachments {
         if !body.is_empty() {
             body.push('\n');
         }
         body.push_str(a);
     }
+    if cut {
+        body.push_str(&format!(
+            "\n[the mail is larger than {} MB; only its beginning was read]",
+            MAX_MAIL_BYTES / (1024 * 1024)
+        ));
+    }
     Some(ParsedMail {
-        message_id: msg
-            .message_id()
-            .map(|m| m.trim().to_owned())
-            .filter(|m| !m.is_empty()),
+        message_id: msg.message_id().and_then(clean_id),
         in_reply_to: ids(msg.in_reply_to()),
         references: ids(msg.references()),
         from_address,
         from_name,
         subject,
-        body,
+        body: fit_body(body),
         content_hash: hex::encode(hash.finalize()),
     })
 }
@@ -153,14 +298,28 @@ static ORIGINAL_MESSAGE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^-{2,}\s*(original message|forwarded message|исходное сообщение)\s*-{2,}$")
         .expect("a valid regex")
 });
-static TICKET_REF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\[#([0-9a-fA-F]{8})\]").expect("a valid regex"));
+static TICKET_REF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\[#([0-9a-fA-F]{8})(?:-([0-9a-fA-F]{1,16}))?\]").expect("a valid regex")
+});
 
-/// The short ticket id of a `[#xxxxxxxx]` reference in `subject`.
+/// The short ticket id of a `[#xxxxxxxx]` or `[#xxxxxxxx-tag]` reference in `subject`.
 pub fn ticket_ref_in(subject: &str) -> Option<String> {
-    TICKET_REF
-        .captures(subject)
-        .map(|c| c[1].to_ascii_lowercase())
+    tagged_ticket_ref_in(subject).map(|(short, _)| short)
+}
+
+/// The first ticket reference in `subject` as (short ticket id, tag if any), lowercased.
+pub fn tagged_ticket_ref_in(subject: &str) -> Option<(String, Option<String>)> {
+    TICKET_REF.captures(subject).map(|c| {
+        (
+            c[1].to_ascii_lowercase(),
+            c.get(2).map(|t| t.as_str().to_ascii_lowercase()),
+        )
+    })
+}
+
+/// `subject` without its ticket references (tagged or not).
+pub fn without_ticket_refs(subject: &str) -> String {
+    TICKET_REF.replace_all(subject, "").trim().to_owned()
 }
 
 /// The new text of a reply: everything from the first attribution line ("On … wrote:", which

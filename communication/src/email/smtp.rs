@@ -5,10 +5,12 @@
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tickets::{Event, MailDirection, MailRecord, PgStore};
 
-use super::{CHANNEL, CLIENT_PREFIX, SmtpSettings, short_ticket_ref};
+use super::tls::{TlsMode, host_of};
+use super::{CHANNEL, CLIENT_PREFIX, RefKey, SmtpSettings};
 use crate::delivery::{Outbound, SendError};
 
 #[derive(Clone)]
@@ -16,6 +18,7 @@ pub struct EmailOutbound {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     domain: String,
+    ref_key: RefKey,
     store: PgStore,
 }
 
@@ -25,19 +28,41 @@ pub enum SmtpSetupError {
     Addr(String),
     #[error("INBOX_MAIL_FROM: {0}")]
     From(#[from] lettre::address::AddressError),
+    #[error("smtp tls: {0}")]
+    Tls(String),
 }
 
 impl EmailOutbound {
     pub fn new(settings: &SmtpSettings, store: PgStore) -> Result<Self, SmtpSetupError> {
-        let (host, port) = settings
+        let port = settings
             .addr
             .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+            .and_then(|(_, p)| p.parse::<u16>().ok())
             .ok_or_else(|| SmtpSetupError::Addr(settings.addr.clone()))?;
-        // Plain SMTP: a local relay or the test server (see README for a real mailbox).
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        let host = host_of(&settings.addr).to_owned();
+        // `builder_dangerous` only means "no TLS unless set below".
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(port)
             .timeout(Some(settings.timeout));
+        if settings.tls.mode != TlsMode::None {
+            let mut params = TlsParameters::builder(host);
+            if let Some(path) = &settings.tls.ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|e| SmtpSetupError::Tls(format!("{}: {e}", path.display())))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| SmtpSetupError::Tls(format!("{}: {e}", path.display())))?;
+                params = params.add_root_certificate(cert);
+            }
+            // rustls explicitly: the workspace may also enable lettre's native-tls elsewhere.
+            let params = params
+                .build_rustls()
+                .map_err(|e| SmtpSetupError::Tls(e.to_string()))?;
+            builder = builder.tls(match settings.tls.mode {
+                TlsMode::Implicit => Tls::Wrapper(params),
+                // No fallback to plain text: a server without STARTTLS is an error.
+                _ => Tls::Required(params),
+            });
+        }
         if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
@@ -45,6 +70,7 @@ impl EmailOutbound {
             transport: builder.build(),
             from: settings.from.parse()?,
             domain: settings.domain.clone(),
+            ref_key: settings.ref_key.clone(),
             store,
         })
     }
@@ -56,6 +82,16 @@ pub fn message_id_of(event: &Event, domain: &str) -> String {
     match event.ticket_id {
         Some(t) => format!("ticket-{t}.{}@{domain}", event.seq),
         None => format!("event-{}@{domain}", event.seq),
+    }
+}
+
+/// [`message_id_of`] with a keyed tag before the `@`, so nobody outside can compute the id of a
+/// mail we sent (naming it in In-Reply-To threads a mail into that client's conversation).
+pub fn tagged_message_id_of(event: &Event, domain: &str, key: &RefKey) -> String {
+    let tag = key.message_id_tag(event.ticket_id, event.seq);
+    match event.ticket_id {
+        Some(t) => format!("ticket-{t}.{}.{tag}@{domain}", event.seq),
+        None => format!("event-{}.{tag}@{domain}", event.seq),
     }
 }
 
@@ -73,10 +109,7 @@ pub fn reply_subject(client_subject: Option<&str>, ticket_ref: Option<&str>) -> 
             break;
         }
     }
-    let base = match super::parse::ticket_ref_in(base) {
-        Some(r) => base.replace(&format!("[#{r}]"), "").trim().to_owned(),
-        None => base.to_owned(),
-    };
+    let base = super::parse::without_ticket_refs(base);
     let subject = if base.is_empty() {
         "Your request to the bank".to_owned()
     } else {
@@ -110,8 +143,8 @@ impl Outbound for EmailOutbound {
             .last_inbound_email(&event.client_id)
             .await
             .map_err(|e| SendError::Transient(format!("store: {e}")))?;
-        let message_id = message_id_of(event, &self.domain);
-        let ticket_ref = event.ticket_id.map(short_ticket_ref);
+        let message_id = tagged_message_id_of(event, &self.domain, &self.ref_key);
+        let ticket_ref = event.ticket_id.map(|t| self.ref_key.subject_ref(t));
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -167,6 +200,13 @@ mod tests {
         assert_eq!(
             reply_subject(Some("Re: RE: Card blocked [#0a1b2c3d]"), Some("0a1b2c3d")),
             "Re: Card blocked [#0a1b2c3d]"
+        );
+        assert_eq!(
+            reply_subject(
+                Some("Re: Card blocked [#0a1b2c3d-00ff00ff] [#0a1b2c3d]"),
+                Some("0a1b2c3d-1234abcd")
+            ),
+            "Re: Card blocked [#0a1b2c3d-1234abcd]"
         );
         assert_eq!(
             reply_subject(None, Some("0a1b2c3d")),

@@ -181,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("Kafka at {brokers}: run `scripts/stack.sh up`"))?;
 
-    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows.yaml");
+    let spec = platform::workspace_root().join("workflows.yaml");
     let envs = [
         ("INBOX_DATABASE_URL", db_url.clone()),
         ("INBOX_KAFKA_BROKERS", brokers.clone()),
@@ -190,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
         ("INBOX_TASK_QUEUE", tag.clone()),
         ("INBOX_JWT_SECRET", secret.clone()),
         ("INBOX_JWT_ISSUER", issuer.clone()),
-        ("INBOX_SPEC", spec.to_owned()),
+        ("INBOX_SPEC", spec.display().to_string()),
         ("INBOX_GRPC_ADDR", "127.0.0.1:0".into()),
     ];
     let (gateway, addr) = start_gateway(&envs).await?;

@@ -1,0 +1,600 @@
+//! Email end to end, beyond the basics of `email.rs`: SMTP refusals are retried with backoff and
+//! end in one delivered mail or in a recorded failure (ledger row and `delivery_failed` event); a
+//! reply to a closed ticket opens a new ticket of the same client, whose chat stays one; a subject
+//! ticket reference threads only with its secret tag; and both servers are reached over TLS with
+//! a private CA (IMAP implicit TLS and STARTTLS, SMTP STARTTLS).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use e2e::email::{Mail, MailOptions, MailServer, PASSWORD};
+use e2e::{Engine, Stack};
+use mail_parser::MessageParser;
+use proto::v1::{self, manager_service_client::ManagerServiceClient};
+use serde_json::Value;
+use tickets::{Delivery, PgStore, Role};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(60);
+const BANK: &str = "support@bank.test";
+
+struct Manager {
+    client: ManagerServiceClient<Channel>,
+    token: String,
+}
+
+impl Manager {
+    async fn connect(engine: &Engine, stack: &Stack, id: &str) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(engine.grpc.clone())?.connect().await?;
+        Ok(Self {
+            client: ManagerServiceClient::new(channel),
+            token: stack.token(Role::Manager, id, "Alice")?,
+        })
+    }
+
+    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Ok(v) = MetadataValue::try_from(format!("Bearer {}", self.token)) {
+            r.metadata_mut().insert("authorization", v);
+        }
+        r
+    }
+
+    async fn set_ready(&mut self) -> anyhow::Result<()> {
+        let req = self.req(v1::SetReadyRequest {});
+        self.client.set_ready(req).await?;
+        Ok(())
+    }
+
+    /// Waits until the manager holds an open ticket of `client_id` with a message `pred`
+    /// accepts; returns the ticket id.
+    async fn wait_for_message(
+        &mut self,
+        client_id: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            poll.tick().await;
+            let req = self.req(v1::ListTicketsRequest::default());
+            let tickets = self.client.list_tickets(req).await?.into_inner().tickets;
+            let mut seen = Vec::new();
+            for t in tickets.iter().filter(|t| t.client_id == client_id) {
+                let req = self.req(v1::ListMessagesRequest {
+                    ticket_id: t.id.clone(),
+                    ..Default::default()
+                });
+                let messages = self.client.list_messages(req).await?.into_inner().messages;
+                if messages.iter().any(|m| pred(&m.body)) {
+                    return Ok(t.id.clone());
+                }
+                seen.extend(messages.into_iter().map(|m| m.body));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "no such message of {client_id} reached the manager within {WAIT:?}: {seen:?}"
+                );
+            }
+        }
+    }
+
+    async fn reply(&mut self, ticket_id: &str, body: &str) -> anyhow::Result<()> {
+        let req = self.req(v1::SendReplyRequest {
+            ticket_id: ticket_id.into(),
+            body: body.into(),
+            idempotency_key: Uuid::new_v4().to_string(),
+        });
+        self.client.send_reply(req).await?;
+        Ok(())
+    }
+
+    async fn resolve(&mut self, ticket_id: &str) -> anyhow::Result<()> {
+        let req = self.req(v1::ResolveTicketRequest {
+            ticket_id: ticket_id.into(),
+        });
+        self.client.resolve_ticket(req).await?;
+        Ok(())
+    }
+}
+
+fn header(mail: &Mail, name: &str) -> Option<String> {
+    let m = MessageParser::default().parse(&mail.raw)?;
+    m.header_raw(name).map(|v| v.trim().to_owned())
+}
+
+fn text(mail: &Mail) -> String {
+    MessageParser::default()
+        .parse(&mail.raw)
+        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+        .unwrap_or_default()
+}
+
+fn plain_mail(from: &str, message_id: &str, subject: &str, headers: &str, body: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: {BANK}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\
+         {headers}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+}
+
+/// The mail channel's settings for an engine against `mail` (plain TCP).
+fn mail_env(mail: &MailServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
+        ("INBOX_IMAP_USER", BANK.into()),
+        ("INBOX_IMAP_PASSWORD", PASSWORD.into()),
+        ("INBOX_SMTP_ADDR", mail.smtp_addr.clone()),
+        ("INBOX_MAIL_FROM", BANK.into()),
+    ]
+}
+
+/// Polls `probe` until it yields a value or `WAIT` passes.
+async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        poll.tick().await;
+        if let Some(v) = probe().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{what}: not within {WAIT:?}");
+        }
+    }
+}
+
+/// Waits until the delivery ledger of `client_id` holds a finished (sent or failed) row.
+async fn finished_delivery(store: &PgStore, client_id: &str) -> anyhow::Result<Delivery> {
+    wait_until(&format!("a finished delivery to {client_id}"), || async {
+        let ledger = store.deliveries_of("email", client_id).await?;
+        Ok(ledger
+            .into_iter()
+            .find(|d| d.status == "sent" || d.status == "failed"))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_smtp_refusal_is_retried_into_one_mail_and_a_persistent_one_is_a_recorded_failure()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let flaky = format!("flaky-{run}@client.test");
+    let stuck = format!("stuck-{run}@client.test");
+    let mail = MailServer::start(&[BANK, &flaky, &stuck]).await?;
+    // 451 (try again later) twice, then accepted; and 451 on every attempt.
+    mail.refuse(&flaky, 451, Some(2))?;
+    mail.refuse(&stuck, 451, None)?;
+    let mut env = mail_env(&mail);
+    env.extend([
+        ("INBOX_SMTP_RETRY_ATTEMPTS", "3".to_owned()),
+        ("INBOX_SMTP_RETRY_BACKOFF_MS", "50".to_owned()),
+        ("INBOX_SMTP_RETRY_MAX_BACKOFF_MS", "200".to_owned()),
+    ]);
+    let engine = Engine::start_with(&stack, &env).await?;
+    let store = PgStore::connect(&engine.database_url).await?;
+    let alice_id = format!("alice-{run}");
+    let mut alice = Manager::connect(&engine, &stack, &alice_id).await?;
+
+    // The assignment notice to the flaky address: refused twice, delivered on the third try.
+    let flaky_id = format!("email:{flaky}");
+    mail.send(
+        &flaky,
+        BANK,
+        plain_mail(
+            &flaky,
+            &format!("f-{run}@client.test"),
+            "help",
+            "",
+            "flaky here",
+        )
+        .as_bytes(),
+    )
+    .await?;
+    alice.set_ready().await?;
+    alice
+        .wait_for_message(&flaky_id, |b| b == "flaky here")
+        .await?;
+    let delivered = finished_delivery(&store, &flaky_id).await?;
+    assert_eq!(
+        (delivered.status.as_str(), delivered.attempts),
+        ("sent", 3),
+        "{delivered:?}"
+    );
+    assert_eq!(
+        mail.smtp_attempts(&flaky)?,
+        ["refused 451", "refused 451", "accepted"]
+    );
+    let inbox = mail.mails(&flaky).await?;
+    assert_eq!(inbox.len(), 1, "exactly one mail delivered: {inbox:?}");
+    assert_eq!(store.deliveries_of("email", &flaky_id).await?.len(), 1);
+
+    // Refused on every attempt: after the configured 3, a failed row and a delivery_failed event
+    // for the ticket's manager, in the outbox like every other event.
+    let stuck_id = format!("email:{stuck}");
+    mail.send(
+        &stuck,
+        BANK,
+        plain_mail(
+            &stuck,
+            &format!("s-{run}@client.test"),
+            "help",
+            "",
+            "stuck here",
+        )
+        .as_bytes(),
+    )
+    .await?;
+    alice.set_ready().await?;
+    let stuck_ticket = alice
+        .wait_for_message(&stuck_id, |b| b == "stuck here")
+        .await?;
+    let failed = finished_delivery(&store, &stuck_id).await?;
+    assert_eq!(
+        (failed.status.as_str(), failed.attempts),
+        ("failed", 3),
+        "{failed:?}"
+    );
+    assert!(
+        failed.detail.as_deref().unwrap_or_default().contains("451"),
+        "{failed:?}"
+    );
+    assert_eq!(mail.smtp_attempts(&stuck)?, ["refused 451"; 3]);
+    assert!(mail.mails(&stuck).await?.is_empty());
+    let events: Vec<(Option<Uuid>, Option<String>, bool, Value)> = sqlx::query_as(
+        "SELECT ticket_id, manager_id, client_visible, payload FROM events
+         WHERE kind = 'delivery_failed' AND client_id = $1",
+    )
+    .bind(&stuck_id)
+    .fetch_all(store.pool())
+    .await?;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (ticket, manager, client_visible, payload) = &events[0];
+    assert_eq!(ticket.map(|t| t.to_string()), Some(stuck_ticket));
+    assert_eq!(manager.as_deref(), Some(alice_id.as_str()));
+    assert!(!client_visible);
+    assert_eq!(payload["channel"], "email");
+    assert_eq!(payload["event_seq"], failed.event_seq);
+    assert_eq!(payload["event_kind"], "manager_assigned");
+    assert_eq!(payload["attempts"], 3);
+    // The flaky client's success left no failure event.
+    let flaky_failures: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE kind = 'delivery_failed' AND client_id = $1",
+    )
+    .bind(&flaky_id)
+    .fetch_one(store.pool())
+    .await?;
+    assert_eq!(flaky_failures, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_answering_a_closed_ticket_opens_a_new_ticket_of_the_same_client_in_one_chat()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let ivan = format!("ivan-{run}@client.test");
+    let ivan_alt = format!("ivan.alt-{run}@client.test");
+    let mail = MailServer::start(&[BANK, &ivan]).await?;
+    let engine = Engine::start_with(&stack, &mail_env(&mail)).await?;
+    let client_id = format!("email:{ivan}");
+    let mut alice = Manager::connect(&engine, &stack, &format!("alice-{run}")).await?;
+    alice.set_ready().await?;
+
+    let m1 = format!("m1-{run}@client.test");
+    mail.send(
+        &ivan,
+        BANK,
+        plain_mail(&ivan, &m1, "transfer", "", "First question").as_bytes(),
+    )
+    .await?;
+    let first_ticket = alice
+        .wait_for_message(&client_id, |b| b == "First question")
+        .await?;
+    alice.reply(&first_ticket, "First answer").await?;
+    let answer = mail
+        .wait_for_mail(&ivan, WAIT, |m| text(m).contains("First answer"))
+        .await?;
+    let answer_id = header(&answer, "Message-ID").context("Message-ID")?;
+    alice.resolve(&first_ticket).await?;
+    mail.wait_for_mail(&ivan, WAIT, |m| {
+        text(m).contains("Your request was resolved")
+    })
+    .await?;
+
+    // The client answers the closed ticket's mail, from another address of theirs.
+    let m2 = format!("m2-{run}@client.test");
+    mail.send(
+        &ivan_alt,
+        BANK,
+        plain_mail(
+            &ivan_alt,
+            &m2,
+            "Re: transfer",
+            &format!("In-Reply-To: {answer_id}\r\nReferences: <{m1}> {answer_id}\r\n"),
+            "Another problem now\r\n\r\n> First answer",
+        )
+        .as_bytes(),
+    )
+    .await?;
+    alice.set_ready().await?;
+    let second_ticket = alice
+        .wait_for_message(&client_id, |b| b == "Another problem now")
+        .await?;
+    assert_ne!(
+        second_ticket, first_ticket,
+        "a closed ticket is never reopened"
+    );
+
+    // The new ticket's mail continues the same mail thread.
+    alice.reply(&second_ticket, "Second answer").await?;
+    let second = mail
+        .wait_for_mail(&ivan, WAIT, |m| text(m).contains("Second answer"))
+        .await?;
+    assert_eq!(
+        header(&second, "In-Reply-To").as_deref(),
+        Some(format!("<{m2}>").as_str())
+    );
+    let refs = header(&second, "References").unwrap_or_default();
+    assert!(
+        refs.contains(&format!("<{m1}>")) && refs.contains(&answer_id),
+        "{refs}"
+    );
+    let short = &second_ticket.replace('-', "")[..8];
+    assert!(
+        header(&second, "Subject")
+            .unwrap_or_default()
+            .contains(&format!("[#{short}-")),
+        "{:?}",
+        header(&second, "Subject")
+    );
+
+    // The client's chat (the web-chat history API, which serves every channel's clients) is one
+    // conversation across both tickets, in order.
+    let token = stack.token(Role::Client, &client_id, "Ivan")?;
+    let history: Value = reqwest::Client::new()
+        .get(format!("{}/v1/messages?limit=50", engine.http))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let messages = history["messages"].as_array().context("messages")?;
+    let find = |body: &str| {
+        messages
+            .iter()
+            .position(|m| m["body"] == body)
+            .with_context(|| format!("{body:?} is not in the history: {messages:#?}"))
+    };
+    let order = [
+        find("First question")?,
+        find("First answer")?,
+        find("Another problem now")?,
+        find("Second answer")?,
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert_eq!(messages[order[0]]["ticket_id"], first_ticket.as_str());
+    assert_eq!(messages[order[1]]["ticket_id"], first_ticket.as_str());
+    assert_eq!(messages[order[2]]["ticket_id"], second_ticket.as_str());
+    assert_eq!(messages[order[3]]["ticket_id"], second_ticket.as_str());
+    Ok(())
+}
+
+/// The client id the inbound consumer stored a message with `body` under.
+async fn client_of_body(store: &PgStore, body: &str) -> anyhow::Result<String> {
+    wait_until(&format!("the message {body:?} stored"), || async {
+        Ok(
+            sqlx::query_scalar::<_, String>("SELECT client_id FROM messages WHERE body = $1")
+                .bind(body)
+                .fetch_optional(store.pool())
+                .await?,
+        )
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_ticket_reference_threads_a_stranger_only_with_its_secret_tag()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let ivan = format!("ivan-{run}@client.test");
+    let mail = MailServer::start(&[BANK, &ivan]).await?;
+    let engine = Engine::start_with(&stack, &mail_env(&mail)).await?;
+    let store = PgStore::connect(&engine.database_url).await?;
+    let client_id = format!("email:{ivan}");
+    let mut alice = Manager::connect(&engine, &stack, &format!("alice-{run}")).await?;
+    alice.set_ready().await?;
+
+    mail.send(
+        &ivan,
+        BANK,
+        plain_mail(
+            &ivan,
+            &format!("m1-{run}@client.test"),
+            "card",
+            "",
+            "My card",
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let ticket = alice
+        .wait_for_message(&client_id, |b| b == "My card")
+        .await?;
+    alice.reply(&ticket, "Which card?").await?;
+    let reply = mail
+        .wait_for_mail(&ivan, WAIT, |m| text(m).contains("Which card?"))
+        .await?;
+    let subject = header(&reply, "Subject").context("Subject")?;
+    let reference = subject
+        .split("[#")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .with_context(|| format!("no ticket reference in {subject:?}"))?
+        .to_owned();
+    let (short, tag) = reference
+        .split_once('-')
+        .with_context(|| format!("untagged reference {reference:?}"))?;
+    assert_eq!(short, &ticket.replace('-', "")[..8]);
+    assert_eq!(tag.len(), 8, "{reference}");
+    // The outbound Message-ID carries a tag too: ticket-<id>.<seq>.<16 hex>@domain.
+    let message_id = header(&reply, "Message-ID").context("Message-ID")?;
+    let tail = message_id
+        .strip_prefix(&format!("<ticket-{ticket}."))
+        .and_then(|r| r.strip_suffix("@bank.test>"))
+        .with_context(|| message_id.clone())?;
+    let (_seq, id_tag) = tail.split_once('.').with_context(|| message_id.clone())?;
+    assert!(
+        id_tag.len() == 16 && id_tag.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{message_id}"
+    );
+
+    // Strangers naming the ticket without its tag, or with a wrong one, get tickets of their own.
+    let mallory = format!("mallory-{run}@evil.test");
+    let eve = format!("eve-{run}@evil.test");
+    let wrong_tag = if tag == "00000000" {
+        "00000001"
+    } else {
+        "00000000"
+    };
+    for (from, subject, body) in [
+        (
+            &mallory,
+            format!("Re: card [#{short}]"),
+            "untagged reference",
+        ),
+        (
+            &eve,
+            format!("Re: card [#{short}-{wrong_tag}]"),
+            "wrongly tagged reference",
+        ),
+    ] {
+        mail.send(
+            from,
+            BANK,
+            plain_mail(
+                from,
+                &format!("{}@evil.test", Uuid::new_v4()),
+                &subject,
+                "",
+                body,
+            )
+            .as_bytes(),
+        )
+        .await?;
+        assert_eq!(
+            client_of_body(&store, body).await?,
+            format!("email:{from}"),
+            "{subject}"
+        );
+    }
+
+    // Another address of the client with the tagged reference threads into the open ticket.
+    let phone = format!("ivan.phone-{run}@client.test");
+    mail.send(
+        &phone,
+        BANK,
+        plain_mail(
+            &phone,
+            &format!("p-{run}@client.test"),
+            &format!("Re: card [#{reference}]"),
+            "",
+            "the visa one",
+        )
+        .as_bytes(),
+    )
+    .await?;
+    assert_eq!(client_of_body(&store, "the visa one").await?, client_id);
+    let same = alice
+        .wait_for_message(&client_id, |b| b == "the visa one")
+        .await?;
+    assert_eq!(same, ticket);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_is_imported_over_imap_tls_and_sent_over_smtp_starttls_trusting_a_private_ca()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let ivan = format!("ivan-{run}@client.test");
+    let mail = MailServer::start_with(&[BANK, &ivan], MailOptions { tls: true }).await?;
+    let ca = mail
+        .ca_file
+        .clone()
+        .context("a CA file")?
+        .display()
+        .to_string();
+    let imaps = mail.imaps_addr.clone().context("an IMAPS port")?;
+    let submission = mail.smtp_starttls_addr.clone().context("a STARTTLS port")?;
+    let mut engine = Engine::start_with(
+        &stack,
+        &[
+            ("INBOX_IMAP_ADDR", imaps),
+            ("INBOX_IMAP_TLS", "implicit".into()),
+            ("INBOX_IMAP_CA_FILE", ca.clone()),
+            ("INBOX_IMAP_USER", BANK.into()),
+            ("INBOX_IMAP_PASSWORD", PASSWORD.into()),
+            // This port refuses MAIL FROM before STARTTLS: a delivered mail went over TLS.
+            ("INBOX_SMTP_ADDR", submission),
+            ("INBOX_SMTP_TLS", "starttls".into()),
+            ("INBOX_SMTP_CA_FILE", ca),
+            ("INBOX_MAIL_FROM", BANK.into()),
+        ],
+    )
+    .await?;
+    let client_id = format!("email:{ivan}");
+    let mut alice = Manager::connect(&engine, &stack, &format!("alice-{run}")).await?;
+    alice.set_ready().await?;
+
+    mail.send(
+        &ivan,
+        BANK,
+        plain_mail(
+            &ivan,
+            &format!("t1-{run}@client.test"),
+            "tls",
+            "",
+            "over TLS",
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let ticket = alice
+        .wait_for_message(&client_id, |b| b == "over TLS")
+        .await?;
+    alice.reply(&ticket, "Answered over STARTTLS").await?;
+    mail.wait_for_mail(&ivan, WAIT, |m| text(m).contains("Answered over STARTTLS"))
+        .await?;
+
+    // IMAP with STARTTLS on the plain port works too.
+    engine.kill_communication().await?;
+    engine.set_env("INBOX_IMAP_ADDR", Some(mail.imap_addr.clone()));
+    engine.set_env("INBOX_IMAP_TLS", Some("starttls".into()));
+    engine.start_communication().await?;
+    mail.send(
+        &ivan,
+        BANK,
+        plain_mail(
+            &ivan,
+            &format!("t2-{run}@client.test"),
+            "tls",
+            "",
+            "over STARTTLS",
+        )
+        .as_bytes(),
+    )
+    .await?;
+    alice
+        .wait_for_message(&client_id, |b| b == "over STARTTLS")
+        .await?;
+    Ok(())
+}

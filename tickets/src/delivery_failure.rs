@@ -1,0 +1,63 @@
+//! A delivery that was given up on (the channel refused, or retries ran out) is not only a ledger
+//! row: it is also a `delivery_failed` event, so the ticket's manager (and operators reading the
+//! outbox) learn that the client did not get a reply, in the same transaction as the ledger row.
+
+use serde_json::json;
+
+use crate::domain::event_kind;
+use crate::store::{NewEvent, PgStore, Result, insert_event};
+
+impl PgStore {
+    /// Marks the delivery of event `seq` on `channel` failed and appends one `delivery_failed`
+    /// event (not client-visible; addressed to the ticket's manager, if any). Idempotent: the
+    /// event's dedup key is the (channel, event) pair.
+    pub async fn fail_delivery(
+        &self,
+        seq: i64,
+        channel: &str,
+        attempts: i32,
+        detail: &str,
+    ) -> Result<()> {
+        // Lock order: the events lock first (begin_writing), then rows.
+        let mut tx = self.begin_writing(false).await?;
+        let failed: Option<(String, String, Option<uuid::Uuid>, Option<String>)> = sqlx::query_as(
+            "WITH d AS (
+                     UPDATE deliveries SET status = 'failed', attempts = $3, detail = $4,
+                            updated_at = now()
+                     WHERE event_seq = $1 AND channel = $2
+                     RETURNING event_seq, client_id)
+                 SELECT d.client_id, e.kind, e.ticket_id, t.manager_id
+                 FROM d JOIN events e ON e.seq = d.event_seq
+                 LEFT JOIN tickets t ON t.id = e.ticket_id",
+        )
+        .bind(seq)
+        .bind(channel)
+        .bind(attempts)
+        .bind(detail)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((client_id, kind, ticket_id, manager_id)) = failed {
+            insert_event(
+                &mut tx,
+                NewEvent {
+                    dedup_key: format!("delivery_failed:{channel}:{seq}"),
+                    kind: event_kind::DELIVERY_FAILED,
+                    ticket_id,
+                    client_id: &client_id,
+                    client_visible: false,
+                    manager_id: manager_id.as_deref(),
+                    payload: json!({
+                        "channel": channel,
+                        "event_seq": seq,
+                        "event_kind": kind,
+                        "attempts": attempts,
+                        "detail": detail,
+                    }),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! Batched storing of inbound client messages (the inbound consumer's hot path) against a real
+//! PostgreSQL; `#[sqlx::test]` gives each test its own migrated database.
+
+use sqlx::PgPool;
+use tickets::{NewClientMessage, PgStore, message_id_for};
+use uuid::Uuid;
+
+fn message(client: &str, name: &str, body: &str) -> NewClientMessage {
+    let external_id = format!("{client}/{}", Uuid::new_v4());
+    NewClientMessage {
+        id: message_id_for("web", &external_id),
+        client_id: client.into(),
+        client_name: name.into(),
+        channel: "web".into(),
+        external_id,
+        body: body.into(),
+    }
+}
+
+async fn accepted_events(pool: &PgPool, client: &str) -> anyhow::Result<Vec<Uuid>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->>'message_id' FROM events
+         WHERE kind = 'message_accepted' AND client_id = $1 ORDER BY seq",
+    )
+    .bind(client)
+    .fetch_all(pool)
+    .await?;
+    Ok(ids.iter().map(|s| s.parse()).collect::<Result<_, _>>()?)
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_batch_keeps_each_clients_messages_in_their_kafka_order(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    // Interleaved clients; ids are hashes, so id order says nothing about the written order.
+    let batch: Vec<NewClientMessage> = (0..40)
+        .map(|i| message(["ana", "bo"][i % 2], "", &format!("message {i}")))
+        .collect();
+    assert_eq!(store.record_inbound_batch(&batch).await?, 40);
+
+    for client in ["ana", "bo"] {
+        let written: Vec<Uuid> = batch
+            .iter()
+            .filter(|m| m.client_id == client)
+            .map(|m| m.id)
+            .collect();
+        let pending: Vec<Uuid> = store
+            .pending_client_messages(client)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(pending, written, "pending order of {client}");
+        assert_eq!(
+            accepted_events(&pool, client).await?,
+            written,
+            "event order of {client}"
+        );
+    }
+    Ok(())
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_later_batch_of_the_same_client_sorts_after_the_earlier_one(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let first: Vec<_> = (0..200)
+        .map(|i| message("ana", "", &format!("a{i}")))
+        .collect();
+    let second: Vec<_> = (0..3)
+        .map(|i| message("ana", "", &format!("b{i}")))
+        .collect();
+    store.record_inbound_batch(&first).await?;
+    store.record_inbound_batch(&second).await?;
+    let pending: Vec<Uuid> = store
+        .pending_client_messages("ana")
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let written: Vec<Uuid> = first.iter().chain(&second).map(|m| m.id).collect();
+    assert_eq!(pending, written);
+    Ok(())
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_redelivered_batch_and_duplicates_within_one_are_stored_once(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    let a = message("ana", "Ana", "hello");
+    let b = message("ana", "Ana", "again");
+    // One already stored message by message, the batch repeating `b` as a producer retry would.
+    store.record_inbound(&a).await?;
+    let batch = vec![a.clone(), b.clone(), b.clone()];
+    assert_eq!(store.record_inbound_batch(&batch).await?, 1);
+    assert_eq!(store.record_inbound_batch(&batch).await?, 0);
+
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE client_id = 'ana'")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(stored, 2);
+    assert_eq!(accepted_events(&pool, "ana").await?, vec![a.id, b.id]);
+    Ok(())
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_batch_keeps_the_last_non_empty_client_name(pool: PgPool) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    let batch = vec![
+        message("ana", "Ana", "1"),
+        message("ana", "Ana P.", "2"),
+        message("ana", "", "3"),
+    ];
+    store.record_inbound_batch(&batch).await?;
+    let name: String = sqlx::query_scalar("SELECT display_name FROM clients WHERE id = 'ana'")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(name, "Ana P.");
+    Ok(())
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn saved_offsets_take_the_highest_per_partition_and_never_move_back(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    store
+        .save_kafka_offsets("t", &[(0, 5), (1, 3), (0, 9), (0, 7)])
+        .await?;
+    assert_eq!(store.kafka_offset("t", 0).await?, Some(9));
+    assert_eq!(store.kafka_offset("t", 1).await?, Some(3));
+    store.save_kafka_offsets("t", &[(0, 4), (1, 8)]).await?;
+    assert_eq!(store.kafka_offset("t", 0).await?, Some(9));
+    assert_eq!(store.kafka_offset("t", 1).await?, Some(8));
+    Ok(())
+}
