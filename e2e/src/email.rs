@@ -48,6 +48,22 @@ pub struct Mail {
     pub raw: Vec<u8>,
 }
 
+impl Mail {
+    /// The raw value of header `name`, trimmed.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let m = mail_parser::MessageParser::default().parse(&self.raw)?;
+        m.header_raw(name).map(|v| v.trim().to_owned())
+    }
+
+    /// The text body (an HTML-only mail's text rendering).
+    pub fn text(&self) -> String {
+        mail_parser::MessageParser::default()
+            .parse(&self.raw)
+            .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+            .unwrap_or_default()
+    }
+}
+
 fn venv_python() -> anyhow::Result<PathBuf> {
     let cache = match std::env::var("INBOX_CACHE") {
         Ok(c) => PathBuf::from(c),

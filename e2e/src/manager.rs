@@ -137,4 +137,15 @@ impl Manager {
         })
         .await
     }
+
+    /// [`Manager::wait_for_ticket`] until a message of `client_id` has a body `pred` accepts.
+    pub async fn wait_for_body(
+        &mut self,
+        client_id: &str,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<(String, Vec<String>)> {
+        self.wait_for_ticket(client_id, what, |bodies| bodies.iter().any(|b| pred(b)))
+            .await
+    }
 }

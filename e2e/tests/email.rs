@@ -8,94 +8,13 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use e2e::email::{Mail, MailServer, PASSWORD};
+use e2e::email::{MailServer, PASSWORD};
+use e2e::manager::Manager;
 use e2e::{Engine, Stack};
-use mail_parser::MessageParser;
-use proto::v1::{self, manager_service_client::ManagerServiceClient};
 use tickets::{PgStore, Role};
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-struct Manager {
-    client: ManagerServiceClient<Channel>,
-    token: String,
-}
-
-impl Manager {
-    async fn connect(engine: &Engine, token: String) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(engine.grpc.clone())?.connect().await?;
-        Ok(Self {
-            client: ManagerServiceClient::new(channel),
-            token,
-        })
-    }
-
-    fn req<T>(&self, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Ok(v) = MetadataValue::try_from(format!("Bearer {}", self.token)) {
-            r.metadata_mut().insert("authorization", v);
-        }
-        r
-    }
-
-    /// Waits until the manager holds a ticket of `client_id` with a message `pred` accepts;
-    /// returns the ticket id and every message body of that ticket.
-    async fn wait_for_message(
-        &mut self,
-        client_id: &str,
-        what: &str,
-        pred: impl Fn(&str) -> bool,
-    ) -> anyhow::Result<(String, Vec<String>)> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            poll.tick().await;
-            let req = self.req(v1::ListTicketsRequest::default());
-            let tickets = self.client.list_tickets(req).await?.into_inner().tickets;
-            let mut seen = Vec::new();
-            for t in tickets.iter().filter(|t| t.client_id == client_id) {
-                let req = self.req(v1::ListMessagesRequest {
-                    ticket_id: t.id.clone(),
-                    ..Default::default()
-                });
-                let messages = self.client.list_messages(req).await?.into_inner().messages;
-                let bodies: Vec<String> = messages.into_iter().map(|m| m.body).collect();
-                if bodies.iter().any(|b| pred(b)) {
-                    return Ok((t.id.clone(), bodies));
-                }
-                seen.extend(bodies);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("{what} of {client_id} did not reach the manager within {WAIT:?}: {seen:?}");
-            }
-        }
-    }
-
-    async fn reply(&mut self, ticket_id: &str, body: &str, key: &str) -> anyhow::Result<()> {
-        let req = self.req(v1::SendReplyRequest {
-            ticket_id: ticket_id.into(),
-            body: body.into(),
-            idempotency_key: key.into(),
-        });
-        self.client.send_reply(req).await?;
-        Ok(())
-    }
-}
-
-fn header(mail: &Mail, name: &str) -> Option<String> {
-    let m = MessageParser::default().parse(&mail.raw)?;
-    m.header_raw(name).map(|v| v.trim().to_owned())
-}
-
-fn text(mail: &Mail) -> String {
-    MessageParser::default()
-        .parse(&mail.raw)
-        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
-        .unwrap_or_default()
-}
 
 /// The client's first mail: HTML only, UTF-8 subject and body, a PDF attached.
 fn first_mail(from: &str, to: &str, message_id: &str) -> String {
@@ -146,21 +65,18 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     let store = PgStore::connect(&engine.database_url).await?;
     let client_id = format!("email:{ivan}");
     let mut alice = Manager::connect(
-        &engine,
+        &engine.grpc,
         stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
     )
     .await?;
-    alice
-        .client
-        .set_ready(alice.req(v1::SetReadyRequest {}))
-        .await?;
+    alice.set_ready().await?;
 
     // In: HTML-only UTF-8 mail with an attachment becomes one text message of email:<sender>.
     let m1 = format!("m1-{run}@client.test");
     mail.send(&ivan, bank, first_mail(&ivan, bank, &m1).as_bytes())
         .await?;
     let (ticket_id, bodies) = alice
-        .wait_for_message(&client_id, "the first mail", |b| b.contains("Здравствуйте"))
+        .wait_for_body(&client_id, "the first mail", |b| b.contains("Здравствуйте"))
         .await?;
     let first = bodies
         .iter()
@@ -176,26 +92,27 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     // Out: the reply arrives as a mail threaded to the client's mail.
     alice.reply(&ticket_id, "Let me check", "r1").await?;
     let reply = mail
-        .wait_for_mail(&ivan, WAIT, |m| text(m).contains("Let me check"))
+        .wait_for_mail(&ivan, WAIT, |m| m.text().contains("Let me check"))
         .await?;
-    let reply_id = header(&reply, "Message-ID").context("reply Message-ID")?;
+    let reply_id = reply.header("Message-ID").context("reply Message-ID")?;
     assert!(
         reply_id.starts_with(&format!("<ticket-{ticket_id}.")) && reply_id.ends_with("@bank.test>"),
         "{reply_id}"
     );
     assert_eq!(
-        header(&reply, "In-Reply-To").as_deref(),
+        reply.header("In-Reply-To").as_deref(),
         Some(format!("<{m1}>").as_str())
     );
     assert!(
-        header(&reply, "References")
+        reply
+            .header("References")
             .unwrap_or_default()
             .contains(&format!("<{m1}>")),
         "{:?}",
-        header(&reply, "References")
+        reply.header("References")
     );
     let short = &ticket_id.replace('-', "")[..8];
-    let subject = header(&reply, "Subject").unwrap_or_default();
+    let subject = reply.header("Subject").unwrap_or_default();
     // `[#<short ticket id>-<secret tag>]`: only the tagged reference threads (email_delivery.rs).
     let reference = subject
         .split("[#")
@@ -225,7 +142,7 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     );
     mail.send(&ivan_alt, bank, answer.as_bytes()).await?;
     let (same_ticket, bodies) = alice
-        .wait_for_message(&client_id, "the threaded answer", |b| {
+        .wait_for_body(&client_id, "the threaded answer", |b| {
             b == "It arrived, thank you!"
         })
         .await?;
@@ -246,7 +163,7 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     );
     mail.send(&phone, bank, by_subject.as_bytes()).await?;
     let (same_ticket, _) = alice
-        .wait_for_message(&client_id, "the mail naming the ticket", |b| {
+        .wait_for_body(&client_id, "the mail naming the ticket", |b| {
             b == "from my phone"
         })
         .await?;
@@ -275,7 +192,7 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     )
     .await?;
     let (_, bodies) = alice
-        .wait_for_message(&client_id, "the fourth mail", |b| b.starts_with("fourth"))
+        .wait_for_body(&client_id, "the fourth mail", |b| b.starts_with("fourth"))
         .await?;
     for prefix in [
         "Здравствуйте",
@@ -311,12 +228,9 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     )
     .await?;
     // Ready for one more client.
+    alice.set_ready().await?;
     alice
-        .client
-        .set_ready(alice.req(v1::SetReadyRequest {}))
-        .await?;
-    alice
-        .wait_for_message(&gone_id, "the mail of a client without mailbox", |b| {
+        .wait_for_body(&gone_id, "the mail of a client without mailbox", |b| {
             b == "hello?"
         })
         .await?;
@@ -342,7 +256,7 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     assert_eq!(
         to_ivan
             .iter()
-            .filter(|m| text(m).contains("Let me check"))
+            .filter(|m| m.text().contains("Let me check"))
             .count(),
         1
     );

@@ -7,109 +7,19 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use e2e::email::{Mail, MailOptions, MailServer, PASSWORD};
+use e2e::email::{MailOptions, MailServer, PASSWORD};
+use e2e::manager::Manager;
 use e2e::{Engine, Stack};
-use mail_parser::MessageParser;
-use proto::v1::{self, manager_service_client::ManagerServiceClient};
 use serde_json::Value;
 use tickets::{Delivery, PgStore, Role};
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
 const BANK: &str = "support@bank.test";
 
-struct Manager {
-    client: ManagerServiceClient<Channel>,
-    token: String,
-}
-
-impl Manager {
-    async fn connect(engine: &Engine, stack: &Stack, id: &str) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(engine.grpc.clone())?.connect().await?;
-        Ok(Self {
-            client: ManagerServiceClient::new(channel),
-            token: stack.token(Role::Manager, id, "Alice")?,
-        })
-    }
-
-    fn req<T>(&self, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Ok(v) = MetadataValue::try_from(format!("Bearer {}", self.token)) {
-            r.metadata_mut().insert("authorization", v);
-        }
-        r
-    }
-
-    async fn set_ready(&mut self) -> anyhow::Result<()> {
-        let req = self.req(v1::SetReadyRequest {});
-        self.client.set_ready(req).await?;
-        Ok(())
-    }
-
-    /// Waits until the manager holds an open ticket of `client_id` with a message `pred`
-    /// accepts; returns the ticket id.
-    async fn wait_for_message(
-        &mut self,
-        client_id: &str,
-        pred: impl Fn(&str) -> bool,
-    ) -> anyhow::Result<String> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            poll.tick().await;
-            let req = self.req(v1::ListTicketsRequest::default());
-            let tickets = self.client.list_tickets(req).await?.into_inner().tickets;
-            let mut seen = Vec::new();
-            for t in tickets.iter().filter(|t| t.client_id == client_id) {
-                let req = self.req(v1::ListMessagesRequest {
-                    ticket_id: t.id.clone(),
-                    ..Default::default()
-                });
-                let messages = self.client.list_messages(req).await?.into_inner().messages;
-                if messages.iter().any(|m| pred(&m.body)) {
-                    return Ok(t.id.clone());
-                }
-                seen.extend(messages.into_iter().map(|m| m.body));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "no such message of {client_id} reached the manager within {WAIT:?}: {seen:?}"
-                );
-            }
-        }
-    }
-
-    async fn reply(&mut self, ticket_id: &str, body: &str) -> anyhow::Result<()> {
-        let req = self.req(v1::SendReplyRequest {
-            ticket_id: ticket_id.into(),
-            body: body.into(),
-            idempotency_key: Uuid::new_v4().to_string(),
-        });
-        self.client.send_reply(req).await?;
-        Ok(())
-    }
-
-    async fn resolve(&mut self, ticket_id: &str) -> anyhow::Result<()> {
-        let req = self.req(v1::ResolveTicketRequest {
-            ticket_id: ticket_id.into(),
-        });
-        self.client.resolve_ticket(req).await?;
-        Ok(())
-    }
-}
-
-fn header(mail: &Mail, name: &str) -> Option<String> {
-    let m = MessageParser::default().parse(&mail.raw)?;
-    m.header_raw(name).map(|v| v.trim().to_owned())
-}
-
-fn text(mail: &Mail) -> String {
-    MessageParser::default()
-        .parse(&mail.raw)
-        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
-        .unwrap_or_default()
+/// A manager `id` of `engine`'s gateway.
+async fn connect_manager(engine: &Engine, stack: &Stack, id: &str) -> anyhow::Result<Manager> {
+    Manager::connect(&engine.grpc, stack.token(Role::Manager, id, "Alice")?).await
 }
 
 fn plain_mail(from: &str, message_id: &str, subject: &str, headers: &str, body: &str) -> String {
@@ -180,7 +90,7 @@ async fn a_transient_smtp_refusal_is_retried_into_one_mail_and_a_persistent_one_
     let engine = Engine::start_with(&stack, &env).await?;
     let store = PgStore::connect(&engine.database_url).await?;
     let alice_id = format!("alice-{run}");
-    let mut alice = Manager::connect(&engine, &stack, &alice_id).await?;
+    let mut alice = connect_manager(&engine, &stack, &alice_id).await?;
 
     // The assignment notice to the flaky address: refused twice, delivered on the third try.
     let flaky_id = format!("email:{flaky}");
@@ -199,7 +109,7 @@ async fn a_transient_smtp_refusal_is_retried_into_one_mail_and_a_persistent_one_
     .await?;
     alice.set_ready().await?;
     alice
-        .wait_for_message(&flaky_id, |b| b == "flaky here")
+        .wait_for_body(&flaky_id, "a message", |b| b == "flaky here")
         .await?;
     let delivered = finished_delivery(&store, &flaky_id).await?;
     assert_eq!(
@@ -233,8 +143,9 @@ async fn a_transient_smtp_refusal_is_retried_into_one_mail_and_a_persistent_one_
     .await?;
     alice.set_ready().await?;
     let stuck_ticket = alice
-        .wait_for_message(&stuck_id, |b| b == "stuck here")
-        .await?;
+        .wait_for_body(&stuck_id, "a message", |b| b == "stuck here")
+        .await?
+        .0;
     let failed = finished_delivery(&store, &stuck_id).await?;
     assert_eq!(
         (failed.status.as_str(), failed.attempts),
@@ -284,7 +195,7 @@ async fn a_mail_answering_a_closed_ticket_opens_a_new_ticket_of_the_same_client_
     let mail = MailServer::start(&[BANK, &ivan]).await?;
     let engine = Engine::start_with(&stack, &mail_env(&mail)).await?;
     let client_id = format!("email:{ivan}");
-    let mut alice = Manager::connect(&engine, &stack, &format!("alice-{run}")).await?;
+    let mut alice = connect_manager(&engine, &stack, &format!("alice-{run}")).await?;
     alice.set_ready().await?;
 
     let m1 = format!("m1-{run}@client.test");
@@ -295,16 +206,19 @@ async fn a_mail_answering_a_closed_ticket_opens_a_new_ticket_of_the_same_client_
     )
     .await?;
     let first_ticket = alice
-        .wait_for_message(&client_id, |b| b == "First question")
+        .wait_for_body(&client_id, "a message", |b| b == "First question")
+        .await?
+        .0;
+    alice
+        .reply(&first_ticket, "First answer", "First answer")
         .await?;
-    alice.reply(&first_ticket, "First answer").await?;
     let answer = mail
-        .wait_for_mail(&ivan, WAIT, |m| text(m).contains("First answer"))
+        .wait_for_mail(&ivan, WAIT, |m| m.text().contains("First answer"))
         .await?;
-    let answer_id = header(&answer, "Message-ID").context("Message-ID")?;
+    let answer_id = answer.header("Message-ID").context("Message-ID")?;
     alice.resolve(&first_ticket).await?;
     mail.wait_for_mail(&ivan, WAIT, |m| {
-        text(m).contains("Your request was resolved")
+        m.text().contains("Your request was resolved")
     })
     .await?;
 
@@ -325,34 +239,38 @@ async fn a_mail_answering_a_closed_ticket_opens_a_new_ticket_of_the_same_client_
     .await?;
     alice.set_ready().await?;
     let second_ticket = alice
-        .wait_for_message(&client_id, |b| b == "Another problem now")
-        .await?;
+        .wait_for_body(&client_id, "a message", |b| b == "Another problem now")
+        .await?
+        .0;
     assert_ne!(
         second_ticket, first_ticket,
         "a closed ticket is never reopened"
     );
 
     // The new ticket's mail continues the same mail thread.
-    alice.reply(&second_ticket, "Second answer").await?;
+    alice
+        .reply(&second_ticket, "Second answer", "Second answer")
+        .await?;
     let second = mail
-        .wait_for_mail(&ivan, WAIT, |m| text(m).contains("Second answer"))
+        .wait_for_mail(&ivan, WAIT, |m| m.text().contains("Second answer"))
         .await?;
     assert_eq!(
-        header(&second, "In-Reply-To").as_deref(),
+        second.header("In-Reply-To").as_deref(),
         Some(format!("<{m2}>").as_str())
     );
-    let refs = header(&second, "References").unwrap_or_default();
+    let refs = second.header("References").unwrap_or_default();
     assert!(
         refs.contains(&format!("<{m1}>")) && refs.contains(&answer_id),
         "{refs}"
     );
     let short = &second_ticket.replace('-', "")[..8];
     assert!(
-        header(&second, "Subject")
+        second
+            .header("Subject")
             .unwrap_or_default()
             .contains(&format!("[#{short}-")),
         "{:?}",
-        header(&second, "Subject")
+        second.header("Subject")
     );
 
     // The client's chat (the web-chat history API, which serves every channel's clients) is one
@@ -410,7 +328,7 @@ async fn a_subject_ticket_reference_threads_a_stranger_only_with_its_secret_tag(
     let engine = Engine::start_with(&stack, &mail_env(&mail)).await?;
     let store = PgStore::connect(&engine.database_url).await?;
     let client_id = format!("email:{ivan}");
-    let mut alice = Manager::connect(&engine, &stack, &format!("alice-{run}")).await?;
+    let mut alice = connect_manager(&engine, &stack, &format!("alice-{run}")).await?;
     alice.set_ready().await?;
 
     mail.send(
@@ -427,13 +345,14 @@ async fn a_subject_ticket_reference_threads_a_stranger_only_with_its_secret_tag(
     )
     .await?;
     let ticket = alice
-        .wait_for_message(&client_id, |b| b == "My card")
-        .await?;
-    alice.reply(&ticket, "Which card?").await?;
+        .wait_for_body(&client_id, "a message", |b| b == "My card")
+        .await?
+        .0;
+    alice.reply(&ticket, "Which card?", "Which card?").await?;
     let reply = mail
-        .wait_for_mail(&ivan, WAIT, |m| text(m).contains("Which card?"))
+        .wait_for_mail(&ivan, WAIT, |m| m.text().contains("Which card?"))
         .await?;
-    let subject = header(&reply, "Subject").context("Subject")?;
+    let subject = reply.header("Subject").context("Subject")?;
     let reference = subject
         .split("[#")
         .nth(1)
@@ -446,7 +365,7 @@ async fn a_subject_ticket_reference_threads_a_stranger_only_with_its_secret_tag(
     assert_eq!(short, &ticket.replace('-', "")[..8]);
     assert_eq!(tag.len(), 8, "{reference}");
     // The outbound Message-ID carries a tag too: ticket-<id>.<seq>.<16 hex>@domain.
-    let message_id = header(&reply, "Message-ID").context("Message-ID")?;
+    let message_id = reply.header("Message-ID").context("Message-ID")?;
     let tail = message_id
         .strip_prefix(&format!("<ticket-{ticket}."))
         .and_then(|r| r.strip_suffix("@bank.test>"))
@@ -514,8 +433,9 @@ async fn a_subject_ticket_reference_threads_a_stranger_only_with_its_secret_tag(
     .await?;
     assert_eq!(client_of_body(&store, "the visa one").await?, client_id);
     let same = alice
-        .wait_for_message(&client_id, |b| b == "the visa one")
-        .await?;
+        .wait_for_body(&client_id, "a message", |b| b == "the visa one")
+        .await?
+        .0;
     assert_eq!(same, ticket);
     Ok(())
 }
@@ -552,7 +472,7 @@ async fn mail_is_imported_over_imap_tls_and_sent_over_smtp_starttls_trusting_a_p
     )
     .await?;
     let client_id = format!("email:{ivan}");
-    let mut alice = Manager::connect(&engine, &stack, &format!("alice-{run}")).await?;
+    let mut alice = connect_manager(&engine, &stack, &format!("alice-{run}")).await?;
     alice.set_ready().await?;
 
     mail.send(
@@ -569,10 +489,13 @@ async fn mail_is_imported_over_imap_tls_and_sent_over_smtp_starttls_trusting_a_p
     )
     .await?;
     let ticket = alice
-        .wait_for_message(&client_id, |b| b == "over TLS")
+        .wait_for_body(&client_id, "a message", |b| b == "over TLS")
+        .await?
+        .0;
+    alice
+        .reply(&ticket, "Answered over STARTTLS", "Answered over STARTTLS")
         .await?;
-    alice.reply(&ticket, "Answered over STARTTLS").await?;
-    mail.wait_for_mail(&ivan, WAIT, |m| text(m).contains("Answered over STARTTLS"))
+    mail.wait_for_mail(&ivan, WAIT, |m| m.text().contains("Answered over STARTTLS"))
         .await?;
 
     // IMAP with STARTTLS on the plain port works too.
@@ -594,7 +517,7 @@ async fn mail_is_imported_over_imap_tls_and_sent_over_smtp_starttls_trusting_a_p
     )
     .await?;
     alice
-        .wait_for_message(&client_id, |b| b == "over STARTTLS")
+        .wait_for_body(&client_id, "a message", |b| b == "over STARTTLS")
         .await?;
     Ok(())
 }

@@ -4,7 +4,6 @@
 
 use prost::Message as _;
 use proto::v1::{self, client_service_server::ClientService};
-use rdkafka::producer::FutureProducer;
 use tickets::{Author, ChatMessage, PgStore, Role, message_id_for, web_external_id};
 use tonic::{Request, Response, Status};
 
@@ -13,36 +12,10 @@ use crate::manager::EventStream;
 use crate::stream::{Audience, Streams};
 use crate::{convert, status};
 
-/// Publishes to `inbound.messages`, keyed by client id; returns once the broker acknowledged.
-#[derive(Clone)]
-pub struct Inbound {
-    pub producer: FutureProducer,
-    pub topic: String,
-}
-
-impl Inbound {
-    pub fn new(brokers: &str, topic: String) -> Result<Self, rdkafka::error::KafkaError> {
-        Ok(Self {
-            producer: platform::kafka::producer_config(brokers).create()?,
-            topic,
-        })
-    }
-
-    async fn publish(&self, m: &v1::InboundMessage) -> Result<(), rdkafka::error::KafkaError> {
-        platform::kafka::publish_acked(
-            &self.producer,
-            &self.topic,
-            &m.client_id,
-            &m.encode_to_vec(),
-            platform::kafka::EDGE_PUBLISH_TIMEOUT,
-        )
-        .await
-    }
-}
-
 pub struct Clients {
     pub store: PgStore,
-    pub inbound: Inbound,
+    /// `inbound.messages`, the web chat's own topic.
+    pub inbound: platform::kafka::EdgeTopic,
     pub verifier: platform::auth::Verifier,
     pub streams: Streams,
 }
@@ -98,7 +71,10 @@ impl ClientService for Clients {
             client_name: me.display_name.clone(),
             received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
         };
-        self.inbound.publish(&msg).await.map_err(status::kafka)?;
+        self.inbound
+            .publish(&msg.client_id, &msg.encode_to_vec())
+            .await
+            .map_err(status::kafka)?;
         tracing::info!(%message_id, client_id = %me.user_id, "client message accepted (grpc)");
         Ok(Response::new(v1::SendMessageResponse {
             message_id: message_id.to_string(),

@@ -87,7 +87,7 @@ impl Application {
         };
         let clients = client::Clients {
             store: store.clone(),
-            inbound: client::Inbound::new(
+            inbound: platform::kafka::EdgeTopic::new(
                 &settings.common.kafka_brokers,
                 topics.inbound_messages.clone(),
             )

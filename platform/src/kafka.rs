@@ -102,6 +102,40 @@ pub async fn publish_acked(
     }
 }
 
+/// A client-facing topic: records keyed (a client id keeps its order), each publish waiting for
+/// the broker's ack at most [`EDGE_PUBLISH_TIMEOUT`]. The web chat, Telegram, email and the gRPC
+/// `ClientService` all publish `inbound.messages` through one of these.
+#[derive(Clone)]
+pub struct EdgeTopic {
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+}
+
+impl EdgeTopic {
+    pub fn new(brokers: &str, topic: String) -> Result<Self, rdkafka::error::KafkaError> {
+        Ok(Self {
+            producer: producer_config(brokers).create()?,
+            topic,
+        })
+    }
+
+    /// Returns once the broker acknowledged the record (or the bound ran out).
+    pub async fn publish(
+        &self,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        publish_acked(
+            &self.producer,
+            &self.topic,
+            key,
+            payload,
+            EDGE_PUBLISH_TIMEOUT,
+        )
+        .await
+    }
+}
+
 /// Creates the topics if they are missing.
 pub async fn ensure_topics(brokers: &str, topics: &[&str]) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = config(brokers).create()?;

@@ -147,27 +147,6 @@ impl PgStore {
             .find_map(|id| found.iter().find(|(m, _)| m == id).map(|(_, c)| c.clone())))
     }
 
-    /// The client of the newest ticket whose id starts with `prefix` (a subject's `[#prefix]`)
-    /// among clients whose id starts with `client_prefix`.
-    pub async fn client_of_ticket_prefix(
-        &self,
-        prefix: &str,
-        client_prefix: &str,
-    ) -> Result<Option<String>> {
-        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-            return Ok(None);
-        }
-        Ok(sqlx::query_scalar(
-            "SELECT client_id FROM tickets
-             WHERE id::text LIKE $1 AND starts_with(client_id, $2)
-             ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(format!("{}%", prefix.to_ascii_lowercase()))
-        .bind(client_prefix)
-        .fetch_optional(self.pool())
-        .await?)
-    }
-
     pub async fn last_inbound_email(&self, client_id: &str) -> Result<Option<LastInbound>> {
         let row = sqlx::query(
             "SELECT message_id, subject, refs FROM email_messages
