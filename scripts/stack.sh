@@ -231,7 +231,8 @@ install_telegram_emulator() {
 # with a config of their own; the package's system service is not used.
 install_mail_peers() {
   local missing=() p
-  for p in dovecot-imapd dovecot-lmtpd; do
+  # openssl: the TLS mail tests make their own CA and server certificate with the CLI.
+  for p in dovecot-imapd dovecot-lmtpd openssl; do
     deb_installed "$p" || missing+=("$p")
   done
   if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
