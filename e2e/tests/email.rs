@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use e2e::email::{MailServer, PASSWORD};
 use e2e::manager::Manager;
-use e2e::{Engine, Stack};
+use e2e::{Engine, Stack, eventually};
 use tickets::{PgStore, Role};
 use uuid::Uuid;
 
@@ -210,13 +210,10 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     // Everything imported is marked seen (only after Kafka acknowledged it).
     let inbox = mail.mails(bank).await?;
     assert_eq!(inbox.len(), 5);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !mail.mails(bank).await?.iter().all(|m| m.seen) {
-        if tokio::time::Instant::now() >= deadline {
-            bail!("imported mail was not marked seen");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(WAIT, "every imported mail marked seen", || async {
+        Ok(mail.mails(bank).await?.iter().all(|m| m.seen).then_some(()))
+    })
+    .await?;
 
     // A client whose address the mail server refuses: the mail to them (the assignment notice)
     // is a recorded failed delivery, not silently dropped.
@@ -234,21 +231,15 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
             b == "hello?"
         })
         .await?;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let failed = eventually(WAIT, &format!("a failed delivery to {gone_id}"), || async {
         let ledger = store.deliveries_of("email", &gone_id).await?;
-        if let Some(f) = ledger.iter().find(|d| d.status == "failed") {
-            assert!(
-                f.detail.as_deref().unwrap_or_default().contains("550"),
-                "{f:?}"
-            );
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("no failed delivery for {gone_id}: {ledger:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Ok(ledger.into_iter().find(|d| d.status == "failed"))
+    })
+    .await?;
+    assert!(
+        failed.detail.as_deref().unwrap_or_default().contains("550"),
+        "{failed:?}"
+    );
     // The replies to Ivan were each sent once.
     let ledger = store.deliveries_of("email", &client_id).await?;
     assert!(ledger.iter().all(|d| d.status == "sent"), "{ledger:?}");

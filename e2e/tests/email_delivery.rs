@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use e2e::email::{MailOptions, MailServer, PASSWORD};
 use e2e::manager::Manager;
-use e2e::{Engine, Stack};
+use e2e::{Engine, Stack, eventually};
 use serde_json::Value;
 use tickets::{Delivery, PgStore, Role};
 use uuid::Uuid;
@@ -20,6 +20,19 @@ const BANK: &str = "support@bank.test";
 /// A manager `id` of `engine`'s gateway.
 async fn connect_manager(engine: &Engine, stack: &Stack, id: &str) -> anyhow::Result<Manager> {
     Manager::connect(&engine.grpc, stack.token(Role::Manager, id, "Alice")?).await
+}
+
+/// Sends [`plain_mail`] from `from` to the bank.
+async fn send_plain(
+    mail: &MailServer,
+    from: &str,
+    message_id: &str,
+    subject: &str,
+    headers: &str,
+    body: &str,
+) -> anyhow::Result<()> {
+    let raw = plain_mail(from, message_id, subject, headers, body);
+    mail.send(from, BANK, raw.as_bytes()).await
 }
 
 fn plain_mail(from: &str, message_id: &str, subject: &str, headers: &str, body: &str) -> String {
@@ -40,33 +53,18 @@ fn mail_env(mail: &MailServer) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Polls `probe` until it yields a value or `WAIT` passes.
-async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        poll.tick().await;
-        if let Some(v) = probe().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("{what}: not within {WAIT:?}");
-        }
-    }
-}
-
 /// Waits until the delivery ledger of `client_id` holds a finished (sent or failed) row.
 async fn finished_delivery(store: &PgStore, client_id: &str) -> anyhow::Result<Delivery> {
-    wait_until(&format!("a finished delivery to {client_id}"), || async {
-        let ledger = store.deliveries_of("email", client_id).await?;
-        Ok(ledger
-            .into_iter()
-            .find(|d| d.status == "sent" || d.status == "failed"))
-    })
+    eventually(
+        WAIT,
+        &format!("a finished delivery to {client_id}"),
+        || async {
+            let ledger = store.deliveries_of("email", client_id).await?;
+            Ok(ledger
+                .into_iter()
+                .find(|d| d.status == "sent" || d.status == "failed"))
+        },
+    )
     .await
 }
 
@@ -94,17 +92,13 @@ async fn a_transient_smtp_refusal_is_retried_into_one_mail_and_a_persistent_one_
 
     // The assignment notice to the flaky address: refused twice, delivered on the third try.
     let flaky_id = format!("email:{flaky}");
-    mail.send(
+    send_plain(
+        &mail,
         &flaky,
-        BANK,
-        plain_mail(
-            &flaky,
-            &format!("f-{run}@client.test"),
-            "help",
-            "",
-            "flaky here",
-        )
-        .as_bytes(),
+        &format!("f-{run}@client.test"),
+        "help",
+        "",
+        "flaky here",
     )
     .await?;
     alice.set_ready().await?;
@@ -128,17 +122,13 @@ async fn a_transient_smtp_refusal_is_retried_into_one_mail_and_a_persistent_one_
     // Refused on every attempt: after the configured 3, a failed row and a delivery_failed event
     // for the ticket's manager, in the outbox like every other event.
     let stuck_id = format!("email:{stuck}");
-    mail.send(
+    send_plain(
+        &mail,
         &stuck,
-        BANK,
-        plain_mail(
-            &stuck,
-            &format!("s-{run}@client.test"),
-            "help",
-            "",
-            "stuck here",
-        )
-        .as_bytes(),
+        &format!("s-{run}@client.test"),
+        "help",
+        "",
+        "stuck here",
     )
     .await?;
     alice.set_ready().await?;
@@ -199,12 +189,7 @@ async fn a_mail_answering_a_closed_ticket_opens_a_new_ticket_of_the_same_client_
     alice.set_ready().await?;
 
     let m1 = format!("m1-{run}@client.test");
-    mail.send(
-        &ivan,
-        BANK,
-        plain_mail(&ivan, &m1, "transfer", "", "First question").as_bytes(),
-    )
-    .await?;
+    send_plain(&mail, &ivan, &m1, "transfer", "", "First question").await?;
     let first_ticket = alice
         .wait_for_body(&client_id, "a message", |b| b == "First question")
         .await?
@@ -224,17 +209,13 @@ async fn a_mail_answering_a_closed_ticket_opens_a_new_ticket_of_the_same_client_
 
     // The client answers the closed ticket's mail, from another address of theirs.
     let m2 = format!("m2-{run}@client.test");
-    mail.send(
+    send_plain(
+        &mail,
         &ivan_alt,
-        BANK,
-        plain_mail(
-            &ivan_alt,
-            &m2,
-            "Re: transfer",
-            &format!("In-Reply-To: {answer_id}\r\nReferences: <{m1}> {answer_id}\r\n"),
-            "Another problem now\r\n\r\n> First answer",
-        )
-        .as_bytes(),
+        &m2,
+        "Re: transfer",
+        &format!("In-Reply-To: {answer_id}\r\nReferences: <{m1}> {answer_id}\r\n"),
+        "Another problem now\r\n\r\n> First answer",
     )
     .await?;
     alice.set_ready().await?;
@@ -307,7 +288,7 @@ async fn a_mail_answering_a_closed_ticket_opens_a_new_ticket_of_the_same_client_
 
 /// The client id the inbound consumer stored a message with `body` under.
 async fn client_of_body(store: &PgStore, body: &str) -> anyhow::Result<String> {
-    wait_until(&format!("the message {body:?} stored"), || async {
+    eventually(WAIT, &format!("the message {body:?} stored"), || async {
         Ok(
             sqlx::query_scalar::<_, String>("SELECT client_id FROM messages WHERE body = $1")
                 .bind(body)
@@ -331,17 +312,13 @@ async fn a_subject_ticket_reference_threads_a_stranger_only_with_its_secret_tag(
     let mut alice = connect_manager(&engine, &stack, &format!("alice-{run}")).await?;
     alice.set_ready().await?;
 
-    mail.send(
+    send_plain(
+        &mail,
         &ivan,
-        BANK,
-        plain_mail(
-            &ivan,
-            &format!("m1-{run}@client.test"),
-            "card",
-            "",
-            "My card",
-        )
-        .as_bytes(),
+        &format!("m1-{run}@client.test"),
+        "card",
+        "",
+        "My card",
     )
     .await?;
     let ticket = alice
@@ -396,17 +373,13 @@ async fn a_subject_ticket_reference_threads_a_stranger_only_with_its_secret_tag(
             "wrongly tagged reference",
         ),
     ] {
-        mail.send(
+        send_plain(
+            &mail,
             from,
-            BANK,
-            plain_mail(
-                from,
-                &format!("{}@evil.test", Uuid::new_v4()),
-                &subject,
-                "",
-                body,
-            )
-            .as_bytes(),
+            &format!("{}@evil.test", Uuid::new_v4()),
+            &subject,
+            "",
+            body,
         )
         .await?;
         assert_eq!(
@@ -418,17 +391,13 @@ async fn a_subject_ticket_reference_threads_a_stranger_only_with_its_secret_tag(
 
     // Another address of the client with the tagged reference threads into the open ticket.
     let phone = format!("ivan.phone-{run}@client.test");
-    mail.send(
+    send_plain(
+        &mail,
         &phone,
-        BANK,
-        plain_mail(
-            &phone,
-            &format!("p-{run}@client.test"),
-            &format!("Re: card [#{reference}]"),
-            "",
-            "the visa one",
-        )
-        .as_bytes(),
+        &format!("p-{run}@client.test"),
+        &format!("Re: card [#{reference}]"),
+        "",
+        "the visa one",
     )
     .await?;
     assert_eq!(client_of_body(&store, "the visa one").await?, client_id);
@@ -475,17 +444,13 @@ async fn mail_is_imported_over_imap_tls_and_sent_over_smtp_starttls_trusting_a_p
     let mut alice = connect_manager(&engine, &stack, &format!("alice-{run}")).await?;
     alice.set_ready().await?;
 
-    mail.send(
+    send_plain(
+        &mail,
         &ivan,
-        BANK,
-        plain_mail(
-            &ivan,
-            &format!("t1-{run}@client.test"),
-            "tls",
-            "",
-            "over TLS",
-        )
-        .as_bytes(),
+        &format!("t1-{run}@client.test"),
+        "tls",
+        "",
+        "over TLS",
     )
     .await?;
     let ticket = alice
@@ -503,17 +468,13 @@ async fn mail_is_imported_over_imap_tls_and_sent_over_smtp_starttls_trusting_a_p
     engine.set_env("INBOX_IMAP_ADDR", Some(mail.imap_addr.clone()));
     engine.set_env("INBOX_IMAP_TLS", Some("starttls".into()));
     engine.start_communication().await?;
-    mail.send(
+    send_plain(
+        &mail,
         &ivan,
-        BANK,
-        plain_mail(
-            &ivan,
-            &format!("t2-{run}@client.test"),
-            "tls",
-            "",
-            "over STARTTLS",
-        )
-        .as_bytes(),
+        &format!("t2-{run}@client.test"),
+        "tls",
+        "",
+        "over STARTTLS",
     )
     .await?;
     alice

@@ -12,12 +12,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use e2e::Stack;
 use e2e::manager::Manager;
 use e2e::telegram::Emulator;
+use e2e::{Stack, eventually};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor, address::Envelope};
 use tickets::Role;
-use tokio::process::{Child, Command};
 use uuid::Uuid;
 
 /// Start-up takes seconds; the margin is for a loaded 2-core machine.
@@ -35,7 +34,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// `scripts/run.sh`, stopped with SIGTERM (what Ctrl-C does) when dropped.
 struct MakeRun {
-    child: Child,
+    child: std::process::Child,
     log: PathBuf,
 }
 
@@ -46,31 +45,34 @@ impl MakeRun {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
-    /// SIGTERM, then the script's exit status.
-    async fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
-        let pid = self.child.id().context("run.sh already exited")?;
+    /// SIGTERM, then waits for the script (which stops its services from its trap) up to
+    /// [`STOP`]; past that, SIGKILL. Blocks the calling thread.
+    fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        if let Some(status) = self.child.try_wait()? {
+            return Ok(status);
+        }
+        let pid = self.child.id();
         signal(pid, "TERM")?;
-        tokio::time::timeout(STOP, self.child.wait())
-            .await
-            .with_context(|| format!("run.sh did not stop within {STOP:?}"))?
-            .context("waiting for run.sh")
+        let child = &mut self.child;
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || tx.send(child.wait()));
+            match rx.recv_timeout(STOP) {
+                Ok(status) => Ok(status?),
+                Err(_) => {
+                    // The waiting thread returns once the script is gone.
+                    let _ = signal(pid, "KILL");
+                    bail!("run.sh did not stop within {STOP:?}")
+                }
+            }
+        })
     }
 }
 
 impl Drop for MakeRun {
     fn drop(&mut self) {
-        let Some(pid) = self.child.id() else { return };
-        // The script stops its own services from its trap; give it the time that takes, so no
-        // service outlives the test holding a port.
-        let _ = signal(pid, "TERM");
-        let deadline = std::time::Instant::now() + STOP;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = signal(pid, "KILL");
+        // No service may outlive the test holding a port.
+        let _ = self.stop();
     }
 }
 
@@ -145,7 +147,7 @@ async fn make_run_with_local_channels_answers_each_client_on_its_own_channel() -
     let log = dir.0.join("make-run.log");
     let out = std::fs::File::create(&log)?;
     let script = platform::workspace_root().join("scripts/run.sh");
-    let child = Command::new("bash")
+    let child = std::process::Command::new("bash")
         .arg(&script)
         .env("CHANNELS", "local")
         // The suite built the binaries; a build from here would relink them under the feet of
@@ -236,25 +238,19 @@ async fn make_run_with_local_channels_answers_each_client_on_its_own_channel() -
             e2e::manager::WAIT,
         )
         .await?;
-    let deadline = tokio::time::Instant::now() + e2e::manager::WAIT;
-    let mut poll = tokio::time::interval(Duration::from_millis(250));
     let answer = format!("Answer to email:{client_mail}");
-    loop {
-        poll.tick().await;
-        let mails = e2e::email::mailbox(&imap, &client_mail, MAIL_PASSWORD).await?;
-        if mails
-            .iter()
-            .any(|m| String::from_utf8_lossy(&m.raw).contains(&answer))
-        {
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "no answer in {client_mail}'s mailbox: {} mails",
-                mails.len()
-            );
-        }
-    }
+    eventually(
+        e2e::manager::WAIT,
+        &format!("{answer:?} in {client_mail}'s mailbox"),
+        || async {
+            let mails = e2e::email::mailbox(&imap, &client_mail, MAIL_PASSWORD).await?;
+            Ok(mails
+                .iter()
+                .any(|m| String::from_utf8_lossy(&m.raw).contains(&answer))
+                .then_some(()))
+        },
+    )
+    .await?;
     let history: serde_json::Value = http_client
         .get(format!("{http}/v1/messages"))
         .bearer_auth(&web_token)
@@ -271,7 +267,7 @@ async fn make_run_with_local_channels_answers_each_client_on_its_own_channel() -
     eprintln!("every answer arrived after {:?}", t0.elapsed());
 
     // Ctrl-C: the script stops the services and the peers it started, and says it was stopped.
-    let status = run.stop().await?;
+    let status = tokio::task::block_in_place(|| run.stop())?;
     assert_eq!(status.code(), Some(143), "{}", run.log_tail());
     for (what, addr) in [
         ("communication", format!("127.0.0.1:{http_port}")),

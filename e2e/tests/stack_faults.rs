@@ -17,12 +17,9 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
-use e2e::Engine;
 use e2e::load::{Load, LoadConfig};
 use e2e::private_stack::{PrivateStack, Stop};
-use sqlx::Connection;
-use tokio::time::Instant;
+use e2e::{Engine, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarting_postgres_temporal_and_the_broker_under_load_loses_and_duplicates_nothing()
@@ -73,24 +70,22 @@ async fn restarting_postgres_temporal_and_the_broker_under_load_loses_and_duplic
     let report = load.finish(&engine).await?;
     // The PostgreSQL restart ended the inbound consumer's partition leases (session locks); it
     // took them again rather than read on without them.
-    let mut db = sqlx::PgConnection::connect(&engine.database_url).await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let held: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .fetch_one(&mut db)
-        .await?;
-        if held >= i64::from(platform::kafka::PARTITIONS) {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("{held} partition leases held after the PostgreSQL restart");
-        }
-        // Pacing of a poll with a deadline: pg_locks notifies nothing.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let db = sqlx::PgPool::connect(&engine.database_url).await?;
+    let wanted = i64::from(platform::kafka::PARTITIONS);
+    eventually(
+        Duration::from_secs(30),
+        "every partition lease held again after the PostgreSQL restart",
+        || async {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(&db)
+            .await?;
+            Ok((held >= wanted).then_some(()))
+        },
+    )
+    .await?;
     let r = report.refusals;
     assert_eq!(
         (r.http_hung, r.grpc_hung, r.http_other_5xx),
