@@ -27,6 +27,8 @@ TANSU_LOG="$INBOX_CACHE/tansu-install.log"
 # Channel test peers: the Telegram Bot API emulator (npm) and aiosmtpd (PyPI), in the cache.
 NPM_PREFIX="$INBOX_CACHE/npm"
 TELEGRAM_TEST_API_VERSION="4.2.1"
+# A real (certified) OpenID Connect provider for the auth tests: scripts/oidc-provider.js.
+OIDC_PROVIDER_VERSION="9.13.3"
 AIOSMTPD_VERSION="1.4.6"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_DIR="$DEV/pg"            # owned by the postgres user; holds the socket
@@ -226,6 +228,20 @@ install_telegram_emulator() {
     "telegram-test-api@$TELEGRAM_TEST_API_VERSION" >&2
 }
 
+# The OpenID provider of the auth tests (scripts/oidc-provider.js, scripts/oidc-token.js), in the
+# same npm prefix as the Telegram emulator. --save-exact: a later install of another package there
+# re-resolves the tree from package.json and must not move the pinned version.
+install_oidc_provider() {
+  [[ -f "$NPM_PREFIX/node_modules/oidc-provider/package.json" ]] \
+    && grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" \
+      "$NPM_PREFIX/node_modules/oidc-provider/package.json" && return 0
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  mkdir -p "$NPM_PREFIX"
+  log "npm install oidc-provider@$OIDC_PROVIDER_VERSION into $NPM_PREFIX"
+  npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --silent --save-exact \
+    "oidc-provider@$OIDC_PROVIDER_VERSION" >&2
+}
+
 # Email test peers: Dovecot (IMAP + LDA) from Debian, and aiosmtpd in the venv for the SMTP
 # server of scripts/smtp-to-dovecot.py. Dovecot is only ever run by the tests, in the foreground
 # with a config of their own; the package's system service is not used.
@@ -246,6 +262,7 @@ install_mail_peers() {
 cmd_install() {
   install_apt
   install_telegram_emulator
+  install_oidc_provider
   install_temporal
   install_mail_peers
   install_nextest

@@ -45,7 +45,10 @@ step install "$STACK" install
 for s in postgres temporal kafka; do
   # Only a service with no process at all is ours to stop later: one that is running but slow to
   # answer its health check (a busy machine) belongs to whoever started it.
-  "$STACK" status "$s" 2>/dev/null | grep -q '^[a-z]* *down$' && STARTED_STACK+=("$s")
+  # `status` exits non-zero for a service that is down: under pipefail a pipe into grep would
+  # then always be false, so the output is taken first.
+  state="$("$STACK" status "$s" 2>/dev/null || true)"
+  if grep -q '^[a-z]* *down$' <<<"$state"; then STARTED_STACK+=("$s"); fi
 done
 step up "$STACK" up
 # dev.env + INBOX_TEMPORAL_BIN / INBOX_TANSU_BIN, so tests find the stack.

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 /// Kafka: produce one record (acks=all, idempotent, as the engine does) and wait until a consumer
 /// of that partition reads it; `n` times, one after another.
 pub async fn kafka(brokers: &str, topic: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let brokers = &platform::kafka::KafkaSettings::plaintext(brokers);
     platform::kafka::ensure_topics(brokers, &[topic]).await?;
     let producer: FutureProducer = platform::kafka::producer_config(brokers).create()?;
     let consumer: StreamConsumer = platform::kafka::config(brokers)

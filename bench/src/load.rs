@@ -456,7 +456,14 @@ pub async fn kafka_lag(
     .collect();
     let topic_owned = topic.to_owned();
     let highs = tokio::task::spawn_blocking(move || {
-        (0..platform::kafka::PARTITIONS)
+        let partitions: Vec<i32> = consumer
+            .fetch_metadata(Some(&topic_owned), Duration::from_secs(5))?
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        partitions
+            .into_iter()
             .map(|p| {
                 consumer
                     .fetch_watermarks(&topic_owned, p, Duration::from_secs(5))

@@ -85,8 +85,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let stack = Stack::from_env().await?;
     let temporal = workflow::client::connect(
-        &stack.temporal_url,
-        &std::env::var("INBOX_TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".into()),
+        &platform::settings::temporal::TemporalSettings::plain(
+            stack.temporal_url.parse()?,
+            "inbox-bench",
+        ),
         "inbox-bench",
     )
     .await?;
@@ -315,7 +317,7 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
 
     // The sweep.
     let lag_consumer: Arc<BaseConsumer> =
-        Arc::new(platform::kafka::config(&stack.kafka_brokers).create()?);
+        Arc::new(platform::kafka::config(&stack.kafka()).create()?);
     let inbound_topic = format!("{prefix}inbound.messages");
     let counter = AtomicU64::new(0);
     let mut steps = Vec::new();

@@ -300,8 +300,7 @@ impl Resolver<'_> {
 impl Channels {
     /// Reads the file `INBOX_CHANNELS` names (default `channels.yaml`, which may be absent) and
     /// applies the environment.
-    pub fn load() -> Result<Self, ChannelsError> {
-        let env = |k: &str| std::env::var(k).ok();
+    pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ChannelsError> {
         let explicit = env("INBOX_CHANNELS").filter(|p| !p.is_empty());
         let path = explicit.clone().unwrap_or_else(|| DEFAULT_FILE.to_owned());
         let text = match std::fs::read_to_string(&path) {
@@ -315,7 +314,7 @@ impl Channels {
                 });
             }
         };
-        Self::resolve(text.as_deref().map(|t| (path.as_str(), t)), &env)
+        Self::resolve(text.as_deref().map(|t| (path.as_str(), t)), env)
     }
 
     /// Reads a file by path (`workflow validate`-style checks and tests).

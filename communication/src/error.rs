@@ -49,9 +49,20 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 
 impl From<platform::auth::AuthError> for ApiError {
     fn from(e: platform::auth::AuthError) -> Self {
+        use platform::auth::AuthError;
         match e {
-            platform::auth::AuthError::Forbidden(_) => Self::Forbidden(e.to_string()),
-            _ => Self::Unauthenticated(e.to_string()),
+            AuthError::Forbidden(_) => Self::Forbidden(e.to_string()),
+            AuthError::BadClaim { .. } => Self::BadRequest {
+                status: StatusCode::BAD_REQUEST,
+                message: e.to_string(),
+            },
+            AuthError::Unavailable(_) | AuthError::Setup(_) => {
+                tracing::error!(error = %e, "token keys unavailable");
+                Self::Unavailable(e.to_string())
+            }
+            AuthError::Missing | AuthError::Invalid(_) | AuthError::NoSubject => {
+                Self::Unauthenticated(e.to_string())
+            }
         }
     }
 }

@@ -11,32 +11,38 @@ use tokio_util::sync::CancellationToken;
 
 pub type Wakeups = broadcast::Sender<Arc<str>>;
 
-pub fn listen(
-    brokers: &str,
-    topic: &str,
+/// Reads the wake-ups until `shutdown`. Client sessions are people reading a chat: a wake-up
+/// within ~50-100 ms is prompt enough, and a longer fetch wait (`wait_ms`, default 50) saves the
+/// local broker a third of a core (see `platform::kafka::tail`). Returns early only when the
+/// consumer cannot be made (the supervisor starts it again).
+pub async fn listen(
+    kafka: platform::kafka::KafkaSettings,
+    topic: String,
+    wait_ms: u32,
     wakeups: Wakeups,
     shutdown: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, platform::kafka::KafkaError> {
-    // Client sessions are people reading a chat: a wake-up within ~50-100 ms is prompt enough,
-    // and a longer fetch wait saves the local broker a third of a core (see `fetch_wait_ms`).
-    let wait = platform::kafka::fetch_wait_ms("INBOX_CLIENT_EVENTS_WAIT_MS", 50);
-    let consumer = platform::kafka::tail_with_wait(brokers, topic, &wait)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let record = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = consumer.recv() => r,
-            };
-            match record {
-                Ok(r) => match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
-                    Ok(e) if e.client_visible => {
-                        let _ = wakeups.send(Arc::from(e.client_id.as_str()));
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
-                },
-                Err(e) => tracing::warn!(error = %e, "ticket.events receive failed"),
-            }
+) {
+    let consumer = match platform::kafka::tail(&kafka, &topic, wait_ms) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, topic, "cannot read ticket events");
+            return;
         }
-    }))
+    };
+    loop {
+        let record = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = consumer.recv() => r,
+        };
+        match record {
+            Ok(r) => match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
+                Ok(e) if e.client_visible => {
+                    let _ = wakeups.send(Arc::from(e.client_id.as_str()));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
+            },
+            Err(e) => tracing::warn!(error = %e, "ticket.events receive failed"),
+        }
+    }
 }

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
+use platform::auth::Verified;
 use serde::Deserialize;
 use serde_json::json;
 use tickets::{Caller, ChatCursor, MessageBody, PgStore, Role, message_id_for, web_external_id};
@@ -68,7 +69,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(Arc::new(state))
 }
 
-fn client_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn client_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    Ok(client_token(state, headers).await?.caller)
+}
+
+/// The verified client of the `Authorization` header, with the token's expiry. With a JWKS this
+/// may fetch the identity provider's keys (a token of a key not seen yet).
+async fn client_token(state: &AppState, headers: &HeaderMap) -> Result<Verified, ApiError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .map(|v| {
@@ -76,10 +83,14 @@ fn client_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> 
                 .map_err(|_| ApiError::Unauthenticated("malformed Authorization header".into()))
         })
         .transpose()?;
-    let caller = state.verifier.verify_header(header)?;
-    platform::auth::require(&caller, Role::Client)?;
-    rate_limit(state, &caller)?;
-    Ok(caller)
+    let token = state.verifier.verify_header_token_async(header).await?;
+    checked_client(state, token)
+}
+
+fn checked_client(state: &AppState, token: Verified) -> Result<Verified, ApiError> {
+    platform::auth::require(&token.caller, Role::Client)?;
+    rate_limit(state, &token.caller)?;
+    Ok(token)
 }
 
 fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
@@ -103,7 +114,7 @@ async fn post_message(
     headers: HeaderMap,
     payload: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let client = client_of(&state, &headers)?;
+    let client = client_of(&state, &headers).await?;
     let Json(req) = payload?;
     let body = MessageBody::parse(req.body).map_err(|e| ApiError::InvalidField {
         field: "body",
@@ -164,7 +175,7 @@ async fn history(
     headers: HeaderMap,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let client = client_of(&state, &headers)?;
+    let client = client_of(&state, &headers).await?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest {
         status: e.status(),
         message: e.body_text(),
@@ -208,7 +219,7 @@ async fn mark_read(
     headers: HeaderMap,
     payload: Result<Json<MarkRead>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let client = client_of(&state, &headers)?;
+    let client = client_of(&state, &headers).await?;
     let Json(req) = payload?;
     let read = state
         .store
@@ -222,7 +233,7 @@ async fn read_state(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let client = client_of(&state, &headers)?;
+    let client = client_of(&state, &headers).await?;
     Ok(Json(state.store.read_state(&client.user_id).await?).into_response())
 }
 
@@ -241,25 +252,36 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     // Browsers cannot set headers on a WebSocket: the token may come as `?token=`.
-    let client = match &q.token {
-        Some(t) => {
-            let c = state.verifier.verify(t)?;
-            platform::auth::require(&c, Role::Client)?;
-            rate_limit(&state, &c)?;
-            c
-        }
-        None => client_of(&state, &headers)?,
+    let token = match &q.token {
+        Some(t) => checked_client(&state, state.verifier.verify_token_async(t).await?)?,
+        None => client_token(&state, &headers).await?,
     };
-    Ok(upgrade.on_upgrade(move |socket| stream_events(state, client, q.after, socket)))
+    Ok(upgrade.on_upgrade(move |socket| stream_events(state, token, q.after, socket)))
 }
 
-/// Sends the client every event after `cursor`, then each new one as it commits.
-async fn stream_events(
-    state: Arc<AppState>,
-    client: Caller,
-    mut cursor: i64,
-    mut socket: WebSocket,
-) {
+/// WebSocket close code when the token expires: the client reconnects with a fresh token and
+/// `after=<last event_id>` (4000-4999 are the application's own codes).
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+
+/// Sends the client every event after `cursor`, then each new one as it commits, until the
+/// socket closes or the token expires.
+async fn stream_events(state: Arc<AppState>, token: Verified, cursor: i64, mut socket: WebSocket) {
+    let expired = tokio::select! {
+        () = send_events(&state, &token.caller, cursor, &mut socket) => false,
+        () = tokio::time::sleep(token.remaining()) => true,
+    };
+    if expired {
+        let _ = socket
+            .send(WsMessage::Close(Some(axum::extract::ws::CloseFrame {
+                code: CLOSE_TOKEN_EXPIRED,
+                reason: "token expired: reconnect with a fresh token and after=<last event_id>"
+                    .into(),
+            })))
+            .await;
+    }
+}
+
+async fn send_events(state: &AppState, client: &Caller, mut cursor: i64, socket: &mut WebSocket) {
     let mut wakeups = state.wakeups.subscribe();
     loop {
         let events = match state

@@ -14,100 +14,99 @@ pub mod http;
 pub mod openapi;
 pub mod publisher;
 pub mod ratelimit;
+pub mod settings;
 pub mod telegram;
 pub mod telegram_webhook;
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use platform::settings::{self, Common};
+use platform::settings::ExposeSecret;
 use tickets::PgStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub common: Common,
-    pub http_addr: String,
-    pub rate_limit: ratelimit::RateLimit,
-    /// The web-chat client API; on unless the channels file (or `INBOX_WEB_ENABLED`) says off.
-    pub web: bool,
-    /// Off unless the channels file (or the environment) switches it on; see `channels.rs`.
-    pub telegram: Option<telegram::TelegramSettings>,
-    /// IMAP in and SMTP out, each when configured; see `channels.rs`.
-    pub email: email::EmailSettings,
-}
-
-/// Why the settings are unusable: the service refuses to start with this message.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error(transparent)]
-    Env(#[from] settings::SettingError),
-    #[error(transparent)]
-    Channels(#[from] channels::ChannelsError),
-}
-
-impl Settings {
-    /// The environment plus the channels file (`INBOX_CHANNELS`, default `channels.yaml`).
-    pub fn from_env() -> Result<Self, SettingsError> {
-        let default = ratelimit::RateLimit::default();
-        let channels = channels::Channels::load()?;
-        if let Some(file) = &channels.file {
-            tracing::info!(%file, "channels file loaded (environment variables override it)");
-        } else {
-            tracing::info!("no channels file: channels from the environment only");
-        }
-        Ok(Self {
-            common: Common::from_env(),
-            http_addr: settings::var("INBOX_HTTP_ADDR", "127.0.0.1:18480"),
-            rate_limit: ratelimit::RateLimit {
-                burst: settings::parse("INBOX_RATE_LIMIT_BURST", default.burst)?,
-                per_second: settings::parse("INBOX_RATE_LIMIT_PER_SECOND", default.per_second)?,
-            },
-            web: channels.web,
-            telegram: channels.telegram,
-            email: channels.email,
-        })
-    }
-}
+pub use settings::{Settings, SettingsError};
 
 /// A bound, ready-to-serve communication service.
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
+    ops_addr: SocketAddr,
+    health: std::sync::Arc<platform::ops::Health>,
 }
 
 impl Application {
     /// Connects to its dependencies and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let store = PgStore::connect(&settings.common.database_url)
-            .await
-            .context("connecting to PostgreSQL")?;
+        let db = &settings.common.database;
+        let store = PgStore::connect_with(
+            &db.url,
+            db.password.as_ref().map(ExposeSecret::expose_secret),
+            db.max_connections,
+        )
+        .await
+        .context("connecting to PostgreSQL")?;
         store.migrate().await?;
+        let verifier = settings.common.verifier()?;
+        verifier.start(shutdown.clone()).await;
         let topics = settings.common.topics();
-        let brokers = &settings.common.kafka_brokers;
-        platform::kafka::ensure_topics(brokers, &topics.all()).await?;
+        let kafka = &settings.common.kafka;
+        platform::kafka::ensure_topics(kafka, &topics.all()).await?;
+        let health = platform::ops::Health::new();
+        let db = store.clone();
+        health.probe(
+            "postgres",
+            platform::ops::probe_fn(move || db.clone().ping_owned()),
+        );
+        health.probe(
+            "kafka",
+            platform::kafka::probe(kafka, &topics.inbound_messages)?,
+        );
+        let ops_addr = platform::ops::serve(&settings.ops_addr, health.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("binding the ops listener {}", settings.ops_addr))?;
         let (wakeups, _) = tokio::sync::broadcast::channel(4096);
-        events::listen(
-            brokers,
-            &topics.ticket_events,
-            wakeups.clone(),
-            shutdown.clone(),
-        )?;
-        let publisher = publisher::Publisher::new(brokers, topics.inbound_messages.clone())?;
+        {
+            let (kafka, topic, wait, wakeups, stop) = (
+                kafka.clone(),
+                topics.ticket_events.clone(),
+                settings.client_events_wait_ms,
+                wakeups.clone(),
+                shutdown.clone(),
+            );
+            platform::ops::supervise(&health, "ticket-events", shutdown.clone(), move || {
+                events::listen(
+                    kafka.clone(),
+                    topic.clone(),
+                    wait,
+                    wakeups.clone(),
+                    stop.clone(),
+                )
+            });
+        }
+        let publisher = publisher::Publisher::new(kafka, topics.inbound_messages.clone())?;
         crash::warn_if_armed();
         let mut webhook = None;
         if let Some(tg) = &settings.telegram {
             match &tg.webhook {
                 None => {
                     tracing::info!(api = %tg.api_url, "telegram channel on (long polling)");
-                    tokio::spawn(telegram::poll_updates(
+                    let (tg, store, publisher, stop) = (
                         tg.clone(),
                         store.clone(),
                         publisher.clone(),
                         shutdown.clone(),
-                    ));
+                    );
+                    platform::ops::supervise(&health, "telegram-in", shutdown.clone(), move || {
+                        telegram::poll_updates(
+                            tg.clone(),
+                            store.clone(),
+                            publisher.clone(),
+                            stop.clone(),
+                        )
+                    });
                 }
                 Some(hook) => {
                     tracing::info!(api = %tg.api_url, path = %hook.path,
@@ -116,38 +115,53 @@ impl Application {
                     webhook = Some(telegram_webhook::router(hook, publisher.clone()));
                 }
             }
-            tokio::spawn(delivery::run(
+            let (out, store, wakeups, stop) = (
                 telegram::TelegramOutbound::new(tg)?,
                 store.clone(),
                 wakeups.clone(),
                 shutdown.clone(),
-            ));
+            );
+            platform::ops::supervise(&health, "telegram-out", shutdown.clone(), move || {
+                delivery::run(out.clone(), store.clone(), wakeups.clone(), stop.clone())
+            });
         }
         if let Some(imap) = &settings.email.imap {
             tracing::info!(addr = %imap.addr, mailbox = %imap.mailbox,
                 tls = imap.tls.mode.as_str(), "email inbound (IMAP) on");
-            tokio::spawn(email::imap::run(
+            let (imap, store, publisher, stop) = (
                 imap.clone(),
                 store.clone(),
                 publisher.clone(),
                 shutdown.clone(),
-            ));
+            );
+            platform::ops::supervise(&health, "imap", shutdown.clone(), move || {
+                email::imap::run(imap.clone(), store.clone(), publisher.clone(), stop.clone())
+            });
         }
         if let Some(smtp) = &settings.email.smtp {
             tracing::info!(addr = %smtp.addr, from = %smtp.from, tls = smtp.tls.mode.as_str(),
                 retry = ?smtp.retry, "email outbound (SMTP) on");
-            tokio::spawn(delivery::run_with(
+            let (out, store, wakeups, stop, retry) = (
                 email::smtp::EmailOutbound::new(smtp, store.clone())?,
                 store.clone(),
                 wakeups.clone(),
                 shutdown.clone(),
                 smtp.retry,
-            ));
+            );
+            platform::ops::supervise(&health, "smtp-out", shutdown.clone(), move || {
+                delivery::run_with(
+                    out.clone(),
+                    store.clone(),
+                    wakeups.clone(),
+                    stop.clone(),
+                    retry,
+                )
+            });
         }
         let state = http::AppState {
             store,
             publisher,
-            verifier: settings.common.verifier(),
+            verifier,
             wakeups,
             limiter: ratelimit::RateLimiter::new(settings.rate_limit),
         };
@@ -168,6 +182,8 @@ impl Application {
             listener,
             router,
             addr,
+            ops_addr,
+            health,
         })
     }
 
@@ -175,10 +191,19 @@ impl Application {
         self.addr
     }
 
+    /// Where `/livez`, `/readyz` and `/metrics` are served.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "communication listening on http://{}", self.addr);
+        let health = self.health.clone();
         axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                health.drain();
+            })
             .await?;
         Ok(())
     }

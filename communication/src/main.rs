@@ -1,9 +1,19 @@
+use communication::settings::{self, Settings};
+use platform::settings::Start;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     platform::telemetry::init();
+    let settings = match platform::settings::load(
+        "communication",
+        &settings::declared(),
+        Settings::from_env,
+        Settings::refusals,
+    )? {
+        Start::Run(s) => s,
+        Start::Printed => return Ok(()),
+    };
     let shutdown = platform::shutdown::on_signal();
-    let app =
-        communication::Application::build(communication::Settings::from_env()?, shutdown.clone())
-            .await?;
+    let app = communication::Application::build(settings, shutdown.clone()).await?;
     app.serve(shutdown).await
 }

@@ -7,8 +7,11 @@ use prost::Message as _;
 pub struct Publisher(platform::kafka::EdgeTopic);
 
 impl Publisher {
-    pub fn new(brokers: &str, topic: String) -> Result<Self, rdkafka::error::KafkaError> {
-        platform::kafka::EdgeTopic::new(brokers, topic).map(Self)
+    pub fn new(
+        kafka: &platform::kafka::KafkaSettings,
+        topic: String,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
+        platform::kafka::EdgeTopic::new(kafka, topic).map(Self)
     }
 
     pub async fn publish(

@@ -56,37 +56,6 @@ impl std::fmt::Debug for WebhookSettings {
 }
 
 impl TelegramSettings {
-    /// `None` unless `INBOX_TELEGRAM_TOKEN` is set: the channel is off by default.
-    pub fn from_env() -> Result<Option<Self>, platform::settings::SettingError> {
-        use platform::settings;
-        let Some(token) = std::env::var("INBOX_TELEGRAM_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-        else {
-            return Ok(None);
-        };
-        let api_url = settings::var("INBOX_TELEGRAM_API_URL", "https://api.telegram.org");
-        Ok(Some(Self {
-            token,
-            api_url: api_url
-                .parse::<reqwest::Url>()
-                .map_err(|e| settings::SettingError {
-                    name: "INBOX_TELEGRAM_API_URL".into(),
-                    value: api_url.clone(),
-                    reason: e.to_string(),
-                })?,
-            poll_timeout: Duration::from_secs(settings::parse(
-                "INBOX_TELEGRAM_POLL_TIMEOUT_SECS",
-                20u64,
-            )?),
-            idle_delay: Duration::from_millis(settings::parse(
-                "INBOX_TELEGRAM_IDLE_DELAY_MS",
-                200u64,
-            )?),
-            webhook: None,
-        }))
-    }
-
     pub fn bot(&self) -> Result<Bot, reqwest::Error> {
         // The HTTP timeout must outlast the long poll, or every idle poll fails.
         let client = teloxide::net::default_reqwest_settings()

@@ -23,7 +23,10 @@ async fn app(pool: PgPool, limit: RateLimit) -> anyhow::Result<(Router, PgStore)
     let (wakeups, _) = tokio::sync::broadcast::channel(16);
     let state = AppState {
         store: store.clone(),
-        publisher: communication::publisher::Publisher::new("127.0.0.1:9", "unused".into())?,
+        publisher: communication::publisher::Publisher::new(
+            &platform::kafka::KafkaSettings::plaintext("127.0.0.1:9"),
+            "unused".into(),
+        )?,
         verifier: platform::auth::Verifier::hs256(SECRET, None),
         wakeups,
         limiter: RateLimiter::new(limit),

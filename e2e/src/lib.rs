@@ -12,11 +12,20 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod certs;
 pub mod email;
 pub mod load;
 pub mod manager;
+pub mod oidc;
 pub mod private_stack;
 pub mod telegram;
+
+/// A free loopback port (bound and released; the kernel does not hand it out again at once).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
 
 /// The stack endpoints, from the environment `make test` exports (config/dev.env).
 #[derive(Debug, Clone)]
@@ -81,6 +90,22 @@ impl Stack {
         Ok(format!("{base}/{name}"))
     }
 
+    /// The stack's broker, plain text, as the services reach it.
+    pub fn kafka(&self) -> platform::kafka::KafkaSettings {
+        platform::kafka::KafkaSettings::plaintext(&self.kafka_brokers)
+    }
+
+    /// The stack's Temporal frontend, plain text, for a test of its own task queue.
+    pub fn temporal(
+        &self,
+        task_queue: &str,
+    ) -> anyhow::Result<platform::settings::temporal::TemporalSettings> {
+        Ok(platform::settings::temporal::TemporalSettings::plain(
+            self.temporal_url.parse()?,
+            task_queue,
+        ))
+    }
+
     pub fn token(&self, role: tickets::Role, user: &str, name: &str) -> anyhow::Result<String> {
         Ok(platform::auth::issue_dev_token(
             self.jwt_secret.as_bytes(),
@@ -102,7 +127,8 @@ pub struct Engine {
     _children: Vec<Child>,
 }
 
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
+/// A binary of the workspace, built next to the running test.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     // Tests run from <target>/debug/deps and the benchmark from <target>/debug; the binaries sit
     // in <target>/debug.
     let exe = std::env::current_exe()?;
@@ -192,6 +218,9 @@ impl Engine {
             ("INBOX_SPEC", spec.display().to_string()),
             ("INBOX_HTTP_ADDR", "127.0.0.1:0".into()),
             ("INBOX_GRPC_ADDR", "127.0.0.1:0".into()),
+            ("INBOX_COMMUNICATION_OPS_ADDR", "127.0.0.1:0".into()),
+            ("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:0".into()),
+            ("INBOX_WORKFLOW_OPS_ADDR", "127.0.0.1:0".into()),
             // Required whenever the email channel is on; a test may set its own in `extra`.
             (
                 "INBOX_EMAIL_REF_SECRET",

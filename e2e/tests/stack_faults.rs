@@ -71,7 +71,7 @@ async fn restarting_postgres_temporal_and_the_broker_under_load_loses_and_duplic
     // The PostgreSQL restart ended the inbound consumer's partition leases (session locks); it
     // took them again rather than read on without them.
     let db = sqlx::PgPool::connect(&engine.database_url).await?;
-    let wanted = i64::from(platform::kafka::PARTITIONS);
+    let wanted = i64::from(deps.stack().kafka().partitions);
     eventually(
         Duration::from_secs(30),
         "every partition lease held again after the PostgreSQL restart",

@@ -1,6 +1,6 @@
 //! Who is calling: the bearer token of a request, verified, with the role the service needs.
 
-use platform::auth::Verifier;
+use platform::auth::{Verified, Verifier};
 use tickets::{Caller, Role};
 use tonic::{Request, Status};
 
@@ -13,6 +13,15 @@ pub async fn authenticate<T>(
     req: &Request<T>,
     role: Role,
 ) -> Result<Caller, Status> {
+    Ok(authenticate_token(verifier, req, role).await?.caller)
+}
+
+/// [`authenticate`] with the token's expiry, for streams that must end when it expires.
+pub async fn authenticate_token<T>(
+    verifier: &Verifier,
+    req: &Request<T>,
+    role: Role,
+) -> Result<Verified, Status> {
     let header = req
         .metadata()
         .get("authorization")
@@ -21,10 +30,10 @@ pub async fn authenticate<T>(
                 .map_err(|_| Status::unauthenticated("malformed authorization header"))
         })
         .transpose()?;
-    let caller = verifier
-        .verify_header_async(header)
+    let token = verifier
+        .verify_header_token_async(header)
         .await
         .map_err(status::auth)?;
-    platform::auth::require(&caller, role).map_err(status::auth)?;
-    Ok(caller)
+    platform::auth::require(&token.caller, role).map_err(status::auth)?;
+    Ok(token)
 }

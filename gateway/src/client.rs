@@ -7,7 +7,7 @@ use proto::v1::{self, client_service_server::ClientService};
 use tickets::{Author, ChatMessage, PgStore, Role, message_id_for, web_external_id};
 use tonic::{Request, Response, Status};
 
-use crate::caller::authenticate;
+use crate::caller::{authenticate, authenticate_token};
 use crate::manager::EventStream;
 use crate::stream::{Audience, Streams};
 use crate::{convert, status};
@@ -133,13 +133,16 @@ impl ClientService for Clients {
         &self,
         req: Request<v1::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let me = authenticate(&self.verifier, &req, Role::Client).await?;
+        let me = authenticate_token(&self.verifier, &req, Role::Client).await?;
         let after = req.get_ref().after_cursor;
         if after < 0 {
             return Err(status::invalid("after_cursor", "must not be negative"));
         }
-        Ok(Response::new(
-            self.streams.open(Audience::Client(me.user_id), after),
-        ))
+        let until = me.remaining();
+        Ok(Response::new(self.streams.open(
+            Audience::Client(me.caller.user_id),
+            after,
+            until,
+        )))
     }
 }

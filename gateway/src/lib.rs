@@ -14,33 +14,56 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use platform::settings::{self, Common};
+use platform::settings::temporal::{self, TemporalSettings};
+use platform::settings::{
+    Common, Env, ExposeSecret, Kind, Refusals, Setting, SettingError, common,
+};
 use tickets::PgStore;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+pub static GRPC_ADDR: Setting = Setting::new(
+    "INBOX_GRPC_ADDR",
+    Kind::Addr,
+    "127.0.0.1:15051",
+    "`gateway`: gRPC listener (port 0: any free port)",
+);
+
+pub static OPS_ADDR: Setting =
+    platform::ops::ops_addr_setting("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:15052");
+
+/// Every setting of the gateway, in `--print-config` order.
+pub fn declared() -> Vec<&'static [&'static Setting]> {
+    static OWN: &[&Setting] = &[&GRPC_ADDR, &OPS_ADDR, &workflow::settings::SPEC];
+    vec![common::ALL, temporal::ALL, OWN]
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: Common,
     pub grpc_addr: String,
-    pub temporal_url: String,
-    pub namespace: String,
-    pub task_queue: String,
+    pub ops_addr: String,
+    pub temporal: TemporalSettings,
     pub spec_path: std::path::PathBuf,
 }
 
 impl Settings {
-    pub fn from_env() -> Self {
-        let wf = workflow::Settings::from_env();
-        Self {
-            common: wf.common,
-            grpc_addr: settings::var("INBOX_GRPC_ADDR", "127.0.0.1:15051"),
-            temporal_url: wf.temporal_url,
-            namespace: wf.namespace,
-            task_queue: wf.task_queue,
-            spec_path: wf.spec_path,
-        }
+    pub fn from_env(env: &Env) -> Result<Self, SettingError> {
+        Ok(Self {
+            common: Common::from_env(env)?,
+            grpc_addr: env.text(&GRPC_ADDR),
+            ops_addr: env.text(&OPS_ADDR),
+            temporal: TemporalSettings::from_env(env)?,
+            spec_path: env.text(&workflow::settings::SPEC).into(),
+        })
+    }
+
+    pub fn refusals(&self, _env: &Env) -> Refusals {
+        let mut r = Refusals::new();
+        self.common.refusals(&mut r);
+        self.temporal.refusals(&mut r);
+        r
     }
 }
 
@@ -52,23 +75,43 @@ pub struct Application {
     streams: stream::Streams,
     settings: Settings,
     addr: SocketAddr,
+    ops_addr: SocketAddr,
+    health: Arc<platform::ops::Health>,
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let spec = workflow::spec::Spec::load(&settings.spec_path)?;
-        let store = PgStore::connect(&settings.common.database_url)
-            .await
-            .context("connecting to PostgreSQL")?;
+        let db = &settings.common.database;
+        let store = PgStore::connect_with(
+            &db.url,
+            db.password.as_ref().map(ExposeSecret::expose_secret),
+            db.max_connections,
+        )
+        .await
+        .context("connecting to PostgreSQL")?;
         store.migrate().await?;
-        let client =
-            workflow::client::connect(&settings.temporal_url, &settings.namespace, "inbox-gateway")
-                .await?;
+        let client = workflow::client::connect(&settings.temporal, "inbox-gateway").await?;
         let topics = settings.common.topics();
-        platform::kafka::ensure_topics(&settings.common.kafka_brokers, &topics.all())
+        platform::kafka::ensure_topics(&settings.common.kafka, &topics.all())
             .await
             .context("creating Kafka topics")?;
-        let verifier = settings.common.verifier();
+        let verifier = settings.common.verifier()?;
+        verifier.start(shutdown.clone()).await;
+        let health = platform::ops::Health::new();
+        let db = store.clone();
+        health.probe(
+            "postgres",
+            platform::ops::probe_fn(move || db.clone().ping_owned()),
+        );
+        health.probe(
+            "kafka",
+            platform::kafka::probe(&settings.common.kafka, &topics.ticket_events)?,
+        );
+        health.probe("temporal", workflow::client::probe(&client));
+        let ops_addr = platform::ops::serve(&settings.ops_addr, health.clone(), shutdown)
+            .await
+            .with_context(|| format!("binding the ops listener {}", settings.ops_addr))?;
         let streams = stream::Streams {
             store: store.clone(),
             hub: Arc::new(stream::Hub::default()),
@@ -79,7 +122,7 @@ impl Application {
             store: store.clone(),
             tickets: workflow::client::Tickets {
                 client,
-                task_queue: settings.task_queue.clone(),
+                task_queue: settings.temporal.task_queue.clone(),
             },
             verifier: verifier.clone(),
             spec: Arc::new(spec),
@@ -88,7 +131,7 @@ impl Application {
         let clients = client::Clients {
             store: store.clone(),
             inbound: platform::kafka::EdgeTopic::new(
-                &settings.common.kafka_brokers,
+                &settings.common.kafka,
                 topics.inbound_messages.clone(),
             )
             .context("creating the Kafka producer")?,
@@ -108,11 +151,18 @@ impl Application {
             streams,
             settings,
             addr,
+            ops_addr,
+            health,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/livez`, `/readyz` and `/metrics` are served.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
     }
 
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -122,14 +172,52 @@ impl Application {
         // Streams end (telling callers where to resume) as soon as shutdown starts, so the
         // graceful stop does not wait on them.
         let streams_stop = self.streams.shutdown.clone();
-        let _listener = stream::listen(
-            &self.settings.common.kafka_brokers,
-            &self.settings.common.topics().ticket_events,
-            self.streams.hub.clone(),
-            streams_stop.clone(),
-        )
-        .context("listening to ticket events")?;
+        {
+            let (kafka, topic, wait, hub, stop) = (
+                self.settings.common.kafka.clone(),
+                self.settings.common.topics().ticket_events,
+                self.settings.common.tail_wait_ms,
+                self.streams.hub.clone(),
+                streams_stop.clone(),
+            );
+            platform::ops::supervise(
+                &self.health,
+                "ticket-events",
+                streams_stop.clone(),
+                move || {
+                    stream::listen(
+                        kafka.clone(),
+                        topic.clone(),
+                        wait,
+                        hub.clone(),
+                        stop.clone(),
+                    )
+                },
+            );
+        }
         let (health_reporter, health) = tonic_health::server::health_reporter();
+        // The standard gRPC health (overall, service "") follows `/readyz`.
+        {
+            let (reporter, readiness, stop) = (
+                health_reporter.clone(),
+                self.health.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let status = if readiness.failures().await.is_empty() {
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tonic_health::ServingStatus::NotServing
+                    };
+                    reporter.set_service_status("", status).await;
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                    }
+                }
+            });
+        }
         health_reporter
             .set_serving::<ManagerServiceServer<manager::Managers>>()
             .await;
@@ -139,15 +227,25 @@ impl Application {
         health_reporter
             .set_serving::<AdminServiceServer<admin::Admins>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Both reflection versions: Google's Python client and several GUI tools speak only
+        // v1alpha, grpcurl and newer tools v1.
+        let reflection_builder = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection = reflection_builder().build_v1()?;
+        let reflection_alpha = reflection_builder().build_v1alpha()?;
         tracing::info!(addr = %self.addr, "gateway listening on grpc://{}", self.addr);
         let stop = {
             let shutdown = shutdown.clone();
+            let readiness = self.health.clone();
             async move {
                 shutdown.cancelled().await;
+                readiness.drain();
+                health_reporter
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
                 health_reporter
                     .set_not_serving::<ManagerServiceServer<manager::Managers>>()
                     .await;
@@ -163,6 +261,7 @@ impl Application {
         tonic::transport::Server::builder()
             .add_service(health)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(ManagerServiceServer::new(self.managers))
             .add_service(ClientServiceServer::new(self.clients))
             .add_service(AdminServiceServer::new(self.admins))

@@ -1,7 +1,19 @@
+use gateway::Settings;
+use platform::settings::Start;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     platform::telemetry::init();
+    let settings = match platform::settings::load(
+        "gateway",
+        &gateway::declared(),
+        Settings::from_env,
+        Settings::refusals,
+    )? {
+        Start::Run(s) => s,
+        Start::Printed => return Ok(()),
+    };
     let shutdown = platform::shutdown::on_signal();
-    let app = gateway::Application::build(gateway::Settings::from_env()).await?;
+    let app = gateway::Application::build(settings, shutdown.clone()).await?;
     app.serve(shutdown).await
 }

@@ -10,7 +10,7 @@ use proto::v1::{self, manager_service_server::ManagerService};
 use tickets::{Caller, MessageBody, PgStore, Role, Routing, TicketStatus};
 use tonic::{Request, Response, Status};
 
-use crate::caller::authenticate;
+use crate::caller::{authenticate, authenticate_token};
 use crate::convert;
 use crate::status;
 use crate::stream::{Audience, Streams};
@@ -272,13 +272,16 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let me = self.manager(&req).await?;
+        let me = authenticate_token(&self.verifier, &req, Role::Manager).await?;
         let after = req.get_ref().after_cursor;
         if after < 0 {
             return Err(status::invalid("after_cursor", "must not be negative"));
         }
-        Ok(Response::new(
-            self.streams.open(Audience::Manager(me.user_id), after),
-        ))
+        let until = me.remaining();
+        Ok(Response::new(self.streams.open(
+            Audience::Manager(me.caller.user_id),
+            after,
+            until,
+        )))
     }
 }

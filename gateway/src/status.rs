@@ -17,7 +17,8 @@ pub fn invalid(field: &str, description: &str) -> Status {
 pub fn auth(e: AuthError) -> Status {
     match e {
         AuthError::Forbidden(_) => Status::permission_denied(e.to_string()),
-        AuthError::Unavailable(_) => {
+        AuthError::BadClaim { claim, ref reason } => invalid(&format!("token.{claim}"), reason),
+        AuthError::Unavailable(_) | AuthError::Setup(_) => {
             tracing::error!(error = %e, "token keys unavailable");
             Status::unavailable("cannot verify tokens now, retry")
         }

@@ -109,29 +109,35 @@ impl Hub {
 }
 
 /// Reads `ticket.events` from the end (no consumer group: every gateway sees every event) and wakes
-/// the streams each event concerns.
-pub fn listen(
-    brokers: &str,
-    topic: &str,
+/// the streams each event concerns, until `shutdown`. Returns early only when the consumer cannot
+/// be made (the supervisor starts it again).
+pub async fn listen(
+    kafka: platform::kafka::KafkaSettings,
+    topic: String,
+    wait_ms: u32,
     hub: Arc<Hub>,
     shutdown: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, platform::kafka::KafkaError> {
-    let consumer = platform::kafka::tail(brokers, topic)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let record = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = consumer.recv() => r,
-            };
-            match record {
-                Ok(r) => match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
-                    Ok(e) => hub.notify(&e),
-                    Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
-                },
-                Err(e) => tracing::warn!(error = %e, "ticket.events receive failed"),
-            }
+) {
+    let consumer = match platform::kafka::tail(&kafka, &topic, wait_ms) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, topic, "cannot read ticket events");
+            return;
         }
-    }))
+    };
+    loop {
+        let record = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = consumer.recv() => r,
+        };
+        match record {
+            Ok(r) => match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
+                Ok(e) => hub.notify(&e),
+                Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
+            },
+            Err(e) => tracing::warn!(error = %e, "ticket.events receive failed"),
+        }
+    }
 }
 
 /// Opens event streams: the store, the hub and the limits they share.
@@ -160,13 +166,20 @@ impl Streams {
     }
 
     /// The events of `who` after `cursor`, then live ones, until the caller hangs up, falls too far
-    /// behind, or the gateway shuts down (both of which end with the cursor to resume from).
-    pub fn open(&self, who: Audience, mut cursor: i64) -> EventStream {
+    /// behind, its token expires (after `token_valid`) or the gateway shuts down (all of which
+    /// end with the cursor to resume from).
+    pub fn open(&self, who: Audience, mut cursor: i64, token_valid: Duration) -> EventStream {
         let (tx, rx) = mpsc::channel(self.config.buffer.max(1));
         let me = self.clone();
         tokio::spawn(async move {
+            let expiry = tokio::time::sleep(token_valid);
+            tokio::pin!(expiry);
             let mut wake = me.hub.subscribe(who.clone());
             loop {
+                if expiry.is_elapsed() {
+                    let _ = tx.try_send(Err(token_expired(cursor)));
+                    return;
+                }
                 wake.borrow_and_update();
                 let events = match me.read(&who, cursor).await {
                     Ok(e) => e,
@@ -209,11 +222,23 @@ impl Streams {
                         let _ = tx.try_send(Err(bye));
                         return;
                     }
+                    () = &mut expiry => {
+                        let _ = tx.try_send(Err(token_expired(cursor)));
+                        return;
+                    }
                 }
             }
         });
         Box::pin(ReceiverStream::new(rx)) as EventStream
     }
+}
+
+fn token_expired(cursor: i64) -> Status {
+    status::resume_from(
+        Code::Unauthenticated,
+        cursor,
+        "token expired: reconnect with a fresh token",
+    )
 }
 
 /// A stream status that tells the caller where to resume, if it is one.

@@ -24,6 +24,34 @@ pub enum AuthError {
     /// The identity provider's keys could not be fetched.
     #[error("cannot verify tokens now: {0}")]
     Unavailable(String),
+    /// A verified token whose identity claims the engine cannot take (`sub` too long or with
+    /// control characters, a display name with a NUL...): the caller gets a 400 /
+    /// `INVALID_ARGUMENT`, never a record that can never be processed downstream.
+    #[error("token claim `{claim}`: {reason}")]
+    BadClaim { claim: &'static str, reason: String },
+    /// The JWKS client could not be built (a CA file that does not read or parse).
+    #[error("JWKS client: {0}")]
+    Setup(String),
+}
+
+/// Longest `sub` taken (bytes): a client id becomes part of a Temporal workflow id (at most
+/// 1,000 bytes) and of Kafka keys and database keys; IdPs' subjects are UUIDs or short ids.
+pub const MAX_SUBJECT_BYTES: usize = 255;
+/// Longest display name kept (characters; a longer one is cut).
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Where the identity provider's keys are and how its tokens are checked.
+#[derive(Debug, Clone)]
+pub struct JwksSettings {
+    pub url: reqwest::Url,
+    pub issuer: String,
+    pub audience: Option<String>,
+    /// Trusted besides the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The key set is fetched again this often, so a key the IdP revoked stops being trusted.
+    pub refresh: Duration,
+    /// Fetches for unknown `kid`s are at most this frequent, so junk tokens cannot flood the IdP.
+    pub min_refresh: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +76,22 @@ pub struct Claims {
     pub realm_access: Option<RealmAccess>,
 }
 
+/// A verified token: who calls, and until when the token is good (streams end then).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub caller: Caller,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+impl Verified {
+    /// How long until the token expires (zero when it already has).
+    pub fn remaining(&self) -> Duration {
+        let left = self.expires_at - chrono::Utc::now().timestamp();
+        Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    }
+}
+
 /// Verifies tokens and turns them into a [`Caller`].
 #[derive(Clone)]
 pub struct Verifier {
@@ -61,9 +105,10 @@ const JWKS_ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
 
 /// The identity provider's public keys by `kid`, and how to check its tokens.
 pub struct Jwks {
-    url: String,
+    url: reqwest::Url,
     issuer: String,
     audience: Option<String>,
+    refresh_every: Duration,
     /// Fetches for unknown `kid`s are at most this frequent, so junk tokens cannot flood the IdP.
     min_refresh: Duration,
     http: reqwest::Client,
@@ -86,7 +131,7 @@ impl Jwks {
     }
 
     /// `Ok(None)` when the token names a key not in the cache.
-    fn verify_cached(&self, token: &str) -> Result<Option<Caller>, AuthError> {
+    fn verify_cached(&self, token: &str) -> Result<Option<Verified>, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         if !JWKS_ALGORITHMS.contains(&header.alg) {
@@ -112,18 +157,24 @@ impl Jwks {
         }
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation(*alg))
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        caller_of(data.claims).map(Some)
+        verified(data.claims).map(Some)
     }
 
-    async fn refresh(&self) -> Result<(), AuthError> {
+    /// Fetches the key set for a token of an unknown `kid`, at most once per `min_refresh`.
+    async fn refresh_for_unknown_kid(&self) -> Result<(), AuthError> {
         let mut last = self.last_refresh.lock().await;
         if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
             return Ok(());
         }
         *last = Some(Instant::now());
+        self.fetch().await
+    }
+
+    /// Replaces the cached keys with the identity provider's current set.
+    async fn fetch(&self) -> Result<(), AuthError> {
         let set: jsonwebtoken::jwk::JwkSet = self
             .http
-            .get(&self.url)
+            .get(self.url.clone())
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
@@ -183,31 +234,74 @@ impl Verifier {
         }
     }
 
-    /// Production: RS256/ES256 tokens signed by a key of the JWKS at `url`, from `issuer`, for
-    /// `audience` when given. Keys are fetched at the first token and again on an unknown `kid`
-    /// (at most once per `min_refresh`).
-    pub fn jwks(url: &str, issuer: &str, audience: Option<&str>, min_refresh: Duration) -> Self {
-        Self {
+    /// Production: RS256/ES256 tokens signed by a key of the identity provider's JWKS, from its
+    /// issuer, for the audience when one is set. Keys are fetched by [`Self::start`], again on an
+    /// unknown `kid` (at most once per `min_refresh`) and every `refresh`.
+    pub fn jwks(s: &JwksSettings) -> Result<Self, AuthError> {
+        let mut http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .https_only(s.url.scheme() == "https");
+        if let Some(ca) = &s.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| AuthError::Setup(format!("reading {}: {e}", ca.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| AuthError::Setup(format!("{}: {e}", ca.display())))?
+            {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| AuthError::Setup(e.to_string()))?;
+        Ok(Self {
             key: DecodingKey::from_secret(&[]),
             validation: Validation::new(Algorithm::RS256),
             jwks: Some(Arc::new(Jwks {
-                url: url.to_owned(),
-                issuer: issuer.to_owned(),
-                audience: audience.map(str::to_owned),
-                min_refresh,
-                http: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .unwrap_or_default(),
+                url: s.url.clone(),
+                issuer: s.issuer.clone(),
+                audience: s.audience.clone(),
+                refresh_every: s.refresh,
+                min_refresh: s.min_refresh,
+                http,
                 keys: RwLock::new(HashMap::new()),
                 last_refresh: tokio::sync::Mutex::new(None),
             })),
+        })
+    }
+
+    /// With a JWKS: fetches the keys now (an error is logged, and tokens fetch again) and keeps
+    /// them fresh every `refresh` until `stop`, so a key removed from the set stops verifying.
+    pub async fn start(&self, stop: tokio_util::sync::CancellationToken) {
+        let Some(jwks) = self.jwks.clone() else {
+            return;
+        };
+        if let Err(e) = jwks.fetch().await {
+            tracing::error!(error = %e, url = %jwks.url, "cannot fetch the identity provider's keys at start");
         }
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(jwks.refresh_every.max(Duration::from_secs(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = jwks.fetch().await {
+                    // The keys at hand stay: an IdP outage must not log everyone out.
+                    tracing::warn!(error = %e, "scheduled JWKS refresh failed; keeping the current keys");
+                }
+            }
+        });
     }
 
     /// Verifies with the keys at hand; with a JWKS, a token of a key not fetched yet fails (use
     /// [`Self::verify_async`] where the caller can await).
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        self.verify_token(token).map(|v| v.caller)
+    }
+
+    /// [`Self::verify`] with the token's expiry.
+    pub fn verify_token(&self, token: &str) -> Result<Verified, AuthError> {
         if let Some(jwks) = &self.jwks {
             return jwks
                 .verify_cached(token)?
@@ -215,7 +309,7 @@ impl Verifier {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        caller_of(data.claims)
+        verified(data.claims)
     }
 
     /// Verifies the value of an `Authorization` header (`Bearer <token>`).
@@ -226,13 +320,18 @@ impl Verifier {
     /// Like [`Self::verify`]; with a JWKS it may fetch the key set (a token signed with a key
     /// not seen yet), so servers that can await call this one.
     pub async fn verify_async(&self, token: &str) -> Result<Caller, AuthError> {
+        self.verify_token_async(token).await.map(|v| v.caller)
+    }
+
+    /// [`Self::verify_async`] with the token's expiry.
+    pub async fn verify_token_async(&self, token: &str) -> Result<Verified, AuthError> {
         let Some(jwks) = &self.jwks else {
-            return self.verify(token);
+            return self.verify_token(token);
         };
         if let Some(c) = jwks.verify_cached(token)? {
             return Ok(c);
         }
-        jwks.refresh().await?;
+        jwks.refresh_for_unknown_kid().await?;
         jwks.verify_cached(token)?
             .ok_or_else(|| AuthError::Invalid("token signed by an unknown key".into()))
     }
@@ -240,6 +339,14 @@ impl Verifier {
     /// Like [`Self::verify_header`], fetching keys when needed.
     pub async fn verify_header_async(&self, header: Option<&str>) -> Result<Caller, AuthError> {
         self.verify_async(bearer(header)?).await
+    }
+
+    /// [`Self::verify_header_async`] with the token's expiry.
+    pub async fn verify_header_token_async(
+        &self,
+        header: Option<&str>,
+    ) -> Result<Verified, AuthError> {
+        self.verify_token_async(bearer(header)?).await
     }
 }
 
@@ -252,9 +359,47 @@ fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
         .ok_or_else(|| AuthError::Invalid("expected `Bearer <token>`".into()))
 }
 
+/// Rejects identity claims the engine could not carry (see [`AuthError::BadClaim`]).
+fn check_claim(claim: &'static str, value: &str, max_bytes: usize) -> Result<(), AuthError> {
+    if value.len() > max_bytes {
+        return Err(AuthError::BadClaim {
+            claim,
+            reason: format!("longer than {max_bytes} bytes"),
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AuthError::BadClaim {
+            claim,
+            reason: "contains control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+fn verified(c: Claims) -> Result<Verified, AuthError> {
+    let expires_at = c.exp;
+    caller_of(c).map(|caller| Verified { caller, expires_at })
+}
+
 fn caller_of(c: Claims) -> Result<Caller, AuthError> {
     if c.sub.trim().is_empty() {
         return Err(AuthError::NoSubject);
+    }
+    check_claim("sub", &c.sub, MAX_SUBJECT_BYTES)?;
+    // Names are for display: one with control characters (a NUL cannot even be stored) is
+    // refused, a long one is cut to MAX_NAME_CHARS rather than refused.
+    for (claim, v) in [
+        ("name", &c.name),
+        ("preferred_username", &c.preferred_username),
+    ] {
+        if let Some(v) = v
+            && v.chars().any(char::is_control)
+        {
+            return Err(AuthError::BadClaim {
+                claim,
+                reason: "contains control characters".into(),
+            });
+        }
     }
     let roles = c
         .realm_access
@@ -264,7 +409,10 @@ fn caller_of(c: Claims) -> Result<Caller, AuthError> {
         .name
         .filter(|n| !n.trim().is_empty())
         .or(c.preferred_username.filter(|n| !n.trim().is_empty()))
-        .unwrap_or_else(|| c.sub.clone());
+        .unwrap_or_else(|| c.sub.clone())
+        .chars()
+        .take(MAX_NAME_CHARS)
+        .collect();
     Ok(Caller {
         user_id: c.sub,
         roles,
@@ -346,6 +494,49 @@ mod tests {
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert!(matches!(v.verify(none), Err(AuthError::Invalid(_))));
         assert_eq!(v.verify_header(None), Err(AuthError::Missing));
+        Ok(())
+    }
+
+    #[test]
+    fn identity_claims_the_engine_cannot_carry_are_a_bad_claim_not_a_caller()
+    -> Result<(), AuthError> {
+        let v = Verifier::hs256(SECRET, None);
+        let long = issue_dev_token(SECRET, "iss", &"x".repeat(256), None, &[Role::Client], 60)?;
+        assert!(matches!(
+            v.verify(&long),
+            Err(AuthError::BadClaim { claim: "sub", .. })
+        ));
+        let nul = issue_dev_token(SECRET, "iss", "ivan", Some("Iv\0an"), &[Role::Client], 60)?;
+        assert!(matches!(
+            v.verify(&nul),
+            Err(AuthError::BadClaim { claim: "name", .. })
+        ));
+        let ctl = issue_dev_token(SECRET, "iss", "tg:1\n2", None, &[Role::Client], 60)?;
+        assert!(matches!(
+            v.verify(&ctl),
+            Err(AuthError::BadClaim { claim: "sub", .. })
+        ));
+        let fine = issue_dev_token(
+            SECRET,
+            "iss",
+            &"x".repeat(255),
+            Some("Иван"),
+            &[Role::Client],
+            60,
+        )?;
+        assert_eq!(v.verify(&fine)?.display_name, "Иван");
+        let wordy = issue_dev_token(
+            SECRET,
+            "iss",
+            "ivan",
+            Some(&"я".repeat(500)),
+            &[Role::Client],
+            60,
+        )?;
+        assert_eq!(
+            v.verify(&wordy)?.display_name.chars().count(),
+            MAX_NAME_CHARS
+        );
         Ok(())
     }
 

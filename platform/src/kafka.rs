@@ -8,6 +8,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
+use crate::settings::{Env, ExposeSecret, Refusals, SecretString, SettingError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
     #[error("kafka: {0}")]
@@ -26,8 +28,121 @@ pub struct Topics {
     pub ticket_events: String,
 }
 
-/// Partitions per topic: per-client order only needs the key, this bounds consumer parallelism.
-pub const PARTITIONS: i32 = 4;
+/// How to reach the brokers: addresses, TLS, SASL, and the shape of the topics the engine creates.
+#[derive(Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    /// librdkafka's `security.protocol`: `plaintext`, `ssl`, `sasl_plaintext`, `sasl_ssl`.
+    pub security_protocol: String,
+    pub ca_file: Option<String>,
+    /// Client certificate and key files (mutual TLS).
+    pub client_cert: Option<(String, String)>,
+    /// Mechanism, user name and password, with the `sasl_*` protocols.
+    pub sasl: Option<(String, String, SecretString)>,
+    /// Partitions per topic: per-client order only needs the key, this bounds consumer parallelism.
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("security_protocol", &self.security_protocol)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSettings {
+    /// Plain-text brokers, one partition... as tools and tests on the local broker use them.
+    pub fn plaintext(brokers: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            security_protocol: "plaintext".into(),
+            ca_file: None,
+            client_cert: None,
+            sasl: None,
+            partitions: 4,
+            replication: 1,
+        }
+    }
+
+    pub fn from_env(env: &Env) -> Result<Self, SettingError> {
+        use crate::settings::common::*;
+        let security_protocol: String = env.parse(&KAFKA_SECURITY_PROTOCOL)?;
+        let sasl = if security_protocol.starts_with("sasl_") {
+            let user = env.opt(&KAFKA_SASL_USERNAME).ok_or_else(|| {
+                env.error(
+                    &KAFKA_SASL_USERNAME,
+                    "",
+                    format!("required with security protocol {security_protocol}"),
+                )
+            })?;
+            let password = env.secret(&KAFKA_SASL_PASSWORD).ok_or_else(|| {
+                env.error(
+                    &KAFKA_SASL_PASSWORD,
+                    "",
+                    format!("required with security protocol {security_protocol}"),
+                )
+            })?;
+            Some((env.parse(&KAFKA_SASL_MECHANISM)?, user, password))
+        } else {
+            None
+        };
+        let client_cert = match (env.opt(&KAFKA_CERT_FILE), env.opt(&KAFKA_KEY_FILE)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(env.error(&KAFKA_KEY_FILE, "", "required with INBOX_KAFKA_CERT_FILE"));
+            }
+            (None, Some(_)) => {
+                return Err(env.error(&KAFKA_CERT_FILE, "", "required with INBOX_KAFKA_KEY_FILE"));
+            }
+        };
+        let tls = security_protocol.ends_with("ssl");
+        if !tls && (client_cert.is_some() || env.is_set(&KAFKA_CA_FILE)) {
+            return Err(env.error(
+                &KAFKA_SECURITY_PROTOCOL,
+                &security_protocol,
+                "a CA or client certificate needs `ssl` or `sasl_ssl`",
+            ));
+        }
+        let partitions: i32 = env.parse(&KAFKA_PARTITIONS)?;
+        if partitions < 1 {
+            return Err(env.error(&KAFKA_PARTITIONS, &partitions.to_string(), "at least 1"));
+        }
+        let replication: i32 = env.parse(&KAFKA_REPLICATION)?;
+        if replication < 1 {
+            return Err(env.error(&KAFKA_REPLICATION, &replication.to_string(), "at least 1"));
+        }
+        Ok(Self {
+            brokers: env.text(&KAFKA_BROKERS),
+            security_protocol,
+            ca_file: env.opt(&KAFKA_CA_FILE),
+            client_cert,
+            sasl,
+            partitions,
+            replication,
+        })
+    }
+
+    pub fn refusals(&self, r: &mut Refusals) {
+        r.check(
+            !self.security_protocol.ends_with("ssl"),
+            format!(
+                "INBOX_KAFKA_SECURITY_PROTOCOL={} is plain text: use ssl or sasl_ssl",
+                self.security_protocol
+            ),
+        );
+        r.check(
+            self.sasl
+                .as_ref()
+                .is_some_and(|(_, _, pw)| crate::settings::is_dev_secret(pw.expose_secret())),
+            "INBOX_KAFKA_SASL_PASSWORD is a dev secret",
+        );
+    }
+}
 
 impl Topics {
     pub fn with_prefix(prefix: &str) -> Self {
@@ -42,12 +157,29 @@ impl Topics {
     }
 }
 
-/// Base client configuration for `brokers`.
-pub fn config(brokers: &str) -> ClientConfig {
+/// Base client configuration: brokers, TLS and SASL.
+pub fn config(kafka: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
+    c.set("bootstrap.servers", &kafka.brokers)
         .set("socket.keepalive.enable", "true")
-        .set("log_level", "4");
+        .set("log_level", "4")
+        .set("security.protocol", &kafka.security_protocol);
+    if kafka.security_protocol.ends_with("ssl") {
+        // Host name verification is librdkafka's default since 2.0; said here so it stays on.
+        c.set("ssl.endpoint.identification.algorithm", "https");
+        if let Some(ca) = &kafka.ca_file {
+            c.set("ssl.ca.location", ca);
+        }
+        if let Some((cert, key)) = &kafka.client_cert {
+            c.set("ssl.certificate.location", cert)
+                .set("ssl.key.location", key);
+        }
+    }
+    if let Some((mechanism, user, password)) = &kafka.sasl {
+        c.set("sasl.mechanisms", mechanism)
+            .set("sasl.username", user)
+            .set("sasl.password", password.expose_secret());
+    }
     c
 }
 
@@ -61,8 +193,8 @@ pub fn config(brokers: &str) -> ClientConfig {
 /// epoch it did not hand out (`lite.rs` `idempotent_message_check`), which kills its storage task:
 /// the broker keeps its port open and fails every request until restarted. Seen in
 /// `e2e/tests/stack_faults.rs` on every broker restart under load.
-pub fn producer_config(brokers: &str) -> ClientConfig {
-    let mut c = config(brokers);
+pub fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut c = config(kafka);
     c.set("acks", "all")
         .set("enable.idempotence", "false")
         .set("max.in.flight.requests.per.connection", "1")
@@ -112,9 +244,9 @@ pub struct EdgeTopic {
 }
 
 impl EdgeTopic {
-    pub fn new(brokers: &str, topic: String) -> Result<Self, rdkafka::error::KafkaError> {
+    pub fn new(kafka: &KafkaSettings, topic: String) -> Result<Self, rdkafka::error::KafkaError> {
         Ok(Self {
-            producer: producer_config(brokers).create()?,
+            producer: producer_config(kafka).create()?,
             topic,
         })
     }
@@ -136,12 +268,18 @@ impl EdgeTopic {
     }
 }
 
-/// Creates the topics if they are missing.
-pub async fn ensure_topics(brokers: &str, topics: &[&str]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = config(brokers).create()?;
+/// Creates the topics if they are missing, with the configured partitions and replication.
+pub async fn ensure_topics(kafka: &KafkaSettings, topics: &[&str]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = config(kafka).create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .map(|t| {
+            NewTopic::new(
+                t,
+                kafka.partitions,
+                TopicReplication::Fixed(kafka.replication),
+            )
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for res in admin.create_topics(new.iter(), &opts).await? {
@@ -154,48 +292,29 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str]) -> Result<(), KafkaEr
     Ok(())
 }
 
-/// `fetch.wait.max.ms` for a consumer: `var` from the environment if it is set, else `default_ms`.
-///
-/// The local broker (Tansu 0.6) answers a fetch only after the whole wait, whether it found
-/// records or not, and reads every partition of the request from SQLite once per fetch. So a
-/// record waits between one and two waits per hop, and a short wait costs broker CPU: ~40 % of a
-/// core per consumer of a 4-partition topic at 10 ms (`make bench` at 1 msg/s: Tansu at 79 % with
-/// the gateway's and communication's tails). Apache Kafka answers as soon as a record arrives; set
-/// the variables to librdkafka's default (500) there.
-pub fn fetch_wait_ms(var: &str, default_ms: u32) -> String {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(default_ms)
-        .to_string()
-}
-
 /// A consumer positioned at the end of every partition of `topic`, without a consumer group: each
-/// process sees every new record (wake-ups for streams, not work to share). Fetches wait
-/// `INBOX_KAFKA_TAIL_WAIT_MS` (default 10, see [`fetch_wait_ms`]).
-pub fn tail(brokers: &str, topic: &str) -> Result<rdkafka::consumer::StreamConsumer, KafkaError> {
-    tail_with_wait(
-        brokers,
-        topic,
-        &fetch_wait_ms("INBOX_KAFKA_TAIL_WAIT_MS", 10),
-    )
-}
-
-/// [`tail`] with fetches that wait `wait_ms` (see [`fetch_wait_ms`]).
-pub fn tail_with_wait(
-    brokers: &str,
+/// process sees every new record (wake-ups for streams, not work to share).
+///
+/// Its fetches wait `wait_ms` (`fetch.wait.max.ms`). The local broker (Tansu 0.6) answers a fetch
+/// only after the whole wait, whether it found records or not, and reads every partition of the
+/// request from SQLite once per fetch. So a record waits between one and two waits per hop, and a
+/// short wait costs broker CPU: ~40 % of a core per consumer of a 4-partition topic at 10 ms
+/// (`make bench` at 1 msg/s: Tansu at 79 % with the gateway's and communication's tails). Apache
+/// Kafka answers as soon as a record arrives; set the waits to librdkafka's default (500) there.
+pub fn tail(
+    kafka: &KafkaSettings,
     topic: &str,
-    wait_ms: &str,
+    wait_ms: u32,
 ) -> Result<rdkafka::consumer::StreamConsumer, KafkaError> {
     use rdkafka::consumer::Consumer;
-    let consumer: rdkafka::consumer::StreamConsumer = config(brokers)
+    let consumer: rdkafka::consumer::StreamConsumer = config(kafka)
         // librdkafka wants a group id; manual assignment joins no group.
         .set("group.id", format!("inbox-tail-{topic}"))
         .set("enable.auto.commit", "false")
         // A wake-up is only as good as it is prompt: with librdkafka's default (500 ms) a fetch
         // is held that long on the local broker, so a new record waited up to 500 ms (measured
         // with `stream-bench`: p50 ~450 ms).
-        .set("fetch.wait.max.ms", wait_ms)
+        .set("fetch.wait.max.ms", wait_ms.to_string())
         .create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = rdkafka::TopicPartitionList::new();
@@ -206,4 +325,30 @@ pub fn tail_with_wait(
     }
     consumer.assign(&tpl)?;
     Ok(consumer)
+}
+
+/// A readiness probe of the brokers: the metadata of `topic`, fetched with a client made once.
+pub fn probe(kafka: &KafkaSettings, topic: &str) -> Result<crate::ops::Probe, KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: std::sync::Arc<BaseConsumer> = std::sync::Arc::new(
+        config(kafka)
+            .set("group.id", "inbox-readiness-probe")
+            .create()?,
+    );
+    let topic = topic.to_owned();
+    Ok(std::sync::Arc::new(move || {
+        let client = client.clone();
+        let topic = topic.clone();
+        Box::pin(async move {
+            // librdkafka's metadata call blocks its thread.
+            tokio::task::spawn_blocking(move || {
+                client
+                    .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        })
+    }))
 }

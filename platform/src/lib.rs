@@ -1,9 +1,12 @@
 //! Plumbing the three services share so it is written once: bearer-token verification, tracing
-//! set-up, Kafka client configuration and topic creation, environment settings, shutdown and YAML error positions.
+//! set-up, Kafka client configuration and topic creation, environment settings and the production
+//! profile, the ops listener (health, readiness, metrics) and loop supervision, shutdown and YAML
+//! error positions.
 //! No domain logic lives here.
 
 pub mod auth;
 pub mod kafka;
+pub mod ops;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use platform::auth::{AuthError, Verifier};
+use platform::auth::{AuthError, JwksSettings, Verifier};
 use serde_json::{Value, json};
 use tickets::Role;
 
@@ -65,7 +65,14 @@ async fn verifier_with(keys: Vec<Value>) -> anyhow::Result<(Verifier, Arc<RwLock
     let keys = Arc::new(RwLock::new(keys));
     let url = jwks_server(keys.clone()).await?;
     Ok((
-        Verifier::jwks(&url, ISSUER, Some(AUDIENCE), Duration::ZERO),
+        Verifier::jwks(&JwksSettings {
+            url: url.parse()?,
+            issuer: ISSUER.into(),
+            audience: Some(AUDIENCE.into()),
+            ca_file: None,
+            refresh: Duration::from_secs(300),
+            min_refresh: Duration::ZERO,
+        })?,
         keys,
     ))
 }

@@ -83,6 +83,26 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// Connects with a pool of `max_connections`; `password`, when given, replaces the URL's (so
+    /// it can come from a secret of its own). TLS is the URL's: `sslmode=verify-full` with
+    /// `sslrootcert=`, and `sslcert=`/`sslkey=` for a client certificate.
+    pub async fn connect_with(
+        url: &str,
+        password: Option<&str>,
+        max_connections: u32,
+    ) -> Result<Self> {
+        let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        if let Some(pw) = password {
+            options = options.password(pw);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool }
     }
@@ -105,6 +125,17 @@ impl PgStore {
         }
         advisory_lock(&mut tx, EVENTS_LOCK).await?;
         Ok(tx)
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// [`Self::ping`] of an owned handle (a probe's future must own what it uses).
+    pub async fn ping_owned(self) -> Result<()> {
+        self.ping().await
     }
 
     /// Applies the embedded migrations; safe to run from several processes at once.

@@ -27,7 +27,7 @@ pub enum EmulatorError {
 }
 
 pub struct Emulator {
-    pub brokers: String,
+    pub kafka: platform::kafka::KafkaSettings,
     pub topics: AfcTopics,
     /// Consumer group: a restarted emulator resumes where the last one committed.
     pub group: String,
@@ -42,15 +42,15 @@ pub struct Emulator {
 
 impl Emulator {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), EmulatorError> {
-        platform::kafka::ensure_topics(&self.brokers, &self.topics.all()).await?;
-        let consumer: StreamConsumer = platform::kafka::config(&self.brokers)
+        platform::kafka::ensure_topics(&self.kafka, &self.topics.all()).await?;
+        let consumer: StreamConsumer = platform::kafka::config(&self.kafka)
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .create()?;
         consumer.subscribe(&[&self.topics.msgs])?;
-        let producer: FutureProducer = platform::kafka::producer_config(&self.brokers).create()?;
+        let producer: FutureProducer = platform::kafka::producer_config(&self.kafka).create()?;
         tracing::info!(
             topic = %self.topics.msgs, encrypted = !self.cipher.is_clear(),
             "afc emulator ready"

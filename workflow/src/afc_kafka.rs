@@ -52,15 +52,13 @@ impl AfcTopics {
         }
     }
 
-    /// `INBOX_AFC_MSGS_TOPIC`, `INBOX_AFC_VERDICTS_TOPIC`, `INBOX_AFC_DLQ_TOPIC` override the
-    /// names (the prefix still applies).
-    pub fn from_env(prefix: &str) -> Self {
-        let d = Self::with_prefix("");
-        let var = |k: &str, d: &str| format!("{prefix}{}", platform::settings::var(k, d));
+    /// The names from the settings (`INBOX_AFC_*_TOPIC`), after `prefix`.
+    pub fn from_env(env: &platform::settings::Env, prefix: &str) -> Self {
+        use crate::settings::{AFC_DLQ_TOPIC, AFC_MSGS_TOPIC, AFC_VERDICTS_TOPIC};
         Self {
-            msgs: var("INBOX_AFC_MSGS_TOPIC", &d.msgs),
-            verdicts: var("INBOX_AFC_VERDICTS_TOPIC", &d.verdicts),
-            dlq: var("INBOX_AFC_DLQ_TOPIC", &d.dlq),
+            msgs: format!("{prefix}{}", env.text(&AFC_MSGS_TOPIC)),
+            verdicts: format!("{prefix}{}", env.text(&AFC_VERDICTS_TOPIC)),
+            dlq: format!("{prefix}{}", env.text(&AFC_DLQ_TOPIC)),
         }
     }
 
@@ -110,8 +108,10 @@ impl Cipher {
     }
 
     /// `INBOX_AFC_KEY`.
-    pub fn from_env() -> Result<Self, AfcError> {
-        Self::from_hex(std::env::var("INBOX_AFC_KEY").ok().as_deref())
+    pub fn from_env(env: &platform::settings::Env) -> Result<Self, AfcError> {
+        use platform::settings::ExposeSecret;
+        let key = env.secret(&crate::settings::AFC_KEY);
+        Self::from_hex(key.as_ref().map(ExposeSecret::expose_secret))
     }
 
     pub fn is_clear(&self) -> bool {

@@ -1,9 +1,11 @@
 //! The client side of ticket workflows, for the inbound consumer and the gateway: connect, deliver a
 //! message (signal-with-start), resolve.
 
+use platform::settings::ExposeSecret;
+use platform::settings::temporal::TemporalSettings;
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowSignalOptions,
-    WorkflowStartOptions,
+    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url,
+    WorkflowSignalOptions, WorkflowStartOptions,
 };
 use uuid::Uuid;
 
@@ -20,17 +22,64 @@ pub enum TemporalError {
     Call(String),
 }
 
-/// Connects to the Temporal frontend at `url` (e.g. `http://127.0.0.1:17240`).
-pub async fn connect(url: &str, namespace: &str, identity: &str) -> Result<Client, TemporalError> {
+/// Connects to the Temporal frontend of `s`: plain for `http://`, TLS for `https://` (with the
+/// CA file, server name and client certificate when set), with the API key when set.
+pub async fn connect(s: &TemporalSettings, identity: &str) -> Result<Client, TemporalError> {
+    let url = s.url.as_str();
     let target = Url::parse(url).map_err(|e| TemporalError::Url(url.into(), e.to_string()))?;
+    let read = |p: &std::path::Path| {
+        std::fs::read(p)
+            .map_err(|e| TemporalError::Url(url.into(), format!("reading {}: {e}", p.display())))
+    };
+    let tls = if target.scheme() == "https" {
+        let client = match &s.client_cert {
+            Some((cert, key)) => Some(
+                ClientTlsOptions::builder()
+                    .client_cert(read(cert)?)
+                    .client_private_key(read(key)?)
+                    .build(),
+            ),
+            None => None,
+        };
+        let ca = s.ca_file.as_deref().map(read).transpose()?;
+        Some(
+            TlsOptions::builder()
+                .maybe_server_root_ca_cert(ca)
+                .maybe_domain(s.server_name.clone())
+                .maybe_client_tls_options(client)
+                .build(),
+        )
+    } else {
+        None
+    };
     let opts = ConnectionOptions::new(target)
         .identity(identity.to_owned())
+        .maybe_tls_options(tls)
+        .maybe_api_key(s.api_key.as_ref().map(|k| k.expose_secret().to_owned()))
         .build();
     let connection = Connection::connect(opts)
         .await
         .map_err(|e| TemporalError::Connect(url.into(), e.to_string()))?;
-    Client::new(connection, ClientOptions::new(namespace).build())
+    Client::new(connection, ClientOptions::new(s.namespace.clone()).build())
         .map_err(|e| TemporalError::Connect(url.into(), e.to_string()))
+}
+
+/// A readiness probe of the Temporal frontend (`GetSystemInfo`).
+pub fn probe(client: &Client) -> platform::ops::Probe {
+    let client = client.clone();
+    std::sync::Arc::new(move || {
+        let client = client.clone();
+        Box::pin(async move {
+            use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfoRequest;
+            client
+                .connection()
+                .workflow_service()
+                .get_system_info(tonic::Request::new(GetSystemInfoRequest::default()))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.message().to_owned())
+        })
+    })
 }
 
 /// Sends ticket workflows their signals.

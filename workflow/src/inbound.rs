@@ -20,8 +20,11 @@ use crate::client::Tickets;
 use crate::source::LeasedSource;
 use crate::spec::TicketSpec;
 
+#[derive(Clone)]
 pub struct Inbound {
-    pub brokers: String,
+    pub kafka: platform::kafka::KafkaSettings,
+    /// `fetch.wait.max.ms` of its source.
+    pub wait_ms: u32,
     pub topic: String,
     pub store: PgStore,
     pub tickets: Tickets,
@@ -103,9 +106,14 @@ impl Inbound {
     /// offsets. The next batch starts only after that, so a client's messages are stored and
     /// signalled in their Kafka order, and an offset never passes a message not yet signalled.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Some(source) =
-            LeasedSource::start_retrying(&self.brokers, self.store.clone(), &self.topic, &shutdown)
-                .await
+        let Some(source) = LeasedSource::start_retrying(
+            &self.kafka,
+            self.wait_ms,
+            self.store.clone(),
+            &self.topic,
+            &shutdown,
+        )
+        .await
         else {
             return;
         };

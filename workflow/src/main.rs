@@ -1,9 +1,10 @@
 use clap::Parser;
+use platform::settings::Start;
 
 #[derive(Parser)]
 #[command(about = "The ticket workflow service: Temporal worker, inbound consumer, outbox relay")]
 enum Cmd {
-    /// Run the service (the default).
+    /// Run the service (the default; `--print-config` lists every setting and exits).
     Run,
     /// Check a workflows.yaml without starting anything.
     Validate { file: std::path::PathBuf },
@@ -12,7 +13,8 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     platform::telemetry::init();
-    let cmd = if std::env::args().len() > 1 {
+    let print_config = std::env::args().skip(1).any(|a| a == "--print-config");
+    let cmd = if std::env::args().len() > 1 && !print_config {
         Cmd::parse()
     } else {
         Cmd::Run
@@ -30,8 +32,17 @@ async fn main() -> anyhow::Result<()> {
             }
         },
         Cmd::Run => {
+            let settings = match platform::settings::load(
+                "workflow",
+                &workflow::settings::declared(),
+                workflow::Settings::from_env,
+                workflow::Settings::refusals,
+            )? {
+                Start::Run(s) => s,
+                Start::Printed => return Ok(()),
+            };
             let shutdown = platform::shutdown::on_signal();
-            workflow::run(workflow::Settings::from_env(), shutdown).await
+            workflow::run(settings, shutdown).await
         }
     }
 }

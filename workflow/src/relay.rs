@@ -13,6 +13,7 @@ use tickets::{Event, PgStore, event_kind, store::EVENTS_CHANNEL};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+#[derive(Clone)]
 pub struct Relay {
     pub store: PgStore,
     /// Assignments and replies are also signalled to the ticket's workflow (its timers depend on them).

@@ -32,9 +32,6 @@ pub enum SourceError {
 /// How often the keeper checks the leases and looks for free partitions.
 pub const LEASE_CHECK: Duration = Duration::from_secs(2);
 
-/// Default `fetch.wait.max.ms` of a leased source (`INBOX_KAFKA_SOURCE_WAIT_MS`).
-const SOURCE_WAIT_MS: u32 = 10;
-
 pub struct LeasedSource {
     consumer: Arc<StreamConsumer>,
     store: PgStore,
@@ -53,23 +50,22 @@ impl LeasedSource {
     /// Leases every free partition of `topic` (waiting while all are held elsewhere) and positions
     /// the consumer at the stored offsets (the beginning where none is stored).
     pub async fn start(
-        brokers: &str,
+        kafka: &platform::kafka::KafkaSettings,
+        wait_ms: u32,
         store: PgStore,
         topic: &str,
         shutdown: &CancellationToken,
     ) -> Result<Self, SourceError> {
-        let consumer: StreamConsumer = platform::kafka::config(brokers)
+        let consumer: StreamConsumer = platform::kafka::config(kafka)
             // librdkafka wants a group id; no group is joined with manual assignment.
             .set("group.id", format!("inbox-leased-{topic}"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // The local broker holds every fetch for the whole `fetch.wait.max.ms`, so
             // librdkafka's 500 ms default put half a second or more between the edge's ack and
-            // the consumer seeing a message; each fetch costs it CPU too (see `fetch_wait_ms`).
-            .set(
-                "fetch.wait.max.ms",
-                platform::kafka::fetch_wait_ms("INBOX_KAFKA_SOURCE_WAIT_MS", SOURCE_WAIT_MS),
-            )
+            // the consumer seeing a message; each fetch costs it CPU too (see
+            // `platform::kafka::tail`). `INBOX_KAFKA_SOURCE_WAIT_MS`, default 10.
+            .set("fetch.wait.max.ms", wait_ms.to_string())
             .create()?;
         loop {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -125,13 +121,14 @@ impl LeasedSource {
 
     /// [`Self::start`], retried every 2 s through broker or database outages; None on shutdown.
     pub async fn start_retrying(
-        brokers: &str,
+        kafka: &platform::kafka::KafkaSettings,
+        wait_ms: u32,
         store: PgStore,
         topic: &str,
         shutdown: &CancellationToken,
     ) -> Option<Self> {
         loop {
-            match Self::start(brokers, store.clone(), topic, shutdown).await {
+            match Self::start(kafka, wait_ms, store.clone(), topic, shutdown).await {
                 Ok(s) => return Some(s),
                 Err(SourceError::Shutdown(_)) => return None,
                 Err(e) => {

@@ -22,8 +22,11 @@ use crate::client::Tickets;
 use crate::source::LeasedSource;
 use crate::spec::TicketSpec;
 
+#[derive(Clone)]
 pub struct VerdictConsumer {
-    pub brokers: String,
+    pub kafka: platform::kafka::KafkaSettings,
+    /// `fetch.wait.max.ms` of its source.
+    pub wait_ms: u32,
     /// `afc.verdicts` (with the topic prefix).
     pub topic: String,
     pub store: PgStore,
@@ -46,9 +49,14 @@ pub enum Handled {
 
 impl VerdictConsumer {
     pub async fn run(self, shutdown: CancellationToken) {
-        let Some(source) =
-            LeasedSource::start_retrying(&self.brokers, self.store.clone(), &self.topic, &shutdown)
-                .await
+        let Some(source) = LeasedSource::start_retrying(
+            &self.kafka,
+            self.wait_ms,
+            self.store.clone(),
+            &self.topic,
+            &shutdown,
+        )
+        .await
         else {
             return;
         };

@@ -43,7 +43,7 @@ struct Afc {
     client: Client,
     tickets: Tickets,
     queue: String,
-    brokers: String,
+    brokers: platform::kafka::KafkaSettings,
     topics: AfcTopics,
     cipher: Cipher,
     signing_pem: String,
@@ -87,15 +87,17 @@ impl Afc {
     }
 
     async fn with_spec(pool: PgPool, spec: TicketSpec) -> anyhow::Result<Self> {
-        let brokers =
-            std::env::var("INBOX_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19093".into());
+        let brokers = platform::kafka::KafkaSettings::plaintext(
+            &std::env::var("INBOX_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19093".into()),
+        );
         let url =
             std::env::var("INBOX_TEMPORAL_URL").unwrap_or_else(|_| "http://127.0.0.1:17240".into());
-        let client = workflow::client::connect(&url, "default", "afc-test")
-            .await
-            .context(
-                "Temporal is not reachable: run the tests with `make test`, which starts it",
-            )?;
+        let client = workflow::client::connect(
+            &platform::settings::temporal::TemporalSettings::plain(url.parse()?, "afc-test"),
+            "afc-test",
+        )
+        .await
+        .context("Temporal is not reachable: run the tests with `make test`, which starts it")?;
         let tag = Uuid::new_v4().simple().to_string();
         let topics = AfcTopics::with_prefix(&format!("afctest_{tag}."));
         platform::kafka::ensure_topics(&brokers, &topics.all())
@@ -161,7 +163,8 @@ impl Afc {
 
     fn consumer(&self) -> anyhow::Result<Running> {
         let consumer = VerdictConsumer {
-            brokers: self.brokers.clone(),
+            kafka: self.brokers.clone(),
+            wait_ms: 10,
             topic: self.topics.verdicts.clone(),
             store: self.store.clone(),
             tickets: self.tickets.clone(),
@@ -178,7 +181,7 @@ impl Afc {
 
     fn emulator(&self) -> anyhow::Result<Running> {
         let emulator = Emulator {
-            brokers: self.brokers.clone(),
+            kafka: self.brokers.clone(),
             topics: self.topics.clone(),
             group: format!("{}emulator", self.topics.msgs),
             cipher: self.cipher.clone(),

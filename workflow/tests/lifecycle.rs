@@ -149,9 +149,12 @@ where
 {
     let url =
         std::env::var("INBOX_TEMPORAL_URL").unwrap_or_else(|_| "http://127.0.0.1:17240".into());
-    let client = workflow::client::connect(&url, "default", "lifecycle-test")
-        .await
-        .context("Temporal is not reachable: run the tests with `make test`, which starts it")?;
+    let client = workflow::client::connect(
+        &platform::settings::temporal::TemporalSettings::plain(url.parse()?, "lifecycle-test"),
+        "lifecycle-test",
+    )
+    .await
+    .context("Temporal is not reachable: run the tests with `make test`, which starts it")?;
     let queue = format!("lifecycle-{}", Uuid::new_v4().simple());
     let store = PgStore::from_pool(pool.clone());
     let runtime = Runtime::from_current_tokio(Default::default())?;

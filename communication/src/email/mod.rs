@@ -18,8 +18,6 @@ pub mod tls;
 
 use std::time::Duration;
 
-use platform::settings::{self, SettingError};
-
 pub use reference::RefKey;
 pub use tls::{TlsMode, TlsSettings};
 
@@ -88,71 +86,4 @@ pub struct SmtpSettings {
 pub struct EmailSettings {
     pub imap: Option<ImapSettings>,
     pub smtp: Option<SmtpSettings>,
-}
-
-fn set(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn required(name: &str, because: &str) -> Result<String, SettingError> {
-    set(name).ok_or_else(|| SettingError {
-        name: name.into(),
-        value: String::new(),
-        reason: format!("required when {because} is set"),
-    })
-}
-
-impl EmailSettings {
-    pub fn from_env() -> Result<Self, SettingError> {
-        let ref_key = || -> Result<RefKey, SettingError> {
-            let secret = required(REF_SECRET_VAR, "the email channel")?;
-            Ok(RefKey::new(secret.as_bytes()))
-        };
-        let imap = match set("INBOX_IMAP_ADDR") {
-            None => None,
-            Some(addr) => Some(ImapSettings {
-                addr,
-                tls: TlsSettings::default(),
-                ref_key: ref_key()?,
-                user: required("INBOX_IMAP_USER", "INBOX_IMAP_ADDR")?,
-                password: required("INBOX_IMAP_PASSWORD", "INBOX_IMAP_ADDR")?,
-                mailbox: settings::var("INBOX_IMAP_MAILBOX", "INBOX"),
-                poll_interval: Duration::from_secs(settings::parse("INBOX_IMAP_POLL_SECS", 30u64)?),
-                idle_timeout: Duration::from_secs(settings::parse(
-                    "INBOX_IMAP_IDLE_SECS",
-                    25 * 60u64,
-                )?),
-            }),
-        };
-        let smtp = match set("INBOX_SMTP_ADDR") {
-            None => None,
-            Some(addr) => {
-                let from = required("INBOX_MAIL_FROM", "INBOX_SMTP_ADDR")?;
-                let domain = from
-                    .parse::<lettre::Address>()
-                    .map_err(|e| SettingError {
-                        name: "INBOX_MAIL_FROM".into(),
-                        value: from.clone(),
-                        reason: e.to_string(),
-                    })?
-                    .domain()
-                    .to_owned();
-                Some(SmtpSettings {
-                    addr,
-                    tls: TlsSettings::default(),
-                    ref_key: ref_key()?,
-                    retry: RetryPolicy::default(),
-                    user: set("INBOX_SMTP_USER"),
-                    password: set("INBOX_SMTP_PASSWORD"),
-                    from,
-                    domain,
-                    timeout: Duration::from_secs(settings::parse(
-                        "INBOX_SMTP_TIMEOUT_SECS",
-                        30u64,
-                    )?),
-                })
-            }
-        };
-        Ok(Self { imap, smtp })
-    }
 }

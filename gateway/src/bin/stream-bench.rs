@@ -177,7 +177,8 @@ async fn main() -> anyhow::Result<()> {
     let store = PgStore::connect(&db_url).await?;
     store.migrate().await?;
     let topics = platform::kafka::Topics::with_prefix(&format!("{tag}."));
-    platform::kafka::ensure_topics(&brokers, &topics.all())
+    let kafka = platform::kafka::KafkaSettings::plaintext(&brokers);
+    platform::kafka::ensure_topics(&kafka, &topics.all())
         .await
         .with_context(|| format!("Kafka at {brokers}: run `scripts/stack.sh up`"))?;
 
@@ -192,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
         ("INBOX_JWT_ISSUER", issuer.clone()),
         ("INBOX_SPEC", spec.display().to_string()),
         ("INBOX_GRPC_ADDR", "127.0.0.1:0".into()),
+        ("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:0".into()),
     ];
     let (gateway, addr) = start_gateway(&envs).await?;
     let pid = gateway.id().context("gateway pid")?;
@@ -202,10 +204,14 @@ async fn main() -> anyhow::Result<()> {
     let relay = workflow::relay::Relay {
         store: store.clone(),
         tickets: workflow::client::Tickets {
-            client: workflow::client::connect(&temporal_url, "default", "stream-bench").await?,
+            client: workflow::client::connect(
+                &platform::settings::temporal::TemporalSettings::plain(temporal_url.parse()?, &tag),
+                "stream-bench",
+            )
+            .await?,
             task_queue: tag.clone(),
         },
-        producer: platform::kafka::producer_config(&brokers).create()?,
+        producer: platform::kafka::producer_config(&kafka).create()?,
         topic: topics.ticket_events.clone(),
     };
     tokio::spawn(relay.run(stop.clone()));

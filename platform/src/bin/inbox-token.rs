@@ -28,10 +28,16 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("unknown role {r:?}: use client, manager or admin"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let common = platform::settings::Common::from_env();
-    let issuer = common.jwt_issuer.unwrap_or_else(|| "inbox-dev".to_owned());
+    use platform::settings::{Env, ExposeSecret, common};
+    let env = Env::from_process(&[common::ALL])?;
+    let secret = env.secret(&common::JWT_SECRET).context(
+        "INBOX_JWT_SECRET is not set: dev tokens are signed with it (see config/dev.env)",
+    )?;
+    let issuer = env
+        .opt(&common::JWT_ISSUER)
+        .unwrap_or_else(|| "inbox-dev".to_owned());
     let token = platform::auth::issue_dev_token(
-        common.jwt_secret.as_bytes(),
+        secret.expose_secret().as_bytes(),
         &issuer,
         &args.user,
         args.name.as_deref(),

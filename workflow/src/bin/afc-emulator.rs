@@ -13,8 +13,6 @@ use workflow::afc_kafka::{AES_KEY_FILE, AfcTopics, Cipher, dev_aes_key, dev_key_
 #[derive(Parser)]
 #[command(about = "Emulates the bank's AFC system: afc.msgs in, RS256-signed verdicts out")]
 struct Args {
-    #[arg(long, env = "INBOX_KAFKA_BROKERS", default_value = "127.0.0.1:19093")]
-    brokers: String,
     #[arg(long, env = "INBOX_TOPIC_PREFIX", default_value = "")]
     topic_prefix: String,
     /// Where the dev signing key pair lives (generated if missing; never commit it).
@@ -79,10 +77,15 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     tracing::info!(public_key = %public_path.display(), "verdicts are signed with this key pair");
-    let cipher = Cipher::from_env()?;
+    let env = platform::settings::Env::from_process(&[
+        workflow::settings::AFC,
+        workflow::settings::EMULATOR,
+        platform::settings::common::ALL,
+    ])?;
+    let cipher = Cipher::from_env(&env)?;
     let emulator = Emulator {
-        brokers: args.brokers,
-        topics: AfcTopics::from_env(&args.topic_prefix),
+        kafka: platform::kafka::KafkaSettings::from_env(&env)?,
+        topics: AfcTopics::from_env(&env, &args.topic_prefix),
         group: format!("{}afc-emulator", args.topic_prefix),
         cipher,
         signing_key,
