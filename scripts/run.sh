@@ -200,6 +200,8 @@ banner() {
 [run]   client HTTP  http://$INBOX_HTTP_ADDR
 [run]   WebSocket    ws://$INBOX_HTTP_ADDR/v1/ws
 [run]   gRPC         $INBOX_GRPC_ADDR
+[run]   ops          http://$INBOX_COMMUNICATION_OPS_ADDR http://$INBOX_GATEWAY_OPS_ADDR http://$INBOX_WORKFLOW_OPS_ADDR  (/livez /readyz /metrics)
+[run]   profile      dev (INBOX_PROFILE=production refuses insecure settings; see README "Production")
 [run]   Temporal     127.0.0.1:$INBOX_TEMPORAL_PORT  namespace $INBOX_TEMPORAL_NAMESPACE, task queue $INBOX_TASK_QUEUE
 [run]                ($INBOX_TEMPORAL_BIN workflow list --address 127.0.0.1:$INBOX_TEMPORAL_PORT)
 [run]   Postgres     $INBOX_DATABASE_URL

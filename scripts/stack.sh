@@ -259,12 +259,28 @@ install_mail_peers() {
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
 }
 
+# TLS proxies of the production-profile test (e2e/src/secure_stack.rs): nginx's stream module
+# terminates TLS in front of Tansu (which has none that works) and its gRPC proxy in front of the
+# Temporal dev server (which has none). The test runs nginx in the foreground with a prefix and a
+# config of its own; the package's system service is not used.
+install_tls_proxy() {
+  local missing=() p
+  for p in nginx-light libnginx-mod-stream; do
+    deb_installed "$p" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+  [[ -x /usr/sbin/nginx ]] || die "/usr/sbin/nginx missing after installing nginx-light"
+  [[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] \
+    || die "nginx's stream module missing after installing libnginx-mod-stream"
+}
+
 cmd_install() {
   install_apt
   install_telegram_emulator
   install_oidc_provider
   install_temporal
   install_mail_peers
+  install_tls_proxy
   install_nextest
   install_tansu
 }

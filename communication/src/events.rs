@@ -37,7 +37,13 @@ pub async fn listen(
         match record {
             Ok(r) => match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
                 Ok(e) if e.client_visible => {
-                    let _ = wakeups.send(Arc::from(e.client_id.as_str()));
+                    let span = match platform::telemetry::kafka_traceparent(&r) {
+                        Some(parent) => event_span(&e, parent),
+                        None => tracing::Span::none(),
+                    };
+                    span.in_scope(|| {
+                        let _ = wakeups.send(Arc::from(e.client_id.as_str()));
+                    });
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
@@ -45,4 +51,24 @@ pub async fn listen(
             Err(e) => tracing::warn!(error = %e, "ticket.events receive failed"),
         }
     }
+}
+
+/// The wake-up's span, a child of the relay's (the record's `traceparent`).
+fn event_span(e: &proto::v1::TicketEvent, parent: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "ticket_event",
+        kind = %e.kind,
+        event_id = e.seq,
+        client_id = %e.client_id,
+        ticket_id = tracing::field::Empty,
+        manager_id = tracing::field::Empty,
+    );
+    platform::telemetry::set_parent(&span, parent);
+    if !e.ticket_id.is_empty() {
+        span.record("ticket_id", e.ticket_id.as_str());
+    }
+    if !e.manager_id.is_empty() {
+        span.record("manager_id", e.manager_id.as_str());
+    }
+    span
 }

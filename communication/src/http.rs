@@ -1,6 +1,7 @@
 //! The web-chat client API: send (`POST /v1/messages`), history (`GET /v1/messages`), read cursor
 //! (`/v1/read`), the `/v1/ws` event stream and the OpenAPI document that describes them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tickets::{Caller, ChatCursor, MessageBody, PgStore, Role, message_id_for, web_external_id};
 use tokio::sync::broadcast::error::RecvError;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -34,6 +37,8 @@ pub struct AppState {
     pub verifier: platform::auth::Verifier,
     pub wakeups: Wakeups,
     pub limiter: RateLimiter,
+    /// Cancelled when the service shuts down: WebSockets are closed, telling clients to resume.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Every route of the client API. The router is built from this table only, and a test checks the
@@ -109,12 +114,17 @@ pub struct PostMessage {
     pub client_message_id: Uuid,
 }
 
+/// The root of a client message's trace (a client's own `traceparent` is not trusted: anyone could
+/// pick trace ids or force sampling); the Kafka record carries it on.
+#[tracing::instrument(skip_all, fields(client_id = Empty, message_id = Empty))]
 async fn post_message(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     payload: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let client = client_of(&state, &headers).await?;
+    let span = tracing::Span::current();
+    span.record("client_id", client.user_id.as_str());
     let Json(req) = payload?;
     let body = MessageBody::parse(req.body).map_err(|e| ApiError::InvalidField {
         field: "body",
@@ -122,6 +132,7 @@ async fn post_message(
     })?;
     let external_id = web_external_id(&client.user_id, req.client_message_id);
     let message_id = message_id_for("web", &external_id);
+    span.record("message_id", tracing::field::display(message_id));
     // A retry of a message already stored is answered from the store and not published again.
     if let Some(stored) = state.store.client_message_body(message_id).await? {
         if stored != body.as_str() {
@@ -145,7 +156,7 @@ async fn post_message(
         .publish(&msg)
         .await
         .map_err(|e| ApiError::Unavailable(format!("kafka: {e}")))?;
-    tracing::info!(%message_id, client_id = %client.user_id, "client message accepted");
+    tracing::info!("client message accepted");
     crate::crash::after_publish("web");
     Ok(accepted(message_id))
 }
@@ -262,20 +273,30 @@ async fn websocket(
 /// WebSocket close code when the token expires: the client reconnects with a fresh token and
 /// `after=<last event_id>` (4000-4999 are the application's own codes).
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// WebSocket close code when the server shuts down (RFC 6455 "going away"): reconnect, to
+/// another replica, with `after=<last event_id>`.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Sends the client every event after `cursor`, then each new one as it commits, until the
 /// socket closes or the token expires.
 async fn stream_events(state: Arc<AppState>, token: Verified, cursor: i64, mut socket: WebSocket) {
-    let expired = tokio::select! {
-        () = send_events(&state, &token.caller, cursor, &mut socket) => false,
-        () = tokio::time::sleep(token.remaining()) => true,
+    let _live = platform::ops::GaugeGuard::hold(metrics::gauge!("inbox_live_websockets"));
+    let close = tokio::select! {
+        () = send_events(&state, &token.caller, cursor, &mut socket) => None,
+        () = tokio::time::sleep(token.remaining()) => Some((
+            CLOSE_TOKEN_EXPIRED,
+            "token expired: reconnect with a fresh token and after=<last event_id>",
+        )),
+        () = state.shutdown.cancelled() => Some((
+            CLOSE_GOING_AWAY,
+            "server shutting down: reconnect with after=<last event_id>",
+        )),
     };
-    if expired {
+    if let Some((code, reason)) = close {
         let _ = socket
             .send(WsMessage::Close(Some(axum::extract::ws::CloseFrame {
-                code: CLOSE_TOKEN_EXPIRED,
-                reason: "token expired: reconnect with a fresh token and after=<last event_id>"
-                    .into(),
+                code,
+                reason: reason.into(),
             })))
             .await;
     }
@@ -297,8 +318,13 @@ async fn send_events(state: &AppState, client: &Caller, mut cursor: i64, socket:
             }
         };
         let full_page = events.len() == 200;
+        let traces = push_traces(&state.store, &events).await;
         for e in events {
             cursor = e.seq;
+            let span = match traces.get(&e.seq) {
+                Some(parent) => push_span(client, &e, parent),
+                None => tracing::Span::none(),
+            };
             let mut frame =
                 json!({ "type": e.kind, "event_id": e.seq, "created_at": e.created_at });
             if let (Some(obj), serde_json::Value::Object(payload)) =
@@ -310,6 +336,7 @@ async fn send_events(state: &AppState, client: &Caller, mut cursor: i64, socket:
             }
             if socket
                 .send(WsMessage::Text(frame.to_string().into()))
+                .instrument(span)
                 .await
                 .is_err()
             {
@@ -338,4 +365,39 @@ async fn send_events(state: &AppState, client: &Caller, mut cursor: i64, socket:
             }
         }
     }
+}
+
+/// The stored trace contexts of the messages `events` are about, by event id: each push of one
+/// continues its message's trace. One query, only while span export is on.
+async fn push_traces(store: &PgStore, events: &[tickets::Event]) -> BTreeMap<i64, String> {
+    if !platform::telemetry::enabled() || events.is_empty() {
+        return BTreeMap::new();
+    }
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    match store.event_trace_parents(&seqs).await {
+        Ok(t) => t.into_iter().collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "trace contexts of the events not read");
+            BTreeMap::new()
+        }
+    }
+}
+
+fn push_span(client: &Caller, e: &tickets::Event, parent: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "websocket_push",
+        kind = %e.kind,
+        event_id = e.seq,
+        client_id = %client.user_id,
+        ticket_id = Empty,
+        manager_id = Empty,
+    );
+    platform::telemetry::set_parent(&span, parent);
+    if let Some(t) = e.ticket_id {
+        span.record("ticket_id", tracing::field::display(t));
+    }
+    if let Some(m) = &e.manager_id {
+        span.record("manager_id", m.as_str());
+    }
+    span
 }

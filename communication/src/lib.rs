@@ -45,6 +45,7 @@ impl Application {
             &db.url,
             db.password.as_ref().map(ExposeSecret::expose_secret),
             db.max_connections,
+            &format!("inbox-communication {}", std::process::id()),
         )
         .await
         .context("connecting to PostgreSQL")?;
@@ -164,6 +165,7 @@ impl Application {
             verifier,
             wakeups,
             limiter: ratelimit::RateLimiter::new(settings.rate_limit),
+            shutdown: shutdown.clone(),
         };
         let mut router = if settings.web {
             http::router(state)

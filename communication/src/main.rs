@@ -3,7 +3,7 @@ use platform::settings::Start;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init();
+    let _telemetry = platform::telemetry::init_service("communication")?;
     let settings = match platform::settings::load(
         "communication",
         &settings::declared(),
@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
         Start::Run(s) => s,
         Start::Printed => return Ok(()),
     };
-    let shutdown = platform::shutdown::on_signal();
+    let shutdown = platform::shutdown::on_signal_within(Some(settings.common.shutdown_deadline));
     let app = communication::Application::build(settings, shutdown.clone()).await?;
     app.serve(shutdown).await
 }

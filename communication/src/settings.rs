@@ -100,7 +100,12 @@ static OWN: &[&Setting] = &[
 
 /// Every setting of `communication`, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
-    vec![common::ALL, OWN, CHANNEL_SETTINGS]
+    vec![
+        common::ALL,
+        platform::telemetry::SETTINGS,
+        OWN,
+        CHANNEL_SETTINGS,
+    ]
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +160,7 @@ impl Settings {
     pub fn refusals(&self, env: &Env) -> Refusals {
         let mut r = Refusals::new();
         self.common.refusals(&mut r);
+        platform::telemetry::refusals(env, &mut r);
         r.check(
             env.is_set(&TEST_CRASH_AFTER_PUBLISH),
             format!("{} is a test-only fault injection", crate::crash::VAR),

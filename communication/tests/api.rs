@@ -30,6 +30,7 @@ async fn app(pool: PgPool, limit: RateLimit) -> anyhow::Result<(Router, PgStore)
         verifier: platform::auth::Verifier::hs256(SECRET, None),
         wakeups,
         limiter: RateLimiter::new(limit),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     };
     Ok((http::router(state), store))
 }

@@ -53,16 +53,83 @@ pub fn make_certificates(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBu
         .collect(),
     ];
     for args in steps {
-        let out = std::process::Command::new("openssl")
-            .args(&args)
-            .output()
-            .context("running openssl (Debian package openssl)")?;
-        if !out.status.success() {
-            bail!(
-                "openssl {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        openssl(&args)?;
     }
     Ok((ca, cert, key))
+}
+
+/// A client certificate for `cn` signed by the CA that [`make_certificates`] made in `dir` (mutual
+/// TLS; PostgreSQL's `cert` authentication takes the CN as the user name): (certificate PEM, key
+/// PEM in PKCS#8).
+pub fn make_client_certificate(dir: &Path, cn: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let (ca_key, ca) = (dir.join("ca.key"), dir.join("ca.pem"));
+    if !ca_key.is_file() {
+        bail!(
+            "no test CA in {}: make it with make_certificates first",
+            dir.display()
+        );
+    }
+    let name = format!(
+        "client-{}",
+        cn.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let (key, csr, cert, ext) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.csr")),
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.ext")),
+    );
+    std::fs::write(
+        &ext,
+        "basicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature\n\
+         extendedKeyUsage = clientAuth\n",
+    )?;
+    let s = |x: &str| x.to_owned();
+    let p = |x: &Path| x.display().to_string();
+    openssl(&[
+        s("req"),
+        s("-newkey"),
+        s("ec"),
+        s("-pkeyopt"),
+        s("ec_paramgen_curve:prime256v1"),
+        s("-nodes"),
+        s("-subj"),
+        format!("/CN={cn}"),
+        s("-keyout"),
+        p(&key),
+        s("-out"),
+        p(&csr),
+    ])?;
+    openssl(&[
+        s("x509"),
+        s("-req"),
+        s("-days"),
+        s("2"),
+        s("-CAcreateserial"),
+        s("-in"),
+        p(&csr),
+        s("-CA"),
+        p(&ca),
+        s("-CAkey"),
+        p(&ca_key),
+        s("-extfile"),
+        p(&ext),
+        s("-out"),
+        p(&cert),
+    ])?;
+    Ok((cert, key))
+}
+
+fn openssl(args: &[String]) -> anyhow::Result<()> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .context("running openssl (Debian package openssl)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }

@@ -18,7 +18,9 @@ pub mod load;
 pub mod manager;
 pub mod oidc;
 pub mod private_stack;
+pub mod secure_stack;
 pub mod telegram;
+pub mod webchat;
 
 /// A free loopback port (bound and released; the kernel does not hand it out again at once).
 pub fn free_port() -> anyhow::Result<u16> {
@@ -125,6 +127,30 @@ pub struct Engine {
     pub database_url: String,
     envs: Vec<(String, String)>,
     _children: Vec<Child>,
+    /// Ops listeners (`http://host:port`), in [`Service`] order.
+    ops: [String; 3],
+}
+
+/// A service of the engine, in the order it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Workflow = 0,
+    Communication = 1,
+    Gateway = 2,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Self::Workflow, Self::Communication, Self::Gateway];
+}
+
+/// What every service logs once its ops listener (`/livez`, `/readyz`, `/metrics`) is bound.
+const OPS_MARKER: &str = "ops listening on ";
+
+/// A started service: its process, the rest of its ready line (its address) and its ops listener.
+struct Spawned {
+    child: Child,
+    addr: String,
+    ops: String,
 }
 
 /// A binary of the workspace, built next to the running test.
@@ -147,12 +173,8 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts `name` and waits until its log prints `ready_marker`; returns the rest of that line.
-async fn spawn(
-    name: &str,
-    envs: &[(&str, String)],
-    ready_marker: &str,
-) -> anyhow::Result<(Child, String)> {
+/// Starts `name` and waits until its log prints `ready_marker` and its ops listener's address.
+async fn spawn(name: &str, envs: &[(&str, String)], ready_marker: &str) -> anyhow::Result<Spawned> {
     let mut cmd = Command::new(binary(name)?);
     // Defaults first, so a caller's `RUST_LOG` in `envs` wins.
     cmd.env("RUST_LOG", "info,rdkafka=warn,temporalio_sdk_core=warn")
@@ -172,23 +194,29 @@ async fn spawn(
             let _ = tx.send(line);
         }
     });
+    let after = |line: &str, marker: &str| {
+        line.find(marker).map(|i| {
+            line[i + marker.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+    };
     let ready = tokio::time::timeout(Duration::from_secs(120), async {
+        let (mut addr, mut ops) = (None, None);
         while let Some(line) = rx.recv().await {
-            if let Some(i) = line.find(ready_marker) {
-                return Some(
-                    line[i + ready_marker.len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
+            addr = addr.or_else(|| after(&line, ready_marker));
+            ops = ops.or_else(|| after(&line, OPS_MARKER));
+            if let (Some(addr), Some(ops)) = (&addr, &ops) {
+                return Some((addr.clone(), ops.clone()));
             }
         }
         None
     })
     .await;
     match ready {
-        Ok(Some(rest)) => Ok((child, rest)),
+        Ok(Some((addr, ops))) => Ok(Spawned { child, addr, ops }),
         Ok(None) => bail!(
             "{name} exited before it was ready: {:?}",
             child.wait().await
@@ -206,42 +234,77 @@ impl Engine {
     pub async fn start_with(stack: &Stack, extra: &[(&str, String)]) -> anyhow::Result<Self> {
         let tag = format!("e2e_{}", uuid::Uuid::new_v4().simple());
         let database_url = stack.fresh_database(&tag).await?;
-        let spec = platform::workspace_root().join("workflows.yaml");
-        let envs = vec![
+        let stack_env = [
             ("INBOX_DATABASE_URL", database_url.clone()),
             ("INBOX_KAFKA_BROKERS", stack.kafka_brokers.clone()),
-            ("INBOX_TOPIC_PREFIX", format!("{tag}.")),
             ("INBOX_TEMPORAL_URL", stack.temporal_url.clone()),
-            ("INBOX_TASK_QUEUE", tag.clone()),
             ("INBOX_JWT_SECRET", stack.jwt_secret.clone()),
             ("INBOX_JWT_ISSUER", stack.jwt_issuer.clone()),
-            ("INBOX_SPEC", spec.display().to_string()),
-            ("INBOX_HTTP_ADDR", "127.0.0.1:0".into()),
-            ("INBOX_GRPC_ADDR", "127.0.0.1:0".into()),
-            ("INBOX_COMMUNICATION_OPS_ADDR", "127.0.0.1:0".into()),
-            ("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:0".into()),
-            ("INBOX_WORKFLOW_OPS_ADDR", "127.0.0.1:0".into()),
             // Required whenever the email channel is on; a test may set its own in `extra`.
             (
                 "INBOX_EMAIL_REF_SECRET",
                 "e2e-email-ref-secret-0123456789".into(),
             ),
         ];
+        let extra: Vec<(&str, String)> =
+            stack_env.into_iter().chain(extra.iter().cloned()).collect();
+        Self::launch(tag, database_url, &extra, true).await
+    }
+
+    /// Starts the engine on endpoints of the caller's own (`secure_stack`, a production-profile
+    /// test): `env` names the database (`database_url` is the same URL, for the test's own use),
+    /// the brokers, Temporal, the identity provider. Nothing of the shared stack is passed, and no
+    /// dev secret: every other `INBOX_*` variable of the test's environment (`config/dev.env`'s,
+    /// exported by `scripts/stack.sh env`) is passed empty, which the services read as unset.
+    pub async fn start_on(database_url: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let tag = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+        Self::launch(tag, database_url.to_owned(), env, false).await
+    }
+
+    /// The per-test settings (topic prefix and task queue `tag`, listeners on free ports), then
+    /// `extra`; with `inherit`, the services also see the test's own `INBOX_*` environment.
+    async fn launch(
+        tag: String,
+        database_url: String,
+        extra: &[(&str, String)],
+        inherit: bool,
+    ) -> anyhow::Result<Self> {
+        let spec = platform::workspace_root().join("workflows.yaml");
+        let envs = vec![
+            ("INBOX_TOPIC_PREFIX", format!("{tag}.")),
+            ("INBOX_TASK_QUEUE", tag.clone()),
+            ("INBOX_SPEC", spec.display().to_string()),
+            ("INBOX_HTTP_ADDR", "127.0.0.1:0".into()),
+            ("INBOX_GRPC_ADDR", "127.0.0.1:0".into()),
+            ("INBOX_COMMUNICATION_OPS_ADDR", "127.0.0.1:0".into()),
+            ("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:0".into()),
+            ("INBOX_WORKFLOW_OPS_ADDR", "127.0.0.1:0".into()),
+        ];
         let envs: Vec<(&str, String)> = envs.into_iter().chain(extra.iter().cloned()).collect();
+        // Not inherited: blanked first, so any value given above wins.
+        let blanked: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| !inherit && k.starts_with("INBOX_") && !envs.iter().any(|(e, _)| e == k))
+            .collect();
+        let envs: Vec<(&str, String)> = blanked
+            .iter()
+            .map(|k| (k.as_str(), String::new()))
+            .chain(envs)
+            .collect();
         // The workflow service migrates the database and creates the topics first.
-        let (workflow, _) = spawn("workflow", &envs, "workflow service ready").await?;
-        let (communication, http) =
-            spawn("communication", &envs, "communication listening on ").await?;
-        let (gateway, grpc) = spawn("gateway", &envs, "gateway listening on ").await?;
+        let workflow = spawn("workflow", &envs, "workflow service ready").await?;
+        let communication = spawn("communication", &envs, "communication listening on ").await?;
+        let gateway = spawn("gateway", &envs, "gateway listening on ").await?;
         Ok(Self {
-            http,
-            grpc: grpc.replace("grpc://", "http://"),
+            http: communication.addr,
+            grpc: gateway.addr.replace("grpc://", "http://"),
             database_url,
             envs: envs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
-            _children: vec![workflow, communication, gateway],
+            _children: vec![workflow.child, communication.child, gateway.child],
+            ops: [workflow.ops, communication.ops, gateway.ops],
         })
     }
 
@@ -284,13 +347,24 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
-        let (child, addr) = spawn(name, &envs, marker).await?;
-        self._children[index] = child;
-        Ok(addr)
+        let started = spawn(name, &envs, marker).await?;
+        self._children[index] = started.child;
+        self.ops[index] = started.ops;
+        Ok(started.addr)
     }
 }
 
 impl Engine {
+    /// The environment the services were started with (after the test's own, when inherited).
+    pub fn envs(&self) -> &[(String, String)] {
+        &self.envs
+    }
+
+    /// The ops listener of `service` (`http://host:port`: `/livez`, `/readyz`, `/metrics`).
+    pub fn ops(&self, service: Service) -> &str {
+        &self.ops[service as usize]
+    }
+
     /// Process ids of the running services, by name (for resource figures in the benchmark).
     pub fn pids(&self) -> Vec<(&'static str, Option<u32>)> {
         ["workflow", "communication", "gateway"]
@@ -312,10 +386,10 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
-        let (communication, http) =
-            spawn("communication", &envs, "communication listening on ").await?;
-        self._children[1] = communication;
-        self.http = http;
+        let communication = spawn("communication", &envs, "communication listening on ").await?;
+        self._children[1] = communication.child;
+        self.ops[1] = communication.ops;
+        self.http = communication.addr;
         Ok(())
     }
 }
@@ -360,4 +434,136 @@ where
             bail!("{what}: not within {within:?}");
         }
     }
+}
+
+/// A second instance of each service on the same database, topics and task queue.
+pub struct Replicas {
+    pub http: String,
+    pub grpc: String,
+    children: Vec<Child>,
+    ops: [String; 3],
+}
+
+impl Replicas {
+    /// Process ids (workflow, communication, gateway).
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+impl Engine {
+    /// The value of a setting the services were started with.
+    pub fn env(&self, key: &str) -> Option<String> {
+        self.envs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Starts a second instance of each service with the same settings (scale-out).
+    pub async fn start_replicas(&self) -> anyhow::Result<Replicas> {
+        let envs: Vec<(&str, String)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let workflow = spawn("workflow", &envs, "workflow service ready").await?;
+        let communication = spawn("communication", &envs, "communication listening on ").await?;
+        let gateway = spawn("gateway", &envs, "gateway listening on ").await?;
+        Ok(Replicas {
+            http: communication.addr,
+            grpc: gateway.addr.replace("grpc://", "http://"),
+            children: vec![workflow.child, communication.child, gateway.child],
+            ops: [workflow.ops, communication.ops, gateway.ops],
+        })
+    }
+
+    /// SIGKILLs the first instance of every service; the replicas carry on and `http`/`grpc` now
+    /// point at them (call `Load::follow` so clients and managers reconnect there).
+    pub async fn kill_first_instances(&mut self, replicas: Replicas) -> anyhow::Result<()> {
+        for child in &mut self._children {
+            child.kill().await?;
+        }
+        self._children = replicas.children;
+        self.ops = replicas.ops;
+        self.http = replicas.http;
+        self.grpc = replicas.grpc;
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Sends `service` (`workflow`, `communication` or `gateway`) SIGTERM, as Kubernetes does,
+    /// and waits at most `within` for it to exit; returns its exit status.
+    pub async fn terminate(
+        &mut self,
+        service: &str,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let index = ["workflow", "communication", "gateway"]
+            .iter()
+            .position(|s| *s == service)
+            .with_context(|| format!("no service {service}"))?;
+        let child = &mut self._children[index];
+        let pid = child
+            .id()
+            .with_context(|| format!("{service} is not running"))?;
+        // `kill` rather than libc: the workspace forbids unsafe code.
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        tokio::time::timeout(within, child.wait())
+            .await
+            .with_context(|| format!("{service} did not exit within {within:?} of SIGTERM"))?
+            .map_err(Into::into)
+    }
+}
+
+/// Waits (at most `within`) for the WebSocket's close frame, skipping the events before it.
+pub async fn ws_close_frame<S>(
+    ws: &mut S,
+    within: Duration,
+) -> anyhow::Result<Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>>
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures::StreamExt;
+    tokio::time::timeout(within, async {
+        while let Some(frame) = ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Close(frame) = frame? {
+                return Ok(frame);
+            }
+        }
+        bail!("the WebSocket ended without a close frame")
+    })
+    .await
+    .with_context(|| format!("no close frame within {within:?}"))?
+}
+
+/// Waits (at most `within`) for a gRPC stream to end with a status, skipping its items.
+pub async fn stream_end_status<S, T>(
+    stream: &mut S,
+    within: Duration,
+) -> anyhow::Result<tonic::Status>
+where
+    S: futures::Stream<Item = Result<T, tonic::Status>> + Unpin,
+{
+    use futures::StreamExt;
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return Ok(status),
+                None => bail!("the stream ended without a status"),
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("the stream did not end within {within:?}"))?
 }

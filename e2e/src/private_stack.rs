@@ -38,14 +38,14 @@ pub enum Stop {
 }
 
 /// One daemon of the stack that runs as a child of the test.
-struct Daemon {
-    name: &'static str,
-    child: Option<Child>,
-    log: PathBuf,
+pub(crate) struct Daemon {
+    pub(crate) name: &'static str,
+    pub(crate) child: Option<Child>,
+    pub(crate) log: PathBuf,
 }
 
 impl Daemon {
-    async fn stop(&mut self, how: Stop) -> anyhow::Result<()> {
+    pub(crate) async fn stop(&mut self, how: Stop) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -74,7 +74,7 @@ impl Daemon {
             .and_then(|c| c.try_wait().ok().flatten())
     }
     /// Starts `cmd` with its output appended to the daemon's log.
-    fn spawn(&mut self, cmd: &mut Command) -> anyhow::Result<()> {
+    pub(crate) fn spawn(&mut self, cmd: &mut Command) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -92,7 +92,7 @@ impl Daemon {
 
     /// Polls `ready` until it holds; fails (with the log's tail) if the daemon exits or [`READY`]
     /// passes first.
-    async fn wait_ready<F: Future<Output = bool>>(
+    pub(crate) async fn wait_ready<F: Future<Output = bool>>(
         &mut self,
         mut ready: impl FnMut() -> F,
     ) -> anyhow::Result<()> {
@@ -121,14 +121,14 @@ impl Daemon {
 }
 
 /// The last lines of a log file, for an error message.
-fn tail(path: &Path) -> String {
+pub(crate) fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let from = lines.len().saturating_sub(30);
     format!("---- {} ----\n{}", path.display(), lines[from..].join("\n"))
 }
 
-fn require_binary(path: &Path, var: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn require_binary(path: &Path, var: &str) -> anyhow::Result<PathBuf> {
     if !path.is_file() {
         bail!(
             "{} is missing (set {var}, or run the tests with `make test`, which installs it and \
@@ -139,7 +139,7 @@ fn require_binary(path: &Path, var: &str) -> anyhow::Result<PathBuf> {
     Ok(path.to_owned())
 }
 
-fn binary_from_env(var: &str, default: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn binary_from_env(var: &str, default: &str) -> anyhow::Result<PathBuf> {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let path = std::env::var(var)
         .ok()
@@ -150,7 +150,7 @@ fn binary_from_env(var: &str, default: &str) -> anyhow::Result<PathBuf> {
 
 /// A free loopback port below the ephemeral range (32768+), so that while its component is down no
 /// outgoing connection (ours or Temporal's internal ones) is given it.
-fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
+pub(crate) fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
     for _ in 0..200 {
         let r = uuid::Uuid::new_v4().as_u128();
         let port = 20_000 + u16::try_from(r % 12_000).unwrap_or(0);
@@ -164,7 +164,7 @@ fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
     bail!("no free loopback port found in 20000..32000")
 }
 
-async fn run_checked(cmd: &mut Command, what: &str, log: &Path) -> anyhow::Result<()> {
+pub(crate) async fn run_checked(cmd: &mut Command, what: &str, log: &Path) -> anyhow::Result<()> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -183,15 +183,18 @@ async fn run_checked(cmd: &mut Command, what: &str, log: &Path) -> anyhow::Resul
 }
 
 /// PostgreSQL 15 cluster owned by the `postgres` user (initdb refuses to run as root).
-struct Postgres {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    as_root: bool,
+pub(crate) struct Postgres {
+    pub(crate) bin: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) as_root: bool,
+    /// The superuser connects over the Unix socket (in `dir`) rather than TCP: a cluster whose TCP
+    /// connections all need TLS and a password (`secure_stack`).
+    pub(crate) admin_over_socket: bool,
 }
 
 impl Postgres {
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
 
@@ -201,7 +204,7 @@ impl Postgres {
 
     /// `tool args...`, as the `postgres` user when we are root, from `/` (runuser keeps the working
     /// directory, which that user may not be able to enter).
-    fn std_command(&self, tool: &str) -> std::process::Command {
+    pub(crate) fn std_command(&self, tool: &str) -> std::process::Command {
         let exe = self.bin.join(tool);
         let mut cmd = if self.as_root {
             let mut c = std::process::Command::new("runuser");
@@ -218,7 +221,7 @@ impl Postgres {
         Command::from(self.std_command(tool))
     }
 
-    async fn init(&self) -> anyhow::Result<()> {
+    pub(crate) async fn init(&self) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         if self.as_root {
             // Every directory above the cluster must be traversable by the postgres user.
@@ -262,7 +265,7 @@ impl Postgres {
         .await
     }
 
-    async fn start(&self) -> anyhow::Result<()> {
+    pub(crate) async fn start(&self) -> anyhow::Result<()> {
         // fsync off: disposable data; a crash of the server process (not of the OS) loses nothing.
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off \
@@ -320,8 +323,17 @@ impl Postgres {
         .await
     }
 
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    /// The superuser's URL (how the readiness check and the tests' admin connect).
+    pub(crate) fn url(&self) -> String {
+        if self.admin_over_socket {
+            format!(
+                "postgres://postgres@localhost:{}/postgres?host={}&sslmode=disable",
+                self.port,
+                self.dir.display()
+            )
+        } else {
+            format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        }
     }
 }
 
@@ -340,23 +352,44 @@ pub struct PrivateStack {
     stack: Stack,
 }
 
-impl PrivateStack {
-    /// Starts the three components; fails loudly (with the log's tail) if a binary is missing or a
-    /// component is not ready in time.
-    pub async fn start() -> anyhow::Result<Self> {
+/// Where the stack's components are installed (`scripts/stack.sh install`).
+pub(crate) struct Binaries {
+    pub(crate) pg_bin: PathBuf,
+    pub(crate) tansu_bin: PathBuf,
+    pub(crate) temporal_bin: PathBuf,
+}
+
+impl Binaries {
+    /// Fails loudly when one is missing.
+    pub(crate) fn find() -> anyhow::Result<Self> {
         let pg_bin = PathBuf::from(
             std::env::var("INBOX_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
         );
         require_binary(&pg_bin.join("initdb"), "INBOX_PG_BIN")?;
         require_binary(&pg_bin.join("pg_ctl"), "INBOX_PG_BIN")?;
-        let temporal_bin = binary_from_env(
-            "INBOX_TEMPORAL_BIN",
-            "$HOME/.cache/inbox-engine/venv/bin/temporal",
-        )?;
-        let tansu_bin = binary_from_env(
-            "INBOX_TANSU_BIN",
-            "$HOME/.cache/inbox-engine/tansu/bin/tansu",
-        )?;
+        Ok(Self {
+            pg_bin,
+            tansu_bin: binary_from_env(
+                "INBOX_TANSU_BIN",
+                "$HOME/.cache/inbox-engine/tansu/bin/tansu",
+            )?,
+            temporal_bin: binary_from_env(
+                "INBOX_TEMPORAL_BIN",
+                "$HOME/.cache/inbox-engine/venv/bin/temporal",
+            )?,
+        })
+    }
+}
+
+impl PrivateStack {
+    /// Starts the three components; fails loudly (with the log's tail) if a binary is missing or a
+    /// component is not ready in time.
+    pub async fn start() -> anyhow::Result<Self> {
+        let Binaries {
+            pg_bin,
+            tansu_bin,
+            temporal_bin,
+        } = Binaries::find()?;
         let as_root = std::process::Command::new("id")
             .arg("-u")
             .output()
@@ -380,6 +413,7 @@ impl PrivateStack {
                 dir: dir.join("pg"),
                 port: pg_port,
                 as_root,
+                admin_over_socket: false,
             },
             pg_running: false,
             temporal_bin,

@@ -8,60 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use e2e::manager::Manager;
 use e2e::oidc::Provider;
-use e2e::{Engine, Stack, eventually};
-use futures::StreamExt;
+use e2e::{Engine, Stack, eventually, webchat};
 use proto::v1;
-use serde_json::{Value, json};
 use tickets::Role;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn post_message(
-    http: &reqwest::Client,
-    engine: &Engine,
-    token: &str,
-    body: &str,
-) -> anyhow::Result<(u16, Value)> {
-    let resp = http
-        .post(format!("{}/v1/messages", engine.http))
-        .bearer_auth(token)
-        .json(&json!({"body": body, "client_message_id": Uuid::new_v4()}))
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.json().await.unwrap_or(Value::Null)))
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws(engine: &Engine, token: &str) -> anyhow::Result<Ws> {
-    let url = format!(
-        "ws://{}/v1/ws?token={token}",
-        engine.http.trim_start_matches("http://")
-    );
-    Ok(tokio_tungstenite::connect_async(url).await?.0)
-}
-
-/// The next event of type `kind` on `ws`, failing after [`WAIT`].
-async fn next_of(ws: &mut Ws, kind: &str) -> anyhow::Result<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let frame = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .with_context(|| format!("no {kind} event within {WAIT:?}"))?
-            .context("websocket closed")??;
-        if let WsMessage::Text(text) = frame {
-            let event: Value = serde_json::from_str(&text)?;
-            if event["type"] == kind {
-                return Ok(event);
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spine_runs_on_tokens_of_a_real_openid_provider_and_nothing_else() -> anyhow::Result<()>
@@ -89,15 +42,15 @@ async fn the_spine_runs_on_tokens_of_a_real_openid_provider_and_nothing_else() -
     let http = reqwest::Client::new();
 
     // HTTP and the WebSocket with the provider's RS256 token, gRPC with its ES256 one.
-    let mut events = ws(&engine, &client).await?;
+    let mut events = webchat::connect(&engine, &client).await?;
     let (status, sent) =
-        post_message(&http, &engine, &client, "Hello, my transfer is stuck").await?;
+        webchat::post_message(&http, &engine, &client, "Hello, my transfer is stuck").await?;
     assert_eq!(status, 202, "{sent}");
-    let accepted = next_of(&mut events, "message_accepted").await?;
+    let accepted = webchat::next_of(&mut events, "message_accepted", WAIT).await?;
     assert_eq!(accepted["message_id"], sent["message_id"]);
     let mut alice = Manager::connect(&engine.grpc, manager.clone()).await?;
     alice.set_ready().await?;
-    let assigned = next_of(&mut events, "manager_assigned").await?;
+    let assigned = webchat::next_of(&mut events, "manager_assigned", WAIT).await?;
     assert_eq!(assigned["manager_name"], "Alice");
     let ticket_id = assigned["ticket_id"]
         .as_str()
@@ -108,12 +61,15 @@ async fn the_spine_runs_on_tokens_of_a_real_openid_provider_and_nothing_else() -
         .await?;
     assert_eq!(bodies, vec!["Hello, my transfer is stuck".to_owned()]);
     alice.reply(&ticket_id, "Let me check", "oidc-r1").await?;
-    let reply = next_of(&mut events, "manager_reply").await?;
+    let reply = webchat::next_of(&mut events, "manager_reply", WAIT).await?;
     assert_eq!(reply["body"], "Let me check");
 
     // A dev token (HS256, the committed secret) is nobody here.
     let dev = stack.token(Role::Client, &client_id, "Ivan")?;
-    assert_eq!(post_message(&http, &engine, &dev, "hi").await?.0, 401);
+    assert_eq!(
+        webchat::post_message(&http, &engine, &dev, "hi").await?.0,
+        401
+    );
     let mut forged =
         Manager::connect(&engine.grpc, stack.token(Role::Manager, "alice", "A")?).await?;
     let err = forged
@@ -127,23 +83,17 @@ async fn the_spine_runs_on_tokens_of_a_real_openid_provider_and_nothing_else() -
     let long = idp
         .token(&"x".repeat(300), &["client"], "Long", None, false)
         .await?;
-    assert_eq!(post_message(&http, &engine, &long, "hi").await?.0, 400);
+    assert_eq!(
+        webchat::post_message(&http, &engine, &long, "hi").await?.0,
+        400
+    );
 
     // Streams end when their token expires, telling the caller to come back with a fresh one.
     let short = idp
         .token(&client_id, &["client"], "Ivan Petrov", Some(3), false)
         .await?;
-    let mut expiring = ws(&engine, &short).await?;
-    let closed = tokio::time::timeout(WAIT, async {
-        while let Some(frame) = expiring.next().await {
-            if let WsMessage::Close(frame) = frame? {
-                return Ok::<_, anyhow::Error>(frame);
-            }
-        }
-        anyhow::bail!("the socket ended without a close frame")
-    })
-    .await
-    .context("the WebSocket outlived its token")??;
+    let mut expiring = webchat::connect(&engine, &short).await?;
+    let closed = e2e::ws_close_frame(&mut expiring, WAIT).await?;
     assert_eq!(closed.map(|f| f.code), Some(CloseCode::from(4001)));
     let short_manager = idp
         .token(
@@ -161,17 +111,7 @@ async fn the_spine_runs_on_tokens_of_a_real_openid_provider_and_nothing_else() -
         .stream_events(short_alice.req(v1::StreamEventsRequest { after_cursor: 0 }))
         .await?
         .into_inner();
-    let end = tokio::time::timeout(WAIT, async {
-        loop {
-            match stream.next().await {
-                Some(Ok(_)) => continue,
-                Some(Err(status)) => return Ok(status),
-                None => anyhow::bail!("the stream ended without a status"),
-            }
-        }
-    })
-    .await
-    .context("the gRPC stream outlived its token")??;
+    let end = e2e::stream_end_status(&mut stream, WAIT).await?;
     assert_eq!(end.code(), tonic::Code::Unauthenticated, "{end:?}");
     assert!(gateway::stream::resume_cursor(&end).is_some(), "{end:?}");
 
@@ -182,10 +122,12 @@ async fn the_spine_runs_on_tokens_of_a_real_openid_provider_and_nothing_else() -
     let rotated = idp
         .token(&client_id, &["client"], "Ivan Petrov", None, false)
         .await?;
-    let (status, body) = post_message(&http, &engine, &rotated, "after the rotation").await?;
+    let (status, body) =
+        webchat::post_message(&http, &engine, &rotated, "after the rotation").await?;
     assert_eq!(status, 202, "{body}");
     eventually(WAIT, "the retired key's token refused", || async {
-        let (status, _) = post_message(&http, &engine, &client, "with the retired key").await?;
+        let (status, _) =
+            webchat::post_message(&http, &engine, &client, "with the retired key").await?;
         Ok((status == 401).then_some(()))
     })
     .await?;

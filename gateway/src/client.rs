@@ -6,6 +6,7 @@ use prost::Message as _;
 use proto::v1::{self, client_service_server::ClientService};
 use tickets::{Author, ChatMessage, PgStore, Role, message_id_for, web_external_id};
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::caller::{authenticate, authenticate_token};
 use crate::manager::EventStream;
@@ -71,10 +72,20 @@ impl ClientService for Clients {
             client_name: me.display_name.clone(),
             received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
         };
+        // The root of the message's trace (export on); the record carries its context on.
+        let span = if platform::telemetry::enabled() {
+            tracing::info_span!("send_message", client_id = %me.user_id, %message_id)
+        } else {
+            tracing::Span::none()
+        };
         self.inbound
             .publish(&msg.client_id, &msg.encode_to_vec())
+            .instrument(span)
             .await
             .map_err(status::kafka)?;
+        // After the ack, as the web chat counts it; a retry answered from the store is not.
+        metrics::counter!("inbox_messages_accepted_total", "channel" => msg.channel.clone())
+            .increment(1);
         tracing::info!(%message_id, client_id = %me.user_id, "client message accepted (grpc)");
         Ok(Response::new(v1::SendMessageResponse {
             message_id: message_id.to_string(),

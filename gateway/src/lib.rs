@@ -36,7 +36,12 @@ pub static OPS_ADDR: Setting =
 /// Every setting of the gateway, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
     static OWN: &[&Setting] = &[&GRPC_ADDR, &OPS_ADDR, &workflow::settings::SPEC];
-    vec![common::ALL, temporal::ALL, OWN]
+    vec![
+        common::ALL,
+        platform::telemetry::SETTINGS,
+        temporal::ALL,
+        OWN,
+    ]
 }
 
 #[derive(Debug, Clone)]
@@ -59,9 +64,10 @@ impl Settings {
         })
     }
 
-    pub fn refusals(&self, _env: &Env) -> Refusals {
+    pub fn refusals(&self, env: &Env) -> Refusals {
         let mut r = Refusals::new();
         self.common.refusals(&mut r);
+        platform::telemetry::refusals(env, &mut r);
         self.temporal.refusals(&mut r);
         r
     }
@@ -87,6 +93,7 @@ impl Application {
             &db.url,
             db.password.as_ref().map(ExposeSecret::expose_secret),
             db.max_connections,
+            &format!("inbox-gateway {}", std::process::id()),
         )
         .await
         .context("connecting to PostgreSQL")?;

@@ -29,6 +29,16 @@ pub enum Audience {
     Manager(String),
 }
 
+impl Audience {
+    /// The metrics label: the kind of audience, never whose.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Client(_) => "client",
+            Self::Manager(_) => "manager",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
     /// Events buffered per stream between its task and the connection.
@@ -172,6 +182,9 @@ impl Streams {
         let (tx, rx) = mpsc::channel(self.config.buffer.max(1));
         let me = self.clone();
         tokio::spawn(async move {
+            let _live = platform::ops::GaugeGuard::hold(
+                metrics::gauge!("inbox_live_streams", "audience" => who.label()),
+            );
             let expiry = tokio::time::sleep(token_valid);
             tokio::pin!(expiry);
             let mut wake = me.hub.subscribe(who.clone());

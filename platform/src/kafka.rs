@@ -25,6 +25,8 @@ pub enum KafkaError {
 #[derive(Debug, Clone)]
 pub struct Topics {
     pub inbound_messages: String,
+    /// Inbound records that can never be processed (see [`DeadLetters`]).
+    pub inbound_dead_letters: String,
     pub ticket_events: String,
 }
 
@@ -148,12 +150,17 @@ impl Topics {
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             inbound_messages: format!("{prefix}inbound.messages"),
+            inbound_dead_letters: format!("{prefix}inbound.messages.dlq"),
             ticket_events: format!("{prefix}ticket.events"),
         }
     }
 
-    pub fn all(&self) -> [&str; 2] {
-        [&self.inbound_messages, &self.ticket_events]
+    pub fn all(&self) -> [&str; 3] {
+        [
+            &self.inbound_messages,
+            &self.inbound_dead_letters,
+            &self.ticket_events,
+        ]
     }
 }
 
@@ -212,7 +219,8 @@ pub const EDGE_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// may still be delivered later by the producer's own retries: callers publish records whose id
 /// derives from their source (a client's retry maps onto the same message), so a late copy is
 /// harmless. The producer's own `message.timeout.ms` stays long, so a broker back within it still
-/// gets the record without the client's help.
+/// gets the record without the client's help. With the span export on, the record carries the
+/// current span's trace context (a `traceparent` header).
 pub async fn publish_acked(
     producer: &rdkafka::producer::FutureProducer,
     topic: &str,
@@ -220,12 +228,13 @@ pub async fn publish_acked(
     payload: &[u8],
     within: Duration,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    let send = producer.send(
-        rdkafka::producer::FutureRecord::to(topic)
-            .key(key)
-            .payload(payload),
-        within,
-    );
+    let mut record = rdkafka::producer::FutureRecord::to(topic)
+        .key(key)
+        .payload(payload);
+    if let Some(headers) = crate::telemetry::kafka_headers(&tracing::Span::current()) {
+        record = record.headers(headers);
+    }
+    let send = producer.send(record, within);
     match tokio::time::timeout(within, send).await {
         Ok(r) => r.map(|_| ()).map_err(|(e, _)| e),
         Err(_) => Err(rdkafka::error::KafkaError::MessageProduction(
@@ -281,7 +290,11 @@ pub async fn ensure_topics(kafka: &KafkaSettings, topics: &[&str]) -> Result<(),
             )
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    // Both bounds: without the request timeout librdkafka waits its own 60 s for a broker it
+    // cannot reach (a TLS handshake refused by a wrong CA looked like a silent minute-long hang).
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
     for res in admin.create_topics(new.iter(), &opts).await? {
         match res {
             Ok(_) => {}
@@ -351,4 +364,80 @@ pub fn probe(kafka: &KafkaSettings, topic: &str) -> Result<crate::ops::Probe, Ka
             .map_err(|e| e.to_string())?
         })
     }))
+}
+
+/// Where records that can never be processed go, so their partition moves on: the original key
+/// and value, unchanged, with the reason and origin in headers (`dead-letter-reason`,
+/// `dead-letter-topic`, `dead-letter-partition`, `dead-letter-offset`), as Kafka Connect does.
+/// Each is logged and counted (`inbox_dead_letters_total{topic}`): what an operator alerts on.
+#[derive(Clone)]
+pub struct DeadLetters {
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+}
+
+/// Where a dead letter came from.
+#[derive(Debug, Clone)]
+pub struct Origin<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl DeadLetters {
+    pub fn new(kafka: &KafkaSettings, topic: String) -> Result<Self, rdkafka::error::KafkaError> {
+        Ok(Self {
+            producer: producer_config(kafka).create()?,
+            topic,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Publishes one dead letter and waits for the broker's ack (at most 30 s).
+    pub async fn publish(
+        &self,
+        origin: &Origin<'_>,
+        reason: &str,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        let partition = origin.partition.to_string();
+        let offset = origin.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "dead-letter-reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "dead-letter-topic",
+                value: Some(origin.topic),
+            })
+            .insert(Header {
+                key: "dead-letter-partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "dead-letter-offset",
+                value: Some(&offset),
+            });
+        let record = rdkafka::producer::FutureRecord::to(&self.topic)
+            .key(origin.key)
+            .payload(origin.value)
+            .headers(headers);
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)?;
+        metrics::counter!("inbox_dead_letters_total", "topic" => origin.topic.to_owned())
+            .increment(1);
+        tracing::error!(
+            topic = origin.topic, partition = origin.partition, offset = origin.offset, reason,
+            dead_letters = %self.topic, "a record that can never be processed was dead-lettered"
+        );
+        Ok(())
+    }
 }

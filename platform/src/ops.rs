@@ -141,6 +141,23 @@ pub fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle {
         .clone()
 }
 
+/// One more on `gauge` while this value lives: a task holds it for its whole run, so the gauge
+/// comes down however the task ends (a return, a panic, the runtime shutting down).
+pub struct GaugeGuard(metrics::Gauge);
+
+impl GaugeGuard {
+    pub fn hold(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// Binds the ops listener at `addr` and serves it until `stop`; returns the bound address.
 pub async fn serve(
     addr: &str,

@@ -442,9 +442,13 @@ pub const ENGINE_SETTINGS: &[&str] = &[
     "INBOX_KAFKA_SOURCE_WAIT_MS",
     "INBOX_KAFKA_TAIL_WAIT_MS",
     "INBOX_MAIL_FROM",
+    "INBOX_OTLP_CA_FILE",
+    "INBOX_OTLP_ENDPOINT",
+    "INBOX_OTLP_SERVICE_NAME",
     "INBOX_PROFILE",
     "INBOX_RATE_LIMIT_BURST",
     "INBOX_RATE_LIMIT_PER_SECOND",
+    "INBOX_SHUTDOWN_SECS",
     "INBOX_SMTP_ADDR",
     "INBOX_SMTP_CA_FILE",
     "INBOX_SMTP_PASSWORD",
@@ -668,6 +672,7 @@ pub mod common {
         &JWKS_CA_FILE,
         &JWKS_REFRESH_SECS,
         &JWKS_MIN_REFRESH_SECS,
+        &crate::shutdown::SHUTDOWN_SECS,
     ];
 }
 
@@ -834,6 +839,8 @@ pub struct Common {
     pub topic_prefix: String,
     pub auth: AuthSettings,
     pub tail_wait_ms: u32,
+    /// How long a SIGTERM may take before the process exits anyway.
+    pub shutdown_deadline: std::time::Duration,
 }
 
 impl Common {
@@ -879,6 +886,9 @@ impl Common {
             topic_prefix: env.text(&TOPIC_PREFIX),
             auth,
             tail_wait_ms: env.parse(&KAFKA_TAIL_WAIT_MS)?,
+            shutdown_deadline: std::time::Duration::from_secs(
+                env.parse(&crate::shutdown::SHUTDOWN_SECS)?,
+            ),
         })
     }
 

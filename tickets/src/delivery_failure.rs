@@ -36,6 +36,7 @@ impl PgStore {
         .bind(detail)
         .fetch_optional(&mut *tx)
         .await?;
+        let recorded = failed.is_some();
         if let Some((client_id, kind, ticket_id, manager_id)) = failed {
             insert_event(
                 &mut tx,
@@ -58,6 +59,10 @@ impl PgStore {
             .await?;
         }
         tx.commit().await?;
+        if recorded {
+            metrics::counter!(crate::meters::DELIVERIES_FAILED, "channel" => channel.to_owned())
+                .increment(1);
+        }
         Ok(())
     }
 }

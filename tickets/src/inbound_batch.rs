@@ -25,6 +25,17 @@ impl PgStore {
     /// transaction. Messages already stored (a redelivery, or a duplicate within `msgs`) change
     /// nothing. Returns how many were new. At most [`MAX_INBOUND_BATCH`] messages.
     pub async fn record_inbound_batch(&self, msgs: &[NewClientMessage]) -> Result<usize> {
+        self.record_inbound_batch_traced(msgs, &[]).await
+    }
+
+    /// [`PgStore::record_inbound_batch`], keeping each message's trace context:
+    /// `trace_parents[i]` is the `traceparent` of `msgs[i]` (see `trace_context`). Shorter than
+    /// `msgs` (empty when span export is off): the rest have none (`unnest` pads with NULLs).
+    pub async fn record_inbound_batch_traced(
+        &self,
+        msgs: &[NewClientMessage],
+        trace_parents: &[Option<String>],
+    ) -> Result<usize> {
         if msgs.is_empty() {
             return Ok(0);
         }
@@ -58,11 +69,11 @@ impl PgStore {
         let external: Vec<&str> = msgs.iter().map(|m| m.external_id.as_str()).collect();
         let bodies: Vec<&str> = msgs.iter().map(|m| m.body.as_str()).collect();
         let inserted: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO messages (id, client_id, author, channel, external_id, body, afc_status, created_at)
+            "INSERT INTO messages (id, client_id, author, channel, external_id, body, afc_status, created_at, trace_parent)
              SELECT id, client_id, 'client', channel, external_id, body, 'pending',
-                    now() + (ord - 1) * interval '1 microsecond'
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
-                  WITH ORDINALITY AS m(id, client_id, channel, external_id, body, ord)
+                    now() + (ord - 1) * interval '1 microsecond', trace_parent
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                  WITH ORDINALITY AS m(id, client_id, channel, external_id, body, trace_parent, ord)
              ORDER BY ord
              ON CONFLICT DO NOTHING
              RETURNING id, created_at",
@@ -72,6 +83,7 @@ impl PgStore {
         .bind(&channels)
         .bind(&external)
         .bind(&bodies)
+        .bind(&trace_parents[..trace_parents.len().min(msgs.len())])
         .fetch_all(&mut *tx)
         .await?;
         if inserted.is_empty() {

@@ -14,10 +14,13 @@ pub mod desk;
 pub mod domain;
 pub mod email;
 pub mod email_threading;
+pub mod gauges;
 pub mod inbound_batch;
+pub mod meters;
 pub mod offsets;
 pub mod outbox;
 pub mod store;
+pub mod trace_context;
 mod visibility;
 
 pub use channels::{Delivery, DeliveryStatus};

@@ -14,6 +14,7 @@ use crate::domain::{
     Assignment, Author, Caller, Event, Message, NewClientMessage, Readiness, Routing, Ticket,
     TicketClassification, TicketStatus, Verdict, event_kind, message_id_for,
 };
+use crate::meters::{self, Timings};
 use crate::visibility;
 
 /// Serialises matching of waiting tickets to ready managers (one at a time, whoever triggers it).
@@ -49,12 +50,30 @@ pub enum StoreError {
     /// The manager a ticket should go to is not ready or has no free capacity.
     #[error("manager {0} is not ready to take a ticket")]
     ManagerNotReady(String),
+    /// Every member slot of a topic's consumers is taken.
+    #[error("too many consumers: {0}")]
+    TooManyConsumers(String),
     #[error("unexpected value in column {column}: {value}")]
     Corrupt { column: &'static str, value: String },
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether the same write can never succeed, however often it is retried: the database
+    /// refused the data itself (SQLSTATE class 22, data exception: a NUL, a string too long; 23,
+    /// integrity; 54, a limit such as an index row too large), not the connection or the load.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Db(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+            Self::Db(sqlx::Error::Encode(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 /// The result of applying AFC verdicts to a ticket's messages.
@@ -86,12 +105,15 @@ impl PgStore {
     /// Connects with a pool of `max_connections`; `password`, when given, replaces the URL's (so
     /// it can come from a secret of its own). TLS is the URL's: `sslmode=verify-full` with
     /// `sslrootcert=`, and `sslcert=`/`sslkey=` for a client certificate.
+    /// `application_name` names the process in `pg_stat_activity` (who holds which lock).
     pub async fn connect_with(
         url: &str,
         password: Option<&str>,
         max_connections: u32,
+        application_name: &str,
     ) -> Result<Self> {
         let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        options = options.application_name(application_name);
         if let Some(pw) = password {
             options = options.password(pw);
         }
@@ -275,6 +297,7 @@ impl PgStore {
         let status = status_of(&row)?;
         let manager_id: Option<String> = row.try_get("manager_id")?;
         let mut out = VerdictsApplied::default();
+        let mut timings = Timings::default();
         for (message_id, verdict) in verdicts {
             let (afc_status, rule) = match verdict {
                 Verdict::Passed => ("passed", None),
@@ -283,7 +306,8 @@ impl PgStore {
             let updated = sqlx::query(
                 "UPDATE messages SET ticket_id = $2, afc_status = $3, afc_rule = $4
                  WHERE id = $1 AND afc_status = 'pending'
-                 RETURNING client_id, body, created_at",
+                 RETURNING client_id, body, created_at,
+                           extract(epoch FROM clock_timestamp() - created_at)::float8 AS age",
             )
             .bind(message_id)
             .bind(ticket_id)
@@ -299,6 +323,7 @@ impl PgStore {
                     if let (Some(manager), TicketStatus::Assigned) = (&manager_id, status) {
                         let body: String = m.try_get("body")?;
                         let created_at: DateTime<Utc> = m.try_get("created_at")?;
+                        timings.visible.push(m.try_get("age")?);
                         insert_event(
                             &mut tx,
                             NewEvent {
@@ -370,10 +395,12 @@ impl PgStore {
                 .await?;
             }
             out.queued = true;
-            let assigned = match_waiting(&mut tx).await?;
+            let assigned = match_waiting(&mut tx, &mut timings).await?;
             out.assigned = assigned.into_iter().find(|a| a.ticket_id == ticket_id);
         }
         tx.commit().await?;
+        meters::verdicts_applied(out.passed, out.blocked);
+        timings.report();
         Ok(out)
     }
 
@@ -417,12 +444,14 @@ impl PgStore {
         .bind(&manager.user_id)
         .execute(&mut *tx)
         .await?;
-        let assigned = match_waiting(&mut tx)
+        let mut timings = Timings::default();
+        let assigned = match_waiting(&mut tx, &mut timings)
             .await?
             .into_iter()
             .find(|a| a.manager_id == manager.user_id);
         let (capacity, ready_slots, open_tickets) = manager_load(&mut tx, &manager.user_id).await?;
         tx.commit().await?;
+        timings.report();
         Ok(Readiness {
             ready_slots,
             open_tickets,
@@ -898,8 +927,12 @@ pub(crate) async fn manager_load(
 
 /// Gives waiting tickets, longest-waiting first, to ready managers: the one with the fewest open
 /// tickets, then the one ready longest. Runs under `MATCH_LOCK`, so it never races itself; a manager
-/// holds at most `capacity` tickets because slots are only granted below capacity.
-async fn match_waiting(tx: &mut Transaction<'_, Postgres>) -> Result<Vec<Assignment>> {
+/// holds at most `capacity` tickets because slots are only granted below capacity. Each assignment
+/// adds its queue wait and the age of the passed messages it makes visible to `timings`.
+async fn match_waiting(
+    tx: &mut Transaction<'_, Postgres>,
+    timings: &mut Timings,
+) -> Result<Vec<Assignment>> {
     let mut out = Vec::new();
     loop {
         // The first waiting ticket (higher priority first, then longest waiting) that some ready
@@ -928,13 +961,24 @@ async fn match_waiting(tx: &mut Transaction<'_, Postgres>) -> Result<Vec<Assignm
             manager_id: row.try_get("manager_id")?,
             manager_name: row.try_get("display_name")?,
         };
-        sqlx::query(
-            "UPDATE tickets SET status = 'assigned', manager_id = $2, assigned_at = now() WHERE id = $1",
+        let waited: Option<f64> = sqlx::query_scalar(
+            "UPDATE tickets SET status = 'assigned', manager_id = $2, assigned_at = now() WHERE id = $1
+             RETURNING extract(epoch FROM clock_timestamp() - waiting_since)::float8",
         )
         .bind(a.ticket_id)
         .bind(&a.manager_id)
-        .execute(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
+        timings.assignment_wait.extend(waited);
+        // The ticket's passed messages (those that arrived while it waited) become visible now.
+        let ages: Vec<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM messages
+             WHERE ticket_id = $1 AND author = 'client' AND afc_status = 'passed'",
+        )
+        .bind(a.ticket_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        timings.visible.extend(ages);
         sqlx::query(
             "UPDATE managers SET ready_slots = ready_slots - 1,
                     ready_since = CASE WHEN ready_slots = 1 THEN NULL ELSE ready_since END,

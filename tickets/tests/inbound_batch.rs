@@ -137,3 +137,57 @@ async fn saved_offsets_take_the_highest_per_partition_and_never_move_back(
     assert_eq!(store.kafka_offset("t", 1).await?, Some(8));
     Ok(())
 }
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_message_keeps_its_trace_context_for_the_stages_that_pick_it_up_from_the_store(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    let batch: Vec<NewClientMessage> = (0..3)
+        .map(|i| message("ana", "", &format!("message {i}")))
+        .collect();
+    let trace = |i: u8| format!("00-{:032x}-{:016x}-01", u128::from(i) + 1, u64::from(i) + 1);
+    // The third message came without one (a producer with the export off).
+    let traces = vec![Some(trace(0)), Some(trace(1))];
+    assert_eq!(store.record_inbound_batch_traced(&batch, &traces).await?, 3);
+
+    let ids: Vec<Uuid> = batch.iter().map(|m| m.id).rev().collect();
+    assert_eq!(
+        store.message_trace_parents(&ids).await?,
+        vec![trace(0), trace(1)],
+        "oldest message first, only those with a context"
+    );
+    let seqs: Vec<i64> =
+        sqlx::query_scalar("SELECT seq FROM events WHERE client_id = 'ana' ORDER BY seq")
+            .fetch_all(&pool)
+            .await?;
+    // An event about no message (a payload without a UUID `message_id`) is simply not traced.
+    let other: i64 = sqlx::query_scalar(
+        "INSERT INTO events (dedup_key, kind, client_id, client_visible, payload)
+         VALUES ('other', 'ticket_closed', 'ana', true, '{\"message_id\": \"not-a-uuid\"}')
+         RETURNING seq",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let all: Vec<i64> = seqs.iter().copied().chain([other]).collect();
+    let mut traced = store.event_trace_parents(&all).await?;
+    traced.sort();
+    assert_eq!(
+        traced,
+        vec![(seqs[0], trace(0)), (seqs[1], trace(1))],
+        "each message_accepted event leads to its message's trace"
+    );
+
+    // Without contexts (export off) nothing is kept.
+    let untraced = message("bo", "", "hello");
+    store
+        .record_inbound_batch(std::slice::from_ref(&untraced))
+        .await?;
+    assert!(
+        store
+            .message_trace_parents(&[untraced.id])
+            .await?
+            .is_empty()
+    );
+    Ok(())
+}

@@ -249,3 +249,50 @@ async fn concurrent_readiness_and_arrivals_assign_each_ticket_once_within_capaci
     );
     Ok(())
 }
+
+#[sqlx::test]
+async fn the_backlog_counts_what_waits_for_the_afc_check_a_manager_and_the_relay(
+    pool: PgPool,
+) -> Result<(), StoreError> {
+    let store = PgStore::from_pool(pool);
+    let empty = store.backlog().await?;
+    assert_eq!(empty, tickets::gauges::Backlog::default());
+
+    client_message(&store, "c1", "still pending").await?;
+    waiting_ticket(&store, "c2").await?;
+    let waiting = store.backlog().await?;
+    assert!(waiting.afc_pending_oldest_seconds >= 0.0);
+    let counts: Vec<(&str, &str, i64)> = waiting
+        .open_tickets
+        .iter()
+        .map(|q| (q.queue.as_str(), q.status.as_str(), q.count))
+        .collect();
+    assert_eq!(counts, vec![("general", "waiting", 1)]);
+    assert_eq!(waiting.ready_managers, 0);
+    assert!(waiting.outbox_unpublished >= 2, "{waiting:?}");
+    assert!(waiting.outbox_oldest_unpublished_seconds >= 0.0);
+
+    store.set_ready(&manager("m1"), 2).await?;
+    let taken = store.backlog().await?;
+    assert_eq!(taken.open_tickets[0].status, "assigned");
+    assert_eq!(taken.ready_managers, 0, "its one ready slot was consumed");
+    store.set_ready(&manager("m1"), 2).await?;
+    assert_eq!(store.backlog().await?.ready_managers, 1);
+
+    let unpublished: Vec<i64> = store
+        .unpublished_events(1000)
+        .await?
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    store.mark_published(&unpublished).await?;
+    let relayed = store.backlog().await?;
+    assert_eq!(
+        (
+            relayed.outbox_unpublished,
+            relayed.outbox_oldest_unpublished_seconds
+        ),
+        (0, 0.0)
+    );
+    Ok(())
+}

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tickets::{PgStore, TicketClassification, Verdict};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::afc::Rules;
@@ -65,50 +66,15 @@ impl TicketActivities {
                 ..CheckOutcome::default()
             });
         }
-        let spec = &input.spec;
-        let rules = Rules::compile(&spec.afc_rules)?;
-        let verdicts: Vec<_> = pending
-            .iter()
-            .map(|(id, body)| (*id, rules.check(body)))
-            .collect();
-        let classification = pending
-            .iter()
-            .zip(&verdicts)
-            .find(|(_, (_, v))| *v == Verdict::Passed)
-            .map(|((_, body), _)| {
-                let c = spec.classify(body);
-                TicketClassification {
-                    category: c.category,
-                    priority: c.priority.level(),
-                    queue: c.queue,
-                    fields: serde_json::to_value(c.fields).unwrap_or_default(),
-                }
-            });
-        self.store
-            .open_ticket(input.ticket_id, &input.client_id, &spec.version)
-            .await?;
-        let applied = self
-            .store
-            .apply_verdicts(
-                input.ticket_id,
-                &verdicts,
-                &spec.blocked_warning,
-                classification.as_ref(),
-            )
-            .await?;
-        tracing::info!(
-            ticket_id = %input.ticket_id, client_id = %input.client_id,
-            passed = applied.passed, blocked = applied.blocked, queued = applied.queued,
-            "afc verdicts applied"
+        let span = tracing::info_span!(
+            "check_pending",
+            ticket_id = %input.ticket_id,
+            client_id = %input.client_id,
+            messages = pending.len(),
+            manager_id = tracing::field::Empty,
         );
-        Ok(CheckOutcome {
-            checked: verdicts.len(),
-            passed: applied.passed,
-            blocked: applied.blocked,
-            queued: applied.queued,
-            assigned_to: applied.assigned.map(|a| a.manager_id),
-            opened: true,
-        })
+        follow_messages(&self.store, &span, pending.iter().map(|(id, _)| *id)).await;
+        self.check(input, pending).instrument(span).await
     }
 
     /// Raises a waiting ticket's priority (escalation round `.1`); a no-op once it was assigned.
@@ -154,5 +120,80 @@ impl TicketActivities {
             .await?;
         tracing::info!(ticket_id = %input.ticket_id, reason = %input.reason, "ticket closed");
         Ok(closed)
+    }
+}
+
+impl TicketActivities {
+    /// The check of [`TicketActivities::check_pending`] over `pending` (not empty).
+    async fn check(
+        &self,
+        input: CheckInput,
+        pending: Vec<(Uuid, String)>,
+    ) -> Result<CheckOutcome, ActivityError> {
+        let spec = &input.spec;
+        let rules = Rules::compile(&spec.afc_rules)?;
+        let verdicts: Vec<_> = pending
+            .iter()
+            .map(|(id, body)| (*id, rules.check(body)))
+            .collect();
+        let classification = pending
+            .iter()
+            .zip(&verdicts)
+            .find(|(_, (_, v))| *v == Verdict::Passed)
+            .map(|((_, body), _)| {
+                let c = spec.classify(body);
+                TicketClassification {
+                    category: c.category,
+                    priority: c.priority.level(),
+                    queue: c.queue,
+                    fields: serde_json::to_value(c.fields).unwrap_or_default(),
+                }
+            });
+        self.store
+            .open_ticket(input.ticket_id, &input.client_id, &spec.version)
+            .await?;
+        let applied = self
+            .store
+            .apply_verdicts(
+                input.ticket_id,
+                &verdicts,
+                &spec.blocked_warning,
+                classification.as_ref(),
+            )
+            .await?;
+        if let Some(a) = &applied.assigned {
+            tracing::Span::current().record("manager_id", a.manager_id.as_str());
+        }
+        tracing::info!(
+            ticket_id = %input.ticket_id, client_id = %input.client_id,
+            passed = applied.passed, blocked = applied.blocked, queued = applied.queued,
+            "afc verdicts applied"
+        );
+        Ok(CheckOutcome {
+            checked: verdicts.len(),
+            passed: applied.passed,
+            blocked: applied.blocked,
+            queued: applied.queued,
+            assigned_to: applied.assigned.map(|a| a.manager_id),
+            opened: true,
+        })
+    }
+}
+
+/// Makes `span` (not yet entered) a child of the trace context stored with the first of
+/// `messages` and links it to the others': the client message's trace goes on through the
+/// activity that checks it. One query, only while span export is on.
+pub(crate) async fn follow_messages(
+    store: &PgStore,
+    span: &tracing::Span,
+    messages: impl IntoIterator<Item = Uuid>,
+) {
+    if !platform::telemetry::enabled() {
+        return;
+    }
+    let ids: Vec<Uuid> = messages.into_iter().collect();
+    match store.message_trace_parents(&ids).await {
+        Ok(traces) => platform::telemetry::follow(span, traces.iter().map(String::as_str)),
+        Err(e) => tracing::debug!(error = %e, "trace contexts of the messages not read"),
     }
 }

@@ -12,11 +12,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use tickets::afc_provider::HeldMessage;
+use tickets::afc_provider::{AfcOutgoing, AfcStatus, HeldMessage};
 use tickets::{PgStore, TicketClassification, Verdict};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::activities::{CheckInput, CheckOutcome};
+use crate::activities::{CheckInput, CheckOutcome, follow_messages};
 use crate::afc_kafka::{AfcMessage, Cipher};
 use crate::spec::TicketSpec;
 
@@ -35,11 +36,14 @@ impl AfcPublisher {
             .iter()
             .map(|m| Ok((m.chat_id.as_str(), self.cipher.seal(m)?)))
             .collect::<Result<Vec<_>, PublishError>>()?;
+        // The AFC system may carry the trace on: W3C `traceparent` in the headers (export on).
+        let headers = platform::telemetry::kafka_headers(&tracing::Span::current());
         let sends = values.iter().map(|(key, value)| {
-            self.producer.send(
-                FutureRecord::to(&self.topic).key(*key).payload(value),
-                Duration::from_secs(30),
-            )
+            let mut record = FutureRecord::to(&self.topic).key(*key).payload(value);
+            if let Some(h) = &headers {
+                record = record.headers(h.clone());
+            }
+            self.producer.send(record, Duration::from_secs(30))
         });
         for res in futures::future::join_all(sends).await {
             res.map_err(|(e, _)| PublishError::Kafka(e))?;
@@ -126,33 +130,18 @@ impl AfcActivities {
             .store
             .afc_unsent(&input.client_id, input.replies_of)
             .await?;
-        let messages: Vec<AfcMessage> = unsent
-            .iter()
-            .map(|m| AfcMessage {
-                id: m.id,
-                chat_id: m.client_id.clone(),
-                body: m.body.clone(),
-                from_client: m.from_client,
-            })
-            .collect();
-        if !messages.is_empty() {
-            self.publisher.publish(&messages).await?;
-            let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
-            self.store.mark_afc_sent(&ids).await?;
-        }
-        let held = self.store.afc_held(&input.client_id).await?;
-        if !held.is_empty() {
-            self.store
-                .open_ticket(input.ticket_id, &input.client_id, &input.spec_version)
-                .await?;
-        }
-        let published = unsent.iter().filter(|m| m.from_client).count();
-        tracing::info!(
-            ticket_id = %input.ticket_id, client_id = %input.client_id,
-            published, replies = messages.len() - published, held = held.len(),
-            "messages handed to AFC"
-        );
-        Ok(PublishOutcome { published, held })
+        let span = if unsent.is_empty() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "afc_publish",
+                ticket_id = %input.ticket_id,
+                client_id = %input.client_id,
+                messages = unsent.len(),
+            )
+        };
+        follow_messages(&self.store, &span, unsent.iter().map(|m| m.id)).await;
+        self.hand_over(input, unsent).instrument(span).await
     }
 
     /// Applies the verdicts recorded for the client's held messages, with this ticket's spec
@@ -168,46 +157,19 @@ impl AfcActivities {
         if decided.is_empty() && held_before.is_empty() {
             return Ok(AfcApplied::default());
         }
-        let spec = &input.spec;
-        self.store
-            .open_ticket(input.ticket_id, &input.client_id, &spec.version)
-            .await?;
-        let mut outcome = CheckOutcome::default();
-        if !decided.is_empty() {
-            let verdicts: Vec<(Uuid, Verdict)> = decided
-                .iter()
-                .map(|(id, _, status)| (*id, status.verdict()))
-                .collect();
-            let classification = decided
-                .iter()
-                .zip(&verdicts)
-                .find(|(_, (_, v))| *v == Verdict::Passed)
-                .map(|((_, body, _), _)| classify(spec, body));
-            let applied = self
-                .store
-                .apply_verdicts(
-                    input.ticket_id,
-                    &verdicts,
-                    &spec.blocked_warning,
-                    classification.as_ref(),
-                )
-                .await?;
-            tracing::info!(
-                ticket_id = %input.ticket_id, client_id = %input.client_id,
-                passed = applied.passed, blocked = applied.blocked, queued = applied.queued,
-                "afc verdicts applied"
-            );
-            outcome = CheckOutcome {
-                checked: verdicts.len(),
-                passed: applied.passed,
-                blocked: applied.blocked,
-                queued: applied.queued,
-                assigned_to: applied.assigned.map(|a| a.manager_id),
-                opened: true,
-            };
-        }
-        let held = self.store.afc_held(&input.client_id).await?;
-        Ok(AfcApplied { outcome, held })
+        let span = if decided.is_empty() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "apply_afc_verdicts",
+                ticket_id = %input.ticket_id,
+                client_id = %input.client_id,
+                messages = decided.len(),
+                manager_id = tracing::field::Empty,
+            )
+        };
+        follow_messages(&self.store, &span, decided.iter().map(|(id, _, _)| *id)).await;
+        self.apply(input, decided).instrument(span).await
     }
 
     /// The AFC system did not answer in time: an alert per message still held (the message stays
@@ -237,5 +199,93 @@ impl AfcActivities {
             );
         }
         Ok(held)
+    }
+}
+
+impl AfcActivities {
+    /// The rest of [`AfcActivities::publish_pending`], over the messages not yet sent.
+    async fn hand_over(
+        &self,
+        input: PublishInput,
+        unsent: Vec<AfcOutgoing>,
+    ) -> Result<PublishOutcome, ActivityError> {
+        let messages: Vec<AfcMessage> = unsent
+            .iter()
+            .map(|m| AfcMessage {
+                id: m.id,
+                chat_id: m.client_id.clone(),
+                body: m.body.clone(),
+                from_client: m.from_client,
+            })
+            .collect();
+        if !messages.is_empty() {
+            self.publisher.publish(&messages).await?;
+            let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+            self.store.mark_afc_sent(&ids).await?;
+        }
+        let held = self.store.afc_held(&input.client_id).await?;
+        if !held.is_empty() {
+            self.store
+                .open_ticket(input.ticket_id, &input.client_id, &input.spec_version)
+                .await?;
+        }
+        let published = unsent.iter().filter(|m| m.from_client).count();
+        tracing::info!(
+            ticket_id = %input.ticket_id, client_id = %input.client_id,
+            published, replies = messages.len() - published, held = held.len(),
+            "messages handed to AFC"
+        );
+        Ok(PublishOutcome { published, held })
+    }
+
+    /// The rest of [`AfcActivities::apply_afc_verdicts`], over the decided messages.
+    async fn apply(
+        &self,
+        input: CheckInput,
+        decided: Vec<(Uuid, String, AfcStatus)>,
+    ) -> Result<AfcApplied, ActivityError> {
+        let spec = &input.spec;
+        self.store
+            .open_ticket(input.ticket_id, &input.client_id, &spec.version)
+            .await?;
+        let mut outcome = CheckOutcome::default();
+        if !decided.is_empty() {
+            let verdicts: Vec<(Uuid, Verdict)> = decided
+                .iter()
+                .map(|(id, _, status)| (*id, status.verdict()))
+                .collect();
+            let classification = decided
+                .iter()
+                .zip(&verdicts)
+                .find(|(_, (_, v))| *v == Verdict::Passed)
+                .map(|((_, body, _), _)| classify(spec, body));
+            let applied = self
+                .store
+                .apply_verdicts(
+                    input.ticket_id,
+                    &verdicts,
+                    &spec.blocked_warning,
+                    classification.as_ref(),
+                )
+                .await?;
+            if let Some(a) = &applied.assigned {
+                tracing::Span::current().record("manager_id", a.manager_id.as_str());
+            }
+            tracing::info!(
+                ticket_id = %input.ticket_id, client_id = %input.client_id,
+                passed = applied.passed, blocked = applied.blocked, queued = applied.queued,
+                "afc verdicts applied"
+            );
+            outcome = CheckOutcome {
+                checked: verdicts.len(),
+                passed: applied.passed,
+                blocked: applied.blocked,
+                queued: applied.queued,
+                assigned_to: applied.assigned.map(|a| a.manager_id),
+                opened: true,
+            };
+        }
+        let held = self.store.afc_held(&input.client_id).await?;
+        Ok(AfcApplied { outcome, held })
     }
 }

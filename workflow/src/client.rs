@@ -20,6 +20,29 @@ pub enum TemporalError {
     Connect(String, String),
     #[error("temporal: {0}")]
     Call(String),
+    /// The server refused the request itself (e.g. a workflow id longer than it allows): the
+    /// same call can never succeed.
+    #[error("temporal refused: {0}")]
+    Rejected(String),
+}
+
+impl TemporalError {
+    /// A start (or signal-with-start) error: refused for good, or worth retrying.
+    fn of_start(e: temporalio_client::errors::WorkflowStartError) -> Self {
+        use temporalio_client::errors::WorkflowStartError as E;
+        match &e {
+            E::PayloadConversion(_) => Self::Rejected(e.to_string()),
+            E::Rpc(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::InvalidArgument | tonic::Code::OutOfRange
+                ) =>
+            {
+                Self::Rejected(e.to_string())
+            }
+            _ => Self::Call(e.to_string()),
+        }
+    }
 }
 
 /// Connects to the Temporal frontend of `s`: plain for `http://`, TLS for `https://` (with the
@@ -82,6 +105,12 @@ pub fn probe(client: &Client) -> platform::ops::Probe {
     })
 }
 
+/// `inbox_temporal_calls_total{op}`: every call to the Temporal frontend, answered or not (its
+/// rate over `inbox_messages_accepted_total`'s is what one client message costs Temporal).
+fn called(op: &'static str) {
+    metrics::counter!("inbox_temporal_calls_total", "op" => op).increment(1);
+}
+
 /// Sends ticket workflows their signals.
 #[derive(Clone)]
 pub struct Tickets {
@@ -109,6 +138,7 @@ impl Tickets {
         };
         let opts =
             WorkflowStartOptions::new(self.task_queue.clone(), workflow_id(client_id)).build();
+        called("signal_with_start_message");
         let handle = self
             .client
             .signal_with_start_workflow(
@@ -119,7 +149,7 @@ impl Tickets {
                 opts,
             )
             .await
-            .map_err(|e| TemporalError::Call(e.to_string()))?;
+            .map_err(TemporalError::of_start)?;
         Ok(handle.run_id().unwrap_or_default().to_owned())
     }
 
@@ -144,6 +174,7 @@ impl Tickets {
         };
         let opts =
             WorkflowStartOptions::new(self.task_queue.clone(), workflow_id(client_id)).build();
+        called("signal_with_start_verdict");
         self.client
             .signal_with_start_workflow(
                 TicketWorkflow::run,
@@ -153,7 +184,7 @@ impl Tickets {
                 opts,
             )
             .await
-            .map_err(|e| TemporalError::Call(e.to_string()))?;
+            .map_err(TemporalError::of_start)?;
         Ok(())
     }
 
@@ -194,6 +225,11 @@ impl Tickets {
             manager_id: manager_id.to_owned(),
         };
         let opts = WorkflowSignalOptions::default();
+        called(if assigned {
+            "signal_assigned"
+        } else {
+            "signal_manager_replied"
+        });
         let res = if assigned {
             handle.signal(TicketWorkflow::assigned, s, opts).await
         } else {
@@ -211,6 +247,7 @@ impl Tickets {
         ticket_id: Uuid,
         manager_id: &str,
     ) -> Result<(), TemporalError> {
+        called("signal_resolve");
         self.client
             .get_workflow_handle::<TicketWorkflow>(workflow_id(client_id))
             .signal(

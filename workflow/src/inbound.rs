@@ -8,17 +8,20 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{FutureExt as _, StreamExt as _};
+use platform::telemetry;
 use prost::Message as _;
 use rdkafka::Message as _;
 use rdkafka::message::BorrowedMessage;
 use tickets::inbound_batch::MAX_INBOUND_BATCH;
 use tickets::{MessageBody, NewClientMessage, PgStore, ticket_id_opened_by};
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, Span};
 use uuid::Uuid;
 
 use crate::client::Tickets;
 use crate::source::LeasedSource;
 use crate::spec::TicketSpec;
+use platform::kafka::DeadLetters;
 
 #[derive(Clone)]
 pub struct Inbound {
@@ -30,9 +33,15 @@ pub struct Inbound {
     pub tickets: Tickets,
     pub spec: TicketSpec,
     pub history_limit: Option<u32>,
+    /// Where records that can never be processed go (`inbound.messages.dlq`).
+    pub dead_letters: DeadLetters,
 }
 
-/// Why a record can never be processed (it is logged and skipped, not retried).
+/// The longest client id a ticket can carry: its workflow id, `conversation-<client id>`, must
+/// fit the 1,000 bytes Temporal allows.
+pub const MAX_CLIENT_ID_BYTES: usize = 1000 - "conversation-".len();
+
+/// Why a record can never be processed: it goes to the dead letters, not round again.
 #[derive(Debug, thiserror::Error)]
 enum Poison {
     #[error("undecodable protobuf: {0}")]
@@ -43,6 +52,8 @@ enum Poison {
     Body(#[from] tickets::BodyError),
     #[error("empty client id")]
     NoClient,
+    #[error("client id longer than {MAX_CLIENT_ID_BYTES} bytes or with control characters")]
+    ClientId,
 }
 
 fn parse(payload: &[u8]) -> Result<NewClientMessage, Poison> {
@@ -50,11 +61,20 @@ fn parse(payload: &[u8]) -> Result<NewClientMessage, Poison> {
     if m.client_id.is_empty() {
         return Err(Poison::NoClient);
     }
+    if m.client_id.len() > MAX_CLIENT_ID_BYTES || m.client_id.chars().any(char::is_control) {
+        return Err(Poison::ClientId);
+    }
     Ok(NewClientMessage {
         id: Uuid::parse_str(&m.message_id)?,
         body: MessageBody::parse(m.body)?.into_inner(),
         client_id: m.client_id,
-        client_name: m.client_name,
+        // A display name is only shown: one with control characters (a NUL cannot even be
+        // stored) is cleaned rather than losing the message.
+        client_name: m
+            .client_name
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
         channel: m.channel,
         external_id: m.external_id,
     })
@@ -64,21 +84,58 @@ fn parse(payload: &[u8]) -> Result<NewClientMessage, Poison> {
 /// frontend takes them concurrently; sequential calls made its round trip the consumer's ceiling.
 const SIGNAL_CONCURRENCY: usize = 64;
 
-/// A poll's worth of records: what to store, and where each partition resumes once it is handled.
+/// How often a step refused for good (the data, not an outage) is tried before its record is
+/// dead-lettered: the refusal is classified by its error code, so a few tries only guard against
+/// a misclassified one.
+const PERMANENT_ATTEMPTS: u32 = 3;
+
+/// Where a record came from, kept to dead-letter it as it was.
+struct Record {
+    partition: i32,
+    offset: i64,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    /// The message's span, a child of the trace context in the record's headers; the stored
+    /// message keeps its context. `Span::none()` while span export is off.
+    span: Span,
+}
+
+/// A poll's worth of records: what to store, what can never be, and where each partition
+/// resumes once it is handled.
 #[derive(Default)]
 struct Batch {
-    msgs: Vec<NewClientMessage>,
+    msgs: Vec<(NewClientMessage, Record)>,
+    dead: Vec<(Record, String)>,
     next_offsets: Vec<(i32, i64)>,
 }
 
 impl Batch {
     fn take(&mut self, record: &BorrowedMessage<'_>) {
-        match parse(record.payload().unwrap_or_default()) {
-            Ok(msg) => self.msgs.push(msg),
-            Err(e) => tracing::error!(
-                topic = record.topic(), partition = record.partition(), offset = record.offset(),
-                error = %e, "skipping a record that can never be processed"
-            ),
+        let payload = record.payload().unwrap_or_default();
+        let mut kept = Record {
+            partition: record.partition(),
+            offset: record.offset(),
+            key: record.key().unwrap_or_default().to_vec(),
+            value: payload.to_vec(),
+            span: Span::none(),
+        };
+        match parse(payload) {
+            Ok(msg) => {
+                if telemetry::enabled() {
+                    kept.span = tracing::info_span!(
+                        "inbound_message",
+                        client_id = %msg.client_id,
+                        message_id = %msg.id,
+                        partition = kept.partition,
+                        offset = kept.offset,
+                    );
+                    if let Some(parent) = telemetry::kafka_traceparent(record) {
+                        telemetry::set_parent(&kept.span, parent);
+                    }
+                }
+                self.msgs.push((msg, kept))
+            }
+            Err(e) => self.dead.push((kept, e.to_string())),
         }
         self.next_offsets
             .push((record.partition(), record.offset() + 1));
@@ -88,16 +145,61 @@ impl Batch {
         self.next_offsets.len()
     }
 
+    /// Moves the messages `dead` picks to the dead letters, with `reason`.
+    fn kill(&mut self, dead: impl Fn(&NewClientMessage) -> bool, reason: &str) {
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.msgs)
+            .into_iter()
+            .partition(|(m, _)| dead(m));
+        self.msgs = kept;
+        self.dead
+            .extend(gone.into_iter().map(|(_, r)| (r, reason.to_owned())));
+    }
+
     /// One wake-up per client, in first-seen order: the client's first message of the batch
     /// proposes the ticket id (as it would have alone), and the workflow's check takes every
-    /// pending message of the client anyway.
-    fn clients(&self) -> Vec<&NewClientMessage> {
+    /// pending message of the client anyway. With the span of that message.
+    fn clients(&self) -> Vec<(NewClientMessage, Span)> {
         let mut seen = BTreeSet::new();
         self.msgs
             .iter()
-            .filter(|m| seen.insert(m.client_id.as_str()))
+            .filter(|(m, _)| seen.insert(m.client_id.as_str()))
+            .map(|(m, r)| (m.clone(), r.span.clone()))
             .collect()
     }
+
+    /// The span of storing the batch: a child of its first message's span, linked to the others'
+    /// (one transaction for all of them). `Span::none()` while span export is off.
+    fn store_span(&self) -> Span {
+        let Some(((_, first), others)) = self.msgs.split_first().filter(|_| telemetry::enabled())
+        else {
+            return Span::none();
+        };
+        let span =
+            tracing::info_span!(parent: &first.span, "store_inbound", messages = self.msgs.len());
+        for (_, r) in others {
+            span.follows_from(&r.span);
+        }
+        span
+    }
+
+    /// Each message's trace context, to store with it; empty while span export is off.
+    fn trace_parents(&self) -> Vec<Option<String>> {
+        if !telemetry::enabled() {
+            return Vec::new();
+        }
+        self.msgs
+            .iter()
+            .map(|(_, r)| telemetry::traceparent(&r.span))
+            .collect()
+    }
+}
+
+/// How one try of a step went wrong.
+enum Failure {
+    /// An outage (database, broker, Temporal unreachable): tried again until it passes.
+    Transient,
+    /// Refused for good, with the reason: after [`PERMANENT_ATTEMPTS`], dead-lettered.
+    Permanent(String),
 }
 
 impl Inbound {
@@ -105,6 +207,7 @@ impl Inbound {
     /// partitions), stores it in one transaction, wakes each client's ticket once, then moves the
     /// offsets. The next batch starts only after that, so a client's messages are stored and
     /// signalled in their Kafka order, and an offset never passes a message not yet signalled.
+    /// A record that can never be processed goes to the dead letters and the partition moves on.
     pub async fn run(self, shutdown: CancellationToken) {
         let Some(source) = LeasedSource::start_retrying(
             &self.kafka,
@@ -141,7 +244,7 @@ impl Inbound {
                     None => break,
                 }
             }
-            if !self.deliver(&batch, &shutdown).await {
+            if !self.deliver(&mut batch, &shutdown).await {
                 return; // shutting down: the offsets stay where they were
             }
             if let Err(e) = source.done_upto(&batch.next_offsets).await {
@@ -150,40 +253,114 @@ impl Inbound {
         }
     }
 
-    /// Stores the batch and wakes its tickets, retrying each step until it succeeded. False on
-    /// shutdown.
-    async fn deliver(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
-        if batch.msgs.is_empty() {
-            return true;
-        }
-        let stored = retrying(shutdown, || async {
-            self.store
-                .record_inbound_batch(&batch.msgs)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(
-                        messages = batch.msgs.len(), error = %e,
-                        "inbound messages not yet stored; retrying"
-                    );
-                })
-        })
-        .await;
-        if stored.is_none() {
+    /// Stores the batch and wakes its tickets, retrying each step through outages, then
+    /// dead-letters what can never be processed. False on shutdown.
+    async fn deliver(&self, batch: &mut Batch, shutdown: &CancellationToken) -> bool {
+        if !batch.msgs.is_empty() && !self.store_batch(batch, shutdown).await {
             return false;
         }
         let wakes: Vec<_> = batch
             .clients()
             .into_iter()
-            .map(|msg| retrying(shutdown, move || self.wake(msg)))
+            .map(|(msg, span)| {
+                let wake = if telemetry::enabled() {
+                    tracing::info_span!(parent: &span, "wake_ticket", client_id = %msg.client_id)
+                } else {
+                    Span::none()
+                };
+                async move {
+                    let r = retrying(shutdown, || self.wake(&msg)).await;
+                    (msg, r)
+                }
+                .instrument(wake)
+            })
             .collect();
-        let signalled: Vec<Option<()>> = futures::stream::iter(wakes)
-            .buffer_unordered(SIGNAL_CONCURRENCY)
-            .collect()
+        let woken: Vec<(NewClientMessage, Option<Result<(), String>>)> =
+            futures::stream::iter(wakes)
+                .buffer_unordered(SIGNAL_CONCURRENCY)
+                .collect()
+                .await;
+        for (msg, r) in woken {
+            match r {
+                None => return false,
+                Some(Ok(())) => {}
+                // Every message of that client in the batch would be refused the same way. They
+                // stay stored as pending (never shown to anyone); the records go to the dead
+                // letters for an operator.
+                Some(Err(reason)) => batch.kill(|m| m.client_id == msg.client_id, &reason),
+            }
+        }
+        for (record, reason) in &batch.dead {
+            let origin = platform::kafka::Origin {
+                topic: &self.topic,
+                partition: record.partition,
+                offset: record.offset,
+                key: &record.key,
+                value: &record.value,
+            };
+            let sent = retrying(shutdown, || async {
+                self.dead_letters
+                    .publish(&origin, reason)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "dead letter not yet published; retrying");
+                        Failure::Transient
+                    })
+            })
             .await;
-        signalled.iter().all(Option::is_some)
+            if sent.is_none() {
+                return false;
+            }
+        }
+        true
     }
 
-    async fn wake(&self, msg: &NewClientMessage) -> Result<(), ()> {
+    /// Stores the batch in one transaction; when the database refuses it for good (one bad
+    /// record), stores its messages one by one and dead-letters the ones refused. False on
+    /// shutdown.
+    async fn store_batch(&self, batch: &mut Batch, shutdown: &CancellationToken) -> bool {
+        let msgs: Vec<NewClientMessage> = batch.msgs.iter().map(|(m, _)| m.clone()).collect();
+        let traces = batch.trace_parents();
+        let stored = retrying(shutdown, || self.store(&msgs, &traces))
+            .instrument(batch.store_span())
+            .await;
+        match stored {
+            None => false,
+            Some(Ok(())) => true,
+            Some(Err(_)) => {
+                for (i, m) in msgs.into_iter().enumerate() {
+                    let trace = traces.get(i..=i).unwrap_or_default();
+                    match retrying(shutdown, || self.store(std::slice::from_ref(&m), trace)).await {
+                        None => return false,
+                        Some(Ok(())) => {}
+                        Some(Err(reason)) => batch.kill(|x| x.id == m.id, &reason),
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    async fn store(
+        &self,
+        msgs: &[NewClientMessage],
+        trace_parents: &[Option<String>],
+    ) -> Result<(), Failure> {
+        self.store
+            .record_inbound_batch_traced(msgs, trace_parents)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::warn!(messages = msgs.len(), error = %e, "inbound messages not stored");
+                if e.is_permanent() {
+                    Failure::Permanent(format!("the database refused it: {e}"))
+                } else {
+                    Failure::Transient
+                }
+            })
+    }
+
+    async fn wake(&self, msg: &NewClientMessage) -> Result<(), Failure> {
         self.tickets
             .message_arrived(
                 &msg.client_id,
@@ -196,24 +373,40 @@ impl Inbound {
             .map_err(|e| {
                 tracing::warn!(
                     message_id = %msg.id, client_id = %msg.client_id, error = %e,
-                    "ticket not yet woken; retrying"
+                    "ticket not yet woken"
                 );
+                match e {
+                    crate::client::TemporalError::Rejected(r) => Failure::Permanent(r),
+                    _ => Failure::Transient,
+                }
             })?;
         tracing::debug!(message_id = %msg.id, client_id = %msg.client_id, "inbound message delivered");
         Ok(())
     }
 }
 
-/// Runs `attempt` until it succeeds (backing off up to 5 s); None on shutdown.
-async fn retrying<T, F, Fut>(shutdown: &CancellationToken, mut attempt: F) -> Option<T>
+/// Runs `attempt` until it succeeds (backing off up to 5 s) through transient failures, or until
+/// it failed for good [`PERMANENT_ATTEMPTS`] times (`Err(reason)`); None on shutdown.
+async fn retrying<T, F, Fut>(
+    shutdown: &CancellationToken,
+    mut attempt: F,
+) -> Option<Result<T, String>>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ()>>,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
 {
     let mut backoff = Duration::from_millis(100);
+    let mut refused = 0;
     loop {
-        if let Ok(v) = attempt().await {
-            return Some(v);
+        match attempt().await {
+            Ok(v) => return Some(Ok(v)),
+            Err(Failure::Permanent(reason)) => {
+                refused += 1;
+                if refused >= PERMANENT_ATTEMPTS {
+                    return Some(Err(reason));
+                }
+            }
+            Err(Failure::Transient) => {}
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,

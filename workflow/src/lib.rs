@@ -11,6 +11,7 @@ pub mod afc_emulator;
 pub mod afc_kafka;
 pub mod calendar;
 pub mod client;
+pub mod gauges;
 pub mod inbound;
 pub mod relay;
 pub mod settings;
@@ -37,6 +38,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         &db.url,
         db.password.as_ref().map(ExposeSecret::expose_secret),
         db.max_connections,
+        &format!("inbox-workflow {}", std::process::id()),
     )
     .await
     .context("connecting to PostgreSQL")?;
@@ -107,6 +109,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let inbound = inbound::Inbound {
         kafka: brokers.clone(),
         wait_ms: settings.source_wait_ms,
+        dead_letters: platform::kafka::DeadLetters::new(
+            brokers,
+            topics.inbound_dead_letters.clone(),
+        )?,
         topic: topics.inbound_messages.clone(),
         store: store.clone(),
         tickets: tickets.clone(),
@@ -139,6 +145,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         }
         None => None,
     };
+    let gauges_store = store.clone();
     let relay = relay::Relay {
         store,
         tickets,
@@ -154,6 +161,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         platform::ops::supervise(&health, "outbox-relay", shutdown.clone(), move || {
             relay.clone().run(stop.clone())
         });
+    let stop = shutdown.clone();
+    let gauges_task = platform::ops::supervise(&health, "gauges", shutdown.clone(), move || {
+        gauges::run(gauges_store.clone(), stop.clone())
+    });
     tracing::info!(%task_queue, "workflow service ready");
 
     // The worker is not Send: it runs on this task, next to the watcher that stops it.
@@ -162,7 +173,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         health.drain();
         stop_worker();
     });
-    let _ = tokio::join!(inbound_task, relay_task);
+    let _ = tokio::join!(inbound_task, relay_task, gauges_task);
     if let Some(t) = verdict_task {
         let _ = t.await;
     }

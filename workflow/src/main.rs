@@ -12,7 +12,7 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init();
+    let _telemetry = platform::telemetry::init_service("workflow")?;
     let print_config = std::env::args().skip(1).any(|a| a == "--print-config");
     let cmd = if std::env::args().len() > 1 && !print_config {
         Cmd::parse()
@@ -41,7 +41,8 @@ async fn main() -> anyhow::Result<()> {
                 Start::Run(s) => s,
                 Start::Printed => return Ok(()),
             };
-            let shutdown = platform::shutdown::on_signal();
+            let shutdown =
+                platform::shutdown::on_signal_within(Some(settings.common.shutdown_deadline));
             workflow::run(settings, shutdown).await
         }
     }

@@ -12,6 +12,7 @@ use sqlx::postgres::PgListener;
 use tickets::{Event, PgStore, event_kind, store::EVENTS_CHANNEL};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, Span};
 
 #[derive(Clone)]
 pub struct Relay {
@@ -122,16 +123,62 @@ impl Relay {
                 )
             })
             .collect();
-        let sends = payloads.iter().map(|(key, bytes)| {
-            self.producer.send(
-                FutureRecord::to(&self.topic).key(key).payload(bytes),
-                Duration::from_secs(30),
-            )
+        let spans = self.spans(&batch).await;
+        let sends = payloads.iter().enumerate().map(|(i, (key, bytes))| {
+            let span = spans.get(i).cloned().unwrap_or_else(Span::none);
+            let mut record = FutureRecord::to(&self.topic).key(key).payload(bytes);
+            if let Some(headers) = platform::telemetry::kafka_headers(&span) {
+                record = record.headers(headers);
+            }
+            self.producer
+                .send(record, Duration::from_secs(30))
+                .instrument(span)
         });
         for res in futures::future::join_all(sends).await {
             res.map_err(|(e, _)| e)?;
         }
         Ok(batch)
+    }
+
+    /// One span per event of `batch` about a client message, a child of the message's stored
+    /// trace context; the record carries that span's context (`traceparent` header) to the event's
+    /// readers. Empty while span export is off.
+    async fn spans(&self, batch: &[Event]) -> Vec<Span> {
+        if !platform::telemetry::enabled() {
+            return Vec::new();
+        }
+        let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
+        let traces: BTreeMap<i64, String> = match self.store.event_trace_parents(&seqs).await {
+            Ok(t) => t.into_iter().collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "trace contexts of the events not read");
+                return Vec::new();
+            }
+        };
+        batch
+            .iter()
+            .map(|e| {
+                let Some(parent) = traces.get(&e.seq) else {
+                    return Span::none();
+                };
+                let span = tracing::info_span!(
+                    "relay_publish",
+                    kind = %e.kind,
+                    event_id = e.seq,
+                    client_id = %e.client_id,
+                    ticket_id = tracing::field::Empty,
+                    manager_id = tracing::field::Empty,
+                );
+                platform::telemetry::set_parent(&span, parent);
+                if let Some(t) = e.ticket_id {
+                    span.record("ticket_id", tracing::field::display(t));
+                }
+                if let Some(m) = &e.manager_id {
+                    span.record("manager_id", m.as_str());
+                }
+                span
+            })
+            .collect()
     }
 
     /// Confirms published batches in order: their signals, then the published mark, each batch

@@ -91,7 +91,13 @@ pub static EMULATOR: &[&Setting] = &[&AFC_KEY_DIR];
 
 /// Every setting of the workflow service, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
-    vec![common::ALL, temporal::ALL, OWN, AFC]
+    vec![
+        common::ALL,
+        platform::telemetry::SETTINGS,
+        temporal::ALL,
+        OWN,
+        AFC,
+    ]
 }
 
 /// Settings of the workflow service.
@@ -141,9 +147,10 @@ impl Settings {
 
     /// What the production profile refuses. A spec that does not load is left to the start
     /// itself, which fails on it with its line and column.
-    pub fn refusals(&self, _env: &Env) -> Refusals {
+    pub fn refusals(&self, env: &Env) -> Refusals {
         let mut r = Refusals::new();
         self.common.refusals(&mut r);
+        platform::telemetry::refusals(env, &mut r);
         self.temporal.refusals(&mut r);
         let kafka_afc = crate::spec::Spec::load(&self.spec_path)
             .is_ok_and(|s| !s.ticket.afc_provider.is_builtin());

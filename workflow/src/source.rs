@@ -1,13 +1,15 @@
 //! Reading a Kafka topic without a consumer group: the partitions this process holds a lease on
 //! (PostgreSQL advisory locks, see `tickets::offsets`), from the offsets stored in PostgreSQL.
-//! Another instance waits as a hot standby and takes over a partition as soon as its holder's
-//! database session ends, e.g. because the process was killed.
+//!
+//! Every process reading the topic is a member (another advisory lock). A keeper task checks every
+//! [`LEASE_CHECK`] how many members are alive and holds its fair share, `ceil(partitions /
+//! members)`: it gives back partitions above the share (another member takes them) and takes free
+//! ones up to it. So a second instance gets half of the partitions within seconds, and the
+//! partitions of one that dies (its session ends, and with it its locks) are taken over.
 //!
 //! A lease ends with its database session, also when the database restarts: the holder would read
-//! on without it, next to a standby that took the partition over. So a keeper task checks the
-//! leases every [`LEASE_CHECK`], stops reading a partition whose lease ended, and takes any free
-//! partition (its own back once the database answers again, or one another instance let go of),
-//! reading it from its stored offset.
+//! on without it, next to another member that took the partition over. So the keeper also stops
+//! reading a partition whose lease ended and takes the free ones again from their stored offset.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tickets::PgStore;
-use tickets::offsets::PartitionLease;
+use tickets::offsets::{MemberLease, PartitionLease};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +27,12 @@ pub enum SourceError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("store: {0}")]
     Store(#[from] tickets::StoreError),
-    #[error("shut down before a partition of {0} was free")]
-    Shutdown(String),
 }
 
-/// How often the keeper checks the leases and looks for free partitions.
+/// How often the keeper checks the leases and the members, and rebalances.
 pub const LEASE_CHECK: Duration = Duration::from_secs(2);
+/// How long the keeper waits for one partition's watermarks (for the lag gauge).
+const LAG_QUERY: Duration = Duration::from_millis(500);
 
 pub struct LeasedSource {
     consumer: Arc<StreamConsumer>,
@@ -47,14 +49,15 @@ impl Drop for LeasedSource {
 }
 
 impl LeasedSource {
-    /// Leases every free partition of `topic` (waiting while all are held elsewhere) and positions
-    /// the consumer at the stored offsets (the beginning where none is stored).
+    /// Joins the members reading `topic`, leases free partitions up to its share and positions
+    /// the consumer at their stored offsets (the beginning where none is stored). It may hold
+    /// none yet (every partition held by others): the keeper takes its share as others give
+    /// partitions back.
     pub async fn start(
         kafka: &platform::kafka::KafkaSettings,
         wait_ms: u32,
         store: PgStore,
         topic: &str,
-        shutdown: &CancellationToken,
     ) -> Result<Self, SourceError> {
         let consumer: StreamConsumer = platform::kafka::config(kafka)
             // librdkafka wants a group id; no group is joined with manual assignment.
@@ -67,56 +70,38 @@ impl LeasedSource {
             // `platform::kafka::tail`). `INBOX_KAFKA_SOURCE_WAIT_MS`, default 10.
             .set("fetch.wait.max.ms", wait_ms.to_string())
             .create()?;
-        loop {
-            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
-            let mut leases = Vec::new();
-            let mut tpl = TopicPartitionList::new();
-            for &p in &partitions {
-                if let Some(lease) = store.lease_partition(topic, p).await? {
-                    let offset = match store.kafka_offset(topic, p).await? {
-                        Some(o) => Offset::Offset(o),
-                        None => Offset::Beginning,
-                    };
-                    tpl.add_partition_offset(topic, p, offset)?;
-                    leases.push(lease);
-                }
-            }
-            if !leases.is_empty() {
-                consumer.assign(&tpl)?;
-                tracing::info!(
-                    topic,
-                    partitions = leases.len(),
-                    "reading leased partitions"
-                );
-                let consumer = Arc::new(consumer);
-                let keeper = tokio::spawn(keep_leases(
-                    consumer.clone(),
-                    store.clone(),
-                    topic.to_owned(),
-                    partitions,
-                    leases,
-                ));
-                return Ok(Self {
-                    consumer,
-                    store,
-                    topic: topic.to_owned(),
-                    keeper,
-                });
-            }
-            tracing::info!(
-                topic,
-                "every partition is held by another instance; standing by"
-            );
-            tokio::select! {
-                _ = shutdown.cancelled() => return Err(SourceError::Shutdown(topic.to_owned())),
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-        }
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let member = store.join_consumers(topic).await?;
+        let mut keeper = Keeper {
+            consumer: Arc::new(consumer),
+            store: store.clone(),
+            topic: topic.to_owned(),
+            partitions,
+            member,
+            leases: Vec::new(),
+            taken: Vec::new(),
+        };
+        keeper.balance().await?;
+        keeper.reassign().await?;
+        tracing::info!(
+            topic,
+            slot = keeper.member.slot,
+            partitions = keeper.leases.len(),
+            of = keeper.partitions.len(),
+            "joined the consumers"
+        );
+        let consumer = keeper.consumer.clone();
+        Ok(Self {
+            consumer,
+            store,
+            topic: topic.to_owned(),
+            keeper: tokio::spawn(keeper.run()),
+        })
     }
 
     /// [`Self::start`], retried every 2 s through broker or database outages; None on shutdown.
@@ -128,9 +113,12 @@ impl LeasedSource {
         shutdown: &CancellationToken,
     ) -> Option<Self> {
         loop {
-            match Self::start(kafka, wait_ms, store.clone(), topic, shutdown).await {
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                r = Self::start(kafka, wait_ms, store.clone(), topic) => r,
+            };
+            match attempt {
                 Ok(s) => return Some(s),
-                Err(SourceError::Shutdown(_)) => return None,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read {topic}; retrying");
                     tokio::select! {
@@ -162,78 +150,203 @@ impl LeasedSource {
     }
 }
 
-/// Checks the leases every [`LEASE_CHECK`]: drops the partitions whose lease ended, takes the free
-/// ones, and reassigns the consumer when that changed what it may read (kept partitions keep their
-/// position; taken ones start at their stored offset).
-async fn keep_leases(
+/// What the keeper task owns: the membership, the partition leases, and the consumer it assigns.
+struct Keeper {
     consumer: Arc<StreamConsumer>,
     store: PgStore,
     topic: String,
     partitions: Vec<i32>,
-    mut leases: Vec<PartitionLease>,
-) {
-    let mut tick = tokio::time::interval(LEASE_CHECK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    // Partitions taken since the last successful reassignment, and whether one is due.
-    let mut taken: Vec<i32> = Vec::new();
-    let mut reassign = false;
-    loop {
+    member: MemberLease,
+    leases: Vec<PartitionLease>,
+    /// Partitions taken since the last successful reassignment: read from their stored offset.
+    taken: Vec<i32>,
+}
+
+/// `ceil(partitions / members)`: no member holds more than that while others could read.
+pub fn fair_share(partitions: usize, members: i64) -> usize {
+    let members = usize::try_from(members.max(1)).unwrap_or(1);
+    partitions.div_ceil(members)
+}
+
+impl Keeper {
+    /// Every [`LEASE_CHECK`]: drops the partitions whose lease ended, balances to the fair share
+    /// and reassigns the consumer when that changed what it may read.
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(LEASE_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        let mut held = Vec::with_capacity(leases.len());
-        for mut lease in leases.drain(..) {
-            let alive = tokio::time::timeout(LEASE_CHECK, lease.is_held())
+        let mut reassign = false;
+        loop {
+            tick.tick().await;
+            reassign |= self.drop_ended_leases().await;
+            match self.balance().await {
+                Ok(changed) => reassign |= changed,
+                Err(e) => {
+                    tracing::warn!(topic = self.topic, error = %e, "cannot balance partitions; retrying")
+                }
+            }
+            if reassign {
+                match self.reassign().await {
+                    Ok(()) => reassign = false,
+                    Err(e) => {
+                        tracing::warn!(topic = self.topic, error = %e, "cannot reassign; retrying")
+                    }
+                }
+            }
+            self.report_lag().await;
+        }
+    }
+
+    /// `inbox_consumer_lag{topic,partition}`: records of each partition past this process's read
+    /// position (before a partition's first record is read: its stored offset). A partition read
+    /// elsewhere counts 0 here, so `max by (partition)` over instances is the reader's lag.
+    async fn report_lag(&self) {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let held: Vec<i32> = self.leases.iter().map(|l| l.partition).collect();
+        // `fetch_watermarks` waits for the broker: not on the async threads.
+        let fetched = tokio::task::spawn_blocking(move || {
+            let positions = consumer.position().ok()?;
+            let watermarks: Vec<(i32, Option<(i64, i64)>)> = held
+                .into_iter()
+                .map(|p| (p, consumer.fetch_watermarks(&topic, p, LAG_QUERY).ok()))
+                .collect();
+            Some((positions, watermarks))
+        })
+        .await;
+        let Ok(Some((positions, watermarks))) = fetched else {
+            return;
+        };
+        for &p in &self.partitions {
+            let lag = match watermarks.iter().find(|(q, _)| *q == p) {
+                None => 0,
+                Some((_, None)) => continue,
+                Some(&(_, Some((low, high)))) => {
+                    let next = match positions.find_partition(&self.topic, p).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => Some(o),
+                        // Nothing read yet: from the stored offset, else from the beginning.
+                        _ => self
+                            .store
+                            .kafka_offset(&self.topic, p)
+                            .await
+                            .ok()
+                            .map(|o| o.unwrap_or(low)),
+                    };
+                    let Some(next) = next else { continue };
+                    (high - next).max(0)
+                }
+            };
+            metrics::gauge!("inbox_consumer_lag", "topic" => self.topic.clone(), "partition" => p.to_string())
+                .set(lag as f64);
+        }
+    }
+
+    /// Forgets leases (and the membership) whose database session ended; true when a partition
+    /// was lost.
+    async fn drop_ended_leases(&mut self) -> bool {
+        let mut lost = false;
+        let mut held = Vec::with_capacity(self.leases.len());
+        for mut lease in self.leases.drain(..) {
+            if tokio::time::timeout(LEASE_CHECK, lease.is_held())
                 .await
-                .unwrap_or(false);
-            if alive {
+                .unwrap_or(false)
+            {
                 held.push(lease);
             } else {
                 tracing::warn!(
-                    topic,
+                    topic = self.topic,
                     partition = lease.partition,
                     "partition lease ended with its database session; no longer reading it"
                 );
-                taken.retain(|p| *p != lease.partition);
-                reassign = true;
+                self.taken.retain(|p| *p != lease.partition);
+                lost = true;
             }
         }
-        leases = held;
-        for &p in &partitions {
-            if leases.iter().any(|l| l.partition == p) {
+        self.leases = held;
+        let member_alive = tokio::time::timeout(LEASE_CHECK, self.member.is_held())
+            .await
+            .unwrap_or(false);
+        if !member_alive {
+            match self.store.join_consumers(&self.topic).await {
+                Ok(m) => {
+                    tracing::info!(
+                        topic = self.topic,
+                        slot = m.slot,
+                        "joined the consumers again"
+                    );
+                    self.member = m;
+                }
+                Err(e) => {
+                    tracing::warn!(topic = self.topic, error = %e, "cannot rejoin the consumers")
+                }
+            }
+        }
+        lost
+    }
+
+    /// Gives back the partitions above the fair share and takes free ones up to it; true when
+    /// the held set changed.
+    async fn balance(&mut self) -> Result<bool, SourceError> {
+        let members = self.store.live_consumers(&self.topic).await?;
+        let share = fair_share(self.partitions.len(), members);
+        let mut changed = false;
+        if self.leases.len() > share {
+            // Give back the highest-numbered ones; the consumer stops reading them at the
+            // reassignment below, before their leases (dropped with `surplus`) are free.
+            self.leases.sort_by_key(|l| l.partition);
+            let surplus = self.leases.split_off(share);
+            for lease in &surplus {
+                self.taken.retain(|p| *p != lease.partition);
+                tracing::info!(
+                    topic = self.topic,
+                    partition = lease.partition,
+                    members,
+                    share,
+                    "giving a partition back to another member"
+                );
+            }
+            self.reassign().await?;
+            drop(surplus);
+            return Ok(true);
+        }
+        for &p in &self.partitions {
+            if self.leases.len() >= share {
+                break;
+            }
+            if self.leases.iter().any(|l| l.partition == p) {
                 continue;
             }
-            match store.lease_partition(&topic, p).await {
-                Ok(Some(lease)) => {
-                    tracing::info!(topic, partition = p, "partition leased");
-                    leases.push(lease);
-                    taken.push(p);
-                    reassign = true;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(topic, error = %e, "cannot check for free partitions; retrying");
-                    break;
-                }
+            if let Some(lease) = self.store.lease_partition(&self.topic, p).await? {
+                tracing::info!(
+                    topic = self.topic,
+                    partition = p,
+                    members,
+                    share,
+                    "partition leased"
+                );
+                self.leases.push(lease);
+                self.taken.push(p);
+                changed = true;
             }
         }
-        if !reassign {
-            continue;
-        }
-        match assignment(&consumer, &store, &topic, &leases, &taken).await {
-            Ok(tpl) => match consumer.assign(&tpl) {
-                Ok(()) => {
-                    tracing::info!(
-                        topic,
-                        partitions = leases.len(),
-                        "reading leased partitions"
-                    );
-                    taken.clear();
-                    reassign = false;
-                }
-                Err(e) => tracing::warn!(topic, error = %e, "cannot reassign; retrying"),
-            },
-            Err(e) => tracing::warn!(topic, error = %e, "cannot reassign; retrying"),
-        }
+        Ok(changed)
+    }
+
+    async fn reassign(&mut self) -> Result<(), SourceError> {
+        let tpl = assignment(
+            &self.consumer,
+            &self.store,
+            &self.topic,
+            &self.leases,
+            &self.taken,
+        )
+        .await?;
+        self.consumer.assign(&tpl)?;
+        self.taken.clear();
+        let mut held: Vec<i32> = self.leases.iter().map(|l| l.partition).collect();
+        held.sort_unstable();
+        tracing::info!(topic = self.topic, ?held, "reading leased partitions");
+        Ok(())
     }
 }
 
@@ -264,4 +377,19 @@ async fn assignment(
         tpl.add_partition_offset(topic, p, offset)?;
     }
     Ok(tpl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fair_share;
+
+    #[test]
+    fn the_fair_share_leaves_no_member_idle_while_another_holds_more() {
+        assert_eq!(fair_share(4, 1), 4);
+        assert_eq!(fair_share(4, 2), 2);
+        assert_eq!(fair_share(4, 3), 2);
+        assert_eq!(fair_share(12, 5), 3);
+        assert_eq!(fair_share(4, 8), 1);
+        assert_eq!(fair_share(4, 0), 4);
+    }
 }
