@@ -22,35 +22,22 @@ pub async fn listen(
     wakeups: Wakeups,
     shutdown: CancellationToken,
 ) {
-    let consumer = match platform::kafka::tail(&kafka, &topic, wait_ms) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, topic, "cannot read ticket events");
-            return;
+    platform::kafka::follow(kafka, topic, wait_ms, shutdown, |r| {
+        match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
+            Ok(e) if e.client_visible => {
+                let span = match platform::telemetry::kafka_traceparent(r) {
+                    Some(parent) => event_span(&e, parent),
+                    None => tracing::Span::none(),
+                };
+                span.in_scope(|| {
+                    let _ = wakeups.send(Arc::from(e.client_id.as_str()));
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
         }
-    };
-    loop {
-        let record = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = consumer.recv() => r,
-        };
-        match record {
-            Ok(r) => match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
-                Ok(e) if e.client_visible => {
-                    let span = match platform::telemetry::kafka_traceparent(&r) {
-                        Some(parent) => event_span(&e, parent),
-                        None => tracing::Span::none(),
-                    };
-                    span.in_scope(|| {
-                        let _ = wakeups.send(Arc::from(e.client_id.as_str()));
-                    });
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
-            },
-            Err(e) => tracing::warn!(error = %e, "ticket.events receive failed"),
-        }
-    }
+    })
+    .await;
 }
 
 /// The wake-up's span, a child of the relay's (the record's `traceparent`).

@@ -21,8 +21,6 @@ pub mod telegram_webhook;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use platform::settings::ExposeSecret;
-use tickets::PgStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -40,16 +38,12 @@ pub struct Application {
 impl Application {
     /// Connects to its dependencies and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let db = &settings.common.database;
-        let store = PgStore::connect_with(
-            &db.url,
-            db.password.as_ref().map(ExposeSecret::expose_secret),
-            db.max_connections,
-            &format!("inbox-communication {}", std::process::id()),
-        )
-        .await
-        .context("connecting to PostgreSQL")?;
-        store.migrate().await?;
+        let store = settings
+            .common
+            .database
+            .open("communication")
+            .await
+            .context("connecting to PostgreSQL")?;
         let verifier = settings.common.verifier()?;
         verifier.start(shutdown.clone()).await;
         let topics = settings.common.topics();

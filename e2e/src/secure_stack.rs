@@ -32,6 +32,9 @@ use tokio::process::Command;
 
 use crate::private_stack::{Binaries, Daemon, Postgres, Stop, free_port, run_checked};
 
+/// A PostgreSQL role that logs in with a client certificate only.
+const CERT_USER: &str = "inbox_cert";
+
 /// The PostgreSQL role and database, and the Kafka (SASL) user of the engine; also the CN of the
 /// client certificate the engine presents to Temporal.
 pub const USER: &str = "inbox";
@@ -64,6 +67,9 @@ pub struct SecureStack {
     kafka_port: u16,
     kafka_tls_port: u16,
     temporal_tls_port: u16,
+    /// Temporal over TLS with an API key instead of a client certificate (Temporal Cloud style).
+    temporal_api_key_port: u16,
+    temporal_api_key: String,
     database_password: String,
     kafka_password: String,
 }
@@ -134,6 +140,10 @@ impl SecureStack {
         let kafka_port = free_port(&[pg_port])?;
         let kafka_tls_port = free_dual_port(&[pg_port, kafka_port], ipv6)?;
         let temporal_tls_port = free_dual_port(&[pg_port, kafka_port, kafka_tls_port], ipv6)?;
+        let temporal_api_key_port = free_dual_port(
+            &[pg_port, kafka_port, kafka_tls_port, temporal_tls_port],
+            ipv6,
+        )?;
         let mut me = Self {
             pg: Postgres {
                 bin: pg_bin,
@@ -156,6 +166,8 @@ impl SecureStack {
             kafka_port,
             kafka_tls_port,
             temporal_tls_port,
+            temporal_api_key_port,
+            temporal_api_key: uuid::Uuid::new_v4().simple().to_string(),
             database_password: uuid::Uuid::new_v4().simple().to_string(),
             kafka_password: uuid::Uuid::new_v4().simple().to_string(),
             certs,
@@ -191,9 +203,48 @@ impl SecureStack {
         self.database_url_with_ca(&self.certs.ca)
     }
 
+    /// A database URL for the role that logs in with a client certificate (`sslcert`/`sslkey`,
+    /// no password); without the certificate when `with_cert` is false.
+    pub fn database_url_with_client_certificate(&self, with_cert: bool) -> anyhow::Result<String> {
+        let mut url = format!(
+            "postgres://{CERT_USER}@localhost:{}/{USER}?sslmode=verify-full&sslrootcert={}",
+            self.pg.port,
+            self.certs.ca.display()
+        );
+        if with_cert {
+            let (cert, key) =
+                crate::certs::make_client_certificate(&self.dir.join("certs"), CERT_USER)?;
+            url.push_str(&format!(
+                "&sslcert={}&sslkey={}",
+                cert.display(),
+                key.display()
+            ));
+        }
+        Ok(url)
+    }
+
     /// The superuser, over the Unix socket (for checks the engine's role may not make).
     pub fn admin_url(&self) -> String {
         self.pg.url()
+    }
+
+    /// Temporal through the API-key endpoint: TLS with the test CA, `api_key` as the key.
+    pub fn temporal_with_api_key(
+        &self,
+        api_key: Option<&str>,
+    ) -> anyhow::Result<platform::settings::temporal::TemporalSettings> {
+        let mut t = platform::settings::temporal::TemporalSettings::plain(
+            format!("https://localhost:{}", self.temporal_api_key_port).parse()?,
+            "api-key-check",
+        );
+        t.ca_file = Some(self.certs.ca.clone());
+        t.api_key = api_key.map(|k| platform::settings::SecretString::from(k.to_owned()));
+        Ok(t)
+    }
+
+    /// The key the API-key endpoint takes.
+    pub fn temporal_api_key(&self) -> &str {
+        &self.temporal_api_key
     }
 
     /// The engine's settings for these endpoints: PostgreSQL, Kafka and Temporal, each over TLS.
@@ -270,6 +321,8 @@ impl SecureStack {
                 "local all postgres trust\n\
                  hostssl {USER} {USER} 127.0.0.1/32 scram-sha-256\n\
                  hostssl {USER} {USER} ::1/128 scram-sha-256\n\
+                 hostssl {USER} {CERT_USER} 127.0.0.1/32 cert\n\
+                 hostssl {USER} {CERT_USER} ::1/128 cert\n\
                  hostnossl all all 0.0.0.0/0 reject\n\
                  hostnossl all all ::/0 reject\n"
             ),
@@ -284,6 +337,10 @@ impl SecureStack {
         .execute(&mut admin)
         .await?;
         sqlx::query(&format!("CREATE DATABASE {USER} OWNER {USER}"))
+            .execute(&mut admin)
+            .await?;
+        // A role that logs in with a client certificate (CN = role) and no password.
+        sqlx::query(&format!("CREATE ROLE {CERT_USER} LOGIN"))
             .execute(&mut admin)
             .await?;
         admin.close().await?;
@@ -432,6 +489,24 @@ http {{
     }}
     location / {{ grpc_pass grpc://temporal; }}
   }}
+  # The same with an API key (`authorization: Bearer <key>`) instead of a client certificate.
+  map $http_authorization $api_key_ok {{ "Bearer {api_key}" 1; default 0; }}
+  server {{
+    {api_key_listen}
+    error_page 401 = @bad_key;
+    location @bad_key {{
+      internal;
+      default_type application/grpc;
+      add_header grpc-status 16 always;
+      add_header grpc-message "missing or invalid API key" always;
+      return 200 "";
+    }}
+    location / {{
+      if ($api_key_ok = 0) {{ return 401; }}
+      grpc_set_header authorization "";
+      grpc_pass grpc://temporal;
+    }}
+  }}
 }}
 "#,
             pid = p(&n.join("nginx.pid")),
@@ -440,6 +515,8 @@ http {{
             kafka_listen = listen(self.kafka_tls_port, ""),
             kafka = self.kafka_port,
             temporal_listen = listen(self.temporal_tls_port, " http2"),
+            api_key_listen = listen(self.temporal_api_key_port, " http2"),
+            api_key = self.temporal_api_key,
         );
         let conf_path = n.join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
@@ -453,7 +530,11 @@ http {{
                 .arg("-e")
                 .arg(n.join("error.log")),
         )?;
-        let ports = [self.kafka_tls_port, self.temporal_tls_port];
+        let ports = [
+            self.kafka_tls_port,
+            self.temporal_tls_port,
+            self.temporal_api_key_port,
+        ];
         let error_log = n.join("error.log");
         self.nginx
             .wait_ready(|| async move {

@@ -1,7 +1,8 @@
 //! The whole engine in the production profile (`INBOX_PROFILE=production`) against real servers on
 //! loopback with TLS on every connection (`e2e::secure_stack`): PostgreSQL that accepts only TLS
 //! and a password, Tansu with SASL SCRAM-SHA-512 behind a TLS proxy, Temporal behind a TLS proxy
-//! that requires a client certificate, and tokens of a real OpenID provider over HTTPS. Nothing
+//! that requires a client certificate (and, beside it, one that takes an API key instead, as
+//! Temporal Cloud does), and tokens of a real OpenID provider over HTTPS. Nothing
 //! of the dev stack's settings reaches the services (`Engine::start_on`).
 //!
 //! Tansu drops every SASL session at ~54 s (it rejects re-authentication; librdkafka logs
@@ -157,6 +158,34 @@ async fn in_production_the_spine_runs_over_verified_tls_and_a_service_without_th
             && no_client_cert.contains("client certificate required"),
         "{no_client_cert}"
     );
+    // PostgreSQL with a client certificate instead of a password: the engine's store connects
+    // with `sslcert`/`sslkey` in the URL, and is refused without them.
+    let with_cert = stack.database_url_with_client_certificate(true)?;
+    let store = tickets::PgStore::connect_with(&with_cert, None, 1, "cert-check")
+        .await
+        .context("connecting to PostgreSQL with a client certificate")?;
+    store.ping().await?;
+    let without = stack.database_url_with_client_certificate(false)?;
+    let refused = tickets::PgStore::connect_with(&without, None, 1, "cert-check").await;
+    assert!(
+        refused.is_err(),
+        "PostgreSQL took the certificate role without a certificate"
+    );
+
+    // Temporal Cloud style: TLS and an API key instead of a client certificate. The engine's
+    // client connects with the key, and is refused without it or with another.
+    let with_key = stack.temporal_with_api_key(Some(stack.temporal_api_key()))?;
+    workflow::client::connect(&with_key, "api-key-check")
+        .await
+        .context("connecting to Temporal with the API key")?;
+    for key in [None, Some("not-the-key")] {
+        let refused =
+            workflow::client::connect(&stack.temporal_with_api_key(key)?, "api-key-check")
+                .await
+                .err()
+                .with_context(|| format!("Temporal accepted the API key {key:?}"))?;
+        assert!(refused.to_string().contains("invalid API key"), "{refused}");
+    }
     eprintln!("[production] done after {:?}", started.elapsed());
     Ok(())
 }

@@ -15,10 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use platform::settings::temporal::{self, TemporalSettings};
-use platform::settings::{
-    Common, Env, ExposeSecret, Kind, Refusals, Setting, SettingError, common,
-};
-use tickets::PgStore;
+use platform::settings::{Common, Env, Kind, Refusals, Setting, SettingError, common};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -88,16 +85,12 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let spec = workflow::spec::Spec::load(&settings.spec_path)?;
-        let db = &settings.common.database;
-        let store = PgStore::connect_with(
-            &db.url,
-            db.password.as_ref().map(ExposeSecret::expose_secret),
-            db.max_connections,
-            &format!("inbox-gateway {}", std::process::id()),
-        )
-        .await
-        .context("connecting to PostgreSQL")?;
-        store.migrate().await?;
+        let store = settings
+            .common
+            .database
+            .open("gateway")
+            .await
+            .context("connecting to PostgreSQL")?;
         let client = workflow::client::connect(&settings.temporal, "inbox-gateway").await?;
         let topics = settings.common.topics();
         platform::kafka::ensure_topics(&settings.common.kafka, &topics.all())

@@ -128,26 +128,13 @@ pub async fn listen(
     hub: Arc<Hub>,
     shutdown: CancellationToken,
 ) {
-    let consumer = match platform::kafka::tail(&kafka, &topic, wait_ms) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, topic, "cannot read ticket events");
-            return;
+    platform::kafka::follow(kafka, topic, wait_ms, shutdown, |r| {
+        match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
+            Ok(e) => hub.notify(&e),
+            Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
         }
-    };
-    loop {
-        let record = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = consumer.recv() => r,
-        };
-        match record {
-            Ok(r) => match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
-                Ok(e) => hub.notify(&e),
-                Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
-            },
-            Err(e) => tracing::warn!(error = %e, "ticket.events receive failed"),
-        }
-    }
+    })
+    .await;
 }
 
 /// Opens event streams: the store, the hub and the limits they share.

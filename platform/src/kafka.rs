@@ -441,3 +441,31 @@ impl DeadLetters {
         Ok(())
     }
 }
+
+/// Follows `topic` from its end (a [`tail`]) until `shutdown`, handing every record to `handle`.
+/// Returns early only when the consumer cannot be made (a supervisor starts it again).
+pub async fn follow(
+    kafka: KafkaSettings,
+    topic: String,
+    wait_ms: u32,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut handle: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) {
+    let consumer = match tail(&kafka, &topic, wait_ms) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, topic, "cannot follow the topic");
+            return;
+        }
+    };
+    loop {
+        let record = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = consumer.recv() => r,
+        };
+        match record {
+            Ok(r) => handle(&r),
+            Err(e) => tracing::warn!(error = %e, topic, "receive failed"),
+        }
+    }
+}

@@ -819,6 +819,22 @@ pub struct Database {
     pub max_connections: u32,
 }
 
+impl Database {
+    /// Connects (a pool of `max_connections`, the password from its own secret, the process
+    /// named `inbox-<service> <pid>` in `pg_stat_activity`) and applies the migrations.
+    pub async fn open(&self, service: &str) -> Result<tickets::PgStore, tickets::StoreError> {
+        let store = tickets::PgStore::connect_with(
+            &self.url,
+            self.password.as_ref().map(ExposeSecret::expose_secret),
+            self.max_connections,
+            &format!("inbox-{service} {}", std::process::id()),
+        )
+        .await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+}
+
 /// How tokens are verified.
 #[derive(Debug, Clone)]
 pub enum AuthSettings {

@@ -107,7 +107,8 @@ impl PgStore {
     pub async fn live_consumers(&self, topic: &str) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT count(*) FROM pg_locks
-             WHERE locktype = 'advisory' AND objsubid = 2 AND granted AND classid::bigint = $1",
+             WHERE locktype = 'advisory' AND objsubid = 2 AND granted AND classid::bigint = $1
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .bind(i64::from(member_class(topic)))
         .fetch_one(self.pool())

@@ -25,7 +25,6 @@ use std::time::Duration;
 use anyhow::Context;
 use platform::settings::ExposeSecret;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
-use tickets::PgStore;
 use tokio_util::sync::CancellationToken;
 
 pub use settings::Settings;
@@ -33,16 +32,12 @@ pub use settings::Settings;
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let spec = spec::Spec::load(&settings.spec_path)?;
-    let db = &settings.common.database;
-    let store = PgStore::connect_with(
-        &db.url,
-        db.password.as_ref().map(ExposeSecret::expose_secret),
-        db.max_connections,
-        &format!("inbox-workflow {}", std::process::id()),
-    )
-    .await
-    .context("connecting to PostgreSQL")?;
-    store.migrate().await?;
+    let store = settings
+        .common
+        .database
+        .open("workflow")
+        .await
+        .context("connecting to PostgreSQL")?;
     let topics = settings.common.topics();
     let brokers = &settings.common.kafka;
     platform::kafka::ensure_topics(brokers, &topics.all()).await?;
