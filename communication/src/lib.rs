@@ -49,16 +49,8 @@ impl Application {
         let topics = settings.common.topics();
         let kafka = &settings.common.kafka;
         platform::kafka::ensure_topics(kafka, &topics.all()).await?;
-        let health = platform::ops::Health::new();
-        let db = store.clone();
-        health.probe(
-            "postgres",
-            platform::ops::probe_fn(move || db.clone().ping_owned()),
-        );
-        health.probe(
-            "kafka",
-            platform::kafka::probe(kafka, &topics.inbound_messages)?,
-        );
+        let health =
+            platform::ops::Health::of_store_and_kafka(&store, kafka, &topics.inbound_messages)?;
         let ops_addr = platform::ops::serve(&settings.ops_addr, health.clone(), shutdown.clone())
             .await
             .with_context(|| format!("binding the ops listener {}", settings.ops_addr))?;

@@ -98,16 +98,11 @@ impl Application {
             .context("creating Kafka topics")?;
         let verifier = settings.common.verifier()?;
         verifier.start(shutdown.clone()).await;
-        let health = platform::ops::Health::new();
-        let db = store.clone();
-        health.probe(
-            "postgres",
-            platform::ops::probe_fn(move || db.clone().ping_owned()),
-        );
-        health.probe(
-            "kafka",
-            platform::kafka::probe(&settings.common.kafka, &topics.ticket_events)?,
-        );
+        let health = platform::ops::Health::of_store_and_kafka(
+            &store,
+            &settings.common.kafka,
+            &topics.ticket_events,
+        )?;
         health.probe("temporal", workflow::client::probe(&client));
         let ops_addr = platform::ops::serve(&settings.ops_addr, health.clone(), shutdown)
             .await

@@ -58,6 +58,20 @@ impl Health {
         Arc::new(Self::default())
     }
 
+    /// The readiness every service shares: the database answers, and the brokers give the
+    /// metadata of `topic`.
+    pub fn of_store_and_kafka(
+        store: &tickets::PgStore,
+        kafka: &crate::kafka::KafkaSettings,
+        topic: &str,
+    ) -> Result<Arc<Self>, crate::kafka::KafkaError> {
+        let health = Self::new();
+        let db = store.clone();
+        health.probe("postgres", probe_fn(move || db.clone().ping_owned()));
+        health.probe("kafka", crate::kafka::probe(kafka, topic)?);
+        Ok(health)
+    }
+
     /// Adds a dependency that must answer for the service to be ready.
     pub fn probe(&self, name: &'static str, probe: Probe) {
         self.lock_probes().push((name, probe));

@@ -61,16 +61,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         None => None,
     };
     let client = client::connect(&settings.temporal, "inbox-workflow").await?;
-    let health = platform::ops::Health::new();
-    let db = store.clone();
-    health.probe(
-        "postgres",
-        platform::ops::probe_fn(move || db.clone().ping_owned()),
-    );
-    health.probe(
-        "kafka",
-        platform::kafka::probe(brokers, &topics.inbound_messages)?,
-    );
+    let health =
+        platform::ops::Health::of_store_and_kafka(&store, brokers, &topics.inbound_messages)?;
     health.probe("temporal", client::probe(&client));
     platform::ops::serve(&settings.ops_addr, health.clone(), shutdown.clone())
         .await
