@@ -43,8 +43,13 @@ pub struct Emulator {
 impl Emulator {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), EmulatorError> {
         platform::kafka::ensure_topics(&self.kafka, &self.topics.all()).await?;
+        // A group of its own per start: the local broker never evicts a member that was
+        // SIGKILLed, so a restarted emulator joining the old group got no partition and answered
+        // nothing (seen in `e2e/tests/afc.rs`). It reads `afc.msgs` from the start again, which
+        // only repeats verdicts, and a repeated verdict changes nothing.
+        let group = format!("{}-{}", self.group, uuid::Uuid::new_v4().simple());
         let consumer: StreamConsumer = platform::kafka::config(&self.kafka)
-            .set("group.id", &self.group)
+            .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
