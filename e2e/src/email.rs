@@ -162,7 +162,7 @@ impl MailServer {
         std::fs::write(dir.join("passwd"), passwd)?;
         let conf = dir.join("dovecot.conf");
         let imap_port = crate::free_port()?;
-        let imaps_port = crate::free_port()?;
+        let imaps_port = crate::free_port_except(&[imap_port])?;
         let tls = certs
             .as_ref()
             .map(|(_, cert, key)| (imaps_port, cert.as_path(), key.as_path()));

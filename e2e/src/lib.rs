@@ -22,11 +22,48 @@ pub mod secure_stack;
 pub mod telegram;
 pub mod webchat;
 
-/// A free loopback port (bound and released; the kernel does not hand it out again at once).
+/// A free loopback port for a peer a test starts (dovecot, an OpenID provider, a private
+/// PostgreSQL): picked at random *below* the kernel's ephemeral range and checked by binding it.
+/// A port the kernel hands out (`bind(0)`) is in that range, so between our release and the
+/// peer's bind any outgoing connection on the machine may be given it (CI saw dovecot fail with
+/// "Address already in use" that way); below the range only another listener can take it.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    free_port_except(&[])
+}
+
+/// [`free_port`], never one of `taken` (ports picked for peers that have not bound them yet).
+pub fn free_port_except(taken: &[u16]) -> anyhow::Result<u16> {
+    let (low, high) = listen_range();
+    for _ in 0..500 {
+        let r = uuid::Uuid::new_v4().as_u128();
+        let span = u128::from(high - low);
+        let port = low + u16::try_from(r % span).unwrap_or(0);
+        if taken.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free loopback port found in {low}..{high}")
+}
+
+/// Where [`free_port`] picks: 10000 up to the start of the ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default), or above its end when the range
+/// starts too low to leave room.
+fn listen_range() -> (u16, u16) {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999));
+    match ephemeral {
+        (start, _) if start >= 12_000 => (10_000, start),
+        (_, end) if end <= 63_000 => (end + 1, 65_535),
+        _ => (10_000, 32_000),
+    }
 }
 
 /// The stack endpoints, from the environment `make test` exports (config/dev.env).

@@ -148,20 +148,10 @@ pub(crate) fn binary_from_env(var: &str, default: &str) -> anyhow::Result<PathBu
     require_binary(Path::new(&path), var)
 }
 
-/// A free loopback port below the ephemeral range (32768+), so that while its component is down no
+/// A free loopback port below the ephemeral range, so that while its component is down no
 /// outgoing connection (ours or Temporal's internal ones) is given it.
 pub(crate) fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
-    for _ in 0..200 {
-        let r = uuid::Uuid::new_v4().as_u128();
-        let port = 20_000 + u16::try_from(r % 12_000).unwrap_or(0);
-        if taken.contains(&port) {
-            continue;
-        }
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no free loopback port found in 20000..32000")
+    crate::free_port_except(taken)
 }
 
 pub(crate) async fn run_checked(cmd: &mut Command, what: &str, log: &Path) -> anyhow::Result<()> {

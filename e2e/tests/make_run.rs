@@ -26,12 +26,6 @@ const STOP: Duration = Duration::from_secs(40);
 const TELEGRAM_TOKEN: &str = "4242:dev";
 const MAIL_PASSWORD: &str = "dev";
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// `scripts/run.sh`, stopped with SIGTERM (what Ctrl-C does) when dropped.
 struct MakeRun {
     child: std::process::Child,
@@ -138,8 +132,13 @@ async fn make_run_with_local_channels_answers_each_client_on_its_own_channel() -
     std::fs::create_dir_all(&dir.0)?;
     let short = &tag[8..16];
     let client_mail = format!("c{short}@client.test");
-    let (http_port, grpc_port) = (free_port()?, free_port()?);
-    let (tg_port, imap_port, smtp_port) = (free_port()?, free_port()?, free_port()?);
+    let mut ports = Vec::new();
+    for _ in 0..5 {
+        ports.push(e2e::free_port_except(&ports)?);
+    }
+    let [http_port, grpc_port, tg_port, imap_port, smtp_port] = ports[..] else {
+        bail!("five ports were picked: {ports:?}");
+    };
     let http = format!("http://127.0.0.1:{http_port}");
     let grpc = format!("127.0.0.1:{grpc_port}");
     let imap = format!("127.0.0.1:{imap_port}");
