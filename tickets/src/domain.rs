@@ -279,6 +279,11 @@ pub mod event_kind {
     /// To the ticket's manager: a reply or service message could not be delivered on the client's
     /// channel (refused, or retries exhausted); the client did not get it.
     pub const DELIVERY_FAILED: &str = "delivery_failed";
+    /// Lifecycle, for the ticket's workflow (and supervisors): the inbound transaction opened a
+    /// ticket for a client who had none.
+    pub const TICKET_OPENED: &str = "ticket_opened";
+    /// Lifecycle: the ticket's first passed message queued it for a manager.
+    pub const TICKET_QUEUED: &str = "ticket_queued";
 }
 
 #[cfg(test)]

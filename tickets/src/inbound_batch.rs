@@ -1,6 +1,16 @@
 //! Storing a poll's worth of inbound client messages in one transaction, and moving several Kafka
 //! read positions at once: the inbound consumer's hot path.
 //!
+//! [`PgStore::intake_batch`] is that transaction with the AFC check inside it: the batch is
+//! stored, checked, classified and attached to each client's ticket (opened here when the client
+//! has none), with its events. The ticket workflow hears only what changes its lifecycle
+//! (`ticket_opened`, `ticket_queued`, then assignments and replies) through the outbox: no
+//! Temporal call per message. Banking rule 1 holds by construction: a message becomes visible to a
+//! manager (its `message_visible` event, its ticket's history) only in the transaction that
+//! records its passed verdict. Messages whose ticket's workflow checks them itself (tickets opened
+//! before this path existed, tickets of another spec version, specs whose AFC check is an external
+//! system) stay `pending` and their clients are returned to be woken, as before.
+//!
 //! One transaction per message made the consumer hold the global events lock once per message
 //! (a handful of round trips and a commit each); a batch holds it once, with a fixed number of
 //! statements whatever its size.
@@ -9,10 +19,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use sqlx::Row as _;
 use uuid::Uuid;
 
-use crate::domain::{NewClientMessage, event_kind};
-use crate::store::{EVENTS_CHANNEL, PgStore, Result};
+use sqlx::{Postgres, Transaction};
+
+use crate::domain::{
+    NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, ticket_id_opened_by,
+};
+use crate::meters::{self, Timings};
+use crate::store::{
+    EVENTS_CHANNEL, NewEvent, PgStore, Result, apply_verdicts_in, insert_event, match_waiting,
+    status_of,
+};
 
 /// Messages per batch at most. Rows of one batch get `created_at` = transaction start + their
 /// position in microseconds (they all share `now()`, and a client's chat and pending queue are
@@ -39,100 +58,18 @@ impl PgStore {
         if msgs.is_empty() {
             return Ok(0);
         }
-        debug_assert!(msgs.len() <= MAX_INBOUND_BATCH);
-        // One row per client: an upsert may not touch the same row twice in one statement.
-        // The last non-empty name wins, as it would message by message.
-        let mut names: BTreeMap<&str, &str> = BTreeMap::new();
-        for m in msgs {
-            let name = names.entry(&m.client_id).or_insert("");
-            if !m.client_name.is_empty() {
-                *name = &m.client_name;
-            }
-        }
-        let (client_ids, client_names): (Vec<&str>, Vec<&str>) = names.into_iter().unzip();
-
         let mut tx = self.begin_writing(false).await?;
-        sqlx::query(
-            "INSERT INTO clients (id, display_name)
-             SELECT * FROM unnest($1::text[], $2::text[])
-             ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name
-             WHERE EXCLUDED.display_name <> '' AND clients.display_name <> EXCLUDED.display_name",
-        )
-        .bind(&client_ids)
-        .bind(&client_names)
-        .execute(&mut *tx)
-        .await?;
-
-        let ids: Vec<Uuid> = msgs.iter().map(|m| m.id).collect();
-        let owners: Vec<&str> = msgs.iter().map(|m| m.client_id.as_str()).collect();
-        let channels: Vec<&str> = msgs.iter().map(|m| m.channel.as_str()).collect();
-        let external: Vec<&str> = msgs.iter().map(|m| m.external_id.as_str()).collect();
-        let bodies: Vec<&str> = msgs.iter().map(|m| m.body.as_str()).collect();
-        let inserted: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO messages (id, client_id, author, channel, external_id, body, afc_status, created_at, trace_parent)
-             SELECT id, client_id, 'client', channel, external_id, body, 'pending',
-                    now() + (ord - 1) * interval '1 microsecond', trace_parent
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-                  WITH ORDINALITY AS m(id, client_id, channel, external_id, body, trace_parent, ord)
-             ORDER BY ord
-             ON CONFLICT DO NOTHING
-             RETURNING id, created_at",
-        )
-        .bind(&ids)
-        .bind(&owners)
-        .bind(&channels)
-        .bind(&external)
-        .bind(&bodies)
-        .bind(&trace_parents[..trace_parents.len().min(msgs.len())])
-        .fetch_all(&mut *tx)
-        .await?;
-        if inserted.is_empty() {
+        let stored = insert_inbound(&mut tx, msgs, trace_parents).await?;
+        if stored == 0 {
             // Nothing new: the whole batch was a redelivery.
             return Ok(0);
         }
-
-        // Events in message order, so each client's stream shows them as they were written.
-        let created: BTreeMap<Uuid, DateTime<Utc>> = inserted.iter().copied().collect();
-        let mut seen = BTreeSet::new();
-        let mut keys = Vec::with_capacity(inserted.len());
-        let mut event_clients = Vec::with_capacity(inserted.len());
-        let mut payloads = Vec::with_capacity(inserted.len());
-        for m in msgs {
-            // A duplicate within the batch was inserted once: its event is written once.
-            let Some(created_at) = created.get(&m.id) else {
-                continue;
-            };
-            if !seen.insert(m.id) {
-                continue;
-            }
-            keys.push(format!("accepted:{}", m.id));
-            event_clients.push(m.client_id.as_str());
-            payloads.push(json!({
-                "message_id": m.id,
-                "body": m.body,
-                "channel": m.channel,
-                "created_at": created_at,
-            }));
-        }
-        sqlx::query(
-            "INSERT INTO events (dedup_key, kind, ticket_id, client_id, client_visible, manager_id, payload)
-             SELECT key, $3, NULL, client_id, true, NULL, payload
-             FROM unnest($1::text[], $2::text[], $4::jsonb[]) WITH ORDINALITY AS e(key, client_id, payload, ord)
-             ORDER BY ord
-             ON CONFLICT (dedup_key) DO NOTHING",
-        )
-        .bind(&keys)
-        .bind(&event_clients)
-        .bind(event_kind::MESSAGE_ACCEPTED)
-        .bind(&payloads)
-        .execute(&mut *tx)
-        .await?;
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(EVENTS_CHANNEL)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(inserted.len())
+        Ok(stored)
     }
 
     /// [`PgStore::save_kafka_offset`] for several partitions of `topic` in one statement: each
@@ -162,4 +99,333 @@ impl PgStore {
         .await?;
         Ok(())
     }
+}
+
+/// What the inbound transaction needs of the current spec to check messages itself. The rules
+/// are the workflow crate's; the store only calls them.
+pub trait MessageCheck: Sync {
+    /// The spec version this check is: only tickets of this version are checked here.
+    fn version(&self) -> &str;
+    fn verdict(&self, body: &str) -> Verdict;
+    /// The ticket's category, priority, queue and fields from its first passed message.
+    fn classify(&self, body: &str) -> TicketClassification;
+    /// Told to the client in place of a blocked message.
+    fn blocked_warning(&self) -> &str;
+}
+
+/// What one inbound transaction did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Intake {
+    /// Messages stored by this call (0 for a redelivery).
+    pub stored: usize,
+    /// Clients whose pending messages are their ticket workflow's to check: wake each once.
+    pub wake: Vec<String>,
+    /// Tickets opened by this call.
+    pub opened: Vec<Uuid>,
+    pub passed: usize,
+    pub blocked: usize,
+}
+
+/// A client's open ticket, locked by the transaction.
+struct OpenTicket {
+    id: Uuid,
+    status: TicketStatus,
+    manager_id: Option<String>,
+    /// Its messages are checked here (else by its workflow).
+    checked_here: bool,
+}
+
+impl PgStore {
+    /// Stores `msgs` (as [`PgStore::record_inbound_batch_traced`] does) and, when `check` is
+    /// given, checks every pending message of their clients in the same transaction: a client
+    /// with no open ticket gets one (id [`ticket_id_opened_by`] its oldest pending message) and a
+    /// `ticket_opened` event; verdicts are recorded, the first passed message classifies and
+    /// queues the ticket (`ticket_queued`) and ready managers are matched. Clients whose ticket
+    /// checks its own messages are in [`Intake::wake`]; with `check` None, every client is.
+    pub async fn intake_batch(
+        &self,
+        msgs: &[NewClientMessage],
+        trace_parents: &[Option<String>],
+        check: Option<&dyn MessageCheck>,
+    ) -> Result<Intake> {
+        let mut out = Intake::default();
+        if msgs.is_empty() {
+            return Ok(out);
+        }
+        let clients: BTreeSet<&str> = msgs.iter().map(|m| m.client_id.as_str()).collect();
+        let Some(check) = check else {
+            out.stored = self
+                .record_inbound_batch_traced(msgs, trace_parents)
+                .await?;
+            out.wake = clients.into_iter().map(str::to_owned).collect();
+            return Ok(out);
+        };
+        // The matching lock first (a passed message may match a manager), as every matcher does.
+        let mut tx = self.begin_writing(true).await?;
+        out.stored = insert_inbound(&mut tx, msgs, trace_parents).await?;
+        let client_ids: Vec<&str> = clients.iter().copied().collect();
+
+        // Each client's open ticket, locked in client order.
+        let rows = sqlx::query(
+            "SELECT id, client_id, status, manager_id, spec_version, checked_in_store FROM tickets
+             WHERE client_id = ANY($1) AND status <> 'closed'
+             ORDER BY client_id FOR UPDATE",
+        )
+        .bind(&client_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut open: BTreeMap<String, OpenTicket> = BTreeMap::new();
+        for r in &rows {
+            let version: String = r.try_get("spec_version")?;
+            let ticket = OpenTicket {
+                id: r.try_get("id")?,
+                status: status_of(r)?,
+                manager_id: r.try_get("manager_id")?,
+                checked_here: r.try_get::<bool, _>("checked_in_store")?
+                    && version == check.version(),
+            };
+            open.insert(r.try_get("client_id")?, ticket);
+        }
+        let (here, theirs): (Vec<&str>, Vec<&str>) = client_ids
+            .iter()
+            .partition(|c| open.get(**c).is_none_or(|t| t.checked_here));
+        out.wake = theirs.into_iter().map(str::to_owned).collect();
+
+        // Every pending message of the clients checked here, oldest first per client (a
+        // redelivery finds none: its messages were checked when they were stored).
+        let pending = sqlx::query(
+            "SELECT id, client_id, body FROM messages
+             WHERE client_id = ANY($1) AND author = 'client' AND afc_status = 'pending'
+             ORDER BY client_id, created_at, id",
+        )
+        .bind(&here)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_client: BTreeMap<String, Vec<(Uuid, String)>> = BTreeMap::new();
+        for r in &pending {
+            by_client
+                .entry(r.try_get("client_id")?)
+                .or_default()
+                .push((r.try_get("id")?, r.try_get("body")?));
+        }
+
+        let mut timings = Timings::default();
+        let mut queued_any = false;
+        for (client_id, messages) in &by_client {
+            let ticket = match open.remove(client_id) {
+                Some(t) => t,
+                None => match open_ticket_in(&mut tx, client_id, messages, check).await? {
+                    Some(t) => {
+                        out.opened.push(t.id);
+                        t
+                    }
+                    // Opened meanwhile by a workflow that checks its own messages.
+                    None => {
+                        out.wake.push(client_id.clone());
+                        continue;
+                    }
+                },
+            };
+            let verdicts: Vec<(Uuid, Verdict)> = messages
+                .iter()
+                .map(|(id, body)| (*id, check.verdict(body)))
+                .collect();
+            let classification = (ticket.status == TicketStatus::Open)
+                .then(|| {
+                    messages
+                        .iter()
+                        .zip(&verdicts)
+                        .find(|(_, (_, v))| *v == Verdict::Passed)
+                        .map(|((_, body), _)| check.classify(body))
+                })
+                .flatten();
+            let applied = apply_verdicts_in(
+                &mut tx,
+                ticket.id,
+                ticket.status,
+                ticket.manager_id.as_deref(),
+                &verdicts,
+                check.blocked_warning(),
+                classification.as_ref(),
+                &mut timings,
+            )
+            .await?;
+            out.passed += applied.passed;
+            out.blocked += applied.blocked;
+            if applied.queued {
+                queued_any = true;
+                insert_event(
+                    &mut tx,
+                    NewEvent {
+                        dedup_key: format!("queued:{}", ticket.id),
+                        kind: event_kind::TICKET_QUEUED,
+                        ticket_id: Some(ticket.id),
+                        client_id,
+                        client_visible: false,
+                        manager_id: None,
+                        payload: json!({ "ticket_id": ticket.id }),
+                    },
+                )
+                .await?;
+            }
+        }
+        if queued_any {
+            match_waiting(&mut tx, &mut timings).await?;
+        }
+        out.wake.sort();
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(EVENTS_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        meters::verdicts_applied(out.passed, out.blocked);
+        timings.report();
+        Ok(out)
+    }
+}
+
+/// Opens a ticket for `client_id`, named after its oldest pending message, with its
+/// `ticket_opened` event. None when another open ticket of the client appeared meanwhile (the
+/// one-open-ticket index refused this one).
+async fn open_ticket_in(
+    tx: &mut Transaction<'_, Postgres>,
+    client_id: &str,
+    messages: &[(Uuid, String)],
+    check: &dyn MessageCheck,
+) -> Result<Option<OpenTicket>> {
+    let Some((first, _)) = messages.first() else {
+        return Ok(None);
+    };
+    let id = ticket_id_opened_by(*first);
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO tickets (id, client_id, status, spec_version, checked_in_store)
+         VALUES ($1, $2, 'open', $3, true)
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(id)
+    .bind(client_id)
+    .bind(check.version())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if inserted.is_none() {
+        return Ok(None);
+    }
+    insert_event(
+        tx,
+        NewEvent {
+            dedup_key: format!("opened:{id}"),
+            kind: event_kind::TICKET_OPENED,
+            ticket_id: Some(id),
+            client_id,
+            client_visible: false,
+            manager_id: None,
+            payload: json!({ "ticket_id": id }),
+        },
+    )
+    .await?;
+    Ok(Some(OpenTicket {
+        id,
+        status: TicketStatus::Open,
+        manager_id: None,
+        checked_here: true,
+    }))
+}
+
+/// Stores client messages as `pending`, in order, with their `message_accepted` events, inside a
+/// writing transaction (see [`PgStore::record_inbound_batch_traced`]). Returns how many were new.
+pub(crate) async fn insert_inbound(
+    tx: &mut Transaction<'_, Postgres>,
+    msgs: &[NewClientMessage],
+    trace_parents: &[Option<String>],
+) -> Result<usize> {
+    if msgs.is_empty() {
+        return Ok(0);
+    }
+    debug_assert!(msgs.len() <= MAX_INBOUND_BATCH);
+    // One row per client: an upsert may not touch the same row twice in one statement.
+    // The last non-empty name wins, as it would message by message.
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    for m in msgs {
+        let name = names.entry(&m.client_id).or_insert("");
+        if !m.client_name.is_empty() {
+            *name = &m.client_name;
+        }
+    }
+    let (client_ids, client_names): (Vec<&str>, Vec<&str>) = names.into_iter().unzip();
+
+    sqlx::query(
+        "INSERT INTO clients (id, display_name)
+         SELECT * FROM unnest($1::text[], $2::text[])
+         ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name
+         WHERE EXCLUDED.display_name <> '' AND clients.display_name <> EXCLUDED.display_name",
+    )
+    .bind(&client_ids)
+    .bind(&client_names)
+    .execute(&mut **tx)
+    .await?;
+
+    let ids: Vec<Uuid> = msgs.iter().map(|m| m.id).collect();
+    let owners: Vec<&str> = msgs.iter().map(|m| m.client_id.as_str()).collect();
+    let channels: Vec<&str> = msgs.iter().map(|m| m.channel.as_str()).collect();
+    let external: Vec<&str> = msgs.iter().map(|m| m.external_id.as_str()).collect();
+    let bodies: Vec<&str> = msgs.iter().map(|m| m.body.as_str()).collect();
+    let inserted: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+        "INSERT INTO messages (id, client_id, author, channel, external_id, body, afc_status, created_at, trace_parent)
+         SELECT id, client_id, 'client', channel, external_id, body, 'pending',
+                now() + (ord - 1) * interval '1 microsecond', trace_parent
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+              WITH ORDINALITY AS m(id, client_id, channel, external_id, body, trace_parent, ord)
+         ORDER BY ord
+         ON CONFLICT DO NOTHING
+         RETURNING id, created_at",
+    )
+    .bind(&ids)
+    .bind(&owners)
+    .bind(&channels)
+    .bind(&external)
+    .bind(&bodies)
+    .bind(&trace_parents[..trace_parents.len().min(msgs.len())])
+    .fetch_all(&mut **tx)
+    .await?;
+    if inserted.is_empty() {
+        return Ok(0);
+    }
+
+    // Events in message order, so each client's stream shows them as they were written.
+    let created: BTreeMap<Uuid, DateTime<Utc>> = inserted.iter().copied().collect();
+    let mut seen = BTreeSet::new();
+    let mut keys = Vec::with_capacity(inserted.len());
+    let mut event_clients = Vec::with_capacity(inserted.len());
+    let mut payloads = Vec::with_capacity(inserted.len());
+    for m in msgs {
+        // A duplicate within the batch was inserted once: its event is written once.
+        let Some(created_at) = created.get(&m.id) else {
+            continue;
+        };
+        if !seen.insert(m.id) {
+            continue;
+        }
+        keys.push(format!("accepted:{}", m.id));
+        event_clients.push(m.client_id.as_str());
+        payloads.push(json!({
+            "message_id": m.id,
+            "body": m.body,
+            "channel": m.channel,
+            "created_at": created_at,
+        }));
+    }
+    sqlx::query(
+        "INSERT INTO events (dedup_key, kind, ticket_id, client_id, client_visible, manager_id, payload)
+         SELECT key, $3, NULL, client_id, true, NULL, payload
+         FROM unnest($1::text[], $2::text[], $4::jsonb[]) WITH ORDINALITY AS e(key, client_id, payload, ord)
+         ORDER BY ord
+         ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(&keys)
+    .bind(&event_clients)
+    .bind(event_kind::MESSAGE_ACCEPTED)
+    .bind(&payloads)
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.len())
 }

@@ -87,6 +87,14 @@ pub struct VerdictsApplied {
     pub assigned: Option<Assignment>,
 }
 
+/// A client's open ticket, as [`PgStore::open_ticket_of`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTicketState {
+    pub ticket_id: Uuid,
+    pub status: TicketStatus,
+    pub manager_id: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -235,6 +243,42 @@ impl PgStore {
         )
     }
 
+    /// The client's open ticket: its id, status and manager (a ticket workflow starting on the
+    /// store's word takes its state from here, so a lost or stale signal cannot mislead it).
+    pub async fn open_ticket_of(&self, client_id: &str) -> Result<Option<OpenTicketState>> {
+        let row = sqlx::query(
+            "SELECT id, status, manager_id FROM tickets WHERE client_id = $1 AND status <> 'closed'",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(OpenTicketState {
+                ticket_id: r.try_get("id")?,
+                status: status_of(&r)?,
+                manager_id: r.try_get("manager_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Whether the client wrote on the ticket after its manager's last reply: then the client is
+    /// not silent, whatever the silence timer armed at that reply says.
+    pub async fn client_wrote_since_last_reply(&self, ticket_id: Uuid) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM messages c
+                 WHERE c.ticket_id = $1 AND c.author = 'client'
+                   AND c.created_at > COALESCE(
+                       (SELECT max(r.created_at) FROM messages r
+                        WHERE r.ticket_id = $1 AND r.author = 'manager'),
+                       '-infinity'))",
+        )
+        .bind(ticket_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Creates the ticket if it does not exist yet.
     pub async fn open_ticket(
         &self,
@@ -296,105 +340,19 @@ impl PgStore {
             .ok_or(StoreError::TicketNotFound)?;
         let status = status_of(&row)?;
         let manager_id: Option<String> = row.try_get("manager_id")?;
-        let mut out = VerdictsApplied::default();
         let mut timings = Timings::default();
-        for (message_id, verdict) in verdicts {
-            let (afc_status, rule) = match verdict {
-                Verdict::Passed => ("passed", None),
-                Verdict::Blocked { rule } => ("blocked", Some(rule.as_str())),
-            };
-            let updated = sqlx::query(
-                "UPDATE messages SET ticket_id = $2, afc_status = $3, afc_rule = $4
-                 WHERE id = $1 AND afc_status = 'pending'
-                 RETURNING client_id, body, created_at,
-                           extract(epoch FROM clock_timestamp() - created_at)::float8 AS age",
-            )
-            .bind(message_id)
-            .bind(ticket_id)
-            .bind(afc_status)
-            .bind(rule)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(m) = updated else { continue };
-            let client_id: String = m.try_get("client_id")?;
-            match verdict {
-                Verdict::Passed => {
-                    out.passed += 1;
-                    if let (Some(manager), TicketStatus::Assigned) = (&manager_id, status) {
-                        let body: String = m.try_get("body")?;
-                        let created_at: DateTime<Utc> = m.try_get("created_at")?;
-                        timings.visible.push(m.try_get("age")?);
-                        insert_event(
-                            &mut tx,
-                            NewEvent {
-                                dedup_key: format!("visible:{message_id}"),
-                                kind: event_kind::MESSAGE_VISIBLE,
-                                ticket_id: Some(ticket_id),
-                                client_id: &client_id,
-                                client_visible: false,
-                                manager_id: Some(manager),
-                                payload: json!({
-                                    "message_id": message_id,
-                                    "ticket_id": ticket_id,
-                                    "body": body,
-                                    "created_at": created_at,
-                                }),
-                            },
-                        )
-                        .await?;
-                    }
-                }
-                Verdict::Blocked { .. } => {
-                    out.blocked += 1;
-                    let warning_id = insert_system_message(
-                        &mut tx,
-                        &format!("blocked:{message_id}"),
-                        ticket_id,
-                        &client_id,
-                        warning,
-                    )
-                    .await?;
-                    insert_event(
-                        &mut tx,
-                        NewEvent {
-                            dedup_key: format!("blocked:{message_id}"),
-                            kind: event_kind::MESSAGE_BLOCKED,
-                            ticket_id: Some(ticket_id),
-                            client_id: &client_id,
-                            client_visible: true,
-                            manager_id: None,
-                            payload: json!({
-                                "message_id": message_id,
-                                "ticket_id": ticket_id,
-                                "warning": warning,
-                                "warning_message_id": warning_id,
-                            }),
-                        },
-                    )
-                    .await?;
-                }
-            }
-        }
-        if out.passed > 0 && status == TicketStatus::Open {
-            sqlx::query(
-                "UPDATE tickets SET status = 'waiting', waiting_since = now() WHERE id = $1",
-            )
-            .bind(ticket_id)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(c) = classification {
-                sqlx::query(
-                    "UPDATE tickets SET category = $2, priority = $3, queue = $4, fields = $5 WHERE id = $1",
-                )
-                .bind(ticket_id)
-                .bind(&c.category)
-                .bind(c.priority.clamp(0, 3))
-                .bind(&c.queue)
-                .bind(&c.fields)
-                .execute(&mut *tx)
-                .await?;
-            }
-            out.queued = true;
+        let mut out = apply_verdicts_in(
+            &mut tx,
+            ticket_id,
+            status,
+            manager_id.as_deref(),
+            verdicts,
+            warning,
+            classification,
+            &mut timings,
+        )
+        .await?;
+        if out.queued {
             let assigned = match_waiting(&mut tx, &mut timings).await?;
             out.assigned = assigned.into_iter().find(|a| a.ticket_id == ticket_id);
         }
@@ -929,7 +887,122 @@ pub(crate) async fn manager_load(
 /// tickets, then the one ready longest. Runs under `MATCH_LOCK`, so it never races itself; a manager
 /// holds at most `capacity` tickets because slots are only granted below capacity. Each assignment
 /// adds its queue wait and the age of the passed messages it makes visible to `timings`.
-async fn match_waiting(
+/// The body of [`PgStore::apply_verdicts`] inside a writing transaction, for a ticket locked with
+/// its `status` and `manager_id`: verdicts recorded, visible/blocked events written, the ticket
+/// classified and queued by its first passed message. Matching is the caller's (once per
+/// transaction); `assigned` is left None.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn apply_verdicts_in(
+    tx: &mut Transaction<'_, Postgres>,
+    ticket_id: Uuid,
+    status: TicketStatus,
+    manager_id: Option<&str>,
+    verdicts: &[(Uuid, Verdict)],
+    warning: &str,
+    classification: Option<&TicketClassification>,
+    timings: &mut Timings,
+) -> Result<VerdictsApplied> {
+    let mut out = VerdictsApplied::default();
+    for (message_id, verdict) in verdicts {
+        let (afc_status, rule) = match verdict {
+            Verdict::Passed => ("passed", None),
+            Verdict::Blocked { rule } => ("blocked", Some(rule.as_str())),
+        };
+        let updated = sqlx::query(
+            "UPDATE messages SET ticket_id = $2, afc_status = $3, afc_rule = $4
+                 WHERE id = $1 AND afc_status = 'pending'
+                 RETURNING client_id, body, created_at,
+                           extract(epoch FROM clock_timestamp() - created_at)::float8 AS age",
+        )
+        .bind(message_id)
+        .bind(ticket_id)
+        .bind(afc_status)
+        .bind(rule)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(m) = updated else { continue };
+        let client_id: String = m.try_get("client_id")?;
+        match verdict {
+            Verdict::Passed => {
+                out.passed += 1;
+                if let (Some(manager), TicketStatus::Assigned) = (manager_id, status) {
+                    let body: String = m.try_get("body")?;
+                    let created_at: DateTime<Utc> = m.try_get("created_at")?;
+                    timings.visible.push(m.try_get("age")?);
+                    insert_event(
+                        tx,
+                        NewEvent {
+                            dedup_key: format!("visible:{message_id}"),
+                            kind: event_kind::MESSAGE_VISIBLE,
+                            ticket_id: Some(ticket_id),
+                            client_id: &client_id,
+                            client_visible: false,
+                            manager_id: Some(manager),
+                            payload: json!({
+                                "message_id": message_id,
+                                "ticket_id": ticket_id,
+                                "body": body,
+                                "created_at": created_at,
+                            }),
+                        },
+                    )
+                    .await?;
+                }
+            }
+            Verdict::Blocked { .. } => {
+                out.blocked += 1;
+                let warning_id = insert_system_message(
+                    tx,
+                    &format!("blocked:{message_id}"),
+                    ticket_id,
+                    &client_id,
+                    warning,
+                )
+                .await?;
+                insert_event(
+                    tx,
+                    NewEvent {
+                        dedup_key: format!("blocked:{message_id}"),
+                        kind: event_kind::MESSAGE_BLOCKED,
+                        ticket_id: Some(ticket_id),
+                        client_id: &client_id,
+                        client_visible: true,
+                        manager_id: None,
+                        payload: json!({
+                            "message_id": message_id,
+                            "ticket_id": ticket_id,
+                            "warning": warning,
+                            "warning_message_id": warning_id,
+                        }),
+                    },
+                )
+                .await?;
+            }
+        }
+    }
+    if out.passed > 0 && status == TicketStatus::Open {
+        sqlx::query("UPDATE tickets SET status = 'waiting', waiting_since = now() WHERE id = $1")
+            .bind(ticket_id)
+            .execute(&mut **tx)
+            .await?;
+        if let Some(c) = classification {
+            sqlx::query(
+                    "UPDATE tickets SET category = $2, priority = $3, queue = $4, fields = $5 WHERE id = $1",
+                )
+                .bind(ticket_id)
+                .bind(&c.category)
+                .bind(c.priority.clamp(0, 3))
+                .bind(&c.queue)
+                .bind(&c.fields)
+                .execute(&mut **tx)
+                .await?;
+        }
+        out.queued = true;
+    }
+    Ok(out)
+}
+
+pub(crate) async fn match_waiting(
     tx: &mut Transaction<'_, Postgres>,
     timings: &mut Timings,
 ) -> Result<Vec<Assignment>> {

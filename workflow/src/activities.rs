@@ -6,11 +6,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use tickets::{PgStore, TicketClassification, Verdict};
+use tickets::inbound_batch::MessageCheck as _;
+use tickets::{PgStore, Verdict};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::afc::Rules;
 use crate::spec::TicketSpec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,8 +44,19 @@ pub struct CloseInput {
     pub satisfaction_prompt: Option<String>,
 }
 
+/// The client's open ticket as the store has it, for a workflow starting on the store's word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreTicket {
+    pub ticket_id: Uuid,
+    /// Its first passed message queued it (waiting or assigned).
+    pub queued: bool,
+    pub manager_id: Option<String>,
+}
+
 pub struct TicketActivities {
     pub store: PgStore,
+    /// Specs compiled by version (rules and classification patterns built once).
+    pub compiled: crate::checker::Compiled,
 }
 
 #[activities]
@@ -102,6 +113,36 @@ impl TicketActivities {
         Ok(recorded)
     }
 
+    /// The client's open ticket, if any: a workflow the store started (`ticket_opened`) takes
+    /// its state from here, so a signal lost or repeated around a close cannot mislead it.
+    #[activity]
+    pub async fn open_ticket_of(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        client_id: String,
+    ) -> Result<Option<StoreTicket>, ActivityError> {
+        Ok(self
+            .store
+            .open_ticket_of(&client_id)
+            .await?
+            .map(|t| StoreTicket {
+                ticket_id: t.ticket_id,
+                queued: t.status != tickets::TicketStatus::Open,
+                manager_id: t.manager_id,
+            }))
+    }
+
+    /// Whether the client wrote on the ticket since its manager's last reply (the silence timer
+    /// asks when it fires: client messages checked in the store wake no workflow).
+    #[activity]
+    pub async fn client_wrote_since_reply(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        ticket_id: Uuid,
+    ) -> Result<bool, ActivityError> {
+        Ok(self.store.client_wrote_since_last_reply(ticket_id).await?)
+    }
+
     /// Closes the ticket and tells the client; closing twice is a no-op.
     #[activity]
     pub async fn close_ticket(
@@ -131,24 +172,16 @@ impl TicketActivities {
         pending: Vec<(Uuid, String)>,
     ) -> Result<CheckOutcome, ActivityError> {
         let spec = &input.spec;
-        let rules = Rules::compile(&spec.afc_rules)?;
+        let check = self.compiled.of(spec)?;
         let verdicts: Vec<_> = pending
             .iter()
-            .map(|(id, body)| (*id, rules.check(body)))
+            .map(|(id, body)| (*id, check.verdict(body)))
             .collect();
         let classification = pending
             .iter()
             .zip(&verdicts)
             .find(|(_, (_, v))| *v == Verdict::Passed)
-            .map(|((_, body), _)| {
-                let c = spec.classify(body);
-                TicketClassification {
-                    category: c.category,
-                    priority: c.priority.level(),
-                    queue: c.queue,
-                    fields: serde_json::to_value(c.fields).unwrap_or_default(),
-                }
-            });
+            .map(|((_, body), _)| check.classify(body));
         self.store
             .open_ticket(input.ticket_id, &input.client_id, &spec.version)
             .await?;

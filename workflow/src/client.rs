@@ -10,7 +10,9 @@ use temporalio_client::{
 use uuid::Uuid;
 
 use crate::spec::TicketSpec;
-use crate::ticket::{ResolveRequest, TicketInput, TicketSignal, TicketWorkflow, workflow_id};
+use crate::ticket::{
+    ResolveRequest, TicketInput, TicketOpened, TicketSignal, TicketWorkflow, workflow_id,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemporalError {
@@ -135,6 +137,8 @@ impl Tickets {
             carried_messages: false,
             state: None,
             history_limit,
+            store_checks: false,
+            announced: None,
         };
         let opts =
             WorkflowStartOptions::new(self.task_queue.clone(), workflow_id(client_id)).build();
@@ -171,6 +175,8 @@ impl Tickets {
             carried_messages: false,
             state: None,
             history_limit,
+            store_checks: false,
+            announced: None,
         };
         let opts =
             WorkflowStartOptions::new(self.task_queue.clone(), workflow_id(client_id)).build();
@@ -181,6 +187,46 @@ impl Tickets {
                 input,
                 TicketWorkflow::afc_verdict,
                 message_id,
+                opts,
+            )
+            .await
+            .map_err(TemporalError::of_start)?;
+        Ok(())
+    }
+
+    /// Tells the client's ticket workflow that the store opened or queued `ticket_id` (the
+    /// `ticket_opened` / `ticket_queued` events), starting it if it is not running: the store
+    /// runs the ticket's message path, the workflow its lifecycle.
+    pub async fn opened(
+        &self,
+        client_id: &str,
+        opened: TicketOpened,
+        spec: &TicketSpec,
+        history_limit: Option<u32>,
+    ) -> Result<(), TemporalError> {
+        let input = TicketInput {
+            ticket_id: opened.ticket_id,
+            client_id: client_id.to_owned(),
+            spec: spec.clone(),
+            carried_messages: false,
+            state: None,
+            history_limit,
+            store_checks: true,
+            announced: Some(opened.clone()),
+        };
+        let opts =
+            WorkflowStartOptions::new(self.task_queue.clone(), workflow_id(client_id)).build();
+        called(if opened.queued {
+            "signal_with_start_queued"
+        } else {
+            "signal_with_start_opened"
+        });
+        self.client
+            .signal_with_start_workflow(
+                TicketWorkflow::run,
+                input,
+                TicketWorkflow::opened,
+                opened,
                 opts,
             )
             .await

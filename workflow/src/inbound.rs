@@ -1,10 +1,15 @@
-//! The inbound consumer: Kafka `inbound.messages` → store → signal-with-start of the client's ticket.
-//! The offset moves (in PostgreSQL, see `source`) only after both succeeded; until then the message
-//! is retried, never skipped, so a crash anywhere redelivers it and the idempotent store makes
-//! that harmless. Records are handled in batches (whatever a poll has ready): one store
-//! transaction and one signal per distinct client per batch, the signals concurrently.
+//! The inbound consumer: Kafka `inbound.messages` → one PostgreSQL transaction per batch
+//! (whatever a poll has ready) that stores the messages, checks them against the AFC rules and
+//! attaches them to their tickets (`PgStore::intake_batch`). The ticket workflow hears of it only
+//! through the outbox, when a lifecycle changes: a message costs no Temporal call. Tickets whose
+//! workflow checks its own messages (opened before this path, another spec version, an external
+//! AFC system) are woken with one signal-with-start per distinct client per batch, concurrently.
+//! The offset moves (in PostgreSQL, see `source`) only after all of that succeeded; until then the
+//! message is retried, never skipped, so a crash anywhere redelivers it and the idempotent store
+//! makes that harmless.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt as _, StreamExt as _};
@@ -18,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span};
 use uuid::Uuid;
 
+use crate::checker::CheckedSpec;
 use crate::client::Tickets;
 use crate::source::LeasedSource;
 use crate::spec::TicketSpec;
@@ -32,6 +38,9 @@ pub struct Inbound {
     pub store: PgStore,
     pub tickets: Tickets,
     pub spec: TicketSpec,
+    /// The spec compiled to check messages in the inbound transaction; None when its AFC check is
+    /// an external system (the ticket workflow hands messages over, as before).
+    pub check: Option<Arc<CheckedSpec>>,
     pub history_limit: Option<u32>,
     /// Where records that can never be processed go (`inbound.messages.dlq`).
     pub dead_letters: DeadLetters,
@@ -104,9 +113,13 @@ struct Record {
 /// resumes once it is handled.
 #[derive(Default)]
 struct Batch {
-    msgs: Vec<(NewClientMessage, Record)>,
+    /// The messages to store, and where each came from (`records[i]` is `msgs[i]`'s).
+    msgs: Vec<NewClientMessage>,
+    records: Vec<Record>,
     dead: Vec<(Record, String)>,
     next_offsets: Vec<(i32, i64)>,
+    /// Clients whose ticket workflow checks their messages: woken once the batch is stored.
+    wake: BTreeSet<String>,
 }
 
 impl Batch {
@@ -133,7 +146,8 @@ impl Batch {
                         telemetry::set_parent(&kept.span, parent);
                     }
                 }
-                self.msgs.push((msg, kept))
+                self.msgs.push(msg);
+                self.records.push(kept);
             }
             Err(e) => self.dead.push((kept, e.to_string())),
         }
@@ -147,22 +161,27 @@ impl Batch {
 
     /// Moves the messages `dead` picks to the dead letters, with `reason`.
     fn kill(&mut self, dead: impl Fn(&NewClientMessage) -> bool, reason: &str) {
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.msgs)
-            .into_iter()
-            .partition(|(m, _)| dead(m));
-        self.msgs = kept;
-        self.dead
-            .extend(gone.into_iter().map(|(_, r)| (r, reason.to_owned())));
+        let msgs = std::mem::take(&mut self.msgs);
+        let records = std::mem::take(&mut self.records);
+        for (m, r) in msgs.into_iter().zip(records) {
+            if dead(&m) {
+                self.dead.push((r, reason.to_owned()));
+            } else {
+                self.msgs.push(m);
+                self.records.push(r);
+            }
+        }
     }
 
-    /// One wake-up per client, in first-seen order: the client's first message of the batch
-    /// proposes the ticket id (as it would have alone), and the workflow's check takes every
-    /// pending message of the client anyway. With the span of that message.
-    fn clients(&self) -> Vec<(NewClientMessage, Span)> {
+    /// One wake-up per client to wake, in first-seen order: the client's first message of the
+    /// batch proposes the ticket id (as it would have alone), and the workflow's check takes
+    /// every pending message of the client anyway. With the span of that message.
+    fn wakes(&self) -> Vec<(NewClientMessage, Span)> {
         let mut seen = BTreeSet::new();
         self.msgs
             .iter()
-            .filter(|(m, _)| seen.insert(m.client_id.as_str()))
+            .zip(&self.records)
+            .filter(|(m, _)| self.wake.contains(&m.client_id) && seen.insert(m.client_id.as_str()))
             .map(|(m, r)| (m.clone(), r.span.clone()))
             .collect()
     }
@@ -170,13 +189,13 @@ impl Batch {
     /// The span of storing the batch: a child of its first message's span, linked to the others'
     /// (one transaction for all of them). `Span::none()` while span export is off.
     fn store_span(&self) -> Span {
-        let Some(((_, first), others)) = self.msgs.split_first().filter(|_| telemetry::enabled())
+        let Some((first, others)) = self.records.split_first().filter(|_| telemetry::enabled())
         else {
             return Span::none();
         };
         let span =
             tracing::info_span!(parent: &first.span, "store_inbound", messages = self.msgs.len());
-        for (_, r) in others {
+        for r in others {
             span.follows_from(&r.span);
         }
         span
@@ -187,9 +206,9 @@ impl Batch {
         if !telemetry::enabled() {
             return Vec::new();
         }
-        self.msgs
+        self.records
             .iter()
-            .map(|(_, r)| telemetry::traceparent(&r.span))
+            .map(|r| telemetry::traceparent(&r.span))
             .collect()
     }
 }
@@ -260,7 +279,7 @@ impl Inbound {
             return false;
         }
         let wakes: Vec<_> = batch
-            .clients()
+            .wakes()
             .into_iter()
             .map(|(msg, span)| {
                 let wake = if telemetry::enabled() {
@@ -319,37 +338,48 @@ impl Inbound {
     /// record), stores its messages one by one and dead-letters the ones refused. False on
     /// shutdown.
     async fn store_batch(&self, batch: &mut Batch, shutdown: &CancellationToken) -> bool {
-        let msgs: Vec<NewClientMessage> = batch.msgs.iter().map(|(m, _)| m.clone()).collect();
         let traces = batch.trace_parents();
-        let stored = retrying(shutdown, || self.store(&msgs, &traces))
+        let stored = retrying(shutdown, || self.store(&batch.msgs, &traces))
             .instrument(batch.store_span())
             .await;
         match stored {
             None => false,
-            Some(Ok(())) => true,
+            Some(Ok(wake)) => {
+                batch.wake.extend(wake);
+                true
+            }
             Some(Err(_)) => {
-                for (i, m) in msgs.into_iter().enumerate() {
+                let mut refused = Vec::new();
+                for (i, m) in batch.msgs.iter().enumerate() {
                     let trace = traces.get(i..=i).unwrap_or_default();
-                    match retrying(shutdown, || self.store(std::slice::from_ref(&m), trace)).await {
+                    match retrying(shutdown, || self.store(std::slice::from_ref(m), trace)).await {
                         None => return false,
-                        Some(Ok(())) => {}
-                        Some(Err(reason)) => batch.kill(|x| x.id == m.id, &reason),
+                        Some(Ok(wake)) => batch.wake.extend(wake),
+                        Some(Err(reason)) => refused.push((m.id, reason)),
                     }
+                }
+                for (id, reason) in refused {
+                    batch.kill(|x| x.id == id, &reason);
                 }
                 true
             }
         }
     }
 
+    /// One inbound transaction; the clients whose ticket workflow is to be woken.
     async fn store(
         &self,
         msgs: &[NewClientMessage],
         trace_parents: &[Option<String>],
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<String>, Failure> {
+        let check = self
+            .check
+            .as_deref()
+            .map(|c| c as &dyn tickets::inbound_batch::MessageCheck);
         self.store
-            .record_inbound_batch_traced(msgs, trace_parents)
+            .intake_batch(msgs, trace_parents, check)
             .await
-            .map(|_| ())
+            .map(|intake| intake.wake)
             .map_err(|e| {
                 tracing::warn!(messages = msgs.len(), error = %e, "inbound messages not stored");
                 if e.is_permanent() {

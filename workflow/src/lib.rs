@@ -10,6 +10,7 @@ pub mod afc_activities;
 pub mod afc_emulator;
 pub mod afc_kafka;
 pub mod calendar;
+pub mod checker;
 pub mod client;
 pub mod gauges;
 pub mod inbound;
@@ -73,11 +74,21 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         task_queue: task_queue.clone(),
     };
 
+    // The builtin AFC rules run in the inbound transaction; an external AFC system is the
+    // workflow's to hand messages to.
+    let compiled = checker::Compiled::default();
+    let check = if kafka_afc {
+        None
+    } else {
+        Some(compiled.of(&spec.ticket)?)
+    };
+
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let options = WorkerOptions::new(task_queue.clone())
         .register_workflow::<ticket::TicketWorkflow>()?
         .register_activities(activities::TicketActivities {
             store: store.clone(),
+            compiled: compiled.clone(),
         })
         .register_activities(afc_activities::AfcActivities {
             store: store.clone(),
@@ -104,6 +115,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         store: store.clone(),
         tickets: tickets.clone(),
         spec: spec.ticket.clone(),
+        check,
         history_limit: settings.history_limit,
     };
     // Verdicts are consumed whenever the key is known, even under a builtin spec: tickets that
@@ -135,7 +147,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let gauges_store = store.clone();
     let relay = relay::Relay {
         store,
-        tickets,
+        signals: relay::WorkflowSignals {
+            tickets,
+            spec: spec.ticket.clone(),
+            history_limit: settings.history_limit,
+        },
         producer: platform::kafka::producer_config(brokers).create()?,
         topic: topics.ticket_events.clone(),
     };

@@ -1,6 +1,8 @@
 //! The outbox relay: publishes committed events to Kafka `ticket.events` in `seq` order, then marks
-//! them published. A crash between the two republishes; consumers dedup by `seq`. Assignments and
-//! replies are also signalled to their ticket's workflow before the mark, off the publishing path.
+//! them published. A crash between the two republishes; consumers dedup by `seq`. Lifecycle
+//! events (a ticket opened or queued by the inbound transaction, assignments, replies) are also
+//! signalled to their ticket's workflow before the mark, off the publishing path: the outbox is
+//! how a store commit and its workflow signal both happen.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,8 +19,8 @@ use tracing::{Instrument as _, Span};
 #[derive(Clone)]
 pub struct Relay {
     pub store: PgStore,
-    /// Assignments and replies are also signalled to the ticket's workflow (its timers depend on them).
-    pub tickets: crate::client::Tickets,
+    /// Lifecycle events are also signalled to the ticket's workflow.
+    pub signals: WorkflowSignals,
     pub producer: FutureProducer,
     pub topic: String,
 }
@@ -208,17 +210,35 @@ impl Relay {
     }
 
     async fn signal_and_mark(&self, batch: &[Event]) -> Result<(), Box<dyn std::error::Error>> {
-        // Signals go out per client in `seq` order (an assignment before the replies that follow
-        // it), clients concurrently.
+        self.signals.send(batch).await?;
+        let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
+        self.store.mark_published(&seqs).await?;
+        Ok(())
+    }
+}
+
+/// What the ticket workflows hear of committed events: lifecycle changes (a ticket opened or
+/// queued by the inbound transaction, assignments, replies) become signals; their timers depend
+/// on them. An opened or queued ticket's workflow is started with `spec` if it is not running.
+#[derive(Clone)]
+pub struct WorkflowSignals {
+    pub tickets: crate::client::Tickets,
+    pub spec: crate::spec::TicketSpec,
+    pub history_limit: Option<u32>,
+}
+
+impl WorkflowSignals {
+    /// Sends the signals of `batch`: per client in `seq` order (an assignment before the replies
+    /// that follow it), clients concurrently.
+    pub async fn send(&self, batch: &[Event]) -> Result<(), crate::client::TemporalError> {
         let mut per_client: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
         for e in batch {
-            if e.ticket_id.is_some()
-                && e.manager_id.is_some()
-                && matches!(
-                    e.kind.as_str(),
-                    event_kind::TICKET_ASSIGNED | event_kind::MANAGER_REPLY
-                )
-            {
+            let lifecycle = match e.kind.as_str() {
+                event_kind::TICKET_ASSIGNED | event_kind::MANAGER_REPLY => e.manager_id.is_some(),
+                event_kind::TICKET_OPENED | event_kind::TICKET_QUEUED => true,
+                _ => false,
+            };
+            if lifecycle && e.ticket_id.is_some() {
                 per_client.entry(&e.client_id).or_default().push(e);
             }
         }
@@ -230,25 +250,34 @@ impl Relay {
             .buffer_unordered(SIGNAL_CONCURRENCY)
             .collect()
             .await;
-        for r in results {
-            r?;
-        }
-        let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
-        self.store.mark_published(&seqs).await?;
-        Ok(())
+        results.into_iter().collect()
     }
-}
 
-impl Relay {
     async fn signal_in_order(
         &self,
         events: Vec<&Event>,
     ) -> Result<(), crate::client::TemporalError> {
-        for e in events {
-            let (Some(ticket_id), Some(manager_id)) = (e.ticket_id, e.manager_id.as_deref()) else {
+        let mut events = events.into_iter().peekable();
+        while let Some(e) = events.next() {
+            let Some(ticket_id) = e.ticket_id else {
                 continue;
             };
+            let manager_id = e.manager_id.as_deref().unwrap_or_default();
             match e.kind.as_str() {
+                event_kind::TICKET_OPENED | event_kind::TICKET_QUEUED => {
+                    // A ticket opened and queued by one transaction is one signal-with-start.
+                    let queued = e.kind == event_kind::TICKET_QUEUED
+                        || events
+                            .next_if(|n| {
+                                n.kind == event_kind::TICKET_QUEUED
+                                    && n.ticket_id == Some(ticket_id)
+                            })
+                            .is_some();
+                    let opened = crate::ticket::TicketOpened { ticket_id, queued };
+                    self.tickets
+                        .opened(&e.client_id, opened, &self.spec, self.history_limit)
+                        .await
+                }
                 event_kind::TICKET_ASSIGNED => {
                     self.tickets
                         .assigned(&e.client_id, ticket_id, manager_id)

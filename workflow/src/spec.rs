@@ -474,14 +474,29 @@ pub struct TicketClass {
 impl TicketSpec {
     /// Category, priority, queue and fields of a ticket from its first message.
     pub fn classify(&self, body: &str) -> TicketClass {
+        self.classify_by(body, &self.classify_patterns())
+    }
+
+    /// The classification rules' patterns, compiled (None for a rule without one; a pattern was
+    /// validated when the spec loaded).
+    pub fn classify_patterns(&self) -> Vec<Option<regex::Regex>> {
+        self.classify_rules
+            .iter()
+            .map(|r| r.pattern.as_deref().and_then(|p| regex::Regex::new(p).ok()))
+            .collect()
+    }
+
+    /// [`TicketSpec::classify`] with the patterns compiled once ([`TicketSpec::classify_patterns`]).
+    pub fn classify_by(&self, body: &str, patterns: &[Option<regex::Regex>]) -> TicketClass {
         let lower = body.to_lowercase();
-        let hit = self.classify_rules.iter().find(|r| {
+        let hit = self.classify_rules.iter().enumerate().find(|(i, r)| {
             r.keywords.iter().any(|k| lower.contains(&k.to_lowercase()))
-                || r.pattern
-                    .as_deref()
-                    .and_then(|p| regex::Regex::new(p).ok())
+                || patterns
+                    .get(*i)
+                    .and_then(Option::as_ref)
                     .is_some_and(|re| re.is_match(body))
         });
+        let hit = hit.map(|(_, r)| r);
         let d = &self.classify_default;
         let set = hit.map(|r| &r.set);
         let mut fields = self.field_defaults.clone();

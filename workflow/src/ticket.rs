@@ -17,8 +17,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ContinueAsNewOptions, LocalActivityOptions, SyncWorkflowContext,
-    WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, CancellableFuture, ContinueAsNewOptions, LocalActivityOptions,
+    SyncWorkflowContext, TimerResult, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 use uuid::Uuid;
 
@@ -56,6 +56,26 @@ pub struct TicketInput {
     /// Continue as new once the history is this long (tests use a low value).
     #[serde(default)]
     pub history_limit: Option<u32>,
+    /// The store runs this ticket's message path: the inbound transaction opened the ticket and
+    /// checks its messages, and the workflow hears only lifecycle changes (`opened`, assignment,
+    /// replies, resolve). False in every input from before that path existed: those tickets check
+    /// their own messages, as they did, until they close. Keyed by the input rather than a patch
+    /// marker so that a workflow started by the earlier code but not yet run takes the earlier
+    /// path too.
+    #[serde(default)]
+    pub store_checks: bool,
+    /// What the store said of the ticket before this run started (carried by the run that heard
+    /// it while closing).
+    #[serde(default)]
+    pub announced: Option<TicketOpened>,
+}
+
+/// The store opened `ticket_id` for the client (`ticket_opened`), or queued it for a manager
+/// (`ticket_queued`, `queued` true).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketOpened {
+    pub ticket_id: Uuid,
+    pub queued: bool,
 }
 
 /// Where a ticket is in its life; carried across continue-as-new.
@@ -99,8 +119,8 @@ pub enum TicketOutcome {
 }
 
 #[workflow]
-#[derive(Default)]
 pub struct TicketWorkflow {
+    input: TicketInput,
     ticket_id: Option<Uuid>,
     /// Bumped by every signal: the run loop re-evaluates when it changes.
     version: u64,
@@ -111,6 +131,12 @@ pub struct TicketWorkflow {
     assigned: Option<String>,
     resolve: Option<ResolveRequest>,
     lifecycle: Lifecycle,
+    /// The store announced this ticket open / queued (`opened` signals for it).
+    announced_open: bool,
+    announced_queued: bool,
+    /// The store opened another ticket for the client: this one closed (or is closing), and the
+    /// next run serves that one.
+    next_ticket: Option<Uuid>,
 }
 
 fn local(timeout_secs: u64) -> LocalActivityOptions {
@@ -142,6 +168,20 @@ fn deadline(timer: &TimerSpec, from_ms: i64, times: u32) -> i64 {
             .add(from, chrono::Duration::milliseconds(total_ms))
             .timestamp_millis(),
         _ => from_ms.saturating_add(total_ms),
+    }
+}
+
+/// A timer kept across loop passes (see `armed` in the run loop).
+type ArmedTimer<'a> = std::pin::Pin<Box<dyn CancellableFuture<Output = TimerResult> + 'a>>;
+
+impl TicketWorkflow {
+    fn hear_opened(&mut self, o: &TicketOpened) {
+        if self.ticket_id == Some(o.ticket_id) {
+            self.announced_open = true;
+            self.announced_queued |= o.queued;
+        } else {
+            self.next_ticket = Some(o.ticket_id);
+        }
     }
 }
 
@@ -199,12 +239,34 @@ impl Lifecycle {
 
 #[workflow_methods]
 impl TicketWorkflow {
+    /// The ticket id is known before any signal of the first task is applied (a signal-with-start
+    /// delivers both at once), so a signal about another ticket is never taken for this one's.
+    #[init]
+    pub fn new(_ctx: &WorkflowContextView, input: TicketInput) -> Self {
+        let mut me = Self {
+            ticket_id: Some(input.ticket_id),
+            input: input.clone(),
+            version: 0,
+            wakeups: 0,
+            replies: 0,
+            verdicts: 0,
+            assigned: None,
+            resolve: None,
+            lifecycle: Lifecycle::default(),
+            announced_open: false,
+            announced_queued: false,
+            next_ticket: None,
+        };
+        if let Some(a) = &input.announced {
+            me.hear_opened(a);
+        }
+        me
+    }
+
     #[run]
-    pub async fn run(
-        ctx: &mut WorkflowContext<Self>,
-        input: TicketInput,
-    ) -> WorkflowResult<TicketOutcome> {
-        let ticket_id = input.ticket_id;
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<TicketOutcome> {
+        let input = ctx.state(|s| s.input.clone());
+        let mut ticket_id = input.ticket_id;
         let spec = input.spec.clone();
         let mut life = input.state.clone().unwrap_or_default();
         let kafka_afc = !spec.afc_provider.is_builtin();
@@ -220,7 +282,37 @@ impl TicketWorkflow {
                 s.version += 1;
             }
         });
+        // The store runs the message path: the ticket's state is the store's. A run started for a
+        // ticket that closed meanwhile (a signal repeated by the outbox relay) has nothing to do.
+        if input.store_checks && !input.carried_messages {
+            let Some(t) = ctx
+                .execute_local_activity(
+                    TicketActivities::open_ticket_of,
+                    input.client_id.clone(),
+                    local(30),
+                )
+                .await?
+            else {
+                return Ok(TicketOutcome::NothingToDo);
+            };
+            ticket_id = t.ticket_id;
+            life.opened = true;
+            if t.queued && life.queued_at_ms.is_none() {
+                life.queued_at_ms = Some(now_ms(ctx));
+            }
+            if life.manager.is_none() {
+                life.manager = t.manager_id;
+            }
+            ctx.state_mut(|s| {
+                s.ticket_id = Some(ticket_id);
+                s.lifecycle = life.clone();
+            });
+        }
         let (mut seen_wakeups, mut seen_replies, mut seen_version) = (0, 0, 0);
+        // One timer per deadline (store-checked tickets): kept while its deadline stands,
+        // cancelled when a signal moves it. Earlier tickets keep their recorded timer pattern.
+        let timers = ctx.clone();
+        let mut armed: Option<(i64, ArmedTimer<'_>)> = None;
         // Kafka AFC provider: messages handed over and waiting for their verdict, and those an
         // alert was raised for. Both are rebuilt by the publish activity after continue-as-new.
         let kafka = match &spec.afc_provider {
@@ -246,10 +338,18 @@ impl TicketWorkflow {
                 )
             });
             seen_version = seen_version.max(version);
+            let (announced_open, announced_queued) =
+                ctx.state(|s| (s.announced_open, s.announced_queued));
+            if announced_open || announced_queued {
+                life.opened = true;
+            }
+            if announced_queued && life.queued_at_ms.is_none() {
+                life.queued_at_ms = Some(now);
+            }
 
             if let Some(r) = resolve.filter(|r| r.ticket_id == ticket_id) {
                 let reason = format!("resolved by {}", r.manager_id);
-                return Self::close(ctx, &input, &reason, false, seen_wakeups)
+                return Self::close(ctx, &input, ticket_id, &reason, false, seen_wakeups)
                     .await
                     .map(|()| TicketOutcome::Resolved {
                         ticket_id,
@@ -437,9 +537,25 @@ impl TicketWorkflow {
                         alerted.extend(due);
                     }
                     Due::AutoClose => {
+                        // Client messages checked in the store wake no workflow: whether the
+                        // client wrote since the reply is the store's to say.
+                        if input.store_checks
+                            && ctx
+                                .execute_local_activity(
+                                    TicketActivities::client_wrote_since_reply,
+                                    ticket_id,
+                                    local(30),
+                                )
+                                .await?
+                        {
+                            life.silent_since_ms = None;
+                            ctx.state_mut(|s| s.lifecycle = life.clone());
+                            continue;
+                        }
                         return Self::close(
                             ctx,
                             &input,
+                            ticket_id,
                             "auto_closed: client silent",
                             true,
                             seen_wakeups,
@@ -463,13 +579,45 @@ impl TicketWorkflow {
                         carried_messages: true,
                         state: Some(life.clone()),
                         history_limit: input.history_limit,
+                        store_checks: input.store_checks,
+                        announced: None,
                     },
                     ContinueAsNewOptions::default(),
                 )?;
             }
 
-            // Sleep until a signal or the next deadline.
+            // Sleep until a signal or the next deadline, with the lifecycle query up to date.
+            ctx.state_mut(|s| s.lifecycle = life.clone());
             let mut changed = ctx.wait_condition(move |s: &Self| s.version > seen_version);
+            if input.store_checks {
+                let next = deadlines.first().map(|(at, _)| *at);
+                if armed.as_ref().map(|(at, _)| *at) != next {
+                    if let Some((_, superseded)) = armed.take() {
+                        superseded.cancel();
+                    }
+                    armed = next.map(|at| {
+                        let wait =
+                            Duration::from_millis(u64::try_from(at - now).unwrap_or(1).max(1));
+                        let timer: ArmedTimer<'_> = Box::pin(timers.timer(wait));
+                        (at, timer)
+                    });
+                }
+                let mut fired = false;
+                match armed.as_mut() {
+                    Some((_, timer)) => {
+                        let mut timer = timer.as_mut();
+                        temporalio_sdk::workflows::select! {
+                            r = changed => r?,
+                            _ = timer => fired = true,
+                        }
+                    }
+                    None => changed.await?,
+                }
+                if fired {
+                    armed = None;
+                }
+                continue;
+            }
             match deadlines.first() {
                 Some((at, _)) => {
                     let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(1).max(1));
@@ -487,6 +635,7 @@ impl TicketWorkflow {
     async fn close(
         ctx: &mut WorkflowContext<Self>,
         input: &TicketInput,
+        ticket_id: Uuid,
         reason: &str,
         auto: bool,
         seen_wakeups: u64,
@@ -495,7 +644,7 @@ impl TicketWorkflow {
         ctx.execute_local_activity(
             TicketActivities::close_ticket,
             CloseInput {
-                ticket_id: input.ticket_id,
+                ticket_id,
                 reason: reason.to_owned(),
                 closing_message: if auto {
                     spec.auto_close_message.clone()
@@ -507,16 +656,36 @@ impl TicketWorkflow {
             local(30),
         )
         .await?;
-        // Checked after the close committed: a message signalled meanwhile opens the next ticket.
+        // Checked after the close committed. The store opened the client's next ticket meanwhile:
+        // the next run serves it (and asks the store for its state).
+        if let Some(next) = ctx.state(|s| s.next_ticket) {
+            ctx.continue_as_new(
+                TicketInput {
+                    ticket_id: next,
+                    client_id: input.client_id.clone(),
+                    spec: spec.clone(),
+                    carried_messages: false,
+                    state: None,
+                    history_limit: input.history_limit,
+                    store_checks: true,
+                    announced: None,
+                },
+                ContinueAsNewOptions::default(),
+            )?;
+        }
+        // A message signalled meanwhile (a ticket that checks its own messages) opens the next
+        // ticket.
         if ctx.state(|s| s.wakeups) > seen_wakeups {
             ctx.continue_as_new(
                 TicketInput {
-                    ticket_id: next_ticket_id(input.ticket_id),
+                    ticket_id: next_ticket_id(ticket_id),
                     client_id: input.client_id.clone(),
                     spec: spec.clone(),
                     carried_messages: true,
                     state: None,
                     history_limit: input.history_limit,
+                    store_checks: input.store_checks,
+                    announced: None,
                 },
                 ContinueAsNewOptions::default(),
             )?;
@@ -528,6 +697,14 @@ impl TicketWorkflow {
     #[signal]
     pub fn message_arrived(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _message_id: Uuid) {
         self.wakeups += 1;
+        self.version += 1;
+    }
+
+    /// The store opened a ticket for the client or queued it (sent by the outbox relay for
+    /// `ticket_opened` / `ticket_queued`).
+    #[signal]
+    pub fn opened(&mut self, _ctx: &mut SyncWorkflowContext<Self>, o: TicketOpened) {
+        self.hear_opened(&o);
         self.version += 1;
     }
 

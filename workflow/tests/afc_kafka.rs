@@ -130,6 +130,7 @@ impl Afc {
             .register_workflow::<TicketWorkflow>()?
             .register_activities(TicketActivities {
                 store: self.store.clone(),
+                compiled: Default::default(),
             })
             .register_activities(AfcActivities {
                 store: self.store.clone(),

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use temporalio_client::{
     Client, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
-    WorkflowHandle,
+    WorkflowHandle, WorkflowQueryOptions,
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tickets::{
@@ -22,9 +22,11 @@ use tickets::{
 };
 use uuid::Uuid;
 use workflow::activities::TicketActivities;
+use workflow::checker::CheckedSpec;
 use workflow::client::Tickets;
+use workflow::relay::WorkflowSignals;
 use workflow::spec::{Spec, TicketSpec};
-use workflow::ticket::{TicketOutcome, TicketWorkflow, workflow_id};
+use workflow::ticket::{Lifecycle, TicketOutcome, TicketWorkflow, workflow_id};
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -40,6 +42,19 @@ fn spec(extra: &str) -> anyhow::Result<TicketSpec> {
         "version: 1\nafc:\n  provider: builtin\n  rules:\n    - name: card\n      detector: card_number\n{extra}"
     );
     Ok(Spec::parse("test.yaml", &text)?.ticket)
+}
+
+/// A web-chat message of `client`, as communication would publish it.
+fn message(client: &str, body: &str) -> NewClientMessage {
+    let external_id = format!("{client}/{}", Uuid::new_v4());
+    NewClientMessage {
+        id: message_id_for("web", &external_id),
+        client_id: client.into(),
+        client_name: client.into(),
+        channel: "web".into(),
+        external_id,
+        body: body.into(),
+    }
 }
 
 fn unique(prefix: &str) -> String {
@@ -64,21 +79,80 @@ impl Harness {
         spec: &TicketSpec,
         limit: Option<u32>,
     ) -> anyhow::Result<(Uuid, String)> {
-        let external_id = format!("{client}/{}", Uuid::new_v4());
-        let m = NewClientMessage {
-            id: message_id_for("web", &external_id),
-            client_id: client.into(),
-            client_name: client.into(),
-            channel: "web".into(),
-            external_id,
-            body: body.into(),
-        };
+        let m = message(client, body);
         self.store.record_inbound(&m).await?;
         let run = self
             .tickets
             .message_arrived(client, m.id, ticket_id_opened_by(m.id), spec, limit)
             .await?;
         Ok((m.id, run))
+    }
+
+    /// Stores a client message as the inbound consumer does: stored, checked and attached to
+    /// the client's ticket (opened if none) in one transaction; then what the outbox relay does.
+    async fn intake(
+        &self,
+        client: &str,
+        body: &str,
+        spec: &TicketSpec,
+    ) -> anyhow::Result<(Uuid, tickets::inbound_batch::Intake)> {
+        let m = message(client, body);
+        let check = CheckedSpec::compile(spec)?;
+        let intake = self
+            .store
+            .intake_batch(std::slice::from_ref(&m), &[], Some(&check))
+            .await?;
+        self.relay(spec).await?;
+        Ok((m.id, intake))
+    }
+
+    /// The outbox relay's part for the workflows: committed lifecycle events become signals.
+    async fn relay(&self, spec: &TicketSpec) -> anyhow::Result<()> {
+        let events = self.store.unpublished_events(500).await?;
+        WorkflowSignals {
+            tickets: self.tickets.clone(),
+            spec: spec.clone(),
+            history_limit: None,
+        }
+        .send(&events)
+        .await?;
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        self.store.mark_published(&seqs).await?;
+        Ok(())
+    }
+
+    /// The client's current workflow run (the latest of its chain).
+    fn latest(&self, client: &str) -> WorkflowHandle<Client, TicketWorkflow> {
+        self.client
+            .get_workflow_handle::<TicketWorkflow>(workflow_id(client))
+    }
+
+    /// Polls the running ticket's lifecycle (a query) until `pred` holds.
+    async fn lifecycle_until(
+        &self,
+        client: &str,
+        what: &str,
+        pred: impl Fn(&Lifecycle) -> bool,
+    ) -> anyhow::Result<Lifecycle> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut poll = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            poll.tick().await;
+            let life = self
+                .latest(client)
+                .query(
+                    TicketWorkflow::lifecycle,
+                    (),
+                    WorkflowQueryOptions::default(),
+                )
+                .await?;
+            if pred(&life) {
+                return Ok(life);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{what} did not happen within {WAIT:?}: {life:?}");
+            }
+        }
     }
 
     /// Waits until `count` events of `kind` exist for the ticket; returns the last one's payload.
@@ -162,6 +236,7 @@ where
         .register_workflow::<TicketWorkflow>()?
         .register_activities(TicketActivities {
             store: store.clone(),
+            compiled: Default::default(),
         })
         .build();
     let mut worker = Worker::new(&runtime, client.clone(), options)?;
@@ -332,6 +407,193 @@ async fn a_long_ticket_continues_as_new_without_losing_or_repeating_a_message(
         h.tickets.resolve(&cl, ticket, "m-long").await?;
         h.events(ticket, "ticket_closed", 1).await?;
         h.record("continue_as_new", &cl, &run).await
+    })
+    .await
+}
+
+/// Counts of one kind of history event (`TimerStartedEventAttributes` …) in a run's history.
+async fn history_counts(
+    h: &Harness,
+    client: &str,
+    run_id: &str,
+    kinds: &[&str],
+) -> anyhow::Result<Vec<usize>> {
+    let json = h
+        .run(client, run_id)
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await?;
+    let json = String::from_utf8_lossy(&json);
+    Ok(kinds.iter().map(|k| json.matches(k).count()).collect())
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_store_checked_ticket_hears_only_its_lifecycle_and_asks_the_store_before_closing_on_silence(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    with_worker(pool, |h| async move {
+        let c = unique("client-store");
+        let spec = spec(
+            "timers:\n  escalate_after: 1s\n  first_response_within: 2500ms\n  auto_close_after_client_silence: 2s\n",
+        )?;
+        // The inbound transaction opens, checks and queues the ticket: no message signal.
+        let (first, intake) = h.intake(&c, "hello, anyone?", &spec).await?;
+        let ticket = ticket_id_opened_by(first);
+        assert_eq!(intake.opened, vec![ticket]);
+        assert!(intake.wake.is_empty(), "{intake:?}");
+        assert_eq!(intake.passed, 1);
+        let (blocked, intake) = h.intake(&c, "card 4111 1111 1111 1111", &spec).await?;
+        assert_eq!((intake.opened.len(), intake.blocked), (0, 1));
+        let warning = h.events(ticket, "message_blocked", 1).await?;
+        assert_eq!(warning["message_id"], blocked.to_string());
+
+        // The timers run on the store's word alone.
+        let escalated = h.events(ticket, "ticket_escalated", 1).await?;
+        assert_eq!(escalated["priority"], 2, "normal priority rose to high");
+        h.events(ticket, "sla_breached", 1).await?;
+
+        // A manager takes it and answers; the client writes again (which no workflow hears).
+        h.store.set_ready(&manager("m-store"), 3).await?;
+        h.relay(&spec).await?;
+        h.store.send_reply(&manager("m-store"), ticket, "r1", "How can I help?").await?;
+        h.relay(&spec).await?;
+        h.lifecycle_until(&c, "the reply", |l| l.silent_since_ms.is_some()).await?;
+        h.intake(&c, "one more thing", &spec).await?;
+        // When the silence timer fires it asks the store, finds the client wrote, and stays open.
+        h.lifecycle_until(&c, "the silence check", |l| l.silent_since_ms.is_none()).await?;
+        assert_eq!(h.store.ticket_lifecycle(ticket).await?["status"], "assigned");
+
+        // The next reply goes unanswered: the ticket closes itself.
+        h.store.send_reply(&manager("m-store"), ticket, "r2", "Anything else?").await?;
+        h.relay(&spec).await?;
+        let closed = h.events(ticket, "ticket_closed", 1).await?;
+        assert_eq!(closed["reason"], "auto_closed: client silent");
+        let seen: Vec<String> = h
+            .store
+            .manager_messages("m-store", ticket)
+            .await?
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        assert!(seen.contains(&"one more thing".to_owned()), "{seen:?}");
+        assert!(!seen.iter().any(|b| b.contains("4111")), "a blocked message is never shown: {seen:?}");
+
+        let run = h
+            .latest(&c)
+            .describe(Default::default())
+            .await?
+            .raw_description
+            .workflow_execution_info
+            .and_then(|i| i.execution)
+            .map(|e| e.run_id)
+            .context("the ticket's run")?;
+        let outcome = h.run(&c, &run).get_result(WorkflowGetResultOptions::default()).await?;
+        assert_eq!(outcome, TicketOutcome::AutoClosed { ticket_id: ticket });
+        // Three client messages, four lifecycle signals (opened+queued, assigned, two replies):
+        // the messages themselves signalled nothing.
+        let [signals, started, fired, cancelled] = history_counts(
+            &h,
+            &c,
+            &run,
+            &[
+                "WorkflowExecutionSignaledEventAttributes",
+                "TimerStartedEventAttributes",
+                "TimerFiredEventAttributes",
+                "TimerCanceledEventAttributes",
+            ],
+        )
+        .await?[..] else {
+            bail!("four counts");
+        };
+        assert_eq!(signals, 4, "signals in the history");
+        // One timer per deadline: every timer started either fired or was cancelled when a
+        // signal moved its deadline; none is left to fire stale.
+        assert_eq!(started, fired + cancelled, "{started} started, {fired} fired, {cancelled} cancelled");
+        h.record("store_checked_lifecycle", &c, &run).await
+    })
+    .await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_ticket_started_on_the_earlier_path_finishes_on_it_and_the_next_one_takes_the_store_path(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    with_worker(pool, |h| async move {
+        let c = unique("client-upgrade");
+        let spec = spec("  \n")?;
+        let alice = manager("m-upgrade");
+        // Before the upgrade: the consumer stored the message and the workflow checked it.
+        h.store.set_ready(&alice, 5).await?;
+        let (first, run) = h.send(&c, "hello", &spec, None).await?;
+        let old = ticket_id_opened_by(first);
+        h.events(old, "manager_assigned", 1).await?;
+        h.relay(&spec).await?;
+
+        // After it: the consumer finds the ticket is its workflow's and leaves the message to it.
+        let (second, intake) = h.intake(&c, "second", &spec).await?;
+        assert_eq!(intake.wake, vec![c.clone()]);
+        assert!(intake.opened.is_empty());
+        h.tickets
+            .message_arrived(&c, second, ticket_id_opened_by(second), &spec, None)
+            .await?;
+        let visible = h.events(old, "message_visible", 1).await?;
+        assert_eq!(visible["message_id"], second.to_string());
+        h.tickets.resolve(&c, old, "m-upgrade").await?;
+        h.events(old, "ticket_closed", 1).await?;
+        let outcome = h
+            .run(&c, &run)
+            .get_result(WorkflowGetResultOptions::default())
+            .await?;
+        assert_eq!(
+            outcome,
+            TicketOutcome::Resolved {
+                ticket_id: old,
+                by: "m-upgrade".into()
+            }
+        );
+
+        // The client's next message opens a ticket the store checks.
+        h.store.set_ready(&alice, 5).await?;
+        let (third, intake) = h.intake(&c, "third", &spec).await?;
+        let new = ticket_id_opened_by(third);
+        assert_eq!(intake.opened, vec![new]);
+        assert!(intake.wake.is_empty());
+        h.events(new, "manager_assigned", 1).await?;
+        h.relay(&spec).await?;
+        h.lifecycle_until(&c, "the assignment", |l| {
+            l.manager.as_deref() == Some("m-upgrade")
+        })
+        .await?;
+        let seen = |t| {
+            let store = h.store.clone();
+            async move {
+                anyhow::Ok(
+                    store
+                        .manager_messages("m-upgrade", t)
+                        .await?
+                        .into_iter()
+                        .filter(|m| m.author == tickets::Author::Client)
+                        .map(|m| m.body)
+                        .collect::<Vec<_>>(),
+                )
+            }
+        };
+        assert_eq!(seen(old).await?, vec!["hello", "second"]);
+        assert_eq!(seen(new).await?, vec!["third"]);
+        h.tickets.resolve(&c, new, "m-upgrade").await?;
+        h.events(new, "ticket_closed", 1).await?;
+        let outcome = h
+            .latest(&c)
+            .get_result(WorkflowGetResultOptions::default())
+            .await?;
+        assert_eq!(
+            outcome,
+            TicketOutcome::Resolved {
+                ticket_id: new,
+                by: "m-upgrade".into()
+            }
+        );
+        Ok(())
     })
     .await
 }

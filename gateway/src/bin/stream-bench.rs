@@ -203,13 +203,22 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let relay = workflow::relay::Relay {
         store: store.clone(),
-        tickets: workflow::client::Tickets {
-            client: workflow::client::connect(
-                &platform::settings::temporal::TemporalSettings::plain(temporal_url.parse()?, &tag),
-                "stream-bench",
-            )
-            .await?,
-            task_queue: tag.clone(),
+        signals: workflow::relay::WorkflowSignals {
+            tickets: workflow::client::Tickets {
+                client: workflow::client::connect(
+                    &platform::settings::temporal::TemporalSettings::plain(
+                        temporal_url.parse()?,
+                        &tag,
+                    ),
+                    "stream-bench",
+                )
+                .await?,
+                task_queue: tag.clone(),
+            },
+            // The bench's events are message events: nothing it writes opens a ticket.
+            spec: workflow::spec::Spec::load(&platform::workspace_root().join("workflows.yaml"))?
+                .ticket,
+            history_limit: None,
         },
         producer: platform::kafka::producer_config(&kafka).create()?,
         topic: topics.ticket_events.clone(),

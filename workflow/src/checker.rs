@@ -1,0 +1,78 @@
+//! A ticket spec compiled for checking messages: its AFC rules and classification patterns built
+//! once per spec version, not once per check. The inbound transaction checks with it
+//! ([`tickets::inbound_batch::MessageCheck`]); the workflow's check activity takes the same
+//! compiled spec from [`Compiled`] by version.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tickets::inbound_batch::MessageCheck;
+use tickets::{TicketClassification, Verdict};
+
+use crate::afc::Rules;
+use crate::spec::TicketSpec;
+
+/// A spec ready to check messages with.
+pub struct CheckedSpec {
+    pub spec: TicketSpec,
+    rules: Rules,
+    patterns: Vec<Option<regex::Regex>>,
+}
+
+impl CheckedSpec {
+    pub fn compile(spec: &TicketSpec) -> Result<Self, regex::Error> {
+        Ok(Self {
+            rules: Rules::compile(&spec.afc_rules)?,
+            patterns: spec.classify_patterns(),
+            spec: spec.clone(),
+        })
+    }
+}
+
+impl MessageCheck for CheckedSpec {
+    fn version(&self) -> &str {
+        &self.spec.version
+    }
+
+    fn verdict(&self, body: &str) -> Verdict {
+        self.rules.check(body)
+    }
+
+    fn classify(&self, body: &str) -> TicketClassification {
+        let c = self.spec.classify_by(body, &self.patterns);
+        TicketClassification {
+            category: c.category,
+            priority: c.priority.level(),
+            queue: c.queue,
+            fields: serde_json::to_value(c.fields).unwrap_or_default(),
+        }
+    }
+
+    fn blocked_warning(&self) -> &str {
+        &self.spec.blocked_warning
+    }
+}
+
+/// Compiled specs by version, shared by the activities of every ticket. A handful of versions
+/// live at once (the current one and those of tickets started before an edit), so the map is kept
+/// whole; it is never iterated inside a workflow.
+#[derive(Default, Clone)]
+pub struct Compiled {
+    by_version: Arc<Mutex<BTreeMap<String, Arc<CheckedSpec>>>>,
+}
+
+impl Compiled {
+    /// The compiled form of `spec`, compiled at its version's first use.
+    pub fn of(&self, spec: &TicketSpec) -> Result<Arc<CheckedSpec>, regex::Error> {
+        let mut map = self
+            .by_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = map.get(&spec.version).filter(|c| c.spec == *spec) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(CheckedSpec::compile(spec)?);
+        map.insert(spec.version.clone(), c.clone());
+        Ok(c)
+    }
+}
