@@ -71,6 +71,10 @@ struct Args {
     /// Seconds to wait for every ticket to be opened and assigned before the sweep.
     #[arg(long, default_value_t = 300)]
     setup_secs: u64,
+    /// Seconds of idle measurement (every ticket open, no messages) before the sweep: the
+    /// floor each process burns with nothing to do (0: skip).
+    #[arg(long, default_value_t = 15)]
+    idle_secs: u64,
     /// Directory for the JSON report.
     #[arg(long, default_value = ".dev/bench")]
     out: PathBuf,
@@ -128,6 +132,9 @@ struct Floors {
 struct Step {
     #[serde(flatten)]
     figures: StepFigures,
+    /// Calls the engine made to the Temporal frontend during the step, per accepted message
+    /// (`inbox_temporal_calls_total` of the workflow and gateway services).
+    temporal_calls_per_message: f64,
     temporal_floor_at_rate_ms: Option<Summary>,
     e2e_p50_over_floor_p50: f64,
     e2e_p99_over_floor_p99: f64,
@@ -178,6 +185,16 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
         .max_connections(4)
         .connect(&engine.database_url)
         .await?;
+    let durable = durability(&pool).await?;
+    println!("postgres: {durable}");
+    let setting = |k: &str| std::env::var(k).unwrap_or_else(|_| "default".into());
+    println!(
+        "kafka: partitions {}, source wait {} ms, tail wait {} ms, client events wait {} ms",
+        setting("INBOX_KAFKA_PARTITIONS"),
+        setting("INBOX_KAFKA_SOURCE_WAIT_MS"),
+        setting("INBOX_KAFKA_TAIL_WAIT_MS"),
+        setting("INBOX_CLIENT_EVENTS_WAIT_MS"),
+    );
     let mut components: Vec<Component> = engine
         .pids()
         .into_iter()
@@ -315,6 +332,30 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
         clients.len() as f64 / setup_secs
     );
 
+    // Idle: what each process costs with every ticket open and nothing happening (the broker's
+    // polling consumers above all).
+    let idle = if args.idle_secs > 0 {
+        println!("idle for {} s...", args.idle_secs);
+        let (stop, rx) = watch::channel(false);
+        let usage = tokio::spawn(procs::watch_usage(
+            components.clone(),
+            Duration::from_millis(500),
+            rx,
+        ));
+        // A benchmark's measuring window, not a test's wait.
+        tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+        stop.send_replace(true);
+        let idle = usage.await?;
+        let parts: Vec<String> = idle
+            .iter()
+            .map(|(n, u)| format!("{n} {:.1} %", u.avg_cpu_pct))
+            .collect();
+        println!("idle CPU (100 % = one core): {}", parts.join("  "));
+        Some(idle)
+    } else {
+        None
+    };
+
     // The sweep.
     let lag_consumer: Arc<BaseConsumer> =
         Arc::new(platform::kafka::config(&stack.kafka()).create()?);
@@ -350,6 +391,7 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
                 max
             })
         };
+        let calls_before = temporal_calls(&engine).await?;
         let (mut figures, ids) = load::step(
             &edge,
             &clients,
@@ -362,6 +404,7 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
         )
         .await;
         usage_stop.send_replace(true);
+        let calls = temporal_calls(&engine).await? - calls_before;
         let resources = usage.await?;
         figures.max_kafka_lag = lag.await?;
         figures.afc_ms = load::afc_latency(&pool, &ids).await?;
@@ -375,6 +418,7 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
         };
         let l = figures.latency_ms;
         steps.push(Step {
+            temporal_calls_per_message: calls / (figures.accepted.max(1) as f64),
             e2e_p50_over_floor_p50: ratio(l.p50, floors.sum_ms.p50),
             e2e_p99_over_floor_p99: ratio(l.p99, floors.sum_ms.p99),
             e2e_p99_over_temporal_floor_p99: ratio(l.p99, floors.temporal_ms.p99),
@@ -407,6 +451,7 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
         "machine": machine,
         "args": args,
         "engine": engine_build(),
+        "postgres": durable,
         "floors": floors,
         "setup": {
             "tickets": clients.len(),
@@ -415,6 +460,7 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
             "first_message_stored_to_assigned_ms": first_message_to_assigned_ms,
         },
         "manager_replies": { "sent": replies, "failed": reply_errors },
+        "idle": idle,
         "steps": steps,
     });
     std::fs::create_dir_all(&args.out)?;
@@ -425,6 +471,37 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
     std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
     println!("JSON: {}", file.display());
     Ok(())
+}
+
+/// Calls to the Temporal frontend so far, summed over the services that make them.
+async fn temporal_calls(engine: &Engine) -> anyhow::Result<f64> {
+    let http = reqwest::Client::new();
+    let mut total = 0.0;
+    for s in [e2e::Service::Workflow, e2e::Service::Gateway] {
+        let page = http
+            .get(format!("{}/metrics", engine.ops(s)))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        total += page
+            .lines()
+            .filter(|l| l.starts_with("inbox_temporal_calls_total"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    Ok(total)
+}
+
+/// Whether PostgreSQL ran durable (`fsync`, `synchronous_commit`): the dev cluster runs with
+/// `fsync=off` for test speed, which flatters every commit.
+async fn durability(pool: &sqlx::PgPool) -> anyhow::Result<String> {
+    let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(pool).await?;
+    let sync: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(pool)
+        .await?;
+    Ok(format!("fsync={fsync} synchronous_commit={sync}"))
 }
 
 /// Which build of the engine ran: the services are the binaries beside this one.
@@ -514,14 +591,14 @@ fn print_report(
     row("first message stored->assigned", &first_to_assigned);
     println!();
     println!(
-        "rate/s  acc/s  accepted  errors  shed  unseen |  e2e p50   p95    p99    max  | xfloor p50 p99 | t@rate p99  x | afc p99  lag  open"
+        "rate/s  acc/s  accepted  errors  shed  unseen |  e2e p50   p95    p99    max  | xfloor p50 p99 | t@rate p99  x | afc p99  lag  open | temporal/msg"
     );
     for s in steps {
         let f = &s.figures;
         let l = f.latency_ms;
         let at = s.temporal_floor_at_rate_ms.map_or(0.0, |t| t.p99);
         println!(
-            "{:>6.0} {:>6.1} {:>9} {:>7} {:>5} {:>7} | {:>7.1} {:>6.1} {:>6.1} {:>6.1} | {:>9.1} {:>4.1} | {:>9.1} {:>4.1} | {:>7.1} {:>4} {:>5}",
+            "{:>6.0} {:>6.1} {:>9} {:>7} {:>5} {:>7} | {:>7.1} {:>6.1} {:>6.1} {:>6.1} | {:>9.1} {:>4.1} | {:>9.1} {:>4.1} | {:>7.1} {:>4} {:>5} | {:>6.3}",
             f.target_rate,
             f.accepted_per_s,
             f.accepted,
@@ -539,11 +616,12 @@ fn print_report(
             f.afc_ms.p99,
             f.max_kafka_lag,
             f.open_tickets,
+            s.temporal_calls_per_message,
         );
     }
     println!();
     println!(
-        "stages p50/p99 ms: accepted->stored (inbound consumer) | stored->visible written (ticket workflow) | written->published (relay) | written->in stream"
+        "stages p50/p99 ms: accepted->stored (inbound consumer) | stored->visible written (inbound transaction) | written->published (relay) | written->in stream"
     );
     for s in steps {
         let g = &s.figures.stages;

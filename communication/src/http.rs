@@ -39,6 +39,9 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Cancelled when the service shuts down: WebSockets are closed, telling clients to resume.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The live WebSocket tasks: an upgraded connection is no longer the HTTP server's, so the
+    /// service waits for these to send their close frames before it exits.
+    pub sockets: tokio_util::task::TaskTracker,
 }
 
 /// Every route of the client API. The router is built from this table only, and a test checks the
@@ -267,7 +270,10 @@ async fn websocket(
         Some(t) => checked_client(&state, state.verifier.verify_token_async(t).await?)?,
         None => client_token(&state, &headers).await?,
     };
-    Ok(upgrade.on_upgrade(move |socket| stream_events(state, token, q.after, socket)))
+    let sockets = state.sockets.clone();
+    Ok(upgrade.on_upgrade(move |socket| {
+        sockets.track_future(stream_events(state, token, q.after, socket))
+    }))
 }
 
 /// WebSocket close code when the token expires: the client reconnects with a fresh token and

@@ -33,6 +33,7 @@ pub struct Application {
     addr: SocketAddr,
     ops_addr: SocketAddr,
     health: std::sync::Arc<platform::ops::Health>,
+    sockets: tokio_util::task::TaskTracker,
 }
 
 impl Application {
@@ -145,6 +146,7 @@ impl Application {
                 )
             });
         }
+        let sockets = tokio_util::task::TaskTracker::new();
         let state = http::AppState {
             store,
             publisher,
@@ -152,6 +154,7 @@ impl Application {
             wakeups,
             limiter: ratelimit::RateLimiter::new(settings.rate_limit),
             shutdown: shutdown.clone(),
+            sockets: sockets.clone(),
         };
         let mut router = if settings.web {
             http::router(state)
@@ -172,6 +175,7 @@ impl Application {
             addr,
             ops_addr,
             health,
+            sockets,
         })
     }
 
@@ -193,6 +197,10 @@ impl Application {
                 health.drain();
             })
             .await?;
+        // Upgraded connections outlive the server: each WebSocket sends its close frame ("going
+        // away", resume after the last event) before the process ends.
+        self.sockets.close();
+        self.sockets.wait().await;
         Ok(())
     }
 }

@@ -31,6 +31,7 @@ async fn app(pool: PgPool, limit: RateLimit) -> anyhow::Result<(Router, PgStore)
         wakeups,
         limiter: RateLimiter::new(limit),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        sockets: tokio_util::task::TaskTracker::new(),
     };
     Ok((http::router(state), store))
 }

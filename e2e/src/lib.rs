@@ -130,8 +130,17 @@ impl Stack {
     }
 
     /// The stack's broker, plain text, as the services reach it.
+    /// The stack's broker, plain text, with the partition count the engine is given
+    /// (`INBOX_KAFKA_PARTITIONS` of `config/dev.env`, or the test's own).
     pub fn kafka(&self) -> platform::kafka::KafkaSettings {
-        platform::kafka::KafkaSettings::plaintext(&self.kafka_brokers)
+        let mut kafka = platform::kafka::KafkaSettings::plaintext(&self.kafka_brokers);
+        if let Some(p) = std::env::var("INBOX_KAFKA_PARTITIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            kafka.partitions = p;
+        }
+        kafka
     }
 
     /// The stack's Temporal frontend, plain text, for a test of its own task queue.

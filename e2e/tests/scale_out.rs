@@ -38,8 +38,17 @@ async fn two_instances_share_the_partitions_and_losing_one_of_each_under_load_lo
     let cfg = LoadConfig::default();
     let total = cfg.total();
     let dir = std::env::temp_dir().join(format!("scale-out-{}", Uuid::new_v4().simple()));
-    let mut engine = Engine::start_with(&stack, &[cfg.spec_env(&dir)?]).await?;
-    let partitions = i64::from(stack.kafka().partitions);
+    // The local stack runs one partition per topic (the broker polls each one); sharing needs
+    // several, as production has.
+    let partitions = 4;
+    let mut engine = Engine::start_with(
+        &stack,
+        &[
+            cfg.spec_env(&dir)?,
+            ("INBOX_KAFKA_PARTITIONS", partitions.to_string()),
+        ],
+    )
+    .await?;
     let db = sqlx::PgPool::connect(&engine.database_url).await?;
     let first = name_of(engine.pids()[0].1);
     eventually(

@@ -57,7 +57,8 @@ impl std::fmt::Debug for KafkaSettings {
 }
 
 impl KafkaSettings {
-    /// Plain-text brokers, one partition... as tools and tests on the local broker use them.
+    /// Plain-text brokers, as tools and tests on the local broker use them: one partition per
+    /// topic, as the local stack runs (`config/dev.env`).
     pub fn plaintext(brokers: &str) -> Self {
         Self {
             brokers: brokers.to_owned(),
@@ -65,7 +66,7 @@ impl KafkaSettings {
             ca_file: None,
             client_cert: None,
             sasl: None,
-            partitions: 4,
+            partitions: 1,
             replication: 1,
         }
     }

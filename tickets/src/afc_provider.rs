@@ -6,19 +6,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::domain::{Author, Verdict};
-use crate::store::{NewEvent, PgStore, Result, StoreError, insert_event};
+use crate::store::{PgStore, Result, StoreError, insert_event};
+use crate::ticket_event::TicketEvent;
 
 /// Event kinds of the AFC provider; neither is shown to a client or a manager (operator alerts).
 pub mod afc_event {
-    /// A message waited longer than the spec's AFC timeout; it stays held.
-    pub const AFC_TIMEOUT: &str = "afc_timeout";
-    /// AFC found a manager reply suspicious (when the spec sends replies to AFC).
-    pub const AFC_REPLY_FLAGGED: &str = "afc_reply_flagged";
+    pub use crate::event_kind::{AFC_REPLY_FLAGGED, AFC_TIMEOUT};
 }
 
 /// The AFC system's answer about one message.
@@ -265,18 +262,11 @@ impl PgStore {
         for id in &held {
             insert_event(
                 &mut tx,
-                NewEvent {
-                    dedup_key: format!("afc_timeout:{id}"),
-                    kind: afc_event::AFC_TIMEOUT,
-                    ticket_id: Some(ticket_id),
-                    client_id,
-                    client_visible: false,
-                    manager_id: None,
-                    payload: json!({
-                        "message_id": id,
-                        "ticket_id": ticket_id,
-                        "timeout_ms": timeout_ms,
-                    }),
+                client_id,
+                &TicketEvent::AfcTimeout {
+                    message_id: *id,
+                    ticket_id,
+                    timeout_ms,
                 },
             )
             .await?;
@@ -300,18 +290,11 @@ impl PgStore {
             let manager_id: Option<String> = r.try_get("manager_id")?;
             insert_event(
                 &mut tx,
-                NewEvent {
-                    dedup_key: format!("afc_reply_flagged:{message_id}"),
-                    kind: afc_event::AFC_REPLY_FLAGGED,
+                &client_id,
+                &TicketEvent::AfcReplyFlagged {
+                    message_id,
                     ticket_id,
-                    client_id: &client_id,
-                    client_visible: false,
-                    manager_id: None,
-                    payload: json!({
-                        "message_id": message_id,
-                        "ticket_id": ticket_id,
-                        "manager_id": manager_id,
-                    }),
+                    manager_id: manager_id.as_deref(),
                 },
             )
             .await?;

@@ -2,10 +2,8 @@
 //! row: it is also a `delivery_failed` event, so the ticket's manager (and operators reading the
 //! outbox) learn that the client did not get a reply, in the same transaction as the ledger row.
 
-use serde_json::json;
-
-use crate::domain::event_kind;
-use crate::store::{NewEvent, PgStore, Result, insert_event};
+use crate::store::{PgStore, Result, insert_event};
+use crate::ticket_event::TicketEvent;
 
 impl PgStore {
     /// Marks the delivery of event `seq` on `channel` failed and appends one `delivery_failed`
@@ -40,20 +38,15 @@ impl PgStore {
         if let Some((client_id, kind, ticket_id, manager_id)) = failed {
             insert_event(
                 &mut tx,
-                NewEvent {
-                    dedup_key: format!("delivery_failed:{channel}:{seq}"),
-                    kind: event_kind::DELIVERY_FAILED,
+                &client_id,
+                &TicketEvent::DeliveryFailed {
+                    channel,
+                    event_seq: seq,
+                    event_kind: &kind,
                     ticket_id,
-                    client_id: &client_id,
-                    client_visible: false,
                     manager_id: manager_id.as_deref(),
-                    payload: json!({
-                        "channel": channel,
-                        "event_seq": seq,
-                        "event_kind": kind,
-                        "attempts": attempts,
-                        "detail": detail,
-                    }),
+                    attempts,
+                    detail,
                 },
             )
             .await?;

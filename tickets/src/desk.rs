@@ -2,27 +2,24 @@
 //! between managers and the manager's event feed. Every read filters with the `visibility` rules.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::chat::ChatCursor;
 use crate::domain::{
-    Assignment, Author, Caller, Event, Message, Ticket, TicketStatus, event_kind, message_id_for,
+    Assignment, Author, Caller, Event, Message, Ticket, TicketStatus, message_id_for,
 };
 use crate::store::{
-    NewEvent, PgStore, Result, StoreError, event_of, insert_event, insert_system_message,
-    manager_load, status_of, ticket_of,
+    PgStore, Result, StoreError, event_of, insert_event, insert_system_message, manager_load,
+    status_of, ticket_of,
 };
+use crate::ticket_event::TicketEvent;
 use crate::visibility;
 
 /// Event kinds written by this module.
 pub mod kind {
-    /// To the manager who wrote it: an internal note was added to their ticket.
-    pub const NOTE_ADDED: &str = "note_added";
-    /// To the manager who handed the ticket over: it is no longer theirs.
-    pub const TICKET_TRANSFERRED_AWAY: &str = "ticket_transferred_away";
+    pub use crate::event_kind::{NOTE_ADDED, TICKET_TRANSFERRED_AWAY};
 }
 
 /// One page of a listing and whether more follow.
@@ -207,19 +204,13 @@ impl PgStore {
         .await?;
         insert_event(
             &mut tx,
-            NewEvent {
-                dedup_key: format!("note:{note_id}"),
-                kind: kind::NOTE_ADDED,
-                ticket_id: Some(ticket_id),
-                client_id: &client_id,
-                client_visible: false,
-                manager_id: Some(&manager.user_id),
-                payload: json!({
-                    "note_id": note_id,
-                    "ticket_id": ticket_id,
-                    "body": body,
-                    "created_at": created_at,
-                }),
+            &client_id,
+            &TicketEvent::NoteAdded {
+                note_id,
+                ticket_id,
+                manager_id: &manager.user_id,
+                body,
+                created_at,
             },
         )
         .await?;
@@ -288,50 +279,36 @@ impl PgStore {
         .await?;
         insert_event(
             &mut tx,
-            NewEvent {
-                dedup_key: format!("transfer-client:{transfer}"),
-                kind: event_kind::MANAGER_ASSIGNED,
-                ticket_id: Some(ticket_id),
-                client_id: &client_id,
-                client_visible: true,
-                manager_id: None,
-                payload: json!({
-                    "ticket_id": ticket_id,
-                    "manager_name": to_name,
-                    "message_id": message_id,
-                    "body": text,
-                    "transferred": true,
-                }),
+            &client_id,
+            &TicketEvent::ManagerTransferred {
+                transfer,
+                ticket_id,
+                manager_name: &to_name,
+                message_id,
+                body: &text,
             },
         )
         .await?;
         insert_event(
             &mut tx,
-            NewEvent {
-                dedup_key: format!("transfer-away:{transfer}"),
-                kind: kind::TICKET_TRANSFERRED_AWAY,
-                ticket_id: Some(ticket_id),
-                client_id: &client_id,
-                client_visible: false,
-                manager_id: Some(&from.user_id),
-                payload: json!({ "ticket_id": ticket_id, "to_manager_id": to_manager_id }),
+            &client_id,
+            &TicketEvent::TicketTransferredAway {
+                transfer,
+                ticket_id,
+                manager_id: &from.user_id,
+                to_manager_id,
             },
         )
         .await?;
         insert_event(
             &mut tx,
-            NewEvent {
-                dedup_key: format!("transfer-to:{transfer}"),
-                kind: event_kind::TICKET_ASSIGNED,
-                ticket_id: Some(ticket_id),
+            &client_id,
+            &TicketEvent::TicketTransferredTo {
+                transfer,
+                ticket_id,
+                manager_id: to_manager_id,
                 client_id: &client_id,
-                client_visible: false,
-                manager_id: Some(to_manager_id),
-                payload: json!({
-                    "ticket_id": ticket_id,
-                    "client_id": client_id,
-                    "transferred_from": from.user_id,
-                }),
+                from_manager_id: &from.user_id,
             },
         )
         .await?;

@@ -259,7 +259,8 @@ pub struct Event {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Event kinds. Clients see the first five; managers see the ones addressed to them.
+/// Event kinds (written through [`crate::ticket_event::TicketEvent`]). Clients see the first
+/// five; managers see the ones addressed to them.
 pub mod event_kind {
     pub const MESSAGE_ACCEPTED: &str = "message_accepted";
     pub const MESSAGE_BLOCKED: &str = "message_blocked";
@@ -284,6 +285,14 @@ pub mod event_kind {
     pub const TICKET_OPENED: &str = "ticket_opened";
     /// Lifecycle: the ticket's first passed message queued it for a manager.
     pub const TICKET_QUEUED: &str = "ticket_queued";
+    /// To the manager who wrote it: an internal note was added to their ticket.
+    pub const NOTE_ADDED: &str = "note_added";
+    /// To the manager who handed the ticket over: it is no longer theirs.
+    pub const TICKET_TRANSFERRED_AWAY: &str = "ticket_transferred_away";
+    /// A message waited longer than the spec's AFC timeout; it stays held.
+    pub const AFC_TIMEOUT: &str = "afc_timeout";
+    /// AFC found a manager reply suspicious (when the spec sends replies to AFC).
+    pub const AFC_REPLY_FLAGGED: &str = "afc_reply_flagged";
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::Row as _;
 use uuid::Uuid;
 
@@ -29,9 +28,9 @@ use crate::domain::{
 };
 use crate::meters::{self, Timings};
 use crate::store::{
-    EVENTS_CHANNEL, NewEvent, PgStore, Result, apply_verdicts_in, insert_event, match_waiting,
-    status_of,
+    EVENTS_CHANNEL, PgStore, Result, apply_verdicts_in, insert_event, match_waiting, status_of,
 };
+use crate::ticket_event::TicketEvent;
 
 /// Messages per batch at most. Rows of one batch get `created_at` = transaction start + their
 /// position in microseconds (they all share `now()`, and a client's chat and pending queue are
@@ -256,14 +255,9 @@ impl PgStore {
                 queued_any = true;
                 insert_event(
                     &mut tx,
-                    NewEvent {
-                        dedup_key: format!("queued:{}", ticket.id),
-                        kind: event_kind::TICKET_QUEUED,
-                        ticket_id: Some(ticket.id),
-                        client_id,
-                        client_visible: false,
-                        manager_id: None,
-                        payload: json!({ "ticket_id": ticket.id }),
+                    client_id,
+                    &TicketEvent::TicketQueued {
+                        ticket_id: ticket.id,
                     },
                 )
                 .await?;
@@ -310,19 +304,7 @@ async fn open_ticket_in(
     if inserted.is_none() {
         return Ok(None);
     }
-    insert_event(
-        tx,
-        NewEvent {
-            dedup_key: format!("opened:{id}"),
-            kind: event_kind::TICKET_OPENED,
-            ticket_id: Some(id),
-            client_id,
-            client_visible: false,
-            manager_id: None,
-            payload: json!({ "ticket_id": id }),
-        },
-    )
-    .await?;
+    insert_event(tx, client_id, &TicketEvent::TicketOpened { ticket_id: id }).await?;
     Ok(Some(OpenTicket {
         id,
         status: TicketStatus::Open,
@@ -405,14 +387,15 @@ pub(crate) async fn insert_inbound(
         if !seen.insert(m.id) {
             continue;
         }
-        keys.push(format!("accepted:{}", m.id));
+        let event = TicketEvent::MessageAccepted {
+            message_id: m.id,
+            body: &m.body,
+            channel: &m.channel,
+            created_at: *created_at,
+        };
+        keys.push(event.dedup_key());
         event_clients.push(m.client_id.as_str());
-        payloads.push(json!({
-            "message_id": m.id,
-            "body": m.body,
-            "channel": m.channel,
-            "created_at": created_at,
-        }));
+        payloads.push(event.payload());
     }
     sqlx::query(
         "INSERT INTO events (dedup_key, kind, ticket_id, client_id, client_visible, manager_id, payload)

@@ -20,6 +20,7 @@ pub mod meters;
 pub mod offsets;
 pub mod outbox;
 pub mod store;
+pub mod ticket_event;
 pub mod trace_context;
 mod visibility;
 
@@ -28,3 +29,4 @@ pub use chat::{ChatCursor, ChatMessage, ChatPage, ReadState};
 pub use domain::*;
 pub use email::{LastInbound, MailDirection, MailRecord, MailboxPosition};
 pub use store::{PgStore, StoreError};
+pub use ticket_event::TicketEvent;

@@ -12,9 +12,10 @@ use uuid::Uuid;
 
 use crate::domain::{
     Assignment, Author, Caller, Event, Message, NewClientMessage, Readiness, Routing, Ticket,
-    TicketClassification, TicketStatus, Verdict, event_kind, message_id_for,
+    TicketClassification, TicketStatus, Verdict, message_id_for,
 };
 use crate::meters::{self, Timings};
+use crate::ticket_event::TicketEvent;
 use crate::visibility;
 
 /// Serialises matching of waiting tickets to ready managers (one at a time, whoever triggers it).
@@ -204,19 +205,12 @@ impl PgStore {
         };
         insert_event(
             &mut tx,
-            NewEvent {
-                dedup_key: format!("accepted:{}", m.id),
-                kind: event_kind::MESSAGE_ACCEPTED,
-                ticket_id: None,
-                client_id: &m.client_id,
-                client_visible: true,
-                manager_id: None,
-                payload: json!({
-                    "message_id": m.id,
-                    "body": m.body,
-                    "channel": m.channel,
-                    "created_at": created_at,
-                }),
+            &m.client_id,
+            &TicketEvent::MessageAccepted {
+                message_id: m.id,
+                body: &m.body,
+                channel: &m.channel,
+                created_at,
             },
         )
         .await?;
@@ -555,20 +549,14 @@ impl PgStore {
             .await?;
         insert_event(
             &mut tx,
-            NewEvent {
-                dedup_key: format!("reply:{message_id}"),
-                kind: event_kind::MANAGER_REPLY,
-                ticket_id: Some(ticket_id),
-                client_id: &client_id,
-                client_visible: true,
-                manager_id: Some(&manager.user_id),
-                payload: json!({
-                    "message_id": message_id,
-                    "ticket_id": ticket_id,
-                    "body": body,
-                    "manager_name": manager.display_name,
-                    "created_at": created_at,
-                }),
+            &client_id,
+            &TicketEvent::ManagerReply {
+                message_id,
+                ticket_id,
+                manager_id: &manager.user_id,
+                manager_name: &manager.display_name,
+                body,
+                created_at,
             },
         )
         .await?;
@@ -615,19 +603,13 @@ impl PgStore {
         .await?;
         insert_event(
             &mut tx,
-            NewEvent {
-                dedup_key: format!("closed:{ticket_id}"),
-                kind: event_kind::TICKET_CLOSED,
-                ticket_id: Some(ticket_id),
-                client_id: &client_id,
-                client_visible: true,
+            &client_id,
+            &TicketEvent::TicketClosed {
+                ticket_id,
                 manager_id: manager_id.as_deref(),
-                payload: json!({
-                    "ticket_id": ticket_id,
-                    "reason": reason,
-                    "message_id": message_id,
-                    "body": closing_text,
-                }),
+                reason,
+                message_id,
+                body: closing_text,
             },
         )
         .await?;
@@ -642,14 +624,11 @@ impl PgStore {
             .await?;
             insert_event(
                 &mut tx,
-                NewEvent {
-                    dedup_key: format!("satisfaction:{ticket_id}"),
-                    kind: event_kind::SATISFACTION_REQUESTED,
-                    ticket_id: Some(ticket_id),
-                    client_id: &client_id,
-                    client_visible: true,
-                    manager_id: None,
-                    payload: json!({ "ticket_id": ticket_id, "message_id": message_id, "body": prompt }),
+                &client_id,
+                &TicketEvent::SatisfactionRequested {
+                    ticket_id,
+                    message_id,
+                    body: prompt,
                 },
             )
             .await?;
@@ -678,14 +657,12 @@ impl PgStore {
         let queue: String = row.try_get("queue")?;
         insert_event(
             &mut tx,
-            NewEvent {
-                dedup_key: format!("escalated:{ticket_id}:{round}"),
-                kind: event_kind::TICKET_ESCALATED,
-                ticket_id: Some(ticket_id),
-                client_id: &client_id,
-                client_visible: false,
-                manager_id: None,
-                payload: json!({ "ticket_id": ticket_id, "priority": priority, "queue": queue, "round": round }),
+            &client_id,
+            &TicketEvent::TicketEscalated {
+                ticket_id,
+                priority,
+                queue: &queue,
+                round,
             },
         )
         .await?;
@@ -709,14 +686,10 @@ impl PgStore {
         let manager_id: Option<String> = row.try_get("manager_id")?;
         insert_event(
             &mut tx,
-            NewEvent {
-                dedup_key: format!("sla:{ticket_id}"),
-                kind: event_kind::SLA_BREACHED,
-                ticket_id: Some(ticket_id),
-                client_id: &client_id,
-                client_visible: false,
+            &client_id,
+            &TicketEvent::SlaBreached {
+                ticket_id,
                 manager_id: manager_id.as_deref(),
-                payload: json!({ "ticket_id": ticket_id }),
             },
         )
         .await?;
@@ -803,32 +776,25 @@ pub(crate) async fn advisory_lock(tx: &mut Transaction<'_, Postgres>, key: i64) 
     Ok(())
 }
 
-pub(crate) struct NewEvent<'a> {
-    pub(crate) dedup_key: String,
-    pub(crate) kind: &'static str,
-    pub(crate) ticket_id: Option<Uuid>,
-    pub(crate) client_id: &'a str,
-    pub(crate) client_visible: bool,
-    pub(crate) manager_id: Option<&'a str>,
-    pub(crate) payload: serde_json::Value,
-}
-
+/// Writes `event` about `client_id` to the outbox (once: its dedup key makes a retry a no-op)
+/// and wakes the outbox's listeners at commit.
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'_, Postgres>,
-    e: NewEvent<'_>,
+    client_id: &str,
+    event: &TicketEvent<'_>,
 ) -> Result<()> {
     advisory_lock(tx, EVENTS_LOCK).await?;
     sqlx::query(
         "INSERT INTO events (dedup_key, kind, ticket_id, client_id, client_visible, manager_id, payload)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
     )
-    .bind(&e.dedup_key)
-    .bind(e.kind)
-    .bind(e.ticket_id)
-    .bind(e.client_id)
-    .bind(e.client_visible)
-    .bind(e.manager_id)
-    .bind(&e.payload)
+    .bind(event.dedup_key())
+    .bind(event.kind())
+    .bind(event.ticket_id())
+    .bind(client_id)
+    .bind(event.client_visible())
+    .bind(event.manager_id())
+    .bind(event.payload())
     .execute(&mut **tx)
     .await?;
     sqlx::query("SELECT pg_notify($1, '')")
@@ -931,19 +897,13 @@ pub(crate) async fn apply_verdicts_in(
                     timings.visible.push(m.try_get("age")?);
                     insert_event(
                         tx,
-                        NewEvent {
-                            dedup_key: format!("visible:{message_id}"),
-                            kind: event_kind::MESSAGE_VISIBLE,
-                            ticket_id: Some(ticket_id),
-                            client_id: &client_id,
-                            client_visible: false,
-                            manager_id: Some(manager),
-                            payload: json!({
-                                "message_id": message_id,
-                                "ticket_id": ticket_id,
-                                "body": body,
-                                "created_at": created_at,
-                            }),
+                        &client_id,
+                        &TicketEvent::MessageVisible {
+                            manager_id: manager,
+                            message_id: *message_id,
+                            ticket_id,
+                            body: &body,
+                            created_at,
                         },
                     )
                     .await?;
@@ -961,19 +921,12 @@ pub(crate) async fn apply_verdicts_in(
                 .await?;
                 insert_event(
                     tx,
-                    NewEvent {
-                        dedup_key: format!("blocked:{message_id}"),
-                        kind: event_kind::MESSAGE_BLOCKED,
-                        ticket_id: Some(ticket_id),
-                        client_id: &client_id,
-                        client_visible: true,
-                        manager_id: None,
-                        payload: json!({
-                            "message_id": message_id,
-                            "ticket_id": ticket_id,
-                            "warning": warning,
-                            "warning_message_id": warning_id,
-                        }),
+                    &client_id,
+                    &TicketEvent::MessageBlocked {
+                        message_id: *message_id,
+                        ticket_id,
+                        warning,
+                        warning_message_id: warning_id,
                     },
                 )
                 .await?;
@@ -1072,32 +1025,23 @@ pub(crate) async fn match_waiting(
         .await?;
         insert_event(
             tx,
-            NewEvent {
-                dedup_key: format!("assigned:{}:{}", a.ticket_id, a.manager_id),
-                kind: event_kind::MANAGER_ASSIGNED,
-                ticket_id: Some(a.ticket_id),
-                client_id: &a.client_id,
-                client_visible: true,
-                manager_id: None,
-                payload: json!({
-                    "ticket_id": a.ticket_id,
-                    "manager_name": a.manager_name,
-                    "message_id": message_id,
-                    "body": text,
-                }),
+            &a.client_id,
+            &TicketEvent::ManagerAssigned {
+                ticket_id: a.ticket_id,
+                manager_id: &a.manager_id,
+                manager_name: &a.manager_name,
+                message_id,
+                body: &text,
             },
         )
         .await?;
         insert_event(
             tx,
-            NewEvent {
-                dedup_key: format!("ticket-assigned:{}:{}", a.ticket_id, a.manager_id),
-                kind: event_kind::TICKET_ASSIGNED,
-                ticket_id: Some(a.ticket_id),
+            &a.client_id,
+            &TicketEvent::TicketAssigned {
+                ticket_id: a.ticket_id,
+                manager_id: &a.manager_id,
                 client_id: &a.client_id,
-                client_visible: false,
-                manager_id: Some(&a.manager_id),
-                payload: json!({ "ticket_id": a.ticket_id, "client_id": a.client_id }),
             },
         )
         .await?;

@@ -1,7 +1,8 @@
-//! The workflow service: the Temporal worker that runs one ticket workflow per client conversation
-//! (AFC check, queueing for a manager, closing), the inbound Kafka consumer that stores client
-//! messages and wakes their tickets, the outbox relay that publishes ticket events, the AFC verdict
-//! consumer (Kafka provider) and the `workflows.yaml` loader. Workflow code is deterministic; every
+//! The workflow service: the inbound Kafka consumer whose transaction stores, AFC-checks and
+//! attaches client messages to their tickets, the Temporal worker that runs one ticket workflow per
+//! client conversation (its lifecycle: queueing, escalation, SLA, silence, closing), the outbox
+//! relay that publishes ticket events and signals lifecycle changes, the AFC verdict consumer
+//! (Kafka provider) and the `workflows.yaml` loader. Workflow code is deterministic; every
 //! side effect is an activity. The `afc-emulator` binary plays the bank's AFC system.
 
 pub mod activities;

@@ -4,12 +4,22 @@
 //! signals: `escalate_after` while waiting (raise priority, emit an event, repeat), the
 //! `first_response_within` SLA, and `auto_close_after_client_silence` after the manager's last
 //! reply. Deadlines are absolute instants computed from the workflow clock (business-hours
-//! calendars included), so a timer that loses to a signal is simply re-armed for the same instant.
+//! calendars included).
+//!
+//! Two message paths, chosen by the ticket's input (`store_checks`):
+//! - the store's (every ticket the inbound transaction opens): messages are checked and attached
+//!   in PostgreSQL; the workflow hears only lifecycle changes (`opened`, `assigned`,
+//!   `manager_replied`, `resolve`), takes its state from the store when it starts, asks the store
+//!   whether the client wrote before closing on silence, and keeps one timer per deadline,
+//!   cancelled when a signal moves it;
+//! - the workflow's own (tickets of an external AFC system, and tickets started before the store's
+//!   path existed, until they close): a message signal is a wake-up, the check activity takes every
+//!   pending message of the client from the store, so a duplicate signal changes nothing and
+//!   messages that arrive while the ticket closes are carried into the next ticket. Its timer
+//!   pattern is the recorded one (a losing timer is re-armed for the same instant).
 //!
 //! Deterministic: no clock, randomness, I/O or hash-map iteration here; every side effect is an
-//! activity. A message signal is only a wake-up: the check activity takes every pending message of
-//! the client from the store, so a duplicate signal changes nothing and messages that arrive while
-//! the ticket closes are carried into the next ticket.
+//! activity.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, UNIX_EPOCH};

@@ -1,0 +1,596 @@
+//! Every event the engine writes, typed: its kind, its dedup key (what makes a retried write
+//! change nothing), its audience (the client, one manager, or supervisors only) and its payload, in
+//! one place. Writers build a [`TicketEvent`]; the store turns it into an outbox row. Readers see
+//! the kind strings of [`crate::event_kind`] and the JSON payloads these produce.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::domain::event_kind;
+
+/// One event, as a writer states it. Strings are borrowed from the writer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TicketEvent<'a> {
+    /// To the client: their message was taken in (not yet checked).
+    MessageAccepted {
+        message_id: Uuid,
+        body: &'a str,
+        channel: &'a str,
+        created_at: DateTime<Utc>,
+    },
+    /// To the client: their message was blocked by the AFC check; `warning` replaces it.
+    MessageBlocked {
+        message_id: Uuid,
+        ticket_id: Uuid,
+        warning: &'a str,
+        warning_message_id: Uuid,
+    },
+    /// To the ticket's manager: a client message passed the AFC check.
+    MessageVisible {
+        manager_id: &'a str,
+        message_id: Uuid,
+        ticket_id: Uuid,
+        body: &'a str,
+        created_at: DateTime<Utc>,
+    },
+    /// To the client: a manager joined (`body` is the service message telling them).
+    ManagerAssigned {
+        ticket_id: Uuid,
+        manager_id: &'a str,
+        manager_name: &'a str,
+        message_id: Uuid,
+        body: &'a str,
+    },
+    /// To the client: their ticket was handed to another manager (`transfer` names the hand-over).
+    ManagerTransferred {
+        transfer: Uuid,
+        ticket_id: Uuid,
+        manager_name: &'a str,
+        message_id: Uuid,
+        body: &'a str,
+    },
+    /// To the client, and to the manager who wrote it.
+    ManagerReply {
+        message_id: Uuid,
+        ticket_id: Uuid,
+        manager_id: &'a str,
+        manager_name: &'a str,
+        body: &'a str,
+        created_at: DateTime<Utc>,
+    },
+    /// To the client and the ticket's manager (if any).
+    TicketClosed {
+        ticket_id: Uuid,
+        manager_id: Option<&'a str>,
+        reason: &'a str,
+        message_id: Uuid,
+        body: &'a str,
+    },
+    /// To the client after a close, when the spec asks for a rating.
+    SatisfactionRequested {
+        ticket_id: Uuid,
+        message_id: Uuid,
+        body: &'a str,
+    },
+    /// To the manager: a ticket was assigned to them.
+    TicketAssigned {
+        ticket_id: Uuid,
+        manager_id: &'a str,
+        client_id: &'a str,
+    },
+    /// To the manager a ticket was handed to.
+    TicketTransferredTo {
+        transfer: Uuid,
+        ticket_id: Uuid,
+        manager_id: &'a str,
+        client_id: &'a str,
+        from_manager_id: &'a str,
+    },
+    /// To the manager who handed the ticket over: it is no longer theirs.
+    TicketTransferredAway {
+        transfer: Uuid,
+        ticket_id: Uuid,
+        manager_id: &'a str,
+        to_manager_id: &'a str,
+    },
+    /// To the manager who wrote it: an internal note on their ticket.
+    NoteAdded {
+        note_id: Uuid,
+        ticket_id: Uuid,
+        manager_id: &'a str,
+        body: &'a str,
+        created_at: DateTime<Utc>,
+    },
+    /// Supervisors: nobody took the ticket in time; its priority rose (escalation `round`).
+    TicketEscalated {
+        ticket_id: Uuid,
+        priority: i32,
+        queue: &'a str,
+        round: u32,
+    },
+    /// Supervisors and the ticket's manager: the first response did not come within the SLA.
+    SlaBreached {
+        ticket_id: Uuid,
+        manager_id: Option<&'a str>,
+    },
+    /// Supervisors: a message waited longer than the spec's AFC timeout; it stays held.
+    AfcTimeout {
+        message_id: Uuid,
+        ticket_id: Uuid,
+        timeout_ms: u64,
+    },
+    /// Supervisors: the AFC system found a manager reply suspicious.
+    AfcReplyFlagged {
+        message_id: Uuid,
+        ticket_id: Option<Uuid>,
+        manager_id: Option<&'a str>,
+    },
+    /// To the ticket's manager: event `event_seq` could not be delivered on the client's channel.
+    DeliveryFailed {
+        channel: &'a str,
+        event_seq: i64,
+        event_kind: &'a str,
+        ticket_id: Option<Uuid>,
+        manager_id: Option<&'a str>,
+        attempts: i32,
+        detail: &'a str,
+    },
+    /// Lifecycle (the ticket's workflow, supervisors): the inbound transaction opened a ticket.
+    TicketOpened { ticket_id: Uuid },
+    /// Lifecycle: the ticket's first passed message queued it for a manager.
+    TicketQueued { ticket_id: Uuid },
+}
+
+impl TicketEvent<'_> {
+    pub fn kind(&self) -> &'static str {
+        use TicketEvent as E;
+        match self {
+            E::MessageAccepted { .. } => event_kind::MESSAGE_ACCEPTED,
+            E::MessageBlocked { .. } => event_kind::MESSAGE_BLOCKED,
+            E::MessageVisible { .. } => event_kind::MESSAGE_VISIBLE,
+            E::ManagerAssigned { .. } | E::ManagerTransferred { .. } => {
+                event_kind::MANAGER_ASSIGNED
+            }
+            E::ManagerReply { .. } => event_kind::MANAGER_REPLY,
+            E::TicketClosed { .. } => event_kind::TICKET_CLOSED,
+            E::SatisfactionRequested { .. } => event_kind::SATISFACTION_REQUESTED,
+            E::TicketAssigned { .. } | E::TicketTransferredTo { .. } => event_kind::TICKET_ASSIGNED,
+            E::TicketTransferredAway { .. } => event_kind::TICKET_TRANSFERRED_AWAY,
+            E::NoteAdded { .. } => event_kind::NOTE_ADDED,
+            E::TicketEscalated { .. } => event_kind::TICKET_ESCALATED,
+            E::SlaBreached { .. } => event_kind::SLA_BREACHED,
+            E::AfcTimeout { .. } => event_kind::AFC_TIMEOUT,
+            E::AfcReplyFlagged { .. } => event_kind::AFC_REPLY_FLAGGED,
+            E::DeliveryFailed { .. } => event_kind::DELIVERY_FAILED,
+            E::TicketOpened { .. } => event_kind::TICKET_OPENED,
+            E::TicketQueued { .. } => event_kind::TICKET_QUEUED,
+        }
+    }
+
+    /// Unique per fact: writing the same fact again (a retry, a redelivery) changes nothing.
+    pub fn dedup_key(&self) -> String {
+        use TicketEvent as E;
+        match self {
+            E::MessageAccepted { message_id, .. } => format!("accepted:{message_id}"),
+            E::MessageBlocked { message_id, .. } => format!("blocked:{message_id}"),
+            E::MessageVisible { message_id, .. } => format!("visible:{message_id}"),
+            E::ManagerAssigned {
+                ticket_id,
+                manager_id,
+                ..
+            } => format!("assigned:{ticket_id}:{manager_id}"),
+            E::ManagerTransferred { transfer, .. } => format!("transfer-client:{transfer}"),
+            E::ManagerReply { message_id, .. } => format!("reply:{message_id}"),
+            E::TicketClosed { ticket_id, .. } => format!("closed:{ticket_id}"),
+            E::SatisfactionRequested { ticket_id, .. } => format!("satisfaction:{ticket_id}"),
+            E::TicketAssigned {
+                ticket_id,
+                manager_id,
+                ..
+            } => format!("ticket-assigned:{ticket_id}:{manager_id}"),
+            E::TicketTransferredTo { transfer, .. } => format!("transfer-to:{transfer}"),
+            E::TicketTransferredAway { transfer, .. } => format!("transfer-away:{transfer}"),
+            E::NoteAdded { note_id, .. } => format!("note:{note_id}"),
+            E::TicketEscalated {
+                ticket_id, round, ..
+            } => format!("escalated:{ticket_id}:{round}"),
+            E::SlaBreached { ticket_id, .. } => format!("sla:{ticket_id}"),
+            E::AfcTimeout { message_id, .. } => format!("afc_timeout:{message_id}"),
+            E::AfcReplyFlagged { message_id, .. } => format!("afc_reply_flagged:{message_id}"),
+            E::DeliveryFailed {
+                channel, event_seq, ..
+            } => format!("delivery_failed:{channel}:{event_seq}"),
+            E::TicketOpened { ticket_id } => format!("opened:{ticket_id}"),
+            E::TicketQueued { ticket_id } => format!("queued:{ticket_id}"),
+        }
+    }
+
+    /// The ticket the event is about, if any.
+    pub fn ticket_id(&self) -> Option<Uuid> {
+        use TicketEvent as E;
+        match self {
+            E::MessageAccepted { .. } => None,
+            E::AfcReplyFlagged { ticket_id, .. } | E::DeliveryFailed { ticket_id, .. } => {
+                *ticket_id
+            }
+            E::MessageBlocked { ticket_id, .. }
+            | E::MessageVisible { ticket_id, .. }
+            | E::ManagerAssigned { ticket_id, .. }
+            | E::ManagerTransferred { ticket_id, .. }
+            | E::ManagerReply { ticket_id, .. }
+            | E::TicketClosed { ticket_id, .. }
+            | E::SatisfactionRequested { ticket_id, .. }
+            | E::TicketAssigned { ticket_id, .. }
+            | E::TicketTransferredTo { ticket_id, .. }
+            | E::TicketTransferredAway { ticket_id, .. }
+            | E::NoteAdded { ticket_id, .. }
+            | E::TicketEscalated { ticket_id, .. }
+            | E::SlaBreached { ticket_id, .. }
+            | E::AfcTimeout { ticket_id, .. }
+            | E::TicketOpened { ticket_id }
+            | E::TicketQueued { ticket_id } => Some(*ticket_id),
+        }
+    }
+
+    /// The client sees it in their chat.
+    pub fn client_visible(&self) -> bool {
+        use TicketEvent as E;
+        matches!(
+            self,
+            E::MessageAccepted { .. }
+                | E::MessageBlocked { .. }
+                | E::ManagerAssigned { .. }
+                | E::ManagerTransferred { .. }
+                | E::ManagerReply { .. }
+                | E::TicketClosed { .. }
+                | E::SatisfactionRequested { .. }
+        )
+    }
+
+    /// The one manager it is addressed to, if any (supervisors see every event).
+    pub fn manager_id(&self) -> Option<&str> {
+        use TicketEvent as E;
+        match self {
+            E::MessageVisible { manager_id, .. }
+            | E::ManagerReply { manager_id, .. }
+            | E::TicketAssigned { manager_id, .. }
+            | E::TicketTransferredTo { manager_id, .. }
+            | E::TicketTransferredAway { manager_id, .. }
+            | E::NoteAdded { manager_id, .. } => Some(manager_id),
+            E::TicketClosed { manager_id, .. }
+            | E::SlaBreached { manager_id, .. }
+            | E::DeliveryFailed { manager_id, .. } => *manager_id,
+            // Addressed to supervisors only; the manager named is what it is about.
+            E::AfcReplyFlagged { .. } => None,
+            E::MessageAccepted { .. }
+            | E::MessageBlocked { .. }
+            | E::ManagerAssigned { .. }
+            | E::ManagerTransferred { .. }
+            | E::SatisfactionRequested { .. }
+            | E::TicketEscalated { .. }
+            | E::AfcTimeout { .. }
+            | E::TicketOpened { .. }
+            | E::TicketQueued { .. } => None,
+        }
+    }
+
+    /// The JSON readers get (streams, Kafka `ticket.events`, channel deliveries).
+    pub fn payload(&self) -> Value {
+        use TicketEvent as E;
+        match self {
+            E::MessageAccepted {
+                message_id,
+                body,
+                channel,
+                created_at,
+            } => json!({
+                "message_id": message_id, "body": body, "channel": channel, "created_at": created_at,
+            }),
+            E::MessageBlocked {
+                message_id,
+                ticket_id,
+                warning,
+                warning_message_id,
+            } => json!({
+                "message_id": message_id, "ticket_id": ticket_id, "warning": warning,
+                "warning_message_id": warning_message_id,
+            }),
+            E::MessageVisible {
+                message_id,
+                ticket_id,
+                body,
+                created_at,
+                ..
+            } => json!({
+                "message_id": message_id, "ticket_id": ticket_id, "body": body,
+                "created_at": created_at,
+            }),
+            E::ManagerAssigned {
+                ticket_id,
+                manager_name,
+                message_id,
+                body,
+                ..
+            } => json!({
+                "ticket_id": ticket_id, "manager_name": manager_name, "message_id": message_id,
+                "body": body,
+            }),
+            E::ManagerTransferred {
+                ticket_id,
+                manager_name,
+                message_id,
+                body,
+                ..
+            } => json!({
+                "ticket_id": ticket_id, "manager_name": manager_name, "message_id": message_id,
+                "body": body, "transferred": true,
+            }),
+            E::ManagerReply {
+                message_id,
+                ticket_id,
+                manager_name,
+                body,
+                created_at,
+                ..
+            } => json!({
+                "message_id": message_id, "ticket_id": ticket_id, "body": body,
+                "manager_name": manager_name, "created_at": created_at,
+            }),
+            E::TicketClosed {
+                ticket_id,
+                reason,
+                message_id,
+                body,
+                ..
+            } => json!({
+                "ticket_id": ticket_id, "reason": reason, "message_id": message_id, "body": body,
+            }),
+            E::SatisfactionRequested {
+                ticket_id,
+                message_id,
+                body,
+            } => json!({ "ticket_id": ticket_id, "message_id": message_id, "body": body }),
+            E::TicketAssigned {
+                ticket_id,
+                client_id,
+                ..
+            } => json!({ "ticket_id": ticket_id, "client_id": client_id }),
+            E::TicketTransferredTo {
+                ticket_id,
+                client_id,
+                from_manager_id,
+                ..
+            } => json!({
+                "ticket_id": ticket_id, "client_id": client_id,
+                "transferred_from": from_manager_id,
+            }),
+            E::TicketTransferredAway {
+                ticket_id,
+                to_manager_id,
+                ..
+            } => json!({ "ticket_id": ticket_id, "to_manager_id": to_manager_id }),
+            E::NoteAdded {
+                note_id,
+                ticket_id,
+                body,
+                created_at,
+                ..
+            } => json!({
+                "note_id": note_id, "ticket_id": ticket_id, "body": body, "created_at": created_at,
+            }),
+            E::TicketEscalated {
+                ticket_id,
+                priority,
+                queue,
+                round,
+            } => json!({
+                "ticket_id": ticket_id, "priority": priority, "queue": queue, "round": round,
+            }),
+            E::SlaBreached { ticket_id, .. }
+            | E::TicketOpened { ticket_id }
+            | E::TicketQueued { ticket_id } => json!({ "ticket_id": ticket_id }),
+            E::AfcTimeout {
+                message_id,
+                ticket_id,
+                timeout_ms,
+            } => json!({
+                "message_id": message_id, "ticket_id": ticket_id, "timeout_ms": timeout_ms,
+            }),
+            E::AfcReplyFlagged {
+                message_id,
+                ticket_id,
+                manager_id,
+            } => json!({
+                "message_id": message_id, "ticket_id": ticket_id, "manager_id": manager_id,
+            }),
+            E::DeliveryFailed {
+                channel,
+                event_seq,
+                event_kind,
+                ticket_id,
+                attempts,
+                detail,
+                ..
+            } => json!({
+                "channel": channel, "event_seq": event_seq, "event_kind": event_kind,
+                "ticket_id": ticket_id, "attempts": attempts, "detail": detail,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_variant() -> Vec<TicketEvent<'static>> {
+        let (t, m, at) = (
+            Uuid::from_u128(1),
+            Uuid::from_u128(2),
+            DateTime::<Utc>::UNIX_EPOCH,
+        );
+        vec![
+            TicketEvent::MessageAccepted {
+                message_id: m,
+                body: "b",
+                channel: "web",
+                created_at: at,
+            },
+            TicketEvent::MessageBlocked {
+                message_id: m,
+                ticket_id: t,
+                warning: "w",
+                warning_message_id: m,
+            },
+            TicketEvent::MessageVisible {
+                manager_id: "a",
+                message_id: m,
+                ticket_id: t,
+                body: "b",
+                created_at: at,
+            },
+            TicketEvent::ManagerAssigned {
+                ticket_id: t,
+                manager_id: "a",
+                manager_name: "A",
+                message_id: m,
+                body: "b",
+            },
+            TicketEvent::ManagerTransferred {
+                transfer: m,
+                ticket_id: t,
+                manager_name: "A",
+                message_id: m,
+                body: "b",
+            },
+            TicketEvent::ManagerReply {
+                message_id: m,
+                ticket_id: t,
+                manager_id: "a",
+                manager_name: "A",
+                body: "b",
+                created_at: at,
+            },
+            TicketEvent::TicketClosed {
+                ticket_id: t,
+                manager_id: Some("a"),
+                reason: "r",
+                message_id: m,
+                body: "b",
+            },
+            TicketEvent::SatisfactionRequested {
+                ticket_id: t,
+                message_id: m,
+                body: "b",
+            },
+            TicketEvent::TicketAssigned {
+                ticket_id: t,
+                manager_id: "a",
+                client_id: "c",
+            },
+            TicketEvent::TicketTransferredTo {
+                transfer: m,
+                ticket_id: t,
+                manager_id: "b",
+                client_id: "c",
+                from_manager_id: "a",
+            },
+            TicketEvent::TicketTransferredAway {
+                transfer: m,
+                ticket_id: t,
+                manager_id: "a",
+                to_manager_id: "b",
+            },
+            TicketEvent::NoteAdded {
+                note_id: m,
+                ticket_id: t,
+                manager_id: "a",
+                body: "b",
+                created_at: at,
+            },
+            TicketEvent::TicketEscalated {
+                ticket_id: t,
+                priority: 2,
+                queue: "q",
+                round: 1,
+            },
+            TicketEvent::SlaBreached {
+                ticket_id: t,
+                manager_id: None,
+            },
+            TicketEvent::AfcTimeout {
+                message_id: m,
+                ticket_id: t,
+                timeout_ms: 5,
+            },
+            TicketEvent::AfcReplyFlagged {
+                message_id: m,
+                ticket_id: Some(t),
+                manager_id: Some("a"),
+            },
+            TicketEvent::DeliveryFailed {
+                channel: "email",
+                event_seq: 7,
+                event_kind: "manager_reply",
+                ticket_id: Some(t),
+                manager_id: Some("a"),
+                attempts: 3,
+                detail: "d",
+            },
+            TicketEvent::TicketOpened { ticket_id: t },
+            TicketEvent::TicketQueued { ticket_id: t },
+        ]
+    }
+
+    #[test]
+    fn every_event_about_a_ticket_names_it_in_its_payload_and_keys_differ_per_kind_of_fact() {
+        let events = every_variant();
+        let mut keys = std::collections::BTreeSet::new();
+        for e in &events {
+            if let Some(t) = e.ticket_id() {
+                assert_eq!(e.payload()["ticket_id"], t.to_string(), "{e:?}");
+            }
+            assert!(
+                keys.insert(e.dedup_key()),
+                "two facts share a dedup key: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn clients_see_their_chat_and_nothing_addressed_to_managers_or_supervisors() {
+        for e in every_variant() {
+            if e.client_visible() {
+                assert!(
+                    !matches!(
+                        e,
+                        TicketEvent::MessageVisible { .. }
+                            | TicketEvent::NoteAdded { .. }
+                            | TicketEvent::AfcTimeout { .. }
+                            | TicketEvent::AfcReplyFlagged { .. }
+                            | TicketEvent::TicketOpened { .. }
+                    ),
+                    "{e:?}"
+                );
+            }
+        }
+        let visible: Vec<&str> = every_variant()
+            .iter()
+            .filter(|e| e.client_visible())
+            .map(|e| e.kind())
+            .collect();
+        assert_eq!(
+            visible,
+            [
+                event_kind::MESSAGE_ACCEPTED,
+                event_kind::MESSAGE_BLOCKED,
+                event_kind::MANAGER_ASSIGNED,
+                event_kind::MANAGER_ASSIGNED,
+                event_kind::MANAGER_REPLY,
+                event_kind::TICKET_CLOSED,
+                event_kind::SATISFACTION_REQUESTED,
+            ]
+        );
+    }
+}
