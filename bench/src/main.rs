@@ -173,7 +173,7 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
             // Warnings only, but the start-up lines the harness waits for (info, crate roots).
             (
                 "RUST_LOG",
-                "warn,rdkafka=error,workflow=info,communication=info,gateway=info,\
+                "warn,rdkafka=error,workflow=info,communication=info,gateway=info,platform::ops=info,\
                  workflow::activities=warn,communication::http=warn,communication::delivery=warn,\
                  gateway::client=warn,gateway::manager=warn,gateway::stream=warn"
                     .into(),
