@@ -1,8 +1,9 @@
 //! The outbox relay: publishes committed events to Kafka `ticket.events` in `seq` order, then marks
-//! them published. A crash between the two republishes; consumers dedup by `seq`. Lifecycle
-//! events (a ticket opened or queued by the inbound transaction, assignments, replies) are also
-//! signalled to their ticket's workflow before the mark, off the publishing path: the outbox is
-//! how a store commit and its workflow signal both happen.
+//! them published. A crash between the two republishes; consumers dedup by `seq`. Beside it, the
+//! signaller sends lifecycle events (a ticket opened or queued by the inbound transaction,
+//! assignments, replies) to their ticket's workflow from a cursor of its own (`outbox_cursors`):
+//! the outbox is how a store commit and its workflow signal both happen, and publishing never
+//! waits for Temporal.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use futures::StreamExt as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgListener;
 use tickets::{Event, PgStore, event_kind, store::EVENTS_CHANNEL};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span};
 
@@ -39,44 +39,23 @@ pub fn to_proto(e: &Event) -> proto::v1::TicketEvent {
 }
 
 impl Relay {
-    /// Publishes batches as they commit and hands each to a confirmer that sends its workflow
-    /// signals, then marks it published. Publishing does not wait for the confirmer: signals are
-    /// Temporal round trips, and while they ran every event committed meanwhile (the next
-    /// `message_visible`) waited with them.
+    /// Publishes batches as they commit (marking them published once Kafka has them) and, beside
+    /// it, signals the lifecycle events to their workflows from a cursor of its own. Neither
+    /// waits for the other: signals are Temporal round trips, and while the first batch of a
+    /// burst of new tickets was signalled every event committed meanwhile (the next
+    /// `message_visible`) used to wait with it.
     pub async fn run(self, shutdown: CancellationToken) {
         let me = Arc::new(self);
-        let (to_confirm, pending) = mpsc::channel(CONFIRM_BACKLOG);
-        let confirmer = tokio::spawn(me.clone().confirm(pending, shutdown.clone()));
-        me.publish_loop(to_confirm, &shutdown).await;
-        // The confirmer finishes what it was handed (or stops retrying at shutdown); anything
-        // unmarked is published again at the next start.
-        let _ = confirmer.await;
+        let signaller = tokio::spawn(me.clone().signal_loop(shutdown.clone()));
+        me.publish_loop(&shutdown).await;
+        let _ = signaller.await;
     }
 
-    async fn publish_loop(
-        &self,
-        to_confirm: mpsc::Sender<Vec<Event>>,
-        shutdown: &CancellationToken,
-    ) {
-        let mut listener = None;
-        // The highest `seq` handed to the confirmer: not read again while it is being confirmed.
+    async fn publish_loop(&self, shutdown: &CancellationToken) {
+        let mut commits = Commits::default();
+        // The highest `seq` published (and being marked): not read again.
         let mut after = 0;
         loop {
-            if listener.is_none() {
-                listener = match PgListener::connect_with(self.store.pool()).await {
-                    Ok(mut l) => match l.listen(EVENTS_CHANNEL).await {
-                        Ok(()) => Some(l),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "LISTEN failed; polling");
-                            None
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot open a listener; polling");
-                        None
-                    }
-                };
-            }
             let published = match self.publish_batch(after).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -86,27 +65,78 @@ impl Relay {
             };
             if let Some(last) = published.last() {
                 after = last.seq;
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    sent = to_confirm.send(published) => if sent.is_err() { return },
+                let seqs: Vec<i64> = published.iter().map(|e| e.seq).collect();
+                // Unmarked rows are published again at the next start (consumers dedup by seq).
+                if !retrying(shutdown, "events not yet marked published", || {
+                    self.store.mark_published(&seqs)
+                })
+                .await
+                {
+                    return;
                 }
                 continue;
             }
-            // Nothing to publish: wait for a commit notification (or poll, as a safety net).
-            let notified = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.map(|_| ()),
-                    None => std::future::pending().await,
+            if !commits.wait(&self.store, shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Sends the lifecycle events' signals in `seq` order (per client; clients concurrently),
+    /// then moves its cursor; a crash between the two signals them again (signals are
+    /// idempotent for the workflow).
+    async fn signal_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut commits = Commits::default();
+        let mut after = None;
+        loop {
+            let from = match after {
+                Some(a) => a,
+                None => match self.store.outbox_cursor(SIGNALS_CURSOR).await {
+                    Ok(a) => {
+                        after = Some(a);
+                        a
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "signaller position not read; retrying");
+                        if !commits.wait(&self.store, &shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let batch = match self
+                .store
+                .events_of_kinds_after(LIFECYCLE_KINDS, from, 500)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lifecycle events not read; retrying");
+                    Vec::new()
                 }
             };
-            let listener_failed = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = notified => r.is_err(),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                if !commits.wait(&self.store, &shutdown).await {
+                    return;
+                }
+                continue;
             };
-            if listener_failed {
-                listener = None;
+            if !retrying(&shutdown, "lifecycle events not yet signalled", || {
+                self.signals.send(&batch)
+            })
+            .await
+            {
+                return;
             }
+            if !retrying(&shutdown, "signaller position not saved", || {
+                self.store.save_outbox_cursor(SIGNALS_CURSOR, last)
+            })
+            .await
+            {
+                return;
+            }
+            after = Some(last);
         }
     }
 
@@ -181,39 +211,6 @@ impl Relay {
                 span
             })
             .collect()
-    }
-
-    /// Confirms published batches in order: their signals, then the published mark, each batch
-    /// retried until it went through. Batches are taken one at a time, so a client's signals keep
-    /// their `seq` order across batches too.
-    async fn confirm(
-        self: Arc<Self>,
-        mut pending: mpsc::Receiver<Vec<Event>>,
-        shutdown: CancellationToken,
-    ) {
-        while let Some(batch) = pending.recv().await {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match self.signal_and_mark(&batch).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "published events not yet confirmed; retrying")
-                    }
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-
-    async fn signal_and_mark(&self, batch: &[Event]) -> Result<(), Box<dyn std::error::Error>> {
-        self.signals.send(batch).await?;
-        let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
-        self.store.mark_published(&seqs).await?;
-        Ok(())
     }
 }
 
@@ -296,8 +293,79 @@ impl WorkflowSignals {
     }
 }
 
-/// Published batches waiting for their signals and mark at most: past it, publishing waits.
-const CONFIRM_BACKLOG: usize = 8;
+/// The signaller's row in `outbox_cursors`.
+const SIGNALS_CURSOR: &str = "workflow-signals";
+
+/// The events a ticket workflow is signalled for.
+const LIFECYCLE_KINDS: &[&str] = &[
+    event_kind::TICKET_OPENED,
+    event_kind::TICKET_QUEUED,
+    event_kind::TICKET_ASSIGNED,
+    event_kind::MANAGER_REPLY,
+];
+
+/// Wake-ups on outbox commits (`LISTEN`), with a poll every second as a safety net.
+#[derive(Default)]
+struct Commits {
+    listener: Option<PgListener>,
+}
+
+impl Commits {
+    /// Until the next commit notification (or a second); false on shutdown.
+    async fn wait(&mut self, store: &PgStore, shutdown: &CancellationToken) -> bool {
+        if self.listener.is_none() {
+            self.listener = match PgListener::connect_with(store.pool()).await {
+                Ok(mut l) => match l.listen(EVENTS_CHANNEL).await {
+                    Ok(()) => Some(l),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN failed; polling");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open a listener; polling");
+                    None
+                }
+            };
+        }
+        let notified = async {
+            match self.listener.as_mut() {
+                Some(l) => l.recv().await.map(|_| ()),
+                None => std::future::pending().await,
+            }
+        };
+        let failed = tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            r = notified => r.is_err(),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+        };
+        if failed {
+            self.listener = None;
+        }
+        true
+    }
+}
+
+/// Runs `attempt` until it succeeds, backing off up to 5 s; false on shutdown.
+async fn retrying<T, E, F, Fut>(shutdown: &CancellationToken, what: &str, mut attempt: F) -> bool
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(_) => return true,
+            Err(e) => tracing::warn!(error = %e, "{what}; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
 
 /// Workflow signals in flight at once (one chain per client).
 const SIGNAL_CONCURRENCY: usize = 64;
