@@ -178,44 +178,7 @@ impl PgStore {
     /// Stores a client message as `pending` (not yet checked). Returns false if it was already
     /// stored: the redelivery changes nothing.
     pub async fn record_inbound(&self, m: &NewClientMessage) -> Result<bool> {
-        let mut tx = self.begin_writing(false).await?;
-        sqlx::query(
-            "INSERT INTO clients (id, display_name) VALUES ($1, $2)
-             ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name
-             WHERE EXCLUDED.display_name <> '' AND clients.display_name <> EXCLUDED.display_name",
-        )
-        .bind(&m.client_id)
-        .bind(&m.client_name)
-        .execute(&mut *tx)
-        .await?;
-        let inserted: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "INSERT INTO messages (id, client_id, author, channel, external_id, body, afc_status)
-             VALUES ($1, $2, 'client', $3, $4, $5, 'pending')
-             ON CONFLICT DO NOTHING RETURNING created_at",
-        )
-        .bind(m.id)
-        .bind(&m.client_id)
-        .bind(&m.channel)
-        .bind(&m.external_id)
-        .bind(&m.body)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(created_at) = inserted else {
-            return Ok(false);
-        };
-        insert_event(
-            &mut tx,
-            &m.client_id,
-            &TicketEvent::MessageAccepted {
-                message_id: m.id,
-                body: &m.body,
-                channel: &m.channel,
-                created_at,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(self.record_inbound_batch(std::slice::from_ref(m)).await? > 0)
     }
 
     /// The body of a stored client message, if it exists.
