@@ -669,7 +669,8 @@ impl Load {
         let mut expected: HashMap<String, Vec<(i64, String)>> = HashMap::new();
         for (c, _) in &clients {
             let rows: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT seq, kind FROM events WHERE client_id = $1 AND client_visible ORDER BY seq",
+                "SELECT seq, kind FROM events WHERE client_id = $1 AND client_visible AND seq IS NOT NULL
+                 ORDER BY seq",
             )
             .bind(&c.id)
             .fetch_all(&mut db)
@@ -678,7 +679,9 @@ impl Load {
         }
         for (m, _, _) in &managers {
             let rows: Vec<(i64, String)> =
-                sqlx::query_as("SELECT seq, kind FROM events WHERE manager_id = $1 ORDER BY seq")
+                sqlx::query_as(
+                    "SELECT seq, kind FROM events WHERE manager_id = $1 AND seq IS NOT NULL ORDER BY seq",
+                )
                     .bind(m)
                     .fetch_all(&mut db)
                     .await?;

@@ -126,7 +126,7 @@ impl PgStore {
         let ticket = record_of(&row)?;
         let events = sqlx::query(
             "SELECT seq, kind, ticket_id, client_id, manager_id, client_visible, payload, created_at
-             FROM events WHERE ticket_id = $1 ORDER BY seq",
+             FROM events WHERE ticket_id = $1 AND seq IS NOT NULL ORDER BY seq",
         )
         .bind(ticket_id)
         .fetch_all(self.pool())

@@ -271,7 +271,7 @@ impl PgStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(held)
     }
 
@@ -299,7 +299,7 @@ impl PgStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(())
     }
 }

@@ -16,7 +16,6 @@ impl PgStore {
         attempts: i32,
         detail: &str,
     ) -> Result<()> {
-        // Lock order: the events lock first (begin_writing), then rows.
         let mut tx = self.begin_writing(false).await?;
         let failed: Option<(String, String, Option<uuid::Uuid>, Option<String>)> = sqlx::query_as(
             "WITH d AS (
@@ -51,7 +50,7 @@ impl PgStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         if recorded {
             metrics::counter!(crate::meters::DELIVERIES_FAILED, "channel" => channel.to_owned())
                 .increment(1);

@@ -214,7 +214,7 @@ impl PgStore {
             },
         )
         .await?;
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(note_id)
     }
 
@@ -312,7 +312,7 @@ impl PgStore {
             },
         )
         .await?;
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(Assignment {
             ticket_id,
             client_id,

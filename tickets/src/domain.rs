@@ -285,6 +285,8 @@ pub mod event_kind {
     pub const TICKET_OPENED: &str = "ticket_opened";
     /// Lifecycle: the ticket's first passed message queued it for a manager.
     pub const TICKET_QUEUED: &str = "ticket_queued";
+    /// Lifecycle: the ticket's first manager reply (its SLA is met).
+    pub const TICKET_RESPONDED: &str = "ticket_responded";
     /// To the manager who wrote it: an internal note was added to their ticket.
     pub const NOTE_ADDED: &str = "note_added";
     /// To the manager who handed the ticket over: it is no longer theirs.

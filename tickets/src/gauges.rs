@@ -39,8 +39,8 @@ impl PgStore {
                   FROM messages WHERE afc_status = 'pending') AS afc_pending_oldest,
                  (SELECT count(*) FROM managers WHERE ready_slots > 0) AS ready_managers,
                  (SELECT count(*) FROM events WHERE published_at IS NULL) AS outbox_unpublished,
-                 (SELECT extract(epoch FROM now() - created_at)::float8
-                  FROM events WHERE published_at IS NULL ORDER BY seq LIMIT 1) AS outbox_oldest",
+                 (SELECT extract(epoch FROM now() - min(created_at))::float8
+                  FROM events WHERE published_at IS NULL) AS outbox_oldest",
         )
         .fetch_one(self.pool())
         .await?;

@@ -11,9 +11,8 @@
 //! before this path existed, tickets of another spec version, specs whose AFC check is an external
 //! system) stay `pending` and their clients are returned to be woken, as before.
 //!
-//! One transaction per message made the consumer hold the global events lock once per message
-//! (a handful of round trips and a commit each); a batch holds it once, with a fixed number of
-//! statements whatever its size.
+//! One transaction per message cost a handful of round trips and a commit each; a batch has a
+//! fixed number of statements whatever its size.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,9 +26,7 @@ use crate::domain::{
     NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, ticket_id_opened_by,
 };
 use crate::meters::{self, Timings};
-use crate::store::{
-    EVENTS_CHANNEL, PgStore, Result, apply_verdicts_in, insert_event, match_waiting, status_of,
-};
+use crate::store::{PgStore, Result, apply_verdicts_in, insert_event, match_waiting, status_of};
 use crate::ticket_event::TicketEvent;
 
 /// Messages per batch at most. Rows of one batch get `created_at` = transaction start + their
@@ -63,11 +60,7 @@ impl PgStore {
             // Nothing new: the whole batch was a redelivery.
             return Ok(0);
         }
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(EVENTS_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(stored)
     }
 
@@ -267,11 +260,7 @@ impl PgStore {
             match_waiting(&mut tx, &mut timings).await?;
         }
         out.wake.sort();
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(EVENTS_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         meters::verdicts_applied(out.passed, out.blocked);
         timings.report();
         Ok(out)

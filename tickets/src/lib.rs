@@ -28,5 +28,5 @@ pub use channels::{Delivery, DeliveryStatus};
 pub use chat::{ChatCursor, ChatMessage, ChatPage, ReadState};
 pub use domain::*;
 pub use email::{LastInbound, MailDirection, MailRecord, MailboxPosition};
-pub use store::{PgStore, StoreError};
+pub use store::{PgStore, ReplySilence, StoreError};
 pub use ticket_event::TicketEvent;

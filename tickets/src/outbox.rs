@@ -7,8 +7,8 @@ use crate::store::{PgStore, Result, event_of};
 impl PgStore {
     /// Outbox rows not yet published with `seq` above `after`, oldest first. A relay passes the
     /// highest `seq` it already handed on, so rows whose publishing is still being confirmed are
-    /// not read again; `seq` is commit order (events lock), so nothing below `after` can still
-    /// appear.
+    /// not read again; `seq` is given after commit, in order (`PgStore::sequence_events`), so
+    /// nothing below `after` can still appear.
     pub async fn unpublished_events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>> {
         let rows = sqlx::query(
             "SELECT seq, kind, ticket_id, client_id, manager_id, client_visible, payload, created_at
@@ -22,8 +22,8 @@ impl PgStore {
     }
 
     /// Lifecycle events (`kinds`) with `seq` above `after`, oldest first: what the relay's
-    /// signaller sends the ticket workflows. `seq` is commit order (events lock), so nothing
-    /// below `after` can still appear.
+    /// signaller sends the ticket workflows. `seq` is given after commit, in order
+    /// (`PgStore::sequence_events`), so nothing below `after` can still appear.
     pub async fn events_of_kinds_after(
         &self,
         kinds: &[&str],

@@ -20,10 +20,11 @@ use crate::visibility;
 
 /// Serialises matching of waiting tickets to ready managers (one at a time, whoever triggers it).
 pub(crate) const MATCH_LOCK: i64 = 0x1e_b0c5_0001;
-/// Held from the first event insert to commit, so outbox `seq` order is commit order.
-const EVENTS_LOCK: i64 = 0x1e_b0c5_0002;
-/// Channel notified at every commit that wrote events: wakes the outbox relay.
+/// Channel notified when events were given their `seq` (by `inbox_sequence_events`, migration
+/// 0800): wakes the outbox relay and every stream.
 pub const EVENTS_CHANNEL: &str = "inbox_events";
+/// Events numbered per call of `inbox_sequence_events`.
+const SEQUENCE_BATCH: i32 = 5000;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -142,10 +143,8 @@ impl PgStore {
         &self.pool
     }
 
-    /// Begins a transaction that may write events. Lock order, the same in every transaction:
-    /// the matching lock (if `matching`), then the events lock, then rows. Taking the events lock
-    /// before any row lock is what keeps a matcher (which holds it while it locks tickets) and a
-    /// row writer from waiting on each other; it also makes outbox `seq` order commit order.
+    /// Begins a transaction that may write events; end it with [`Self::commit_writing`]. Lock
+    /// order, the same in every transaction: the matching lock (if `matching`), then rows.
     pub(crate) async fn begin_writing(
         &self,
         matching: bool,
@@ -154,8 +153,36 @@ impl PgStore {
         if matching {
             advisory_lock(&mut tx, MATCH_LOCK).await?;
         }
-        advisory_lock(&mut tx, EVENTS_LOCK).await?;
         Ok(tx)
+    }
+
+    /// Commits a writing transaction, then numbers its events (and those of every writer that
+    /// committed meanwhile) so streams and the relay see them. The write has committed even if
+    /// the numbering fails: the relay's sweep ([`Self::sequence_events`]) numbers them then.
+    pub(crate) async fn commit_writing(&self, tx: Transaction<'static, Postgres>) -> Result<()> {
+        tx.commit().await?;
+        if let Err(e) = self.sequence_events().await {
+            tracing::warn!(error = %e, "events committed but not yet numbered; the relay will");
+        }
+        Ok(())
+    }
+
+    /// Gives every committed event without a `seq` its place in the outbox order (insertion
+    /// order, after every event numbered before) and wakes the outbox's listeners. Writers call
+    /// it after their commit; the relay calls it as a sweep for a writer that died in between.
+    /// Returns how many events it numbered.
+    pub async fn sequence_events(&self) -> Result<u64> {
+        let mut numbered = 0;
+        loop {
+            let n: i32 = sqlx::query_scalar("SELECT inbox_sequence_events($1)")
+                .bind(SEQUENCE_BATCH)
+                .fetch_one(&self.pool)
+                .await?;
+            numbered += u64::try_from(n).unwrap_or(0);
+            if n < SEQUENCE_BATCH {
+                return Ok(numbered);
+            }
+        }
     }
 
     /// Whether the database answers (readiness).
@@ -219,20 +246,35 @@ impl PgStore {
         .transpose()
     }
 
-    /// Whether the client wrote on the ticket after its manager's last reply: then the client is
-    /// not silent, whatever the silence timer armed at that reply says.
-    pub async fn client_wrote_since_last_reply(&self, ticket_id: Uuid) -> Result<bool> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (
-                 SELECT 1 FROM messages c
-                 WHERE c.ticket_id = $1 AND c.author = 'client'
-                   AND c.created_at > COALESCE(
-                       (SELECT max(r.created_at) FROM messages r
-                        WHERE r.ticket_id = $1 AND r.author = 'manager'),
-                       '-infinity'))",
+    /// Where the ticket's silence stands: its manager's last reply (ms since the epoch, store
+    /// clock) and whether the client wrote after it. The silence timer of a ticket checked in the
+    /// store asks when it fires: neither client messages nor replies after the first wake its
+    /// workflow.
+    pub async fn reply_silence(&self, ticket_id: Uuid) -> Result<ReplySilence> {
+        let row = sqlx::query(
+            "SELECT (extract(epoch FROM r.at) * 1000)::int8 AS last_reply_ms,
+                    EXISTS (SELECT 1 FROM messages c
+                            WHERE c.ticket_id = $1 AND c.author = 'client'
+                              AND c.created_at > COALESCE(r.at, '-infinity')) AS client_wrote
+             FROM (SELECT max(created_at) AS at FROM messages
+                   WHERE ticket_id = $1 AND author = 'manager') r",
         )
         .bind(ticket_id)
         .fetch_one(&self.pool)
+        .await?;
+        Ok(ReplySilence {
+            last_reply_ms: row.try_get("last_reply_ms")?,
+            client_wrote_since: row.try_get("client_wrote")?,
+        })
+    }
+
+    /// Which of `ticket_ids` the store checks the messages of (`tickets.checked_in_store`).
+    pub async fn checked_in_store(&self, ticket_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE id = ANY($1) AND checked_in_store ORDER BY id",
+        )
+        .bind(ticket_ids)
+        .fetch_all(&self.pool)
         .await?)
     }
 
@@ -313,7 +355,7 @@ impl PgStore {
             let assigned = match_waiting(&mut tx, &mut timings).await?;
             out.assigned = assigned.into_iter().find(|a| a.ticket_id == ticket_id);
         }
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         meters::verdicts_applied(out.passed, out.blocked);
         timings.report();
         Ok(out)
@@ -365,7 +407,7 @@ impl PgStore {
             .into_iter()
             .find(|a| a.manager_id == manager.user_id);
         let (capacity, ready_slots, open_tickets) = manager_load(&mut tx, &manager.user_id).await?;
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         timings.report();
         Ok(Readiness {
             ready_slots,
@@ -384,7 +426,7 @@ impl PgStore {
         .bind(manager_id)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(())
     }
 
@@ -472,7 +514,10 @@ impl PgStore {
         let message_id = message_id_for("manager", &external_id);
         let mut tx = self.begin_writing(false).await?;
         let row = sqlx::query(
-            "SELECT client_id, status FROM tickets WHERE id = $1 AND manager_id = $2 FOR SHARE",
+            // NO KEY UPDATE, not SHARE: the reply updates the ticket below, and two replies
+            // that both held SHARE would deadlock upgrading it.
+            "SELECT client_id, status, first_response_at IS NULL AS first FROM tickets
+             WHERE id = $1 AND manager_id = $2 FOR NO KEY UPDATE",
         )
         .bind(ticket_id)
         .bind(&manager.user_id)
@@ -506,10 +551,21 @@ impl PgStore {
         .bind(body)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE tickets SET first_response_at = coalesce(first_response_at, now()) WHERE id = $1")
-            .bind(ticket_id)
-            .execute(&mut *tx)
+        if row.try_get::<bool, _>("first")? {
+            sqlx::query("UPDATE tickets SET first_response_at = now() WHERE id = $1")
+                .bind(ticket_id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(
+                &mut tx,
+                &client_id,
+                &TicketEvent::TicketResponded {
+                    ticket_id,
+                    manager_id: &manager.user_id,
+                },
+            )
             .await?;
+        }
         insert_event(
             &mut tx,
             &client_id,
@@ -523,7 +579,7 @@ impl PgStore {
             },
         )
         .await?;
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(message_id)
     }
 
@@ -596,7 +652,7 @@ impl PgStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(true)
     }
 
@@ -629,7 +685,7 @@ impl PgStore {
             },
         )
         .await?;
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(Some(priority))
     }
 
@@ -656,7 +712,7 @@ impl PgStore {
             },
         )
         .await?;
-        tx.commit().await?;
+        self.commit_writing(tx).await?;
         Ok(true)
     }
 
@@ -731,6 +787,13 @@ impl PgStore {
     }
 }
 
+/// See [`PgStore::reply_silence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplySilence {
+    pub last_reply_ms: Option<i64>,
+    pub client_wrote_since: bool,
+}
+
 pub(crate) async fn advisory_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(key)
@@ -739,14 +802,13 @@ pub(crate) async fn advisory_lock(tx: &mut Transaction<'_, Postgres>, key: i64) 
     Ok(())
 }
 
-/// Writes `event` about `client_id` to the outbox (once: its dedup key makes a retry a no-op)
-/// and wakes the outbox's listeners at commit.
+/// Writes `event` about `client_id` to the outbox (once: its dedup key makes a retry a no-op),
+/// without its `seq` until [`PgStore::commit_writing`] numbers it.
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'_, Postgres>,
     client_id: &str,
     event: &TicketEvent<'_>,
 ) -> Result<()> {
-    advisory_lock(tx, EVENTS_LOCK).await?;
     sqlx::query(
         "INSERT INTO events (dedup_key, kind, ticket_id, client_id, client_visible, manager_id, payload)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
@@ -760,10 +822,6 @@ pub(crate) async fn insert_event(
     .bind(event.payload())
     .execute(&mut **tx)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(EVENTS_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 

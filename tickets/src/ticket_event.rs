@@ -140,6 +140,13 @@ pub enum TicketEvent<'a> {
     TicketOpened { ticket_id: Uuid },
     /// Lifecycle: the ticket's first passed message queued it for a manager.
     TicketQueued { ticket_id: Uuid },
+    /// Lifecycle (the ticket's workflow, supervisors): `manager_id` answered the ticket for the
+    /// first time (its SLA is met). Later replies change no timer the workflow keeps: its silence
+    /// timer reads the last reply from the store when it fires.
+    TicketResponded {
+        ticket_id: Uuid,
+        manager_id: &'a str,
+    },
 }
 
 impl TicketEvent<'_> {
@@ -165,6 +172,7 @@ impl TicketEvent<'_> {
             E::DeliveryFailed { .. } => event_kind::DELIVERY_FAILED,
             E::TicketOpened { .. } => event_kind::TICKET_OPENED,
             E::TicketQueued { .. } => event_kind::TICKET_QUEUED,
+            E::TicketResponded { .. } => event_kind::TICKET_RESPONDED,
         }
     }
 
@@ -203,6 +211,7 @@ impl TicketEvent<'_> {
             } => format!("delivery_failed:{channel}:{event_seq}"),
             E::TicketOpened { ticket_id } => format!("opened:{ticket_id}"),
             E::TicketQueued { ticket_id } => format!("queued:{ticket_id}"),
+            E::TicketResponded { ticket_id, .. } => format!("responded:{ticket_id}"),
         }
     }
 
@@ -229,7 +238,8 @@ impl TicketEvent<'_> {
             | E::SlaBreached { ticket_id, .. }
             | E::AfcTimeout { ticket_id, .. }
             | E::TicketOpened { ticket_id }
-            | E::TicketQueued { ticket_id } => Some(*ticket_id),
+            | E::TicketQueued { ticket_id }
+            | E::TicketResponded { ticket_id, .. } => Some(*ticket_id),
         }
     }
 
@@ -271,7 +281,9 @@ impl TicketEvent<'_> {
             | E::TicketEscalated { .. }
             | E::AfcTimeout { .. }
             | E::TicketOpened { .. }
-            | E::TicketQueued { .. } => None,
+            | E::TicketQueued { .. }
+            // Lifecycle: the manager is in the payload (their stream has the reply itself).
+            | E::TicketResponded { .. } => None,
         }
     }
 
@@ -390,6 +402,10 @@ impl TicketEvent<'_> {
             E::SlaBreached { ticket_id, .. }
             | E::TicketOpened { ticket_id }
             | E::TicketQueued { ticket_id } => json!({ "ticket_id": ticket_id }),
+            E::TicketResponded {
+                ticket_id,
+                manager_id,
+            } => json!({ "ticket_id": ticket_id, "manager_id": manager_id }),
             E::AfcTimeout {
                 message_id,
                 ticket_id,
@@ -540,6 +556,10 @@ mod tests {
             },
             TicketEvent::TicketOpened { ticket_id: t },
             TicketEvent::TicketQueued { ticket_id: t },
+            TicketEvent::TicketResponded {
+                ticket_id: t,
+                manager_id: "a",
+            },
         ]
     }
 
@@ -570,6 +590,7 @@ mod tests {
                             | TicketEvent::AfcTimeout { .. }
                             | TicketEvent::AfcReplyFlagged { .. }
                             | TicketEvent::TicketOpened { .. }
+                            | TicketEvent::TicketResponded { .. }
                     ),
                     "{e:?}"
                 );

@@ -29,17 +29,20 @@ async fn a_failed_delivery_is_a_failed_row_and_one_event_for_the_tickets_manager
     .bind(manager)
     .execute(&pool)
     .await?;
-    let seq: i64 = sqlx::query_scalar(
+    sqlx::query(
         "INSERT INTO events (dedup_key, kind, ticket_id, client_id, client_visible, manager_id,
                              payload)
-         VALUES ('reply-1', 'manager_reply', $1, $2, true, $3, '{\"body\": \"hi\"}')
-         RETURNING seq",
+         VALUES ('reply-1', 'manager_reply', $1, $2, true, $3, '{\"body\": \"hi\"}')",
     )
     .bind(ticket)
     .bind(client)
     .bind(manager)
-    .fetch_one(&pool)
+    .execute(&pool)
     .await?;
+    assert_eq!(store.sequence_events().await?, 1);
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM events WHERE dedup_key = 'reply-1'")
+        .fetch_one(&pool)
+        .await?;
     assert!(store.claim_delivery(seq, "email", client).await?);
 
     for _ in 0..2 {

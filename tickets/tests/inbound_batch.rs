@@ -162,13 +162,16 @@ async fn a_message_keeps_its_trace_context_for_the_stages_that_pick_it_up_from_t
             .fetch_all(&pool)
             .await?;
     // An event about no message (a payload without a UUID `message_id`) is simply not traced.
-    let other: i64 = sqlx::query_scalar(
+    sqlx::query(
         "INSERT INTO events (dedup_key, kind, client_id, client_visible, payload)
-         VALUES ('other', 'ticket_closed', 'ana', true, '{\"message_id\": \"not-a-uuid\"}')
-         RETURNING seq",
+         VALUES ('other', 'ticket_closed', 'ana', true, '{\"message_id\": \"not-a-uuid\"}')",
     )
-    .fetch_one(&pool)
+    .execute(&pool)
     .await?;
+    store.sequence_events().await?;
+    let other: i64 = sqlx::query_scalar("SELECT seq FROM events WHERE dedup_key = 'other'")
+        .fetch_one(&pool)
+        .await?;
     let all: Vec<i64> = seqs.iter().copied().chain([other]).collect();
     let mut traced = store.event_trace_parents(&all).await?;
     traced.sort();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tickets::inbound_batch::MessageCheck as _;
-use tickets::{PgStore, Verdict};
+use tickets::{PgStore, ReplySilence, Verdict};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -140,7 +140,22 @@ impl TicketActivities {
         _ctx: ActivityContext,
         ticket_id: Uuid,
     ) -> Result<bool, ActivityError> {
-        Ok(self.store.client_wrote_since_last_reply(ticket_id).await?)
+        Ok(self
+            .store
+            .reply_silence(ticket_id)
+            .await?
+            .client_wrote_since)
+    }
+
+    /// The manager's last reply and whether the client wrote after it: the silence timer of a
+    /// ticket checked in the store asks when it fires (replies after the first are not signalled).
+    #[activity]
+    pub async fn reply_silence(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        ticket_id: Uuid,
+    ) -> Result<ReplySilence, ActivityError> {
+        Ok(self.store.reply_silence(ticket_id).await?)
     }
 
     /// Closes the ticket and tells the client; closing twice is a no-op.

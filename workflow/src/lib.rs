@@ -147,8 +147,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     };
     let gauges_store = store.clone();
     let relay = relay::Relay {
-        store,
+        store: store.clone(),
         signals: relay::WorkflowSignals {
+            store,
             tickets,
             spec: spec.ticket.clone(),
             history_limit: settings.history_limit,

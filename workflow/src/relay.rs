@@ -1,11 +1,11 @@
 //! The outbox relay: publishes committed events to Kafka `ticket.events` in `seq` order, then marks
-//! them published. A crash between the two republishes; consumers dedup by `seq`. Beside it, the
+//! them published (and numbers the events of a writer that died before it could). A crash between the two republishes; consumers dedup by `seq`. Beside it, the
 //! signaller sends lifecycle events (a ticket opened or queued by the inbound transaction,
 //! assignments, replies) to their ticket's workflow from a cursor of its own (`outbox_cursors`):
 //! the outbox is how a store commit and its workflow signal both happen, and publishing never
 //! waits for Temporal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use sqlx::postgres::PgListener;
 use tickets::{Event, PgStore, event_kind, store::EVENTS_CHANNEL};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span};
+use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct Relay {
@@ -75,6 +76,13 @@ impl Relay {
                     return;
                 }
                 continue;
+            }
+            // The sweep: events of a writer that died between its commit and their numbering
+            // (`PgStore::commit_writing`) are numbered here, within a second.
+            match self.store.sequence_events().await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(e) => tracing::warn!(error = %e, "events not numbered; retrying"),
             }
             if !commits.wait(&self.store, shutdown).await {
                 return;
@@ -215,10 +223,15 @@ impl Relay {
 }
 
 /// What the ticket workflows hear of committed events: lifecycle changes (a ticket opened or
-/// queued by the inbound transaction, assignments, replies) become signals; their timers depend
-/// on them. An opened or queued ticket's workflow is started with `spec` if it is not running.
+/// queued by the inbound transaction, assignments, the first reply) become signals; their timers
+/// depend on them. An opened or queued ticket's workflow is started with `spec` if it is not
+/// running. Tickets that check their own messages (an external AFC system, or started before
+/// the store's path) hear every reply instead of the first: their AFC reply checks and silence
+/// timer count on it.
 #[derive(Clone)]
 pub struct WorkflowSignals {
+    /// Tells which tickets the store checks (`tickets.checked_in_store`).
+    pub store: PgStore,
     pub tickets: crate::client::Tickets,
     pub spec: crate::spec::TicketSpec,
     pub history_limit: Option<u32>,
@@ -227,11 +240,30 @@ pub struct WorkflowSignals {
 impl WorkflowSignals {
     /// Sends the signals of `batch`: per client in `seq` order (an assignment before the replies
     /// that follow it), clients concurrently.
-    pub async fn send(&self, batch: &[Event]) -> Result<(), crate::client::TemporalError> {
+    pub async fn send(&self, batch: &[Event]) -> Result<(), SignalError> {
+        let replied: Vec<Uuid> = batch
+            .iter()
+            .filter(|e| {
+                e.kind == event_kind::MANAGER_REPLY || e.kind == event_kind::TICKET_RESPONDED
+            })
+            .filter_map(|e| e.ticket_id)
+            .collect();
+        let checked_here: BTreeSet<Uuid> = if replied.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.store
+                .checked_in_store(&replied)
+                .await?
+                .into_iter()
+                .collect()
+        };
         let mut per_client: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
         for e in batch {
+            let here = e.ticket_id.is_some_and(|t| checked_here.contains(&t));
             let lifecycle = match e.kind.as_str() {
-                event_kind::TICKET_ASSIGNED | event_kind::MANAGER_REPLY => e.manager_id.is_some(),
+                event_kind::TICKET_ASSIGNED => e.manager_id.is_some(),
+                event_kind::MANAGER_REPLY => e.manager_id.is_some() && !here,
+                event_kind::TICKET_RESPONDED => here,
                 event_kind::TICKET_OPENED | event_kind::TICKET_QUEUED => true,
                 _ => false,
             };
@@ -247,7 +279,7 @@ impl WorkflowSignals {
             .buffer_unordered(SIGNAL_CONCURRENCY)
             .collect()
             .await;
-        results.into_iter().collect()
+        Ok(results.into_iter().collect::<Result<(), _>>()?)
     }
 
     async fn signal_in_order(
@@ -285,6 +317,12 @@ impl WorkflowSignals {
                         .manager_replied(&e.client_id, ticket_id, manager_id)
                         .await
                 }
+                event_kind::TICKET_RESPONDED => {
+                    let manager_id = e.payload["manager_id"].as_str().unwrap_or_default();
+                    self.tickets
+                        .manager_replied(&e.client_id, ticket_id, manager_id)
+                        .await
+                }
                 _ => Ok(()),
             }
             .or_else(ignore_closed)?;
@@ -302,7 +340,17 @@ const LIFECYCLE_KINDS: &[&str] = &[
     event_kind::TICKET_QUEUED,
     event_kind::TICKET_ASSIGNED,
     event_kind::MANAGER_REPLY,
+    event_kind::TICKET_RESPONDED,
 ];
+
+/// Why lifecycle events were not signalled (retried by the signaller).
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error(transparent)]
+    Temporal(#[from] crate::client::TemporalError),
+    #[error(transparent)]
+    Store(#[from] tickets::StoreError),
+}
 
 /// Wake-ups on outbox commits (`LISTEN`), with a poll every second as a safety net.
 #[derive(Default)]

@@ -8,10 +8,10 @@
 //!
 //! Two message paths, chosen by the ticket's input (`store_checks`):
 //! - the store's (every ticket the inbound transaction opens): messages are checked and attached
-//!   in PostgreSQL; the workflow hears only lifecycle changes (`opened`, `assigned`,
+//!   in PostgreSQL; the workflow hears only lifecycle changes (`opened`, `assigned`, the first
 //!   `manager_replied`, `resolve`), takes its state from the store when it starts, asks the store
-//!   whether the client wrote before closing on silence, and keeps one timer per deadline,
-//!   cancelled when a signal moves it;
+//!   for the last reply and whether the client wrote since before closing on silence, and keeps
+//!   one timer per deadline, cancelled when a signal moves it;
 //! - the workflow's own (tickets of an external AFC system, and tickets started before the store's
 //!   path existed, until they close): a message signal is a wake-up, the check activity takes every
 //!   pending message of the client from the store, so a duplicate signal changes nothing and
@@ -99,7 +99,9 @@ pub struct Lifecycle {
     pub escalations: u32,
     pub responded: bool,
     pub sla_reported: bool,
-    /// The manager's last reply, while the client has not written since.
+    /// Where the silence period counts from: the manager's last reply, while the client has not
+    /// written since. A store-checked ticket hears only the first reply and asks the store when
+    /// the period ends; while its client waits for an answer this is when it last asked.
     pub silent_since_ms: Option<i64>,
 }
 
@@ -178,6 +180,28 @@ fn deadline(timer: &TimerSpec, from_ms: i64, times: u32) -> i64 {
             .add(from, chrono::Duration::milliseconds(total_ms))
             .timestamp_millis(),
         _ => from_ms.saturating_add(total_ms),
+    }
+}
+
+/// Patch: the silence timer of a store-checked ticket asks the store for the last reply (replies
+/// after the first are no longer signalled) instead of only whether the client wrote since.
+const SILENCE_FROM_STORE: &str = "silence-from-store";
+
+/// When the silence timer fires, what the store says of the silence: None to close the ticket
+/// now (the client has been silent since the last reply for the whole period), or the instant to
+/// count the period from again. A later reply moves the deadline to that reply; a client who
+/// wrote after the last reply waits for an answer, so the store is asked again a period from now
+/// (any reply in between is then at most a period old, and its deadline not yet past).
+fn silence_deadline_moved(
+    spec: &TicketSpec,
+    silence: &tickets::ReplySilence,
+    now: i64,
+) -> Option<i64> {
+    let timer = spec.timers.auto_close_after_client_silence.as_ref()?;
+    match silence.last_reply_ms {
+        _ if silence.client_wrote_since => Some(now),
+        Some(last) if deadline(timer, last, 1) > now => Some(last),
+        _ => None,
     }
 }
 
@@ -547,9 +571,22 @@ impl TicketWorkflow {
                         alerted.extend(due);
                     }
                     Due::AutoClose => {
-                        // Client messages checked in the store wake no workflow: whether the
-                        // client wrote since the reply is the store's to say.
-                        if input.store_checks
+                        // Client messages checked in the store wake no workflow, nor do replies
+                        // after the first: where the silence stands is the store's to say.
+                        if input.store_checks && ctx.patched(SILENCE_FROM_STORE) {
+                            let silence = ctx
+                                .execute_local_activity(
+                                    TicketActivities::reply_silence,
+                                    ticket_id,
+                                    local(30),
+                                )
+                                .await?;
+                            if let Some(since) = silence_deadline_moved(&spec, &silence, now) {
+                                life.silent_since_ms = Some(since);
+                                ctx.state_mut(|s| s.lifecycle = life.clone());
+                                continue;
+                            }
+                        } else if input.store_checks
                             && ctx
                                 .execute_local_activity(
                                     TicketActivities::client_wrote_since_reply,
@@ -558,6 +595,8 @@ impl TicketWorkflow {
                                 )
                                 .await?
                         {
+                            // Tickets whose silence timer fired before the patch: every reply
+                            // was signalled to them, and the next one re-arms it.
                             life.silent_since_ms = None;
                             ctx.state_mut(|s| s.lifecycle = life.clone());
                             continue;

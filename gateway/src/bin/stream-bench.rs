@@ -204,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
     let relay = workflow::relay::Relay {
         store: store.clone(),
         signals: workflow::relay::WorkflowSignals {
+            store: store.clone(),
             tickets: workflow::client::Tickets {
                 client: workflow::client::connect(
                     &platform::settings::temporal::TemporalSettings::plain(
