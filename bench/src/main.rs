@@ -75,6 +75,10 @@ struct Args {
     /// floor each process burns with nothing to do (0: skip).
     #[arg(long, default_value_t = 15)]
     idle_secs: u64,
+    /// Run on the dev cluster (`fsync=off`, which flatters every commit) instead of a durable
+    /// PostgreSQL of the benchmark's own (`fsync`, `full_page_writes`, `synchronous_commit` on).
+    #[arg(long)]
+    no_fsync: bool,
     /// Directory for the JSON report.
     #[arg(long, default_value = ".dev/bench")]
     out: PathBuf,
@@ -143,7 +147,15 @@ struct Step {
     resources: BTreeMap<String, Usage>,
 }
 
-async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyhow::Result<()> {
+async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> anyhow::Result<()> {
+    // Durable unless asked: the engine's database on a cluster that flushes every commit.
+    let durable_pg = if args.no_fsync {
+        None
+    } else {
+        let pg = e2e::private_stack::DurablePostgres::start().await?;
+        stack.database_url = pg.url();
+        Some(pg)
+    };
     let machine = procs::machine();
     println!(
         "machine: {} cores, {}, load average {} (shared with other work: figures vary)",
@@ -189,11 +201,9 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
     println!("postgres: {durable}");
     let setting = |k: &str| std::env::var(k).unwrap_or_else(|_| "default".into());
     println!(
-        "kafka: partitions {}, source wait {} ms, tail wait {} ms, client events wait {} ms",
+        "kafka: partitions {}, inbound consumer wait {} ms",
         setting("INBOX_KAFKA_PARTITIONS"),
         setting("INBOX_KAFKA_SOURCE_WAIT_MS"),
-        setting("INBOX_KAFKA_TAIL_WAIT_MS"),
-        setting("INBOX_CLIENT_EVENTS_WAIT_MS"),
     );
     let mut components: Vec<Component> = engine
         .pids()
@@ -206,7 +216,18 @@ async fn run(args: Args, stack: Stack, mut tfloor: floor::TemporalFloor) -> anyh
             })
         })
         .collect();
-    components.extend(procs::stack_components(&repo_root()));
+    components.extend(
+        procs::stack_components(&repo_root())
+            .into_iter()
+            .filter(|c| durable_pg.is_none() || c.name != "postgres"),
+    );
+    if let Some(pid) = durable_pg.as_ref().and_then(|pg| pg.pid()) {
+        components.push(Component {
+            name: "postgres".into(),
+            pid,
+            with_children: true,
+        });
+    }
 
     // The floor, idle, one sample after another.
     println!(

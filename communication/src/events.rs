@@ -1,61 +1,80 @@
-//! Wake-ups for connected clients: every communication instance reads all of `ticket.events` (manual
-//! assignment at the end, no consumer group) and announces which client has something new. The
-//! store stays the source of truth: a woken session reads its events after its cursor from there.
+//! Wake-ups for connected clients and channel deliveries: every communication instance follows the
+//! outbox from its newest event (`tickets::outbox::OutboxTail`, woken by the numbering's
+//! `NOTIFY`) and announces which client has something new. The store stays the source of truth: a
+//! woken session reads its events after its cursor from there.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use prost::Message as _;
-use rdkafka::Message as _;
+use tickets::PgStore;
+use tickets::outbox::{Numbering, OutboxTail};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub type Wakeups = broadcast::Sender<Arc<str>>;
 
-/// Reads the wake-ups until `shutdown`. Client sessions are people reading a chat: a wake-up
-/// within ~50-100 ms is prompt enough, and a longer fetch wait (`wait_ms`, default 50) saves the
-/// local broker a third of a core (see `platform::kafka::tail`). Returns early only when the
-/// consumer cannot be made (the supervisor starts it again).
-pub async fn listen(
-    kafka: platform::kafka::KafkaSettings,
-    topic: String,
-    wait_ms: u32,
-    wakeups: Wakeups,
-    shutdown: CancellationToken,
-) {
-    platform::kafka::follow(kafka, topic, wait_ms, shutdown, |r| {
-        match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
-            Ok(e) if e.client_visible => {
-                let span = match platform::telemetry::kafka_traceparent(r) {
-                    Some(parent) => event_span(&e, parent),
-                    None => tracing::Span::none(),
-                };
-                span.in_scope(|| {
-                    let _ = wakeups.send(Arc::from(e.client_id.as_str()));
-                });
+/// Announces the clients of newly numbered client-visible events until `shutdown`. A failed read
+/// is retried a second later; sessions and deliveries re-read on their own meanwhile.
+pub async fn listen(store: PgStore, wakeups: Wakeups, shutdown: CancellationToken) {
+    let mut tail = OutboxTail::new(store.clone());
+    loop {
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            b = tail.next() => b,
+        };
+        match batch {
+            Ok(events) => {
+                let visible: Vec<Numbering> =
+                    events.into_iter().filter(|e| e.client_visible).collect();
+                let traces = trace_parents(&store, visible.iter().map(|e| e.seq).collect()).await;
+                for e in &visible {
+                    let span = match traces.get(&e.seq) {
+                        Some(parent) => event_span(e, parent),
+                        None => tracing::Span::none(),
+                    };
+                    span.in_scope(|| {
+                        let _ = wakeups.send(Arc::from(e.client_id.as_str()));
+                    });
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox tail failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
         }
-    })
-    .await;
+    }
 }
 
-/// The wake-up's span, a child of the relay's (the record's `traceparent`).
-fn event_span(e: &proto::v1::TicketEvent, parent: &str) -> tracing::Span {
+/// The stored trace contexts of the messages the events `seqs` are about, by seq: a wake-up or a
+/// push continues its message's trace. One query, only while span export is on.
+pub(crate) async fn trace_parents(store: &PgStore, seqs: Vec<i64>) -> BTreeMap<i64, String> {
+    if !platform::telemetry::enabled() || seqs.is_empty() {
+        return BTreeMap::new();
+    }
+    match store.event_trace_parents(&seqs).await {
+        Ok(t) => t.into_iter().collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "trace contexts of the events not read");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// The wake-up's span, a child of its message's stored trace context.
+fn event_span(e: &Numbering, parent: &str) -> tracing::Span {
     let span = tracing::info_span!(
         "ticket_event",
-        kind = %e.kind,
         event_id = e.seq,
         client_id = %e.client_id,
-        ticket_id = tracing::field::Empty,
         manager_id = tracing::field::Empty,
     );
     platform::telemetry::set_parent(&span, parent);
-    if !e.ticket_id.is_empty() {
-        span.record("ticket_id", e.ticket_id.as_str());
-    }
-    if !e.manager_id.is_empty() {
-        span.record("manager_id", e.manager_id.as_str());
+    if let Some(m) = &e.manager_id {
+        span.record("manager_id", m.as_str());
     }
     span
 }

@@ -1,7 +1,6 @@
 //! The web-chat client API: send (`POST /v1/messages`), history (`GET /v1/messages`), read cursor
 //! (`/v1/read`), the `/v1/ws` event stream and the OpenAPI document that describes them.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -324,7 +323,9 @@ async fn send_events(state: &AppState, client: &Caller, mut cursor: i64, socket:
             }
         };
         let full_page = events.len() == 200;
-        let traces = push_traces(&state.store, &events).await;
+        let traces =
+            crate::events::trace_parents(&state.store, events.iter().map(|e| e.seq).collect())
+                .await;
         for e in events {
             cursor = e.seq;
             let span = match traces.get(&e.seq) {
@@ -369,22 +370,6 @@ async fn send_events(state: &AppState, client: &Caller, mut cursor: i64, socket:
                 },
                 _ = &mut deadline => break,
             }
-        }
-    }
-}
-
-/// The stored trace contexts of the messages `events` are about, by event id: each push of one
-/// continues its message's trace. One query, only while span export is on.
-async fn push_traces(store: &PgStore, events: &[tickets::Event]) -> BTreeMap<i64, String> {
-    if !platform::telemetry::enabled() || events.is_empty() {
-        return BTreeMap::new();
-    }
-    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    match store.event_trace_parents(&seqs).await {
-        Ok(t) => t.into_iter().collect(),
-        Err(e) => {
-            tracing::debug!(error = %e, "trace contexts of the events not read");
-            BTreeMap::new()
         }
     }
 }

@@ -57,21 +57,9 @@ impl Application {
             .with_context(|| format!("binding the ops listener {}", settings.ops_addr))?;
         let (wakeups, _) = tokio::sync::broadcast::channel(4096);
         {
-            let (kafka, topic, wait, wakeups, stop) = (
-                kafka.clone(),
-                topics.ticket_events.clone(),
-                settings.client_events_wait_ms,
-                wakeups.clone(),
-                shutdown.clone(),
-            );
-            platform::ops::supervise(&health, "ticket-events", shutdown.clone(), move || {
-                events::listen(
-                    kafka.clone(),
-                    topic.clone(),
-                    wait,
-                    wakeups.clone(),
-                    stop.clone(),
-                )
+            let (store, wakeups, stop) = (store.clone(), wakeups.clone(), shutdown.clone());
+            platform::ops::supervise(&health, "outbox-tail", shutdown.clone(), move || {
+                events::listen(store.clone(), wakeups.clone(), stop.clone())
             });
         }
         let publisher = publisher::Publisher::new(kafka, topics.inbound_messages.clone())?;

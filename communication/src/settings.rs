@@ -29,12 +29,6 @@ pub static RATE_LIMIT_PER_SECOND: Setting = Setting::new(
     "5",
     "client API: requests per second refilled after the burst (0: no limit)",
 );
-pub static CLIENT_EVENTS_WAIT_MS: Setting = Setting::new(
-    "INBOX_CLIENT_EVENTS_WAIT_MS",
-    Kind::Int,
-    "50",
-    "`fetch.wait.max.ms` of the client wake-up tail",
-);
 pub static CHANNELS: Setting = Setting::new(
     "INBOX_CHANNELS",
     Kind::Path,
@@ -93,7 +87,6 @@ static OWN: &[&Setting] = &[
     &OPS_ADDR,
     &RATE_LIMIT_BURST,
     &RATE_LIMIT_PER_SECOND,
-    &CLIENT_EVENTS_WAIT_MS,
     &CHANNELS,
     &TEST_CRASH_AFTER_PUBLISH,
 ];
@@ -114,7 +107,6 @@ pub struct Settings {
     pub http_addr: String,
     pub ops_addr: String,
     pub rate_limit: ratelimit::RateLimit,
-    pub client_events_wait_ms: u32,
     /// The web-chat client API; on unless the channels file (or `INBOX_WEB_ENABLED`) says off.
     pub web: bool,
     /// Off unless the channels file (or the environment) switches it on; see `channels.rs`.
@@ -149,7 +141,6 @@ impl Settings {
                 burst: env.parse(&RATE_LIMIT_BURST)?,
                 per_second: env.parse(&RATE_LIMIT_PER_SECOND)?,
             },
-            client_events_wait_ms: env.parse(&CLIENT_EVENTS_WAIT_MS)?,
             web: channels.web,
             telegram: channels.telegram,
             email: channels.email,

@@ -172,6 +172,15 @@ pub(crate) async fn run_checked(cmd: &mut Command, what: &str, log: &Path) -> an
     Ok(())
 }
 
+/// Whether this process runs as root (then PostgreSQL's tools run as the `postgres` user).
+pub(crate) fn running_as_root() -> anyhow::Result<bool> {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .context("running id -u")
+}
+
 /// PostgreSQL 15 cluster owned by the `postgres` user (initdb refuses to run as root).
 pub(crate) struct Postgres {
     pub(crate) bin: PathBuf,
@@ -181,6 +190,9 @@ pub(crate) struct Postgres {
     /// The superuser connects over the Unix socket (in `dir`) rather than TCP: a cluster whose TCP
     /// connections all need TLS and a password (`secure_stack`).
     pub(crate) admin_over_socket: bool,
+    /// Every commit reaches the disk (`fsync`, `full_page_writes`, `synchronous_commit` on);
+    /// test clusters run without (their data is disposable).
+    pub(crate) durable: bool,
 }
 
 impl Postgres {
@@ -257,9 +269,13 @@ impl Postgres {
 
     pub(crate) async fn start(&self) -> anyhow::Result<()> {
         // fsync off: disposable data; a crash of the server process (not of the OS) loses nothing.
+        let durability = if self.durable {
+            "-c fsync=on -c full_page_writes=on -c synchronous_commit=on"
+        } else {
+            "-c fsync=off -c full_page_writes=off"
+        };
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off \
-             -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 {durability}",
             self.port,
             self.dir.display()
         );
@@ -380,11 +396,7 @@ impl PrivateStack {
             tansu_bin,
             temporal_bin,
         } = Binaries::find()?;
-        let as_root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .context("running id -u")?;
+        let as_root = running_as_root()?;
 
         let dir = std::env::temp_dir().join(format!(
             "inbox-private-stack-{}",
@@ -404,6 +416,7 @@ impl PrivateStack {
                 port: pg_port,
                 as_root,
                 admin_over_socket: false,
+                durable: false,
             },
             pg_running: false,
             temporal_bin,
@@ -545,6 +558,68 @@ impl PrivateStack {
     pub async fn restart_kafka(&mut self, how: Stop) -> anyhow::Result<()> {
         self.stop_kafka(how).await?;
         self.start_kafka().await
+    }
+}
+
+/// A durable PostgreSQL cluster of its own (every commit flushed to disk), in a temporary
+/// directory on a free loopback port: what `make bench` measures against, since the dev cluster
+/// runs `fsync=off`. Dropping it stops the cluster and removes the directory.
+pub struct DurablePostgres {
+    pg: Postgres,
+}
+
+impl DurablePostgres {
+    pub async fn start() -> anyhow::Result<Self> {
+        let pg_bin = Binaries::find()?.pg_bin;
+        let as_root = running_as_root()?;
+        let dir = std::env::temp_dir().join(format!(
+            "inbox-durable-pg-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let me = Self {
+            pg: Postgres {
+                bin: pg_bin,
+                dir,
+                port: free_port(&[])?,
+                as_root,
+                admin_over_socket: false,
+                durable: true,
+            },
+        };
+        me.pg.init().await?;
+        me.pg.start().await?;
+        Ok(me)
+    }
+
+    /// The superuser's URL.
+    pub fn url(&self) -> String {
+        self.pg.url()
+    }
+
+    /// The postmaster's pid (its backends are its children), for CPU figures.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.pg.data().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for DurablePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .pg
+            .std_command("pg_ctl")
+            .arg("-D")
+            .arg(self.pg.data())
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.pg.dir);
     }
 }
 

@@ -109,11 +109,7 @@ impl SecureStack {
                 bail!("{file} is missing: install {what} with `scripts/stack.sh install`");
             }
         }
-        let as_root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .context("running id -u")?;
+        let as_root = crate::private_stack::running_as_root()?;
         let temporal_upstream = crate::Stack::dev_defaults()
             .temporal_url
             .trim_start_matches("http://")
@@ -151,6 +147,7 @@ impl SecureStack {
                 port: pg_port,
                 as_root,
                 admin_over_socket: true,
+                durable: false,
             },
             pg_running: false,
             kafka: Daemon {

@@ -112,7 +112,8 @@ const HOPS: &[(&str, &str, Option<&str>)] = &[
     ("workflow", "inbound_message", Some("publish_message")),
     ("workflow", "store_inbound", Some("inbound_message")),
     ("workflow", "relay_publish", Some("inbound_message")),
-    ("communication", "ticket_event", Some("relay_publish")),
+    // Woken by the outbox tail, which continues the message's stored trace as the relay does.
+    ("communication", "ticket_event", Some("inbound_message")),
     ("communication", "websocket_push", Some("inbound_message")),
 ];
 

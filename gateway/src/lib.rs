@@ -76,7 +76,6 @@ pub struct Application {
     clients: client::Clients,
     admins: admin::Admins,
     streams: stream::Streams,
-    settings: Settings,
     addr: SocketAddr,
     ops_addr: SocketAddr,
     health: Arc<platform::ops::Health>,
@@ -144,7 +143,6 @@ impl Application {
             clients,
             admins,
             streams,
-            settings,
             addr,
             ops_addr,
             health,
@@ -168,26 +166,16 @@ impl Application {
         // graceful stop does not wait on them.
         let streams_stop = self.streams.shutdown.clone();
         {
-            let (kafka, topic, wait, hub, stop) = (
-                self.settings.common.kafka.clone(),
-                self.settings.common.topics().ticket_events,
-                self.settings.common.tail_wait_ms,
+            let (store, hub, stop) = (
+                self.streams.store.clone(),
                 self.streams.hub.clone(),
                 streams_stop.clone(),
             );
             platform::ops::supervise(
                 &self.health,
-                "ticket-events",
+                "outbox-tail",
                 streams_stop.clone(),
-                move || {
-                    stream::listen(
-                        kafka.clone(),
-                        topic.clone(),
-                        wait,
-                        hub.clone(),
-                        stop.clone(),
-                    )
-                },
+                move || stream::listen(store.clone(), hub.clone(), stop.clone()),
             );
         }
         let (health_reporter, health) = tonic_health::server::health_reporter();

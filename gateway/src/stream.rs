@@ -1,18 +1,18 @@
 //! `StreamEvents` for managers and clients. PostgreSQL (the outbox) is the source of truth: a stream
-//! reads the caller's events after its cursor from there, and the Kafka `ticket.events` feed only
-//! wakes it up. So a reconnect with the last cursor resumes with no gap and no duplicate, also
-//! across a gateway restart, and nothing is ever lost from a memory buffer.
+//! reads the caller's events after its cursor from there, and the outbox tail
+//! (`tickets::outbox::OutboxTail`, woken by the numbering's `NOTIFY`) only wakes it up. So a
+//! reconnect with the last cursor resumes with no gap and no duplicate, also across a gateway
+//! restart, and nothing is ever lost from a memory buffer.
 //!
-//! Each stream has its own task and a bounded buffer; the Kafka listener never waits for a stream
-//! (a wake-up is a `watch` value: the latest seq, overwritten, never queued). A consumer that does
+//! Each stream has its own task and a bounded buffer; the tail never waits for a stream (a
+//! wake-up is a `watch` value: the latest seq, overwritten, never queued). A consumer that does
 //! not take an event for `max_stall` is cut off with `RESOURCE_EXHAUSTED` naming its cursor.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prost::Message as _;
-use rdkafka::Message as _;
+use tickets::outbox::{Numbering, OutboxTail};
 use tickets::{Event, PgStore};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -96,7 +96,7 @@ impl Hub {
     }
 
     /// Wakes the streams that may see `e`.
-    pub fn notify(&self, e: &proto::v1::TicketEvent) {
+    pub fn notify(&self, e: &Numbering) {
         let mut map = self
             .audiences
             .lock()
@@ -104,8 +104,8 @@ impl Hub {
         if e.client_visible {
             Self::bump(&mut map, Audience::Client(e.client_id.clone()), e.seq);
         }
-        if !e.manager_id.is_empty() {
-            Self::bump(&mut map, Audience::Manager(e.manager_id.clone()), e.seq);
+        if let Some(m) = &e.manager_id {
+            Self::bump(&mut map, Audience::Manager(m.clone()), e.seq);
         }
     }
 
@@ -118,23 +118,27 @@ impl Hub {
     }
 }
 
-/// Reads `ticket.events` from the end (no consumer group: every gateway sees every event) and wakes
-/// the streams each event concerns, until `shutdown`. Returns early only when the consumer cannot
-/// be made (the supervisor starts it again).
-pub async fn listen(
-    kafka: platform::kafka::KafkaSettings,
-    topic: String,
-    wait_ms: u32,
-    hub: Arc<Hub>,
-    shutdown: CancellationToken,
-) {
-    platform::kafka::follow(kafka, topic, wait_ms, shutdown, |r| {
-        match proto::v1::TicketEvent::decode(r.payload().unwrap_or_default()) {
-            Ok(e) => hub.notify(&e),
-            Err(e) => tracing::warn!(error = %e, "undecodable ticket event"),
+/// Follows the outbox from its newest event (every gateway sees every event) and wakes the
+/// streams each event concerns, until `shutdown`. A failed read is retried a second later; a
+/// stream re-reads on its own meanwhile (`StreamConfig::reread`).
+pub async fn listen(store: PgStore, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut tail = OutboxTail::new(store);
+    loop {
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            b = tail.next() => b,
+        };
+        match batch {
+            Ok(events) => events.iter().for_each(|e| hub.notify(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox tail failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
         }
-    })
-    .await;
+    }
 }
 
 /// Opens event streams: the store, the hub and the limits they share.

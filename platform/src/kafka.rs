@@ -306,41 +306,6 @@ pub async fn ensure_topics(kafka: &KafkaSettings, topics: &[&str]) -> Result<(),
     Ok(())
 }
 
-/// A consumer positioned at the end of every partition of `topic`, without a consumer group: each
-/// process sees every new record (wake-ups for streams, not work to share).
-///
-/// Its fetches wait `wait_ms` (`fetch.wait.max.ms`). The local broker (Tansu 0.6) answers a fetch
-/// only after the whole wait, whether it found records or not, and reads every partition of the
-/// request from SQLite once per fetch. So a record waits between one and two waits per hop, and a
-/// short wait costs broker CPU: ~40 % of a core per consumer of a 4-partition topic at 10 ms
-/// (`make bench` at 1 msg/s: Tansu at 79 % with the gateway's and communication's tails). Apache
-/// Kafka answers as soon as a record arrives; set the waits to librdkafka's default (500) there.
-pub fn tail(
-    kafka: &KafkaSettings,
-    topic: &str,
-    wait_ms: u32,
-) -> Result<rdkafka::consumer::StreamConsumer, KafkaError> {
-    use rdkafka::consumer::Consumer;
-    let consumer: rdkafka::consumer::StreamConsumer = config(kafka)
-        // librdkafka wants a group id; manual assignment joins no group.
-        .set("group.id", format!("inbox-tail-{topic}"))
-        .set("enable.auto.commit", "false")
-        // A wake-up is only as good as it is prompt: with librdkafka's default (500 ms) a fetch
-        // is held that long on the local broker, so a new record waited up to 500 ms (measured
-        // with `stream-bench`: p50 ~450 ms).
-        .set("fetch.wait.max.ms", wait_ms.to_string())
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::End)?;
-        }
-    }
-    consumer.assign(&tpl)?;
-    Ok(consumer)
-}
-
 /// A readiness probe of the brokers: the metadata of `topic`, fetched with a client made once.
 pub fn probe(kafka: &KafkaSettings, topic: &str) -> Result<crate::ops::Probe, KafkaError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -440,33 +405,5 @@ impl DeadLetters {
             dead_letters = %self.topic, "a record that can never be processed was dead-lettered"
         );
         Ok(())
-    }
-}
-
-/// Follows `topic` from its end (a [`tail`]) until `shutdown`, handing every record to `handle`.
-/// Returns early only when the consumer cannot be made (a supervisor starts it again).
-pub async fn follow(
-    kafka: KafkaSettings,
-    topic: String,
-    wait_ms: u32,
-    shutdown: tokio_util::sync::CancellationToken,
-    mut handle: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
-) {
-    let consumer = match tail(&kafka, &topic, wait_ms) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, topic, "cannot follow the topic");
-            return;
-        }
-    };
-    loop {
-        let record = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = consumer.recv() => r,
-        };
-        match record {
-            Ok(r) => handle(&r),
-            Err(e) => tracing::warn!(error = %e, topic, "receive failed"),
-        }
     }
 }

@@ -403,7 +403,6 @@ pub const ENGINE_SETTINGS: &[&str] = &[
     "INBOX_AFC_PUBLIC_KEY",
     "INBOX_AFC_VERDICTS_TOPIC",
     "INBOX_CHANNELS",
-    "INBOX_CLIENT_EVENTS_WAIT_MS",
     "INBOX_COMMUNICATION_OPS_ADDR",
     "INBOX_DATABASE_MAX_CONNECTIONS",
     "INBOX_DATABASE_PASSWORD",
@@ -440,7 +439,6 @@ pub const ENGINE_SETTINGS: &[&str] = &[
     "INBOX_KAFKA_SASL_USERNAME",
     "INBOX_KAFKA_SECURITY_PROTOCOL",
     "INBOX_KAFKA_SOURCE_WAIT_MS",
-    "INBOX_KAFKA_TAIL_WAIT_MS",
     "INBOX_MAIL_FROM",
     "INBOX_OTLP_CA_FILE",
     "INBOX_OTLP_ENDPOINT",
@@ -598,12 +596,6 @@ pub mod common {
         "3",
         "replication factor of the topics the engine creates",
     );
-    pub static KAFKA_TAIL_WAIT_MS: Setting = Setting::new(
-        "INBOX_KAFKA_TAIL_WAIT_MS",
-        Kind::Int,
-        "10",
-        "`fetch.wait.max.ms` of the event wake-up tails (Apache Kafka: 500)",
-    );
     pub static TOPIC_PREFIX: Setting = Setting::new(
         "INBOX_TOPIC_PREFIX",
         Kind::Text,
@@ -663,7 +655,6 @@ pub mod common {
         &KAFKA_SASL_PASSWORD,
         &KAFKA_PARTITIONS,
         &KAFKA_REPLICATION,
-        &KAFKA_TAIL_WAIT_MS,
         &TOPIC_PREFIX,
         &JWT_SECRET,
         &JWT_ISSUER,
@@ -854,7 +845,6 @@ pub struct Common {
     pub kafka: crate::kafka::KafkaSettings,
     pub topic_prefix: String,
     pub auth: AuthSettings,
-    pub tail_wait_ms: u32,
     /// How long a SIGTERM may take before the process exits anyway.
     pub shutdown_deadline: std::time::Duration,
 }
@@ -901,7 +891,6 @@ impl Common {
             kafka: crate::kafka::KafkaSettings::from_env(env)?,
             topic_prefix: env.text(&TOPIC_PREFIX),
             auth,
-            tail_wait_ms: env.parse(&KAFKA_TAIL_WAIT_MS)?,
             shutdown_deadline: std::time::Duration::from_secs(
                 env.parse(&crate::shutdown::SHUTDOWN_SECS)?,
             ),

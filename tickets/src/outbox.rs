@@ -1,8 +1,141 @@
-//! Outbox reads for the relay: publishing (by `published_at`) and the workflow signaller (by its
-//! own cursor), which run independently.
+//! Outbox reads: for the relay, publishing (by `published_at`) and the workflow signaller (by its
+//! own cursor), which run independently; and the wake-up tail every stream-serving process
+//! follows ([`OutboxTail`]), with the `LISTEN` wake-ups they all wait on ([`Numbered`]).
+
+use std::time::Duration;
+
+use sqlx::Row as _;
+use sqlx::postgres::PgListener;
 
 use crate::domain::Event;
-use crate::store::{PgStore, Result, event_of};
+use crate::store::{EVENTS_CHANNEL, PgStore, Result, event_of};
+
+/// Wake-ups when events are numbered (`LISTEN` on [`EVENTS_CHANNEL`], notified by
+/// `inbox_sequence_events`), with a poll every second as a safety net: a notification sent while
+/// the listener reconnects is lost.
+#[derive(Default)]
+pub struct Numbered {
+    listener: Option<PgListener>,
+}
+
+impl Numbered {
+    /// Until the next numbering, or a second.
+    pub async fn wait(&mut self, store: &PgStore) {
+        if self.listener.is_none() {
+            self.listener = match PgListener::connect_with(store.pool()).await {
+                Ok(mut l) => match l.listen(EVENTS_CHANNEL).await {
+                    Ok(()) => Some(l),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN failed; polling");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open a listener; polling");
+                    None
+                }
+            };
+        }
+        let notified = async {
+            match self.listener.as_mut() {
+                Some(l) => l.recv().await.map(|_| ()),
+                None => std::future::pending().await,
+            }
+        };
+        let failed = tokio::select! {
+            r = notified => r.is_err(),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+        };
+        if failed {
+            self.listener = None;
+        }
+    }
+}
+
+/// Who a newly numbered event is for: what a wake-up needs (the woken reader takes the event
+/// itself from the store, after its own cursor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numbering {
+    pub seq: i64,
+    pub client_id: String,
+    pub client_visible: bool,
+    pub manager_id: Option<String>,
+}
+
+/// Follows the outbox from its newest event: every process that serves streams sees every event
+/// numbered after it started (wake-ups, not work to share). It replaced a Kafka tail of
+/// `ticket.events` per process: the numbering already notifies, so a wake-up costs one indexed
+/// read per numbering instead of a broker fetch every few milliseconds whether or not anything
+/// happened (the local broker answers each fetch only after its full wait, at a third of a core
+/// per tail), and no fetch wait delays it.
+pub struct OutboxTail {
+    store: PgStore,
+    after: Option<i64>,
+    numbered: Numbered,
+}
+
+/// Events a tail read takes at most.
+const TAIL_PAGE: i64 = 1000;
+
+impl OutboxTail {
+    /// A tail from the newest event when it is first read.
+    pub fn new(store: PgStore) -> Self {
+        Self {
+            store,
+            after: None,
+            numbered: Numbered::default(),
+        }
+    }
+
+    /// A tail from the event after `seq`.
+    pub fn after(store: PgStore, seq: i64) -> Self {
+        Self {
+            after: Some(seq),
+            ..Self::new(store)
+        }
+    }
+
+    /// The events numbered since the last call (at the first: since now), oldest first; waits
+    /// for the next numbering while there are none. An error is the store's (call again).
+    pub async fn next(&mut self) -> Result<Vec<Numbering>> {
+        let mut after = match self.after {
+            Some(a) => a,
+            None => {
+                let newest: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
+                    .fetch_one(self.store.pool())
+                    .await?;
+                *self.after.insert(newest.unwrap_or(0))
+            }
+        };
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, client_id, client_visible, manager_id FROM events
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(TAIL_PAGE)
+            .fetch_all(self.store.pool())
+            .await?;
+            let batch = rows
+                .iter()
+                .map(|r| {
+                    Ok(Numbering {
+                        seq: r.try_get("seq")?,
+                        client_id: r.try_get("client_id")?,
+                        client_visible: r.try_get("client_visible")?,
+                        manager_id: r.try_get("manager_id")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(last) = batch.last() {
+                after = last.seq;
+                self.after = Some(after);
+                return Ok(batch);
+            }
+            self.numbered.wait(&self.store).await;
+        }
+    }
+}
 
 impl PgStore {
     /// Outbox rows not yet published with `seq` above `after`, oldest first. A relay passes the

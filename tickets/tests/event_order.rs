@@ -131,3 +131,46 @@ async fn events_a_writer_left_unnumbered_are_numbered_by_the_sweep_after_the_oth
     );
     Ok(())
 }
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn the_outbox_tail_hands_on_each_event_numbered_after_its_start_once_in_order(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    store.record_inbound(&message("before", 1)).await?;
+    let start: i64 = sqlx::query_scalar("SELECT max(seq) FROM events")
+        .fetch_one(&pool)
+        .await?;
+    let mut tail = tickets::outbox::OutboxTail::after(store.clone(), start);
+    // Nothing after the start: the tail waits for a numbering.
+    let first = tokio::spawn(async move {
+        let batch = tail.next().await?;
+        anyhow::Ok((tail, batch))
+    });
+    store
+        .record_inbound_batch(&[message("ana", 1), message("bo", 1)])
+        .await?;
+    let (mut tail, batch) = first.await??;
+    let mut seen: Vec<(String, bool)> = batch
+        .iter()
+        .map(|e| (e.client_id.clone(), e.client_visible))
+        .collect();
+    while seen.len() < 2 {
+        seen.extend(
+            tail.next()
+                .await?
+                .into_iter()
+                .map(|e| (e.client_id, e.client_visible)),
+        );
+    }
+    assert_eq!(
+        seen,
+        vec![("ana".to_owned(), true), ("bo".to_owned(), true)],
+        "the events numbered after the tail's start, in seq order, without the earlier one"
+    );
+    store.record_inbound(&message("cy", 1)).await?;
+    let next = tail.next().await?;
+    assert_eq!(next.len(), 1, "each event once: {next:?}");
+    assert_eq!(next[0].client_id, "cy");
+    Ok(())
+}

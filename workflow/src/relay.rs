@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::postgres::PgListener;
-use tickets::{Event, PgStore, event_kind, store::EVENTS_CHANNEL};
+use tickets::outbox::Numbered;
+use tickets::{Event, PgStore, event_kind};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span};
 use uuid::Uuid;
@@ -53,7 +53,7 @@ impl Relay {
     }
 
     async fn publish_loop(&self, shutdown: &CancellationToken) {
-        let mut commits = Commits::default();
+        let mut commits = Numbered::default();
         // The highest `seq` published (and being marked): not read again.
         let mut after = 0;
         loop {
@@ -84,7 +84,7 @@ impl Relay {
                 Ok(_) => continue,
                 Err(e) => tracing::warn!(error = %e, "events not numbered; retrying"),
             }
-            if !commits.wait(&self.store, shutdown).await {
+            if !numbered(&mut commits, &self.store, shutdown).await {
                 return;
             }
         }
@@ -94,7 +94,7 @@ impl Relay {
     /// then moves its cursor; a crash between the two signals them again (signals are
     /// idempotent for the workflow).
     async fn signal_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut commits = Commits::default();
+        let mut commits = Numbered::default();
         let mut after = None;
         loop {
             let from = match after {
@@ -106,7 +106,7 @@ impl Relay {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "signaller position not read; retrying");
-                        if !commits.wait(&self.store, &shutdown).await {
+                        if !numbered(&mut commits, &self.store, &shutdown).await {
                             return;
                         }
                         continue;
@@ -125,7 +125,7 @@ impl Relay {
                 }
             };
             let Some(last) = batch.last().map(|e| e.seq) else {
-                if !commits.wait(&self.store, &shutdown).await {
+                if !numbered(&mut commits, &self.store, &shutdown).await {
                     return;
                 }
                 continue;
@@ -352,45 +352,11 @@ pub enum SignalError {
     Store(#[from] tickets::StoreError),
 }
 
-/// Wake-ups on outbox commits (`LISTEN`), with a poll every second as a safety net.
-#[derive(Default)]
-struct Commits {
-    listener: Option<PgListener>,
-}
-
-impl Commits {
-    /// Until the next commit notification (or a second); false on shutdown.
-    async fn wait(&mut self, store: &PgStore, shutdown: &CancellationToken) -> bool {
-        if self.listener.is_none() {
-            self.listener = match PgListener::connect_with(store.pool()).await {
-                Ok(mut l) => match l.listen(EVENTS_CHANNEL).await {
-                    Ok(()) => Some(l),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "LISTEN failed; polling");
-                        None
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot open a listener; polling");
-                    None
-                }
-            };
-        }
-        let notified = async {
-            match self.listener.as_mut() {
-                Some(l) => l.recv().await.map(|_| ()),
-                None => std::future::pending().await,
-            }
-        };
-        let failed = tokio::select! {
-            _ = shutdown.cancelled() => return false,
-            r = notified => r.is_err(),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-        };
-        if failed {
-            self.listener = None;
-        }
-        true
+/// Until the next numbering of events (or a second); false on shutdown.
+async fn numbered(n: &mut Numbered, store: &PgStore, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        () = n.wait(store) => true,
     }
 }
 

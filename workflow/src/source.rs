@@ -64,10 +64,12 @@ impl LeasedSource {
             .set("group.id", format!("inbox-leased-{topic}"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            // The local broker holds every fetch for the whole `fetch.wait.max.ms`, so
-            // librdkafka's 500 ms default put half a second or more between the edge's ack and
-            // the consumer seeing a message; each fetch costs it CPU too (see
-            // `platform::kafka::tail`). `INBOX_KAFKA_SOURCE_WAIT_MS`, default 10.
+            // The local broker (Tansu 0.6) answers a fetch only after the whole
+            // `fetch.wait.max.ms`, records or not, and reads the partitions from SQLite once per
+            // fetch: librdkafka's 500 ms default put half a second or more between the edge's ack
+            // and the consumer seeing a message, and a short wait costs broker CPU. Apache Kafka
+            // answers as soon as a record arrives (use 500 there). `INBOX_KAFKA_SOURCE_WAIT_MS`,
+            // default 10.
             .set("fetch.wait.max.ms", wait_ms.to_string())
             .create()?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
