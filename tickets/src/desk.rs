@@ -191,17 +191,22 @@ impl PgStore {
             return Err(StoreError::TicketClosed);
         }
         let client_id: String = row.try_get("client_id")?;
-        let created_at: DateTime<Utc> = sqlx::query_scalar(
+        // The same key sent twice at once: the second waits for the first's commit, then
+        // stores nothing.
+        let Some(created_at) = sqlx::query_scalar::<_, DateTime<Utc>>(
             "INSERT INTO notes (id, ticket_id, manager_id, idempotency_key, body)
-             VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING created_at",
         )
         .bind(note_id)
         .bind(ticket_id)
         .bind(&manager.user_id)
         .bind(idempotency_key)
         .bind(body)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(note_id);
+        };
         insert_event(
             &mut tx,
             &client_id,

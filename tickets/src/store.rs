@@ -537,11 +537,13 @@ impl PgStore {
             return Err(StoreError::TicketClosed);
         }
         let client_id: String = row.try_get("client_id")?;
-        let created_at: DateTime<Utc> = sqlx::query_scalar(
+        // Nothing serialises two writers any more: the same key sent twice at once is told apart
+        // here (the second waits for the first's commit, then stores nothing).
+        let Some(created_at) = sqlx::query_scalar::<_, DateTime<Utc>>(
             "INSERT INTO messages (id, client_id, ticket_id, author, manager_id, channel, external_id,
                                    body, afc_status)
              VALUES ($1, $2, $3, 'manager', $4, 'manager', $5, $6, 'not_checked')
-             RETURNING created_at",
+             ON CONFLICT DO NOTHING RETURNING created_at",
         )
         .bind(message_id)
         .bind(&client_id)
@@ -549,8 +551,11 @@ impl PgStore {
         .bind(&manager.user_id)
         .bind(&external_id)
         .bind(body)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(message_id);
+        };
         if row.try_get::<bool, _>("first")? {
             sqlx::query("UPDATE tickets SET first_response_at = now() WHERE id = $1")
                 .bind(ticket_id)

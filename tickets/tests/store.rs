@@ -195,6 +195,31 @@ async fn replies_are_idempotent_and_only_the_assigned_manager_may_reply(
 }
 
 #[sqlx::test]
+async fn a_reply_sent_several_times_at_once_is_stored_once(pool: PgPool) -> Result<(), StoreError> {
+    let store = PgStore::from_pool(pool.clone());
+    let ticket = waiting_ticket(&store, "c1").await?;
+    store.set_ready(&manager("m1"), 3).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let s = store.clone();
+        tasks.spawn(async move { s.send_reply(&manager("m1"), ticket, "k", "hi").await });
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(r) = tasks.join_next().await {
+        ids.insert(r.expect("task")?);
+    }
+    assert_eq!(ids.len(), 1, "one message id for one key");
+    let (messages, replies): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM messages WHERE author = 'manager'),
+                (SELECT count(*) FROM events WHERE kind = 'manager_reply')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((messages, replies), (1, 1));
+    Ok(())
+}
+
+#[sqlx::test]
 async fn concurrent_readiness_and_arrivals_assign_each_ticket_once_within_capacity(
     pool: PgPool,
 ) -> Result<(), StoreError> {
