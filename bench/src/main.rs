@@ -221,7 +221,10 @@ async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> 
             .into_iter()
             .filter(|c| durable_pg.is_none() || c.name != "postgres"),
     );
-    if let Some(pid) = durable_pg.as_ref().and_then(|pg| pg.pid()) {
+    if let Some(pid) = durable_pg
+        .as_ref()
+        .and_then(|pg| procs::pid_in(&pg.pid_file()))
+    {
         components.push(Component {
             name: "postgres".into(),
             pid,

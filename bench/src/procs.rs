@@ -75,17 +75,19 @@ fn sample(c: &Component) -> (u64, u64) {
     })
 }
 
+/// The pid on the first line of a pid file (PostgreSQL's `postmaster.pid`, the stack's).
+pub fn pid_in(file: &Path) -> Option<u32> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The stack's processes, from the pid files `scripts/stack.sh` writes under `<repo>/.dev`.
 pub fn stack_components(repo: &Path) -> Vec<Component> {
-    let first_line = |p: &Path| -> Option<u32> {
-        std::fs::read_to_string(p)
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-    };
     let mut out = Vec::new();
     let dev = repo.join(".dev");
     for (name, file, children) in [
@@ -93,7 +95,7 @@ pub fn stack_components(repo: &Path) -> Vec<Component> {
         ("temporal", dev.join("run/temporal.pid"), false),
         ("tansu", dev.join("run/kafka.pid"), false),
     ] {
-        if let Some(pid) = first_line(&file) {
+        if let Some(pid) = pid_in(&file) {
             out.push(Component {
                 name: name.into(),
                 pid,

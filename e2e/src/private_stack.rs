@@ -200,6 +200,19 @@ impl Postgres {
         self.dir.join("data")
     }
 
+    /// `pg_ctl stop -m <mode>` from a `Drop` (blocking, errors ignored): the postmaster is not a
+    /// child of the test, so it does not die with it.
+    pub(crate) fn stop_from_drop(&self, mode: &str) {
+        let _ = self
+            .std_command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", mode, "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
     fn log(&self) -> PathBuf {
         self.dir.join("postgres.log")
     }
@@ -596,29 +609,15 @@ impl DurablePostgres {
         self.pg.url()
     }
 
-    /// The postmaster's pid (its backends are its children), for CPU figures.
-    pub fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.pg.data().join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+    /// The postmaster's pid file (its first line is the pid; the backends are its children).
+    pub fn pid_file(&self) -> PathBuf {
+        self.pg.data().join("postmaster.pid")
     }
 }
 
 impl Drop for DurablePostgres {
     fn drop(&mut self) {
-        let _ = self
-            .pg
-            .std_command("pg_ctl")
-            .arg("-D")
-            .arg(self.pg.data())
-            .args(["-m", "fast", "-w", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.pg.stop_from_drop("fast");
         let _ = std::fs::remove_dir_all(&self.pg.dir);
     }
 }
@@ -627,15 +626,7 @@ impl Drop for PrivateStack {
     fn drop(&mut self) {
         // The daemons die with their `Child` (kill_on_drop); the postmaster is not our child.
         if self.pg_running {
-            let _ = self
-                .pg
-                .std_command("pg_ctl")
-                .arg("-D")
-                .arg(self.pg.data())
-                .args(["-m", "immediate", "-w", "stop"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.pg.stop_from_drop("immediate");
         }
         for d in [&mut self.temporal, &mut self.kafka] {
             if let Some(c) = d.child.as_mut() {

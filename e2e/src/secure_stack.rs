@@ -628,15 +628,7 @@ impl Drop for SecureStack {
         }
         // The postmaster is not our child.
         if self.pg_running {
-            let _ = self
-                .pg
-                .std_command("pg_ctl")
-                .arg("-D")
-                .arg(self.pg.data())
-                .args(["-m", "immediate", "-w", "stop"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.pg.stop_from_drop("immediate");
         }
         if std::thread::panicking() || std::env::var_os("INBOX_KEEP_PRIVATE_STACK").is_some() {
             eprintln!(
