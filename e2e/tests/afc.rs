@@ -1,6 +1,7 @@
 //! The external AFC provider end to end: the three services and the `afc-emulator` binary as real
-//! processes on the real stack, with `provider: kafka` in the spec. Messages are held while AFC is
-//! down and the workflow service is killed meanwhile; once AFC is back every verdict lands.
+//! processes on the real stack, with `provider: kafka` in the spec. Messages are held (by the
+//! inbound transaction, handed over by the store's AFC relay) while AFC is down and the workflow
+//! service is killed meanwhile; once AFC is back every verdict lands.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -200,6 +201,26 @@ async fn held_messages_survive_afc_downtime_and_a_workflow_crash_and_get_their_v
         hello,
     )
     .await?;
+    // The store ran the message path: it opened the ticket, handed the messages over and applied
+    // the verdicts (nothing is left in its AFC outbox), and alerted once.
+    let store_checked: bool = sqlx::query_scalar(
+        "SELECT checked_in_store FROM tickets WHERE id = (SELECT ticket_id FROM messages WHERE id = $1)",
+    )
+    .bind(hello)
+    .fetch_one(&mut db)
+    .await?;
+    assert!(store_checked, "the inbound transaction opened the ticket");
+    let in_flight: i64 = sqlx::query_scalar("SELECT count(*) FROM afc_outbox")
+        .fetch_one(&mut db)
+        .await?;
+    assert_eq!(in_flight, 0);
+    let alerts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE kind = 'afc_timeout' AND payload->>'message_id' = $1::text",
+    )
+    .bind(hello)
+    .fetch_one(&mut db)
+    .await?;
+    assert_eq!(alerts, 1, "one alert, also across the restart");
     afc.kill().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

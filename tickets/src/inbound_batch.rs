@@ -7,9 +7,11 @@
 //! (`ticket_opened`, `ticket_queued`, then assignments and replies) through the outbox: no
 //! Temporal call per message. Banking rule 1 holds by construction: a message becomes visible to a
 //! manager (its `message_visible` event, its ticket's history) only in the transaction that
-//! records its passed verdict. Messages whose ticket's workflow checks them itself (tickets opened
-//! before this path existed, tickets of another spec version, specs whose AFC check is an external
-//! system) stay `pending` and their clients are returned to be woken, as before.
+//! records its passed verdict. When the spec's AFC check is the bank's external system, the
+//! messages stay `pending` and are queued for it in the same transaction (`afc_outbox`); its
+//! verdicts are applied by [`PgStore::take_afc_verdict`]. Messages whose ticket's workflow checks
+//! them itself (tickets opened before this path existed, tickets of another spec version) stay
+//! `pending` and their clients are returned to be woken, as before.
 //!
 //! One transaction per message cost a handful of round trips and a commit each; a batch has a
 //! fixed number of statements whatever its size.
@@ -22,6 +24,7 @@ use uuid::Uuid;
 
 use sqlx::{Postgres, Transaction};
 
+use crate::afc_provider::{ExternalCheck, hold_for_afc};
 use crate::domain::{
     NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, ticket_id_opened_by,
 };
@@ -103,6 +106,12 @@ pub trait MessageCheck: Sync {
     fn classify(&self, body: &str) -> TicketClassification;
     /// Told to the client in place of a blocked message.
     fn blocked_warning(&self) -> &str;
+    /// The bank's AFC system checks this spec's messages: the transaction holds them (`pending`)
+    /// and queues them for it (`afc_outbox`); the verdict consumer applies its verdicts
+    /// ([`PgStore::take_afc_verdict`]). None: [`MessageCheck::verdict`] decides here.
+    fn external(&self) -> Option<ExternalCheck> {
+        None
+    }
 }
 
 /// What one inbound transaction did.
@@ -116,15 +125,17 @@ pub struct Intake {
     pub opened: Vec<Uuid>,
     pub passed: usize,
     pub blocked: usize,
+    /// Messages queued for the external AFC system (held until its verdict).
+    pub held: usize,
 }
 
 /// A client's open ticket, locked by the transaction.
-struct OpenTicket {
-    id: Uuid,
-    status: TicketStatus,
-    manager_id: Option<String>,
+pub(crate) struct OpenTicket {
+    pub(crate) id: Uuid,
+    pub(crate) status: TicketStatus,
+    pub(crate) manager_id: Option<String>,
     /// Its messages are checked here (else by its workflow).
-    checked_here: bool,
+    pub(crate) checked_here: bool,
 }
 
 impl PgStore {
@@ -218,6 +229,12 @@ impl PgStore {
                     }
                 },
             };
+            if let Some(external) = check.external() {
+                // Held for the AFC system's verdict: nobody sees them until it commits.
+                let ids: Vec<Uuid> = messages.iter().map(|(id, _)| *id).collect();
+                out.held += hold_for_afc(&mut tx, ticket.id, &ids, external.timeout_ms).await?;
+                continue;
+            }
             let verdicts: Vec<(Uuid, Verdict)> = messages
                 .iter()
                 .map(|(id, body)| (*id, check.verdict(body)))
@@ -270,7 +287,7 @@ impl PgStore {
 /// Opens a ticket for `client_id`, named after its oldest pending message, with its
 /// `ticket_opened` event. None when another open ticket of the client appeared meanwhile (the
 /// one-open-ticket index refused this one).
-async fn open_ticket_in(
+pub(crate) async fn open_ticket_in(
     tx: &mut Transaction<'_, Postgres>,
     client_id: &str,
     messages: &[(Uuid, String)],
@@ -279,15 +296,25 @@ async fn open_ticket_in(
     let Some((first, _)) = messages.first() else {
         return Ok(None);
     };
-    let id = ticket_id_opened_by(*first);
+    let mut id = ticket_id_opened_by(*first);
+    // A message held across its ticket's close (waiting for an external verdict) names the next
+    // ticket after that one, as a closing workflow does (`workflow::ticket::next_ticket_id`).
+    while sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = $1)")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?
+    {
+        id = Uuid::new_v5(&id, b"next");
+    }
     let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO tickets (id, client_id, status, spec_version, checked_in_store)
-         VALUES ($1, $2, 'open', $3, true)
+        "INSERT INTO tickets (id, client_id, status, spec_version, checked_in_store, afc_checks_replies)
+         VALUES ($1, $2, 'open', $3, true, $4)
          ON CONFLICT DO NOTHING RETURNING id",
     )
     .bind(id)
     .bind(client_id)
     .bind(check.version())
+    .bind(check.external().is_some_and(|e| e.replies))
     .fetch_optional(&mut **tx)
     .await?;
     if inserted.is_none() {

@@ -550,8 +550,8 @@ impl PgStore {
         let row = sqlx::query(
             // NO KEY UPDATE, not SHARE: the reply updates the ticket below, and two replies
             // that both held SHARE would deadlock upgrading it.
-            "SELECT client_id, status, first_response_at IS NULL AS first FROM tickets
-             WHERE id = $1 AND manager_id = $2 FOR NO KEY UPDATE",
+            "SELECT client_id, status, first_response_at IS NULL AS first, afc_checks_replies
+             FROM tickets WHERE id = $1 AND manager_id = $2 FOR NO KEY UPDATE",
         )
         .bind(ticket_id)
         .bind(&manager.user_id)
@@ -590,6 +590,9 @@ impl PgStore {
         else {
             return Ok(message_id);
         };
+        if row.try_get::<bool, _>("afc_checks_replies")? {
+            crate::afc_provider::queue_reply_for_afc(&mut tx, ticket_id, message_id).await?;
+        }
         if row.try_get::<bool, _>("first")? {
             sqlx::query("UPDATE tickets SET first_response_at = now() WHERE id = $1")
                 .bind(ticket_id)

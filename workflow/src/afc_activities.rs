@@ -99,6 +99,11 @@ pub fn afc_timeouts_total() -> u64 {
     AFC_TIMEOUTS.load(Ordering::Relaxed)
 }
 
+/// Counts `n` more overdue messages; returns the new total.
+pub(crate) fn count_afc_timeouts(n: u64) -> u64 {
+    AFC_TIMEOUTS.fetch_add(n, Ordering::Relaxed) + n
+}
+
 pub struct AfcActivities {
     pub store: PgStore,
     pub publisher: AfcPublisher,
@@ -190,7 +195,7 @@ impl AfcActivities {
             )
             .await?;
         let n = held.len() as u64;
-        let total = AFC_TIMEOUTS.fetch_add(n, Ordering::Relaxed) + n;
+        let total = count_afc_timeouts(n);
         if n > 0 {
             tracing::warn!(
                 ticket_id = %input.ticket_id, client_id = %input.client_id,

@@ -1,16 +1,18 @@
 //! A ticket spec compiled for checking messages: its AFC rules and classification patterns built
 //! once per spec version, not once per check. The inbound transaction checks with it
-//! ([`tickets::inbound_batch::MessageCheck`]); the workflow's check activity takes the same
-//! compiled spec from [`Compiled`] by version.
+//! ([`tickets::inbound_batch::MessageCheck`]), or holds the messages for the bank's AFC system
+//! when the spec's provider is Kafka, whose verdicts the verdict consumer applies with it; the
+//! workflow's check activity takes the same compiled spec from [`Compiled`] by version.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use tickets::afc_provider::ExternalCheck;
 use tickets::inbound_batch::MessageCheck;
 use tickets::{TicketClassification, Verdict};
 
 use crate::afc::Rules;
-use crate::spec::TicketSpec;
+use crate::spec::{AfcProvider, TicketSpec};
 
 /// A spec ready to check messages with.
 pub struct CheckedSpec {
@@ -50,6 +52,19 @@ impl MessageCheck for CheckedSpec {
 
     fn blocked_warning(&self) -> &str {
         &self.spec.blocked_warning
+    }
+
+    fn external(&self) -> Option<ExternalCheck> {
+        match self.spec.afc_provider {
+            AfcProvider::Builtin => None,
+            AfcProvider::Kafka {
+                timeout_ms,
+                check_manager_replies,
+            } => Some(ExternalCheck {
+                timeout_ms,
+                replies: check_manager_replies,
+            }),
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! The inbound consumer: Kafka `inbound.messages` → one PostgreSQL transaction per batch
 //! (whatever a poll has ready) that stores the messages, checks them against the AFC rules and
 //! attaches them to their tickets (`PgStore::intake_batch`). The ticket workflow hears of it only
-//! through the outbox, when a lifecycle changes: a message costs no Temporal call. Tickets whose
-//! workflow checks its own messages (opened before this path, another spec version, an external
-//! AFC system) are woken with one signal-with-start per distinct client per batch, concurrently.
+//! through the outbox, when a lifecycle changes: a message costs no Temporal call. With an external
+//! AFC system the transaction holds the messages and queues them for it (the AFC relay hands them
+//! over; the verdict consumer applies the verdicts). Tickets whose workflow checks its own
+//! messages (opened before this path, another spec version) are woken with one signal-with-start
+//! per distinct client per batch, concurrently.
 //! The offset moves (in PostgreSQL, see `source`) only after all of that succeeded; until then the
 //! message is retried, never skipped, so a crash anywhere redelivers it and the idempotent store
 //! makes that harmless.
@@ -38,8 +40,8 @@ pub struct Inbound {
     pub store: PgStore,
     pub tickets: Tickets,
     pub spec: TicketSpec,
-    /// The spec compiled to check messages in the inbound transaction; None when its AFC check is
-    /// an external system (the ticket workflow hands messages over, as before).
+    /// The spec compiled to check messages in the inbound transaction (or hold them for the
+    /// external AFC system); None wakes every client's workflow to check its own.
     pub check: Option<Arc<CheckedSpec>>,
     pub history_limit: Option<u32>,
     /// Where records that can never be processed go (`inbound.messages.dlq`).

@@ -1,8 +1,8 @@
 //! The workflow service: the inbound Kafka consumer whose transaction stores, AFC-checks and
 //! attaches client messages to their tickets, the Temporal worker that runs one ticket workflow per
 //! client conversation (its lifecycle: queueing, escalation, SLA, silence, closing), the outbox
-//! relay that publishes ticket events and signals lifecycle changes, the AFC verdict consumer
-//! (Kafka provider) and the `workflows.yaml` loader. Workflow code is deterministic; every
+//! relay that publishes ticket events and signals lifecycle changes, the external AFC provider's
+//! relay and verdict consumer (Kafka) and the `workflows.yaml` loader. Workflow code is deterministic; every
 //! side effect is an activity. The `afc-emulator` binary plays the bank's AFC system.
 
 pub mod activities;
@@ -10,6 +10,7 @@ pub mod afc;
 pub mod afc_activities;
 pub mod afc_emulator;
 pub mod afc_kafka;
+pub mod afc_relay;
 pub mod calendar;
 pub mod checker;
 pub mod client;
@@ -75,13 +76,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         task_queue: task_queue.clone(),
     };
 
-    // The builtin AFC rules run in the inbound transaction; an external AFC system is the
-    // workflow's to hand messages to.
+    // The inbound transaction runs the builtin AFC rules, or holds the messages for the external
+    // AFC system (the AFC relay hands them over, the verdict consumer applies its verdicts).
     let compiled = checker::Compiled::default();
-    let check = if kafka_afc {
-        None
-    } else {
-        Some(compiled.of(&spec.ticket)?)
+    let check = compiled.of(&spec.ticket)?;
+    let afc_publisher = afc_activities::AfcPublisher {
+        producer: platform::kafka::producer_config(brokers).create()?,
+        topic: afc_topics.msgs.clone(),
+        cipher,
     };
 
     let runtime = Runtime::from_current_tokio(Default::default())?;
@@ -93,11 +95,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         })
         .register_activities(afc_activities::AfcActivities {
             store: store.clone(),
-            publisher: afc_activities::AfcPublisher {
-                producer: platform::kafka::producer_config(brokers).create()?,
-                topic: afc_topics.msgs.clone(),
-                cipher,
-            },
+            publisher: afc_publisher.clone(),
         })
         .sticky_queue_schedule_to_start_timeout(Duration::from_secs(3))
         .max_cached_workflows(settings.workflow_cache)
@@ -116,13 +114,22 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         store: store.clone(),
         tickets: tickets.clone(),
         spec: spec.ticket.clone(),
-        check,
+        check: Some(check.clone()),
         history_limit: settings.history_limit,
     };
-    // Verdicts are consumed whenever the key is known, even under a builtin spec: tickets that
-    // started with the Kafka provider keep it for life.
+    // Verdicts are consumed (and the AFC outbox handed over) whenever the key is known, even
+    // under a builtin spec: tickets that started with the Kafka provider keep it for life.
     let verdict_task = match verdict_key {
         Some(key) => {
+            let afc_relay = afc_relay::AfcRelay {
+                store: store.clone(),
+                publisher: afc_publisher,
+            };
+            let stop = shutdown.clone();
+            let afc_relay_task =
+                platform::ops::supervise(&health, "afc-outbox", shutdown.clone(), move || {
+                    afc_relay.clone().run(stop.clone())
+                });
             let consumer = verdicts::VerdictConsumer {
                 kafka: brokers.clone(),
                 wait_ms: settings.source_wait_ms,
@@ -132,16 +139,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 key,
                 producer: platform::kafka::producer_config(brokers).create()?,
                 dlq_topic: afc_topics.dlq.clone(),
-                spec: spec.ticket.clone(),
+                check,
                 history_limit: settings.history_limit,
             };
             let stop = shutdown.clone();
-            Some(platform::ops::supervise(
-                &health,
-                "afc-verdicts",
-                shutdown.clone(),
-                move || consumer.clone().run(stop.clone()),
-            ))
+            let verdicts_task =
+                platform::ops::supervise(&health, "afc-verdicts", shutdown.clone(), move || {
+                    consumer.clone().run(stop.clone())
+                });
+            Some((afc_relay_task, verdicts_task))
         }
         None => None,
     };
@@ -179,8 +185,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         stop_worker();
     });
     let _ = tokio::join!(inbound_task, relay_task, gauges_task);
-    if let Some(t) = verdict_task {
-        let _ = t.await;
+    if let Some((relay, verdicts)) = verdict_task {
+        let _ = tokio::join!(relay, verdicts);
     }
     worker_res?;
     Ok(())

@@ -12,8 +12,11 @@
 //!   `manager_replied`, `resolve`), takes its state from the store when it starts, asks the store
 //!   for the last reply and whether the client wrote since before closing on silence, and keeps
 //!   one timer per deadline, cancelled when a signal moves it;
-//! - the workflow's own (tickets of an external AFC system, and tickets started before the store's
-//!   path existed, until they close): a message signal is a wake-up, the check activity takes every
+//!   With an external AFC system the store holds the messages and hands them over, and the
+//!   verdict consumer applies the verdicts: the workflow hears `ticket_queued` as with the builtin
+//!   rules, and the AFC timeout alert is the store's (the AFC relay), not a workflow timer;
+//! - the workflow's own (tickets started before the store's path existed, and tickets of another
+//!   spec version than the running service's, until they close): a message signal is a wake-up, the check activity takes every
 //!   pending message of the client from the store, so a duplicate signal changes nothing and
 //!   messages that arrive while the ticket closes are carried into the next ticket. Its timer
 //!   pattern is the recorded one (a losing timer is re-armed for the same instant).
@@ -304,10 +307,13 @@ impl TicketWorkflow {
         let spec = input.spec.clone();
         let mut life = input.state.clone().unwrap_or_default();
         let kafka_afc = !spec.afc_provider.is_builtin();
+        // The store hands a store-checked ticket's messages to an external AFC system and applies
+        // its verdicts: nothing is carried for this run to do (a combination no earlier code ran).
+        let carried = input.carried_messages && !(input.store_checks && kafka_afc);
         ctx.state_mut(|s| {
             s.ticket_id = Some(ticket_id);
             s.lifecycle = life.clone();
-            if input.carried_messages {
+            if carried {
                 s.wakeups += 1;
                 // Verdicts recorded while the last run ended are applied too.
                 if kafka_afc {
@@ -399,7 +405,10 @@ impl TicketWorkflow {
                 seen_replies = replies;
                 life.responded = true;
                 life.silent_since_ms = Some(now);
-                if let Some((_, true)) = kafka {
+                // A store-checked ticket's replies were queued for AFC by their transaction.
+                if let Some((_, true)) = kafka
+                    && !input.store_checks
+                {
                     let out = ctx
                         .execute_activity(
                             AfcActivities::publish_pending,

@@ -1,6 +1,10 @@
-//! The AFC verdict consumer: Kafka `afc.verdicts` → signature and claims check → record in
-//! PostgreSQL (one verdict per message, ever) → signal the client's ticket workflow, which applies
-//! it with the ticket's own spec. The offset moves (in PostgreSQL, see `source`: no consumer group,
+//! The AFC verdict consumer: Kafka `afc.verdicts` → signature and claims check → one PostgreSQL
+//! transaction that records the verdict (one per message, ever) and applies it to the client's
+//! ticket with the spec it checks (`PgStore::take_afc_verdict`): the message becomes visible or
+//! is replaced by the warning, the ticket is classified and queued, with no Temporal call; the
+//! ticket workflow hears of it through the outbox only when its lifecycle changes (queued). A
+//! ticket whose workflow applies its own verdicts (opened before this path, or of another spec
+//! version) is signalled instead, and applies it with its own spec. The offset moves (in PostgreSQL, see `source`: no consumer group,
 //! so a killed process does not leave its partitions stuck) only after that, so a crash anywhere
 //! redelivers the verdict and the idempotent record makes that harmless.
 //!
@@ -8,19 +12,20 @@
 //! status, contradicting an earlier verdict) goes to `afc.verdicts.dlq` with the reason and changes
 //! nothing. A duplicate changes nothing either (it re-sends the wake-up, which is harmless).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message as _;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tickets::afc_provider::{AfcStatus, VerdictRecord};
+use tickets::afc_provider::{AfcStatus, AfcTaken, VerdictRecord};
 use tickets::{Author, PgStore, ticket_id_opened_by};
 use tokio_util::sync::CancellationToken;
 
 use crate::afc_kafka::{Rejection, VerdictKey};
+use crate::checker::CheckedSpec;
 use crate::client::Tickets;
 use crate::source::LeasedSource;
-use crate::spec::TicketSpec;
 
 #[derive(Clone)]
 pub struct VerdictConsumer {
@@ -34,8 +39,9 @@ pub struct VerdictConsumer {
     pub key: VerdictKey,
     pub producer: FutureProducer,
     pub dlq_topic: String,
-    /// For a verdict whose ticket already closed: it opens the next one, as a new message would.
-    pub spec: TicketSpec,
+    /// The current spec, compiled: verdicts of its tickets are applied with it; a verdict whose
+    /// ticket closed opens the next one, as a new message would.
+    pub check: Arc<CheckedSpec>,
     pub history_limit: Option<u32>,
 }
 
@@ -126,52 +132,78 @@ impl VerdictConsumer {
             return self.dead_letter(record, r).await;
         }
         let token_text = String::from_utf8_lossy(token);
-        let recorded = self
-            .store
-            .record_afc_verdict(
-                v.message_id,
-                &subject.client_id,
-                v.status,
-                token_text.trim(),
-            )
-            .await?;
-        if let VerdictRecord::Contradicts { earlier } = recorded {
-            let r = Rejection::Contradicts {
-                message_id: v.message_id,
-                earlier: earlier.as_str(),
-                new: v.status.as_str(),
-            };
-            return self.dead_letter(record, r).await;
-        }
-        match subject.author {
-            // A duplicate wakes the ticket again: harmless, and it covers a crash between the
-            // record above and this signal.
+        let token_text = token_text.trim();
+        let duplicate = match subject.author {
             Author::Client => {
-                self.tickets
-                    .afc_verdict(
-                        &subject.client_id,
+                let taken = self
+                    .store
+                    .take_afc_verdict(
                         v.message_id,
-                        ticket_id_opened_by(v.message_id),
-                        &self.spec,
-                        self.history_limit,
+                        &subject.client_id,
+                        v.status,
+                        token_text,
+                        self.check.as_ref(),
                     )
                     .await?;
+                match taken {
+                    AfcTaken::Contradicts { earlier } => {
+                        return self.contradicts(record, &v, earlier).await;
+                    }
+                    AfcTaken::Applied { duplicate, .. } => duplicate,
+                    // A duplicate wakes the ticket again: harmless, and it covers a crash between
+                    // the record and this signal.
+                    AfcTaken::Workflow { duplicate } => {
+                        self.tickets
+                            .afc_verdict(
+                                &subject.client_id,
+                                v.message_id,
+                                ticket_id_opened_by(v.message_id),
+                                &self.check.spec,
+                                self.history_limit,
+                            )
+                            .await?;
+                        duplicate
+                    }
+                }
             }
-            // Replies were already delivered: a suspicious one raises an operator alert.
-            Author::Manager if v.status == AfcStatus::Suspicious => {
-                self.store.record_flagged_reply(v.message_id).await?;
+            _ => {
+                let recorded = self
+                    .store
+                    .record_afc_verdict(v.message_id, &subject.client_id, v.status, token_text)
+                    .await?;
+                if let VerdictRecord::Contradicts { earlier } = recorded {
+                    return self.contradicts(record, &v, earlier).await;
+                }
+                // Replies were already delivered: a suspicious one raises an operator alert.
+                if v.status == AfcStatus::Suspicious {
+                    self.store.record_flagged_reply(v.message_id).await?;
+                }
+                recorded == VerdictRecord::Duplicate
             }
-            _ => {}
-        }
+        };
         tracing::info!(
             message_id = %v.message_id, client_id = %subject.client_id, status = v.status.as_str(),
-            duplicate = recorded == VerdictRecord::Duplicate, "afc verdict recorded"
+            duplicate, "afc verdict recorded"
         );
-        Ok(if recorded == VerdictRecord::Duplicate {
+        Ok(if duplicate {
             Handled::Duplicate
         } else {
             Handled::Applied
         })
+    }
+
+    async fn contradicts(
+        &self,
+        record: &BorrowedMessage<'_>,
+        v: &crate::afc_kafka::VerifiedVerdict,
+        earlier: AfcStatus,
+    ) -> Result<Handled, Box<dyn std::error::Error + Send + Sync>> {
+        let r = Rejection::Contradicts {
+            message_id: v.message_id,
+            earlier: earlier.as_str(),
+            new: v.status.as_str(),
+        };
+        self.dead_letter(record, r).await
     }
 
     async fn dead_letter(

@@ -1,7 +1,12 @@
 //! The external AFC provider against the real stack: the Kafka broker (per-test topic prefix),
 //! Temporal (per-test task queue, in-process worker), PostgreSQL (per-test database), with the
-//! verdict consumer and the AFC emulator running in-process so a test can stop and start them.
-//! Tests wait on queries or Kafka records with a deadline, never on a sleep.
+//! verdict consumer, the AFC relay and the AFC emulator running in-process so a test can stop and
+//! start them. Tests wait on queries or Kafka records with a deadline, never on a sleep.
+//!
+//! Two paths: the store's (`hold`: the inbound transaction holds the message and queues it, the
+//! relay hands it over, the consumer applies the verdict; no workflow runs at all in those tests)
+//! and the workflow's, which tickets started before it keep (`send`: the message is signalled to
+//! the ticket workflow, which hands it over and applies the verdict).
 //!
 //! With `INBOX_RECORD_HISTORIES=1` the ok/suspicious test writes `tests/histories/afc_kafka.json`,
 //! which `replay.rs` replays against the current code.
@@ -30,6 +35,8 @@ use workflow::afc_emulator::Emulator;
 use workflow::afc_kafka::{
     AfcTopics, Cipher, VerdictClaims, VerdictKey, generate_key_pair, sign_verdict,
 };
+use workflow::afc_relay::AfcRelay;
+use workflow::checker::CheckedSpec;
 use workflow::client::Tickets;
 use workflow::spec::{Spec, TicketSpec};
 use workflow::ticket::{TicketWorkflow, workflow_id};
@@ -134,16 +141,35 @@ impl Afc {
             })
             .register_activities(AfcActivities {
                 store: self.store.clone(),
-                publisher: AfcPublisher {
-                    producer: platform::kafka::producer_config(&self.brokers).create()?,
-                    topic: self.topics.msgs.clone(),
-                    cipher: self.cipher.clone(),
-                },
+                publisher: self.publisher()?,
             })
             // A restarted worker gets the next workflow task without waiting for the old sticky queue.
             .sticky_queue_schedule_to_start_timeout(Duration::from_secs(1))
             .build();
         Ok(Worker::new(&runtime, self.client.clone(), options)?)
+    }
+
+    fn publisher(&self) -> anyhow::Result<AfcPublisher> {
+        Ok(AfcPublisher {
+            producer: platform::kafka::producer_config(&self.brokers).create()?,
+            topic: self.topics.msgs.clone(),
+            cipher: self.cipher.clone(),
+        })
+    }
+
+    fn check(&self) -> anyhow::Result<CheckedSpec> {
+        Ok(CheckedSpec::compile(&self.spec)?)
+    }
+
+    /// The AFC relay: hands the store's AFC outbox over and raises the timeout alerts.
+    fn relay(&self) -> anyhow::Result<Running> {
+        let relay = AfcRelay {
+            store: self.store.clone(),
+            publisher: self.publisher()?,
+        };
+        let token = CancellationToken::new();
+        let task = tokio::spawn(relay.run(token.clone()));
+        Ok(Running { token, task })
     }
 
     /// Runs `scenario` next to an in-process worker; the worker stops when it ends.
@@ -172,7 +198,7 @@ impl Afc {
             key: VerdictKey::from_setting(&self.public_pem)?,
             producer: platform::kafka::producer_config(&self.brokers).create()?,
             dlq_topic: self.topics.dlq.clone(),
-            spec: self.spec.clone(),
+            check: std::sync::Arc::new(self.check()?),
             history_limit: None,
         };
         let token = CancellationToken::new();
@@ -222,6 +248,30 @@ impl Afc {
             .message_arrived(client, m.id, ticket_id_opened_by(m.id), &self.spec, None)
             .await?;
         Ok((m.id, run))
+    }
+
+    /// Takes a client message in as the inbound consumer does: one transaction stores it, opens
+    /// the client's ticket and holds the message for AFC. Returns the message id.
+    async fn hold(&self, client: &str, body: &str) -> anyhow::Result<Uuid> {
+        let external_id = format!("{client}/{}", Uuid::new_v4());
+        let m = NewClientMessage {
+            id: message_id_for("web", &external_id),
+            client_id: client.into(),
+            client_name: client.into(),
+            channel: "web".into(),
+            external_id,
+            body: body.into(),
+        };
+        let intake = self
+            .store
+            .intake_batch(std::slice::from_ref(&m), &[], Some(&self.check()?))
+            .await?;
+        assert_eq!(
+            (intake.held, intake.wake.len()),
+            (1, 0),
+            "held by the store, no workflow woken"
+        );
+        Ok(m.id)
     }
 
     /// Publishes a verdict token as the AFC system would (or a forger).
@@ -681,4 +731,225 @@ async fn manager_replies_go_to_afc_when_the_spec_asks_and_a_suspicious_one_raise
     .await?;
     emulator.stop().await?;
     consumer.stop().await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn held_messages_are_handed_over_by_the_store_and_their_verdicts_applied_there_without_a_workflow(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let afc = Afc::new(pool, "30s").await?;
+    let (relay, consumer, emulator) = (afc.relay()?, afc.consumer()?, afc.emulator()?);
+    let dlq = afc.dlq_reader()?;
+    let client = unique("afc-store");
+    let alice = manager(&unique("alice"));
+    afc.store.set_ready(&alice, 3).await?;
+    // No Temporal worker runs: the message path is PostgreSQL and Kafka only.
+    let hello = afc.hold(&client, "hello, my transfer is stuck").await?;
+    let ticket = ticket_id_opened_by(hello);
+    afc.wait_status(hello, "passed").await?;
+    let card = afc.hold(&client, "my card is 4111 1111 1111 1111").await?;
+    afc.wait_status(card, "blocked").await?;
+    assert_eq!(
+        afc.ticket_status(ticket).await?.as_deref(),
+        Some("assigned"),
+        "queued and matched"
+    );
+    let shown = afc.store.manager_messages(&alice.user_id, ticket).await?;
+    assert_eq!(
+        shown.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![hello],
+        "the blocked one never shown"
+    );
+    assert_eq!(afc.events_of(ticket, "message_blocked").await?, 1);
+    assert_eq!(afc.events_of(ticket, "ticket_opened").await?, 1);
+    assert_eq!(afc.events_of(ticket, "ticket_queued").await?, 1);
+    let in_flight: i64 = sqlx::query_scalar("SELECT count(*) FROM afc_outbox")
+        .fetch_one(&afc.pool)
+        .await?;
+    assert_eq!(in_flight, 0, "answered messages leave the AFC outbox");
+
+    // A repeated verdict changes nothing; a contradicting one is dead-lettered.
+    let genuine = signer(&afc.signing_pem)?;
+    let events_before = afc
+        .count("SELECT count(*) FROM events WHERE ticket_id = $1", ticket)
+        .await?;
+    afc.verdict(&genuine, &client, hello, "ok").await?;
+    afc.verdict(&genuine, &client, hello, "suspicious").await?;
+    let dead = next_dead_letter(&dlq).await?;
+    let reason = dead["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("verdict suspicious contradicts the earlier verdict ok"),
+        "{reason}"
+    );
+    assert_eq!(afc.afc_status(hello).await?, "passed");
+    assert_eq!(
+        afc.count("SELECT count(*) FROM events WHERE ticket_id = $1", ticket)
+            .await?,
+        events_before
+    );
+
+    // What went over the wire is sealed.
+    let reader: StreamConsumer = platform::kafka::config(&afc.brokers)
+        .set("group.id", unique("msgs-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    reader.subscribe(&[&afc.topics.msgs])?;
+    let record = tokio::time::timeout(WAIT, reader.recv()).await??;
+    let value = record.payload().unwrap_or_default();
+    assert!(!value.windows(5).any(|w| w == b"hello" || w == b"4111 "));
+    assert_eq!(
+        afc.cipher.open(value)?.id,
+        hello,
+        "handed over in the order they were held"
+    );
+    emulator.stop().await?;
+    consumer.stop().await?;
+    relay.stop().await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn the_store_alerts_once_per_message_while_afc_is_down_and_releases_the_messages_when_it_is_back(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let afc = Afc::new(pool, "1s").await?;
+    let (relay, consumer) = (afc.relay()?, afc.consumer()?);
+    let client = unique("afc-store-down");
+    let alice = manager(&unique("alice"));
+    afc.store.set_ready(&alice, 3).await?;
+    let first = afc.hold(&client, "hello, are you there?").await?;
+    let second = afc.hold(&client, "my transfer is stuck").await?;
+    let ticket = ticket_id_opened_by(first);
+    until("two afc_timeout alerts", || async {
+        Ok((afc.events_of(ticket, "afc_timeout").await? == 2).then_some(()))
+    })
+    .await?;
+    for m in [first, second] {
+        assert_eq!(
+            afc.afc_status(m).await?,
+            "pending",
+            "held, never shown unchecked"
+        );
+    }
+    assert!(
+        afc.store
+            .manager_tickets(&alice.user_id, &[])
+            .await?
+            .is_empty()
+    );
+    let visible = afc.count(
+        "SELECT count(*) FROM events WHERE ticket_id = $1 AND kind = 'afc_timeout' AND (client_visible OR manager_id IS NOT NULL)",
+        ticket,
+    ).await?;
+    assert_eq!(visible, 0, "alerts are for operators only");
+
+    // The relay restarts (a new process): the alerts are not raised again.
+    relay.stop().await?;
+    let relay = afc.relay()?;
+    let emulator = afc.emulator()?;
+    let shown = until("both messages shown to the manager", || async {
+        let shown = afc
+            .store
+            .manager_messages(&alice.user_id, ticket)
+            .await
+            .unwrap_or_default();
+        Ok((shown.len() == 2).then_some(shown))
+    })
+    .await?;
+    assert_eq!(
+        shown.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![first, second]
+    );
+    assert_eq!(
+        afc.events_of(ticket, "afc_timeout").await?,
+        2,
+        "one alert per message"
+    );
+    emulator.stop().await?;
+    consumer.stop().await?;
+    relay.stop().await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_reply_of_a_ticket_whose_spec_checks_replies_goes_to_afc_from_its_own_transaction(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let text =
+        "version: 1\nafc:\n  provider: kafka\n  timeout: 30s\n  check_manager_replies: true\n";
+    let afc = Afc::with_spec(pool, Spec::parse("afc.yaml", text)?.ticket).await?;
+    let (relay, consumer, emulator) = (afc.relay()?, afc.consumer()?, afc.emulator()?);
+    let client = unique("afc-store-replies");
+    let alice = manager(&unique("alice"));
+    afc.store.set_ready(&alice, 3).await?;
+    let hello = afc.hold(&client, "hello").await?;
+    let ticket = ticket_id_opened_by(hello);
+    until("ticket assigned", || async {
+        Ok((afc.ticket_status(ticket).await?.as_deref() == Some("assigned")).then_some(()))
+    })
+    .await?;
+    let reply = afc
+        .store
+        .send_reply(&alice, ticket, "r1", "test card 4111 1111 1111 1111")
+        .await?;
+    until("reply flagged", || async {
+        Ok((afc.events_of(ticket, "afc_reply_flagged").await? == 1).then_some(()))
+    })
+    .await?;
+    let recorded: String =
+        sqlx::query_scalar("SELECT status FROM afc_verdicts WHERE message_id = $1")
+            .bind(reply)
+            .fetch_one(&afc.pool)
+            .await?;
+    assert_eq!(recorded, "suspicious");
+    emulator.stop().await?;
+    consumer.stop().await?;
+    relay.stop().await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_verdict_that_arrives_after_its_ticket_closed_opens_the_clients_next_ticket(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let afc = Afc::new(pool, "30s").await?;
+    let (relay, consumer) = (afc.relay()?, afc.consumer()?);
+    let client = unique("afc-store-closed");
+    let held = afc.hold(&client, "hello?").await?;
+    let first_ticket = ticket_id_opened_by(held);
+    until("handed to AFC", || async {
+        Ok((afc
+            .count(
+                "SELECT count(*) FROM messages WHERE id = $1 AND afc_sent_at IS NOT NULL",
+                held,
+            )
+            .await?
+            == 1)
+            .then_some(()))
+    })
+    .await?;
+    assert!(
+        afc.store
+            .close_ticket(first_ticket, "resolved", "Bye", None)
+            .await?
+    );
+
+    let emulator = afc.emulator()?;
+    afc.wait_status(held, "passed").await?;
+    let next: Option<Uuid> = sqlx::query_scalar("SELECT ticket_id FROM messages WHERE id = $1")
+        .bind(held)
+        .fetch_one(&afc.pool)
+        .await?;
+    let next = next.context("the message is attached to a ticket")?;
+    assert_eq!(
+        next,
+        workflow::ticket::next_ticket_id(first_ticket),
+        "named after the closed one"
+    );
+    assert_eq!(afc.ticket_status(next).await?.as_deref(), Some("waiting"));
+    assert_eq!(
+        afc.events_of(next, "ticket_opened").await?,
+        1,
+        "its workflow is started by the signaller"
+    );
+    emulator.stop().await?;
+    consumer.stop().await?;
+    relay.stop().await
 }
