@@ -34,8 +34,8 @@ use platform::kafka::DeadLetters;
 #[derive(Clone)]
 pub struct Inbound {
     pub kafka: platform::kafka::KafkaSettings,
-    /// `fetch.wait.max.ms` of its source.
-    pub wait_ms: u32,
+    /// How its source fetches.
+    pub fetch: crate::source::Fetch,
     pub topic: String,
     pub store: PgStore,
     pub tickets: Tickets,
@@ -232,7 +232,7 @@ impl Inbound {
     pub async fn run(self, shutdown: CancellationToken) {
         let Some(source) = LeasedSource::start_retrying(
             &self.kafka,
-            self.wait_ms,
+            self.fetch,
             self.store.clone(),
             &self.topic,
             &shutdown,

@@ -105,7 +105,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
     let inbound = inbound::Inbound {
         kafka: brokers.clone(),
-        wait_ms: settings.source_wait_ms,
+        fetch: settings.fetch,
         dead_letters: platform::kafka::DeadLetters::new(
             brokers,
             topics.inbound_dead_letters.clone(),
@@ -132,7 +132,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 });
             let consumer = verdicts::VerdictConsumer {
                 kafka: brokers.clone(),
-                wait_ms: settings.source_wait_ms,
+                fetch: settings.fetch,
                 topic: afc_topics.verdicts.clone(),
                 store: store.clone(),
                 tickets: tickets.clone(),

@@ -31,6 +31,12 @@ pub static SOURCE_WAIT_MS: Setting = Setting::new(
     "10",
     "`fetch.wait.max.ms` of the inbound and verdict consumers (Apache Kafka: 500)",
 );
+pub static IDLE_POLL_MS: Setting = Setting::new(
+    "INBOX_KAFKA_IDLE_POLL_MS",
+    Kind::Int,
+    "100",
+    "once a consumed topic was quiet for a second, stop fetching it and ask its offsets every this many ms until a record comes (0: always fetch; Apache Kafka: 0)",
+);
 pub static AFC_KEY: Setting = Setting::optional(
     "INBOX_AFC_KEY",
     Kind::Secret,
@@ -84,6 +90,7 @@ static OWN: &[&Setting] = &[
     &HISTORY_LIMIT,
     &WORKFLOW_CACHE,
     &SOURCE_WAIT_MS,
+    &IDLE_POLL_MS,
 ];
 
 /// `afc-emulator`'s own.
@@ -120,7 +127,8 @@ pub struct Settings {
     /// the SDK's default (1,000) and more open tickets than that, messages spread over them
     /// evicted a workflow at nearly every task.
     pub workflow_cache: usize,
-    pub source_wait_ms: u32,
+    /// How the inbound and verdict consumers fetch.
+    pub fetch: crate::source::Fetch,
 }
 
 impl Settings {
@@ -141,7 +149,11 @@ impl Settings {
             afc_key,
             afc_public_key: env.opt(&AFC_PUBLIC_KEY),
             workflow_cache: env.parse(&WORKFLOW_CACHE)?,
-            source_wait_ms: env.parse(&SOURCE_WAIT_MS)?,
+            fetch: crate::source::Fetch {
+                wait_ms: env.parse(&SOURCE_WAIT_MS)?,
+                idle_poll_ms: env.parse(&IDLE_POLL_MS)?,
+                ..Default::default()
+            },
         })
     }
 

@@ -10,8 +10,16 @@
 //! A lease ends with its database session, also when the database restarts: the holder would read
 //! on without it, next to another member that took the partition over. So the keeper also stops
 //! reading a partition whose lease ended and takes the free ones again from their stored offset.
+//!
+//! A quiet topic is not fetched ([`Fetch::idle_poll_ms`]): once no record came for
+//! [`Fetch::quiet_after_ms`], the partitions are paused, and every `idle_poll_ms` one offsets
+//! request per partition (no records read) tells whether records came; then fetching resumes
+//! until the topic is quiet again. The local broker (Tansu 0.6)
+//! holds every fetch for the whole `fetch.wait.max.ms` and reads its storage each time, so
+//! continuous 10 ms fetches of an idle topic cost it about half a core; Apache Kafka answers a
+//! long poll as soon as a record arrives (there: `fetch.wait.max.ms` 500 and `idle_poll_ms` 0).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -34,10 +42,40 @@ pub const LEASE_CHECK: Duration = Duration::from_secs(2);
 /// How long the keeper waits for one partition's watermarks (for the lag gauge).
 const LAG_QUERY: Duration = Duration::from_millis(500);
 
+/// How a source fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetch {
+    /// `fetch.wait.max.ms` (`INBOX_KAFKA_SOURCE_WAIT_MS`).
+    pub wait_ms: u32,
+    /// While the topic is quiet, one fetch every this many ms (`INBOX_KAFKA_IDLE_POLL_MS`); 0
+    /// fetches continuously.
+    pub idle_poll_ms: u32,
+    /// The topic is quiet once no record came for this long.
+    pub quiet_after_ms: u32,
+}
+
+impl Default for Fetch {
+    fn default() -> Self {
+        Self {
+            wait_ms: 10,
+            idle_poll_ms: 100,
+            quiet_after_ms: 1000,
+        }
+    }
+}
+
+/// Where the pace of fetching is (see the module doc).
+struct Pace {
+    last_record: tokio::time::Instant,
+    paused: bool,
+}
+
 pub struct LeasedSource {
     consumer: Arc<StreamConsumer>,
     store: PgStore,
     topic: String,
+    fetch: Fetch,
+    pace: Mutex<Pace>,
     /// Owns the leases; aborted (dropping them) with the source.
     keeper: tokio::task::JoinHandle<()>,
 }
@@ -55,7 +93,7 @@ impl LeasedSource {
     /// partitions back.
     pub async fn start(
         kafka: &platform::kafka::KafkaSettings,
-        wait_ms: u32,
+        fetch: Fetch,
         store: PgStore,
         topic: &str,
     ) -> Result<Self, SourceError> {
@@ -70,7 +108,7 @@ impl LeasedSource {
             // and the consumer seeing a message, and a short wait costs broker CPU. Apache Kafka
             // answers as soon as a record arrives (use 500 there). `INBOX_KAFKA_SOURCE_WAIT_MS`,
             // default 10.
-            .set("fetch.wait.max.ms", wait_ms.to_string())
+            .set("fetch.wait.max.ms", fetch.wait_ms.to_string())
             .create()?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let partitions: Vec<i32> = metadata
@@ -102,6 +140,11 @@ impl LeasedSource {
             consumer,
             store,
             topic: topic.to_owned(),
+            fetch,
+            pace: Mutex::new(Pace {
+                last_record: tokio::time::Instant::now(),
+                paused: false,
+            }),
             keeper: tokio::spawn(keeper.run()),
         })
     }
@@ -109,7 +152,7 @@ impl LeasedSource {
     /// [`Self::start`], retried every 2 s through broker or database outages; None on shutdown.
     pub async fn start_retrying(
         kafka: &platform::kafka::KafkaSettings,
-        wait_ms: u32,
+        fetch: Fetch,
         store: PgStore,
         topic: &str,
         shutdown: &CancellationToken,
@@ -117,7 +160,7 @@ impl LeasedSource {
         loop {
             let attempt = tokio::select! {
                 _ = shutdown.cancelled() => return None,
-                r = Self::start(kafka, wait_ms, store.clone(), topic) => r,
+                r = Self::start(kafka, fetch, store.clone(), topic) => r,
             };
             match attempt {
                 Ok(s) => return Some(s),
@@ -132,8 +175,108 @@ impl LeasedSource {
         }
     }
 
+    /// The next record, at the pace of [`Fetch`]. Cancel-safe: dropped half-way, the next call
+    /// carries on from the pace it left.
     pub async fn recv(&self) -> Result<BorrowedMessage<'_>, rdkafka::error::KafkaError> {
-        self.consumer.recv().await
+        if self.fetch.idle_poll_ms == 0 {
+            return self.consumer.recv().await;
+        }
+        loop {
+            let (last_record, paused) = {
+                let p = self.pace();
+                (p.last_record, p.paused)
+            };
+            if paused {
+                let poll = Duration::from_millis(u64::from(self.fetch.idle_poll_ms));
+                tokio::time::sleep(poll).await;
+                if self.records_waiting().await {
+                    self.set_paused(false);
+                    // librdkafka's fetcher thread notices a resume at its next turn, up to a
+                    // second later; a request of its own wakes it now.
+                    self.records_waiting().await;
+                    self.pace().last_record = tokio::time::Instant::now();
+                }
+            } else {
+                let quiet = Duration::from_millis(u64::from(self.fetch.quiet_after_ms));
+                tokio::select! {
+                    biased;
+                    r = self.consumer.recv() => return self.seen(r),
+                    () = tokio::time::sleep_until(last_record + quiet) => self.set_paused(true),
+                }
+            }
+        }
+    }
+
+    /// Whether a held partition has records past this source's position: one offsets request
+    /// (ListOffsets, no records read) per partition. True when it cannot tell.
+    async fn records_waiting(&self) -> bool {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        // `fetch_watermarks` waits for the broker: not on the async threads.
+        let asked = tokio::task::spawn_blocking(move || {
+            let assignment = consumer.assignment().ok()?;
+            let positions = consumer.position().ok()?;
+            assignment
+                .elements_for_topic(&topic)
+                .iter()
+                .map(|e| {
+                    let p = e.partition();
+                    let (low, high) = consumer.fetch_watermarks(&topic, p, LAG_QUERY).ok()?;
+                    let position = positions.find_partition(&topic, p).map(|x| x.offset());
+                    Some((p, low, high, position))
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .await;
+        let Ok(Some(partitions)) = asked else {
+            return true;
+        };
+        for (p, low, high, position) in partitions {
+            let next = match position {
+                Some(Offset::Offset(o)) => o,
+                // Nothing read yet: from the stored offset, else from the beginning.
+                _ => match self.store.kafka_offset(&self.topic, p).await {
+                    Ok(o) => o.unwrap_or(low),
+                    Err(_) => return true,
+                },
+            };
+            if high > next {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether the source paused fetching (the topic was quiet).
+    pub fn is_paused(&self) -> bool {
+        self.pace().paused
+    }
+
+    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.pace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn seen<T>(&self, r: T) -> T {
+        self.pace().last_record = tokio::time::Instant::now();
+        r
+    }
+
+    /// Pauses (or resumes) fetching every assigned partition. A reassignment meanwhile starts
+    /// its partitions unpaused: at worst they are fetched until the topic is quiet again.
+    fn set_paused(&self, paused: bool) {
+        let result = self.consumer.assignment().and_then(|tpl| {
+            if paused {
+                self.consumer.pause(&tpl)
+            } else {
+                self.consumer.resume(&tpl)
+            }
+        });
+        if let Err(e) = result {
+            tracing::debug!(topic = self.topic, paused, error = %e, "fetch pace not changed");
+        }
+        self.pace().paused = paused;
     }
 
     /// Records that every record up to each `(partition, next_offset)` was fully handled: a

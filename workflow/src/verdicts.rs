@@ -30,8 +30,8 @@ use crate::source::LeasedSource;
 #[derive(Clone)]
 pub struct VerdictConsumer {
     pub kafka: platform::kafka::KafkaSettings,
-    /// `fetch.wait.max.ms` of its source.
-    pub wait_ms: u32,
+    /// How its source fetches.
+    pub fetch: crate::source::Fetch,
     /// `afc.verdicts` (with the topic prefix).
     pub topic: String,
     pub store: PgStore,
@@ -57,7 +57,7 @@ impl VerdictConsumer {
     pub async fn run(self, shutdown: CancellationToken) {
         let Some(source) = LeasedSource::start_retrying(
             &self.kafka,
-            self.wait_ms,
+            self.fetch,
             self.store.clone(),
             &self.topic,
             &shutdown,

@@ -191,7 +191,7 @@ impl Afc {
     fn consumer(&self) -> anyhow::Result<Running> {
         let consumer = VerdictConsumer {
             kafka: self.brokers.clone(),
-            wait_ms: 10,
+            fetch: Default::default(),
             topic: self.topics.verdicts.clone(),
             store: self.store.clone(),
             tickets: self.tickets.clone(),
