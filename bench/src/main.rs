@@ -79,6 +79,10 @@ struct Args {
     /// PostgreSQL of the benchmark's own (`fsync`, `full_page_writes`, `synchronous_commit` on).
     #[arg(long)]
     no_fsync: bool,
+    /// The external AFC provider: the spec's `afc.provider` is `kafka`, every message is held
+    /// until the bank's AFC system (the `afc-emulator`, started here) signs its verdict.
+    #[arg(long)]
+    afc_kafka: bool,
     /// Directory for the JSON report.
     #[arg(long, default_value = ".dev/bench")]
     out: PathBuf,
@@ -169,12 +173,39 @@ async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> 
     let dir = std::env::temp_dir().join(format!("bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let spec = dir.join("workflows.yaml");
+    let afc = if args.afc_kafka {
+        "provider: kafka\n  timeout: 30s\n  on_timeout: hold"
+    } else {
+        "provider: builtin\n  rules:\n    - name: card\n      detector: card_number"
+    };
     std::fs::write(
         &spec,
-        format!(
-            "version: 1\nafc:\n  provider: builtin\n  rules:\n    - name: card\n      detector: card_number\nassignment:\n  capacity: {capacity}\n"
-        ),
+        format!("version: 1\nafc:\n  {afc}\nassignment:\n  capacity: {capacity}\n"),
     )?;
+    // The bank's AFC system, on the engine's topics (it writes its key pair first).
+    let mut afc_env = Vec::new();
+    let emulator = if args.afc_kafka {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let prefix = format!("bench_afc_{tag}.");
+        let keys = dir.join("afc-keys");
+        let aes_key = format!("{tag}{tag}");
+        println!("afc: the external provider (afc-emulator on {prefix}*)");
+        let emulator = e2e::afc::AfcEmulator::start(&stack, &prefix, &keys, &aes_key, true).await?;
+        afc_env = vec![
+            ("INBOX_TOPIC_PREFIX", prefix),
+            ("INBOX_AFC_KEY", aes_key),
+            (
+                "INBOX_AFC_PUBLIC_KEY",
+                e2e::afc::AfcEmulator::public_key(&keys)
+                    .display()
+                    .to_string(),
+            ),
+        ];
+        Some(emulator)
+    } else {
+        println!("afc: builtin rules");
+        None
+    };
     println!("starting the engine (workflow, communication, gateway)...");
     let engine = Engine::start_with(
         &stack,
@@ -190,7 +221,10 @@ async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> 
                  gateway::client=warn,gateway::manager=warn,gateway::stream=warn"
                     .into(),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(afc_env)
+        .collect::<Vec<_>>(),
     )
     .await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -221,6 +255,13 @@ async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> 
             .into_iter()
             .filter(|c| durable_pg.is_none() || c.name != "postgres"),
     );
+    if let Some(pid) = emulator.as_ref().and_then(e2e::afc::AfcEmulator::pid) {
+        components.push(Component {
+            name: "afc-emulator".into(),
+            pid,
+            with_children: false,
+        });
+    }
     if let Some(pid) = durable_pg
         .as_ref()
         .and_then(|pg| procs::pid_in(&pg.pid_file()))
@@ -386,6 +427,32 @@ async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> 
         "first replies sent and the workflows quiet after {:.1} s",
         setup_started.elapsed().as_secs_f64()
     );
+    // The worker still runs the setup's workflow tasks after the engine's calls stopped (and
+    // Temporal with it): the idle window and the steps start once both are quiet too.
+    let backlog: Vec<&Component> = components
+        .iter()
+        .filter(|c| c.name == "temporal" || c.name == "workflow")
+        .collect();
+    let mut used: Vec<f64> = backlog.iter().map(|c| procs::cpu_seconds(c)).collect();
+    let mut quiet = 0;
+    while quiet < 3 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "Temporal and the workflow service were still busy after {} s",
+            args.setup_secs
+        );
+        // A benchmark's progress poll, not a test's wait.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now: Vec<f64> = backlog.iter().map(|c| procs::cpu_seconds(c)).collect();
+        // Under 15 % of a core each over the last second.
+        let calm = now.iter().zip(&used).all(|(n, u)| n - u < 0.15);
+        quiet = if calm { quiet + 1 } else { 0 };
+        used = now;
+    }
+    println!(
+        "Temporal and the workflow service quiet after {:.1} s",
+        setup_started.elapsed().as_secs_f64()
+    );
     let mut assign_ms: Vec<f64> = sqlx::query_scalar(
         "SELECT (extract(epoch FROM assigned_at - waiting_since) * 1000)::float8 FROM tickets
          WHERE assigned_at IS NOT NULL AND waiting_since IS NOT NULL",
@@ -527,6 +594,7 @@ async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> 
         "args": args,
         "engine": engine_build(),
         "postgres": durable,
+        "afc": if args.afc_kafka { "kafka" } else { "builtin" },
         "floors": floors,
         "setup": {
             "tickets": clients.len(),

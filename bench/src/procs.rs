@@ -106,6 +106,11 @@ pub fn stack_components(repo: &Path) -> Vec<Component> {
     out
 }
 
+/// CPU time a component used so far, in seconds.
+pub fn cpu_seconds(c: &Component) -> f64 {
+    sample(c).1 as f64 / TICKS_PER_SECOND
+}
+
 /// Samples the components every `every` until `stop` turns true; returns the usage of each.
 pub async fn watch_usage(
     components: Vec<Component>,

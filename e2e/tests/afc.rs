@@ -3,73 +3,17 @@
 //! inbound transaction, handed over by the store's AFC relay) while AFC is down and the workflow
 //! service is killed meanwhile; once AFC is back every verdict lands.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use e2e::afc::AfcEmulator;
 use e2e::{Engine, Stack};
 use serde_json::json;
 use sqlx::Connection;
 use tickets::Role;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Starts the AFC emulator and waits until it consumes; its keys live in `key_dir`.
-async fn emulator(
-    stack: &Stack,
-    prefix: &str,
-    key_dir: &PathBuf,
-    aes_key: &str,
-) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("cannot locate the target directory")?
-        .join("afc-emulator");
-    if !bin.exists() {
-        bail!(
-            "{} is missing: `cargo build --workspace --bins` (make test does)",
-            bin.display()
-        );
-    }
-    let mut child = Command::new(bin)
-        .env("INBOX_KAFKA_BROKERS", &stack.kafka_brokers)
-        .env("INBOX_TOPIC_PREFIX", prefix)
-        .env("INBOX_AFC_KEY_DIR", key_dir)
-        .env("INBOX_AFC_KEY", aes_key)
-        .env("RUST_LOG", "info,rdkafka=warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting afc-emulator")?;
-    let mut lines = BufReader::new(child.stderr.take().context("no stderr")?).lines();
-    let ready = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[afc-emulator] {line}");
-            if line.contains("afc emulator ready") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    if ready != Ok(true) {
-        bail!("afc-emulator was not ready: {:?}", child.try_wait());
-    }
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[afc-emulator] {line}");
-        }
-    });
-    Ok(child)
-}
 
 async fn post(http: &reqwest::Client, base: &str, token: &str, body: &str) -> anyhow::Result<Uuid> {
     let resp = http
@@ -120,7 +64,7 @@ async fn held_messages_survive_afc_downtime_and_a_workflow_crash_and_get_their_v
     let aes_key = format!("{tag}{tag}");
 
     // First run of the emulator generates its key pair; then AFC goes down.
-    let mut afc = emulator(&stack, &prefix, &dir, &aes_key).await?;
+    let afc = AfcEmulator::start(&stack, &prefix, &dir, &aes_key, false).await?;
     afc.kill().await?;
     let spec = dir.join("workflows.yaml");
     std::fs::write(
@@ -135,7 +79,7 @@ async fn held_messages_survive_afc_downtime_and_a_workflow_crash_and_get_their_v
             ("INBOX_AFC_KEY", aes_key.clone()),
             (
                 "INBOX_AFC_PUBLIC_KEY",
-                dir.join(workflow_public_key_file()).display().to_string(),
+                AfcEmulator::public_key(&dir).display().to_string(),
             ),
         ],
     )
@@ -179,7 +123,7 @@ async fn held_messages_survive_afc_downtime_and_a_workflow_crash_and_get_their_v
 
     // The workflow service dies with the verdicts outstanding; AFC comes back.
     engine.crash_and_restart_workflow().await?;
-    afc = emulator(&stack, &prefix, &dir, &aes_key).await?;
+    let afc = AfcEmulator::start(&stack, &prefix, &dir, &aes_key, false).await?;
     until(
         &mut db,
         "hello passed",
@@ -224,9 +168,4 @@ async fn held_messages_survive_afc_downtime_and_a_workflow_crash_and_get_their_v
     afc.kill().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// The public PEM the emulator writes (kept in step with `workflow::afc_kafka::PUBLIC_KEY_FILE`).
-fn workflow_public_key_file() -> &'static str {
-    "afc-signing.pub.pem"
 }

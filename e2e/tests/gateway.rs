@@ -562,3 +562,79 @@ async fn an_event_stream_resumes_after_a_gateway_crash_with_no_gap_and_no_duplic
     assert_eq!(again, delivered, "no gap and no duplicate across the crash");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_live_client_stream_never_echoes_a_blocked_message_and_hands_each_event_once_in_order()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let engine = Engine::start(&stack).await?;
+    let clients = ClientServiceClient::new(channel(&engine).await?);
+    let ivan = stack.token(
+        Role::Client,
+        &format!("ivan-{}", Uuid::new_v4().simple()),
+        "Ivan",
+    )?;
+    let mut live = Events::new(
+        clients
+            .clone()
+            .stream_events(authed(&ivan, v1::StreamEventsRequest { after_cursor: 0 }))
+            .await?
+            .into_inner(),
+        0,
+    );
+    let send = |body: &str| {
+        let mut clients = clients.clone();
+        let req = authed(
+            &ivan,
+            v1::SendMessageRequest {
+                body: body.into(),
+                idempotency_key: Uuid::new_v4().to_string(),
+            },
+        );
+        async move { clients.send_message(req).await }
+    };
+    send("hello").await?;
+    let hello = live.next_of("message_accepted").await?;
+    assert_eq!(payload_str(&hello, "body").as_deref(), Some("hello"));
+    // Blocked in the transaction that accepted it: the live echo has no body either.
+    send("my card is 4111 1111 1111 1111").await?;
+    let card = live.next_of("message_accepted").await?;
+    assert_eq!(payload_str(&card, "body").as_deref(), Some(""));
+    let blocked = card
+        .payload
+        .as_ref()
+        .and_then(|p| p.fields.get("blocked"))
+        .and_then(|v| v.kind.clone());
+    assert_eq!(blocked, Some(prost_types::value::Kind::BoolValue(true)));
+    // A burst keeps its order and loses nothing, live and on a fresh read.
+    for i in 0..40 {
+        send(&format!("burst {i}")).await?;
+    }
+    let mut bodies = Vec::new();
+    while bodies.len() < 40 {
+        let e = live.next_of("message_accepted").await?;
+        bodies.push(payload_str(&e, "body").unwrap_or_default());
+    }
+    let expected: Vec<String> = (0..40).map(|i| format!("burst {i}")).collect();
+    assert_eq!(bodies, expected);
+    let mut fresh = Events::new(
+        clients
+            .clone()
+            .stream_events(authed(&ivan, v1::StreamEventsRequest { after_cursor: 0 }))
+            .await?
+            .into_inner(),
+        0,
+    );
+    let mut again = Vec::new();
+    while again.len() < live.seen.len() {
+        again.push(fresh.next().await?);
+    }
+    let cursors = |es: &[v1::Event]| es.iter().map(|e| e.cursor).collect::<Vec<_>>();
+    assert_eq!(cursors(&again), cursors(&live.seen));
+    assert!(
+        !again
+            .iter()
+            .any(|e| payload_str(e, "body").is_some_and(|b| b.contains("4111")))
+    );
+    Ok(())
+}

@@ -114,10 +114,6 @@ impl Application {
         };
         let managers = manager::Managers {
             store: store.clone(),
-            tickets: workflow::client::Tickets {
-                client,
-                task_queue: settings.temporal.task_queue.clone(),
-            },
             verifier: verifier.clone(),
             spec: Arc::new(spec),
             streams: streams.clone(),

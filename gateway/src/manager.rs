@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use proto::v1::{self, manager_service_server::ManagerService};
-use tickets::{Caller, MessageBody, PgStore, Role, Routing, TicketStatus};
+use tickets::{Caller, MessageBody, PgStore, Role, Routing};
 use tonic::{Request, Response, Status};
 
 use crate::caller::{authenticate, authenticate_token};
@@ -17,7 +17,6 @@ use crate::stream::{Audience, Streams};
 
 pub struct Managers {
     pub store: PgStore,
-    pub tickets: workflow::client::Tickets,
     pub verifier: platform::auth::Verifier,
     pub spec: Arc<workflow::spec::Spec>,
     pub streams: Streams,
@@ -224,19 +223,16 @@ impl ManagerService for Managers {
     ) -> Result<Response<v1::ResolveTicketResponse>, Status> {
         let me = self.manager(&req).await?;
         let id = convert::uuid("ticket_id", &req.get_ref().ticket_id)?;
-        let ticket = self
+        // Recorded, then signalled by the outbox relay: the request survives a Temporal outage
+        // and reaches the workflow after the ticket's earlier lifecycle events.
+        let requested = self
             .store
-            .manager_ticket(&me.user_id, id)
+            .request_resolve(&me, id)
             .await
             .map_err(status::store)?;
-        if ticket.status == TicketStatus::Closed {
-            return Ok(Response::new(v1::ResolveTicketResponse {}));
+        if requested {
+            tracing::info!(ticket_id = %id, manager_id = %me.user_id, "resolve requested");
         }
-        self.tickets
-            .resolve(&ticket.client_id, id, &me.user_id)
-            .await
-            .map_err(status::temporal)?;
-        tracing::info!(ticket_id = %id, manager_id = %me.user_id, "resolve requested");
         Ok(Response::new(v1::ResolveTicketResponse {}))
     }
 

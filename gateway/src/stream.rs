@@ -1,14 +1,17 @@
 //! `StreamEvents` for managers and clients. PostgreSQL (the outbox) is the source of truth: a stream
 //! reads the caller's events after its cursor from there, and the outbox tail
-//! (`tickets::outbox::OutboxTail`, woken by the numbering's `NOTIFY`) only wakes it up. So a
-//! reconnect with the last cursor resumes with no gap and no duplicate, also across a gateway
-//! restart, and nothing is ever lost from a memory buffer.
+//! (`tickets::outbox::OutboxTail`, woken by the numbering's `NOTIFY`, which reads every new event
+//! once) hands each audience its newest events ([`Recent`]). A stream that keeps up takes them from
+//! there; one that is behind them (it just opened, resumed from an old cursor, or fell more than
+//! [`RECENT`] events behind) reads the store. So a reconnect with the last cursor resumes with no
+//! gap and no duplicate, also across a gateway restart, and a stream that keeps up costs no query
+//! per event.
 //!
 //! Each stream has its own task and a bounded buffer; the tail never waits for a stream (a
-//! wake-up is a `watch` value: the latest seq, overwritten, never queued). A consumer that does
-//! not take an event for `max_stall` is cut off with `RESOURCE_EXHAUSTED` naming its cursor.
+//! wake-up is a `watch` value, overwritten, never queued). A consumer that does not take an event
+//! for `max_stall` is cut off with `RESOURCE_EXHAUSTED` naming its cursor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,67 +65,149 @@ impl Default for StreamConfig {
     }
 }
 
-/// Wake-ups per audience: the highest seq announced for it.
+/// Events the hub keeps per audience: a stream further behind reads the store.
+pub const RECENT: usize = 32;
+
+/// An audience's newest events, as the tail read them: every event of the audience after
+/// `complete_after` is here (None: the tail has not started, nothing is known).
+#[derive(Debug, Clone)]
+pub struct Recent {
+    complete_after: Option<i64>,
+    /// Oldest first, at most [`RECENT`].
+    events: VecDeque<Arc<Event>>,
+}
+
+impl Recent {
+    fn new(complete_after: Option<i64>) -> Self {
+        Self {
+            complete_after,
+            events: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, e: Arc<Event>) {
+        if self.events.len() == RECENT
+            && let Some(dropped) = self.events.pop_front()
+        {
+            self.complete_after = Some(dropped.seq);
+        }
+        self.events.push_back(e);
+    }
+
+    /// The newest seq every event up to which is known (here or before `complete_after`).
+    fn horizon(&self) -> Option<i64> {
+        self.events.back().map(|e| e.seq).or(self.complete_after)
+    }
+
+    /// The audience's events after `covered`, if the hub has all of them.
+    fn after(&self, covered: i64) -> Option<Vec<Event>> {
+        self.complete_after.is_some_and(|c| covered >= c).then(|| {
+            self.events
+                .iter()
+                .filter(|e| e.seq > covered)
+                .map(|e| Event::clone(e))
+                .collect()
+        })
+    }
+}
+
+/// The newest events per audience, and how far the tail has handed them out.
 #[derive(Default)]
 pub struct Hub {
-    audiences: Mutex<HashMap<Audience, watch::Sender<i64>>>,
+    inner: Mutex<Audiences>,
+}
+
+#[derive(Default)]
+struct Audiences {
+    by: HashMap<Audience, watch::Sender<Recent>>,
+    /// Every event up to this seq was handed out (None until the tail starts).
+    delivered: Option<i64>,
 }
 
 impl Hub {
-    pub fn subscribe(&self, a: Audience) -> watch::Receiver<i64> {
-        let mut map = self
-            .audiences
+    fn lock(&self) -> std::sync::MutexGuard<'_, Audiences> {
+        self.inner
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(a)
-            .or_insert_with(|| watch::channel(0).0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn subscribe(&self, a: Audience) -> watch::Receiver<Recent> {
+        let mut inner = self.lock();
+        // Until the tail starts, no event is known: the streams read the store.
+        let from = inner.delivered;
+        inner
+            .by
+            .entry(a)
+            .or_insert_with(|| watch::channel(Recent::new(from)).0)
             .subscribe()
     }
 
-    fn bump(map: &mut HashMap<Audience, watch::Sender<i64>>, a: Audience, seq: i64) {
-        if let Some(tx) = map.get(&a) {
+    /// The tail (re)starts after `seq`: what the hub held before may miss events since, so the
+    /// streams read the store up to `seq` and take from the hub after it.
+    pub fn started(&self, seq: i64) {
+        let mut inner = self.lock();
+        inner.delivered = Some(seq);
+        for tx in inner.by.values() {
+            tx.send_modify(|r| *r = Recent::new(Some(seq)));
+        }
+    }
+
+    fn push(by: &mut HashMap<Audience, watch::Sender<Recent>>, a: Audience, e: &Arc<Event>) {
+        if let Some(tx) = by.get(&a) {
             if tx.receiver_count() == 0 {
-                map.remove(&a);
+                by.remove(&a);
             } else {
-                tx.send_if_modified(|v| {
-                    let newer = seq > *v;
-                    if newer {
-                        *v = seq;
-                    }
-                    newer
-                });
+                tx.send_modify(|r| r.push(e.clone()));
             }
         }
     }
 
-    /// Wakes the streams that may see `e`.
+    /// Hands `e` to the streams that may see it, as each may read it.
     pub fn notify(&self, e: &Numbering) {
-        let mut map = self
-            .audiences
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if e.client_visible {
-            Self::bump(&mut map, Audience::Client(e.client_id.clone()), e.seq);
+        let mut inner = self.lock();
+        if let Some(client_event) = &e.client_event {
+            Self::push(
+                &mut inner.by,
+                Audience::Client(e.client_id.clone()),
+                client_event,
+            );
         }
         if let Some(m) = &e.manager_id {
-            Self::bump(&mut map, Audience::Manager(m.clone()), e.seq);
+            Self::push(&mut inner.by, Audience::Manager(m.clone()), &e.event);
         }
+        inner.delivered = Some(e.seq);
     }
 
     /// Streams currently subscribed (for the benchmark and tests).
     pub fn audiences(&self) -> usize {
-        self.audiences
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.lock().by.len()
     }
 }
 
-/// Follows the outbox from its newest event (every gateway sees every event) and wakes the
-/// streams each event concerns, until `shutdown`. A failed read is retried a second later; a
+/// Follows the outbox from its newest event (every gateway sees every event) and hands each event
+/// to the streams it concerns, until `shutdown`. A failed read is retried a second later; a
 /// stream re-reads on its own meanwhile (`StreamConfig::reread`).
 pub async fn listen(store: PgStore, hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut tail = OutboxTail::new(store);
+    loop {
+        let started = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            s = tail.start() => s,
+        };
+        match started {
+            Ok(seq) => {
+                hub.started(seq);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox tail not started; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
     loop {
         let batch = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -179,20 +264,32 @@ impl Streams {
             let expiry = tokio::time::sleep(token_valid);
             tokio::pin!(expiry);
             let mut wake = me.hub.subscribe(who.clone());
+            // Every event of `who` up to here was sent (or precedes the cursor).
+            let mut covered = cursor;
             loop {
                 if expiry.is_elapsed() {
                     let _ = tx.try_send(Err(token_expired(cursor)));
                     return;
                 }
-                wake.borrow_and_update();
-                let events = match me.read(&who, cursor).await {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let _ = tx.send(Err(status::store(e))).await;
-                        return;
-                    }
+                // What the hub has, and how far it knows, before any read: an event the hub
+                // knew of was numbered before the read below, so the read has it.
+                let (pushed, horizon) = {
+                    let recent = wake.borrow_and_update();
+                    (recent.after(covered), recent.horizon())
                 };
-                let full_page = i64::try_from(events.len()).unwrap_or(i64::MAX) >= me.config.page;
+                let (events, full_page) = match pushed {
+                    Some(events) => (events, false),
+                    None => match me.read(&who, cursor).await {
+                        Ok(e) => {
+                            let full = i64::try_from(e.len()).unwrap_or(i64::MAX) >= me.config.page;
+                            (e, full)
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(status::store(e))).await;
+                            return;
+                        }
+                    },
+                };
                 for e in events {
                     let seq = e.seq;
                     match tx
@@ -215,8 +312,10 @@ impl Streams {
                     }
                 }
                 if full_page {
+                    covered = cursor;
                     continue;
                 }
+                covered = horizon.map_or(cursor, |h| cursor.max(h));
                 tokio::select! {
                     changed = wake.changed() => if changed.is_err() { return },
                     _ = tokio::time::sleep(me.config.reread) => {}
@@ -253,4 +352,88 @@ pub fn resume_cursor(s: &Status) -> Option<i64> {
         .get("resume_after_cursor")?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbered(seq: i64, client: &str, manager: Option<&str>, visible: bool) -> Numbering {
+        let event = Event {
+            seq,
+            kind: "k".into(),
+            ticket_id: None,
+            client_id: client.into(),
+            manager_id: manager.map(str::to_owned),
+            client_visible: visible,
+            payload: serde_json::json!({"view": "manager"}),
+            created_at: chrono::Utc::now(),
+        };
+        Numbering {
+            seq,
+            client_id: client.into(),
+            client_visible: visible,
+            manager_id: manager.map(str::to_owned),
+            client_event: visible.then(|| {
+                Arc::new(Event {
+                    payload: serde_json::json!({"view": "client"}),
+                    ..event.clone()
+                })
+            }),
+            event: Arc::new(event),
+        }
+    }
+
+    fn seqs(events: &[Event]) -> Vec<i64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn an_audience_is_handed_its_own_events_after_the_tail_started_each_as_it_may_read_them() {
+        let hub = Hub::default();
+        let client = hub.subscribe(Audience::Client("c1".into()));
+        let manager = hub.subscribe(Audience::Manager("m1".into()));
+        // Before the tail starts nothing is known: a stream reads the store.
+        assert!(client.borrow().after(0).is_none());
+        hub.started(10);
+        hub.notify(&numbered(11, "c1", Some("m1"), true));
+        hub.notify(&numbered(12, "c2", Some("m1"), true));
+        hub.notify(&numbered(13, "c1", Some("m2"), false));
+        hub.notify(&numbered(14, "c1", None, true));
+
+        let mine = client.borrow().after(10).unwrap_or_default();
+        assert_eq!(seqs(&mine), vec![11, 14]);
+        assert!(mine.iter().all(|e| e.payload["view"] == "client"));
+        let theirs = manager.borrow().after(10).unwrap_or_default();
+        assert_eq!(seqs(&theirs), vec![11, 12]);
+        assert!(theirs.iter().all(|e| e.payload["view"] == "manager"));
+        assert_eq!(client.borrow().horizon(), Some(14));
+        // A stream behind the tail's start reads the store.
+        assert!(client.borrow().after(9).is_none());
+        assert_eq!(
+            seqs(&client.borrow().after(11).unwrap_or_default()),
+            vec![14]
+        );
+    }
+
+    #[test]
+    fn a_stream_more_than_the_kept_events_behind_reads_the_store_and_a_restarted_tail_forgets() {
+        let hub = Hub::default();
+        let rx = hub.subscribe(Audience::Client("c".into()));
+        hub.started(0);
+        let n = i64::try_from(RECENT).unwrap_or(i64::MAX) + 5;
+        for seq in 1..=n {
+            hub.notify(&numbered(seq, "c", None, true));
+        }
+        assert!(rx.borrow().after(0).is_none(), "the first five are gone");
+        assert!(rx.borrow().after(4).is_none());
+        let kept = rx.borrow().after(5).unwrap_or_default();
+        assert_eq!(kept.len(), RECENT);
+        assert_eq!(kept.first().map(|e| e.seq), Some(6));
+
+        // A tail started again after 100 may have missed events after `n`.
+        hub.started(100);
+        assert!(rx.borrow().after(n).is_none());
+        assert_eq!(rx.borrow().after(100).map(|e| e.len()), Some(0));
+    }
 }

@@ -287,6 +287,8 @@ pub mod event_kind {
     pub const TICKET_QUEUED: &str = "ticket_queued";
     /// Lifecycle: the ticket's first manager reply (its SLA is met).
     pub const TICKET_RESPONDED: &str = "ticket_responded";
+    /// Lifecycle: the assigned manager asked to resolve the ticket (for its workflow).
+    pub const RESOLVE_REQUESTED: &str = "resolve_requested";
     /// To the manager who wrote it: an internal note was added to their ticket.
     pub const NOTE_ADDED: &str = "note_added";
     /// To the manager who handed the ticket over: it is no longer theirs.

@@ -2,6 +2,7 @@
 //! own cursor), which run independently; and the wake-up tail every stream-serving process
 //! follows ([`OutboxTail`]), with the `LISTEN` wake-ups they all wait on ([`Numbered`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row as _;
@@ -52,22 +53,26 @@ impl Numbered {
     }
 }
 
-/// Who a newly numbered event is for: what a wake-up needs (the woken reader takes the event
-/// itself from the store, after its own cursor).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A newly numbered event: who it is for, and the event itself as each of them may read it, so a
+/// stream that keeps up is handed it without reading it again.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Numbering {
     pub seq: i64,
     pub client_id: String,
     pub client_visible: bool,
     pub manager_id: Option<String>,
+    /// The event as its manager reads it (`PgStore::manager_events_after`).
+    pub event: Arc<Event>,
+    /// The event as its client reads it (`PgStore::client_events_after`), if client-visible.
+    pub client_event: Option<Arc<Event>>,
 }
 
 /// Follows the outbox from its newest event: every process that serves streams sees every event
-/// numbered after it started (wake-ups, not work to share). It replaced a Kafka tail of
-/// `ticket.events` per process: the numbering already notifies, so a wake-up costs one indexed
-/// read per numbering instead of a broker fetch every few milliseconds whether or not anything
-/// happened (the local broker answers each fetch only after its full wait, at a third of a core
-/// per tail), and no fetch wait delays it.
+/// numbered after it started, in `seq` order. It replaced a Kafka tail of `ticket.events` per
+/// process: the numbering already notifies, so a wake-up costs one indexed read per numbering
+/// instead of a broker fetch every few milliseconds whether or not anything happened (the local
+/// broker answers each fetch only after its full wait, at a third of a core per tail), and no
+/// fetch wait delays it.
 pub struct OutboxTail {
     store: PgStore,
     after: Option<i64>,
@@ -95,35 +100,53 @@ impl OutboxTail {
         }
     }
 
-    /// The events numbered since the last call (at the first: since now), oldest first; waits
-    /// for the next numbering while there are none. An error is the store's (call again).
-    pub async fn next(&mut self) -> Result<Vec<Numbering>> {
-        let mut after = match self.after {
-            Some(a) => a,
-            None => {
-                let newest: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
-                    .fetch_one(self.store.pool())
-                    .await?;
-                *self.after.insert(newest.unwrap_or(0))
-            }
-        };
-        loop {
-            let rows = sqlx::query(
-                "SELECT seq, client_id, client_visible, manager_id FROM events
-                 WHERE seq > $1 ORDER BY seq LIMIT $2",
-            )
-            .bind(after)
-            .bind(TAIL_PAGE)
-            .fetch_all(self.store.pool())
+    /// Where the tail starts: every event after the returned `seq` is in the batches of
+    /// [`Self::next`], none at or before it. Read from the outbox (its newest event) on first use.
+    pub async fn start(&mut self) -> Result<i64> {
+        if let Some(a) = self.after {
+            return Ok(a);
+        }
+        let newest: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
+            .fetch_one(self.store.pool())
             .await?;
+        Ok(*self.after.insert(newest.unwrap_or(0)))
+    }
+
+    /// The events numbered since the last call (at the first: since [`Self::start`]), oldest
+    /// first; waits for the next numbering while there are none. An error is the store's (call
+    /// again).
+    pub async fn next(&mut self) -> Result<Vec<Numbering>> {
+        let mut after = self.start().await?;
+        let sql = format!(
+            "SELECT e.seq, e.kind, e.ticket_id, e.client_id, e.manager_id, e.client_visible,
+                    e.payload, e.created_at,
+                    CASE WHEN e.client_visible THEN {client_payload} END AS client_payload
+             FROM events e WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+            client_payload = crate::visibility::CLIENT_EVENT_PAYLOAD,
+        );
+        loop {
+            let rows = sqlx::query(&sql)
+                .bind(after)
+                .bind(TAIL_PAGE)
+                .fetch_all(self.store.pool())
+                .await?;
             let batch = rows
                 .iter()
                 .map(|r| {
+                    let event = event_of(r)?;
+                    let client_payload: Option<serde_json::Value> = r.try_get("client_payload")?;
                     Ok(Numbering {
-                        seq: r.try_get("seq")?,
-                        client_id: r.try_get("client_id")?,
-                        client_visible: r.try_get("client_visible")?,
-                        manager_id: r.try_get("manager_id")?,
+                        seq: event.seq,
+                        client_id: event.client_id.clone(),
+                        client_visible: event.client_visible,
+                        manager_id: event.manager_id.clone(),
+                        client_event: client_payload.map(|payload| {
+                            Arc::new(Event {
+                                payload,
+                                ..event.clone()
+                            })
+                        }),
+                        event: Arc::new(event),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

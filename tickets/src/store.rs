@@ -625,6 +625,37 @@ impl PgStore {
         Ok(message_id)
     }
 
+    /// The ticket's manager asks to resolve it: a `resolve_requested` event the outbox relay
+    /// signals to the ticket's workflow, which closes it (after the ticket's earlier lifecycle
+    /// events, so the workflow exists by then). Asking again changes nothing. Returns false when
+    /// the ticket is already closed.
+    pub async fn request_resolve(&self, manager: &Caller, ticket_id: Uuid) -> Result<bool> {
+        let mut tx = self.begin_writing(false).await?;
+        let row = sqlx::query(
+            "SELECT client_id, status FROM tickets WHERE id = $1 AND manager_id = $2 FOR SHARE",
+        )
+        .bind(ticket_id)
+        .bind(&manager.user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::TicketNotFound)?;
+        if status_of(&row)? == TicketStatus::Closed {
+            return Ok(false);
+        }
+        let client_id: String = row.try_get("client_id")?;
+        insert_event(
+            &mut tx,
+            &client_id,
+            &TicketEvent::ResolveRequested {
+                ticket_id,
+                manager_id: &manager.user_id,
+            },
+        )
+        .await?;
+        self.commit_writing(tx).await?;
+        Ok(true)
+    }
+
     /// Closes the ticket, frees the manager's capacity and tells the client with `closing_text`.
     /// Returns false if it was already closed.
     pub async fn close_ticket(

@@ -147,6 +147,13 @@ pub enum TicketEvent<'a> {
         ticket_id: Uuid,
         manager_id: &'a str,
     },
+    /// Lifecycle: the assigned manager asked to resolve the ticket; its workflow closes it. Sent
+    /// through the outbox, after the ticket's `ticket_opened` and assignment, so the workflow
+    /// exists when it hears it and no request is lost while Temporal is away.
+    ResolveRequested {
+        ticket_id: Uuid,
+        manager_id: &'a str,
+    },
 }
 
 impl TicketEvent<'_> {
@@ -173,6 +180,7 @@ impl TicketEvent<'_> {
             E::TicketOpened { .. } => event_kind::TICKET_OPENED,
             E::TicketQueued { .. } => event_kind::TICKET_QUEUED,
             E::TicketResponded { .. } => event_kind::TICKET_RESPONDED,
+            E::ResolveRequested { .. } => event_kind::RESOLVE_REQUESTED,
         }
     }
 
@@ -212,6 +220,7 @@ impl TicketEvent<'_> {
             E::TicketOpened { ticket_id } => format!("opened:{ticket_id}"),
             E::TicketQueued { ticket_id } => format!("queued:{ticket_id}"),
             E::TicketResponded { ticket_id, .. } => format!("responded:{ticket_id}"),
+            E::ResolveRequested { ticket_id, .. } => format!("resolve:{ticket_id}"),
         }
     }
 
@@ -239,7 +248,8 @@ impl TicketEvent<'_> {
             | E::AfcTimeout { ticket_id, .. }
             | E::TicketOpened { ticket_id }
             | E::TicketQueued { ticket_id }
-            | E::TicketResponded { ticket_id, .. } => Some(*ticket_id),
+            | E::TicketResponded { ticket_id, .. }
+            | E::ResolveRequested { ticket_id, .. } => Some(*ticket_id),
         }
     }
 
@@ -283,7 +293,8 @@ impl TicketEvent<'_> {
             | E::TicketOpened { .. }
             | E::TicketQueued { .. }
             // Lifecycle: the manager is in the payload (their stream has the reply itself).
-            | E::TicketResponded { .. } => None,
+            | E::TicketResponded { .. }
+            | E::ResolveRequested { .. } => None,
         }
     }
 
@@ -403,6 +414,10 @@ impl TicketEvent<'_> {
             | E::TicketOpened { ticket_id }
             | E::TicketQueued { ticket_id } => json!({ "ticket_id": ticket_id }),
             E::TicketResponded {
+                ticket_id,
+                manager_id,
+            }
+            | E::ResolveRequested {
                 ticket_id,
                 manager_id,
             } => json!({ "ticket_id": ticket_id, "manager_id": manager_id }),
@@ -557,6 +572,10 @@ mod tests {
             TicketEvent::TicketOpened { ticket_id: t },
             TicketEvent::TicketQueued { ticket_id: t },
             TicketEvent::TicketResponded {
+                ticket_id: t,
+                manager_id: "a",
+            },
+            TicketEvent::ResolveRequested {
                 ticket_id: t,
                 manager_id: "a",
             },

@@ -223,7 +223,8 @@ impl Relay {
 }
 
 /// What the ticket workflows hear of committed events: lifecycle changes (a ticket opened or
-/// queued by the inbound transaction, assignments, the first reply) become signals; their timers
+/// queued by the inbound transaction, assignments, the first reply, a resolve request) become
+/// signals; their timers
 /// depend on them. An opened or queued ticket's workflow is started with `spec` if it is not
 /// running. Tickets that check their own messages (an external AFC system, or started before
 /// the store's path) hear every reply instead of the first: their AFC reply checks and silence
@@ -264,7 +265,9 @@ impl WorkflowSignals {
                 event_kind::TICKET_ASSIGNED => e.manager_id.is_some(),
                 event_kind::MANAGER_REPLY => e.manager_id.is_some() && !here,
                 event_kind::TICKET_RESPONDED => here,
-                event_kind::TICKET_OPENED | event_kind::TICKET_QUEUED => true,
+                event_kind::TICKET_OPENED
+                | event_kind::TICKET_QUEUED
+                | event_kind::RESOLVE_REQUESTED => true,
                 _ => false,
             };
             if lifecycle && e.ticket_id.is_some() {
@@ -323,6 +326,12 @@ impl WorkflowSignals {
                         .manager_replied(&e.client_id, ticket_id, manager_id)
                         .await
                 }
+                event_kind::RESOLVE_REQUESTED => {
+                    let manager_id = e.payload["manager_id"].as_str().unwrap_or_default();
+                    self.tickets
+                        .resolve(&e.client_id, ticket_id, manager_id)
+                        .await
+                }
                 _ => Ok(()),
             }
             .or_else(ignore_closed)?;
@@ -341,6 +350,7 @@ const LIFECYCLE_KINDS: &[&str] = &[
     event_kind::TICKET_ASSIGNED,
     event_kind::MANAGER_REPLY,
     event_kind::TICKET_RESPONDED,
+    event_kind::RESOLVE_REQUESTED,
 ];
 
 /// Why lifecycle events were not signalled (retried by the signaller).
