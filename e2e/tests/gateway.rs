@@ -39,6 +39,25 @@ struct Events {
 }
 
 impl Events {
+    /// The client's `StreamEvents` from `after`.
+    async fn open(
+        clients: &ClientServiceClient<Channel>,
+        token: &str,
+        after: i64,
+    ) -> anyhow::Result<Self> {
+        let stream = clients
+            .clone()
+            .stream_events(authed(
+                token,
+                v1::StreamEventsRequest {
+                    after_cursor: after,
+                },
+            ))
+            .await?
+            .into_inner();
+        Ok(Self::new(stream, after))
+    }
+
     fn new(stream: Streaming<v1::Event>, after: i64) -> Self {
         Self {
             stream,
@@ -508,14 +527,7 @@ async fn an_event_stream_resumes_after_a_gateway_crash_with_no_gap_and_no_duplic
     };
 
     let clients = ClientServiceClient::new(channel(&engine).await?);
-    let mut first = Events::new(
-        clients
-            .clone()
-            .stream_events(authed(&ivan, v1::StreamEventsRequest { after_cursor: 0 }))
-            .await?
-            .into_inner(),
-        0,
-    );
+    let mut first = Events::open(&clients, &ivan, 0).await?;
     send(clients.clone(), "one").await?;
     send(clients.clone(), "two").await?;
     first.next_of("message_accepted").await?;
@@ -524,31 +536,12 @@ async fn an_event_stream_resumes_after_a_gateway_crash_with_no_gap_and_no_duplic
 
     engine.crash_and_restart_gateway().await?;
     let clients = ClientServiceClient::new(channel(&engine).await?);
-    let mut resumed = Events::new(
-        clients
-            .clone()
-            .stream_events(authed(
-                &ivan,
-                v1::StreamEventsRequest {
-                    after_cursor: cursor,
-                },
-            ))
-            .await?
-            .into_inner(),
-        cursor,
-    );
+    let mut resumed = Events::open(&clients, &ivan, cursor).await?;
     send(clients.clone(), "three").await?;
     resumed.next_of("message_accepted").await?;
 
     // Everything from the start, read fresh, is exactly what the two streams delivered.
-    let mut fresh = Events::new(
-        clients
-            .clone()
-            .stream_events(authed(&ivan, v1::StreamEventsRequest { after_cursor: 0 }))
-            .await?
-            .into_inner(),
-        0,
-    );
+    let mut fresh = Events::open(&clients, &ivan, 0).await?;
     let delivered: Vec<i64> = first
         .seen
         .iter()
@@ -574,14 +567,7 @@ async fn a_live_client_stream_never_echoes_a_blocked_message_and_hands_each_even
         &format!("ivan-{}", Uuid::new_v4().simple()),
         "Ivan",
     )?;
-    let mut live = Events::new(
-        clients
-            .clone()
-            .stream_events(authed(&ivan, v1::StreamEventsRequest { after_cursor: 0 }))
-            .await?
-            .into_inner(),
-        0,
-    );
+    let mut live = Events::open(&clients, &ivan, 0).await?;
     let send = |body: &str| {
         let mut clients = clients.clone();
         let req = authed(
@@ -617,14 +603,7 @@ async fn a_live_client_stream_never_echoes_a_blocked_message_and_hands_each_even
     }
     let expected: Vec<String> = (0..40).map(|i| format!("burst {i}")).collect();
     assert_eq!(bodies, expected);
-    let mut fresh = Events::new(
-        clients
-            .clone()
-            .stream_events(authed(&ivan, v1::StreamEventsRequest { after_cursor: 0 }))
-            .await?
-            .into_inner(),
-        0,
-    );
+    let mut fresh = Events::open(&clients, &ivan, 0).await?;
     let mut again = Vec::new();
     while again.len() < live.seen.len() {
         again.push(fresh.next().await?);

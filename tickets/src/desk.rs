@@ -12,7 +12,7 @@ use crate::domain::{
 };
 use crate::store::{
     PgStore, Result, StoreError, event_of, insert_event, insert_system_message, manager_load,
-    status_of, ticket_of,
+    managers_ticket_shared, status_of, ticket_of,
 };
 use crate::ticket_event::TicketEvent;
 use crate::visibility;
@@ -169,14 +169,7 @@ impl PgStore {
     ) -> Result<Uuid> {
         let note_id = message_id_for("note", &format!("{}/{idempotency_key}", manager.user_id));
         let mut tx = self.begin_writing(false).await?;
-        let row = sqlx::query(
-            "SELECT client_id, status FROM tickets WHERE id = $1 AND manager_id = $2 FOR SHARE",
-        )
-        .bind(ticket_id)
-        .bind(&manager.user_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::TicketNotFound)?;
+        let (client_id, status) = managers_ticket_shared(&mut tx, ticket_id, manager).await?;
         let existing: Option<Uuid> = sqlx::query_scalar(
             "SELECT id FROM notes WHERE manager_id = $1 AND idempotency_key = $2",
         )
@@ -187,10 +180,9 @@ impl PgStore {
         if let Some(id) = existing {
             return Ok(id);
         }
-        if status_of(&row)? == TicketStatus::Closed {
+        if status == TicketStatus::Closed {
             return Err(StoreError::TicketClosed);
         }
-        let client_id: String = row.try_get("client_id")?;
         // The same key sent twice at once: the second waits for the first's commit, then
         // stores nothing.
         let Some(created_at) = sqlx::query_scalar::<_, DateTime<Utc>>(

@@ -631,18 +631,10 @@ impl PgStore {
     /// the ticket is already closed.
     pub async fn request_resolve(&self, manager: &Caller, ticket_id: Uuid) -> Result<bool> {
         let mut tx = self.begin_writing(false).await?;
-        let row = sqlx::query(
-            "SELECT client_id, status FROM tickets WHERE id = $1 AND manager_id = $2 FOR SHARE",
-        )
-        .bind(ticket_id)
-        .bind(&manager.user_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::TicketNotFound)?;
-        if status_of(&row)? == TicketStatus::Closed {
+        let (client_id, status) = managers_ticket_shared(&mut tx, ticket_id, manager).await?;
+        if status == TicketStatus::Closed {
             return Ok(false);
         }
-        let client_id: String = row.try_get("client_id")?;
         insert_event(
             &mut tx,
             &client_id,
@@ -1142,6 +1134,24 @@ pub(crate) async fn match_waiting(
         out.push(a);
     }
     Ok(out)
+}
+
+/// The ticket assigned to `manager`, share-locked by `tx` (it stays theirs and open until the
+/// commit): its client and status. `TicketNotFound` when it is not theirs.
+pub(crate) async fn managers_ticket_shared(
+    tx: &mut Transaction<'_, Postgres>,
+    ticket_id: Uuid,
+    manager: &Caller,
+) -> Result<(String, TicketStatus)> {
+    let row = sqlx::query(
+        "SELECT client_id, status FROM tickets WHERE id = $1 AND manager_id = $2 FOR SHARE",
+    )
+    .bind(ticket_id)
+    .bind(&manager.user_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::TicketNotFound)?;
+    Ok((row.try_get("client_id")?, status_of(&row)?))
 }
 
 pub(crate) fn status_of(row: &PgRow) -> Result<TicketStatus> {

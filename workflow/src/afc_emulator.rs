@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
+use futures::StreamExt as _;
+use futures::stream::FuturesOrdered;
 use jsonwebtoken::EncodingKey;
 use rdkafka::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use rsa::rand_core::{OsRng, RngCore};
 use tickets::Verdict;
 use tokio_util::sync::CancellationToken;
@@ -60,10 +63,18 @@ impl Emulator {
             topic = %self.topics.msgs, encrypted = !self.cipher.is_clear(),
             "afc emulator ready"
         );
+        // Verdicts being published, oldest first: offsets are committed in that order once the
+        // broker has each, so a restart never skips an unanswered message. Several are in flight
+        // at once: one acknowledgement at a time capped the emulator at ~50 verdicts a second.
+        let mut in_flight: FuturesOrdered<Answered> = FuturesOrdered::new();
         loop {
             let record = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                r = consumer.recv() => r,
+                Some((partition, offset)) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.commit(&consumer, partition, offset);
+                    continue;
+                }
+                r = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => r,
             };
             let record = match record {
                 Ok(r) => r,
@@ -109,29 +120,47 @@ impl Emulator {
                             status: status.into(),
                         },
                     )?;
-                    // Retried until the broker takes it: committing past an unanswered message
-                    // would lose it.
-                    while let Err((e, _)) = producer
-                        .send(
-                            FutureRecord::to(&self.topics.verdicts)
-                                .key(&m.chat_id)
-                                .payload(&token),
-                            Duration::from_secs(30),
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %e, "publishing a verdict failed; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    let (producer, topic) = (producer.clone(), self.topics.verdicts.clone());
+                    let (partition, offset) = (record.partition(), record.offset());
+                    in_flight.push_back(Box::pin(async move {
+                        // Retried until the broker takes it: committing past an unanswered
+                        // message would lose it (a shutdown drops it uncommitted: redelivered).
+                        while let Err((e, _)) = producer
+                            .send(
+                                FutureRecord::to(&topic).key(&m.chat_id).payload(&token),
+                                Duration::from_secs(30),
+                            )
+                            .await
+                        {
+                            tracing::warn!(error = %e, "publishing a verdict failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
                         }
-                    }
-                    tracing::info!(message_id = %m.id, chat_id = %m.chat_id, status, from_client = m.from_client, "afc verdict sent");
+                        tracing::info!(message_id = %m.id, chat_id = %m.chat_id, status, from_client = m.from_client, "afc verdict sent");
+                        (partition, offset)
+                    }));
+                    continue;
                 }
             }
-            if let Err(e) = consumer.commit_message(&record, CommitMode::Async) {
-                tracing::warn!(error = %e, "offset commit failed");
-            }
+            // Skipped: committed in its turn, after the verdicts before it.
+            let (partition, offset) = (record.partition(), record.offset());
+            in_flight.push_back(Box::pin(async move { (partition, offset) }));
+        }
+    }
+
+    /// Commits the group's position past `offset` (asynchronously; a lost commit repeats
+    /// verdicts, which changes nothing).
+    fn commit(&self, consumer: &StreamConsumer, partition: i32, offset: i64) {
+        let mut tpl = TopicPartitionList::new();
+        let next =
+            tpl.add_partition_offset(&self.topics.msgs, partition, Offset::Offset(offset + 1));
+        if let Err(e) = next.and_then(|()| consumer.commit(&tpl, CommitMode::Async)) {
+            tracing::warn!(error = %e, "offset commit failed");
         }
     }
 }
+
+/// A verdict being published: resolves to its record's partition and offset once the broker has it.
+type Answered = std::pin::Pin<Box<dyn std::future::Future<Output = (i32, i64)> + Send>>;
+
+/// Verdicts published at once at most.
+const MAX_IN_FLIGHT: usize = 256;

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{Message as _, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tickets::PgStore;
 use tickets::offsets::{MemberLease, PartitionLease};
 use tokio_util::sync::CancellationToken;
@@ -283,14 +283,6 @@ impl LeasedSource {
     /// restart resumes there.
     pub async fn done_upto(&self, next: &[(i32, i64)]) -> Result<(), SourceError> {
         self.store.save_kafka_offsets(&self.topic, next).await?;
-        Ok(())
-    }
-
-    /// Records that `record` was fully handled: a restart resumes after it.
-    pub async fn done(&self, record: &BorrowedMessage<'_>) -> Result<(), SourceError> {
-        self.store
-            .save_kafka_offset(&self.topic, record.partition(), record.offset() + 1)
-            .await?;
         Ok(())
     }
 }

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use rdkafka::Message as _;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -45,6 +46,9 @@ pub struct VerdictConsumer {
     pub history_limit: Option<u32>,
 }
 
+/// Verdicts handled before their offsets are saved at most.
+const MAX_BATCH: usize = 256;
+
 /// What became of one verdict record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
@@ -67,39 +71,56 @@ impl VerdictConsumer {
             return;
         };
         loop {
-            let record = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = source.recv() => r,
             };
-            let record = match record {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "kafka receive failed; retrying");
-                    continue;
-                }
-            };
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match self.handle(&record).await {
-                    Ok(h) => {
-                        tracing::debug!(offset = record.offset(), outcome = ?h, "afc verdict handled");
-                        break;
+            // Whatever else is already fetched is handled before the offsets move, once.
+            let mut next_offsets = Vec::new();
+            let mut record = Some(first);
+            while let Some(r) = record.take() {
+                match r {
+                    Ok(r) => {
+                        if !self.handle_retrying(&r, &shutdown).await {
+                            return; // shutting down: the offsets stay, the verdicts are redelivered
+                        }
+                        next_offsets.push((r.partition(), r.offset() + 1));
                     }
-                    Err(e) => tracing::warn!(
-                        partition = record.partition(), offset = record.offset(), error = %e,
-                        "afc verdict not yet handled; retrying"
-                    ),
+                    Err(e) => tracing::warn!(error = %e, "kafka receive failed; retrying"),
                 }
-                tokio::select! {
-                    // Shutting down: the offset stays uncommitted, the verdict is redelivered.
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                if next_offsets.len() < MAX_BATCH {
+                    record = source.recv().now_or_never();
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            if let Err(e) = source.done(&record).await {
-                tracing::warn!(error = %e, "offset not saved; the verdict may be redelivered");
+            if let Err(e) = source.done_upto(&next_offsets).await {
+                tracing::warn!(error = %e, "offsets not saved; the verdicts may be redelivered");
             }
+        }
+    }
+
+    /// Handles `record`, retrying transient failures with a backoff; false on shutdown.
+    async fn handle_retrying(
+        &self,
+        record: &BorrowedMessage<'_>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.handle(record).await {
+                Ok(h) => {
+                    tracing::debug!(offset = record.offset(), outcome = ?h, "afc verdict handled");
+                    return true;
+                }
+                Err(e) => tracing::warn!(
+                    partition = record.partition(), offset = record.offset(), error = %e,
+                    "afc verdict not yet handled; retrying"
+                ),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 

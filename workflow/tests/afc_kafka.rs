@@ -84,6 +84,19 @@ fn spec(timeout: &str) -> anyhow::Result<TicketSpec> {
     Ok(Spec::parse("afc.yaml", &text)?.ticket)
 }
 
+/// A client's web message with an id of its own.
+fn web_message(client: &str, body: &str) -> NewClientMessage {
+    let external_id = format!("{client}/{}", Uuid::new_v4());
+    NewClientMessage {
+        id: message_id_for("web", &external_id),
+        client_id: client.into(),
+        client_name: client.into(),
+        channel: "web".into(),
+        external_id,
+        body: body.into(),
+    }
+}
+
 fn signer(pem: &str) -> anyhow::Result<EncodingKey> {
     Ok(EncodingKey::from_rsa_pem(pem.as_bytes())?)
 }
@@ -233,15 +246,7 @@ impl Afc {
     /// Stores a client message and wakes (or starts) the client's ticket, as the inbound
     /// consumer does; returns the message id and the run id.
     async fn send(&self, client: &str, body: &str) -> anyhow::Result<(Uuid, String)> {
-        let external_id = format!("{client}/{}", Uuid::new_v4());
-        let m = NewClientMessage {
-            id: message_id_for("web", &external_id),
-            client_id: client.into(),
-            client_name: client.into(),
-            channel: "web".into(),
-            external_id,
-            body: body.into(),
-        };
+        let m = web_message(client, body);
         self.store.record_inbound(&m).await?;
         let run = self
             .tickets
@@ -253,15 +258,7 @@ impl Afc {
     /// Takes a client message in as the inbound consumer does: one transaction stores it, opens
     /// the client's ticket and holds the message for AFC. Returns the message id.
     async fn hold(&self, client: &str, body: &str) -> anyhow::Result<Uuid> {
-        let external_id = format!("{client}/{}", Uuid::new_v4());
-        let m = NewClientMessage {
-            id: message_id_for("web", &external_id),
-            client_id: client.into(),
-            client_name: client.into(),
-            channel: "web".into(),
-            external_id,
-            body: body.into(),
-        };
+        let m = web_message(client, body);
         let intake = self
             .store
             .intake_batch(std::slice::from_ref(&m), &[], Some(&self.check()?))
@@ -381,6 +378,135 @@ impl Afc {
     }
 }
 
+impl Afc {
+    /// The first record handed to AFC: sealed (no text of the test's messages in clear), and it
+    /// opens with the key.
+    async fn first_handed_over(&self) -> anyhow::Result<workflow::afc_kafka::AfcMessage> {
+        let reader: StreamConsumer = platform::kafka::config(&self.brokers)
+            .set("group.id", unique("msgs-reader"))
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        reader.subscribe(&[&self.topics.msgs])?;
+        let record = tokio::time::timeout(WAIT, reader.recv()).await??;
+        let value = record.payload().unwrap_or_default();
+        assert!(!value.windows(5).any(|w| w == b"hello" || w == b"4111 "));
+        Ok(self.cipher.open(value)?)
+    }
+
+    /// AFC is down: each of `held` raises one alert (for operators only) once its timeout passed
+    /// and stays held; the ready `manager` got nothing.
+    async fn held_and_alerted(
+        &self,
+        ticket: Uuid,
+        held: &[Uuid],
+        manager: &Caller,
+    ) -> anyhow::Result<()> {
+        let n = i64::try_from(held.len())?;
+        until("an afc_timeout alert per held message", || async {
+            Ok((self.events_of(ticket, "afc_timeout").await? == n).then_some(()))
+        })
+        .await?;
+        for m in held {
+            assert_eq!(
+                self.afc_status(*m).await?,
+                "pending",
+                "held, never shown unchecked"
+            );
+        }
+        assert!(
+            self.store
+                .manager_tickets(&manager.user_id, &[])
+                .await?
+                .is_empty(),
+            "the ready manager got nothing"
+        );
+        let visible = self.count(
+            "SELECT count(*) FROM events WHERE ticket_id = $1 AND kind = 'afc_timeout' AND (client_visible OR manager_id IS NOT NULL)",
+            ticket,
+        ).await?;
+        assert_eq!(visible, 0, "alerts are for operators only");
+        Ok(())
+    }
+
+    /// AFC answered: `held` reach `manager` in their order, still with one alert each.
+    async fn released_to(
+        &self,
+        ticket: Uuid,
+        held: &[Uuid],
+        manager: &Caller,
+    ) -> anyhow::Result<()> {
+        let shown = until("the held messages shown to the manager", || async {
+            let shown = self
+                .store
+                .manager_messages(&manager.user_id, ticket)
+                .await
+                .unwrap_or_default();
+            Ok((shown.len() == held.len()).then_some(shown))
+        })
+        .await?;
+        assert_eq!(shown.iter().map(|m| m.id).collect::<Vec<_>>(), held);
+        assert_eq!(
+            self.events_of(ticket, "afc_timeout").await?,
+            i64::try_from(held.len())?,
+            "one alert per message"
+        );
+        Ok(())
+    }
+
+    /// `msg` passed: the same verdict again changes nothing, a contradicting one is
+    /// dead-lettered.
+    async fn repeat_and_contradict(
+        &self,
+        dlq: &StreamConsumer,
+        client: &str,
+        msg: Uuid,
+        ticket: Uuid,
+    ) -> anyhow::Result<()> {
+        let genuine = signer(&self.signing_pem)?;
+        let events = "SELECT count(*) FROM events WHERE ticket_id = $1";
+        let events_before = self.count(events, ticket).await?;
+        // Same partition (same key), handled in order: once the contradiction is dead-lettered,
+        // the duplicate before it was handled too.
+        self.verdict(&genuine, client, msg, "ok").await?;
+        self.verdict(&genuine, client, msg, "suspicious").await?;
+        let dead = next_dead_letter(dlq).await?;
+        let reason = dead["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("verdict suspicious contradicts the earlier verdict ok"),
+            "{reason}"
+        );
+        assert_eq!(self.afc_status(msg).await?, "passed");
+        let recorded: String =
+            sqlx::query_scalar("SELECT status FROM afc_verdicts WHERE message_id = $1")
+                .bind(msg)
+                .fetch_one(&self.pool)
+                .await?;
+        assert_eq!(recorded, "ok");
+        // A sentinel behind them on the same partition: once it is dead-lettered, the duplicate
+        // (and a wake-up of a workflow) was handled too, and no event was written for either
+        // (no second `message_visible`, no `message_blocked`).
+        self.verdict(&genuine, client, Uuid::new_v4(), "ok").await?;
+        next_dead_letter(dlq).await?;
+        assert_eq!(self.count(events, ticket).await?, events_before);
+        Ok(())
+    }
+
+    /// AFC found the manager reply suspicious: one operator alert, the verdict recorded.
+    async fn reply_flagged(&self, ticket: Uuid, reply: Uuid) -> anyhow::Result<()> {
+        until("reply flagged", || async {
+            Ok((self.events_of(ticket, "afc_reply_flagged").await? == 1).then_some(()))
+        })
+        .await?;
+        let recorded: String =
+            sqlx::query_scalar("SELECT status FROM afc_verdicts WHERE message_id = $1")
+                .bind(reply)
+                .fetch_one(&self.pool)
+                .await?;
+        assert_eq!(recorded, "suspicious");
+        Ok(())
+    }
+}
+
 /// The next dead-lettered reason, as JSON.
 async fn next_dead_letter(reader: &StreamConsumer) -> anyhow::Result<serde_json::Value> {
     let record = tokio::time::timeout(WAIT, reader.recv())
@@ -441,17 +567,7 @@ async fn the_afc_system_passes_ok_messages_to_the_queue_and_blocks_suspicious_on
         afc.record("afc_kafka", &client, &run).await
     })
     .await?;
-
-    // What went over the wire is sealed: it opens with the key, and the body is not in clear.
-    let reader: StreamConsumer = platform::kafka::config(&afc.brokers)
-        .set("group.id", unique("msgs-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    reader.subscribe(&[&afc.topics.msgs])?;
-    let record = tokio::time::timeout(WAIT, reader.recv()).await??;
-    let value = record.payload().unwrap_or_default();
-    assert!(!value.windows(5).any(|w| w == b"hello" || w == b"4111 "));
-    let opened = afc.cipher.open(value)?;
+    let opened = afc.first_handed_over().await?;
     assert!(opened.from_client);
     assert_eq!(opened.chat_id, client);
     emulator.stop().await?;
@@ -542,32 +658,11 @@ async fn messages_stay_held_while_afc_is_down_raise_a_timeout_alert_and_are_rele
         let (first, _) = afc.send(&client, "hello, are you there?").await?;
         let (second, _) = afc.send(&client, "my transfer is stuck").await?;
         let ticket = ticket_id_opened_by(first);
-        // AFC is down: each message raises one alert once the timeout passed, and stays held.
-        until("two afc_timeout alerts", || async {
-            Ok((afc.events_of(ticket, "afc_timeout").await? == 2).then_some(()))
-        })
-        .await?;
-        for m in [first, second] {
-            assert_eq!(afc.afc_status(m).await?, "pending");
-        }
-        assert!(afc.store.manager_tickets(&alice.user_id, &[]).await?.is_empty(), "the ready manager got nothing");
-        let alert_visible: i64 = afc.count(
-            "SELECT count(*) FROM events WHERE ticket_id = $1 AND kind = 'afc_timeout' AND (client_visible OR manager_id IS NOT NULL)",
-            ticket,
-        ).await?;
-        assert_eq!(alert_visible, 0, "alerts are for operators only");
-
+        afc.held_and_alerted(ticket, &[first, second], &alice)
+            .await?;
         // AFC comes back: the held messages are checked and released to the manager.
         let emulator = afc.emulator()?;
-        afc.wait_status(first, "passed").await?;
-        afc.wait_status(second, "passed").await?;
-        let shown = until("both messages shown to the manager", || async {
-            let shown = afc.store.manager_messages(&alice.user_id, ticket).await.unwrap_or_default();
-            Ok((shown.len() == 2).then_some(shown))
-        })
-        .await?;
-        assert_eq!(shown[0].id, first);
-        assert_eq!(afc.events_of(ticket, "afc_timeout").await?, 2, "one alert per message");
+        afc.released_to(ticket, &[first, second], &alice).await?;
         emulator.stop().await
     })
     .await?;
@@ -584,43 +679,11 @@ async fn a_duplicate_verdict_changes_nothing_and_a_contradicting_one_is_dead_let
     let client = unique("afc-dup");
     afc.with_worker(async {
         let (msg, _) = afc.send(&client, "hello").await?;
-        let ticket = ticket_id_opened_by(msg);
         let genuine = signer(&afc.signing_pem)?;
         afc.verdict(&genuine, &client, msg, "ok").await?;
         afc.wait_status(msg, "passed").await?;
-        let events_before = afc
-            .count("SELECT count(*) FROM events WHERE ticket_id = $1", ticket)
-            .await?;
-
-        // Same partition (same key), handled in order: once the contradiction is dead-lettered,
-        // the duplicate before it was handled too.
-        afc.verdict(&genuine, &client, msg, "ok").await?;
-        afc.verdict(&genuine, &client, msg, "suspicious").await?;
-        let dead = next_dead_letter(&dlq).await?;
-        let reason = dead["reason"].as_str().unwrap_or_default();
-        assert!(
-            reason.starts_with("verdict suspicious contradicts the earlier verdict ok"),
-            "{reason}"
-        );
-
-        assert_eq!(afc.afc_status(msg).await?, "passed");
-        let recorded: String =
-            sqlx::query_scalar("SELECT status FROM afc_verdicts WHERE message_id = $1")
-                .bind(msg)
-                .fetch_one(&afc.pool)
-                .await?;
-        assert_eq!(recorded, "ok");
-        assert_eq!(afc.events_of(ticket, "message_blocked").await?, 0);
-        // A sentinel behind them on the same partition: once it is dead-lettered, the duplicate
-        // and its wake-up of the workflow were handled too.
-        afc.verdict(&genuine, &client, Uuid::new_v4(), "ok").await?;
-        next_dead_letter(&dlq).await?;
-        assert_eq!(
-            afc.count("SELECT count(*) FROM events WHERE ticket_id = $1", ticket)
-                .await?,
-            events_before
-        );
-        Ok(())
+        afc.repeat_and_contradict(&dlq, &client, msg, ticket_id_opened_by(msg))
+            .await
     })
     .await?;
     consumer.stop().await
@@ -716,17 +779,7 @@ async fn manager_replies_go_to_afc_when_the_spec_asks_and_a_suspicious_one_raise
         afc.tickets
             .manager_replied(&client, ticket, &alice.user_id)
             .await?;
-        until("reply flagged", || async {
-            Ok((afc.events_of(ticket, "afc_reply_flagged").await? == 1).then_some(()))
-        })
-        .await?;
-        let recorded: String =
-            sqlx::query_scalar("SELECT status FROM afc_verdicts WHERE message_id = $1")
-                .bind(reply)
-                .fetch_one(&afc.pool)
-                .await?;
-        assert_eq!(recorded, "suspicious");
-        Ok(())
+        afc.reply_flagged(ticket, reply).await
     })
     .await?;
     emulator.stop().await?;
@@ -767,38 +820,10 @@ async fn held_messages_are_handed_over_by_the_store_and_their_verdicts_applied_t
         .fetch_one(&afc.pool)
         .await?;
     assert_eq!(in_flight, 0, "answered messages leave the AFC outbox");
-
-    // A repeated verdict changes nothing; a contradicting one is dead-lettered.
-    let genuine = signer(&afc.signing_pem)?;
-    let events_before = afc
-        .count("SELECT count(*) FROM events WHERE ticket_id = $1", ticket)
+    afc.repeat_and_contradict(&dlq, &client, hello, ticket)
         .await?;
-    afc.verdict(&genuine, &client, hello, "ok").await?;
-    afc.verdict(&genuine, &client, hello, "suspicious").await?;
-    let dead = next_dead_letter(&dlq).await?;
-    let reason = dead["reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.starts_with("verdict suspicious contradicts the earlier verdict ok"),
-        "{reason}"
-    );
-    assert_eq!(afc.afc_status(hello).await?, "passed");
     assert_eq!(
-        afc.count("SELECT count(*) FROM events WHERE ticket_id = $1", ticket)
-            .await?,
-        events_before
-    );
-
-    // What went over the wire is sealed.
-    let reader: StreamConsumer = platform::kafka::config(&afc.brokers)
-        .set("group.id", unique("msgs-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    reader.subscribe(&[&afc.topics.msgs])?;
-    let record = tokio::time::timeout(WAIT, reader.recv()).await??;
-    let value = record.payload().unwrap_or_default();
-    assert!(!value.windows(5).any(|w| w == b"hello" || w == b"4111 "));
-    assert_eq!(
-        afc.cipher.open(value)?.id,
+        afc.first_handed_over().await?.id,
         hello,
         "handed over in the order they were held"
     );
@@ -819,51 +844,13 @@ async fn the_store_alerts_once_per_message_while_afc_is_down_and_releases_the_me
     let first = afc.hold(&client, "hello, are you there?").await?;
     let second = afc.hold(&client, "my transfer is stuck").await?;
     let ticket = ticket_id_opened_by(first);
-    until("two afc_timeout alerts", || async {
-        Ok((afc.events_of(ticket, "afc_timeout").await? == 2).then_some(()))
-    })
-    .await?;
-    for m in [first, second] {
-        assert_eq!(
-            afc.afc_status(m).await?,
-            "pending",
-            "held, never shown unchecked"
-        );
-    }
-    assert!(
-        afc.store
-            .manager_tickets(&alice.user_id, &[])
-            .await?
-            .is_empty()
-    );
-    let visible = afc.count(
-        "SELECT count(*) FROM events WHERE ticket_id = $1 AND kind = 'afc_timeout' AND (client_visible OR manager_id IS NOT NULL)",
-        ticket,
-    ).await?;
-    assert_eq!(visible, 0, "alerts are for operators only");
-
+    afc.held_and_alerted(ticket, &[first, second], &alice)
+        .await?;
     // The relay restarts (a new process): the alerts are not raised again.
     relay.stop().await?;
     let relay = afc.relay()?;
     let emulator = afc.emulator()?;
-    let shown = until("both messages shown to the manager", || async {
-        let shown = afc
-            .store
-            .manager_messages(&alice.user_id, ticket)
-            .await
-            .unwrap_or_default();
-        Ok((shown.len() == 2).then_some(shown))
-    })
-    .await?;
-    assert_eq!(
-        shown.iter().map(|m| m.id).collect::<Vec<_>>(),
-        vec![first, second]
-    );
-    assert_eq!(
-        afc.events_of(ticket, "afc_timeout").await?,
-        2,
-        "one alert per message"
-    );
+    afc.released_to(ticket, &[first, second], &alice).await?;
     emulator.stop().await?;
     consumer.stop().await?;
     relay.stop().await
@@ -890,16 +877,7 @@ async fn a_reply_of_a_ticket_whose_spec_checks_replies_goes_to_afc_from_its_own_
         .store
         .send_reply(&alice, ticket, "r1", "test card 4111 1111 1111 1111")
         .await?;
-    until("reply flagged", || async {
-        Ok((afc.events_of(ticket, "afc_reply_flagged").await? == 1).then_some(()))
-    })
-    .await?;
-    let recorded: String =
-        sqlx::query_scalar("SELECT status FROM afc_verdicts WHERE message_id = $1")
-            .bind(reply)
-            .fetch_one(&afc.pool)
-            .await?;
-    assert_eq!(recorded, "suspicious");
+    afc.reply_flagged(ticket, reply).await?;
     emulator.stop().await?;
     consumer.stop().await?;
     relay.stop().await
