@@ -512,6 +512,10 @@ impl PgStore {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
+        if rows.is_empty() {
+            // Nothing fell due: nothing to commit (the relay asks on every wake-up).
+            return Ok(Vec::new());
+        }
         let mut overdue = Vec::new();
         for r in &rows {
             if !r.try_get::<bool, _>("held")? {
