@@ -409,20 +409,12 @@ async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> 
     for r in first_replies {
         r.context("a first reply")?;
     }
-    let mut calls = temporal_calls(&engine).await?;
-    let mut quiet = 0;
-    while quiet < 3 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the ticket workflows were still busy after {} s",
-            args.setup_secs
-        );
-        // A benchmark's progress poll, not a test's wait.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = std::cell::Cell::new(temporal_calls(&engine).await?);
+    until_quiet(deadline, "the ticket workflows", || async {
         let now = temporal_calls(&engine).await?;
-        quiet = if now == calls { quiet + 1 } else { 0 };
-        calls = now;
-    }
+        Ok(calls.replace(now) == now)
+    })
+    .await?;
     println!(
         "first replies sent and the workflows quiet after {:.1} s",
         setup_started.elapsed().as_secs_f64()
@@ -434,21 +426,14 @@ async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> 
         .filter(|c| c.name == "temporal" || c.name == "workflow")
         .collect();
     let mut used: Vec<f64> = backlog.iter().map(|c| procs::cpu_seconds(c)).collect();
-    let mut quiet = 0;
-    while quiet < 3 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "Temporal and the workflow service were still busy after {} s",
-            args.setup_secs
-        );
-        // A benchmark's progress poll, not a test's wait.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    until_quiet(deadline, "Temporal and the workflow service", || {
         let now: Vec<f64> = backlog.iter().map(|c| procs::cpu_seconds(c)).collect();
         // Under 15 % of a core each over the last second.
         let calm = now.iter().zip(&used).all(|(n, u)| n - u < 0.15);
-        quiet = if calm { quiet + 1 } else { 0 };
         used = now;
-    }
+        std::future::ready(Ok(calm))
+    })
+    .await?;
     println!(
         "Temporal and the workflow service quiet after {:.1} s",
         setup_started.elapsed().as_secs_f64()
@@ -617,6 +602,25 @@ async fn run(args: Args, mut stack: Stack, mut tfloor: floor::TemporalFloor) -> 
 }
 
 /// Calls to the Temporal frontend so far, summed over the services that make them.
+/// Until `calm` (asked once a second) held 3 times in a row; an error past `deadline`.
+async fn until_quiet<F, Fut>(deadline: Instant, what: &str, mut calm: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let mut quiet = 0;
+    while quiet < 3 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what} were still busy at the setup deadline"
+        );
+        // A benchmark's progress poll, not a test's wait.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        quiet = if calm().await? { quiet + 1 } else { 0 };
+    }
+    Ok(())
+}
+
 async fn temporal_calls(engine: &Engine) -> anyhow::Result<f64> {
     let http = reqwest::Client::new();
     let mut total = 0.0;

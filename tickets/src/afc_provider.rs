@@ -26,7 +26,8 @@ use crate::domain::{Author, TicketStatus, Verdict};
 use crate::inbound_batch::{MessageCheck, open_ticket_in};
 use crate::meters::{self, Timings};
 use crate::store::{
-    PgStore, Result, StoreError, apply_verdicts_in, insert_event, match_waiting, status_of,
+    PgStore, Result, StoreError, apply_verdicts_in, insert_event, match_waiting,
+    pending_client_messages_in, status_of,
 };
 use crate::ticket_event::TicketEvent;
 
@@ -204,17 +205,7 @@ impl PgStore {
         .bind(replies_of)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let author: String = r.try_get("author")?;
-                Ok(AfcOutgoing {
-                    id: r.try_get("id")?,
-                    client_id: r.try_get("client_id")?,
-                    body: r.try_get("body")?,
-                    from_client: author == "client",
-                })
-            })
-            .collect()
+        rows.iter().map(outgoing_of).collect()
     }
 
     /// Marks messages as handed to AFC (the first time only).
@@ -364,6 +355,17 @@ impl PgStore {
     }
 }
 
+/// A message row (`id`, `client_id`, `body`, `author`) as the AFC system receives it.
+fn outgoing_of(r: &sqlx::postgres::PgRow) -> Result<AfcOutgoing> {
+    let author: String = r.try_get("author")?;
+    Ok(AfcOutgoing {
+        id: r.try_get("id")?,
+        client_id: r.try_get("client_id")?,
+        body: r.try_get("body")?,
+        from_client: author == "client",
+    })
+}
+
 /// Records a verdict inside `tx` (the first is final) and takes the message's outbox row out.
 async fn insert_verdict(
     tx: &mut Transaction<'_, Postgres>,
@@ -447,15 +449,9 @@ impl PgStore {
         .await?;
         rows.iter()
             .map(|r| {
-                let author: String = r.try_get("author")?;
                 Ok(AfcQueued {
                     row: r.try_get("row")?,
-                    message: AfcOutgoing {
-                        id: r.try_get("id")?,
-                        client_id: r.try_get("client_id")?,
-                        body: r.try_get("body")?,
-                        from_client: author == "client",
-                    },
+                    message: outgoing_of(r)?,
                 })
             })
             .collect()
@@ -595,7 +591,7 @@ impl PgStore {
                 return Ok(unchanged);
             }
             None => {
-                let pending = pending_in(&mut tx, client_id).await?;
+                let pending = pending_client_messages_in(&mut *tx, client_id).await?;
                 let Some(t) = open_ticket_in(&mut tx, client_id, &pending, check).await? else {
                     // Opened meanwhile by a workflow that checks its own messages.
                     self.commit_writing(tx).await?;
@@ -654,22 +650,4 @@ impl PgStore {
             queued: applied.queued,
         })
     }
-}
-
-/// Every pending message of the client, oldest first, inside `tx`.
-async fn pending_in(
-    tx: &mut Transaction<'_, Postgres>,
-    client_id: &str,
-) -> Result<Vec<(Uuid, String)>> {
-    let rows = sqlx::query(
-        "SELECT id, body FROM messages
-         WHERE client_id = $1 AND author = 'client' AND afc_status = 'pending'
-         ORDER BY created_at, id LIMIT 500",
-    )
-    .bind(client_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("body")?)))
-        .collect()
 }

@@ -341,17 +341,7 @@ impl PgStore {
 
     /// The client's messages still waiting for their AFC verdict, oldest first.
     pub async fn pending_client_messages(&self, client_id: &str) -> Result<Vec<(Uuid, String)>> {
-        let rows = sqlx::query(
-            "SELECT id, body FROM messages
-             WHERE client_id = $1 AND author = 'client' AND afc_status = 'pending'
-             ORDER BY created_at, id LIMIT 500",
-        )
-        .bind(client_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("body")?)))
-            .collect()
+        pending_client_messages_in(&self.pool, client_id).await
     }
 
     /// Attaches checked messages to the ticket and records their verdicts. A passed message becomes
@@ -1134,6 +1124,25 @@ pub(crate) async fn match_waiting(
         out.push(a);
     }
     Ok(out)
+}
+
+/// The client's messages still waiting for their AFC verdict, oldest first (at most 500), on
+/// `db` (the pool, or a transaction).
+pub(crate) async fn pending_client_messages_in<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    client_id: &str,
+) -> Result<Vec<(Uuid, String)>> {
+    let rows = sqlx::query(
+        "SELECT id, body FROM messages
+         WHERE client_id = $1 AND author = 'client' AND afc_status = 'pending'
+         ORDER BY created_at, id LIMIT 500",
+    )
+    .bind(client_id)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("body")?)))
+        .collect()
 }
 
 /// The ticket assigned to `manager`, share-locked by `tx` (it stays theirs and open until the
