@@ -47,9 +47,9 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     }
 }
 
-impl From<platform::auth::AuthError> for ApiError {
-    fn from(e: platform::auth::AuthError) -> Self {
-        use platform::auth::AuthError;
+impl From<edge::auth::AuthError> for ApiError {
+    fn from(e: edge::auth::AuthError) -> Self {
+        use edge::auth::AuthError;
         match e {
             AuthError::Forbidden(_) => Self::Forbidden(e.to_string()),
             AuthError::BadClaim { .. } => Self::BadRequest {

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use platform::auth::Verified;
+use edge::auth::Verified;
 use serde::Deserialize;
 use serde_json::json;
 use tickets::{Caller, ChatCursor, MessageBody, PgStore, Role, message_id_for, web_external_id};
@@ -33,7 +33,7 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub store: PgStore,
     pub publisher: Publisher,
-    pub verifier: platform::auth::Verifier,
+    pub verifier: edge::auth::Verifier,
     pub wakeups: Wakeups,
     pub limiter: RateLimiter,
     /// Cancelled when the service shuts down: WebSockets are closed, telling clients to resume.
@@ -95,7 +95,7 @@ async fn client_token(state: &AppState, headers: &HeaderMap) -> Result<Verified,
 }
 
 fn checked_client(state: &AppState, token: Verified) -> Result<Verified, ApiError> {
-    platform::auth::require(&token.caller, Role::Client)?;
+    edge::auth::require(&token.caller, Role::Client)?;
     rate_limit(state, &token.caller)?;
     Ok(token)
 }

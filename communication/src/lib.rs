@@ -39,19 +39,21 @@ pub struct Application {
 impl Application {
     /// Connects to its dependencies and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let store = settings
-            .common
-            .database
-            .open("communication")
-            .await
-            .context("connecting to PostgreSQL")?;
-        let verifier = settings.common.verifier()?;
+        let db = &settings.common.database;
+        let store =
+            tickets::PgStore::open("communication", &db.url, db.password(), db.max_connections)
+                .await
+                .context("connecting to PostgreSQL")?;
+        let verifier = edge::auth::Verifier::from_settings(&settings.common.auth)?;
         verifier.start(shutdown.clone()).await;
         let topics = settings.common.topics();
         let kafka = &settings.common.kafka;
         platform::kafka::ensure_topics(kafka, &topics.all()).await?;
-        let health =
-            platform::ops::Health::of_store_and_kafka(&store, kafka, &topics.inbound_messages)?;
+        let health = platform::ops::Health::of_database_and_kafka(
+            platform::ops::probe_of(&store, tickets::PgStore::ping_owned),
+            kafka,
+            &topics.inbound_messages,
+        )?;
         let ops_addr = platform::ops::serve(&settings.ops_addr, health.clone(), shutdown.clone())
             .await
             .with_context(|| format!("binding the ops listener {}", settings.ops_addr))?;

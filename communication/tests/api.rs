@@ -27,7 +27,7 @@ async fn app(pool: PgPool, limit: RateLimit) -> anyhow::Result<(Router, PgStore)
             &platform::kafka::KafkaSettings::plaintext("127.0.0.1:9"),
             "unused".into(),
         )?,
-        verifier: platform::auth::Verifier::hs256(SECRET, None),
+        verifier: edge::auth::Verifier::hs256(SECRET, None),
         wakeups,
         limiter: RateLimiter::new(limit),
         shutdown: tokio_util::sync::CancellationToken::new(),
@@ -44,7 +44,7 @@ fn no_limit() -> RateLimit {
 }
 
 fn token(user: &str) -> anyhow::Result<String> {
-    Ok(platform::auth::issue_dev_token(
+    Ok(edge::auth::issue_dev_token(
         SECRET,
         "",
         user,

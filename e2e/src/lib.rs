@@ -156,7 +156,7 @@ impl Stack {
     }
 
     pub fn token(&self, role: tickets::Role, user: &str, name: &str) -> anyhow::Result<String> {
-        Ok(platform::auth::issue_dev_token(
+        Ok(edge::auth::issue_dev_token(
             self.jwt_secret.as_bytes(),
             &self.jwt_issuer,
             user,

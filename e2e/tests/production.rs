@@ -131,7 +131,8 @@ async fn in_production_the_spine_runs_over_verified_tls_and_a_service_without_th
     eprintln!("[production] spine done after {:?}", started.elapsed());
 
     // TLS is really verified: a CA that did not sign PostgreSQL's certificate, or no client
-    // certificate for Temporal, and the gateway (PostgreSQL first, then Temporal) does not start.
+    // certificate for Temporal, and the service does not start: the gateway (PostgreSQL), the
+    // workflow service (PostgreSQL first, then Temporal; the gateway never calls Temporal).
     let other = stack.dir().join("other-ca");
     std::fs::create_dir_all(&other)?;
     let (other_ca, _, _) = e2e::certs::make_certificates(&other)?;
@@ -142,7 +143,7 @@ async fn in_production_the_spine_runs_over_verified_tls_and_a_service_without_th
     ];
     let (wrong_ca, no_client_cert) = tokio::join!(
         start_fails(&engine, "gateway", &wrong_ca),
-        start_fails(&engine, "gateway", &no_client_cert),
+        start_fails(&engine, "workflow", &no_client_cert),
     );
     let (wrong_ca, no_client_cert) = (wrong_ca?, no_client_cert?);
     // rustls finds an issuer of the same name whose key did not sign: `BadSignature`.

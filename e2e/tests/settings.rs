@@ -242,7 +242,11 @@ async fn print_config_lists_every_setting_with_its_source_and_never_a_secret_val
         line("INBOX_GRPC_ADDR ").contains("env")
             && line("INBOX_GRPC_ADDR ").contains("0.0.0.0:15051")
     );
-    assert!(line("INBOX_TEMPORAL_URL ").contains("default"));
+    assert!(line("INBOX_KAFKA_BROKERS ").contains("default"));
+    assert!(
+        line("INBOX_TEMPORAL_URL ").is_empty(),
+        "the gateway never calls Temporal: {stdout}"
+    );
     assert!(line("INBOX_JWKS_URL ").contains("unset"));
     assert!(stdout.contains("accepted in the Dev profile"), "{stdout}");
     Ok(())

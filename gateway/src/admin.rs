@@ -11,7 +11,7 @@ use crate::{convert, status};
 
 pub struct Admins {
     pub store: PgStore,
-    pub verifier: platform::auth::Verifier,
+    pub verifier: edge::auth::Verifier,
 }
 
 fn admin_ticket(t: TicketRecord) -> v1::AdminTicket {
@@ -156,7 +156,7 @@ impl AdminService for Admins {
             return Err(status::invalid("yaml", "must be at most 1 MiB"));
         }
         Ok(Response::new(
-            match workflow::spec::Spec::parse("workflows.yaml", yaml) {
+            match spec::Spec::parse("workflows.yaml", yaml) {
                 Ok(spec) => v1::ValidateSpecResponse {
                     valid: true,
                     error: String::new(),

@@ -1,6 +1,6 @@
 //! Who is calling: the bearer token of a request, verified, with the role the service needs.
 
-use platform::auth::{Verified, Verifier};
+use edge::auth::{Verified, Verifier};
 use tickets::{Caller, Role};
 use tonic::{Request, Status};
 
@@ -34,6 +34,6 @@ pub async fn authenticate_token<T>(
         .verify_header_token_async(header)
         .await
         .map_err(status::auth)?;
-    platform::auth::require(&token.caller, role).map_err(status::auth)?;
+    edge::auth::require(&token.caller, role).map_err(status::auth)?;
     Ok(token)
 }

@@ -17,7 +17,7 @@ pub struct Clients {
     pub store: PgStore,
     /// `inbound.messages`, the web chat's own topic.
     pub inbound: platform::kafka::EdgeTopic,
-    pub verifier: platform::auth::Verifier,
+    pub verifier: edge::auth::Verifier,
     pub streams: Streams,
 }
 

@@ -1,6 +1,8 @@
 //! The gateway: the tonic gRPC API over ticket and chat state (package `inbox.v1`) for managers'
 //! consoles and other gRPC clients, with the standard health service and server reflection.
-//! Reads go through the store's visibility rules; lifecycle actions go to the ticket workflows.
+//! Reads go through the store's visibility rules; manager actions are store transactions whose
+//! lifecycle events reach the ticket workflows through the outbox (the gateway never calls
+//! Temporal).
 
 pub mod admin;
 pub mod caller;
@@ -14,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use platform::settings::temporal::{self, TemporalSettings};
 use platform::settings::{Common, Env, Kind, Refusals, Setting, SettingError, common};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -32,13 +33,8 @@ pub static OPS_ADDR: Setting =
 
 /// Every setting of the gateway, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
-    static OWN: &[&Setting] = &[&GRPC_ADDR, &OPS_ADDR, &workflow::settings::SPEC];
-    vec![
-        common::ALL,
-        platform::telemetry::SETTINGS,
-        temporal::ALL,
-        OWN,
-    ]
+    static OWN: &[&Setting] = &[&GRPC_ADDR, &OPS_ADDR, &spec::SPEC_FILE];
+    vec![common::ALL, platform::telemetry::SETTINGS, OWN]
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +42,6 @@ pub struct Settings {
     pub common: Common,
     pub grpc_addr: String,
     pub ops_addr: String,
-    pub temporal: TemporalSettings,
     pub spec_path: std::path::PathBuf,
 }
 
@@ -56,8 +51,7 @@ impl Settings {
             common: Common::from_env(env)?,
             grpc_addr: env.text(&GRPC_ADDR),
             ops_addr: env.text(&OPS_ADDR),
-            temporal: TemporalSettings::from_env(env)?,
-            spec_path: env.text(&workflow::settings::SPEC).into(),
+            spec_path: env.text(&spec::SPEC_FILE).into(),
         })
     }
 
@@ -65,7 +59,6 @@ impl Settings {
         let mut r = Refusals::new();
         self.common.refusals(&mut r);
         platform::telemetry::refusals(env, &mut r);
-        self.temporal.refusals(&mut r);
         r
     }
 }
@@ -83,26 +76,22 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let spec = workflow::spec::Spec::load(&settings.spec_path)?;
-        let store = settings
-            .common
-            .database
-            .open("gateway")
+        let spec = spec::Spec::load(&settings.spec_path)?;
+        let db = &settings.common.database;
+        let store = tickets::PgStore::open("gateway", &db.url, db.password(), db.max_connections)
             .await
             .context("connecting to PostgreSQL")?;
-        let client = workflow::client::connect(&settings.temporal, "inbox-gateway").await?;
         let topics = settings.common.topics();
         platform::kafka::ensure_topics(&settings.common.kafka, &topics.all())
             .await
             .context("creating Kafka topics")?;
-        let verifier = settings.common.verifier()?;
+        let verifier = edge::auth::Verifier::from_settings(&settings.common.auth)?;
         verifier.start(shutdown.clone()).await;
-        let health = platform::ops::Health::of_store_and_kafka(
-            &store,
+        let health = platform::ops::Health::of_database_and_kafka(
+            platform::ops::probe_of(&store, tickets::PgStore::ping_owned),
             &settings.common.kafka,
             &topics.ticket_events,
         )?;
-        health.probe("temporal", workflow::client::probe(&client));
         let ops_addr = platform::ops::serve(&settings.ops_addr, health.clone(), shutdown)
             .await
             .with_context(|| format!("binding the ops listener {}", settings.ops_addr))?;

@@ -17,8 +17,8 @@ use crate::stream::{Audience, Streams};
 
 pub struct Managers {
     pub store: PgStore,
-    pub verifier: platform::auth::Verifier,
-    pub spec: Arc<workflow::spec::Spec>,
+    pub verifier: edge::auth::Verifier,
+    pub spec: Arc<spec::Spec>,
     pub streams: Streams,
 }
 

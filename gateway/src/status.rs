@@ -1,6 +1,6 @@
 //! The one mapping from errors to gRPC statuses in the gateway.
 
-use platform::auth::AuthError;
+use edge::auth::AuthError;
 use tickets::StoreError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -39,11 +39,6 @@ pub fn store(e: StoreError) -> Status {
             Status::unavailable("storage unavailable, retry")
         }
     }
-}
-
-pub fn temporal(e: workflow::client::TemporalError) -> Status {
-    tracing::error!(error = %e, "temporal failure");
-    Status::unavailable("workflow engine unavailable, retry")
 }
 
 /// A stream that ends before the caller is done: resume with `after_cursor = cursor`. The cursor is

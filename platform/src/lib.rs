@@ -1,10 +1,9 @@
-//! Plumbing the three services share so it is written once: bearer-token verification, tracing
-//! set-up, Kafka client configuration and topic creation, environment settings and the production
+//! Plumbing the three services share so it is written once: tracing set-up, Kafka client configuration and topic creation, environment settings and the production
 //! profile, the ops listener (health, readiness, metrics) and loop supervision, shutdown and YAML
 //! error positions.
-//! No domain logic lives here.
+//! No domain logic lives here, and it depends on no crate of the engine (token verification,
+//! which yields the domain's callers, is the `edge` crate's).
 
-pub mod auth;
 pub mod kafka;
 pub mod ops;
 pub mod settings;

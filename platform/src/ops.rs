@@ -36,6 +36,17 @@ where
     })
 }
 
+/// A probe calling `check` on a clone of `value`, e.g. `probe_of(&store, PgStore::ping_owned)`.
+pub fn probe_of<T, Fut, E>(value: &T, check: fn(T) -> Fut) -> Probe
+where
+    T: Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let value = value.clone();
+    probe_fn(move || check(value.clone()))
+}
+
 /// How long one readiness probe may take before it counts as a failure.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -58,16 +69,17 @@ impl Health {
         Arc::new(Self::default())
     }
 
-    /// The readiness every service shares: the database answers, and the brokers give the
-    /// metadata of `topic`.
-    pub fn of_store_and_kafka(
-        store: &tickets::PgStore,
+    /// The readiness every service shares: the database answers (`database`, e.g.
+    /// `probe_fn(move || store.clone().ping_owned())` or
+    /// [`probe_of`]), and the brokers give the metadata of
+    /// `topic`.
+    pub fn of_database_and_kafka(
+        database: Probe,
         kafka: &crate::kafka::KafkaSettings,
         topic: &str,
     ) -> Result<Arc<Self>, crate::kafka::KafkaError> {
         let health = Self::new();
-        let db = store.clone();
-        health.probe("postgres", probe_fn(move || db.clone().ping_owned()));
+        health.probe("postgres", database);
         health.probe("kafka", crate::kafka::probe(kafka, topic)?);
         Ok(health)
     }

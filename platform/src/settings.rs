@@ -812,19 +812,24 @@ pub struct Database {
 }
 
 impl Database {
-    /// Connects (a pool of `max_connections`, the password from its own secret, the process
-    /// named `inbox-<service> <pid>` in `pg_stat_activity`) and applies the migrations.
-    pub async fn open(&self, service: &str) -> Result<tickets::PgStore, tickets::StoreError> {
-        let store = tickets::PgStore::connect_with(
-            &self.url,
-            self.password.as_ref().map(ExposeSecret::expose_secret),
-            self.max_connections,
-            &format!("inbox-{service} {}", std::process::id()),
-        )
-        .await?;
-        store.migrate().await?;
-        Ok(store)
+    /// The password from its own secret, if set (it replaces the URL's).
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_ref().map(ExposeSecret::expose_secret)
     }
+}
+
+/// Where the identity provider's keys are and how its tokens are checked.
+#[derive(Debug, Clone)]
+pub struct JwksSettings {
+    pub url: reqwest::Url,
+    pub issuer: String,
+    pub audience: Option<String>,
+    /// Trusted besides the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The key set is fetched again this often, so a key the IdP revoked stops being trusted.
+    pub refresh: std::time::Duration,
+    /// Fetches for unknown `kid`s are at most this frequent, so junk tokens cannot flood the IdP.
+    pub min_refresh: std::time::Duration,
 }
 
 /// How tokens are verified.
@@ -836,7 +841,7 @@ pub enum AuthSettings {
         issuer: Option<String>,
     },
     /// The identity provider's keys.
-    Jwks(crate::auth::JwksSettings),
+    Jwks(JwksSettings),
 }
 
 /// Settings every service reads.
@@ -854,7 +859,7 @@ impl Common {
     pub fn from_env(env: &Env) -> Result<Self, SettingError> {
         use common::*;
         let auth = match env.opt(&JWKS_URL) {
-            Some(url) => AuthSettings::Jwks(crate::auth::JwksSettings {
+            Some(url) => AuthSettings::Jwks(JwksSettings {
                 url: env.parse(&JWKS_URL)?,
                 issuer: env.opt(&JWT_ISSUER).ok_or_else(|| {
                     env.error(
@@ -932,16 +937,6 @@ impl Common {
 
     pub fn topics(&self) -> crate::kafka::Topics {
         crate::kafka::Topics::with_prefix(&self.topic_prefix)
-    }
-
-    pub fn verifier(&self) -> Result<crate::auth::Verifier, crate::auth::AuthError> {
-        match &self.auth {
-            AuthSettings::Jwks(j) => crate::auth::Verifier::jwks(j),
-            AuthSettings::Hs256 { secret, issuer } => Ok(crate::auth::Verifier::hs256(
-                secret.expose_secret().as_bytes(),
-                issuer.as_deref(),
-            )),
-        }
     }
 }
 

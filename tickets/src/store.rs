@@ -126,6 +126,20 @@ impl PgStore {
         Ok(Self::from_pool(pool))
     }
 
+    /// A service's store: [`Self::connect_with`] as `inbox-<service> <pid>` in
+    /// `pg_stat_activity`, then the migrations applied.
+    pub async fn open(
+        service: &str,
+        url: &str,
+        password: Option<&str>,
+        max_connections: u32,
+    ) -> Result<Self> {
+        let name = format!("inbox-{service} {}", std::process::id());
+        let store = Self::connect_with(url, password, max_connections, &name).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
     /// Connects with a pool of `max_connections`; `password`, when given, replaces the URL's (so
     /// it can come from a secret of its own). TLS is the URL's: `sslmode=verify-full` with
     /// `sslrootcert=`, and `sslcert=`/`sslkey=` for a client certificate.

@@ -11,7 +11,7 @@ use tickets::{PgStore, ReplySilence, Verdict};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::spec::TicketSpec;
+use spec::TicketSpec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckInput {
@@ -56,7 +56,7 @@ pub struct StoreTicket {
 pub struct TicketActivities {
     pub store: PgStore,
     /// Specs compiled by version (rules and classification patterns built once).
-    pub compiled: crate::checker::Compiled,
+    pub compiled: spec::checker::Compiled,
 }
 
 #[activities]

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::activities::{CheckInput, CheckOutcome, follow_messages};
 use crate::afc_kafka::{AfcMessage, Cipher};
-use crate::spec::TicketSpec;
+use spec::TicketSpec;
 
 /// Publishes AFC messages to the AFC system's topic.
 #[derive(Clone)]

@@ -16,8 +16,8 @@ use rsa::rand_core::{OsRng, RngCore};
 use tickets::Verdict;
 use tokio_util::sync::CancellationToken;
 
-use crate::afc::Rules;
 use crate::afc_kafka::{AfcError, AfcTopics, Cipher, VerdictClaims, sign_verdict};
+use spec::afc::Rules;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {

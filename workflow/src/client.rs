@@ -9,10 +9,10 @@ use temporalio_client::{
 };
 use uuid::Uuid;
 
-use crate::spec::TicketSpec;
 use crate::ticket::{
     ResolveRequest, TicketInput, TicketOpened, TicketSignal, TicketWorkflow, workflow_id,
 };
+use spec::TicketSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemporalError {

@@ -25,11 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span};
 use uuid::Uuid;
 
-use crate::checker::CheckedSpec;
 use crate::client::Tickets;
 use crate::source::LeasedSource;
-use crate::spec::TicketSpec;
 use platform::kafka::DeadLetters;
+use spec::TicketSpec;
+use spec::checker::CheckedSpec;
 
 #[derive(Clone)]
 pub struct Inbound {

@@ -2,24 +2,21 @@
 //! attaches client messages to their tickets, the Temporal worker that runs one ticket workflow per
 //! client conversation (its lifecycle: queueing, escalation, SLA, silence, closing), the outbox
 //! relay that publishes ticket events and signals lifecycle changes, the external AFC provider's
-//! relay and verdict consumer (Kafka) and the `workflows.yaml` loader. Workflow code is deterministic; every
-//! side effect is an activity. The `afc-emulator` binary plays the bank's AFC system.
+//! relay and verdict consumer (Kafka). The spec they run (`workflows.yaml`) is the `spec` crate's.
+//! Workflow code is deterministic; every side effect is an activity. The `afc-emulator` binary
+//! plays the bank's AFC system.
 
 pub mod activities;
-pub mod afc;
 pub mod afc_activities;
 pub mod afc_emulator;
 pub mod afc_kafka;
 pub mod afc_relay;
-pub mod calendar;
-pub mod checker;
 pub mod client;
 pub mod gauges;
 pub mod inbound;
 pub mod relay;
 pub mod settings;
 pub mod source;
-pub mod spec;
 pub mod ticket;
 pub mod verdicts;
 
@@ -35,10 +32,8 @@ pub use settings::Settings;
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let spec = spec::Spec::load(&settings.spec_path)?;
-    let store = settings
-        .common
-        .database
-        .open("workflow")
+    let db = &settings.common.database;
+    let store = tickets::PgStore::open("workflow", &db.url, db.password(), db.max_connections)
         .await
         .context("connecting to PostgreSQL")?;
     let topics = settings.common.topics();
@@ -64,8 +59,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         None => None,
     };
     let client = client::connect(&settings.temporal, "inbox-workflow").await?;
-    let health =
-        platform::ops::Health::of_store_and_kafka(&store, brokers, &topics.inbound_messages)?;
+    let health = platform::ops::Health::of_database_and_kafka(
+        platform::ops::probe_of(&store, tickets::PgStore::ping_owned),
+        brokers,
+        &topics.inbound_messages,
+    )?;
     health.probe("temporal", client::probe(&client));
     platform::ops::serve(&settings.ops_addr, health.clone(), shutdown.clone())
         .await
@@ -78,7 +76,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
     // The inbound transaction runs the builtin AFC rules, or holds the messages for the external
     // AFC system (the AFC relay hands them over, the verdict consumer applies its verdicts).
-    let compiled = checker::Compiled::default();
+    let compiled = spec::checker::Compiled::default();
     let check = compiled.of(&spec.ticket)?;
     let afc_publisher = afc_activities::AfcPublisher {
         producer: platform::kafka::producer_config(brokers).create()?,

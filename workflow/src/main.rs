@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Run
     };
     match cmd {
-        Cmd::Validate { file } => match workflow::spec::Spec::load(&file) {
+        Cmd::Validate { file } => match spec::Spec::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 Ok(())

@@ -234,7 +234,7 @@ pub struct WorkflowSignals {
     /// Tells which tickets the store checks (`tickets.checked_in_store`).
     pub store: PgStore,
     pub tickets: crate::client::Tickets,
-    pub spec: crate::spec::TicketSpec,
+    pub spec: spec::TicketSpec,
     pub history_limit: Option<u32>,
 }
 

@@ -1,5 +1,6 @@
 //! The settings of the workflow service: every `INBOX_*` variable it reads, declared once (see
-//! `platform::settings`). `INBOX_SPEC` is also the gateway's.
+//! `platform::settings`). `INBOX_SPEC` (declared by the `spec` crate) is also
+//! the gateway's.
 
 use std::path::PathBuf;
 
@@ -8,12 +9,7 @@ use platform::settings::{
     temporal::{self, TemporalSettings},
 };
 
-pub static SPEC: Setting = Setting::new(
-    "INBOX_SPEC",
-    Kind::Path,
-    "workflows.yaml",
-    "the lifecycle spec (`workflow validate <file>` checks one)",
-);
+pub use spec::SPEC_FILE as SPEC;
 pub static HISTORY_LIMIT: Setting = Setting::optional(
     "INBOX_HISTORY_LIMIT",
     Kind::Int,
@@ -164,8 +160,8 @@ impl Settings {
         self.common.refusals(&mut r);
         platform::telemetry::refusals(env, &mut r);
         self.temporal.refusals(&mut r);
-        let kafka_afc = crate::spec::Spec::load(&self.spec_path)
-            .is_ok_and(|s| !s.ticket.afc_provider.is_builtin());
+        let kafka_afc =
+            spec::Spec::load(&self.spec_path).is_ok_and(|s| !s.ticket.afc_provider.is_builtin());
         r.check(
             kafka_afc && self.afc_key.is_none(),
             "INBOX_AFC_KEY is not set: messages to the AFC system (provider kafka) would go in clear",

@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 use crate::activities::{CheckInput, CheckOutcome, CloseInput, TicketActivities};
 use crate::afc_activities::{AfcActivities, PublishInput, TimeoutInput};
-use crate::spec::{AfcProvider, TicketSpec, TimerSpec};
+use spec::{AfcProvider, TicketSpec, TimerSpec};
 use tickets::afc_provider::HeldMessage;
 
 /// Workflow id of a client's conversation: signal-with-start on it reaches the open ticket or

@@ -24,9 +24,9 @@ use tickets::{Author, PgStore, ticket_id_opened_by};
 use tokio_util::sync::CancellationToken;
 
 use crate::afc_kafka::{Rejection, VerdictKey};
-use crate::checker::CheckedSpec;
 use crate::client::Tickets;
 use crate::source::LeasedSource;
+use spec::checker::CheckedSpec;
 
 #[derive(Clone)]
 pub struct VerdictConsumer {

@@ -19,6 +19,9 @@ use jsonwebtoken::EncodingKey;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use spec::afc::{AfcRule, Check, Rules};
+use spec::checker::CheckedSpec;
+use spec::{Spec, TicketSpec};
 use sqlx::PgPool;
 use temporalio_client::{
     Client, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowHandle,
@@ -29,16 +32,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use workflow::activities::TicketActivities;
-use workflow::afc::{AfcRule, Check, Rules};
 use workflow::afc_activities::{AfcActivities, AfcPublisher};
 use workflow::afc_emulator::Emulator;
 use workflow::afc_kafka::{
     AfcTopics, Cipher, VerdictClaims, VerdictKey, generate_key_pair, sign_verdict,
 };
 use workflow::afc_relay::AfcRelay;
-use workflow::checker::CheckedSpec;
 use workflow::client::Tickets;
-use workflow::spec::{Spec, TicketSpec};
 use workflow::ticket::{TicketWorkflow, workflow_id};
 use workflow::verdicts::VerdictConsumer;
 

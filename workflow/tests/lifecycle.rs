@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use spec::checker::CheckedSpec;
+use spec::{Spec, TicketSpec};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use temporalio_client::{
@@ -22,10 +24,8 @@ use tickets::{
 };
 use uuid::Uuid;
 use workflow::activities::TicketActivities;
-use workflow::checker::CheckedSpec;
 use workflow::client::Tickets;
 use workflow::relay::WorkflowSignals;
-use workflow::spec::{Spec, TicketSpec};
 use workflow::ticket::{Lifecycle, TicketOutcome, TicketWorkflow, workflow_id};
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -304,16 +304,16 @@ async fn editing_the_spec_changes_new_tickets_only(pool: PgPool) -> anyhow::Resu
         let (ca, cb) = (unique("client-a"), unique("client-b"));
         let old = spec("  \n")?;
         let old = TicketSpec {
-            afc_rules: vec![workflow::afc::AfcRule {
+            afc_rules: vec![spec::afc::AfcRule {
                 name: "alpha".into(),
-                check: workflow::afc::Check::Pattern("alpha".into()),
+                check: spec::afc::Check::Pattern("alpha".into()),
             }],
             ..old
         };
         let new = TicketSpec {
-            afc_rules: vec![workflow::afc::AfcRule {
+            afc_rules: vec![spec::afc::AfcRule {
                 name: "beta".into(),
-                check: workflow::afc::Check::Pattern("beta".into()),
+                check: spec::afc::Check::Pattern("beta".into()),
             }],
             version: "new-version".into(),
             ..old.clone()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use workflow::afc::{AfcRule, Check, Rules};
+use spec::afc::{AfcRule, Check, Rules};
 use workflow::afc_emulator::Emulator;
 use workflow::afc_kafka::{AES_KEY_FILE, AfcTopics, Cipher, dev_aes_key, dev_key_pair};
 
@@ -40,7 +40,7 @@ fn parse_delay(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" || s.trim() == "0ms" || s.trim() == "0s" {
         return Ok(Duration::ZERO);
     }
-    workflow::spec::parse_duration(s)
+    spec::parse_duration(s)
         .map(|m| Duration::from_millis(m.0))
         .ok_or_else(|| format!("expected a duration like 500ms or 2s, got {s:?}"))
 }

@@ -8,7 +8,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use workflow::spec::{Spec, SpecError};
+use spec::{Spec, SpecError};
 
 const DEFAULT_SPEC: &str = include_str!("../../workflows.yaml");
 

@@ -8,6 +8,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+pub use platform::settings::JwksSettings;
+use platform::settings::{AuthSettings, ExposeSecret};
 use serde::{Deserialize, Serialize};
 use tickets::{Caller, Role};
 
@@ -39,20 +41,6 @@ pub enum AuthError {
 pub const MAX_SUBJECT_BYTES: usize = 255;
 /// Longest display name kept (characters; a longer one is cut).
 pub const MAX_NAME_CHARS: usize = 200;
-
-/// Where the identity provider's keys are and how its tokens are checked.
-#[derive(Debug, Clone)]
-pub struct JwksSettings {
-    pub url: reqwest::Url,
-    pub issuer: String,
-    pub audience: Option<String>,
-    /// Trusted besides the system roots.
-    pub ca_file: Option<std::path::PathBuf>,
-    /// The key set is fetched again this often, so a key the IdP revoked stops being trusted.
-    pub refresh: Duration,
-    /// Fetches for unknown `kid`s are at most this frequent, so junk tokens cannot flood the IdP.
-    pub min_refresh: Duration,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RealmAccess {
@@ -218,6 +206,17 @@ impl Jwks {
 }
 
 impl Verifier {
+    /// The verifier the settings ask for: the identity provider's keys, or (dev) a shared secret.
+    pub fn from_settings(s: &AuthSettings) -> Result<Self, AuthError> {
+        match s {
+            AuthSettings::Jwks(j) => Self::jwks(j),
+            AuthSettings::Hs256 { secret, issuer } => Ok(Self::hs256(
+                secret.expose_secret().as_bytes(),
+                issuer.as_deref(),
+            )),
+        }
+    }
+
     /// Dev mode: HS256 with a shared secret, issuer checked when one is configured.
     pub fn hs256(secret: &[u8], issuer: Option<&str>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);

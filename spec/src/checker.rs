@@ -12,7 +12,7 @@ use tickets::inbound_batch::MessageCheck;
 use tickets::{TicketClassification, Verdict};
 
 use crate::afc::Rules;
-use crate::spec::{AfcProvider, TicketSpec};
+use crate::{AfcProvider, TicketSpec};
 
 /// A spec ready to check messages with.
 pub struct CheckedSpec {

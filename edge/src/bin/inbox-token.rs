@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     let issuer = env
         .opt(&common::JWT_ISSUER)
         .unwrap_or_else(|| "inbox-dev".to_owned());
-    let token = platform::auth::issue_dev_token(
+    let token = edge::auth::issue_dev_token(
         secret.expose_secret().as_bytes(),
         &issuer,
         &args.user,

@@ -5,15 +5,15 @@
 //! 1,000 events/s).
 //!
 //! It starts its own gateway process (the `gateway` binary next to this one, so build both with the
-//! same profile) on the dev stack (`scripts/stack.sh up`; `make run` need not run), with a fresh
+//! same profile: `cargo build --release -p gateway -p bench --bins`) on the dev stack (`scripts/stack.sh up`; `make run` need not run), with a fresh
 //! database and topic prefix, and runs the outbox relay (what the workflow service does) in this
 //! process. Events are `message_accepted` events of the subscribers' own messages, written through
 //! the store in one transaction per 10 ms (as the inbound consumer batches a poll), round-robin over
 //! the subscribers: each event wakes exactly one stream.
 //!
 //! ```sh
-//! cargo build --release -p gateway --bins
-//! cargo run --release -p gateway --bin stream-bench -- --streams 10000 --rate 1000 --seconds 20
+//! cargo build --release -p gateway -p bench --bins
+//! cargo run --release -p bench --bin stream-bench -- --streams 10000 --rate 1000 --seconds 20
 //! ```
 
 use std::process::Stdio;
@@ -100,7 +100,7 @@ async fn start_gateway(envs: &[(&str, String)]) -> anyhow::Result<(Child, String
         .join("gateway");
     if !path.exists() {
         bail!(
-            "{} is missing: build it with the same profile (`cargo build --release -p gateway --bins`)",
+            "{} is missing: build it with the same profile (`cargo build --release -p gateway -p bench --bins`)",
             path.display()
         );
     }
@@ -221,8 +221,7 @@ async fn main() -> anyhow::Result<()> {
                 task_queue: tag.clone(),
             },
             // The bench's events are message events: nothing it writes opens a ticket.
-            spec: workflow::spec::Spec::load(&platform::workspace_root().join("workflows.yaml"))?
-                .ticket,
+            spec: spec::Spec::load(&platform::workspace_root().join("workflows.yaml"))?.ticket,
             history_limit: None,
         },
         producer: platform::kafka::producer_config(&kafka).create()?,
@@ -246,7 +245,7 @@ async fn main() -> anyhow::Result<()> {
     let mut opened = Vec::new();
     for i in 0..args.streams {
         let mut client = ClientServiceClient::new(channels[i / args.per_connection].clone());
-        let token = platform::auth::issue_dev_token(
+        let token = edge::auth::issue_dev_token(
             secret.as_bytes(),
             &issuer,
             &format!("{tag}-c{i}"),

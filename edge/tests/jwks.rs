@@ -4,8 +4,8 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use edge::auth::{AuthError, JwksSettings, Verifier};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use platform::auth::{AuthError, JwksSettings, Verifier};
 use serde_json::{Value, json};
 use tickets::Role;
 

@@ -1,0 +1,113 @@
+//! The lifecycle spec, `workflows.yaml`: what an operator writes, parsed and validated outside any
+//! workflow. Each ticket receives the compiled [`TicketSpec`] (with its content hash as version) at
+//! start and keeps it for life, so editing the file changes new tickets only. The checks it
+//! defines live here too: the AFC rules ([`afc`]), business calendars ([`calendar`]) and the
+//! compiled specs by version that the store's transactions check messages with ([`checker`]).
+//!
+//! Every error names the file, line and column: syntax, unknown keys, wrong types and bad durations
+//! come from the YAML deserializer; references to undefined calendars, queues or fields and
+//! impossible combinations are checked afterwards and located through a map of node positions.
+//! The workflow service and the gateway both read it; neither depends on the other for it.
+
+pub mod afc;
+pub mod calendar;
+pub mod checker;
+mod duration;
+mod file;
+mod ticket;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use platform::settings::{Kind, Setting};
+use platform::yaml::Marks;
+
+/// Where the spec is read from, by every service that reads it.
+pub static SPEC_FILE: Setting = Setting::new(
+    "INBOX_SPEC",
+    Kind::Path,
+    "workflows.yaml",
+    "the lifecycle spec (`workflow validate <file>` checks one)",
+);
+
+pub use duration::{Millis, TimerEntry, parse_duration};
+pub use ticket::*;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{file}:{line}:{column}: {message}")]
+    At {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// How one manager is routed: capacity and served queues (empty = every queue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerPolicy {
+    pub capacity: i32,
+    pub queues: Vec<String>,
+}
+
+/// A validated spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub ticket: TicketSpec,
+    pub capacity: i32,
+    pub default_queues: Vec<String>,
+    pub managers: BTreeMap<String, ManagerPolicy>,
+}
+
+impl Spec {
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Capacity and queues of a manager: their own entry, else the defaults.
+    pub fn manager_policy(&self, manager_id: &str) -> ManagerPolicy {
+        self.managers
+            .get(manager_id)
+            .cloned()
+            .unwrap_or_else(|| ManagerPolicy {
+                capacity: self.capacity,
+                queues: self.default_queues.clone(),
+            })
+    }
+
+    pub fn parse(file: &str, text: &str) -> Result<Self, SpecError> {
+        let raw: file::SpecFile = serde_yaml_ng::from_str(text).map_err(|e| {
+            let (line, column, message) = platform::yaml::located(&e);
+            SpecError::At {
+                file: file.to_owned(),
+                line,
+                column,
+                message,
+            }
+        })?;
+        let marks = Marks::of(text);
+        let err = |path: &str, message: String| {
+            let (line, column) = marks.find(path);
+            SpecError::At {
+                file: file.to_owned(),
+                line,
+                column,
+                message: format!("{path}: {message}"),
+            }
+        };
+        validate::Validator {
+            raw: &raw,
+            err: &err,
+        }
+        .build()
+    }
+}
