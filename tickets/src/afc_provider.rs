@@ -24,11 +24,10 @@ use sqlx::{Postgres, Transaction};
 
 use crate::domain::{Author, TicketStatus, Verdict};
 use crate::inbound_batch::{MessageCheck, open_ticket_in};
+use crate::managers::match_waiting;
+use crate::messages::{apply_verdicts_in, pending_client_messages_in};
 use crate::meters::{self, Timings};
-use crate::store::{
-    PgStore, Result, StoreError, apply_verdicts_in, insert_event, match_waiting,
-    pending_client_messages_in, status_of,
-};
+use crate::store::{PgStore, Result, StoreError, insert_event, status_of};
 use crate::ticket_event::TicketEvent;
 
 /// Event kinds of the AFC provider; neither is shown to a client or a manager (operator alerts).

@@ -10,10 +10,9 @@ use crate::chat::ChatCursor;
 use crate::domain::{
     Assignment, Author, Caller, Event, Message, Ticket, TicketStatus, message_id_for,
 };
-use crate::store::{
-    PgStore, Result, StoreError, event_of, insert_event, insert_system_message, manager_load,
-    managers_ticket_shared, status_of, ticket_of,
-};
+use crate::managers::{manager_load, managers_ticket_shared};
+use crate::messages::insert_system_message;
+use crate::store::{PgStore, Result, StoreError, event_of, insert_event, status_of, ticket_of};
 use crate::ticket_event::TicketEvent;
 use crate::visibility;
 

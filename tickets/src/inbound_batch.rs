@@ -28,8 +28,10 @@ use crate::afc_provider::{ExternalCheck, hold_for_afc};
 use crate::domain::{
     NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, ticket_id_opened_by,
 };
+use crate::managers::match_waiting;
+use crate::messages::apply_verdicts_in;
 use crate::meters::{self, Timings};
-use crate::store::{PgStore, Result, apply_verdicts_in, insert_event, match_waiting, status_of};
+use crate::store::{PgStore, Result, insert_event, status_of};
 use crate::ticket_event::TicketEvent;
 
 /// Messages per batch at most. Rows of one batch get `created_at` = transaction start + their

@@ -10,6 +10,7 @@ use sqlx::postgres::PgListener;
 
 use crate::domain::Event;
 use crate::store::{EVENTS_CHANNEL, PgStore, Result, event_of};
+use crate::visibility;
 
 /// Wake-ups when events are numbered (`LISTEN` on [`EVENTS_CHANNEL`], notified by
 /// `inbox_sequence_events`), with a poll every second as a safety net: a notification sent while
@@ -220,6 +221,51 @@ impl PgStore {
         .bind(after_seq)
         .execute(self.pool())
         .await?;
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// The client's events after `after_seq`, oldest first: one continuous chat across tickets.
+    pub async fn client_events_after(
+        &self,
+        client_id: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>> {
+        let sql = format!(
+            "SELECT e.seq, e.kind, e.ticket_id, e.client_id, e.manager_id, e.client_visible,
+                    {payload} AS payload, e.created_at
+             FROM events e WHERE {events} AND e.seq > $2 ORDER BY e.seq LIMIT $3",
+            payload = visibility::CLIENT_EVENT_PAYLOAD,
+            events = visibility::CLIENT_EVENTS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(client_id)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(event_of).collect()
+    }
+
+    /// Outbox rows not yet published, oldest first.
+    pub async fn unpublished_events(&self, limit: i64) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, ticket_id, client_id, manager_id, client_visible, payload, created_at
+             FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(event_of).collect()
+    }
+
+    pub async fn mark_published(&self, seqs: &[i64]) -> Result<()> {
+        sqlx::query("UPDATE events SET published_at = now() WHERE seq = ANY($1)")
+            .bind(seqs)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 }
