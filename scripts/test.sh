@@ -54,7 +54,10 @@ step up "$STACK" up
 # dev.env + INBOX_TEMPORAL_BIN / INBOX_TANSU_BIN, so tests find the stack.
 eval "$("$STACK" env)"
 
+# The test-only hooks (communication's crash injection) are compiled into these builds only; every
+# step takes the same features, so no step rebuilds what another built.
+FEATURES=(--features communication/test-hooks)
 step fmt cargo fmt --all --check
-step clippy cargo clippy --workspace --all-targets -- -D warnings
-step build cargo build --workspace --bins
-step nextest cargo nextest run --workspace --no-fail-fast
+step clippy cargo clippy --workspace --all-targets "${FEATURES[@]}" -- -D warnings
+step build cargo build --workspace --bins "${FEATURES[@]}"
+step nextest cargo nextest run --workspace --no-fail-fast "${FEATURES[@]}"

@@ -7,11 +7,17 @@
 //! Value: `1` or `all` for every channel, or a comma list of channels (`telegram`,
 //! `telegram-webhook`, `email`, `web`). Never set it outside tests: the service logs an error at
 //! start when it is armed.
+//!
+//! The hook is compiled in only with the cargo feature `test-hooks` (`make test` builds with
+//! `--features communication/test-hooks`); a build without it, a release build, ignores the
+//! variable and says so at start.
 
+#[cfg(feature = "test-hooks")]
 use std::sync::OnceLock;
 
 pub const VAR: &str = "INBOX_TEST_CRASH_AFTER_PUBLISH";
 
+#[cfg(feature = "test-hooks")]
 fn armed() -> &'static Option<Vec<String>> {
     static ARMED: OnceLock<Option<Vec<String>>> = OnceLock::new();
     ARMED.get_or_init(|| {
@@ -23,6 +29,7 @@ fn armed() -> &'static Option<Vec<String>> {
 }
 
 /// Logs loudly when the knob is set (call once at start).
+#[cfg(feature = "test-hooks")]
 pub fn warn_if_armed() {
     if let Some(channels) = armed() {
         tracing::error!(
@@ -32,7 +39,16 @@ pub fn warn_if_armed() {
     }
 }
 
+/// Without the hook compiled in, the variable changes nothing.
+#[cfg(not(feature = "test-hooks"))]
+pub fn warn_if_armed() {
+    if std::env::var_os(VAR).is_some() {
+        tracing::warn!("{VAR} is set but this build has no test hooks: ignored");
+    }
+}
+
 /// Aborts the process if the knob names `channel`. Called right after the broker's ack.
+#[cfg(feature = "test-hooks")]
 pub fn after_publish(channel: &str) {
     if let Some(channels) = armed()
         && channels
@@ -46,3 +62,8 @@ pub fn after_publish(channel: &str) {
         std::process::abort();
     }
 }
+
+/// A build without test hooks never aborts.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn after_publish(_channel: &str) {}

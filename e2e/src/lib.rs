@@ -213,7 +213,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     if !path.exists() {
         bail!(
-            "{} is missing: build it with `cargo build --workspace --bins` (make test does)",
+            "{} is missing: build it with `cargo build --workspace --bins --features communication/test-hooks` (make test does)",
             path.display()
         );
     }
