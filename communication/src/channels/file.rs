@@ -1,0 +1,112 @@
+//! `channels.yaml` as written: the sections the YAML deserializer fills (unknown keys refused),
+//! before the resolver applies the environment and checks them.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRoot {
+    #[serde(default)]
+    pub(super) web: WebSection,
+    #[serde(default)]
+    pub(super) telegram: TelegramSection,
+    #[serde(default)]
+    pub(super) email: EmailSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebSection {
+    #[serde(default = "yes")]
+    pub(super) enabled: bool,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+pub(super) fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum TelegramMode {
+    #[default]
+    Polling,
+    Webhook,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TelegramSection {
+    #[serde(default)]
+    pub(super) enabled: Option<bool>,
+    #[serde(default)]
+    pub(super) mode: Option<TelegramMode>,
+    pub(super) api_url: Option<String>,
+    #[serde(default)]
+    pub(super) polling: PollingSection,
+    #[serde(default)]
+    pub(super) webhook: WebhookSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PollingSection {
+    pub(super) timeout_secs: Option<u64>,
+    pub(super) idle_delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebhookSection {
+    pub(super) path: Option<String>,
+    pub(super) public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EmailSection {
+    #[serde(default)]
+    pub(super) enabled: Option<bool>,
+    #[serde(default)]
+    pub(super) imap: ImapSection,
+    #[serde(default)]
+    pub(super) smtp: SmtpSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImapSection {
+    pub(super) addr: Option<String>,
+    pub(super) tls: Option<String>,
+    pub(super) ca_file: Option<String>,
+    pub(super) user: Option<String>,
+    pub(super) mailbox: Option<String>,
+    pub(super) poll_secs: Option<u64>,
+    pub(super) idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SmtpSection {
+    pub(super) addr: Option<String>,
+    pub(super) tls: Option<String>,
+    pub(super) ca_file: Option<String>,
+    pub(super) user: Option<String>,
+    pub(super) from: Option<String>,
+    pub(super) timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub(super) retry: RetrySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetrySection {
+    pub(super) attempts: Option<u64>,
+    pub(super) backoff_ms: Option<u64>,
+    pub(super) max_backoff_ms: Option<u64>,
+}
