@@ -191,6 +191,27 @@ pub struct NewClientMessage {
     pub body: String,
 }
 
+impl NewClientMessage {
+    /// A message of `channel` that its source calls `external_id`: the id derives from both
+    /// ([`message_id_for`]), so every redelivery of it is the same message.
+    pub fn from_source(
+        channel: &str,
+        external_id: String,
+        client_id: &str,
+        client_name: &str,
+        body: &str,
+    ) -> Self {
+        Self {
+            id: message_id_for(channel, &external_id),
+            client_id: client_id.into(),
+            client_name: client_name.into(),
+            channel: channel.into(),
+            external_id,
+            body: body.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ticket {
     pub id: Uuid,

@@ -7,21 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::PgPool;
-use tickets::{NewClientMessage, PgStore, message_id_for};
+use tickets::{NewClientMessage, PgStore};
 
 const WRITERS: usize = 8;
 const PER_WRITER: usize = 60;
 
 fn message(client: &str, n: usize) -> NewClientMessage {
-    let external_id = format!("{client}/{n}");
-    NewClientMessage {
-        id: message_id_for("web", &external_id),
-        client_id: client.into(),
-        client_name: String::new(),
-        channel: "web".into(),
-        external_id,
-        body: format!("message {n}"),
-    }
+    NewClientMessage::from_source(
+        "web",
+        format!("{client}/{n}"),
+        client,
+        "",
+        &format!("message {n}"),
+    )
 }
 
 /// Events after `cursor`, as a stream reads them.

@@ -2,19 +2,17 @@
 //! PostgreSQL; `#[sqlx::test]` gives each test its own migrated database.
 
 use sqlx::PgPool;
-use tickets::{NewClientMessage, PgStore, message_id_for};
+use tickets::{NewClientMessage, PgStore};
 use uuid::Uuid;
 
 fn message(client: &str, name: &str, body: &str) -> NewClientMessage {
-    let external_id = format!("{client}/{}", Uuid::new_v4());
-    NewClientMessage {
-        id: message_id_for("web", &external_id),
-        client_id: client.into(),
-        client_name: name.into(),
-        channel: "web".into(),
-        external_id,
-        body: body.into(),
-    }
+    NewClientMessage::from_source(
+        "web",
+        format!("{client}/{}", Uuid::new_v4()),
+        client,
+        name,
+        body,
+    )
 }
 
 async fn accepted_events(pool: &PgPool, client: &str) -> anyhow::Result<Vec<Uuid>> {

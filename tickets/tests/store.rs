@@ -2,9 +2,7 @@
 //! `make test` points DATABASE_URL at the project's cluster).
 
 use sqlx::PgPool;
-use tickets::{
-    Caller, NewClientMessage, PgStore, Role, StoreError, TicketStatus, Verdict, message_id_for,
-};
+use tickets::{Caller, NewClientMessage, PgStore, Role, StoreError, TicketStatus, Verdict};
 use uuid::Uuid;
 
 fn manager(id: &str) -> Caller {
@@ -16,15 +14,13 @@ fn manager(id: &str) -> Caller {
 }
 
 async fn client_message(store: &PgStore, client: &str, body: &str) -> Result<Uuid, StoreError> {
-    let external_id = format!("{client}/{}", Uuid::new_v4());
-    let m = NewClientMessage {
-        id: message_id_for("web", &external_id),
-        client_id: client.into(),
-        client_name: client.into(),
-        channel: "web".into(),
-        external_id,
-        body: body.into(),
-    };
+    let m = NewClientMessage::from_source(
+        "web",
+        format!("{client}/{}", Uuid::new_v4()),
+        client,
+        client,
+        body,
+    );
     assert!(store.record_inbound(&m).await?);
     assert!(
         !store.record_inbound(&m).await?,

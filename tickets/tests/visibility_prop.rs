@@ -417,18 +417,15 @@ impl Run<'_> {
             Op::ClientWrites { client } => {
                 let idx = model.messages.len();
                 let body = model.token("cmsg", Token::ClientMessage(idx));
-                let external_id = format!("{}/{}", client_id(client), Uuid::new_v4());
-                let id = message_id_for("web", &external_id);
-                let stored = store
-                    .record_inbound(&NewClientMessage {
-                        id,
-                        client_id: client_id(client),
-                        client_name: format!("Client {client}"),
-                        channel: "web".into(),
-                        external_id,
-                        body,
-                    })
-                    .await?;
+                let m = NewClientMessage::from_source(
+                    "web",
+                    format!("{}/{}", client_id(client), Uuid::new_v4()),
+                    &client_id(client),
+                    &format!("Client {client}"),
+                    &body,
+                );
+                let id = m.id;
+                let stored = store.record_inbound(&m).await?;
                 ensure!(stored, "a new message is stored");
                 model.messages.push(MMessage {
                     id,
@@ -1243,18 +1240,15 @@ async fn a_blocked_message_keeps_no_body_in_the_clients_event_feed(
     pool: sqlx::PgPool,
 ) -> anyhow::Result<()> {
     let store = PgStore::from_pool(pool);
-    let external_id = format!("c1/{}", Uuid::new_v4());
-    let id = message_id_for("web", &external_id);
-    store
-        .record_inbound(&NewClientMessage {
-            id,
-            client_id: "c1".into(),
-            client_name: "C".into(),
-            channel: "web".into(),
-            external_id,
-            body: "card 4111 1111 1111 1111".into(),
-        })
-        .await?;
+    let m = NewClientMessage::from_source(
+        "web",
+        format!("c1/{}", Uuid::new_v4()),
+        "c1",
+        "C",
+        "card 4111 1111 1111 1111",
+    );
+    let id = m.id;
+    store.record_inbound(&m).await?;
     let accepted = |events: &[tickets::Event]| {
         events
             .iter()

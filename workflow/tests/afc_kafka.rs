@@ -27,7 +27,7 @@ use temporalio_client::{
     Client, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowHandle,
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
-use tickets::{Caller, NewClientMessage, PgStore, Role, message_id_for, ticket_id_opened_by};
+use tickets::{Caller, NewClientMessage, PgStore, Role, ticket_id_opened_by};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -86,15 +86,13 @@ fn spec(timeout: &str) -> anyhow::Result<TicketSpec> {
 
 /// A client's web message with an id of its own.
 fn web_message(client: &str, body: &str) -> NewClientMessage {
-    let external_id = format!("{client}/{}", Uuid::new_v4());
-    NewClientMessage {
-        id: message_id_for("web", &external_id),
-        client_id: client.into(),
-        client_name: client.into(),
-        channel: "web".into(),
-        external_id,
-        body: body.into(),
-    }
+    NewClientMessage::from_source(
+        "web",
+        format!("{client}/{}", Uuid::new_v4()),
+        client,
+        client,
+        body,
+    )
 }
 
 fn signer(pem: &str) -> anyhow::Result<EncodingKey> {

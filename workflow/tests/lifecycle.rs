@@ -19,8 +19,7 @@ use temporalio_client::{
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tickets::{
-    Caller, NewClientMessage, PgStore, Role, message_id_for, store::EVENTS_CHANNEL,
-    ticket_id_opened_by,
+    Caller, NewClientMessage, PgStore, Role, store::EVENTS_CHANNEL, ticket_id_opened_by,
 };
 use uuid::Uuid;
 use workflow::activities::TicketActivities;
@@ -46,15 +45,13 @@ fn spec(extra: &str) -> anyhow::Result<TicketSpec> {
 
 /// A web-chat message of `client`, as communication would publish it.
 fn message(client: &str, body: &str) -> NewClientMessage {
-    let external_id = format!("{client}/{}", Uuid::new_v4());
-    NewClientMessage {
-        id: message_id_for("web", &external_id),
-        client_id: client.into(),
-        client_name: client.into(),
-        channel: "web".into(),
-        external_id,
-        body: body.into(),
-    }
+    NewClientMessage::from_source(
+        "web",
+        format!("{client}/{}", Uuid::new_v4()),
+        client,
+        client,
+        body,
+    )
 }
 
 fn unique(prefix: &str) -> String {

@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use proto::v1::{self, client_service_client::ClientServiceClient};
 use sqlx::Connection;
-use tickets::{NewClientMessage, PgStore, Role, message_id_for};
+use tickets::{NewClientMessage, PgStore, Role};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{Semaphore, mpsc};
@@ -325,15 +325,13 @@ async fn main() -> anyhow::Result<()> {
         let batch: Vec<NewClientMessage> = (n..due)
             .map(|k| {
                 let client_id = format!("{tag}-c{}", k as usize % args.streams);
-                let external_id = format!("{client_id}/{k}");
-                NewClientMessage {
-                    id: message_id_for("web", &external_id),
-                    client_id,
-                    client_name: String::new(),
-                    channel: "web".into(),
-                    external_id,
-                    body: "bench".into(),
-                }
+                NewClientMessage::from_source(
+                    "web",
+                    format!("{client_id}/{k}"),
+                    &client_id,
+                    "",
+                    "bench",
+                )
             })
             .collect();
         n = due;
