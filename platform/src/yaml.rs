@@ -6,6 +6,34 @@
 
 use std::collections::HashMap;
 
+/// A configuration file that cannot be read, or an error at a place in it (every YAML file the
+/// engine reads reports its errors so).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FileError {
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{file}:{line}:{column}: {message}")]
+    At {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl FileError {
+    /// A deserializer error of `file`, at its line and column.
+    pub fn deserializing(file: &str, e: &serde_yaml_ng::Error) -> Self {
+        let (line, column, message) = located(e);
+        Self::At {
+            file: file.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+}
+
 /// Line, column and message of a deserializer error; the message without the trailing
 /// " at line L column C" (the caller prints the position itself).
 pub fn located(e: &serde_yaml_ng::Error) -> (usize, usize, String) {

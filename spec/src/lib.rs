@@ -34,18 +34,8 @@ pub static SPEC_FILE: Setting = Setting::new(
 pub use duration::{Millis, TimerEntry, parse_duration};
 pub use ticket::*;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SpecError {
-    #[error("{file}: cannot read: {reason}")]
-    Read { file: String, reason: String },
-    #[error("{file}:{line}:{column}: {message}")]
-    At {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-}
+/// A spec that cannot be read, or an error at its line and column.
+pub type SpecError = platform::yaml::FileError;
 
 /// How one manager is routed: capacity and served queues (empty = every queue).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,15 +75,8 @@ impl Spec {
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Self, SpecError> {
-        let raw: file::SpecFile = serde_yaml_ng::from_str(text).map_err(|e| {
-            let (line, column, message) = platform::yaml::located(&e);
-            SpecError::At {
-                file: file.to_owned(),
-                line,
-                column,
-                message,
-            }
-        })?;
+        let raw: file::SpecFile =
+            serde_yaml_ng::from_str(text).map_err(|e| SpecError::deserializing(file, &e))?;
         let marks = Marks::of(text);
         let err = |path: &str, message: String| {
             let (line, column) = marks.find(path);

@@ -22,7 +22,7 @@ mod tests;
 use std::path::Path;
 
 use platform::settings::SettingError;
-use platform::yaml::{Marks, located};
+use platform::yaml::{FileError, Marks};
 
 use crate::email::EmailSettings;
 use crate::telegram::TelegramSettings;
@@ -37,15 +37,9 @@ pub const DEFAULT_WEBHOOK_PATH: &str = "/v1/telegram/webhook";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelsError {
-    #[error("{file}: cannot read: {reason}")]
-    Read { file: String, reason: String },
-    #[error("{file}:{line}:{column}: {message}")]
-    At {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    /// The file: unreadable, or an error at its line and column.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A setting that came from the environment (or is missing from it).
     #[error(transparent)]
     Env(#[from] SettingError),
@@ -73,10 +67,11 @@ impl Channels {
             // Only the default may be missing: a file someone named must exist.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => None,
             Err(e) => {
-                return Err(ChannelsError::Read {
+                return Err(FileError::Read {
                     file: path,
                     reason: e.to_string(),
-                });
+                }
+                .into());
             }
         };
         Self::resolve(text.as_deref().map(|t| (path.as_str(), t)), env)
@@ -88,7 +83,7 @@ impl Channels {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ChannelsError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ChannelsError::Read {
+        let text = std::fs::read_to_string(path).map_err(|e| FileError::Read {
             file: file.clone(),
             reason: e.to_string(),
         })?;
@@ -109,15 +104,7 @@ impl Channels {
                 let root: FileRoot = if text.trim().is_empty() {
                     FileRoot::default()
                 } else {
-                    serde_yaml_ng::from_str(text).map_err(|e| {
-                        let (line, column, message) = located(&e);
-                        ChannelsError::At {
-                            file: name.to_owned(),
-                            line,
-                            column,
-                            message,
-                        }
-                    })?
+                    serde_yaml_ng::from_str(text).map_err(|e| FileError::deserializing(name, &e))?
                 };
                 (Some(root), Some((name, marks)))
             }

@@ -2,7 +2,7 @@
 //! its key path, line and column, an environment value by its variable.
 
 use platform::settings::SettingError;
-use platform::yaml::Marks;
+use platform::yaml::{FileError, Marks};
 
 use super::ChannelsError;
 
@@ -41,12 +41,13 @@ impl Resolver<'_> {
             .into(),
             (Origin::File(path) | Origin::Default(path), Some((file, marks))) => {
                 let (line, column) = marks.find(path);
-                ChannelsError::At {
+                FileError::At {
                     file: (*file).to_owned(),
                     line,
                     column,
                     message: format!("{path}: {reason}"),
                 }
+                .into()
             }
             (Origin::File(path) | Origin::Default(path), None) => SettingError {
                 name: path.into(),

@@ -1,6 +1,6 @@
 //! No secret in the file: a secret-looking key is an error naming the variable to set instead.
 
-use platform::yaml::Marks;
+use platform::yaml::{FileError, Marks};
 
 use super::ChannelsError;
 use crate::email::REF_SECRET_VAR;
@@ -42,14 +42,15 @@ pub(super) fn check_no_secrets(file: &str, marks: &Marks) -> Result<(), Channels
                     .then_some("an INBOX_* variable")
             });
         if let Some(var) = var {
-            return Err(ChannelsError::At {
+            return Err(FileError::At {
                 file: file.to_owned(),
                 line,
                 column,
                 message: format!(
                     "{path}: secrets are not allowed in this file; set {var} in the environment"
                 ),
-            });
+            }
+            .into());
         }
     }
     Ok(())

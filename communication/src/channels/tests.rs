@@ -1,6 +1,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use platform::yaml::FileError;
+
 use super::*;
 use crate::delivery::RetryPolicy;
 use crate::email::TlsMode;
@@ -20,12 +22,12 @@ fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Channels, ChannelsError> {
 /// (line, column, message) of an error in the file.
 fn at(r: Result<Channels, ChannelsError>) -> (usize, usize, String) {
     match r {
-        Err(ChannelsError::At {
+        Err(ChannelsError::File(FileError::At {
             file,
             line,
             column,
             message,
-        }) => {
+        })) => {
             assert_eq!(file, "channels.yaml");
             (line, column, message)
         }
