@@ -12,7 +12,10 @@ use crate::domain::{
 };
 use crate::managers::{manager_load, managers_ticket_shared};
 use crate::messages::insert_system_message;
-use crate::store::{PgStore, Result, StoreError, event_of, insert_event, status_of, ticket_of};
+use crate::store::{
+    PgStore, Result, StoreError, TICKET_COLUMNS, event_of, insert_event, status_filter, status_of,
+    ticket_of,
+};
 use crate::ticket_event::TicketEvent;
 use crate::visibility;
 
@@ -89,14 +92,9 @@ impl PgStore {
         after: Option<ChatCursor>,
         limit: i64,
     ) -> Result<Page<Ticket>> {
-        let statuses: Vec<&str> = if statuses.is_empty() {
-            vec!["open", "waiting", "assigned"]
-        } else {
-            statuses.iter().map(|s| s.as_str()).collect()
-        };
+        let statuses = status_filter(statuses);
         let sql = format!(
-            "SELECT t.id, t.client_id, c.display_name AS client_name, t.status, t.manager_id,
-                    t.created_at, t.assigned_at
+            "SELECT {TICKET_COLUMNS}
              FROM tickets t JOIN clients c ON c.id = t.client_id
              WHERE {} AND t.status = ANY($2)
                AND ($3::timestamptz IS NULL OR (t.created_at, t.id) < ($3, $4))

@@ -10,7 +10,10 @@ use crate::domain::{
 };
 use crate::messages::insert_system_message;
 use crate::meters::Timings;
-use crate::store::{PgStore, Result, StoreError, insert_event, message_of, status_of, ticket_of};
+use crate::store::{
+    PgStore, Result, StoreError, TICKET_COLUMNS, insert_event, message_of, status_filter,
+    status_of, ticket_of,
+};
 use crate::ticket_event::TicketEvent;
 use crate::visibility;
 
@@ -90,14 +93,9 @@ impl PgStore {
         manager_id: &str,
         statuses: &[TicketStatus],
     ) -> Result<Vec<Ticket>> {
-        let statuses: Vec<&str> = if statuses.is_empty() {
-            vec!["open", "waiting", "assigned"]
-        } else {
-            statuses.iter().map(|s| s.as_str()).collect()
-        };
+        let statuses = status_filter(statuses);
         let sql = format!(
-            "SELECT t.id, t.client_id, c.display_name AS client_name, t.status, t.manager_id,
-                    t.created_at, t.assigned_at
+            "SELECT {TICKET_COLUMNS}
              FROM tickets t JOIN clients c ON c.id = t.client_id
              WHERE {} AND t.status = ANY($2)
              ORDER BY t.created_at DESC, t.id",
@@ -114,8 +112,7 @@ impl PgStore {
     /// One of the manager's tickets, or `TicketNotFound` if it is not theirs.
     pub async fn manager_ticket(&self, manager_id: &str, ticket_id: Uuid) -> Result<Ticket> {
         let sql = format!(
-            "SELECT t.id, t.client_id, c.display_name AS client_name, t.status, t.manager_id,
-                    t.created_at, t.assigned_at
+            "SELECT {TICKET_COLUMNS}
              FROM tickets t JOIN clients c ON c.id = t.client_id
              WHERE {} AND t.id = $2",
             visibility::MANAGER_TICKETS

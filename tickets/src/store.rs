@@ -265,6 +265,19 @@ pub(crate) fn status_of(row: &PgRow) -> Result<TicketStatus> {
     })
 }
 
+/// What [`ticket_of`] reads, from `tickets t JOIN clients c ON c.id = t.client_id`.
+pub(crate) const TICKET_COLUMNS: &str = "t.id, t.client_id, c.display_name AS client_name, \
+    t.status, t.manager_id, t.created_at, t.assigned_at";
+
+/// The statuses a ticket filter names, as stored; none named: every status but closed.
+pub(crate) fn status_filter(statuses: &[TicketStatus]) -> Vec<&'static str> {
+    if statuses.is_empty() {
+        vec!["open", "waiting", "assigned"]
+    } else {
+        statuses.iter().map(|s| s.as_str()).collect()
+    }
+}
+
 pub(crate) fn ticket_of(row: &PgRow) -> Result<Ticket> {
     Ok(Ticket {
         id: row.try_get("id")?,
