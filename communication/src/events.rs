@@ -1,51 +1,42 @@
-//! Wake-ups for connected clients and channel deliveries: every communication instance follows the
-//! outbox from its newest event (`tickets::outbox::OutboxTail`, woken by the numbering's
-//! `NOTIFY`) and announces which client has something new. The store stays the source of truth: a
-//! woken session reads its events after its cursor from there.
+//! Wake-ups for the channel deliveries: the process's one outbox tail (`edge::stream::listen`,
+//! which also feeds the web chat's streams) announces, after each batch, which clients have
+//! something new. The store stays the source of truth: a woken delivery reads its events after
+//! its cursor from there.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tickets::PgStore;
-use tickets::outbox::{Numbering, OutboxTail};
+use tickets::outbox::Numbering;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
 pub type Wakeups = broadcast::Sender<Arc<str>>;
 
-/// Announces the clients of newly numbered client-visible events until `shutdown`. A failed read
-/// is retried a second later; sessions and deliveries re-read on their own meanwhile.
-pub async fn listen(store: PgStore, wakeups: Wakeups, shutdown: CancellationToken) {
-    let mut tail = OutboxTail::new(store.clone());
-    loop {
-        let batch = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            b = tail.next() => b,
-        };
-        match batch {
-            Ok(events) => {
-                let visible: Vec<Numbering> =
-                    events.into_iter().filter(|e| e.client_visible).collect();
-                let traces = trace_parents(&store, visible.iter().map(|e| e.seq).collect()).await;
-                for e in &visible {
-                    let span = match traces.get(&e.seq) {
-                        Some(parent) => event_span(e, parent),
-                        None => tracing::Span::none(),
-                    };
-                    span.in_scope(|| {
-                        let _ = wakeups.send(Arc::from(e.client_id.as_str()));
-                    });
-                }
+/// What the tail does after each batch: announce the clients of its client-visible events, each
+/// in a span continuing its message's trace (export on).
+pub fn wake_deliveries(
+    store: PgStore,
+    wakeups: Wakeups,
+) -> impl FnMut(Vec<Numbering>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    move |events| {
+        let (store, wakeups) = (store.clone(), wakeups.clone());
+        Box::pin(async move {
+            let visible: Vec<Numbering> = events.into_iter().filter(|e| e.client_visible).collect();
+            if visible.is_empty() {
+                return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "outbox tail failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+            let traces = trace_parents(&store, visible.iter().map(|e| e.seq).collect()).await;
+            for e in &visible {
+                let span = match traces.get(&e.seq) {
+                    Some(parent) => event_span(e, parent),
+                    None => tracing::Span::none(),
+                };
+                span.in_scope(|| {
+                    let _ = wakeups.send(Arc::from(e.client_id.as_str()));
+                });
             }
-        }
+        })
     }
 }
 

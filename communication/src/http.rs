@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,31 +13,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use edge::auth::Verified;
+use edge::client::{ClientChat, ClientError, Field};
+use edge::stream::EndReason;
 use serde::Deserialize;
 use serde_json::json;
-use tickets::{Caller, ChatCursor, MessageBody, PgStore, Role, message_id_for, web_external_id};
-use tokio::sync::broadcast::error::RecvError;
+use tickets::Caller;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::events::Wakeups;
-use crate::publisher::Publisher;
-use crate::ratelimit::RateLimiter;
 
 /// Largest request body the API reads; larger ones get 413 before any parsing.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub store: PgStore,
-    pub publisher: Publisher,
-    pub verifier: edge::auth::Verifier,
-    pub wakeups: Wakeups,
-    pub limiter: RateLimiter,
-    /// Cancelled when the service shuts down: WebSockets are closed, telling clients to resume.
-    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The client core this API is a face of (the gRPC `ClientService` is the other).
+    pub chat: ClientChat,
     /// The live WebSocket tasks: an upgraded connection is no longer the HTTP server's, so the
     /// service waits for these to send their close frames before it exits.
     pub sockets: tokio_util::task::TaskTracker,
@@ -76,12 +69,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(Arc::new(state))
 }
 
-async fn client_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    Ok(client_token(state, headers).await?.caller)
+/// The HTTP name of a request field.
+fn field(f: Field) -> &'static str {
+    match f {
+        Field::Body => "body",
+        Field::IdempotencyKey => "client_message_id",
+        Field::PageSize => "limit",
+        Field::PageToken => "before",
+        Field::Cursor => "after",
+    }
 }
 
-/// The verified client of the `Authorization` header, with the token's expiry. With a JWKS this
-/// may fetch the identity provider's keys (a token of a key not seen yet).
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Auth(e) => e.into(),
+            ClientError::RateLimited { retry_after_secs } => {
+                Self::TooManyRequests { retry_after_secs }
+            }
+            ClientError::Invalid { field: f, message } => Self::InvalidField {
+                field: field(f),
+                message,
+            },
+            ClientError::KeyReused => Self::Conflict(format!(
+                "{} was already used for a different message",
+                field(Field::IdempotencyKey)
+            )),
+            ClientError::NoSuchMessage => Self::NotFound(e.to_string()),
+            ClientError::Bus(e) => Self::Unavailable(format!("kafka: {e}")),
+            ClientError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The verified client of the `Authorization` header, with the token's expiry.
 async fn client_token(state: &AppState, headers: &HeaderMap) -> Result<Verified, ApiError> {
     let header = headers
         .get(header::AUTHORIZATION)
@@ -90,23 +111,11 @@ async fn client_token(state: &AppState, headers: &HeaderMap) -> Result<Verified,
                 .map_err(|_| ApiError::Unauthenticated("malformed Authorization header".into()))
         })
         .transpose()?;
-    let token = state.verifier.verify_header_token_async(header).await?;
-    checked_client(state, token)
+    Ok(state.chat.admit_header(header).await?)
 }
 
-fn checked_client(state: &AppState, token: Verified) -> Result<Verified, ApiError> {
-    edge::auth::require(&token.caller, Role::Client)?;
-    rate_limit(state, &token.caller)?;
-    Ok(token)
-}
-
-fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    state
-        .limiter
-        .check(&caller.user_id)
-        .map_err(|wait| ApiError::TooManyRequests {
-            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-        })
+async fn client_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    Ok(client_token(state, headers).await?.caller)
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,51 +137,20 @@ async fn post_message(
     let span = tracing::Span::current();
     span.record("client_id", client.user_id.as_str());
     let Json(req) = payload?;
-    let body = MessageBody::parse(req.body).map_err(|e| ApiError::InvalidField {
-        field: "body",
-        message: e.to_string(),
-    })?;
-    let external_id = web_external_id(&client.user_id, req.client_message_id);
-    let message_id = message_id_for("web", &external_id);
-    span.record("message_id", tracing::field::display(message_id));
-    // A retry of a message already stored is answered from the store and not published again.
-    if let Some(stored) = state.store.client_message_body(message_id).await? {
-        if stored != body.as_str() {
-            return Err(ApiError::Conflict(
-                "client_message_id was already used for a different message".into(),
-            ));
-        }
-        return Ok(accepted(message_id));
+    let sent = state
+        .chat
+        .send(&client, &req.body, req.client_message_id)
+        .await?;
+    span.record("message_id", tracing::field::display(sent.message_id));
+    if sent.published {
+        crate::crash::after_publish("web");
     }
-    let msg = proto::v1::InboundMessage {
-        message_id: message_id.to_string(),
-        client_id: client.user_id.clone(),
-        channel: "web".into(),
-        external_id,
-        body: body.into_inner(),
-        client_name: client.display_name.clone(),
-        received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
-    };
-    state
-        .publisher
-        .publish(&msg)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("kafka: {e}")))?;
-    tracing::info!("client message accepted");
-    crate::crash::after_publish("web");
-    Ok(accepted(message_id))
-}
-
-fn accepted(message_id: Uuid) -> Response {
-    (
+    Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "message_id": message_id })),
+        Json(json!({ "message_id": sent.message_id })),
     )
-        .into_response()
+        .into_response())
 }
-
-/// Largest history page a client may ask for.
-pub const MAX_PAGE: i64 = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,31 +171,11 @@ async fn history(
         status: e.status(),
         message: e.body_text(),
     })?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::InvalidField {
-            field: "limit",
-            message: format!("must be between 1 and {MAX_PAGE}"),
-        });
-    }
-    let before = q
-        .before
-        .as_deref()
-        .map(ChatCursor::decode)
-        .transpose()
-        .map_err(|e| ApiError::InvalidField {
-            field: "before",
-            message: e.to_string(),
-        })?;
     let page = state
-        .store
-        .client_history(&client.user_id, before, limit)
+        .chat
+        .history(&client, q.before.as_deref(), q.limit)
         .await?;
-    let next_before = page
-        .has_more
-        .then(|| page.messages.first().map(|m| m.cursor().encode()))
-        .flatten();
-    Ok(Json(json!({ "messages": page.messages, "next_before": next_before })).into_response())
+    Ok(Json(json!({ "messages": page.messages, "next_before": page.next_before })).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,12 +192,7 @@ async fn mark_read(
 ) -> Result<Response, ApiError> {
     let client = client_of(&state, &headers).await?;
     let Json(req) = payload?;
-    let read = state
-        .store
-        .mark_read(&client.user_id, req.message_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such message in your chat".into()))?;
-    Ok(Json(read).into_response())
+    Ok(Json(state.chat.mark_read(&client, req.message_id).await?).into_response())
 }
 
 async fn read_state(
@@ -247,7 +200,7 @@ async fn read_state(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = client_of(&state, &headers).await?;
-    Ok(Json(state.store.read_state(&client.user_id).await?).into_response())
+    Ok(Json(state.chat.read_state(&client).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,12 +219,16 @@ async fn websocket(
 ) -> Result<Response, ApiError> {
     // Browsers cannot set headers on a WebSocket: the token may come as `?token=`.
     let token = match &q.token {
-        Some(t) => checked_client(&state, state.verifier.verify_token_async(t).await?)?,
+        Some(t) => state.chat.admit_token(t).await?,
         None => client_token(&state, &headers).await?,
     };
-    let sockets = state.sockets.clone();
+    let events = state.chat.events(&token, q.after)?;
+    let stall = state.chat.streams.config.max_stall;
+    let store = state.chat.store.clone();
     Ok(upgrade.on_upgrade(move |socket| {
-        sockets.track_future(stream_events(state, token, q.after, socket))
+        state
+            .sockets
+            .track_future(push_events(store, token.caller, events, stall, socket))
     }))
 }
 
@@ -282,96 +239,103 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// another replica, with `after=<last event_id>`.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// Sends the client every event after `cursor`, then each new one as it commits, until the
-/// socket closes or the token expires.
-async fn stream_events(state: Arc<AppState>, token: Verified, cursor: i64, mut socket: WebSocket) {
-    let _live = platform::ops::GaugeGuard::hold(metrics::gauge!("inbox_live_websockets"));
-    let close = tokio::select! {
-        () = send_events(&state, &token.caller, cursor, &mut socket) => None,
-        () = tokio::time::sleep(token.remaining()) => Some((
-            CLOSE_TOKEN_EXPIRED,
-            "token expired: reconnect with a fresh token and after=<last event_id>",
-        )),
-        () = state.shutdown.cancelled() => Some((
-            CLOSE_GOING_AWAY,
-            "server shutting down: reconnect with after=<last event_id>",
-        )),
-    };
-    if let Some((code, reason)) = close {
-        let _ = socket
-            .send(WsMessage::Close(Some(axum::extract::ws::CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
-    }
-}
+/// WebSocket close code when the client reads too slowly (it left `max_stall` of events unread):
+/// reconnect with `after=<last event_id>`.
+pub const CLOSE_TOO_SLOW: u16 = 4002;
+/// WebSocket close code when the store fails (RFC 6455 "internal error"): reconnect later.
+pub const CLOSE_INTERNAL: u16 = 1011;
 
-async fn send_events(state: &AppState, client: &Caller, mut cursor: i64, socket: &mut WebSocket) {
-    let mut wakeups = state.wakeups.subscribe();
-    loop {
-        let events = match state
-            .store
-            .client_events_after(&client.user_id, cursor, 200)
-            .await
-        {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, client_id = %client.user_id, "cannot read events");
-                let _ = socket.send(WsMessage::Close(None)).await;
-                return;
-            }
-        };
-        let full_page = events.len() == 200;
-        let traces =
-            crate::events::trace_parents(&state.store, events.iter().map(|e| e.seq).collect())
-                .await;
-        for e in events {
-            cursor = e.seq;
+/// Events pushed between two looks at the trace contexts (one query per batch, export on).
+const PUSH_BATCH: usize = 64;
+
+/// Pushes the client's stream (`edge::stream`: resume, live events, slow-reader cut-off) as JSON
+/// text frames until it ends, then says why in a close frame; a client that closes ends it.
+async fn push_events(
+    store: tickets::PgStore,
+    client: Caller,
+    mut events: edge::stream::Events,
+    stall: Duration,
+    mut socket: WebSocket,
+) {
+    let _live = platform::ops::GaugeGuard::hold(metrics::gauge!("inbox_live_websockets"));
+    let mut batch = Vec::with_capacity(PUSH_BATCH);
+    let end = loop {
+        batch.clear();
+        tokio::select! {
+            n = events.recv_many(&mut batch, PUSH_BATCH) => if n == 0 { return },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+        }
+        let seqs = batch
+            .iter()
+            .filter_map(|e| e.as_ref().ok())
+            .map(|e| e.seq)
+            .collect();
+        let traces = crate::events::trace_parents(&store, seqs).await;
+        let mut ended = None;
+        for item in batch.drain(..) {
+            let e = match item {
+                Ok(e) => e,
+                Err(end) => {
+                    ended = Some(end);
+                    break;
+                }
+            };
             let span = match traces.get(&e.seq) {
-                Some(parent) => push_span(client, &e, parent),
+                Some(parent) => push_span(&client, &e, parent),
                 None => tracing::Span::none(),
             };
-            let mut frame =
-                json!({ "type": e.kind, "event_id": e.seq, "created_at": e.created_at });
-            if let (Some(obj), serde_json::Value::Object(payload)) =
-                (frame.as_object_mut(), e.payload)
-            {
-                for (k, v) in payload {
-                    obj.entry(k).or_insert(v);
+            let frame = frame(e);
+            // A client that does not read gets no more than `stall` of the server's patience.
+            match tokio::time::timeout(stall, socket.send(frame).instrument(span)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::info!(client_id = %client.user_id, "slow WebSocket reader dropped");
+                    return;
                 }
             }
-            if socket
-                .send(WsMessage::Text(frame.to_string().into()))
-                .instrument(span)
-                .await
-                .is_err()
-            {
-                return;
-            }
         }
-        if full_page {
-            continue;
+        if let Some(end) = ended {
+            break end;
         }
-        // Wait for news for this client; the periodic re-read covers a wake-up lost in transit.
-        let deadline = tokio::time::sleep(Duration::from_secs(5));
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                w = wakeups.recv() => match w {
-                    Ok(id) if *id == *client.user_id => break,
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => return,
-                },
-                incoming = socket.recv() => match incoming {
-                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
-                    Some(Ok(_)) => {}
-                },
-                _ = &mut deadline => break,
-            }
+    };
+    let (code, reason) = match end.reason {
+        EndReason::TokenExpired => (
+            CLOSE_TOKEN_EXPIRED,
+            "token expired: reconnect with a fresh token and after=<last event_id>",
+        ),
+        EndReason::ShuttingDown => (
+            CLOSE_GOING_AWAY,
+            "server shutting down: reconnect with after=<last event_id>",
+        ),
+        EndReason::TooSlow => (
+            CLOSE_TOO_SLOW,
+            "too far behind: reconnect with after=<last event_id>",
+        ),
+        EndReason::Store(e) => {
+            tracing::warn!(error = %e, client_id = %client.user_id, "cannot read events");
+            (CLOSE_INTERNAL, "events unavailable: reconnect later")
+        }
+    };
+    let close = WsMessage::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(stall, socket.send(close)).await;
+}
+
+/// An event as the web chat's frame: `type`, `event_id`, `created_at` and the payload's fields.
+fn frame(e: tickets::Event) -> WsMessage {
+    let mut frame = json!({ "type": e.kind, "event_id": e.seq, "created_at": e.created_at });
+    if let (Some(obj), serde_json::Value::Object(payload)) = (frame.as_object_mut(), e.payload) {
+        for (k, v) in payload {
+            obj.entry(k).or_insert(v);
         }
     }
+    WsMessage::Text(frame.to_string().into())
 }
 
 fn push_span(client: &Caller, e: &tickets::Event, parent: &str) -> tracing::Span {

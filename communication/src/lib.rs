@@ -12,8 +12,6 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod openapi;
-pub mod publisher;
-pub mod ratelimit;
 pub mod settings;
 pub mod telegram;
 pub mod telegram_webhook;
@@ -58,13 +56,30 @@ impl Application {
             .await
             .with_context(|| format!("binding the ops listener {}", settings.ops_addr))?;
         let (wakeups, _) = tokio::sync::broadcast::channel(4096);
+        // The WebSockets end (saying where to resume) as soon as shutdown starts.
+        let streams = edge::stream::Streams {
+            store: store.clone(),
+            hub: std::sync::Arc::new(edge::stream::Hub::default()),
+            config: edge::stream::StreamConfig::default(),
+            shutdown: shutdown.clone(),
+        };
         {
-            let (store, wakeups, stop) = (store.clone(), wakeups.clone(), shutdown.clone());
+            let (store, hub, wakeups, stop) = (
+                store.clone(),
+                streams.hub.clone(),
+                wakeups.clone(),
+                shutdown.clone(),
+            );
             platform::ops::supervise(&health, "outbox-tail", shutdown.clone(), move || {
-                events::listen(store.clone(), wakeups.clone(), stop.clone())
+                edge::stream::listen(
+                    store.clone(),
+                    hub.clone(),
+                    stop.clone(),
+                    events::wake_deliveries(store.clone(), wakeups.clone()),
+                )
             });
         }
-        let publisher = publisher::Publisher::new(kafka, topics.inbound_messages.clone())?;
+        let publisher = edge::publish::Publisher::new(kafka, topics.inbound_messages.clone())?;
         crash::warn_if_armed();
         let mut webhook = None;
         if let Some(tg) = &settings.telegram {
@@ -138,12 +153,13 @@ impl Application {
         }
         let sockets = tokio_util::task::TaskTracker::new();
         let state = http::AppState {
-            store,
-            publisher,
-            verifier,
-            wakeups,
-            limiter: ratelimit::RateLimiter::new(settings.rate_limit),
-            shutdown: shutdown.clone(),
+            chat: edge::client::ClientChat {
+                store,
+                publisher,
+                verifier,
+                limiter: edge::ratelimit::RateLimiter::new(settings.rate_limit),
+                streams,
+            },
             sockets: sockets.clone(),
         };
         let mut router = if settings.web {

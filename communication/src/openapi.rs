@@ -61,7 +61,7 @@ pub fn document() -> Value {
                           "description": "next_before of the previous page",
                           "schema": { "type": "string" } },
                         { "name": "limit", "in": "query", "required": false,
-                          "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } }
+                          "schema": { "type": "integer", "minimum": 1, "maximum": edge::client::MAX_PAGE, "default": edge::client::DEFAULT_PAGE } }
                     ],
                     "responses": {
                         "200": json_response("A page of the chat", "HistoryPage"),

@@ -7,7 +7,7 @@ use platform::settings::{
     Common, Env, ExposeSecret, Kind, Refusals, Setting, SettingError, common, is_dev_secret,
 };
 
-use crate::{channels, ratelimit};
+use crate::channels;
 
 pub static HTTP_ADDR: Setting = Setting::new(
     "INBOX_HTTP_ADDR",
@@ -17,18 +17,6 @@ pub static HTTP_ADDR: Setting = Setting::new(
 );
 pub static OPS_ADDR: Setting =
     platform::ops::ops_addr_setting("INBOX_COMMUNICATION_OPS_ADDR", "127.0.0.1:18481");
-pub static RATE_LIMIT_BURST: Setting = Setting::new(
-    "INBOX_RATE_LIMIT_BURST",
-    Kind::Int,
-    "30",
-    "client API: requests a client may make in a burst",
-);
-pub static RATE_LIMIT_PER_SECOND: Setting = Setting::new(
-    "INBOX_RATE_LIMIT_PER_SECOND",
-    Kind::Text,
-    "5",
-    "client API: requests per second refilled after the burst (0: no limit)",
-);
 pub static CHANNELS: Setting = Setting::new(
     "INBOX_CHANNELS",
     Kind::Path,
@@ -82,14 +70,7 @@ channel_settings! {
     SMTP_RETRY_MAX_BACKOFF_MS "INBOX_SMTP_RETRY_MAX_BACKOFF_MS" Kind::Int, "`email.smtp.retry.max_backoff_ms` (default 30000)";
 }
 
-static OWN: &[&Setting] = &[
-    &HTTP_ADDR,
-    &OPS_ADDR,
-    &RATE_LIMIT_BURST,
-    &RATE_LIMIT_PER_SECOND,
-    &CHANNELS,
-    &TEST_CRASH_AFTER_PUBLISH,
-];
+static OWN: &[&Setting] = &[&HTTP_ADDR, &OPS_ADDR, &CHANNELS, &TEST_CRASH_AFTER_PUBLISH];
 
 /// Every setting of `communication`, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
@@ -97,6 +78,7 @@ pub fn declared() -> Vec<&'static [&'static Setting]> {
         common::ALL,
         platform::telemetry::SETTINGS,
         OWN,
+        edge::ratelimit::SETTINGS,
         CHANNEL_SETTINGS,
     ]
 }
@@ -106,7 +88,7 @@ pub struct Settings {
     pub common: Common,
     pub http_addr: String,
     pub ops_addr: String,
-    pub rate_limit: ratelimit::RateLimit,
+    pub rate_limit: edge::ratelimit::RateLimit,
     /// The web-chat client API; on unless the channels file (or `INBOX_WEB_ENABLED`) says off.
     pub web: bool,
     /// Off unless the channels file (or the environment) switches it on; see `channels.rs`.
@@ -137,10 +119,7 @@ impl Settings {
             common: Common::from_env(env)?,
             http_addr: env.text(&HTTP_ADDR),
             ops_addr: env.text(&OPS_ADDR),
-            rate_limit: ratelimit::RateLimit {
-                burst: env.parse(&RATE_LIMIT_BURST)?,
-                per_second: env.parse(&RATE_LIMIT_PER_SECOND)?,
-            },
+            rate_limit: edge::ratelimit::RateLimit::from_env(env)?,
             web: channels.web,
             telegram: channels.telegram,
             email: channels.email,

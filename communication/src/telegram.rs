@@ -17,7 +17,7 @@ use tickets::{PgStore, message_id_for};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Outbound, SendError};
-use crate::publisher::Publisher;
+use edge::publish::Publisher;
 
 pub const CHANNEL: &str = "telegram";
 pub const CLIENT_PREFIX: &str = "tg:";

@@ -20,8 +20,8 @@ use teloxide::prelude::Requester;
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 
 use crate::error::ApiError;
-use crate::publisher::Publisher;
 use crate::telegram::{CHANNEL, TelegramSettings, WebhookSettings, inbound_message};
+use edge::publish::Publisher;
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// The crash knob's name for this inbound path.

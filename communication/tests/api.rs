@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use communication::http::{self, AppState};
-use communication::ratelimit::{RateLimit, RateLimiter};
+use edge::ratelimit::{RateLimit, RateLimiter};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -20,17 +20,22 @@ const SECRET: &[u8] = b"api-test-secret-0123456789abcdef0123";
 async fn app(pool: PgPool, limit: RateLimit) -> anyhow::Result<(Router, PgStore)> {
     let store = PgStore::from_pool(pool);
     store.migrate().await?;
-    let (wakeups, _) = tokio::sync::broadcast::channel(16);
     let state = AppState {
-        store: store.clone(),
-        publisher: communication::publisher::Publisher::new(
-            &platform::kafka::KafkaSettings::plaintext("127.0.0.1:9"),
-            "unused".into(),
-        )?,
-        verifier: edge::auth::Verifier::hs256(SECRET, None),
-        wakeups,
-        limiter: RateLimiter::new(limit),
-        shutdown: tokio_util::sync::CancellationToken::new(),
+        chat: edge::client::ClientChat {
+            store: store.clone(),
+            publisher: edge::publish::Publisher::new(
+                &platform::kafka::KafkaSettings::plaintext("127.0.0.1:9"),
+                "unused".into(),
+            )?,
+            verifier: edge::auth::Verifier::hs256(SECRET, None),
+            limiter: RateLimiter::new(limit),
+            streams: edge::stream::Streams {
+                store: store.clone(),
+                hub: std::sync::Arc::new(edge::stream::Hub::default()),
+                config: edge::stream::StreamConfig::default(),
+                shutdown: tokio_util::sync::CancellationToken::new(),
+            },
+        },
         sockets: tokio_util::task::TaskTracker::new(),
     };
     Ok((http::router(state), store))

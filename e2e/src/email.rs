@@ -181,14 +181,11 @@ impl MailServer {
             .context("starting dovecot")?;
         let imap_addr = format!("127.0.0.1:{imap_port}");
         let imaps_addr = certs.as_ref().map(|_| format!("127.0.0.1:{imaps_port}"));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         for addr in std::iter::once(&imap_addr).chain(imaps_addr.as_ref()) {
-            while tokio::net::TcpStream::connect(addr).await.is_err() {
-                if tokio::time::Instant::now() >= deadline {
-                    bail!("dovecot did not listen on {addr} within 20 s");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            testkit::eventually(Duration::from_secs(20), "dovecot listening", || async {
+                Ok(tokio::net::TcpStream::connect(addr).await.ok().map(drop))
+            })
+            .await?;
         }
 
         let script = platform::workspace_root().join("scripts/smtp-to-dovecot.py");
@@ -291,22 +288,19 @@ impl MailServer {
         within: Duration,
         pred: impl Fn(&Mail) -> bool,
     ) -> anyhow::Result<Mail> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            poll.tick().await;
-            let mails = self.mails(user).await?;
+        let mut poll = testkit::Poll::new(within, Duration::from_millis(200));
+        let mut mails = Vec::new();
+        while poll.next().await {
+            mails = self.mails(user).await?;
             if let Some(m) = mails.iter().find(|m| pred(m)) {
                 return Ok(m.clone());
             }
-            if tokio::time::Instant::now() >= deadline {
-                let texts: Vec<String> = mails
-                    .iter()
-                    .map(|m| String::from_utf8_lossy(&m.raw).into_owned())
-                    .collect();
-                bail!("no matching mail for {user} within {within:?}; mailbox: {texts:#?}");
-            }
         }
+        let texts: Vec<String> = mails
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.raw).into_owned())
+            .collect();
+        bail!("no matching mail for {user} within {within:?}; mailbox: {texts:#?}")
     }
 }
 

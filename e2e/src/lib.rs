@@ -463,25 +463,7 @@ impl Engine {
     }
 }
 
-/// Polls `probe` (every 100 ms) until it yields a value; fails naming `what` once `within` has
-/// passed. For state that notifies nothing (a mailbox, a ledger row, `pg_locks`).
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        poll.tick().await;
-        if let Some(v) = probe().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("{what}: not within {within:?}");
-        }
-    }
-}
+pub use testkit::eventually;
 
 /// A second instance of each service on the same database, topics and task queue.
 pub struct Replicas {

@@ -90,12 +90,11 @@ impl Manager {
         what: &str,
         done: impl Fn(&[String]) -> bool,
     ) -> anyhow::Result<(String, Vec<String>)> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            poll.tick().await;
+        let mut poll = testkit::Poll::new(WAIT, Duration::from_millis(200));
+        let mut seen = Vec::new();
+        while poll.next().await {
             let tickets = self.tickets(Vec::new()).await?;
-            let mut seen = Vec::new();
+            seen.clear();
             for t in tickets.iter().filter(|t| t.client_id == client_id) {
                 let bodies: Vec<String> = self
                     .messages(&t.id)
@@ -108,10 +107,8 @@ impl Manager {
                 }
                 seen.extend(bodies);
             }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("{what} of {client_id} did not reach the manager within {WAIT:?}: {seen:?}");
-            }
         }
+        bail!("{what} of {client_id} did not reach the manager within {WAIT:?}: {seen:?}")
     }
 
     /// [`Manager::wait_for_ticket`] until a message of `client_id` reads exactly `body`.

@@ -16,7 +16,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sqlx::Connection;
 use tokio::process::{Child, Command};
-use tokio::time::Instant;
 
 use crate::Stack;
 
@@ -96,8 +95,8 @@ impl Daemon {
         &mut self,
         mut ready: impl FnMut() -> F,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY;
-        loop {
+        let mut poll = testkit::Poll::new(READY, PROBE);
+        while poll.next().await {
             if ready().await {
                 return Ok(());
             }
@@ -108,15 +107,12 @@ impl Daemon {
                     tail(&self.log)
                 );
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} not ready after {READY:?}\n{}",
-                    self.name,
-                    tail(&self.log)
-                );
-            }
-            tokio::time::sleep(PROBE).await;
         }
+        bail!(
+            "{} not ready after {READY:?}\n{}",
+            self.name,
+            tail(&self.log)
+        )
     }
 }
 
@@ -305,22 +301,21 @@ impl Postgres {
         )
         .await?;
         let url = self.url();
-        let deadline = Instant::now() + READY;
-        loop {
+        let mut poll = testkit::Poll::new(READY, PROBE);
+        let mut last = String::new();
+        while poll.next().await {
             match sqlx::PgConnection::connect(&url).await {
                 Ok(c) => {
                     let _ = c.close().await;
                     return Ok(());
                 }
-                Err(e) if Instant::now() > deadline => {
-                    bail!(
-                        "postgres not ready after {READY:?}: {e}\n{}",
-                        tail(&self.log())
-                    )
-                }
-                Err(_) => tokio::time::sleep(PROBE).await,
+                Err(e) => last = e.to_string(),
             }
         }
+        bail!(
+            "postgres not ready after {READY:?}: {last}\n{}",
+            tail(&self.log())
+        )
     }
 
     async fn stop(&self, how: Stop) -> anyhow::Result<()> {

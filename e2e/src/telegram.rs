@@ -123,10 +123,8 @@ impl Emulator {
         text: &str,
         within: Duration,
     ) -> anyhow::Result<Vec<String>> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut poll = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            poll.tick().await;
+        let mut poll = testkit::Poll::new(within, Duration::from_millis(100));
+        while poll.next().await {
             let got = self
                 .post("/getUpdates", json!({ "token": token, "chatId": chat }))
                 .await?;
@@ -140,12 +138,9 @@ impl Emulator {
             if seen.iter().any(|t| t == text) {
                 return Ok(seen.clone());
             }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "the bot did not send {text:?} to chat {chat} within {within:?}; it sent {seen:?}"
-                );
-            }
         }
+        let seen = self.seen.get(&chat).cloned().unwrap_or_default();
+        bail!("the bot did not send {text:?} to chat {chat} within {within:?}; it sent {seen:?}")
     }
 
     /// From now on, sending to `chat` fails with 403 (the user blocked the bot).

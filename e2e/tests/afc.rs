@@ -34,10 +34,8 @@ async fn post(http: &reqwest::Client, base: &str, token: &str, body: &str) -> an
 
 /// Polls `sql` (one uuid parameter, returning a bool) until it holds; fails after [`WAIT`].
 async fn until(db: &mut sqlx::PgConnection, what: &str, sql: &str, id: Uuid) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tick.tick().await;
+    let mut poll = testkit::Poll::new(WAIT, Duration::from_millis(100));
+    while poll.next().await {
         let ok: Option<bool> = sqlx::query_scalar(sql)
             .bind(id)
             .fetch_optional(&mut *db)
@@ -45,10 +43,8 @@ async fn until(db: &mut sqlx::PgConnection, what: &str, sql: &str, id: Uuid) -> 
         if ok == Some(true) {
             return Ok(());
         }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{what}: not within {WAIT:?}");
-        }
     }
+    bail!("{what}: not within {WAIT:?}")
 }
 
 const STATUS: &str = "SELECT afc_status FROM messages WHERE id = $1";

@@ -10,9 +10,8 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use e2e::email::{MailServer, PASSWORD};
 use e2e::manager::{Manager, WAIT};
 use e2e::telegram::Emulator;
@@ -325,19 +324,11 @@ async fn a_crash_after_the_kafka_ack_before_seen_and_the_uid_are_stored_loses_an
         &bodies,
         &["sent as communication died", "after the restart"],
     );
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        poll.tick().await;
+    testkit::eventually(WAIT, "imported mail marked seen", || async {
         let inbox = mail.mails(bank).await?;
-        if inbox.len() == 2 && inbox.iter().all(|m| m.seen) {
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("imported mail was not marked seen: {inbox:?}");
-        }
-    }
-    Ok(())
+        Ok((inbox.len() == 2 && inbox.iter().all(|m| m.seen)).then_some(()))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -560,7 +560,9 @@ async fn an_event_stream_resumes_after_a_gateway_crash_with_no_gap_and_no_duplic
 async fn a_live_client_stream_never_echoes_a_blocked_message_and_hands_each_event_once_in_order()
 -> anyhow::Result<()> {
     let stack = Stack::from_env().await?;
-    let engine = Engine::start(&stack).await?;
+    // The burst below is more than a client's rate budget (which `ClientService` applies as the
+    // web chat does); the limit is not what this test is about.
+    let engine = Engine::start_with(&stack, &[("INBOX_RATE_LIMIT_PER_SECOND", "0".into())]).await?;
     let clients = ClientServiceClient::new(channel(&engine).await?);
     let ivan = stack.token(
         Role::Client,
@@ -615,5 +617,66 @@ async fn a_live_client_stream_never_echoes_a_blocked_message_and_hands_each_even
             .iter()
             .any(|e| payload_str(e, "body").is_some_and(|b| b.contains("4111")))
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_is_told_when_to_retry_over_grpc_as_on_the_web_and_others_are_not_held_back()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let engine = Engine::start_with(
+        &stack,
+        &[
+            ("INBOX_RATE_LIMIT_BURST", "2".into()),
+            ("INBOX_RATE_LIMIT_PER_SECOND", "0.1".into()),
+        ],
+    )
+    .await?;
+    let mut clients = ClientServiceClient::new(channel(&engine).await?);
+    let token = |name: &str| {
+        stack.token(
+            Role::Client,
+            &format!("{name}-{}", Uuid::new_v4().simple()),
+            name,
+        )
+    };
+    let (ivan, petr) = (token("ivan")?, token("petr")?);
+    for _ in 0..2 {
+        clients
+            .list_history(authed(&ivan, v1::ListHistoryRequest::default()))
+            .await?;
+    }
+    let refused = clients
+        .list_history(authed(&ivan, v1::ListHistoryRequest::default()))
+        .await
+        .err()
+        .context("a third call before the refill is refused")?;
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let retry = refused
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .context("a RetryInfo detail")?;
+    assert!((1..=10).contains(&retry.as_secs()), "{retry:?}");
+    // The budget is per client, and the web chat applies the same one (in its own process).
+    clients
+        .list_history(authed(&petr, v1::ListHistoryRequest::default()))
+        .await?;
+    let read = format!(
+        "http://{}/v1/read",
+        engine.http.trim_start_matches("http://")
+    );
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            http.get(&read)
+                .bearer_auth(&petr)
+                .send()
+                .await?
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
     Ok(())
 }

@@ -89,11 +89,9 @@ impl Drop for TempDir {
 }
 
 async fn wait_healthy(run: &mut MakeRun, http: &str, grpc: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + START;
-    let mut poll = tokio::time::interval(Duration::from_millis(250));
+    let mut poll = testkit::Poll::new(START, Duration::from_millis(250));
     let client = reqwest::Client::new();
-    loop {
-        poll.tick().await;
+    while poll.next().await {
         if let Some(status) = run.child.try_wait()? {
             bail!(
                 "make run exited during start-up ({status}):\n{}",
@@ -109,13 +107,11 @@ async fn wait_healthy(run: &mut MakeRun, http: &str, grpc: &str) -> anyhow::Resu
         if http_up && grpc_up {
             return Ok(());
         }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "make run was not serving within {START:?}:\n{}",
-                run.log_tail()
-            );
-        }
     }
+    bail!(
+        "make run was not serving within {START:?}:\n{}",
+        run.log_tail()
+    )
 }
 
 fn port_open(addr: &str) -> bool {

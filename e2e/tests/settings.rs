@@ -60,6 +60,8 @@ fn every_inbox_variable_the_services_read_is_declared_once() -> anyhow::Result<(
     for krate in [
         "platform",
         "tickets",
+        "spec",
+        "edge",
         "communication",
         "gateway",
         "workflow",
@@ -68,8 +70,11 @@ fn every_inbox_variable_the_services_read_is_declared_once() -> anyhow::Result<(
     }
     let mut undeclared = BTreeSet::new();
     for file in &files {
+        // Unit tests declare settings of their own (in a `tests.rs` or after `#[cfg(test)]`).
+        if file.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
         let whole = std::fs::read_to_string(file)?;
-        // Unit tests declare settings of their own.
         let text = whole.split("#[cfg(test)]").next().unwrap_or_default();
         for (i, _) in text.match_indices("\"INBOX_") {
             let name: String = text[i + 1..]

@@ -21,23 +21,20 @@ async fn wait_for_delivery(
     status: &str,
     attempts: Option<i32>,
 ) -> anyhow::Result<Vec<tickets::Delivery>> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        poll.tick().await;
-        let ledger = store.deliveries_of("telegram", client_id).await?;
+    let mut poll = testkit::Poll::new(WAIT, Duration::from_millis(100));
+    let mut ledger = Vec::new();
+    while poll.next().await {
+        ledger = store.deliveries_of("telegram", client_id).await?;
         if ledger
             .iter()
             .any(|d| d.status == status && attempts.is_none_or(|a| d.attempts == a))
         {
             return Ok(ledger);
         }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "no {status} delivery (attempts {attempts:?}) for {client_id} within {WAIT:?}: {ledger:?}"
-            );
-        }
     }
+    bail!(
+        "no {status} delivery (attempts {attempts:?}) for {client_id} within {WAIT:?}: {ledger:?}"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

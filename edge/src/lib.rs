@@ -1,6 +1,17 @@
-//! What the client-facing services (`communication`'s HTTP and WebSocket edge, the `gateway`'s
-//! gRPC) share about their callers: a bearer token verified (dev HS256, or the identity
-//! provider's JWKS) and turned into the domain's [`tickets::Caller`], with the role an operation
-//! needs. The `inbox-token` binary prints dev tokens.
+//! The client-facing services' shared core (`communication`'s HTTP and WebSocket edge, the
+//! `gateway`'s gRPC), so a rule is written once for every edge:
+//! - [`auth`]: a bearer token verified (dev HS256, or the identity provider's JWKS) and turned into
+//!   the domain's [`tickets::Caller`], with the role an operation needs; the `inbox-token` binary
+//!   prints dev tokens.
+//! - [`client`]: what a client may do (send, history, read cursor, event stream), with its
+//!   admission, limits and validation.
+//! - [`stream`]: live event streams of clients and managers (resume by cursor, slow-reader cut-off)
+//!   fed by one outbox tail per process.
+//! - [`publish`]: the inbound topic every channel's message goes to.
+//! - [`ratelimit`]: the per-client request budget.
 
 pub mod auth;
+pub mod client;
+pub mod publish;
+pub mod ratelimit;
+pub mod stream;

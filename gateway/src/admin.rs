@@ -1,8 +1,8 @@
 //! `inbox.v1.AdminService`: the bank's back office (role `admin`) sees every manager and ticket.
 
 use proto::v1::{self, admin_service_server::AdminService};
+use tickets::admin::TicketFilter;
 use tickets::admin::TicketRecord;
-use tickets::admin_filter::TicketFilter;
 use tickets::{PgStore, Role};
 use tonic::{Request, Response, Status};
 

@@ -22,18 +22,22 @@ pub async fn authenticate_token<T>(
     req: &Request<T>,
     role: Role,
 ) -> Result<Verified, Status> {
-    let header = req
-        .metadata()
-        .get("authorization")
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| Status::unauthenticated("malformed authorization header"))
-        })
-        .transpose()?;
+    let header = authorization(req)?;
     let token = verifier
         .verify_header_token_async(header)
         .await
         .map_err(status::auth)?;
     edge::auth::require(&token.caller, role).map_err(status::auth)?;
     Ok(token)
+}
+
+/// The `authorization` metadata of `req`, if any; `UNAUTHENTICATED` when it is not text.
+pub fn authorization<T>(req: &Request<T>) -> Result<Option<&str>, Status> {
+    req.metadata()
+        .get("authorization")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Status::unauthenticated("malformed authorization header"))
+        })
+        .transpose()
 }

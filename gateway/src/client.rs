@@ -1,24 +1,42 @@
-//! `inbox.v1.ClientService`: a client's app. Every call runs as the caller of the bearer token (role
-//! `client`) and sees only the caller's own chat (`tickets::chat`, filtered by the visibility rules).
-//! `SendMessage` takes exactly the web chat's path: the same `InboundMessage` on Kafka, the same ids.
+//! `inbox.v1.ClientService`: a client's app, over the client core (`edge::client`) the web chat
+//! uses too: the same admission (role `client`, rate limit), the same validation, the same
+//! `InboundMessage` on Kafka with the same ids, the same visibility. This module only takes the
+//! gRPC fields apart and says the outcome as gRPC statuses.
 
-use prost::Message as _;
+use edge::client::{ClientChat, ClientError, Field};
 use proto::v1::{self, client_service_server::ClientService};
-use tickets::{Author, ChatMessage, PgStore, Role, message_id_for, web_external_id};
+use tickets::{Author, ChatMessage};
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::caller::{authenticate, authenticate_token};
 use crate::manager::EventStream;
-use crate::stream::{Audience, Streams};
 use crate::{convert, status};
 
 pub struct Clients {
-    pub store: PgStore,
-    /// `inbound.messages`, the web chat's own topic.
-    pub inbound: platform::kafka::EdgeTopic,
-    pub verifier: edge::auth::Verifier,
-    pub streams: Streams,
+    pub chat: ClientChat,
+}
+
+/// The gRPC name of a request field.
+fn field(f: Field) -> &'static str {
+    match f {
+        Field::Body => "body",
+        Field::IdempotencyKey => "idempotency_key",
+        Field::PageSize => "page_size",
+        Field::PageToken => "page_token",
+        Field::Cursor => "after_cursor",
+    }
+}
+
+fn to_status(e: ClientError) -> Status {
+    match e {
+        ClientError::Auth(e) => status::auth(e),
+        ClientError::RateLimited { retry_after_secs } => status::rate_limited(retry_after_secs),
+        ClientError::Invalid { field: f, message } => status::invalid(field(f), &message),
+        ClientError::KeyReused => status::key_reused(field(Field::IdempotencyKey)),
+        ClientError::NoSuchMessage => Status::not_found("message not found"),
+        ClientError::Bus(e) => status::kafka(e),
+        ClientError::Store(e) => status::store(e),
+    }
 }
 
 fn chat_message(m: ChatMessage) -> v1::ChatMessage {
@@ -37,58 +55,36 @@ fn chat_message(m: ChatMessage) -> v1::ChatMessage {
     }
 }
 
+impl Clients {
+    async fn client<T>(&self, req: &Request<T>) -> Result<edge::auth::Verified, Status> {
+        let header = crate::caller::authorization(req)?;
+        self.chat.admit_header(header).await.map_err(to_status)
+    }
+}
+
 #[tonic::async_trait]
 impl ClientService for Clients {
     async fn send_message(
         &self,
         req: Request<v1::SendMessageRequest>,
     ) -> Result<Response<v1::SendMessageResponse>, Status> {
-        let me = authenticate(&self.verifier, &req, Role::Client).await?;
+        let me = self.client(&req).await?.caller;
         let r = req.get_ref();
-        let body = crate::manager::body(&r.body)?;
         let key = convert::uuid("idempotency_key", r.idempotency_key.trim())?;
-        let external_id = web_external_id(&me.user_id, key);
-        let message_id = message_id_for("web", &external_id);
-        // A retry of a message already stored is answered from the store, not published again.
-        if let Some(stored) = self
-            .store
-            .client_message_body(message_id)
-            .await
-            .map_err(status::store)?
-        {
-            if stored != body.as_str() {
-                return Err(status::key_reused("idempotency_key"));
-            }
-            return Ok(Response::new(v1::SendMessageResponse {
-                message_id: message_id.to_string(),
-            }));
-        }
-        let msg = v1::InboundMessage {
-            message_id: message_id.to_string(),
-            client_id: me.user_id.clone(),
-            channel: "web".into(),
-            external_id,
-            body: body.into_inner(),
-            client_name: me.display_name.clone(),
-            received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
-        };
         // The root of the message's trace (export on); the record carries its context on.
         let span = if platform::telemetry::enabled() {
-            tracing::info_span!("send_message", client_id = %me.user_id, %message_id)
+            tracing::info_span!("send_message", client_id = %me.user_id)
         } else {
             tracing::Span::none()
         };
-        self.inbound
-            .publish(&msg.client_id, &msg.encode_to_vec())
+        let sent = self
+            .chat
+            .send(&me, &r.body, key)
             .instrument(span)
             .await
-            .map_err(status::kafka)?;
-        // After the ack, as the web chat counts it; a retry answered from the store is not.
-        metrics::counter!("inbox_messages_accepted_total", "channel" => msg.channel.clone())
-            .increment(1);
-        tracing::info!(%message_id, client_id = %me.user_id, "client message accepted (grpc)");
+            .map_err(to_status)?;
         Ok(Response::new(v1::SendMessageResponse {
-            message_id: message_id.to_string(),
+            message_id: sent.message_id.to_string(),
         }))
     }
 
@@ -96,27 +92,19 @@ impl ClientService for Clients {
         &self,
         req: Request<v1::ListHistoryRequest>,
     ) -> Result<Response<v1::ListHistoryResponse>, Status> {
-        let me = authenticate(&self.verifier, &req, Role::Client).await?;
+        let me = self.client(&req).await?.caller;
         let r = req.get_ref();
-        let limit = convert::page_size(r.page_size, 50)?;
-        let before = convert::page_token(&r.page_token)?;
+        let limit = (r.page_size != 0).then(|| i64::from(r.page_size));
+        let before = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
         let page = self
-            .store
-            .client_history(&me.user_id, before, limit)
+            .chat
+            .history(&me, before, limit)
             .await
-            .map_err(status::store)?;
-        let read = self
-            .store
-            .read_state(&me.user_id)
-            .await
-            .map_err(status::store)?;
-        let next_page_token = match (page.has_more, page.messages.first()) {
-            (true, Some(oldest)) => oldest.cursor().encode(),
-            _ => String::new(),
-        };
+            .map_err(to_status)?;
+        let read = self.chat.read_state(&me).await.map_err(to_status)?;
         Ok(Response::new(v1::ListHistoryResponse {
             messages: page.messages.into_iter().map(chat_message).collect(),
-            next_page_token,
+            next_page_token: page.next_before.unwrap_or_default(),
             unread_count: read.unread,
         }))
     }
@@ -125,14 +113,9 @@ impl ClientService for Clients {
         &self,
         req: Request<v1::MarkReadRequest>,
     ) -> Result<Response<v1::MarkReadResponse>, Status> {
-        let me = authenticate(&self.verifier, &req, Role::Client).await?;
+        let me = self.client(&req).await?.caller;
         let id = convert::uuid("message_id", &req.get_ref().message_id)?;
-        let read = self
-            .store
-            .mark_read(&me.user_id, id)
-            .await
-            .map_err(status::store)?
-            .ok_or_else(|| Status::not_found("message not found"))?;
+        let read = self.chat.mark_read(&me, id).await.map_err(to_status)?;
         Ok(Response::new(v1::MarkReadResponse {
             unread_count: read.unread,
         }))
@@ -144,16 +127,11 @@ impl ClientService for Clients {
         &self,
         req: Request<v1::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let me = authenticate_token(&self.verifier, &req, Role::Client).await?;
-        let after = req.get_ref().after_cursor;
-        if after < 0 {
-            return Err(status::invalid("after_cursor", "must not be negative"));
-        }
-        let until = me.remaining();
-        Ok(Response::new(self.streams.open(
-            Audience::Client(me.caller.user_id),
-            after,
-            until,
-        )))
+        let me = self.client(&req).await?;
+        let events = self
+            .chat
+            .events(&me, req.get_ref().after_cursor)
+            .map_err(to_status)?;
+        Ok(Response::new(crate::stream::grpc(events)))
     }
 }

@@ -34,7 +34,12 @@ pub static OPS_ADDR: Setting =
 /// Every setting of the gateway, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
     static OWN: &[&Setting] = &[&GRPC_ADDR, &OPS_ADDR, &spec::SPEC_FILE];
-    vec![common::ALL, platform::telemetry::SETTINGS, OWN]
+    vec![
+        common::ALL,
+        platform::telemetry::SETTINGS,
+        OWN,
+        edge::ratelimit::SETTINGS,
+    ]
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +48,8 @@ pub struct Settings {
     pub grpc_addr: String,
     pub ops_addr: String,
     pub spec_path: std::path::PathBuf,
+    /// The per-client budget of `ClientService` calls (the web chat's own).
+    pub rate_limit: edge::ratelimit::RateLimit,
 }
 
 impl Settings {
@@ -52,6 +59,7 @@ impl Settings {
             grpc_addr: env.text(&GRPC_ADDR),
             ops_addr: env.text(&OPS_ADDR),
             spec_path: env.text(&spec::SPEC_FILE).into(),
+            rate_limit: edge::ratelimit::RateLimit::from_env(env)?,
         })
     }
 
@@ -68,7 +76,7 @@ pub struct Application {
     managers: manager::Managers,
     clients: client::Clients,
     admins: admin::Admins,
-    streams: stream::Streams,
+    streams: edge::stream::Streams,
     addr: SocketAddr,
     ops_addr: SocketAddr,
     health: Arc<platform::ops::Health>,
@@ -95,10 +103,10 @@ impl Application {
         let ops_addr = platform::ops::serve(&settings.ops_addr, health.clone(), shutdown)
             .await
             .with_context(|| format!("binding the ops listener {}", settings.ops_addr))?;
-        let streams = stream::Streams {
+        let streams = edge::stream::Streams {
             store: store.clone(),
-            hub: Arc::new(stream::Hub::default()),
-            config: stream::StreamConfig::default(),
+            hub: Arc::new(edge::stream::Hub::default()),
+            config: edge::stream::StreamConfig::default(),
             shutdown: CancellationToken::new(),
         };
         let managers = manager::Managers {
@@ -108,14 +116,17 @@ impl Application {
             streams: streams.clone(),
         };
         let clients = client::Clients {
-            store: store.clone(),
-            inbound: platform::kafka::EdgeTopic::new(
-                &settings.common.kafka,
-                topics.inbound_messages.clone(),
-            )
-            .context("creating the Kafka producer")?,
-            verifier: verifier.clone(),
-            streams: streams.clone(),
+            chat: edge::client::ClientChat {
+                store: store.clone(),
+                publisher: edge::publish::Publisher::new(
+                    &settings.common.kafka,
+                    topics.inbound_messages.clone(),
+                )
+                .context("creating the Kafka producer")?,
+                verifier: verifier.clone(),
+                limiter: edge::ratelimit::RateLimiter::new(settings.rate_limit),
+                streams: streams.clone(),
+            },
         };
         let admins = admin::Admins { store, verifier };
         let listener = TcpListener::bind(&settings.grpc_addr)
@@ -160,7 +171,9 @@ impl Application {
                 &self.health,
                 "outbox-tail",
                 streams_stop.clone(),
-                move || stream::listen(store.clone(), hub.clone(), stop.clone()),
+                move || {
+                    edge::stream::listen(store.clone(), hub.clone(), stop.clone(), |_| async {})
+                },
             );
         }
         let (health_reporter, health) = tonic_health::server::health_reporter();

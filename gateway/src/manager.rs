@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::caller::{authenticate, authenticate_token};
 use crate::convert;
 use crate::status;
-use crate::stream::{Audience, Streams};
+use edge::stream::{Audience, Streams};
 
 pub struct Managers {
     pub store: PgStore,
@@ -274,10 +274,9 @@ impl ManagerService for Managers {
             return Err(status::invalid("after_cursor", "must not be negative"));
         }
         let until = me.remaining();
-        Ok(Response::new(self.streams.open(
-            Audience::Manager(me.caller.user_id),
-            after,
-            until,
-        )))
+        let events = self
+            .streams
+            .open(Audience::Manager(me.caller.user_id), after, until);
+        Ok(Response::new(crate::stream::grpc(events)))
     }
 }

@@ -55,6 +55,15 @@ pub fn resume_from(code: Code, cursor: i64, why: &str) -> Status {
     )
 }
 
+/// `RESOURCE_EXHAUSTED` with a `RetryInfo` detail: the caller is over its request rate.
+pub fn rate_limited(retry_after_secs: u64) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("too many requests; retry after {retry_after_secs} s"),
+        ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(retry_after_secs))),
+    )
+}
+
 /// An idempotency key reused for a different request.
 pub fn key_reused(field: &str) -> Status {
     Status::already_exists(format!("{field} was already used for a different message"))

@@ -55,6 +55,8 @@ const TRACED_CRATES: &[&str] = &[
     "communication",
     "gateway",
     "workflow",
+    "edge",
+    "spec",
     "platform",
     "tickets",
 ];

@@ -1,14 +1,14 @@
 //! A ticket spec compiled for checking messages: its AFC rules and classification patterns built
 //! once per spec version, not once per check. The inbound transaction checks with it
-//! ([`tickets::inbound_batch::MessageCheck`]), or holds the messages for the bank's AFC system
+//! ([`tickets::inbound::MessageCheck`]), or holds the messages for the bank's AFC system
 //! when the spec's provider is Kafka, whose verdicts the verdict consumer applies with it; the
 //! workflow's check activity takes the same compiled spec from [`Compiled`] by version.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use tickets::afc_provider::ExternalCheck;
-use tickets::inbound_batch::MessageCheck;
+use tickets::external_afc::ExternalCheck;
+use tickets::inbound::MessageCheck;
 use tickets::{TicketClassification, Verdict};
 
 use crate::afc::Rules;

@@ -1,5 +1,6 @@
 //! Store support for the email channel: the IMAP import position per mailbox (UIDVALIDITY and the
-//! last imported UID) and the Message-ID registry that threads mail to clients and tickets.
+//! last imported UID), the Message-ID registry that threads mail to clients and tickets, and the
+//! tickets a subject reference's short prefix may name.
 
 use sqlx::Row;
 use uuid::Uuid;
@@ -172,6 +173,34 @@ impl PgStore {
              WHERE client_id = $1 AND direction = 'out' ORDER BY id",
         )
         .bind(client_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+// Threading mail by a subject ticket reference: the candidates a short ticket prefix names, so
+// the email channel can check the reference's tag against each full ticket id.
+impl PgStore {
+    /// Tickets whose id starts with `prefix` (hex, as in a subject reference) and whose client
+    /// id starts with `client_prefix`, newest first, as (ticket id, client id). At most `limit`:
+    /// 8 hex digits almost never collide, and a longer list only costs tag checks.
+    pub async fn tickets_with_prefix(
+        &self,
+        prefix: &str,
+        client_prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<(uuid::Uuid, String)>> {
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "SELECT id, client_id FROM tickets
+             WHERE id::text LIKE $1 AND starts_with(client_id, $2)
+             ORDER BY created_at DESC LIMIT $3",
+        )
+        .bind(format!("{}%", prefix.to_ascii_lowercase()))
+        .bind(client_prefix)
+        .bind(limit)
         .fetch_all(self.pool())
         .await?)
     }

@@ -1,27 +1,32 @@
 //! The ticket domain (tickets, messages, managers, AFC verdicts) and its PostgreSQL store.
 //!
-//! `domain` holds the types and rules and knows nothing of SQL, Kafka, gRPC or Temporal; `store` is
-//! the PostgreSQL adapter (sqlx, embedded migrations, the outbox); `visibility` is the one place
-//! that says who may see what (banking rules 1 and 2), used by every read of the store.
+//! The rules know nothing of SQL, Kafka, gRPC or Temporal and are tested without a database:
+//! `domain` (the types), `screening` (rule 1: what an AFC verdict does), `matching` (rules 3 and
+//! 4: which waiting ticket goes to which ready manager), `visibility` (rule 2: who may see what,
+//! the one filter every read of the store uses). `store` is the PostgreSQL adapter (sqlx, embedded
+//! migrations, the writing transactions); the other modules are its reads and writes by aggregate:
+//! `inbound` (the inbound consumer's transaction), `messages`, `managers`, `desk` (the manager's
+//! pages and actions), `lifecycle`, `chat` (the client's), `outbox`, `external_afc` (the bank's
+//! own AFC system's queue and verdicts), `channels` and `email` (delivery ledgers and mail
+//! threading), `offsets`, `admin`, `gauges` and `meters`.
 
 pub mod admin;
-pub mod admin_filter;
-pub mod afc_provider;
 pub mod channels;
 pub mod chat;
-pub mod delivery_failure;
 pub mod desk;
 pub mod domain;
 pub mod email;
-pub mod email_threading;
+pub mod external_afc;
 pub mod gauges;
-pub mod inbound_batch;
+pub mod inbound;
 pub mod lifecycle;
 pub mod managers;
+pub mod matching;
 pub mod messages;
 pub mod meters;
 pub mod offsets;
 pub mod outbox;
+pub mod screening;
 pub mod store;
 pub mod ticket_event;
 pub mod trace_context;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::domain::{
     Assignment, Caller, Message, Readiness, Routing, Ticket, TicketStatus, message_id_for,
 };
+use crate::matching::{self, ReadyManager, WaitingTicket};
 use crate::messages::insert_system_message;
 use crate::meters::Timings;
 use crate::store::{
@@ -208,7 +209,7 @@ impl PgStore {
             return Ok(message_id);
         };
         if row.try_get::<bool, _>("afc_checks_replies")? {
-            crate::afc_provider::queue_reply_for_afc(&mut tx, ticket_id, message_id).await?;
+            crate::external_afc::queue_reply_for_afc(&mut tx, ticket_id, message_id).await?;
         }
         if row.try_get::<bool, _>("first")? {
             sqlx::query("UPDATE tickets SET first_response_at = now() WHERE id = $1")
@@ -264,37 +265,87 @@ pub(crate) async fn manager_load(
     ))
 }
 
+/// Matches waiting tickets to ready managers by the rule of [`crate::matching`] and writes each
+/// assignment (the ticket, the manager's slot, the client's service message and the events).
+/// Runs under the matching lock: the candidates cannot change under it but for a ticket closed
+/// meanwhile, which the lock on the fetched tickets leaves out.
 pub(crate) async fn match_waiting(
     tx: &mut Transaction<'_, Postgres>,
     timings: &mut Timings,
 ) -> Result<Vec<Assignment>> {
+    let rows = sqlx::query(
+        "SELECT m.id, m.display_name, m.queues, m.ready_slots, m.ready_since,
+                (SELECT count(*) FROM tickets o WHERE o.manager_id = m.id AND o.status = 'assigned')
+                    AS open_tickets
+         FROM managers m WHERE m.ready_slots > 0",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ready = Vec::with_capacity(rows.len());
+    let mut names = Vec::with_capacity(rows.len());
+    for row in &rows {
+        ready.push(ReadyManager {
+            id: row.try_get("id")?,
+            queues: row.try_get("queues")?,
+            ready_slots: row.try_get("ready_slots")?,
+            open_tickets: row.try_get("open_tickets")?,
+            ready_since: row.try_get("ready_since")?,
+        });
+        names.push(row.try_get::<String, _>("display_name")?);
+    }
+    // Per queue, only the first tickets the ready slots could take (`matching::queue_capacity`).
+    let every_queue: i64 = ready
+        .iter()
+        .filter(|m| m.queues.is_empty())
+        .map(|m| i64::from(m.ready_slots))
+        .sum();
+    let listed: std::collections::BTreeSet<&str> = ready
+        .iter()
+        .flat_map(|m| m.queues.iter().map(String::as_str))
+        .collect();
+    let caps: Vec<i64> = listed
+        .iter()
+        .map(|q| matching::queue_capacity(&ready, q))
+        .collect();
+    let listed: Vec<&str> = listed.into_iter().collect();
+    let rows = sqlx::query(
+        "SELECT t.id, t.client_id, t.queue, t.priority, t.waiting_since FROM tickets t
+         WHERE t.status = 'waiting' AND t.id IN (
+             SELECT w.id FROM (
+                 SELECT id, queue, row_number() OVER (
+                     PARTITION BY queue ORDER BY priority DESC, waiting_since, id) AS n
+                 FROM tickets WHERE status = 'waiting'
+             ) w
+             LEFT JOIN unnest($1::text[], $2::bigint[]) AS c(queue, cap) USING (queue)
+             WHERE w.n <= coalesce(c.cap, $3))
+         FOR UPDATE OF t",
+    )
+    .bind(&listed)
+    .bind(&caps)
+    .bind(every_queue)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut waiting = Vec::with_capacity(rows.len());
+    let mut clients = Vec::with_capacity(rows.len());
+    for row in &rows {
+        waiting.push(WaitingTicket {
+            id: row.try_get("id")?,
+            queue: row.try_get("queue")?,
+            priority: row.try_get("priority")?,
+            waiting_since: row.try_get("waiting_since")?,
+        });
+        clients.push(row.try_get::<String, _>("client_id")?);
+    }
     let mut out = Vec::new();
-    loop {
-        // The first waiting ticket (higher priority first, then longest waiting) that some ready
-        // manager serving its queue can take; that manager has the fewest open tickets, then has
-        // been ready longest.
-        let row = sqlx::query(
-            "SELECT t.id, t.client_id, m.id AS manager_id, m.display_name
-             FROM tickets t
-             CROSS JOIN LATERAL (
-                 SELECT m.id, m.display_name FROM managers m
-                 WHERE m.ready_slots > 0 AND (cardinality(m.queues) = 0 OR t.queue = ANY(m.queues))
-                 ORDER BY (SELECT count(*) FROM tickets o WHERE o.manager_id = m.id AND o.status = 'assigned'),
-                          m.ready_since, m.id
-                 LIMIT 1
-             ) m
-             WHERE t.status = 'waiting'
-             ORDER BY t.priority DESC, t.waiting_since, t.id
-             LIMIT 1 FOR UPDATE OF t",
-        )
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some(row) = row else { break };
+    for m in matching::plan(&waiting, &ready) {
         let a = Assignment {
-            ticket_id: row.try_get("id")?,
-            client_id: row.try_get("client_id")?,
-            manager_id: row.try_get("manager_id")?,
-            manager_name: row.try_get("display_name")?,
+            ticket_id: waiting[m.ticket].id,
+            client_id: clients[m.ticket].clone(),
+            manager_id: ready[m.manager].id.clone(),
+            manager_name: names[m.manager].clone(),
         };
         let waited: Option<f64> = sqlx::query_scalar(
             "UPDATE tickets SET status = 'assigned', manager_id = $2, assigned_at = now() WHERE id = $1

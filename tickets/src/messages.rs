@@ -11,6 +11,7 @@ use crate::domain::{
 };
 use crate::managers::match_waiting;
 use crate::meters::{self, Timings};
+use crate::screening::{self, Consequence};
 use crate::store::{PgStore, Result, StoreError, insert_event, status_of};
 use crate::ticket_event::TicketEvent;
 
@@ -152,28 +153,27 @@ pub(crate) async fn apply_verdicts_in(
         .await?;
         let Some(m) = updated else { continue };
         let client_id: String = m.try_get("client_id")?;
-        match verdict {
-            Verdict::Passed => {
+        match screening::consequence(verdict, status, manager_id) {
+            Consequence::ShowTo(manager) => {
                 out.passed += 1;
-                if let (Some(manager), TicketStatus::Assigned) = (manager_id, status) {
-                    let body: String = m.try_get("body")?;
-                    let created_at: DateTime<Utc> = m.try_get("created_at")?;
-                    timings.visible.push(m.try_get("age")?);
-                    insert_event(
-                        tx,
-                        &client_id,
-                        &TicketEvent::MessageVisible {
-                            manager_id: manager,
-                            message_id: *message_id,
-                            ticket_id,
-                            body: &body,
-                            created_at,
-                        },
-                    )
-                    .await?;
-                }
+                let body: String = m.try_get("body")?;
+                let created_at: DateTime<Utc> = m.try_get("created_at")?;
+                timings.visible.push(m.try_get("age")?);
+                insert_event(
+                    tx,
+                    &client_id,
+                    &TicketEvent::MessageVisible {
+                        manager_id: manager,
+                        message_id: *message_id,
+                        ticket_id,
+                        body: &body,
+                        created_at,
+                    },
+                )
+                .await?;
             }
-            Verdict::Blocked { .. } => {
+            Consequence::ShownOnAssignment => out.passed += 1,
+            Consequence::WarnClient => {
                 out.blocked += 1;
                 let warning_id = insert_system_message(
                     tx,
@@ -197,7 +197,7 @@ pub(crate) async fn apply_verdicts_in(
             }
         }
     }
-    if out.passed > 0 && status == TicketStatus::Open {
+    if screening::queues_ticket(status, out.passed) {
         sqlx::query("UPDATE tickets SET status = 'waiting', waiting_since = now() WHERE id = $1")
             .bind(ticket_id)
             .execute(&mut **tx)

@@ -215,7 +215,7 @@ async fn the_admin_listing_filters_by_queue_status_and_age_together(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     use tickets::TicketClassification;
-    use tickets::admin_filter::TicketFilter;
+    use tickets::admin::TicketFilter;
     let store = PgStore::from_pool(pool);
     let mut ids = Vec::new();
     for (client, queue) in [("c1", "cards"), ("c2", "fraud"), ("c3", "cards")] {

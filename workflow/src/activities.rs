@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use tickets::inbound_batch::MessageCheck as _;
+use tickets::inbound::MessageCheck as _;
 use tickets::{PgStore, ReplySilence, Verdict};
 use tracing::Instrument as _;
 use uuid::Uuid;

@@ -12,7 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use tickets::afc_provider::{AfcOutgoing, AfcStatus, HeldMessage};
+use tickets::external_afc::{AfcOutgoing, AfcStatus, HeldMessage};
 use tickets::{PgStore, TicketClassification, Verdict};
 use tracing::Instrument as _;
 use uuid::Uuid;

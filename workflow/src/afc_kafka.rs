@@ -13,7 +13,7 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Nonce};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tickets::afc_provider::AfcStatus;
+use tickets::external_afc::AfcStatus;
 use uuid::Uuid;
 
 const NONCE_LEN: usize = 12;

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use tickets::PgStore;
-use tickets::afc_provider::AfcQueued;
+use tickets::external_afc::AfcQueued;
 use tickets::outbox::Numbered;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;

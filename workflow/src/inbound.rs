@@ -19,7 +19,7 @@ use platform::telemetry;
 use prost::Message as _;
 use rdkafka::Message as _;
 use rdkafka::message::BorrowedMessage;
-use tickets::inbound_batch::MAX_INBOUND_BATCH;
+use tickets::inbound::MAX_INBOUND_BATCH;
 use tickets::{MessageBody, NewClientMessage, PgStore, ticket_id_opened_by};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, Span};
@@ -377,7 +377,7 @@ impl Inbound {
         let check = self
             .check
             .as_deref()
-            .map(|c| c as &dyn tickets::inbound_batch::MessageCheck);
+            .map(|c| c as &dyn tickets::inbound::MessageCheck);
         self.store
             .intake_batch(msgs, trace_parents, check)
             .await

@@ -38,7 +38,7 @@ use uuid::Uuid;
 use crate::activities::{CheckInput, CheckOutcome, CloseInput, TicketActivities};
 use crate::afc_activities::{AfcActivities, PublishInput, TimeoutInput};
 use spec::{AfcProvider, TicketSpec, TimerSpec};
-use tickets::afc_provider::HeldMessage;
+use tickets::external_afc::HeldMessage;
 
 /// Workflow id of a client's conversation: signal-with-start on it reaches the open ticket or
 /// starts a new one once the last closed.

@@ -19,7 +19,7 @@ use futures::FutureExt as _;
 use rdkafka::Message as _;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tickets::afc_provider::{AfcStatus, AfcTaken, VerdictRecord};
+use tickets::external_afc::{AfcStatus, AfcTaken, VerdictRecord};
 use tickets::{Author, PgStore, ticket_id_opened_by};
 use tokio_util::sync::CancellationToken;
 

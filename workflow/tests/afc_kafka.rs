@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use jsonwebtoken::EncodingKey;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -516,22 +516,12 @@ async fn next_dead_letter(reader: &StreamConsumer) -> anyhow::Result<serde_json:
 }
 
 /// Re-runs `check` until it yields a value; fails after [`WAIT`].
-async fn until<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+async fn until<T, F, Fut>(what: &str, check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tick.tick().await;
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{what}: not within {WAIT:?}");
-        }
-    }
+    testkit::eventually(WAIT, what, check).await
 }
 
 fn manager(id: &str) -> Caller {

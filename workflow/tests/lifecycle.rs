@@ -92,7 +92,7 @@ impl Harness {
         client: &str,
         body: &str,
         spec: &TicketSpec,
-    ) -> anyhow::Result<(Uuid, tickets::inbound_batch::Intake)> {
+    ) -> anyhow::Result<(Uuid, tickets::inbound::Intake)> {
         let m = message(client, body);
         let check = CheckedSpec::compile(spec)?;
         let intake = self
@@ -132,10 +132,9 @@ impl Harness {
         what: &str,
         pred: impl Fn(&Lifecycle) -> bool,
     ) -> anyhow::Result<Lifecycle> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut poll = tokio::time::interval(Duration::from_millis(50));
-        loop {
-            poll.tick().await;
+        let mut poll = testkit::Poll::new(WAIT, Duration::from_millis(50));
+        let mut last = None;
+        while poll.next().await {
             let life = self
                 .latest(client)
                 .query(
@@ -147,10 +146,9 @@ impl Harness {
             if pred(&life) {
                 return Ok(life);
             }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("{what} did not happen within {WAIT:?}: {life:?}");
-            }
+            last = Some(life);
         }
+        bail!("{what} did not happen within {WAIT:?}: {last:?}")
     }
 
     /// Waits until `count` events of `kind` exist for the ticket; returns the last one's payload.

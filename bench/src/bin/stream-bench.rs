@@ -339,7 +339,7 @@ async fn main() -> anyhow::Result<()> {
         let store = store.clone();
         let produced = produced.clone();
         tokio::spawn(async move {
-            for chunk in batch.chunks(tickets::inbound_batch::MAX_INBOUND_BATCH) {
+            for chunk in batch.chunks(tickets::inbound::MAX_INBOUND_BATCH) {
                 match store.record_inbound_batch(chunk).await {
                     Ok(stored) => {
                         produced.fetch_add(stored as u64, Ordering::Relaxed);

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::parse::{self, ParsedMail};
 use super::tls::{self as mail_tls, TlsMode};
 use super::{CHANNEL, CLIENT_PREFIX, ImapSettings, RefKey, client_id};
-use crate::publisher::Publisher;
 use crate::telegram::{Backoff, sleep_or_cancel};
+use edge::publish::Publisher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {

@@ -24,10 +24,10 @@ use uuid::Uuid;
 
 use sqlx::{Postgres, Transaction};
 
-use crate::afc_provider::{ExternalCheck, hold_for_afc};
 use crate::domain::{
     NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, ticket_id_opened_by,
 };
+use crate::external_afc::{ExternalCheck, hold_for_afc};
 use crate::managers::match_waiting;
 use crate::messages::apply_verdicts_in;
 use crate::meters::{self, Timings};

@@ -1,5 +1,6 @@
-//! Publishes normalised client messages to Kafka `inbound.messages`, keyed by client id so one
-//! client's messages keep their order. `publish` returns only after the broker acknowledged.
+//! Publishes normalised client messages (every channel's, and the gRPC `ClientService`'s) to
+//! Kafka `inbound.messages`, keyed by client id so one client's messages keep their order.
+//! `publish` returns only after the broker acknowledged.
 
 use prost::Message as _;
 use tracing::Instrument as _;

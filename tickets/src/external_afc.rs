@@ -23,7 +23,7 @@ use uuid::Uuid;
 use sqlx::{Postgres, Transaction};
 
 use crate::domain::{Author, TicketStatus, Verdict};
-use crate::inbound_batch::{MessageCheck, open_ticket_in};
+use crate::inbound::{MessageCheck, open_ticket_in};
 use crate::managers::match_waiting;
 use crate::messages::{apply_verdicts_in, pending_client_messages_in};
 use crate::meters::{self, Timings};

@@ -1,0 +1,238 @@
+//! Banking rules 3 and 4 as a choice: which waiting ticket goes to which ready manager. A pure
+//! function over the candidates; the store only fetches and locks them (`managers::match_waiting`,
+//! under the matching lock) and writes the outcome.
+//!
+//! The rule: take the first waiting ticket (higher priority first, then the one waiting longest)
+//! that some ready manager serving its queue can take, and give it to the manager with the fewest
+//! open tickets (then the one ready longest, then by id); repeat until no waiting ticket can be
+//! taken. A manager is ready while they have ready slots (they said "ready" that many times); each
+//! assignment uses one, and a manager whose last slot is used is no longer ready.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A waiting ticket the rule may assign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingTicket {
+    pub id: Uuid,
+    pub queue: String,
+    pub priority: i32,
+    pub waiting_since: Option<DateTime<Utc>>,
+}
+
+/// A manager with ready slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyManager {
+    pub id: String,
+    /// The queues they serve; empty: every queue.
+    pub queues: Vec<String>,
+    pub ready_slots: i32,
+    pub open_tickets: i64,
+    pub ready_since: Option<DateTime<Utc>>,
+}
+
+impl ReadyManager {
+    fn serves(&self, queue: &str) -> bool {
+        self.queues.is_empty() || self.queues.iter().any(|q| q == queue)
+    }
+}
+
+/// One choice of the rule: `waiting[ticket]` goes to `ready[manager]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match {
+    pub ticket: usize,
+    pub manager: usize,
+}
+
+/// Every assignment the rule makes now, in the order it makes them. The candidates may come in
+/// any order. No ticket is assigned twice and no manager beyond their ready slots.
+pub fn plan(waiting: &[WaitingTicket], ready: &[ReadyManager]) -> Vec<Match> {
+    // The waiting order: priority (higher first), waiting longest (a ticket without a
+    // `waiting_since` last, as PostgreSQL sorts NULLs), then id.
+    let mut order: Vec<usize> = (0..waiting.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&waiting[a], &waiting[b]);
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| nulls_last(a.waiting_since, b.waiting_since))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let mut slots: Vec<i32> = ready.iter().map(|m| m.ready_slots).collect();
+    let mut open: Vec<i64> = ready.iter().map(|m| m.open_tickets).collect();
+    let mut out = Vec::new();
+    // One pass is the whole loop: an assignment only takes slots away, so a ticket no manager
+    // could take stays untakeable, and a ticket taken never blocks one before it.
+    for t in order {
+        let best = (0..ready.len())
+            .filter(|&m| slots[m] > 0 && ready[m].serves(&waiting[t].queue))
+            .min_by(|&a, &b| {
+                open[a]
+                    .cmp(&open[b])
+                    .then_with(|| nulls_last(ready[a].ready_since, ready[b].ready_since))
+                    .then_with(|| ready[a].id.cmp(&ready[b].id))
+            });
+        if let Some(m) = best {
+            slots[m] -= 1;
+            open[m] += 1;
+            out.push(Match {
+                ticket: t,
+                manager: m,
+            });
+        }
+    }
+    out
+}
+
+/// Earlier first, an unknown time last (PostgreSQL's `ORDER BY` default for ascending order).
+fn nulls_last(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+}
+
+/// How many tickets of a queue this round could assign at most: the ready slots of the managers
+/// serving it. The store fetches no more than that many waiting tickets per queue (the first ones
+/// in waiting order), which is all [`plan`] can use.
+pub fn queue_capacity(ready: &[ReadyManager], queue: &str) -> i64 {
+    ready
+        .iter()
+        .filter(|m| m.serves(queue))
+        .map(|m| i64::from(m.ready_slots.max(0)))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minute: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(1_700_000_000 + minute * 60, 0)
+    }
+
+    fn ticket(n: u128, queue: &str, priority: i32, since: i64) -> WaitingTicket {
+        WaitingTicket {
+            id: Uuid::from_u128(n),
+            queue: queue.into(),
+            priority,
+            waiting_since: at(since),
+        }
+    }
+
+    fn manager(id: &str, queues: &[&str], slots: i32, open: i64, since: i64) -> ReadyManager {
+        ReadyManager {
+            id: id.into(),
+            queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+            ready_slots: slots,
+            open_tickets: open,
+            ready_since: at(since),
+        }
+    }
+
+    /// The plan as (ticket id, manager id) pairs.
+    fn pairs(waiting: &[WaitingTicket], ready: &[ReadyManager]) -> Vec<(u128, String)> {
+        plan(waiting, ready)
+            .into_iter()
+            .map(|m| (waiting[m.ticket].id.as_u128(), ready[m.manager].id.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn no_ticket_goes_to_a_manager_who_is_not_ready() {
+        let waiting = [ticket(1, "general", 1, 0)];
+        assert!(plan(&waiting, &[]).is_empty());
+        assert!(plan(&waiting, &[manager("m", &[], 0, 0, 0)]).is_empty());
+    }
+
+    #[test]
+    fn higher_priority_first_then_the_ticket_waiting_longest() {
+        let waiting = [
+            ticket(1, "general", 1, 0),
+            ticket(2, "general", 3, 5),
+            ticket(3, "general", 1, -5),
+        ];
+        let ready = [manager("m", &[], 2, 0, 0)];
+        assert_eq!(
+            pairs(&waiting, &ready),
+            vec![(2, "m".into()), (3, "m".into())],
+            "two slots: the urgent ticket, then the older of the two normal ones"
+        );
+    }
+
+    #[test]
+    fn the_manager_with_fewest_open_tickets_then_ready_longest_takes_the_ticket() {
+        let waiting = [ticket(1, "general", 1, 0)];
+        let busy_early = manager("a", &[], 1, 3, -10);
+        let free_late = manager("b", &[], 1, 1, 0);
+        let free_early = manager("c", &[], 1, 1, -5);
+        assert_eq!(
+            pairs(&waiting, &[busy_early, free_late, free_early]),
+            vec![(1, "c".into())]
+        );
+    }
+
+    #[test]
+    fn each_assignment_counts_against_the_manager_so_load_spreads() {
+        let waiting: Vec<_> = (1..=4).map(|n| ticket(n, "general", 1, n as i64)).collect();
+        let ready = [manager("a", &[], 3, 0, 0), manager("b", &[], 3, 1, 1)];
+        // a (0 open) takes the first; both at 1, a was ready longer; b has fewer; both at 2 again.
+        assert_eq!(
+            pairs(&waiting, &ready),
+            vec![
+                (1, "a".into()),
+                (2, "a".into()),
+                (3, "b".into()),
+                (4, "a".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_ticket_of_a_queue_nobody_ready_serves_waits_and_the_next_one_is_taken() {
+        let waiting = [
+            ticket(1, "fraud", 3, 0),
+            ticket(2, "general", 1, 1),
+            ticket(3, "fraud", 1, 2),
+        ];
+        let ready = [manager("g", &["general"], 5, 0, 0)];
+        assert_eq!(pairs(&waiting, &ready), vec![(2, "g".into())]);
+        let both = [
+            manager("g", &["general"], 1, 0, 0),
+            manager("f", &["fraud", "cards"], 1, 0, 0),
+        ];
+        assert_eq!(
+            pairs(&waiting, &both),
+            vec![(1, "f".into()), (2, "g".into())],
+            "each queue's first ticket; the second fraud ticket waits for a slot"
+        );
+    }
+
+    #[test]
+    fn slots_bound_the_assignments_and_no_ticket_is_assigned_twice() {
+        let waiting: Vec<_> = (1..=10)
+            .map(|n| ticket(n, "general", 1, n as i64))
+            .collect();
+        let ready = [
+            manager("a", &[], 2, 0, 0),
+            manager("b", &["general"], 1, 0, 0),
+        ];
+        let plan = plan(&waiting, &ready);
+        assert_eq!(plan.len(), 3);
+        let mut tickets: Vec<usize> = plan.iter().map(|m| m.ticket).collect();
+        tickets.dedup();
+        assert_eq!(tickets.len(), 3);
+        assert_eq!(plan.iter().filter(|m| m.manager == 0).count(), 2);
+    }
+
+    #[test]
+    fn a_queues_capacity_is_the_slots_of_those_who_serve_it() {
+        let ready = [
+            manager("any", &[], 2, 0, 0),
+            manager("f", &["fraud"], 3, 0, 0),
+        ];
+        assert_eq!(queue_capacity(&ready, "fraud"), 5);
+        assert_eq!(queue_capacity(&ready, "general"), 2);
+    }
+}
