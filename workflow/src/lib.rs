@@ -14,6 +14,7 @@ pub mod afc_relay;
 pub mod client;
 pub mod gauges;
 pub mod inbound;
+pub mod lifecycle;
 pub mod relay;
 pub mod settings;
 pub mod source;

@@ -35,9 +35,11 @@ use temporalio_sdk::{
 };
 use uuid::Uuid;
 
-use crate::activities::{CheckInput, CheckOutcome, CloseInput, TicketActivities};
+use crate::activities::{CheckInput, CloseInput, TicketActivities};
 use crate::afc_activities::{AfcActivities, PublishInput, TimeoutInput};
-use spec::{AfcProvider, TicketSpec, TimerSpec};
+pub use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Due, silence_deadline_moved};
+use spec::{AfcProvider, TicketSpec};
 use tickets::external_afc::HeldMessage;
 
 /// Workflow id of a client's conversation: signal-with-start on it reaches the open ticket or
@@ -89,23 +91,6 @@ pub struct TicketInput {
 pub struct TicketOpened {
     pub ticket_id: Uuid,
     pub queued: bool,
-}
-
-/// Where a ticket is in its life; carried across continue-as-new.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lifecycle {
-    /// A message was checked for this ticket: the ticket exists in the store.
-    pub opened: bool,
-    /// When the first passed message queued the ticket (ms since the epoch, workflow clock).
-    pub queued_at_ms: Option<i64>,
-    pub manager: Option<String>,
-    pub escalations: u32,
-    pub responded: bool,
-    pub sla_reported: bool,
-    /// Where the silence period counts from: the manager's last reply, while the client has not
-    /// written since. A store-checked ticket hears only the first reply and asks the store when
-    /// the period ends; while its client waits for an answer this is when it last asked.
-    pub silent_since_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,42 +156,9 @@ fn now_ms(ctx: &WorkflowContext<TicketWorkflow>) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The instant `times` × the timer's duration after `from`, in business time if it has a calendar.
-fn deadline(timer: &TimerSpec, from_ms: i64, times: u32) -> i64 {
-    let total = timer.after_ms.saturating_mul(u64::from(times.max(1)));
-    let total_ms = i64::try_from(total).unwrap_or(i64::MAX);
-    match (
-        &timer.calendar,
-        chrono::DateTime::from_timestamp_millis(from_ms),
-    ) {
-        (Some(cal), Some(from)) => cal
-            .add(from, chrono::Duration::milliseconds(total_ms))
-            .timestamp_millis(),
-        _ => from_ms.saturating_add(total_ms),
-    }
-}
-
 /// Patch: the silence timer of a store-checked ticket asks the store for the last reply (replies
 /// after the first are no longer signalled) instead of only whether the client wrote since.
 const SILENCE_FROM_STORE: &str = "silence-from-store";
-
-/// When the silence timer fires, what the store says of the silence: None to close the ticket
-/// now (the client has been silent since the last reply for the whole period), or the instant to
-/// count the period from again. A later reply moves the deadline to that reply; a client who
-/// wrote after the last reply waits for an answer, so the store is asked again a period from now
-/// (any reply in between is then at most a period old, and its deadline not yet past).
-fn silence_deadline_moved(
-    spec: &TicketSpec,
-    silence: &tickets::ReplySilence,
-    now: i64,
-) -> Option<i64> {
-    let timer = spec.timers.auto_close_after_client_silence.as_ref()?;
-    match silence.last_reply_ms {
-        _ if silence.client_wrote_since => Some(now),
-        Some(last) if deadline(timer, last, 1) > now => Some(last),
-        _ => None,
-    }
-}
 
 /// A timer kept across loop passes (see `armed` in the run loop).
 type ArmedTimer<'a> = std::pin::Pin<Box<dyn CancellableFuture<Output = TimerResult> + 'a>>;
@@ -219,58 +171,6 @@ impl TicketWorkflow {
         } else {
             self.next_ticket = Some(o.ticket_id);
         }
-    }
-}
-
-enum Due {
-    Escalate,
-    Sla,
-    AutoClose,
-    AfcTimeout,
-}
-
-impl Lifecycle {
-    /// Takes in what an AFC check did (builtin rules or applied Kafka verdicts).
-    fn checked(&mut self, out: &CheckOutcome, now: i64) {
-        if out.checked > 0 || out.opened {
-            self.opened = true;
-        }
-        if out.queued {
-            self.queued_at_ms = Some(now);
-        }
-        if let Some(m) = &out.assigned_to
-            && self.manager.is_none()
-        {
-            self.manager = Some(m.clone());
-        }
-    }
-}
-
-impl Lifecycle {
-    /// The timers armed in this state, with their deadlines.
-    fn deadlines(&self, spec: &TicketSpec) -> Vec<(i64, Due)> {
-        let t = &spec.timers;
-        let mut out = Vec::new();
-        if let (Some(timer), Some(q), None) = (&t.escalate_after, self.queued_at_ms, &self.manager)
-        {
-            out.push((deadline(timer, q, self.escalations + 1), Due::Escalate));
-        }
-        if let (Some(timer), Some(q), false, false) = (
-            &t.first_response_within,
-            self.queued_at_ms,
-            self.responded,
-            self.sla_reported,
-        ) {
-            out.push((deadline(timer, q, 1), Due::Sla));
-        }
-        if let (Some(timer), Some(since), Some(_)) = (
-            &t.auto_close_after_client_silence,
-            self.silent_since_ms,
-            &self.manager,
-        ) {
-            out.push((deadline(timer, since, 1), Due::AutoClose));
-        }
-        out
     }
 }
 

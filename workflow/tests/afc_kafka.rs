@@ -65,6 +65,14 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// Stops each loop, in the order given (the emulator before the consumer of its verdicts).
+async fn stop_all(loops: impl IntoIterator<Item = Running>) -> anyhow::Result<()> {
+    for l in loops {
+        l.stop().await?;
+    }
+    Ok(())
+}
+
 impl Running {
     async fn stop(self) -> anyhow::Result<()> {
         self.token.cancel();
@@ -558,8 +566,7 @@ async fn the_afc_system_passes_ok_messages_to_the_queue_and_blocks_suspicious_on
     let opened = afc.first_handed_over().await?;
     assert!(opened.from_client);
     assert_eq!(opened.chat_id, client);
-    emulator.stop().await?;
-    consumer.stop().await
+    stop_all([emulator, consumer]).await
 }
 
 #[sqlx::test(migrator = "tickets::store::MIGRATOR")]
@@ -737,8 +744,7 @@ async fn verdicts_that_arrive_while_the_worker_is_down_are_applied_once_it_is_ba
         Ok(())
     })
     .await?;
-    emulator.stop().await?;
-    consumer.stop().await
+    stop_all([emulator, consumer]).await
 }
 
 #[sqlx::test(migrator = "tickets::store::MIGRATOR")]
@@ -770,8 +776,7 @@ async fn manager_replies_go_to_afc_when_the_spec_asks_and_a_suspicious_one_raise
         afc.reply_flagged(ticket, reply).await
     })
     .await?;
-    emulator.stop().await?;
-    consumer.stop().await
+    stop_all([emulator, consumer]).await
 }
 
 #[sqlx::test(migrator = "tickets::store::MIGRATOR")]
@@ -815,9 +820,7 @@ async fn held_messages_are_handed_over_by_the_store_and_their_verdicts_applied_t
         hello,
         "handed over in the order they were held"
     );
-    emulator.stop().await?;
-    consumer.stop().await?;
-    relay.stop().await
+    stop_all([emulator, consumer, relay]).await
 }
 
 #[sqlx::test(migrator = "tickets::store::MIGRATOR")]
@@ -839,9 +842,7 @@ async fn the_store_alerts_once_per_message_while_afc_is_down_and_releases_the_me
     let relay = afc.relay()?;
     let emulator = afc.emulator()?;
     afc.released_to(ticket, &[first, second], &alice).await?;
-    emulator.stop().await?;
-    consumer.stop().await?;
-    relay.stop().await
+    stop_all([emulator, consumer, relay]).await
 }
 
 #[sqlx::test(migrator = "tickets::store::MIGRATOR")]
@@ -866,9 +867,7 @@ async fn a_reply_of_a_ticket_whose_spec_checks_replies_goes_to_afc_from_its_own_
         .send_reply(&alice, ticket, "r1", "test card 4111 1111 1111 1111")
         .await?;
     afc.reply_flagged(ticket, reply).await?;
-    emulator.stop().await?;
-    consumer.stop().await?;
-    relay.stop().await
+    stop_all([emulator, consumer, relay]).await
 }
 
 #[sqlx::test(migrator = "tickets::store::MIGRATOR")]
@@ -915,7 +914,5 @@ async fn a_verdict_that_arrives_after_its_ticket_closed_opens_the_clients_next_t
         1,
         "its workflow is started by the signaller"
     );
-    emulator.stop().await?;
-    consumer.stop().await?;
-    relay.stop().await
+    stop_all([emulator, consumer, relay]).await
 }
