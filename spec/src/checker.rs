@@ -11,8 +11,8 @@ use tickets::external_afc::ExternalCheck;
 use tickets::inbound::MessageCheck;
 use tickets::{TicketClassification, Verdict};
 
-use crate::afc::Rules;
 use crate::{AfcProvider, TicketSpec};
+use tickets::screening::Rules;
 
 /// A spec ready to check messages with.
 pub struct CheckedSpec {

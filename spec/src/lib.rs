@@ -1,15 +1,15 @@
 //! The lifecycle spec, `workflows.yaml`: what an operator writes, parsed and validated outside any
 //! workflow. Each ticket receives the compiled [`TicketSpec`] (with its content hash as version) at
 //! start and keeps it for life, so editing the file changes new tickets only. The checks it
-//! defines live here too: the AFC rules ([`afc`]), business calendars ([`calendar`]) and the
-//! compiled specs by version that the store's transactions check messages with ([`checker`]).
+//! defines live here too: business calendars ([`calendar`]) and the compiled specs by version that
+//! the store's transactions check messages with ([`checker`], which runs the AFC rules the spec
+//! names: `tickets::screening::rules`).
 //!
 //! Every error names the file, line and column: syntax, unknown keys, wrong types and bad durations
 //! come from the YAML deserializer; references to undefined calendars, queues or fields and
 //! impossible combinations are checked afterwards and located through a map of node positions.
 //! The workflow service and the gateway both read it; neither depends on the other for it.
 
-pub mod afc;
 pub mod calendar;
 pub mod checker;
 mod duration;

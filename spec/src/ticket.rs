@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::afc::AfcRule;
 use crate::calendar::Calendar;
+use tickets::screening::AfcRule;
 
 /// The AFC timeout of the Kafka provider when the spec gives none.
 pub const DEFAULT_AFC_TIMEOUT_MS: u64 = 30_000;

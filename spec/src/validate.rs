@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
-use crate::afc::{AfcRule, Check, Rules};
 use crate::calendar::Calendar;
 use crate::duration::TimerEntry;
 use crate::file::*;
 use crate::ticket::*;
 use crate::{ManagerPolicy, Spec, SpecError};
+use tickets::screening::{AfcRule, Check, Rules};
 
 pub(crate) struct Validator<'a, F: Fn(&str, String) -> SpecError> {
     pub(crate) raw: &'a SpecFile,

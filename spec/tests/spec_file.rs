@@ -1,8 +1,8 @@
 //! `workflows.yaml` parsing and validation: every error has its line and column, compiled specs
 //! classify, and the default file is valid.
 
-use spec::afc::Check;
 use spec::*;
+use tickets::screening::Check;
 
 fn parse(text: &str) -> Result<Spec, SpecError> {
     Spec::parse("w.yaml", text)

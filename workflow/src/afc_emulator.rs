@@ -17,7 +17,7 @@ use tickets::Verdict;
 use tokio_util::sync::CancellationToken;
 
 use crate::afc_kafka::{AfcError, AfcTopics, Cipher, VerdictClaims, sign_verdict};
-use spec::afc::Rules;
+use tickets::screening::Rules;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {

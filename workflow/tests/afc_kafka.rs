@@ -19,7 +19,6 @@ use jsonwebtoken::EncodingKey;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use spec::afc::{AfcRule, Check, Rules};
 use spec::checker::CheckedSpec;
 use spec::{Spec, TicketSpec};
 use sqlx::PgPool;
@@ -27,6 +26,7 @@ use temporalio_client::{
     Client, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowHandle,
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tickets::screening::{AfcRule, Check, Rules};
 use tickets::{Caller, NewClientMessage, PgStore, Role, ticket_id_opened_by};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

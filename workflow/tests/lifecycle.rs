@@ -299,16 +299,16 @@ async fn editing_the_spec_changes_new_tickets_only(pool: PgPool) -> anyhow::Resu
         let (ca, cb) = (unique("client-a"), unique("client-b"));
         let old = spec("  \n")?;
         let old = TicketSpec {
-            afc_rules: vec![spec::afc::AfcRule {
+            afc_rules: vec![tickets::screening::AfcRule {
                 name: "alpha".into(),
-                check: spec::afc::Check::Pattern("alpha".into()),
+                check: tickets::screening::Check::Pattern("alpha".into()),
             }],
             ..old
         };
         let new = TicketSpec {
-            afc_rules: vec![spec::afc::AfcRule {
+            afc_rules: vec![tickets::screening::AfcRule {
                 name: "beta".into(),
-                check: spec::afc::Check::Pattern("beta".into()),
+                check: tickets::screening::Check::Pattern("beta".into()),
             }],
             version: "new-version".into(),
             ..old.clone()

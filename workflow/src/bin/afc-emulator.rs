@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use spec::afc::{AfcRule, Check, Rules};
+use tickets::screening::{AfcRule, Check, Rules};
 use workflow::afc_emulator::Emulator;
 use workflow::afc_kafka::{AES_KEY_FILE, AfcTopics, Cipher, dev_aes_key, dev_key_pair};
 

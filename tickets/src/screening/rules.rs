@@ -1,8 +1,10 @@
-//! The built-in anti-financial-crime rules: pure functions from a message body to a verdict.
+//! The built-in anti-financial-crime rules and their detectors (a card number by the Luhn
+//! checksum, a pattern): pure functions from a message body to a verdict. The spec names which
+//! rules a ticket runs (`afc.rules` in `workflows.yaml`); the inbound transaction runs them.
 
+use crate::domain::Verdict;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use tickets::Verdict;
 
 /// One built-in rule, as handed to each ticket in its spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

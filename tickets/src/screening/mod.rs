@@ -4,9 +4,13 @@
 //! first passed message of a new ticket puts it in the queue. Pure functions: the store applies
 //! their outcome in the verdict's transaction (`messages::apply_verdicts_in`).
 //!
-//! Who screens is elsewhere: the built-in rules and detectors are `spec::afc` (run inside the
-//! inbound transaction); a bank's own AFC system gets the sealed messages through
-//! `tickets::external_afc`'s outbox and answers on Kafka.
+//! Who screens: the built-in rules and detectors ([`rules`], run inside the inbound transaction),
+//! or a bank's own AFC system, which gets the sealed messages through `tickets::external_afc`'s
+//! outbox and answers on Kafka.
+
+pub mod rules;
+
+pub use rules::{AfcRule, Check, Rules, contains_card_number};
 
 use crate::domain::{TicketStatus, Verdict};
 
