@@ -101,17 +101,26 @@ pub fn document() -> Value {
                 "get": {
                     "operationId": "events",
                     "summary": "WebSocket of the client's events; `after` resumes after the last event_id seen",
-                    "description": "Upgrade to a WebSocket. Each text frame is one event: \
-                                    {type, event_id, created_at, ...payload}. Browsers pass the \
-                                    token as `token`.",
+                    "description": format!(
+                        "Upgrade to a WebSocket. Each text frame is one event: {{type, event_id, \
+                         created_at, ...payload}}. Browsers pass the token as `token`. The server \
+                         closes with {} when the token expires, {} when the client reads too \
+                         slowly, {} when it shuts down and {} when events cannot be read; each \
+                         time reconnect with `after=<last event_id>`.",
+                        crate::http::CLOSE_TOKEN_EXPIRED,
+                        crate::http::CLOSE_TOO_SLOW,
+                        crate::http::CLOSE_GOING_AWAY,
+                        crate::http::CLOSE_INTERNAL,
+                    ),
                     "parameters": [
                         { "name": "token", "in": "query", "required": false, "schema": { "type": "string" } },
                         { "name": "after", "in": "query", "required": false,
-                          "schema": { "type": "integer", "format": "int64", "default": 0 } }
+                          "schema": { "type": "integer", "format": "int64", "minimum": 0, "default": 0 } }
                     ],
                     "responses": {
                         "101": { "description": "Switching to the WebSocket protocol" },
-                        "401": unauthenticated, "403": forbidden, "429": rate_limited
+                        "401": unauthenticated, "403": forbidden, "429": rate_limited,
+                        "422": error_response("A negative `after`")
                     }
                 }
             },
