@@ -296,21 +296,8 @@ pub(crate) async fn match_waiting(
         });
         names.push(row.try_get::<String, _>("display_name")?);
     }
-    // Per queue, only the first tickets the ready slots could take (`matching::queue_capacity`).
-    let every_queue: i64 = ready
-        .iter()
-        .filter(|m| m.queues.is_empty())
-        .map(|m| i64::from(m.ready_slots))
-        .sum();
-    let listed: std::collections::BTreeSet<&str> = ready
-        .iter()
-        .flat_map(|m| m.queues.iter().map(String::as_str))
-        .collect();
-    let caps: Vec<i64> = listed
-        .iter()
-        .map(|q| matching::queue_capacity(&ready, q))
-        .collect();
-    let listed: Vec<&str> = listed.into_iter().collect();
+    // Per queue, only the first tickets the ready slots could take.
+    let caps = matching::Capacities::of(&ready);
     let rows = sqlx::query(
         "SELECT t.id, t.client_id, t.queue, t.priority, t.waiting_since FROM tickets t
          WHERE t.status = 'waiting' AND t.id IN (
@@ -323,9 +310,9 @@ pub(crate) async fn match_waiting(
              WHERE w.n <= coalesce(c.cap, $3))
          FOR UPDATE OF t",
     )
-    .bind(&listed)
-    .bind(&caps)
-    .bind(every_queue)
+    .bind(&caps.queues)
+    .bind(&caps.limits)
+    .bind(caps.any_other)
     .fetch_all(&mut **tx)
     .await?;
     let mut waiting = Vec::with_capacity(rows.len());

@@ -93,15 +93,37 @@ fn nulls_last(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> std::cmp::O
     }
 }
 
-/// How many tickets of a queue this round could assign at most: the ready slots of the managers
-/// serving it. The store fetches no more than that many waiting tickets per queue (the first ones
-/// in waiting order), which is all [`plan`] can use.
-pub fn queue_capacity(ready: &[ReadyManager], queue: &str) -> i64 {
-    ready
-        .iter()
-        .filter(|m| m.serves(queue))
-        .map(|m| i64::from(m.ready_slots.max(0)))
-        .sum()
+/// How many tickets of each queue this round could assign at most: the ready slots of the
+/// managers serving it. The store fetches no more than that many waiting tickets per queue (the
+/// first ones in waiting order), which is all [`plan`] can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capacities {
+    /// Every queue some ready manager names, with its limit in `limits` (same order).
+    pub queues: Vec<String>,
+    pub limits: Vec<i64>,
+    /// The limit of any queue not named: the slots of the managers who serve every queue.
+    pub any_other: i64,
+}
+
+impl Capacities {
+    pub fn of(ready: &[ReadyManager]) -> Self {
+        let named: std::collections::BTreeSet<&str> = ready
+            .iter()
+            .flat_map(|m| m.queues.iter().map(String::as_str))
+            .collect();
+        let slots = |serves: &dyn Fn(&ReadyManager) -> bool| -> i64 {
+            ready
+                .iter()
+                .filter(|m| serves(m))
+                .map(|m| i64::from(m.ready_slots.max(0)))
+                .sum()
+        };
+        Self {
+            limits: named.iter().map(|q| slots(&|m| m.serves(q))).collect(),
+            queues: named.into_iter().map(str::to_owned).collect(),
+            any_other: slots(&|m| m.queues.is_empty()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -232,7 +254,9 @@ mod tests {
             manager("any", &[], 2, 0, 0),
             manager("f", &["fraud"], 3, 0, 0),
         ];
-        assert_eq!(queue_capacity(&ready, "fraud"), 5);
-        assert_eq!(queue_capacity(&ready, "general"), 2);
+        let caps = Capacities::of(&ready);
+        assert_eq!(caps.queues, vec!["fraud"]);
+        assert_eq!(caps.limits, vec![5], "fraud");
+        assert_eq!(caps.any_other, 2, "general, which nobody names");
     }
 }
