@@ -1,6 +1,8 @@
 //! What every crate's tests share and no release build contains: the one way to wait for state
 //! that notifies nothing ([`Poll`], and [`eventually`] over it), so no test hand-rolls a poll loop
-//! or sleeps in place of a wait.
+//! or sleeps in place of a wait; and the domain values most tests start from ([`fixtures`]).
+
+pub mod fixtures;
 
 use std::future::Future;
 use std::time::Duration;

@@ -3,8 +3,11 @@
 //! The rules know nothing of SQL, Kafka, gRPC or Temporal and are tested without a database:
 //! `domain` (the types), `screening` (rule 1: what an AFC verdict does), `matching` (rules 3 and
 //! 4: which waiting ticket goes to which ready manager), `visibility` (rule 2: who may see what,
-//! the one filter every read of the store uses). `store` is the PostgreSQL adapter (sqlx, embedded
-//! migrations, the writing transactions); the other modules are its reads and writes by aggregate:
+//! the one filter every read of the store uses), `ticket_event` (every event: kind, dedup key,
+//! audience, payload). Where a rule drives writes, it does so through a port the store
+//! implements (`screening::ScreeningPort`, `matching::MatchingPort`), so the rule's whole step
+//! is tested over vectors. `store` is the PostgreSQL adapter (sqlx, embedded migrations, the
+//! writing transactions); the other modules are its reads and writes by aggregate:
 //! `inbound` (the inbound consumer's transaction), `messages`, `managers`, `desk` (the manager's
 //! pages and actions), `lifecycle`, `chat` (the client's), `outbox`, `external_afc` (the bank's
 //! own AFC system's queue and verdicts), `channels` and `email` (delivery ledgers and mail

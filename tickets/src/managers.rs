@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{
     Assignment, Caller, Message, Readiness, Routing, Ticket, TicketStatus, message_id_for,
 };
-use crate::matching::{self, ReadyManager, WaitingTicket};
+use crate::matching::{self, Capacities, MatchingPort, ReadyManager, WaitingTicket};
 use crate::messages::insert_system_message;
 use crate::meters::Timings;
 use crate::store::{
@@ -273,66 +273,86 @@ pub(crate) async fn match_waiting(
     tx: &mut Transaction<'_, Postgres>,
     timings: &mut Timings,
 ) -> Result<Vec<Assignment>> {
-    let rows = sqlx::query(
-        "SELECT m.id, m.display_name, m.queues, m.ready_slots, m.ready_since,
-                (SELECT count(*) FROM tickets o WHERE o.manager_id = m.id AND o.status = 'assigned')
-                    AS open_tickets
-         FROM managers m WHERE m.ready_slots > 0",
-    )
-    .fetch_all(&mut **tx)
-    .await?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
+    let mut port = PgMatching {
+        tx,
+        timings,
+        made: Vec::new(),
+    };
+    matching::assign_waiting(&mut port).await?;
+    Ok(port.made)
+}
+
+/// The matching port over one PostgreSQL transaction; `made` collects the assignments written.
+struct PgMatching<'a, 't> {
+    tx: &'a mut Transaction<'t, Postgres>,
+    timings: &'a mut Timings,
+    made: Vec<Assignment>,
+}
+
+impl MatchingPort for PgMatching<'_, '_> {
+    type Error = StoreError;
+
+    async fn ready_managers(&mut self) -> Result<Vec<ReadyManager>> {
+        let rows = sqlx::query(
+            "SELECT m.id, m.display_name, m.queues, m.ready_slots, m.ready_since,
+                    (SELECT count(*) FROM tickets o WHERE o.manager_id = m.id AND o.status = 'assigned')
+                        AS open_tickets
+             FROM managers m WHERE m.ready_slots > 0",
+        )
+        .fetch_all(&mut **self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReadyManager {
+                    id: row.try_get("id")?,
+                    name: row.try_get("display_name")?,
+                    queues: row.try_get("queues")?,
+                    ready_slots: row.try_get("ready_slots")?,
+                    open_tickets: row.try_get("open_tickets")?,
+                    ready_since: row.try_get("ready_since")?,
+                })
+            })
+            .collect()
     }
-    let mut ready = Vec::with_capacity(rows.len());
-    let mut names = Vec::with_capacity(rows.len());
-    for row in &rows {
-        ready.push(ReadyManager {
-            id: row.try_get("id")?,
-            queues: row.try_get("queues")?,
-            ready_slots: row.try_get("ready_slots")?,
-            open_tickets: row.try_get("open_tickets")?,
-            ready_since: row.try_get("ready_since")?,
-        });
-        names.push(row.try_get::<String, _>("display_name")?);
+
+    async fn waiting_tickets(&mut self, caps: &Capacities) -> Result<Vec<WaitingTicket>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.client_id, t.queue, t.priority, t.waiting_since FROM tickets t
+             WHERE t.status = 'waiting' AND t.id IN (
+                 SELECT w.id FROM (
+                     SELECT id, queue, row_number() OVER (
+                         PARTITION BY queue ORDER BY priority DESC, waiting_since, id) AS n
+                     FROM tickets WHERE status = 'waiting'
+                 ) w
+                 LEFT JOIN unnest($1::text[], $2::bigint[]) AS c(queue, cap) USING (queue)
+                 WHERE w.n <= coalesce(c.cap, $3))
+             FOR UPDATE OF t",
+        )
+        .bind(&caps.queues)
+        .bind(&caps.limits)
+        .bind(caps.any_other)
+        .fetch_all(&mut **self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WaitingTicket {
+                    id: row.try_get("id")?,
+                    client_id: row.try_get("client_id")?,
+                    queue: row.try_get("queue")?,
+                    priority: row.try_get("priority")?,
+                    waiting_since: row.try_get("waiting_since")?,
+                })
+            })
+            .collect()
     }
-    // Per queue, only the first tickets the ready slots could take.
-    let caps = matching::Capacities::of(&ready);
-    let rows = sqlx::query(
-        "SELECT t.id, t.client_id, t.queue, t.priority, t.waiting_since FROM tickets t
-         WHERE t.status = 'waiting' AND t.id IN (
-             SELECT w.id FROM (
-                 SELECT id, queue, row_number() OVER (
-                     PARTITION BY queue ORDER BY priority DESC, waiting_since, id) AS n
-                 FROM tickets WHERE status = 'waiting'
-             ) w
-             LEFT JOIN unnest($1::text[], $2::bigint[]) AS c(queue, cap) USING (queue)
-             WHERE w.n <= coalesce(c.cap, $3))
-         FOR UPDATE OF t",
-    )
-    .bind(&caps.queues)
-    .bind(&caps.limits)
-    .bind(caps.any_other)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut waiting = Vec::with_capacity(rows.len());
-    let mut clients = Vec::with_capacity(rows.len());
-    for row in &rows {
-        waiting.push(WaitingTicket {
-            id: row.try_get("id")?,
-            queue: row.try_get("queue")?,
-            priority: row.try_get("priority")?,
-            waiting_since: row.try_get("waiting_since")?,
-        });
-        clients.push(row.try_get::<String, _>("client_id")?);
-    }
-    let mut out = Vec::new();
-    for m in matching::plan(&waiting, &ready) {
+
+    async fn assign(&mut self, ticket: &WaitingTicket, manager: &ReadyManager) -> Result<()> {
+        let tx = &mut *self.tx;
         let a = Assignment {
-            ticket_id: waiting[m.ticket].id,
-            client_id: clients[m.ticket].clone(),
-            manager_id: ready[m.manager].id.clone(),
-            manager_name: names[m.manager].clone(),
+            ticket_id: ticket.id,
+            client_id: ticket.client_id.clone(),
+            manager_id: manager.id.clone(),
+            manager_name: manager.name.clone(),
         };
         let waited: Option<f64> = sqlx::query_scalar(
             "UPDATE tickets SET status = 'assigned', manager_id = $2, assigned_at = now() WHERE id = $1
@@ -342,7 +362,7 @@ pub(crate) async fn match_waiting(
         .bind(&a.manager_id)
         .fetch_one(&mut **tx)
         .await?;
-        timings.assignment_wait.extend(waited);
+        self.timings.assignment_wait.extend(waited);
         // The ticket's passed messages (those that arrived while it waited) become visible now.
         let ages: Vec<f64> = sqlx::query_scalar(
             "SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM messages
@@ -351,7 +371,7 @@ pub(crate) async fn match_waiting(
         .bind(a.ticket_id)
         .fetch_all(&mut **tx)
         .await?;
-        timings.visible.extend(ages);
+        self.timings.visible.extend(ages);
         sqlx::query(
             "UPDATE managers SET ready_slots = ready_slots - 1,
                     ready_since = CASE WHEN ready_slots = 1 THEN NULL ELSE ready_since END,
@@ -392,9 +412,9 @@ pub(crate) async fn match_waiting(
             },
         )
         .await?;
-        out.push(a);
+        self.made.push(a);
+        Ok(())
     }
-    Ok(out)
 }
 
 /// The ticket assigned to `manager`, share-locked by `tx` (it stays theirs and open until the

@@ -1,6 +1,7 @@
 //! Banking rules 3 and 4 as a choice: which waiting ticket goes to which ready manager. A pure
-//! function over the candidates; the store only fetches and locks them (`managers::match_waiting`,
-//! under the matching lock) and writes the outcome.
+//! function over the candidates ([`plan`]) and the round that applies it ([`assign_waiting`])
+//! through a port ([`MatchingPort`]): the store only fetches and locks the candidates and writes
+//! each assignment (`managers::PgMatching`, under the matching lock).
 //!
 //! The rule: take the first waiting ticket (higher priority first, then the one waiting longest)
 //! that some ready manager serving its queue can take, and give it to the manager with the fewest
@@ -15,6 +16,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitingTicket {
     pub id: Uuid,
+    pub client_id: String,
     pub queue: String,
     pub priority: i32,
     pub waiting_since: Option<DateTime<Utc>>,
@@ -24,6 +26,8 @@ pub struct WaitingTicket {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadyManager {
     pub id: String,
+    /// Shown to the client when the manager joins.
+    pub name: String,
     /// The queues they serve; empty: every queue.
     pub queues: Vec<String>,
     pub ready_slots: i32,
@@ -83,6 +87,44 @@ pub fn plan(waiting: &[WaitingTicket], ready: &[ReadyManager]) -> Vec<Match> {
     out
 }
 
+/// What a matching round needs from the store, inside the transaction that holds the matching
+/// lock. `tickets::managers` implements it over PostgreSQL, the tests below over vectors.
+// Called with static dispatch only, inside this workspace: the futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait MatchingPort {
+    type Error;
+    /// Every manager with ready slots.
+    async fn ready_managers(&mut self) -> Result<Vec<ReadyManager>, Self::Error>;
+    /// The waiting tickets, locked until the round ends, at most `caps` of each queue (the first
+    /// ones in waiting order: all [`plan`] can use).
+    async fn waiting_tickets(
+        &mut self,
+        caps: &Capacities,
+    ) -> Result<Vec<WaitingTicket>, Self::Error>;
+    /// Gives `ticket` to `manager`: one of their ready slots used, the client told, the ticket's
+    /// passed messages shown to them.
+    async fn assign(
+        &mut self,
+        ticket: &WaitingTicket,
+        manager: &ReadyManager,
+    ) -> Result<(), Self::Error>;
+}
+
+/// One matching round: every assignment [`plan`] makes over the store's candidates, written in
+/// the order it makes them. Returns how many were made. No ready manager: no ticket is fetched.
+pub async fn assign_waiting<P: MatchingPort>(port: &mut P) -> Result<usize, P::Error> {
+    let ready = port.ready_managers().await?;
+    if ready.is_empty() {
+        return Ok(0);
+    }
+    let waiting = port.waiting_tickets(&Capacities::of(&ready)).await?;
+    let matches = plan(&waiting, &ready);
+    for m in &matches {
+        port.assign(&waiting[m.ticket], &ready[m.manager]).await?;
+    }
+    Ok(matches.len())
+}
+
 /// Earlier first, an unknown time last (PostgreSQL's `ORDER BY` default for ascending order).
 fn nulls_last(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> std::cmp::Ordering {
     match (a, b) {
@@ -137,6 +179,7 @@ mod tests {
     fn ticket(n: u128, queue: &str, priority: i32, since: i64) -> WaitingTicket {
         WaitingTicket {
             id: Uuid::from_u128(n),
+            client_id: format!("client-{n}"),
             queue: queue.into(),
             priority,
             waiting_since: at(since),
@@ -146,6 +189,7 @@ mod tests {
     fn manager(id: &str, queues: &[&str], slots: i32, open: i64, since: i64) -> ReadyManager {
         ReadyManager {
             id: id.into(),
+            name: id.to_uppercase(),
             queues: queues.iter().map(|q| (*q).to_owned()).collect(),
             ready_slots: slots,
             open_tickets: open,
@@ -258,5 +302,83 @@ mod tests {
         assert_eq!(caps.queues, vec!["fraud"]);
         assert_eq!(caps.limits, vec![5], "fraud");
         assert_eq!(caps.any_other, 2, "general, which nobody names");
+    }
+
+    /// The store as vectors: what a round fetched and wrote.
+    #[derive(Default)]
+    struct Board {
+        ready: Vec<ReadyManager>,
+        waiting: Vec<WaitingTicket>,
+        asked_for: Option<Capacities>,
+        assigned: Vec<(u128, String)>,
+    }
+
+    impl MatchingPort for Board {
+        type Error = std::convert::Infallible;
+        async fn ready_managers(&mut self) -> Result<Vec<ReadyManager>, Self::Error> {
+            Ok(self.ready.clone())
+        }
+        async fn waiting_tickets(
+            &mut self,
+            caps: &Capacities,
+        ) -> Result<Vec<WaitingTicket>, Self::Error> {
+            self.asked_for = Some(caps.clone());
+            Ok(self.waiting.clone())
+        }
+        async fn assign(
+            &mut self,
+            ticket: &WaitingTicket,
+            manager: &ReadyManager,
+        ) -> Result<(), Self::Error> {
+            self.assigned
+                .push((ticket.id.as_u128(), manager.id.clone()));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_without_a_ready_manager_fetches_no_ticket() {
+        let mut board = Board {
+            waiting: vec![ticket(1, "general", 1, 0)],
+            ..Board::default()
+        };
+        assert_eq!(assign_waiting(&mut board).await, Ok(0));
+        assert_eq!(board.asked_for, None);
+        assert!(board.assigned.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_round_asks_for_what_the_slots_can_take_and_writes_the_plan_in_order() {
+        let mut board = Board {
+            ready: vec![
+                manager("cards", &["cards"], 1, 0, 0),
+                manager("any", &[], 2, 0, 1),
+            ],
+            waiting: vec![
+                ticket(1, "general", 1, 0),
+                ticket(2, "cards", 3, 5),
+                ticket(3, "general", 1, 1),
+                ticket(4, "general", 1, 2),
+            ],
+            ..Board::default()
+        };
+        assert_eq!(assign_waiting(&mut board).await, Ok(3));
+        let caps = board.asked_for.clone().expect("the round fetched tickets");
+        assert_eq!(caps.queues, vec!["cards".to_owned()]);
+        assert_eq!(caps.limits, vec![3]);
+        assert_eq!(caps.any_other, 2);
+        assert_eq!(
+            board.assigned,
+            vec![
+                (2, "cards".to_owned()),
+                (1, "any".to_owned()),
+                (3, "any".to_owned()),
+            ]
+        );
+        assert_eq!(
+            board.assigned,
+            pairs(&board.waiting, &board.ready),
+            "the round writes exactly the plan"
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::managers::match_waiting;
 use crate::meters::{self, Timings};
-use crate::screening::{self, Consequence};
+use crate::screening::{self, ScreeningPort};
 use crate::store::{PgStore, Result, StoreError, insert_event, status_of};
 use crate::ticket_event::TicketEvent;
 
@@ -114,14 +114,10 @@ pub(crate) async fn insert_system_message(
     Ok(id)
 }
 
-/// Gives waiting tickets, longest-waiting first, to ready managers: the one with the fewest open
-/// tickets, then the one ready longest. Runs under `MATCH_LOCK`, so it never races itself; a manager
-/// holds at most `capacity` tickets because slots are only granted below capacity. Each assignment
-/// adds its queue wait and the age of the passed messages it makes visible to `timings`.
 /// The body of [`PgStore::apply_verdicts`] inside a writing transaction, for a ticket locked with
-/// its `status` and `manager_id`: verdicts recorded, visible/blocked events written, the ticket
-/// classified and queued by its first passed message. Matching is the caller's (once per
-/// transaction); `assigned` is left None.
+/// its `status` and `manager_id`: the rule of [`crate::screening`] applied over
+/// [`PgScreening`]. Matching is the caller's (once per transaction); `assigned` is left None.
+/// Each message made visible adds its age to `timings`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn apply_verdicts_in(
     tx: &mut Transaction<'_, Postgres>,
@@ -133,8 +129,45 @@ pub(crate) async fn apply_verdicts_in(
     classification: Option<&TicketClassification>,
     timings: &mut Timings,
 ) -> Result<VerdictsApplied> {
-    let mut out = VerdictsApplied::default();
-    for (message_id, verdict) in verdicts {
+    let mut port = PgScreening {
+        tx,
+        ticket_id,
+        warning,
+        classification,
+        timings,
+    };
+    let s = screening::apply(&mut port, status, manager_id, verdicts).await?;
+    Ok(VerdictsApplied {
+        passed: s.passed,
+        blocked: s.blocked,
+        queued: s.queued,
+        assigned: None,
+    })
+}
+
+/// The screening port over one PostgreSQL transaction, for one ticket.
+struct PgScreening<'a, 't> {
+    tx: &'a mut Transaction<'t, Postgres>,
+    ticket_id: Uuid,
+    warning: &'a str,
+    classification: Option<&'a TicketClassification>,
+    timings: &'a mut Timings,
+}
+
+/// A client message whose verdict [`PgScreening`] recorded.
+struct Recorded {
+    client_id: String,
+    body: String,
+    created_at: DateTime<Utc>,
+    /// Seconds since it arrived (the visibility latency, when it is shown now).
+    age: f64,
+}
+
+impl ScreeningPort for PgScreening<'_, '_> {
+    type Error = StoreError;
+    type Message = Recorded;
+
+    async fn record(&mut self, message_id: Uuid, verdict: &Verdict) -> Result<Option<Recorded>> {
         let (afc_status, rule) = match verdict {
             Verdict::Passed => ("passed", None),
             Verdict::Blocked { rule } => ("blocked", Some(rule.as_str())),
@@ -146,77 +179,80 @@ pub(crate) async fn apply_verdicts_in(
                            extract(epoch FROM clock_timestamp() - created_at)::float8 AS age",
         )
         .bind(message_id)
-        .bind(ticket_id)
+        .bind(self.ticket_id)
         .bind(afc_status)
         .bind(rule)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut **self.tx)
         .await?;
-        let Some(m) = updated else { continue };
-        let client_id: String = m.try_get("client_id")?;
-        match screening::consequence(verdict, status, manager_id) {
-            Consequence::ShowTo(manager) => {
-                out.passed += 1;
-                let body: String = m.try_get("body")?;
-                let created_at: DateTime<Utc> = m.try_get("created_at")?;
-                timings.visible.push(m.try_get("age")?);
-                insert_event(
-                    tx,
-                    &client_id,
-                    &TicketEvent::MessageVisible {
-                        manager_id: manager,
-                        message_id: *message_id,
-                        ticket_id,
-                        body: &body,
-                        created_at,
-                    },
-                )
-                .await?;
-            }
-            Consequence::ShownOnAssignment => out.passed += 1,
-            Consequence::WarnClient => {
-                out.blocked += 1;
-                let warning_id = insert_system_message(
-                    tx,
-                    &format!("blocked:{message_id}"),
-                    ticket_id,
-                    &client_id,
-                    warning,
-                )
-                .await?;
-                insert_event(
-                    tx,
-                    &client_id,
-                    &TicketEvent::MessageBlocked {
-                        message_id: *message_id,
-                        ticket_id,
-                        warning,
-                        warning_message_id: warning_id,
-                    },
-                )
-                .await?;
-            }
-        }
+        updated
+            .map(|m| {
+                Ok(Recorded {
+                    client_id: m.try_get("client_id")?,
+                    body: m.try_get("body")?,
+                    created_at: m.try_get("created_at")?,
+                    age: m.try_get("age")?,
+                })
+            })
+            .transpose()
     }
-    if screening::queues_ticket(status, out.passed) {
+
+    async fn show_to(&mut self, manager: &str, message_id: Uuid, m: Recorded) -> Result<()> {
+        self.timings.visible.push(m.age);
+        insert_event(
+            self.tx,
+            &m.client_id,
+            &TicketEvent::MessageVisible {
+                manager_id: manager,
+                message_id,
+                ticket_id: self.ticket_id,
+                body: &m.body,
+                created_at: m.created_at,
+            },
+        )
+        .await
+    }
+
+    async fn warn_client(&mut self, message_id: Uuid, m: Recorded) -> Result<()> {
+        let warning_id = insert_system_message(
+            self.tx,
+            &format!("blocked:{message_id}"),
+            self.ticket_id,
+            &m.client_id,
+            self.warning,
+        )
+        .await?;
+        insert_event(
+            self.tx,
+            &m.client_id,
+            &TicketEvent::MessageBlocked {
+                message_id,
+                ticket_id: self.ticket_id,
+                warning: self.warning,
+                warning_message_id: warning_id,
+            },
+        )
+        .await
+    }
+
+    async fn queue_ticket(&mut self) -> Result<()> {
         sqlx::query("UPDATE tickets SET status = 'waiting', waiting_since = now() WHERE id = $1")
-            .bind(ticket_id)
-            .execute(&mut **tx)
+            .bind(self.ticket_id)
+            .execute(&mut **self.tx)
             .await?;
-        if let Some(c) = classification {
+        if let Some(c) = self.classification {
             sqlx::query(
-                    "UPDATE tickets SET category = $2, priority = $3, queue = $4, fields = $5 WHERE id = $1",
-                )
-                .bind(ticket_id)
-                .bind(&c.category)
-                .bind(c.priority.clamp(0, 3))
-                .bind(&c.queue)
-                .bind(&c.fields)
-                .execute(&mut **tx)
-                .await?;
+                "UPDATE tickets SET category = $2, priority = $3, queue = $4, fields = $5 WHERE id = $1",
+            )
+            .bind(self.ticket_id)
+            .bind(&c.category)
+            .bind(c.priority.clamp(0, 3))
+            .bind(&c.queue)
+            .bind(&c.fields)
+            .execute(&mut **self.tx)
+            .await?;
         }
-        out.queued = true;
+        Ok(())
     }
-    Ok(out)
 }
 
 /// The client's messages still waiting for their AFC verdict, oldest first (at most 500), on

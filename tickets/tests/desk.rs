@@ -2,25 +2,12 @@
 //! PostgreSQL; `#[sqlx::test]` gives each test its own migrated database.
 
 use sqlx::PgPool;
-use tickets::{Caller, NewClientMessage, PgStore, Role, StoreError, TicketStatus, Verdict};
+use testkit::fixtures::{manager, web_message};
+use tickets::{PgStore, StoreError, TicketStatus, Verdict};
 use uuid::Uuid;
 
-fn manager(id: &str) -> Caller {
-    Caller {
-        user_id: id.into(),
-        roles: vec![Role::Manager],
-        display_name: format!("Manager {id}"),
-    }
-}
-
 async fn client_message(store: &PgStore, client: &str, body: &str) -> Result<Uuid, StoreError> {
-    let m = NewClientMessage::from_source(
-        "web",
-        format!("{client}/{}", Uuid::new_v4()),
-        client,
-        client,
-        body,
-    );
+    let m = web_message(client, body);
     store.record_inbound(&m).await?;
     Ok(m.id)
 }

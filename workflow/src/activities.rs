@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tickets::inbound::MessageCheck as _;
-use tickets::{PgStore, ReplySilence, Verdict};
+use tickets::{PgStore, ReplySilence, TicketClassification, Verdict};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -200,32 +200,42 @@ impl TicketActivities {
         self.store
             .open_ticket(input.ticket_id, &input.client_id, &spec.version)
             .await?;
-        let applied = self
-            .store
-            .apply_verdicts(
-                input.ticket_id,
-                &verdicts,
-                &spec.blocked_warning,
-                classification.as_ref(),
-            )
-            .await?;
-        if let Some(a) = &applied.assigned {
-            tracing::Span::current().record("manager_id", a.manager_id.as_str());
-        }
-        tracing::info!(
-            ticket_id = %input.ticket_id, client_id = %input.client_id,
-            passed = applied.passed, blocked = applied.blocked, queued = applied.queued,
-            "afc verdicts applied"
-        );
-        Ok(CheckOutcome {
-            checked: verdicts.len(),
-            passed: applied.passed,
-            blocked: applied.blocked,
-            queued: applied.queued,
-            assigned_to: applied.assigned.map(|a| a.manager_id),
-            opened: true,
-        })
+        apply_checked(&self.store, &input, &verdicts, classification.as_ref()).await
     }
+}
+
+/// Applies the verdicts of a check (the built-in rules' or the bank's AFC system's) with the
+/// ticket's spec, and says what they did.
+pub(crate) async fn apply_checked(
+    store: &PgStore,
+    input: &CheckInput,
+    verdicts: &[(Uuid, Verdict)],
+    classification: Option<&TicketClassification>,
+) -> Result<CheckOutcome, ActivityError> {
+    let applied = store
+        .apply_verdicts(
+            input.ticket_id,
+            verdicts,
+            &input.spec.blocked_warning,
+            classification,
+        )
+        .await?;
+    if let Some(a) = &applied.assigned {
+        tracing::Span::current().record("manager_id", a.manager_id.as_str());
+    }
+    tracing::info!(
+        ticket_id = %input.ticket_id, client_id = %input.client_id,
+        passed = applied.passed, blocked = applied.blocked, queued = applied.queued,
+        "afc verdicts applied"
+    );
+    Ok(CheckOutcome {
+        checked: verdicts.len(),
+        passed: applied.passed,
+        blocked: applied.blocked,
+        queued: applied.queued,
+        assigned_to: applied.assigned.map(|a| a.manager_id),
+        opened: true,
+    })
 }
 
 /// Makes `span` (not yet entered) a child of the trace context stored with the first of

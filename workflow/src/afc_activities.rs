@@ -17,7 +17,7 @@ use tickets::{PgStore, TicketClassification, Verdict};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::activities::{CheckInput, CheckOutcome, follow_messages};
+use crate::activities::{CheckInput, CheckOutcome, apply_checked, follow_messages};
 use crate::afc_kafka::{AfcMessage, Cipher};
 use spec::TicketSpec;
 
@@ -264,31 +264,8 @@ impl AfcActivities {
                 .zip(&verdicts)
                 .find(|(_, (_, v))| *v == Verdict::Passed)
                 .map(|((_, body, _), _)| classify(spec, body));
-            let applied = self
-                .store
-                .apply_verdicts(
-                    input.ticket_id,
-                    &verdicts,
-                    &spec.blocked_warning,
-                    classification.as_ref(),
-                )
-                .await?;
-            if let Some(a) = &applied.assigned {
-                tracing::Span::current().record("manager_id", a.manager_id.as_str());
-            }
-            tracing::info!(
-                ticket_id = %input.ticket_id, client_id = %input.client_id,
-                passed = applied.passed, blocked = applied.blocked, queued = applied.queued,
-                "afc verdicts applied"
-            );
-            outcome = CheckOutcome {
-                checked: verdicts.len(),
-                passed: applied.passed,
-                blocked: applied.blocked,
-                queued: applied.queued,
-                assigned_to: applied.assigned.map(|a| a.manager_id),
-                opened: true,
-            };
+            outcome =
+                apply_checked(&self.store, &input, &verdicts, classification.as_ref()).await?;
         }
         let held = self.store.afc_held(&input.client_id).await?;
         Ok(AfcApplied { outcome, held })

@@ -26,8 +26,9 @@ use temporalio_client::{
     Client, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowHandle,
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use testkit::fixtures::{manager, web_message};
 use tickets::screening::{AfcRule, Check, Rules};
-use tickets::{Caller, NewClientMessage, PgStore, Role, ticket_id_opened_by};
+use tickets::{Caller, PgStore, ticket_id_opened_by};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -90,17 +91,6 @@ fn spec(timeout: &str) -> anyhow::Result<TicketSpec> {
         "version: 1\nafc:\n  provider: kafka\n  timeout: {timeout}\n  on_timeout: hold\n  blocked_warning: Blocked by AFC\n"
     );
     Ok(Spec::parse("afc.yaml", &text)?.ticket)
-}
-
-/// A client's web message with an id of its own.
-fn web_message(client: &str, body: &str) -> NewClientMessage {
-    NewClientMessage::from_source(
-        "web",
-        format!("{client}/{}", Uuid::new_v4()),
-        client,
-        client,
-        body,
-    )
 }
 
 fn signer(pem: &str) -> anyhow::Result<EncodingKey> {
@@ -530,14 +520,6 @@ where
     Fut: Future<Output = anyhow::Result<Option<T>>>,
 {
     testkit::eventually(WAIT, what, check).await
-}
-
-fn manager(id: &str) -> Caller {
-    Caller {
-        user_id: id.into(),
-        roles: vec![Role::Manager],
-        display_name: id.into(),
-    }
 }
 
 #[sqlx::test(migrator = "tickets::store::MIGRATOR")]

@@ -18,9 +18,8 @@ use temporalio_client::{
     WorkflowHandle, WorkflowQueryOptions,
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
-use tickets::{
-    Caller, NewClientMessage, PgStore, Role, store::EVENTS_CHANNEL, ticket_id_opened_by,
-};
+use testkit::fixtures::{manager, web_message};
+use tickets::{PgStore, store::EVENTS_CHANNEL, ticket_id_opened_by};
 use uuid::Uuid;
 use workflow::activities::TicketActivities;
 use workflow::client::Tickets;
@@ -43,27 +42,8 @@ fn spec(extra: &str) -> anyhow::Result<TicketSpec> {
     Ok(Spec::parse("test.yaml", &text)?.ticket)
 }
 
-/// A web-chat message of `client`, as communication would publish it.
-fn message(client: &str, body: &str) -> NewClientMessage {
-    NewClientMessage::from_source(
-        "web",
-        format!("{client}/{}", Uuid::new_v4()),
-        client,
-        client,
-        body,
-    )
-}
-
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", Uuid::new_v4().simple())
-}
-
-fn manager(id: &str) -> Caller {
-    Caller {
-        user_id: id.into(),
-        roles: vec![Role::Manager],
-        display_name: id.into(),
-    }
 }
 
 impl Harness {
@@ -76,7 +56,7 @@ impl Harness {
         spec: &TicketSpec,
         limit: Option<u32>,
     ) -> anyhow::Result<(Uuid, String)> {
-        let m = message(client, body);
+        let m = web_message(client, body);
         self.store.record_inbound(&m).await?;
         let run = self
             .tickets
@@ -93,7 +73,7 @@ impl Harness {
         body: &str,
         spec: &TicketSpec,
     ) -> anyhow::Result<(Uuid, tickets::inbound::Intake)> {
-        let m = message(client, body);
+        let m = web_message(client, body);
         let check = CheckedSpec::compile(spec)?;
         let intake = self
             .store

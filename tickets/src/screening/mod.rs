@@ -1,8 +1,10 @@
 //! Banking rule 1 as decisions: what an AFC verdict does to a client's message and its ticket. A
 //! blocked message is never shown to a manager and the client gets the warning; a passed message
 //! is shown to the manager who has the ticket, or, while no one has it, when it is assigned; the
-//! first passed message of a new ticket puts it in the queue. Pure functions: the store applies
-//! their outcome in the verdict's transaction (`messages::apply_verdicts_in`).
+//! first passed message of a new ticket puts it in the queue. Pure functions ([`consequence`],
+//! [`queues_ticket`]) and the step that applies them ([`apply`]) through a port
+//! ([`ScreeningPort`]), which the store implements in the verdict's transaction
+//! (`messages::PgScreening`).
 //!
 //! Who screens: the built-in rules and detectors ([`rules`], run inside the inbound transaction),
 //! or a bank's own AFC system, which gets the sealed messages through `tickets::external_afc`'s
@@ -11,6 +13,8 @@
 pub mod rules;
 
 pub use rules::{AfcRule, Check, Rules, contains_card_number};
+
+use uuid::Uuid;
 
 use crate::domain::{TicketStatus, Verdict};
 
@@ -42,6 +46,81 @@ pub fn consequence<'m>(
 /// least one passed message. A ticket of only blocked messages never reaches a manager.
 pub fn queues_ticket(status: TicketStatus, passed: usize) -> bool {
     status == TicketStatus::Open && passed > 0
+}
+
+/// What applying verdicts needs from the store, for one ticket inside the verdict's transaction.
+/// `tickets::messages` implements it over PostgreSQL, the tests below over vectors.
+// Called with static dispatch only, inside this workspace: the futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait ScreeningPort {
+    type Error;
+    /// A message whose verdict was just recorded, as the store needs it to carry the verdict out.
+    type Message;
+    /// Records `verdict` for a pending message and attaches it to the ticket. None: the message
+    /// has its verdict already (a redelivery), and nothing more happens to it.
+    async fn record(
+        &mut self,
+        message_id: Uuid,
+        verdict: &Verdict,
+    ) -> Result<Option<Self::Message>, Self::Error>;
+    /// Shows a passed message to the manager who has the ticket.
+    async fn show_to(
+        &mut self,
+        manager: &str,
+        message_id: Uuid,
+        message: Self::Message,
+    ) -> Result<(), Self::Error>;
+    /// Leaves the client the warning that stands for their blocked message.
+    async fn warn_client(
+        &mut self,
+        message_id: Uuid,
+        message: Self::Message,
+    ) -> Result<(), Self::Error>;
+    /// Puts the ticket in the queue for a manager, classified.
+    async fn queue_ticket(&mut self) -> Result<(), Self::Error>;
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Screened {
+    pub passed: usize,
+    pub blocked: usize,
+    /// The verdicts put the ticket in the queue (its first passed message).
+    pub queued: bool,
+}
+
+/// Applies the verdicts of a ticket's messages (the ticket in `status`, held by `manager`):
+/// each recorded, then shown, held for the assignment, or replaced by the client's warning; the
+/// ticket queued by its first passed message. A message that had its verdict already counts for
+/// nothing, so a redelivered verdict changes nothing.
+pub async fn apply<P: ScreeningPort>(
+    port: &mut P,
+    status: TicketStatus,
+    manager: Option<&str>,
+    verdicts: &[(Uuid, Verdict)],
+) -> Result<Screened, P::Error> {
+    let mut out = Screened::default();
+    for (message_id, verdict) in verdicts {
+        let Some(message) = port.record(*message_id, verdict).await? else {
+            continue;
+        };
+        match consequence(verdict, status, manager) {
+            Consequence::ShowTo(m) => {
+                out.passed += 1;
+                port.show_to(m, *message_id, message).await?;
+            }
+            Consequence::ShownOnAssignment => out.passed += 1,
+            Consequence::WarnClient => {
+                out.blocked += 1;
+                port.warn_client(*message_id, message).await?;
+            }
+        }
+    }
+    if queues_ticket(status, out.passed) {
+        port.queue_ticket().await?;
+        out.queued = true;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -102,5 +181,95 @@ mod tests {
                 "{status:?} is queued already or done"
             );
         }
+    }
+
+    /// The store as vectors: what applying the verdicts wrote.
+    #[derive(Default)]
+    struct Ledger {
+        /// Messages that have a verdict already.
+        decided: Vec<Uuid>,
+        shown: Vec<(String, Uuid)>,
+        warned: Vec<Uuid>,
+        queued: usize,
+    }
+
+    impl ScreeningPort for Ledger {
+        type Error = std::convert::Infallible;
+        type Message = ();
+        async fn record(&mut self, id: Uuid, _: &Verdict) -> Result<Option<()>, Self::Error> {
+            if self.decided.contains(&id) {
+                return Ok(None);
+            }
+            self.decided.push(id);
+            Ok(Some(()))
+        }
+        async fn show_to(&mut self, manager: &str, id: Uuid, (): ()) -> Result<(), Self::Error> {
+            self.shown.push((manager.to_owned(), id));
+            Ok(())
+        }
+        async fn warn_client(&mut self, id: Uuid, (): ()) -> Result<(), Self::Error> {
+            self.warned.push(id);
+            Ok(())
+        }
+        async fn queue_ticket(&mut self) -> Result<(), Self::Error> {
+            self.queued += 1;
+            Ok(())
+        }
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[tokio::test]
+    async fn a_blocked_message_is_never_shown_and_warns_the_client() {
+        let mut ledger = Ledger::default();
+        let verdicts = [(id(1), blocked()), (id(2), Verdict::Passed)];
+        let out = apply(&mut ledger, TicketStatus::Assigned, Some("m"), &verdicts).await;
+        assert_eq!(
+            out,
+            Ok(Screened {
+                passed: 1,
+                blocked: 1,
+                queued: false
+            })
+        );
+        assert_eq!(ledger.shown, vec![("m".to_owned(), id(2))]);
+        assert_eq!(ledger.warned, vec![id(1)]);
+        assert_eq!(ledger.queued, 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_ticket_is_queued_once_by_its_passed_messages_and_shows_nothing_yet() {
+        let mut ledger = Ledger::default();
+        let verdicts = [(id(1), Verdict::Passed), (id(2), Verdict::Passed)];
+        let out = apply(&mut ledger, TicketStatus::Open, None, &verdicts).await;
+        assert_eq!(out.map(|o| (o.passed, o.queued)), Ok((2, true)));
+        assert!(
+            ledger.shown.is_empty(),
+            "shown only when a manager takes it"
+        );
+        assert_eq!(ledger.queued, 1);
+    }
+
+    #[tokio::test]
+    async fn a_ticket_of_only_blocked_messages_is_not_queued() {
+        let mut ledger = Ledger::default();
+        let out = apply(&mut ledger, TicketStatus::Open, None, &[(id(1), blocked())]).await;
+        assert_eq!(out.map(|o| o.queued), Ok(false));
+        assert_eq!(ledger.queued, 0);
+        assert_eq!(ledger.warned, vec![id(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_verdict_changes_nothing() {
+        let mut ledger = Ledger {
+            decided: vec![id(1)],
+            ..Ledger::default()
+        };
+        let out = apply(&mut ledger, TicketStatus::Open, None, &[(id(1), blocked())]).await;
+        assert_eq!(out, Ok(Screened::default()));
+        assert!(ledger.warned.is_empty() && ledger.shown.is_empty());
+        assert_eq!(ledger.queued, 0);
     }
 }
