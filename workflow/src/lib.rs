@@ -30,6 +30,21 @@ use tokio_util::sync::CancellationToken;
 
 pub use settings::Settings;
 
+/// Applies the database migrations of this build (`workflow migrate`, the Kubernetes migration
+/// Job) and returns the schema version it leaves: the newest migration's.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<i64> {
+    let db = &settings.common.database;
+    // `open` applies the migrations (under PostgreSQL's advisory lock).
+    tickets::PgStore::open("migrate", &db.url, db.password(), 1)
+        .await
+        .context("migrating PostgreSQL")?;
+    Ok(tickets::store::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or_default())
+}
+
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let spec = spec::Spec::load(&settings.spec_path)?;

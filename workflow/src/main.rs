@@ -8,6 +8,9 @@ enum Cmd {
     Run,
     /// Check a workflows.yaml without starting anything.
     Validate { file: std::path::PathBuf },
+    /// Apply this release's database migrations and exit (the Kubernetes migration Job); the
+    /// services apply them at start too, so running it twice, or late, changes nothing.
+    Migrate,
 }
 
 #[tokio::main]
@@ -31,19 +34,36 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
+        Cmd::Migrate => {
+            let Some(settings) = settings()? else {
+                return Ok(());
+            };
+            let version = workflow::migrate(&settings).await?;
+            println!("database migrated: schema version {version}");
+            Ok(())
+        }
         Cmd::Run => {
-            let settings = match platform::settings::load(
-                "workflow",
-                &workflow::settings::declared(),
-                workflow::Settings::from_env,
-                workflow::Settings::refusals,
-            )? {
-                Start::Run(s) => s,
-                Start::Printed => return Ok(()),
+            let Some(settings) = settings()? else {
+                return Ok(());
             };
             let shutdown =
                 platform::shutdown::on_signal_within(Some(settings.common.shutdown_deadline));
             workflow::run(settings, shutdown).await
         }
     }
+}
+
+/// The service's settings from the environment; None when `--print-config` printed them.
+fn settings() -> anyhow::Result<Option<workflow::Settings>> {
+    Ok(
+        match platform::settings::load(
+            "workflow",
+            &workflow::settings::declared(),
+            workflow::Settings::from_env,
+            workflow::Settings::refusals,
+        )? {
+            Start::Run(s) => Some(s),
+            Start::Printed => None,
+        },
+    )
 }
