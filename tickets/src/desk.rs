@@ -155,8 +155,9 @@ impl PgStore {
         page(&rows, limit, desk_message_of)
     }
 
-    /// Adds an internal note to a ticket assigned to the manager. The same idempotency key returns
-    /// the same note and stores nothing new. The note's event goes to the manager only.
+    /// Adds an internal note to a ticket assigned to the manager. The same idempotency key on the
+    /// same ticket returns the same note and stores nothing new; on another ticket it is another
+    /// note. The note's event goes to the manager only.
     pub async fn add_note(
         &self,
         manager: &Caller,
@@ -164,13 +165,17 @@ impl PgStore {
         idempotency_key: &str,
         body: &str,
     ) -> Result<Uuid> {
-        let note_id = message_id_for("note", &format!("{}/{idempotency_key}", manager.user_id));
+        let note_id = message_id_for(
+            "note",
+            &format!("{}/{ticket_id}/{idempotency_key}", manager.user_id),
+        );
         let mut tx = self.begin_writing(false).await?;
         let (client_id, status) = managers_ticket_shared(&mut tx, ticket_id, manager).await?;
         let existing: Option<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM notes WHERE manager_id = $1 AND idempotency_key = $2",
+            "SELECT id FROM notes WHERE manager_id = $1 AND ticket_id = $2 AND idempotency_key = $3",
         )
         .bind(&manager.user_id)
+        .bind(ticket_id)
         .bind(idempotency_key)
         .fetch_optional(&mut *tx)
         .await?;

@@ -153,8 +153,9 @@ impl PgStore {
         rows.iter().map(message_of).collect()
     }
 
-    /// Stores a manager's reply to a ticket assigned to them. The same idempotency key returns the
-    /// same message and stores nothing new, even after the ticket closed.
+    /// Stores a manager's reply to a ticket assigned to them. The same idempotency key on the same
+    /// ticket returns the same message and stores nothing new, even after the ticket closed; on
+    /// another ticket it is another reply.
     pub async fn send_reply(
         &self,
         manager: &Caller,
@@ -162,7 +163,9 @@ impl PgStore {
         idempotency_key: &str,
         body: &str,
     ) -> Result<Uuid> {
-        let external_id = format!("{}/{idempotency_key}", manager.user_id);
+        let external_id = format!("{}/{ticket_id}/{idempotency_key}", manager.user_id);
+        // Replies stored before keys were scoped to the ticket: found again for their own ticket.
+        let earlier_id = format!("{}/{idempotency_key}", manager.user_id);
         let message_id = message_id_for("manager", &external_id);
         let mut tx = self.begin_writing(false).await?;
         let row = sqlx::query(
@@ -177,9 +180,12 @@ impl PgStore {
         .await?
         .ok_or(StoreError::TicketNotFound)?;
         let existing: Option<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM messages WHERE channel = 'manager' AND external_id = $1",
+            "SELECT id FROM messages WHERE channel = 'manager'
+                 AND (external_id = $1 OR (external_id = $2 AND ticket_id = $3))",
         )
         .bind(&external_id)
+        .bind(&earlier_id)
+        .bind(ticket_id)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(id) = existing {

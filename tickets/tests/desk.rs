@@ -69,6 +69,71 @@ async fn a_note_is_read_by_the_manager_and_never_reaches_the_client(
 }
 
 #[sqlx::test]
+async fn a_managers_key_is_scoped_to_the_ticket_and_a_retry_on_the_same_ticket_stores_nothing(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let first = assigned_ticket(&store, "c1", "m1").await?;
+    let second = assigned_ticket(&store, "c2", "m1").await?;
+    let m1 = manager("m1");
+    // The same key (a console's `r1`) on two tickets: two replies, two notes.
+    let reply_1 = store.send_reply(&m1, first, "r1", "first answer").await?;
+    let reply_2 = store.send_reply(&m1, second, "r1", "second answer").await?;
+    assert_ne!(reply_1, reply_2, "a key on another ticket is another reply");
+    assert_eq!(
+        store.send_reply(&m1, first, "r1", "first answer").await?,
+        reply_1
+    );
+    let note_1 = store.add_note(&m1, first, "n1", "first note").await?;
+    let note_2 = store.add_note(&m1, second, "n1", "second note").await?;
+    assert_ne!(note_1, note_2, "a key on another ticket is another note");
+    assert_eq!(
+        store.add_note(&m1, second, "n1", "second note").await?,
+        note_2
+    );
+    for (client, body) in [("c1", "first answer"), ("c2", "second answer")] {
+        let history = store.client_history(client, None, 100).await?;
+        assert_eq!(
+            history.messages.iter().filter(|m| m.body == body).count(),
+            1,
+            "{client} gets their reply once"
+        );
+    }
+    Ok(())
+}
+
+/// A reply stored before keys were scoped to the ticket (external id `<manager>/<key>`) is still
+/// the one a retry of it returns.
+#[sqlx::test]
+async fn a_reply_stored_under_the_earlier_key_form_is_found_by_its_retry(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    let ticket = assigned_ticket(&store, "c1", "m1").await?;
+    let reply = store
+        .send_reply(&manager("m1"), ticket, "r1", "answer")
+        .await?;
+    sqlx::query("UPDATE messages SET external_id = 'm1/r1' WHERE id = $1")
+        .bind(reply)
+        .execute(&pool)
+        .await?;
+    assert_eq!(
+        store
+            .send_reply(&manager("m1"), ticket, "r1", "answer")
+            .await?,
+        reply
+    );
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages WHERE author = 'manager' AND ticket_id = $1",
+    )
+    .bind(ticket)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(count, 1);
+    Ok(())
+}
+
+#[sqlx::test]
 async fn another_managers_ticket_is_not_found_for_every_desk_action(
     pool: PgPool,
 ) -> anyhow::Result<()> {

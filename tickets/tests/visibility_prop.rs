@@ -545,7 +545,7 @@ impl Run<'_> {
                 let r = store
                     .send_reply(&manager(m), model.tickets[t].id, &body, &body)
                     .await;
-                let key = format!("{}/{body}", manager_id(m));
+                let key = format!("{}/{}/{body}", manager_id(m), model.tickets[t].id);
                 expect_desk_write(model, t, m, &r, "reply")?;
                 if let Ok(id) = r {
                     ensure!(id == message_id_for("manager", &key), "reply id");

@@ -10,9 +10,12 @@
 //! or a bank's own AFC system, which gets the sealed messages through `tickets::external_afc`'s
 //! outbox and answers on Kafka.
 
+pub mod card;
 pub mod rules;
+pub mod text;
 
-pub use rules::{AfcRule, Check, Rules, contains_card_number};
+pub use card::contains_card_number;
+pub use rules::{AfcRule, Check, Rules};
 
 use uuid::Uuid;
 

@@ -1,7 +1,11 @@
-//! The built-in anti-financial-crime rules and their detectors (a card number by the Luhn
-//! checksum, a pattern): pure functions from a message body to a verdict. The spec names which
+//! The built-in anti-financial-crime rules and their detectors (a card number, [`super::card`];
+//! a pattern): pure functions from a message body to a verdict. Every detector sees the message
+//! as a person reads it ([`super::text::normalize`]); a pattern is matched against both the
+//! message and that reading, so invisible characters cannot split a word it looks for. The spec names which
 //! rules a ticket runs (`afc.rules` in `workflows.yaml`); the inbound transaction runs them.
 
+use super::card::card_in;
+use super::text::normalize;
 use crate::domain::Verdict;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -16,8 +20,7 @@ pub struct AfcRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
-    /// A payment card number: 13 to 19 digits, optionally grouped by spaces or dashes, passing the
-    /// Luhn checksum.
+    /// A payment card number, however it is written (see `screening::card`).
     CardNumber,
     /// A regular expression (Rust `regex` syntax).
     Pattern(String),
@@ -50,10 +53,11 @@ impl Rules {
 
     /// The first rule that matches blocks the message.
     pub fn check(&self, body: &str) -> Verdict {
+        let seen = normalize(body);
         for (name, rule) in &self.rules {
             let hit = match rule {
-                Compiled::CardNumber => contains_card_number(body),
-                Compiled::Pattern(re) => re.is_match(body),
+                Compiled::CardNumber => card_in(&seen),
+                Compiled::Pattern(re) => re.is_match(body) || re.is_match(&seen),
             };
             if hit {
                 return Verdict::Blocked { rule: name.clone() };
@@ -61,64 +65,6 @@ impl Rules {
         }
         Verdict::Passed
     }
-}
-
-/// True if `text` holds a digit run (single spaces or dashes allowed between digits) with a
-/// Luhn-valid card number of 13 to 19 digits in it.
-pub fn contains_card_number(text: &str) -> bool {
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let mut digits = Vec::new();
-        while i < chars.len() {
-            let c = chars[i];
-            if let Some(d) = c.to_digit(10).filter(|_| c.is_ascii_digit()) {
-                digits.push(d as u8);
-                i += 1;
-            } else if (c == ' ' || c == '-') && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit())
-            {
-                i += 1;
-            } else {
-                break;
-            }
-        }
-        if run_has_card(&digits) {
-            return true;
-        }
-    }
-    false
-}
-
-/// A run of 13 to 19 digits is checked whole; a longer run (digits glued to other numbers) is
-/// searched for a 16-digit card, the common length. Shorter windows would flag every long number.
-fn run_has_card(digits: &[u8]) -> bool {
-    match digits.len() {
-        13..=19 => luhn_valid(digits),
-        n if n > 19 => digits.windows(16).any(luhn_valid),
-        _ => false,
-    }
-}
-
-fn luhn_valid(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
@@ -173,6 +119,31 @@ mod tests {
         assert_eq!(
             rules().check("what is CVV?"),
             Verdict::Blocked { rule: "cvv".into() }
+        );
+    }
+
+    #[test]
+    fn invisible_characters_and_other_scripts_hide_nothing_from_a_rule() {
+        let card = Verdict::Blocked {
+            rule: "card".into(),
+        };
+        assert_eq!(
+            rules().check("4111\u{200b}1111\u{200b}1111\u{200b}1111"),
+            card
+        );
+        assert_eq!(rules().check("карта ٤١١١ ١١١١ ١١١١ ١١١١"), card);
+        assert_eq!(
+            rules().check("４１１１－１１１１－１１１１－１１１１"),
+            card
+        );
+        assert_eq!(
+            rules().check("what is c\u{200b}v\u{ad}v?"),
+            Verdict::Blocked { rule: "cvv".into() }
+        );
+        // A 20-digit account number is what the bank asks for, not a card.
+        assert_eq!(
+            rules().check("account 40817810099910004312"),
+            Verdict::Passed
         );
     }
 }
