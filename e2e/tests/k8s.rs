@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
-use platform::settings::Kind;
+use platform::settings::{Kind, Setting};
 use serde_yaml_ng::Value;
 
 const OVERLAYS: [&str; 2] = ["dev", "production"];
@@ -191,8 +191,11 @@ fn mounts<'a>(c: &Container<'a>) -> anyhow::Result<Vec<(String, &'a Value)>> {
 
 /// The files a setting's value names: a path setting's value, and the certificate files in a
 /// PostgreSQL URL's query.
-fn files_named(name: &str, value: &str) -> Vec<String> {
-    let declared = common::declarations();
+fn files_named(
+    declared: &BTreeMap<&str, (&Setting, Vec<&str>)>,
+    name: &str,
+    value: &str,
+) -> Vec<String> {
     if declared
         .get(name)
         .is_some_and(|(s, _)| s.kind == Kind::Path)
@@ -294,7 +297,7 @@ fn every_file_a_setting_names_is_mounted_in_the_pod() -> anyhow::Result<()> {
                 if !reads {
                     continue;
                 }
-                for file in files_named(&name, &value) {
+                for file in files_named(&declared, &name, &value) {
                     assert!(
                         mounted
                             .iter()
@@ -323,13 +326,14 @@ fn stand_in(setting: &str) -> String {
 /// The container's environment for a run outside the cluster: secrets by stand-ins (optional
 /// ones left out, as an absent key leaves them), and each mounted volume as a local directory
 /// (`local`) holding its files: the `inbox-config` ConfigMap's own, a test CA for every other item
-/// (the CAs the production overlay mounts), so a setting naming a mounted file names a real one.
+/// (`ca`: the CAs the production overlay mounts), so a setting naming a mounted file names a real
+/// one.
 fn runnable_env(
     docs: &[Value],
     c: &Container<'_>,
     local: &Path,
+    ca: &[u8],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let ca = std::fs::read(e2e::certs::make_certificates(local)?.0)?;
     let mut moved = Vec::new();
     for (i, (at, volume)) in mounts(c)?.into_iter().enumerate() {
         let dir = local.join(format!("volume-{i}"));
@@ -352,7 +356,7 @@ fn runnable_env(
             let items =
                 get(volume, &["secret", "items"]).or_else(|| get(volume, &["configMap", "items"]));
             for item in items.and_then(Value::as_sequence).into_iter().flatten() {
-                std::fs::write(dir.join(s(item, &["path"]).unwrap_or_default()), &ca)?;
+                std::fs::write(dir.join(s(item, &["path"]).unwrap_or_default()), ca)?;
             }
         }
         moved.push((at, dir.display().to_string()));
@@ -380,6 +384,9 @@ fn runnable_env(
 
 #[tokio::test]
 async fn each_binary_accepts_in_its_profile_exactly_what_its_pod_is_given() -> anyhow::Result<()> {
+    // One test CA stands for every CA a pod mounts.
+    let ca_dir = tempdir("k8s-ca")?;
+    let ca = std::fs::read(e2e::certs::make_certificates(&ca_dir)?.0)?;
     for overlay in OVERLAYS {
         let docs = render(overlay)?;
         let profile = if overlay == "production" {
@@ -389,7 +396,7 @@ async fn each_binary_accepts_in_its_profile_exactly_what_its_pod_is_given() -> a
         };
         for c in &containers(&docs)? {
             let local = tempdir(&format!("k8s-{overlay}-{}", c.binary))?;
-            let env = runnable_env(&docs, c, &local)?;
+            let env = runnable_env(&docs, c, &local, &ca)?;
             let out = tokio::process::Command::new(e2e::binary(&c.binary)?)
                 .arg("--print-config")
                 .env_clear()
@@ -417,6 +424,7 @@ async fn each_binary_accepts_in_its_profile_exactly_what_its_pod_is_given() -> a
             std::fs::remove_dir_all(&local)?;
         }
     }
+    std::fs::remove_dir_all(&ca_dir)?;
     Ok(())
 }
 
