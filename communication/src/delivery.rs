@@ -2,22 +2,25 @@
 //!
 //! One worker per channel reads, in outbox order, the client-visible events its clients should get
 //! (client ids with the channel's prefix), claims each in the `deliveries` ledger before sending
-//! (so a restart never sends twice: a send a crash interrupted is marked `unknown`, not repeated),
+//! (so a restart never sends twice: a send a crash interrupted is marked `unknown`, not repeated,
+//! and its ticket's manager gets a `delivery_unknown` event; `ResendDelivery` sends it again),
 //! retries what may succeed later (rate limits with the server's `retry_after`, network errors with
 //! backoff, per the channel's [`RetryPolicy`]) and records a `failed` delivery otherwise, together
-//! with a `delivery_failed` event for the ticket's manager. Never silently dropped: every event it
+//! with a `delivery_failed` event for the ticket's manager. A retry waits in the ledger (`retry`,
+//! `next_attempt_at`), not in the worker, and clients are served at once: a slow or throttled
+//! recipient delays only their own messages (kept in order behind the one that waits). Never silently dropped: every event it
 //! passes has a ledger row. Wake-ups from `ticket.events` make it prompt; a periodic re-read covers
 //! a lost wake-up.
 
 use std::future::Future;
 use std::time::Duration;
 
-use tickets::{DeliveryStatus, Event, PgStore, event_kind};
+use tickets::{Claim, DeliveryStatus, Event, PgStore, event_kind};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Wakeups;
-use crate::telegram::{Backoff, sleep_or_cancel};
+use crate::telegram::Backoff;
 
 /// Event kinds a client receives on their channel. `message_accepted` is not sent: on Telegram
 /// and email the client's own message is already in their chat.
@@ -133,6 +136,23 @@ pub async fn run_with<O: Outbound>(
         if shutdown.is_cancelled() {
             return;
         }
+        // Retries whose time came and resends managers asked for go first.
+        match store.take_due_deliveries(channel, 100).await {
+            Ok(due) => {
+                let items = due
+                    .into_iter()
+                    .map(|(event, attempts)| Item {
+                        event,
+                        attempts,
+                        claimed: true,
+                    })
+                    .collect();
+                if let Err(e) = deliver_all(&outbound, &store, items, &policy).await {
+                    tracing::warn!(channel, error = %e, "delivery: store error on retries");
+                }
+            }
+            Err(e) => tracing::warn!(channel, error = %e, "delivery: cannot read due retries"),
+        }
         let after = match store.channel_cursor(&cursor_name).await {
             Ok(c) => c.unwrap_or(0),
             Err(e) => {
@@ -153,83 +173,140 @@ pub async fn run_with<O: Outbound>(
             }
         };
         backoff.reset();
-        if events.is_empty() {
+        let Some(last) = events.last().map(|e| e.seq) else {
             wait_for_news(&mut wake, outbound.client_prefix(), &shutdown).await;
             continue;
+        };
+        let items = events
+            .into_iter()
+            .map(|event| Item {
+                event,
+                attempts: 0,
+                claimed: false,
+            })
+            .collect();
+        if let Err(e) = deliver_all(&outbound, &store, items, &policy).await {
+            tracing::warn!(channel, error = %e, "delivery: store error");
+            backoff.wait(&shutdown).await;
+            continue;
         }
-        for event in events {
-            if let Err(e) = deliver(&outbound, &store, &event, &policy, &shutdown).await {
-                tracing::warn!(channel, seq = event.seq, error = %e, "delivery: store error");
-                backoff.wait(&shutdown).await;
-                break;
-            }
-            if shutdown.is_cancelled() {
-                return;
-            }
-            if let Err(e) = store.advance_channel_cursor(&cursor_name, event.seq).await {
-                tracing::warn!(channel, error = %e, "delivery: cannot store cursor");
-                break;
-            }
+        if let Err(e) = store.advance_channel_cursor(&cursor_name, last).await {
+            tracing::warn!(channel, error = %e, "delivery: cannot store cursor");
         }
     }
 }
 
-async fn deliver<O: Outbound>(
+/// Clients whose deliveries are sent at once: one slow recipient (a hanging connection, a chat
+/// the channel throttles) holds up only its own messages, never the others of the channel.
+const CLIENTS_AT_ONCE: usize = 16;
+
+/// One delivery to make: its event, the attempts made so far, and whether it is claimed already
+/// (a due retry or resend) or still to be claimed (new in the outbox).
+struct Item {
+    event: Event,
+    attempts: i32,
+    claimed: bool,
+}
+
+/// Delivers `items` (in outbox order): each client's in order, one after another; clients at
+/// once. Each delivery is attempted once here; one that may succeed later waits as a retry
+/// (the worker never sleeps on a recipient), and the client's later ones wait behind it.
+async fn deliver_all<O: Outbound>(
+    outbound: &O,
+    store: &PgStore,
+    items: Vec<Item>,
+    policy: &RetryPolicy,
+) -> Result<(), tickets::StoreError> {
+    use futures::StreamExt as _;
+    let mut by_client: std::collections::BTreeMap<String, Vec<Item>> = Default::default();
+    for item in items {
+        by_client
+            .entry(item.event.client_id.clone())
+            .or_default()
+            .push(item);
+    }
+    let results: Vec<Result<(), tickets::StoreError>> =
+        futures::stream::iter(by_client.into_values())
+            .map(|items| deliver_client(outbound, store, items, policy))
+            .buffer_unordered(CLIENTS_AT_ONCE)
+            .collect()
+            .await;
+    results.into_iter().collect()
+}
+
+/// One client's deliveries, in order.
+async fn deliver_client<O: Outbound>(
+    outbound: &O,
+    store: &PgStore,
+    items: Vec<Item>,
+    policy: &RetryPolicy,
+) -> Result<(), tickets::StoreError> {
+    let channel = outbound.channel();
+    let mut behind: Option<Duration> = None;
+    for item in items {
+        let event = &item.event;
+        if let Some(wait) = behind {
+            // An earlier one waits for a retry: this one waits behind it.
+            if item.claimed {
+                store
+                    .schedule_retry(
+                        event.seq,
+                        channel,
+                        item.attempts,
+                        "waiting behind an earlier delivery to this client",
+                        wait,
+                    )
+                    .await?;
+            } else {
+                store
+                    .claim_delivery_in_order(event.seq, channel, &event.client_id)
+                    .await?;
+            }
+            continue;
+        }
+        if !item.claimed {
+            match store
+                .claim_delivery_in_order(event.seq, channel, &event.client_id)
+                .await?
+            {
+                Claim::Send => {}
+                // Waiting behind an earlier one, or claimed before: never twice.
+                Claim::Queued | Claim::Taken => continue,
+            }
+        }
+        behind = attempt(outbound, store, event, item.attempts, policy).await?;
+    }
+    Ok(())
+}
+
+/// One attempt at a claimed delivery, its outcome recorded: sent, failed for good, or waiting
+/// for a retry (returns how long).
+async fn attempt<O: Outbound>(
     outbound: &O,
     store: &PgStore,
     event: &Event,
+    attempts_before: i32,
     policy: &RetryPolicy,
-    shutdown: &CancellationToken,
-) -> Result<(), tickets::StoreError> {
+) -> Result<Option<Duration>, tickets::StoreError> {
     let channel = outbound.channel();
-    if !store
-        .claim_delivery(event.seq, channel, &event.client_id)
-        .await?
-    {
-        return Ok(()); // claimed before: sent, failed or interrupted; never twice
-    }
     let Some(text) = text_of(event) else {
-        return store
+        store
             .fail_delivery(event.seq, channel, 0, "event without text")
-            .await;
+            .await?;
+        return Ok(None);
     };
-    let max_attempts = policy.max_attempts.max(1);
-    let mut attempts: u32 = 0;
-    let mut transient_failures: u32 = 0;
-    let outcome = loop {
-        attempts += 1;
-        match outbound.send(event, &text).await {
-            Ok(id) => break Ok(id),
-            Err(SendError::Permanent(e)) => break Err(e),
-            Err(e) if attempts >= max_attempts => {
-                break Err(format!("gave up after {attempts} attempts: {e}"));
-            }
-            Err(SendError::RetryAfter(d)) if d > MAX_RETRY_AFTER => {
-                break Err(format!("rate limited for {d:?}"));
-            }
-            Err(SendError::RetryAfter(d)) => {
-                tracing::info!(
-                    channel,
-                    seq = event.seq,
-                    ?d,
-                    "delivery rate limited; waiting"
-                );
-                sleep_or_cancel(d, shutdown).await;
-            }
-            Err(SendError::Transient(e)) => {
-                transient_failures += 1;
-                let wait = policy.backoff(transient_failures);
-                tracing::warn!(channel, seq = event.seq, attempts, ?wait, error = %e,
-                    "delivery failed; retrying");
-                sleep_or_cancel(wait, shutdown).await;
-            }
-        }
-        if shutdown.is_cancelled() {
-            break Err("stopped before the send succeeded".into());
-        }
+    let attempts = attempts_before.saturating_add(1);
+    let max_attempts = i32::try_from(policy.max_attempts.max(1)).unwrap_or(i32::MAX);
+    let failed = |detail: String| async move {
+        tracing::warn!(channel, seq = event.seq, client_id = %event.client_id, %detail,
+            "delivery failed");
+        // The ledger row and a `delivery_failed` event for the ticket's manager, together.
+        store
+            .fail_delivery(event.seq, channel, attempts, &detail)
+            .await
+            .map(|()| None)
     };
-    let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-    match outcome {
+    match outbound.send(event, &text).await {
         Ok(id) => {
             tracing::info!(channel, seq = event.seq, client_id = %event.client_id, attempts,
                 "delivered");
@@ -242,15 +319,27 @@ async fn deliver<O: Outbound>(
                     None,
                     Some(&id),
                 )
-                .await
+                .await?;
+            Ok(None)
         }
-        Err(detail) => {
-            tracing::warn!(channel, seq = event.seq, client_id = %event.client_id,
-                %detail, "delivery failed");
-            // The ledger row and a `delivery_failed` event for the ticket's manager, together.
+        Err(SendError::Permanent(e)) => failed(e).await,
+        Err(e) if attempts >= max_attempts => {
+            failed(format!("gave up after {attempts} attempts: {e}")).await
+        }
+        Err(SendError::RetryAfter(d)) if d > MAX_RETRY_AFTER => {
+            failed(format!("rate limited for {d:?}")).await
+        }
+        Err(e) => {
+            let wait = match &e {
+                SendError::RetryAfter(d) => *d,
+                _ => policy.backoff(u32::try_from(attempts).unwrap_or(u32::MAX)),
+            };
+            tracing::info!(channel, seq = event.seq, attempts, ?wait, error = %e,
+                "delivery not through yet; retrying later");
             store
-                .fail_delivery(event.seq, channel, attempts, &detail)
-                .await
+                .schedule_retry(event.seq, channel, attempts, &e.to_string(), wait)
+                .await?;
+            Ok(Some(wait))
         }
     }
 }
@@ -260,7 +349,8 @@ async fn wait_for_news(
     prefix: &str,
     shutdown: &CancellationToken,
 ) {
-    let deadline = tokio::time::sleep(Duration::from_secs(2));
+    // Also the longest a due retry waits for its turn.
+    let deadline = tokio::time::sleep(Duration::from_secs(1));
     tokio::pin!(deadline);
     loop {
         tokio::select! {

@@ -96,6 +96,10 @@ impl From<ClientError> for ApiError {
                 field(Field::IdempotencyKey)
             )),
             ClientError::NoSuchMessage => Self::NotFound(e.to_string()),
+            // Retrying soon helps only once a stream closes: a fixed hint.
+            ClientError::TooManyStreams(_) => Self::TooManyRequests {
+                retry_after_secs: 10,
+            },
             ClientError::Bus(e) => Self::Unavailable(format!("kafka: {e}")),
             ClientError::Store(e) => e.into(),
         }
@@ -225,12 +229,20 @@ async fn websocket(
     let events = state.chat.events(&token, q.after)?;
     let stall = state.chat.streams.config.max_stall;
     let store = state.chat.store.clone();
+    // The client only reads on this socket (it writes over HTTP): a frame is at most a close or
+    // a ping, so anything bigger is refused (tungstenite's default would buffer 64 MiB).
+    let upgrade = upgrade
+        .max_frame_size(MAX_WS_FRAME_BYTES)
+        .max_message_size(MAX_WS_FRAME_BYTES);
     Ok(upgrade.on_upgrade(move |socket| {
         state
             .sockets
             .track_future(push_events(store, token.caller, events, stall, socket))
     }))
 }
+
+/// Largest frame or message a client may send on its WebSocket.
+pub const MAX_WS_FRAME_BYTES: usize = 4096;
 
 /// WebSocket close code when the token expires: the client reconnects with a fresh token and
 /// `after=<last event_id>` (4000-4999 are the application's own codes).

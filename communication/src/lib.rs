@@ -32,6 +32,7 @@ pub struct Application {
     ops_addr: SocketAddr,
     health: std::sync::Arc<platform::ops::Health>,
     sockets: tokio_util::task::TaskTracker,
+    header_timeout: std::time::Duration,
 }
 
 impl Application {
@@ -60,7 +61,7 @@ impl Application {
         let streams = edge::stream::Streams {
             store: store.clone(),
             hub: std::sync::Arc::new(edge::stream::Hub::default()),
-            config: edge::stream::StreamConfig::default(),
+            config: settings.streams.clone(),
             shutdown: shutdown.clone(),
         };
         {
@@ -79,17 +80,24 @@ impl Application {
                 )
             });
         }
-        let publisher = edge::publish::Publisher::new(kafka, topics.inbound_messages.clone())?;
+        let publisher = edge::publish::Publisher::new(
+            kafka,
+            topics.inbound_messages.clone(),
+            settings.common.data_key.clone(),
+        )?;
         crash::warn_if_armed();
+        // One budget per client id for every write path of this process (web chat, Telegram).
+        let limiter = edge::ratelimit::RateLimiter::new(settings.rate_limit);
         let mut webhook = None;
         if let Some(tg) = &settings.telegram {
             match &tg.webhook {
                 None => {
                     tracing::info!(api = %tg.api_url, "telegram channel on (long polling)");
-                    let (tg, store, publisher, stop) = (
+                    let (tg, store, publisher, limiter, stop) = (
                         tg.clone(),
                         store.clone(),
                         publisher.clone(),
+                        limiter.clone(),
                         shutdown.clone(),
                     );
                     platform::ops::supervise(&health, "telegram-in", shutdown.clone(), move || {
@@ -97,6 +105,7 @@ impl Application {
                             tg.clone(),
                             store.clone(),
                             publisher.clone(),
+                            limiter.clone(),
                             stop.clone(),
                         )
                     });
@@ -105,7 +114,12 @@ impl Application {
                     tracing::info!(api = %tg.api_url, path = %hook.path,
                         "telegram channel on (webhook)");
                     telegram_webhook::register(tg, hook).await?;
-                    webhook = Some(telegram_webhook::router(hook, publisher.clone()));
+                    webhook = Some(telegram_webhook::router(
+                        tg.bot()?,
+                        hook,
+                        publisher.clone(),
+                        limiter.clone(),
+                    ));
                 }
             }
             let (out, store, wakeups, stop) = (
@@ -157,7 +171,7 @@ impl Application {
                 store,
                 publisher,
                 verifier,
-                limiter: edge::ratelimit::RateLimiter::new(settings.rate_limit),
+                limiter: limiter.clone(),
                 streams,
             },
             sockets: sockets.clone(),
@@ -182,6 +196,7 @@ impl Application {
             ops_addr,
             health,
             sockets,
+            header_timeout: settings.header_timeout,
         })
     }
 
@@ -196,13 +211,48 @@ impl Application {
 
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "communication listening on http://{}", self.addr);
-        let health = self.health.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.cancelled().await;
-                health.drain();
-            })
-            .await?;
+        // hyper's own connection loop rather than `axum::serve`, which has no read timeouts: a
+        // client that trickles its request head (or holds a kept-alive connection silent) is
+        // cut off after `header_timeout` instead of holding a connection and a task forever.
+        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.header_timeout)
+            .keep_alive_timeout(self.header_timeout);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "http connection ended");
+                }
+            });
+        }
+        self.health.drain();
+        // In-flight requests finish; idle connections close now.
+        graceful.shutdown().await;
         // Upgraded connections outlive the server: each WebSocket sends its close frame ("going
         // away", resume after the last event) before the process ends.
         self.sockets.close();

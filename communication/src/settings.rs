@@ -58,6 +58,13 @@ channel_settings! {
     IMAP_MAILBOX "INBOX_IMAP_MAILBOX" Kind::Text, "`email.imap.mailbox` (default INBOX)";
     IMAP_POLL_SECS "INBOX_IMAP_POLL_SECS" Kind::Int, "`email.imap.poll_secs` (default 30)";
     IMAP_IDLE_SECS "INBOX_IMAP_IDLE_SECS" Kind::Int, "`email.imap.idle_secs` (default 1500)";
+    IMAP_MAX_MAIL_BYTES "INBOX_IMAP_MAX_MAIL_BYTES" Kind::Int, "`email.imap.max_mail_bytes`: larger mail is never downloaded, it goes to the quarantine folder (default 26214400, 25 MiB)";
+    IMAP_CARD_MAIL "INBOX_IMAP_CARD_MAIL" Kind::Choice(&["quarantine", "expunge", "keep"]), "`email.imap.card_mail`: an imported mail with a card number is moved to the quarantine folder, expunged or kept (default quarantine)";
+    IMAP_QUARANTINE "INBOX_IMAP_QUARANTINE" Kind::Text, "`email.imap.quarantine`: folder of quarantined mail, created when missing (default Quarantine)";
+    EMAIL_AUTH_POLICY "INBOX_EMAIL_AUTH_POLICY" Kind::Choice(&["separate", "quarantine", "accept"]), "`email.auth.policy`: an imported mail whose From: is not authenticated (DKIM/SPF/DMARC) becomes a client of its own, `email:unverified:<address>`, marked \"(unverified sender)\" (separate), is moved to the quarantine folder unimported (quarantine) or is taken as its From: says (accept) (default separate)";
+    EMAIL_AUTH_WITHOUT_DMARC "INBOX_EMAIL_AUTH_WITHOUT_DMARC" Kind::Choice(&["accept", "policy"]), "`email.auth.without_dmarc`: a mail from a domain that publishes no DMARC record, with no valid signature of it, is accepted or gets `email.auth.policy` (default accept)";
+    EMAIL_AUTH_TRUSTED_RECEIVED_BY "INBOX_EMAIL_AUTH_TRUSTED_RECEIVED_BY" Kind::Text, "`email.auth.trusted_received_by`: the bank's MX as named after `by` in Received:; its topmost header gives SPF the connecting IP (unset: no SPF, DMARC rests on DKIM)";
+    EMAIL_AUTH_DNS "INBOX_EMAIL_AUTH_DNS" Kind::Text, "`email.auth.dns`: the resolver of the sender checks, `system` or an IP address with an optional port (default system)";
     SMTP_ADDR "INBOX_SMTP_ADDR" Kind::Addr, "SMTP server (`email.smtp.addr`)";
     SMTP_TLS "INBOX_SMTP_TLS" Kind::Choice(&["none", "starttls", "implicit"]), "`email.smtp.tls` (default none)";
     SMTP_CA_FILE "INBOX_SMTP_CA_FILE" Kind::Path, "extra CA for SMTP (`email.smtp.ca_file`)";
@@ -70,7 +77,20 @@ channel_settings! {
     SMTP_RETRY_MAX_BACKOFF_MS "INBOX_SMTP_RETRY_MAX_BACKOFF_MS" Kind::Int, "`email.smtp.retry.max_backoff_ms` (default 30000)";
 }
 
-static OWN: &[&Setting] = &[&HTTP_ADDR, &OPS_ADDR, &CHANNELS, &TEST_CRASH_AFTER_PUBLISH];
+pub static HTTP_HEADER_TIMEOUT_SECS: Setting = Setting::new(
+    "INBOX_HTTP_HEADER_TIMEOUT_SECS",
+    Kind::Int,
+    "10",
+    "a connection that has not sent a whole request head within this long (a slow or idle client) is closed",
+);
+
+static OWN: &[&Setting] = &[
+    &HTTP_ADDR,
+    &HTTP_HEADER_TIMEOUT_SECS,
+    &OPS_ADDR,
+    &CHANNELS,
+    &TEST_CRASH_AFTER_PUBLISH,
+];
 
 /// Every setting of `communication`, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
@@ -78,7 +98,7 @@ pub fn declared() -> Vec<&'static [&'static Setting]> {
         common::ALL,
         platform::telemetry::SETTINGS,
         OWN,
-        edge::ratelimit::SETTINGS,
+        edge::SETTINGS,
         CHANNEL_SETTINGS,
     ]
 }
@@ -87,8 +107,11 @@ pub fn declared() -> Vec<&'static [&'static Setting]> {
 pub struct Settings {
     pub common: Common,
     pub http_addr: String,
+    /// Longest wait for a request head, also between requests of a kept-alive connection.
+    pub header_timeout: std::time::Duration,
     pub ops_addr: String,
     pub rate_limit: edge::ratelimit::RateLimit,
+    pub streams: edge::stream::StreamConfig,
     /// The web-chat client API; on unless the channels file (or `INBOX_WEB_ENABLED`) says off.
     pub web: bool,
     /// Off unless the channels file (or the environment) switches it on; see `channels.rs`.
@@ -118,8 +141,12 @@ impl Settings {
         Ok(Self {
             common: Common::from_env(env)?,
             http_addr: env.text(&HTTP_ADDR),
+            header_timeout: std::time::Duration::from_secs(
+                env.parse::<u64>(&HTTP_HEADER_TIMEOUT_SECS)?.max(1),
+            ),
             ops_addr: env.text(&OPS_ADDR),
             rate_limit: edge::ratelimit::RateLimit::from_env(env)?,
+            streams: edge::stream::StreamConfig::from_env(env)?,
             web: channels.web,
             telegram: channels.telegram,
             email: channels.email,

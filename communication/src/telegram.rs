@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Outbound, SendError};
 use edge::publish::Publisher;
+use edge::ratelimit::RateLimiter;
 
 pub const CHANNEL: &str = "telegram";
 pub const CLIENT_PREFIX: &str = "tg:";
@@ -136,7 +137,38 @@ pub fn inbound_message(msg: &Message) -> Option<proto::v1::InboundMessage> {
         body,
         client_name,
         received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+        sealed_body: Vec::new(),
     })
+}
+
+/// What a client over their rate is told in their chat (the message itself is not taken).
+pub fn too_fast(retry_after_secs: u64) -> String {
+    format!(
+        "You are sending messages too fast: this one was not delivered. Please send it again in {retry_after_secs} s."
+    )
+}
+
+/// Whether a client's message may go on within their rate budget (the web chat's: one budget per
+/// client id). Over it, the message is not published and the client is told so in the chat, in
+/// the background: a slow Bot API never holds the intake up.
+pub(crate) fn admitted(limiter: &RateLimiter, bot: &Bot, msg: &Message, client_id: &str) -> bool {
+    let Err(wait) = limiter.check(client_id) else {
+        return true;
+    };
+    let secs = edge::client::retry_after_secs(wait);
+    metrics::counter!("inbox_messages_rate_limited_total", "channel" => CHANNEL).increment(1);
+    tracing::info!(
+        client_id,
+        retry_after_secs = secs,
+        "telegram: client over its rate; message refused"
+    );
+    let (bot, chat) = (bot.clone(), msg.chat.id);
+    tokio::spawn(async move {
+        if let Err(e) = bot.send_message(chat, too_fast(secs)).await {
+            tracing::warn!(error = %e, "telegram: the rate notice was not sent");
+        }
+    });
+    false
 }
 
 /// Polls updates until `shutdown`, publishing each message and then moving the offset.
@@ -144,6 +176,7 @@ pub async fn poll_updates(
     settings: TelegramSettings,
     store: PgStore,
     publisher: Publisher,
+    limiter: RateLimiter,
     shutdown: CancellationToken,
 ) {
     let bot = match settings.bot() {
@@ -202,6 +235,7 @@ pub async fn poll_updates(
             }
             if let UpdateKind::Message(msg) = &update.kind {
                 match inbound_message(msg) {
+                    Some(m) if !admitted(&limiter, &bot, msg, &m.client_id) => {}
                     Some(m) => {
                         if let Err(e) = publisher.publish(&m).await {
                             // Not acknowledged: the offset stays, the update comes again.

@@ -32,16 +32,25 @@ const MAX_UPDATE_BYTES: usize = 1024 * 1024;
 struct Hook {
     secret: String,
     publisher: Publisher,
+    limiter: edge::ratelimit::RateLimiter,
+    bot: teloxide::Bot,
 }
 
 /// The webhook route alone, to merge into the service's router.
-pub fn router(settings: &WebhookSettings, publisher: Publisher) -> Router {
+pub fn router(
+    bot: teloxide::Bot,
+    settings: &WebhookSettings,
+    publisher: Publisher,
+    limiter: edge::ratelimit::RateLimiter,
+) -> Router {
     Router::new()
         .route(&settings.path, post(receive))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPDATE_BYTES))
         .with_state(Arc::new(Hook {
             secret: settings.secret.clone(),
             publisher,
+            limiter,
+            bot,
         }))
 }
 
@@ -94,6 +103,8 @@ async fn receive(
     let update_id = update.id.0;
     if let UpdateKind::Message(msg) = &update.kind {
         match inbound_message(msg) {
+            // Refused and told; a 200 all the same, or Telegram would deliver it again.
+            Some(m) if !crate::telegram::admitted(&hook.limiter, &hook.bot, msg, &m.client_id) => {}
             Some(m) => {
                 hook.publisher
                     .publish(&m)

@@ -26,6 +26,7 @@ async fn app(pool: PgPool, limit: RateLimit) -> anyhow::Result<(Router, PgStore)
             publisher: edge::publish::Publisher::new(
                 &platform::kafka::KafkaSettings::plaintext("127.0.0.1:9"),
                 "unused".into(),
+                None,
             )?,
             verifier: edge::auth::Verifier::hs256(SECRET, None),
             limiter: RateLimiter::new(limit),
@@ -309,6 +310,27 @@ async fn read_cursor_counts_unread_messages_to_the_client_and_never_moves_back(
     )
     .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+/// A token whose subject has the form of a Telegram or email client id would alias that client
+/// (and read their chat): it is refused with a clear error, whatever the endpoint.
+#[sqlx::test(migrations = false)]
+async fn a_token_subject_of_another_channels_form_is_refused(pool: PgPool) -> anyhow::Result<()> {
+    let (app, _) = app(pool, RateLimit::default()).await?;
+    for user in ["tg:4242", "email:victim@bank.test", "TG:4242"] {
+        let (status, _, body) = call(&app, "GET", "/v1/messages", user, None).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{user}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("sub"),
+            "{user}: {body}"
+        );
+    }
+    let (status, _, _) = call(&app, "GET", "/v1/messages", "alice", None).await?;
+    assert_eq!(status, StatusCode::OK);
     Ok(())
 }
 

@@ -80,8 +80,20 @@ fn venv_python() -> anyhow::Result<PathBuf> {
     Ok(python)
 }
 
-fn dovecot_conf(dir: &Path, imap_port: u16, tls: Option<(u16, &Path, &Path)>) -> String {
+fn dovecot_conf(
+    dir: &Path,
+    imap_port: u16,
+    tls: Option<(u16, &Path, &Path)>,
+    without_move: bool,
+) -> String {
     let d = dir.display();
+    // Dovecot's own list (2.3) less MOVE and UIDPLUS; it still understands them if sent.
+    let capability = if without_move {
+        "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ UNSELECT \
+         CHILDREN NAMESPACE"
+    } else {
+        ""
+    };
     // Plain IMAP stays on for the harness's own reads; TLS is offered on the imaps port.
     let (ssl, imaps) = match tls {
         None => ("ssl = no".to_owned(), "port = 0".to_owned()),
@@ -104,6 +116,7 @@ listen = 127.0.0.1
 {ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+{capability}
 mail_location = maildir:{d}/mail/%u
 first_valid_uid = 1
 passdb {{
@@ -139,6 +152,20 @@ impl MailServer {
 
     /// [`MailServer::start`] with options (TLS).
     pub async fn start_with(users: &[&str], options: MailOptions) -> anyhow::Result<Self> {
+        Self::launch(users, options, false).await
+    }
+
+    /// [`MailServer::start`] with an IMAP server that advertises neither MOVE (RFC 6851) nor
+    /// UIDPLUS (RFC 4315), like an older one: a client must copy, flag `\Deleted` and `EXPUNGE`.
+    pub async fn start_without_move(users: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(users, MailOptions::default(), true).await
+    }
+
+    async fn launch(
+        users: &[&str],
+        options: MailOptions,
+        without_move: bool,
+    ) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("inbox-mail-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("mail"))?;
@@ -166,7 +193,7 @@ impl MailServer {
         let tls = certs
             .as_ref()
             .map(|(_, cert, key)| (imaps_port, cert.as_path(), key.as_path()));
-        std::fs::write(&conf, dovecot_conf(&dir, imap_port, tls))?;
+        std::fs::write(&conf, dovecot_conf(&dir, imap_port, tls, without_move))?;
         if !Path::new("/usr/sbin/dovecot").exists() {
             bail!("dovecot is not installed: run `scripts/stack.sh install` (make test does)");
         }
@@ -281,6 +308,12 @@ impl MailServer {
         mailbox(&self.imap_addr, user, PASSWORD).await
     }
 
+    /// Every mail of `user`'s `folder`, in UID order, without marking anything seen; none while
+    /// the folder does not exist.
+    pub async fn mails_in(&self, user: &str, folder: &str) -> anyhow::Result<Vec<Mail>> {
+        folder_of(&self.imap_addr, user, PASSWORD, folder).await
+    }
+
     /// Waits until `user`'s INBOX holds a mail `pred` accepts; returns it.
     pub async fn wait_for_mail(
         &self,
@@ -313,11 +346,31 @@ impl Drop for MailServer {
 /// Every mail of `user`'s INBOX on the IMAP server at `imap_addr`, in UID order, without marking
 /// anything seen.
 pub async fn mailbox(imap_addr: &str, user: &str, password: &str) -> anyhow::Result<Vec<Mail>> {
+    folder_of(imap_addr, user, password, "INBOX").await
+}
+
+/// Every mail of `user`'s `folder` on the IMAP server at `imap_addr`, in UID order, without
+/// marking anything seen (`EXAMINE`: read-only); none when the server says the folder does not
+/// exist.
+pub async fn folder_of(
+    imap_addr: &str,
+    user: &str,
+    password: &str,
+    folder: &str,
+) -> anyhow::Result<Vec<Mail>> {
     let tcp = tokio::net::TcpStream::connect(imap_addr).await?;
     let mut client = async_imap::Client::new(tcp);
     client.read_response().await?.context("no greeting")?;
     let mut session = client.login(user, password).await.map_err(|(e, _)| e)?;
-    session.select("INBOX").await?;
+    match session.examine(folder).await {
+        Ok(_) => {}
+        // Dovecot: `NO Mailbox doesn't exist`.
+        Err(async_imap::error::Error::No(_)) => {
+            session.logout().await?;
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e.into()),
+    }
     let fetched: Vec<_> = session
         .uid_fetch("1:*", "(UID FLAGS BODY.PEEK[])")
         .await?
@@ -339,4 +392,72 @@ pub async fn mailbox(imap_addr: &str, user: &str, password: &str) -> anyhow::Res
     session.logout().await?;
     mails.sort_by_key(|m| m.uid);
     Ok(mails)
+}
+
+/// A sending domain of a test that signs its mail (DKIM, RSA-SHA256, a 2048-bit key made here):
+/// publish its key with [`SigningDomain::publish`], then [`SigningDomain::sign`] each mail.
+pub struct SigningDomain {
+    pub domain: String,
+    pub selector: String,
+    signer: mail_auth::dkim::DkimSigner<
+        mail_auth::common::crypto::RsaKey<mail_auth::common::crypto::Sha256>,
+        mail_auth::dkim::Done,
+    >,
+    public_key: String,
+}
+
+impl SigningDomain {
+    /// A fresh key for `domain`, under `selector`; it signs From, To, Subject, Message-ID, Date,
+    /// In-Reply-To and References (relaxed canonicalisation).
+    pub fn new(domain: &str, selector: &str) -> anyhow::Result<Self> {
+        use mail_auth::dkim::{Canonicalization, DkimSigner};
+        let pair = mail_auth::dkim::generate::DkimKeyPair::generate_rsa(2048)
+            .map_err(|e| anyhow::anyhow!("generating a DKIM key: {e}"))?;
+        let public_key = pair.encoded_public_key();
+        let (private, _) = pair.into_inner();
+        let key = mail_auth::common::crypto::RsaKey::from_key_der(
+            rustls_pki_types::PrivateKeyDer::Pkcs1(private.into()),
+        )
+        .map_err(|e| anyhow::anyhow!("loading the DKIM key: {e}"))?;
+        let signer = DkimSigner::from_key(key)
+            .domain(domain)
+            .selector(selector)
+            .headers([
+                "From",
+                "To",
+                "Subject",
+                "Message-ID",
+                "Date",
+                "In-Reply-To",
+                "References",
+            ])
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed);
+        Ok(Self {
+            domain: domain.to_owned(),
+            selector: selector.to_owned(),
+            signer,
+            public_key,
+        })
+    }
+
+    /// The key's record, at `<selector>._domainkey.<domain>`.
+    pub fn publish(&self, dns: &crate::dns::DnsServer) {
+        dns.txt(
+            &format!("{}._domainkey.{}", self.selector, self.domain),
+            &format!("v=DKIM1; k=rsa; p={}", self.public_key),
+        );
+    }
+
+    /// `raw` with a `DKIM-Signature:` of this key on top.
+    pub fn sign(&self, raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+        use mail_auth::common::headers::HeaderWriter;
+        let signature = self
+            .signer
+            .sign(raw)
+            .map_err(|e| anyhow::anyhow!("signing a mail: {e}"))?;
+        let mut signed = signature.to_header().into_bytes();
+        signed.extend_from_slice(raw);
+        Ok(signed)
+    }
 }

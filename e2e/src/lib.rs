@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 pub mod afc;
 pub mod certs;
+pub mod dns;
 pub mod email;
 pub mod load;
 pub mod manager;

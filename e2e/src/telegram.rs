@@ -123,6 +123,19 @@ impl Emulator {
         text: &str,
         within: Duration,
     ) -> anyhow::Result<Vec<String>> {
+        self.wait_for_bot_text_where(token, chat, &format!("{text:?}"), |t| t == text, within)
+            .await
+    }
+
+    /// [`Self::wait_for_bot_text`] of a text that `wanted` accepts (`what` names it in errors).
+    pub async fn wait_for_bot_text_where(
+        &mut self,
+        token: &str,
+        chat: i64,
+        what: &str,
+        wanted: impl Fn(&str) -> bool,
+        within: Duration,
+    ) -> anyhow::Result<Vec<String>> {
         let mut poll = testkit::Poll::new(within, Duration::from_millis(100));
         while poll.next().await {
             let got = self
@@ -135,12 +148,12 @@ impl Emulator {
                 .filter_map(|u| u["message"]["text"].as_str().map(str::to_owned));
             let seen = self.seen.entry(chat).or_default();
             seen.extend(texts);
-            if seen.iter().any(|t| t == text) {
+            if seen.iter().any(|t| wanted(t)) {
                 return Ok(seen.clone());
             }
         }
         let seen = self.seen.get(&chat).cloned().unwrap_or_default();
-        bail!("the bot did not send {text:?} to chat {chat} within {within:?}; it sent {seen:?}")
+        bail!("the bot did not send {what} to chat {chat} within {within:?}; it sent {seen:?}")
     }
 
     /// From now on, sending to `chat` fails with 403 (the user blocked the bot).

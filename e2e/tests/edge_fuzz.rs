@@ -414,3 +414,121 @@ async fn random_bodies_and_fields_at_the_edges_get_client_errors_and_break_nothi
     }
     Ok(())
 }
+
+/// Oversized input is refused at the edge, before it is buffered: a gRPC request over the API's
+/// limit gets `OUT_OF_RANGE`, a WebSocket frame over the socket's limit closes the socket (1009,
+/// "message too big"), and both edges go on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_grpc_requests_and_websocket_frames_are_refused_unbuffered() -> anyhow::Result<()>
+{
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let stack = Stack::from_env().await?;
+    let engine = Engine::start(&stack).await?;
+    let client = stack.token(
+        Role::Client,
+        &format!("big-{}", Uuid::new_v4().simple()),
+        "Big",
+    )?;
+    let channel = Channel::from_shared(engine.grpc.clone())?.connect().await?;
+    let mut clients = ClientServiceClient::new(channel);
+    let big = "x".repeat(gateway::MAX_REQUEST_BYTES + 1);
+    let refused = clients
+        .send_message(authed(
+            &client,
+            v1::SendMessageRequest {
+                body: big,
+                idempotency_key: Uuid::new_v4().to_string(),
+            },
+        ))
+        .await
+        .err()
+        .context("an oversized request was accepted")?;
+    assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
+    // The connection still serves.
+    clients
+        .list_history(authed(
+            &client,
+            v1::ListHistoryRequest {
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ))
+        .await?;
+
+    let mut ws = e2e::webchat::connect(&engine, &client).await?;
+    let frame = vec![b'x'; communication::http::MAX_WS_FRAME_BYTES * 4];
+    ws.send(WsMessage::Binary(frame.into())).await?;
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(WsMessage::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .context("the socket stayed open after an oversized frame")?;
+    assert!(
+        ended.is_none_or(|code| code == 1009),
+        "closed with {ended:?}"
+    );
+    // A new socket is served.
+    let mut again = e2e::webchat::connect(&engine, &client).await?;
+    again.send(WsMessage::Ping(vec![1].into())).await?;
+    Ok(())
+}
+
+/// A client that trickles its request head (slowloris) or holds a kept-alive connection silent
+/// is cut off after `INBOX_HTTP_HEADER_TIMEOUT_SECS`, and the server goes on serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_that_never_ends_and_an_idle_connection_are_closed() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let stack = Stack::from_env().await?;
+    let engine =
+        Engine::start_with(&stack, &[("INBOX_HTTP_HEADER_TIMEOUT_SECS", "1".into())]).await?;
+    let addr = engine.http.trim_start_matches("http://").to_owned();
+    // Reads until the server closes; fails if it keeps the connection open for `within`.
+    async fn closed_within(
+        tcp: &mut tokio::net::TcpStream,
+        within: Duration,
+    ) -> anyhow::Result<Vec<u8>> {
+        let mut got = Vec::new();
+        tokio::time::timeout(within, async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await
+        .context("the server kept the connection open")?;
+        Ok(got)
+    }
+    let mut slow = tokio::net::TcpStream::connect(&addr).await?;
+    slow.write_all(b"GET /v1/read HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await?;
+    closed_within(&mut slow, Duration::from_secs(20)).await?;
+    // A kept-alive connection that goes silent after one answer is closed too.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await?;
+    idle.write_all(b"GET /v1/read HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let answer = closed_within(&mut idle, Duration::from_secs(20)).await?;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // Others are served meanwhile.
+    let status = reqwest::get(format!("{}/v1/read", engine.http))
+        .await?
+        .status();
+    assert!(status.is_success() || status.is_client_error(), "{status}");
+    Ok(())
+}

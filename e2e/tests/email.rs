@@ -3,14 +3,22 @@
 //! manager's reply arrives as a mail threaded to it; the client's answer from another address
 //! threads back into the open ticket, and so does one that only names the ticket in its subject;
 //! a crash of `communication` (with the import position lost)
-//! imports every mail exactly once; an undeliverable reply is a recorded failed delivery.
+//! imports every mail exactly once; an undeliverable reply is a recorded failed delivery. A mail
+//! with a card number is imported (and blocked) and then leaves the inbox for the quarantine
+//! folder (also from a server without MOVE), or is expunged; a mail over the size limit is never
+//! downloaded and goes to the quarantine folder too. Sender authentication, against a DNS server
+//! of the test's own: a DKIM-signed mail of a domain publishing DMARC joins its client's ticket;
+//! a forged one with the same From: (unsigned, or signed with another key) becomes a separate
+//! client marked unverified, or, under `quarantine`, is not imported and waits in the quarantine
+//! folder; SPF counts once the bank's MX is named.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use e2e::email::{MailServer, PASSWORD};
+use e2e::dns::DnsServer;
+use e2e::email::{MailServer, PASSWORD, SigningDomain};
 use e2e::manager::Manager;
-use e2e::{Engine, Stack, eventually};
+use e2e::{Engine, Service, Stack, eventually};
 use tickets::{PgStore, Role};
 use uuid::Uuid;
 
@@ -251,5 +259,551 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
             .count(),
         1
     );
+    Ok(())
+}
+
+/// The value of the series `name{label="value"}` on a Prometheus text page, if present.
+fn metric(page: &str, name: &str, label: (&str, &str)) -> Option<f64> {
+    let want = format!("{}=\"{}\"", label.0, label.1);
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(head, _)| {
+            head.split_once('{')
+                .is_some_and(|(m, labels)| m == name && labels.contains(&want))
+        })
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_mail_is_quarantined_and_a_mail_over_the_limit_is_not_downloaded() -> anyhow::Result<()>
+{
+    const LIMIT: usize = 8192;
+    const QUARANTINE: &str = "Quarantine";
+    let stack = Stack::from_env().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let bank = "support@bank.test";
+    let olga = format!("olga-{run}@client.test");
+    let mail = MailServer::start(&[bank, &olga]).await?;
+    let engine = Engine::start_with(
+        &stack,
+        &[
+            ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
+            ("INBOX_IMAP_USER", bank.into()),
+            ("INBOX_IMAP_PASSWORD", PASSWORD.into()),
+            ("INBOX_IMAP_MAX_MAIL_BYTES", LIMIT.to_string()),
+            // The default policy and folder, spelled out.
+            ("INBOX_IMAP_CARD_MAIL", "quarantine".into()),
+            ("INBOX_IMAP_QUARANTINE", QUARANTINE.into()),
+            ("INBOX_SMTP_ADDR", mail.smtp_addr.clone()),
+            ("INBOX_MAIL_FROM", bank.into()),
+        ],
+    )
+    .await?;
+    let store = PgStore::connect(&engine.database_url).await?;
+    let client_id = format!("email:{olga}");
+    let mut alice = Manager::connect(
+        &engine.grpc,
+        stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
+    )
+    .await?;
+    alice.set_ready().await?;
+
+    let normal = format!("n-{run}@client.test");
+    let card = format!("c-{run}@client.test");
+    let big = format!("b-{run}@client.test");
+    mail.send(
+        &olga,
+        bank,
+        plain_mail(&olga, bank, &normal, "", "my transfer is stuck").as_bytes(),
+    )
+    .await?;
+    mail.send(
+        &olga,
+        bank,
+        plain_mail(&olga, bank, &card, "", "my card is 4111 1111 1111 1111").as_bytes(),
+    )
+    .await?;
+    // Four times the limit, in ordinary lines of text.
+    let line = "BIGMAIL the statement you asked for, line after line of it\r\n";
+    let filler = line.repeat(4 * LIMIT / line.len() + 1);
+    assert!(filler.len() > 4 * LIMIT);
+    mail.send(
+        &olga,
+        bank,
+        plain_mail(&olga, bank, &big, "", &filler).as_bytes(),
+    )
+    .await?;
+
+    // The normal mail is a message of the client's ticket, as always.
+    alice
+        .wait_for_message(&client_id, "my transfer is stuck")
+        .await?;
+
+    // The card mail and the big one end up in the quarantine folder; only the normal one stays.
+    let quarantined = eventually(
+        WAIT,
+        "the card mail and the big mail quarantined",
+        || async {
+            let held = message_ids(&mail.mails_in(bank, QUARANTINE).await?);
+            let both = [&card, &big]
+                .iter()
+                .all(|id| held.contains(&format!("<{id}>")));
+            Ok(both.then_some(held))
+        },
+    )
+    .await?;
+    assert_eq!(quarantined.len(), 2, "each once: {quarantined:?}");
+    let inbox = eventually(WAIT, "only the normal mail left in the inbox", || async {
+        let inbox = mail.mails(bank).await?;
+        Ok((inbox.len() == 1).then_some(inbox))
+    })
+    .await?;
+    assert_eq!(message_ids(&inbox), vec![format!("<{normal}>")]);
+    assert!(inbox.iter().all(|m| m.seen), "imported mail is marked seen");
+
+    // The card mail was imported first: recorded as blocked, and the client got the warning.
+    eventually(WAIT, "the card mail recorded as blocked", || async {
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM messages WHERE client_id = $1 AND author = 'client' \
+             AND afc_status = 'blocked'",
+        )
+        .bind(&client_id)
+        .fetch_one(store.pool())
+        .await?;
+        Ok((blocked == 1).then_some(()))
+    })
+    .await?;
+    mail.wait_for_mail(&olga, WAIT, |m| {
+        m.text().contains("blocked by our security check")
+    })
+    .await?;
+
+    // The big mail never became a message: the client's messages are the other two, and nobody
+    // ever saw a line of it.
+    let bodies: Vec<String> = sqlx::query_scalar(
+        "SELECT body FROM messages WHERE client_id = $1 AND author = 'client' ORDER BY created_at",
+    )
+    .bind(&client_id)
+    .fetch_all(store.pool())
+    .await?;
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(!bodies.iter().any(|b| b.contains("BIGMAIL")), "{bodies:?}");
+    let (_, seen) = alice
+        .wait_for_message(&client_id, "my transfer is stuck")
+        .await?;
+    assert!(
+        !seen
+            .iter()
+            .any(|b| b.contains("BIGMAIL") || b.contains("4111")),
+        "{seen:?}"
+    );
+
+    // The operators see both, counted.
+    let http = reqwest::Client::new();
+    let url = format!("{}/metrics", engine.ops(Service::Communication));
+    let page = http
+        .get(&url)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    assert_eq!(
+        metric(&page, "inbox_email_skipped_total", ("reason", "too_large")),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "inbox_email_card_mail_total",
+            ("action", "quarantine")
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    Ok(())
+}
+
+/// The Message-IDs of `mails`, as written (`<...>`).
+fn message_ids(mails: &[e2e::email::Mail]) -> Vec<String> {
+    mails
+        .iter()
+        .filter_map(|m| m.header("Message-ID"))
+        .collect()
+}
+
+/// A bank mailbox on `mail` imported by a fresh engine with `extra` settings; a normal mail and
+/// one with a card number sent by a new client, the normal one seen by a manager. Returns the
+/// engine and the Message-IDs (normal, card).
+async fn card_mail_case(
+    stack: &Stack,
+    mail: &MailServer,
+    bank: &str,
+    client: &str,
+    extra: &[(&str, String)],
+) -> anyhow::Result<(Engine, String, String)> {
+    let env: Vec<(&str, String)> = [
+        ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
+        ("INBOX_IMAP_USER", bank.to_owned()),
+        ("INBOX_IMAP_PASSWORD", PASSWORD.to_owned()),
+    ]
+    .into_iter()
+    .chain(extra.iter().cloned())
+    .collect();
+    let engine = Engine::start_with(stack, &env).await?;
+    let mut alice = Manager::connect(
+        &engine.grpc,
+        stack.token(
+            Role::Manager,
+            &format!("alice-{}", Uuid::new_v4().simple()),
+            "Alice",
+        )?,
+    )
+    .await?;
+    alice.set_ready().await?;
+    let normal = format!("n-{}@client.test", Uuid::new_v4().simple());
+    let card = format!("c-{}@client.test", Uuid::new_v4().simple());
+    let body = "my card is 4111 1111 1111 1111";
+    for (id, text) in [(&card, body), (&normal, "and the transfer?")] {
+        mail.send(
+            client,
+            bank,
+            plain_mail(client, bank, id, "", text).as_bytes(),
+        )
+        .await?;
+    }
+    // The normal mail comes after the card one: once it is seen, the card one was imported.
+    alice
+        .wait_for_message(&format!("email:{client}"), "and the transfer?")
+        .await?;
+    Ok((engine, format!("<{normal}>"), format!("<{card}>")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_server_without_move_card_mail_is_copied_to_the_quarantine_and_expunged()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let bank = "support@bank.test";
+    let client = format!("petr-{}@client.test", Uuid::new_v4().simple());
+    let mail = MailServer::start_without_move(&[bank, &client]).await?;
+    let (_engine, normal, card) = card_mail_case(
+        &stack,
+        &mail,
+        bank,
+        &client,
+        &[("INBOX_IMAP_QUARANTINE", "Held".into())],
+    )
+    .await?;
+    let held = eventually(WAIT, "the card mail copied to the quarantine", || async {
+        let held = message_ids(&mail.mails_in(bank, "Held").await?);
+        Ok((!held.is_empty()).then_some(held))
+    })
+    .await?;
+    assert_eq!(held, vec![card]);
+    eventually(WAIT, "the card mail expunged from the inbox", || async {
+        let inbox = message_ids(&mail.mails(bank).await?);
+        Ok((inbox == [normal.clone()]).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_card_mail_expunge_a_card_mail_is_deleted_and_a_big_one_still_quarantined()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let bank = "support@bank.test";
+    let client = format!("anna-{}@client.test", Uuid::new_v4().simple());
+    let mail = MailServer::start(&[bank, &client]).await?;
+    let (_engine, normal, _card) = card_mail_case(
+        &stack,
+        &mail,
+        bank,
+        &client,
+        &[
+            ("INBOX_IMAP_CARD_MAIL", "expunge".into()),
+            ("INBOX_IMAP_MAX_MAIL_BYTES", "4096".into()),
+        ],
+    )
+    .await?;
+    let big = format!("b-{}@client.test", Uuid::new_v4().simple());
+    let filler = format!("{}\r\n", "x".repeat(76)).repeat(100);
+    mail.send(
+        &client,
+        bank,
+        plain_mail(&client, bank, &big, "", &filler).as_bytes(),
+    )
+    .await?;
+    eventually(WAIT, "the big mail quarantined", || async {
+        let held = message_ids(&mail.mails_in(bank, "Quarantine").await?);
+        Ok((held == [format!("<{big}>")]).then_some(()))
+    })
+    .await?;
+    // Gone for good: in neither folder.
+    let inbox = message_ids(&mail.mails(bank).await?);
+    assert_eq!(inbox, vec![normal]);
+    Ok(())
+}
+
+/// A mail from `from` of `domain`, `Date:` and all, in the form the tests sign.
+fn client_mail(from: &str, to: &str, message_id: &str, headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Ivan <{from}>\r\nTo: {to}\r\nSubject: my transfer\r\nMessage-ID: <{message_id}>\r\n\
+         Date: Mon, 3 Jun 2024 10:00:00 +0000\r\n{headers}MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// A client domain of its own for one test, publishing its DKIM key and `p=reject`.
+fn signing_domain(dns: &DnsServer, run: &str) -> anyhow::Result<SigningDomain> {
+    let domain = format!("c{run}.test");
+    let signer = SigningDomain::new(&domain, "s1")?;
+    signer.publish(dns);
+    dns.txt(
+        &format!("_dmarc.{domain}"),
+        "v=DMARC1; p=reject; adkim=r; aspf=r",
+    );
+    Ok(signer)
+}
+
+/// The value of `inbox_email_auth_total{result}` on `engine`'s metrics page (0 when absent).
+async fn auth_count(engine: &Engine, result: &str) -> anyhow::Result<f64> {
+    let url = format!("{}/metrics", engine.ops(Service::Communication));
+    let page = reqwest::get(&url).await?.error_for_status()?.text().await?;
+    Ok(metric(&page, "inbox_email_auth_total", ("result", result)).unwrap_or(0.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_mail_joins_its_clients_ticket_and_a_forged_one_is_kept_apart_as_unverified()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let bank = "support@bank.test";
+    let dns = DnsServer::start().await?;
+    let signer = signing_domain(&dns, &run)?;
+    let ivan = format!("ivan@{}", signer.domain);
+    let mail = MailServer::start(&[bank, &ivan]).await?;
+    // The default policy (separate) is the one under test: not set here.
+    let engine = Engine::start_with(
+        &stack,
+        &[
+            ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
+            ("INBOX_IMAP_USER", bank.into()),
+            ("INBOX_IMAP_PASSWORD", PASSWORD.into()),
+            ("INBOX_SMTP_ADDR", mail.smtp_addr.clone()),
+            ("INBOX_MAIL_FROM", bank.into()),
+            ("INBOX_EMAIL_AUTH_DNS", dns.addr.to_string()),
+        ],
+    )
+    .await?;
+    let client_id = format!("email:{ivan}");
+    let unverified_id = format!("email:unverified:{ivan}");
+    let mut alice = Manager::connect(
+        &engine.grpc,
+        stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
+    )
+    .await?;
+    // One slot for Ivan's ticket, one for the forger's.
+    alice.set_ready().await?;
+    alice.set_ready().await?;
+
+    let m1 = format!("m1-{run}@{}", signer.domain);
+    let genuine = signer.sign(&client_mail(&ivan, bank, &m1, "", "signed and sealed"))?;
+    mail.send(&ivan, bank, &genuine).await?;
+    let (ticket, _) = alice
+        .wait_for_message(&client_id, "signed and sealed")
+        .await?;
+
+    // The forger knows the thread (the first mail's Message-ID) and writes as Ivan: unsigned,
+    // then signed with a key of their own under Ivan's domain and selector.
+    let answer_to = format!("In-Reply-To: <{m1}>\r\nReferences: <{m1}>\r\n");
+    let unsigned = client_mail(
+        &ivan,
+        bank,
+        &format!("f1-{run}@evil.test"),
+        &answer_to,
+        "FORGED please wire my savings to this new account",
+    );
+    mail.send(&ivan, bank, &unsigned).await?;
+    let other_key = SigningDomain::new(&signer.domain, &signer.selector)?;
+    let wrong_key = other_key.sign(&client_mail(
+        &ivan,
+        bank,
+        &format!("f2-{run}@evil.test"),
+        &answer_to,
+        "FORGED and signed by another key",
+    ))?;
+    mail.send(&ivan, bank, &wrong_key).await?;
+    // Ivan again, after both: once it is in his ticket, the forged mails were imported.
+    let m2 = format!("m2-{run}@{}", signer.domain);
+    let later = signer.sign(&client_mail(&ivan, bank, &m2, &answer_to, "still me"))?;
+    mail.send(&ivan, bank, &later).await?;
+    let (same, bodies) = alice.wait_for_message(&client_id, "still me").await?;
+    assert_eq!(same, ticket, "a signed mail joins the client's ticket");
+    assert!(
+        !bodies.iter().any(|b| b.starts_with("FORGED")),
+        "no forged mail in the victim's ticket: {bodies:?}"
+    );
+
+    // The forged mails: a client and a ticket of their own, both of them there, the name marked.
+    let (forged_ticket, forged) = alice
+        .wait_for_all(
+            &unverified_id,
+            &[
+                "FORGED please wire my savings to this new account",
+                "FORGED and signed by another key",
+            ],
+        )
+        .await?;
+    assert_ne!(forged_ticket, ticket);
+    assert_eq!(forged.len(), 2, "{forged:?}");
+    let tickets = alice.tickets(Vec::new()).await?;
+    let named = |id: &str| {
+        tickets
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| t.client_name.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(named(&forged_ticket), "Ivan (unverified sender)");
+    assert_eq!(named(&ticket), "Ivan");
+
+    // Counted: two authenticated, two that failed DMARC.
+    eventually(WAIT, "the sender checks counted", || async {
+        let counts = (
+            auth_count(&engine, "pass").await?,
+            auth_count(&engine, "fail").await?,
+        );
+        Ok((counts == (2.0, 2.0)).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_quarantine_a_forged_mail_is_not_imported_and_spf_counts_from_the_banks_mx()
+-> anyhow::Result<()> {
+    const MX: &str = "mx.bank.test";
+    let stack = Stack::from_env().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let bank = "support@bank.test";
+    let dns = DnsServer::start().await?;
+    let signer = signing_domain(&dns, &run)?;
+    // Only this host may send the domain's mail (SPF); the MX records who connected.
+    dns.txt(&signer.domain, "v=spf1 ip4:192.0.2.10 -all");
+    let ivan = format!("ivan@{}", signer.domain);
+    let mail = MailServer::start(&[bank, &ivan]).await?;
+    let engine = Engine::start_with(
+        &stack,
+        &[
+            ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
+            ("INBOX_IMAP_USER", bank.into()),
+            ("INBOX_IMAP_PASSWORD", PASSWORD.into()),
+            ("INBOX_EMAIL_AUTH_POLICY", "quarantine".into()),
+            ("INBOX_EMAIL_AUTH_TRUSTED_RECEIVED_BY", MX.into()),
+            ("INBOX_EMAIL_AUTH_DNS", dns.addr.to_string()),
+        ],
+    )
+    .await?;
+    let store = PgStore::connect(&engine.database_url).await?;
+    let client_id = format!("email:{ivan}");
+    let mut alice = Manager::connect(
+        &engine.grpc,
+        stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
+    )
+    .await?;
+    alice.set_ready().await?;
+    // What the bank's mail servers write on top of a mail their MX took from `ip`: the MX its
+    // `Received:`, the final delivery the envelope sender as `Return-Path:` (the test's SMTP
+    // peer writes neither, so the test does).
+    let received = |ip: &str| {
+        format!(
+            "Return-Path: <{ivan}>\r\n\
+             Received: from mail.{d} (mail.{d} [{ip}])\r\n\tby {MX} with ESMTP id {run}; \
+             Mon, 3 Jun 2024 10:00:01 +0000\r\n",
+            d = signer.domain
+        )
+        .into_bytes()
+    };
+
+    let forged_id = format!("<f-{run}@evil.test>");
+    let forged_spf = format!("<fs-{run}@evil.test>");
+    // Unsigned, from anywhere: DMARC fails.
+    mail.send(
+        &ivan,
+        bank,
+        &client_mail(
+            &ivan,
+            bank,
+            &forged_id[1..forged_id.len() - 1],
+            "",
+            "FORGED one",
+        ),
+    )
+    .await?;
+    // Unsigned, from a host SPF does not allow: DMARC fails.
+    let mut from_elsewhere = received("203.0.113.5");
+    from_elsewhere.extend(client_mail(
+        &ivan,
+        bank,
+        &forged_spf[1..forged_spf.len() - 1],
+        "",
+        "FORGED two",
+    ));
+    mail.send(&ivan, bank, &from_elsewhere).await?;
+    // Unsigned, from the domain's own host: SPF passes, aligned, DMARC passes.
+    let mut by_spf = received("192.0.2.10");
+    by_spf.extend(client_mail(
+        &ivan,
+        bank,
+        &format!("s-{run}@{}", signer.domain),
+        "",
+        "passed by SPF",
+    ));
+    mail.send(&ivan, bank, &by_spf).await?;
+    // Signed: DKIM passes.
+    let signed = signer.sign(&client_mail(
+        &ivan,
+        bank,
+        &format!("d-{run}@{}", signer.domain),
+        "",
+        "passed by DKIM",
+    ))?;
+    mail.send(&ivan, bank, &signed).await?;
+
+    alice
+        .wait_for_all(&client_id, &["passed by SPF", "passed by DKIM"])
+        .await?;
+    let held = eventually(
+        WAIT,
+        "both forged mails in the quarantine folder",
+        || async {
+            let held = message_ids(&mail.mails_in(bank, "Quarantine").await?);
+            let both = [&forged_id, &forged_spf].iter().all(|id| held.contains(id));
+            Ok(both.then_some(held))
+        },
+    )
+    .await?;
+    assert_eq!(held.len(), 2, "{held:?}");
+    let quarantined = mail.mails_in(bank, "Quarantine").await?;
+    assert!(
+        quarantined.iter().all(|m| !m.seen),
+        "left unread for the bank's review"
+    );
+    let inbox = message_ids(&mail.mails(bank).await?);
+    assert!(
+        !inbox.contains(&forged_id) && !inbox.contains(&forged_spf),
+        "{inbox:?}"
+    );
+    // Never imported: no message anywhere holds their text.
+    let forged: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE body LIKE 'FORGED%'")
+        .fetch_one(store.pool())
+        .await?;
+    assert_eq!(forged, 0);
+    assert_eq!(auth_count(&engine, "fail").await?, 2.0);
+    assert_eq!(auth_count(&engine, "pass").await?, 2.0);
     Ok(())
 }

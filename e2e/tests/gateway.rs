@@ -678,5 +678,91 @@ async fn a_client_over_its_rate_is_told_when_to_retry_over_grpc_as_on_the_web_an
         );
     }
     assert_eq!(statuses, vec![200, 200, 429]);
+
+    // Manager actions have the same per-caller budget: one console spamming `SetReady` is told
+    // to wait, another manager is not held back.
+    let mut managers = ManagerServiceClient::new(channel(&engine).await?);
+    let manager = |name: &str| {
+        stack.token(
+            Role::Manager,
+            &format!("{name}-{}", Uuid::new_v4().simple()),
+            name,
+        )
+    };
+    let (spammer, calm) = (manager("spam")?, manager("calm")?);
+    for _ in 0..2 {
+        managers
+            .set_ready(authed(&spammer, v1::SetReadyRequest {}))
+            .await?;
+    }
+    let refused = managers
+        .set_ready(authed(&spammer, v1::SetReadyRequest {}))
+        .await
+        .err()
+        .context("a manager over the rate is refused")?;
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.get_details_retry_info().is_some(), "{refused:?}");
+    managers
+        .set_ready(authed(&calm, v1::SetReadyRequest {}))
+        .await?;
+    Ok(())
+}
+
+/// Presence: a manager who said "ready" and left (no console stream) stops receiving clients
+/// once `INBOX_READY_LAPSE_SECS` passed; one whose console keeps its stream open stays ready and
+/// gets the next client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_slots_lapse_when_the_managers_console_is_gone() -> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let engine = Engine::start_with(&stack, &[("INBOX_READY_LAPSE_SECS", "2".into())]).await?;
+    let id = |name: &str| format!("{name}-{}", Uuid::new_v4().simple());
+    let (gone_id, here_id) = (id("gone"), id("here"));
+    let mut gone =
+        e2e::manager::Manager::connect(&engine.grpc, stack.token(Role::Manager, &gone_id, "Gone")?)
+            .await?;
+    let mut here =
+        e2e::manager::Manager::connect(&engine.grpc, stack.token(Role::Manager, &here_id, "Here")?)
+            .await?;
+    // The present manager's console: an open stream, kept for the whole test.
+    let req = here.req(v1::StreamEventsRequest { after_cursor: 0 });
+    let _console = here.client.stream_events(req).await?.into_inner();
+    gone.set_ready().await?;
+    here.set_ready().await?;
+    let db = sqlx::PgPool::connect(&engine.database_url).await?;
+    let slots = |who: String| {
+        let db = db.clone();
+        async move {
+            let n: i32 = sqlx::query_scalar("SELECT ready_slots FROM managers WHERE id = $1")
+                .bind(who)
+                .fetch_one(&db)
+                .await?;
+            anyhow::Ok(n)
+        }
+    };
+    e2e::eventually(
+        Duration::from_secs(30),
+        "the absent manager's ready lapsed",
+        || {
+            let s = slots(gone_id.clone());
+            async move { Ok((s.await? == 0).then_some(())) }
+        },
+    )
+    .await?;
+    assert_eq!(
+        slots(here_id.clone()).await?,
+        1,
+        "the present manager is still ready"
+    );
+    // The next client goes to the manager who is there.
+    let client = id("client");
+    let token = stack.token(Role::Client, &client, "Client")?;
+    let (status, answer) =
+        e2e::webchat::post_message(&reqwest::Client::new(), &engine, &token, "hello").await?;
+    anyhow::ensure!(status == 202, "{status} {answer}");
+    here.wait_for_message(&client, "hello").await?;
+    assert!(
+        gone.tickets(Vec::new()).await?.is_empty(),
+        "the absent manager got a client"
+    );
     Ok(())
 }

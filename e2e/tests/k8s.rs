@@ -315,7 +315,7 @@ fn every_file_a_setting_names_is_mounted_in_the_pod() -> anyhow::Result<()> {
 /// A stand-in of the right shape for a secret the cluster would hold.
 fn stand_in(setting: &str) -> String {
     match setting {
-        "INBOX_AFC_KEY" => "a".repeat(64),
+        "INBOX_AFC_KEY" | "INBOX_DATA_KEY" => "a".repeat(64),
         _ => format!(
             "stand-in-for-a-k8s-secret-{}",
             uuid::Uuid::new_v4().simple()

@@ -31,6 +31,7 @@ fn record(
         body: body.into(),
         client_name: client_name.to_owned(),
         received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+        sealed_body: Vec::new(),
     }
 }
 

@@ -74,6 +74,11 @@ async fn in_production_the_spine_runs_over_verified_tls_and_a_service_without_th
         "INBOX_AFC_KEY",
         format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
     ));
+    // AES-256-GCM key of message bodies on Kafka and of blocked messages' audit copies.
+    env.push((
+        "INBOX_DATA_KEY",
+        format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+    ));
     let engine = Engine::start_on(&stack.database_url(), &env).await?;
     eprintln!("[production] engine up after {:?}", started.elapsed());
 

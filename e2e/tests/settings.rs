@@ -282,6 +282,7 @@ fn secure() -> Vec<(&'static str, String)> {
         ("INBOX_KAFKA_CA_FILE", "/etc/inbox/kafka-ca.pem".into()),
         ("INBOX_TEMPORAL_URL", "https://temporal.bank.example:7233".into()),
         ("INBOX_AFC_KEY", "ab".repeat(32)),
+        ("INBOX_DATA_KEY", "cd".repeat(32)),
         ("INBOX_SPEC", spec()),
     ]
 }
@@ -396,6 +397,16 @@ async fn a_production_start_refuses_each_insecure_setting_with_its_own_line() ->
                 ("INBOX_IMAP_PASSWORD", Some("pw")),
             ],
             "INBOX_IMAP_TLS is none",
+        ),
+        (
+            "workflow",
+            vec![("INBOX_DATA_KEY", None)],
+            "INBOX_DATA_KEY is not set",
+        ),
+        (
+            "communication",
+            vec![("INBOX_DATA_KEY", Some(DEV_SECRETS[2]))],
+            "INBOX_DATA_KEY is the dev key",
         ),
         (
             "communication",

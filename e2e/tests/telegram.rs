@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use e2e::manager::{Manager, WAIT};
 use e2e::telegram::Emulator;
 use e2e::{Engine, Stack};
+use proto::v1;
 use tickets::{PgStore, Role};
 use uuid::Uuid;
 
@@ -37,6 +38,22 @@ async fn wait_for_delivery(
     )
 }
 
+/// An engine whose Telegram channel is bot `token` on `emulator`, with `extra` settings.
+async fn telegram_engine(
+    stack: &Stack,
+    emulator: &Emulator,
+    token: &str,
+    extra: &[(&str, String)],
+) -> anyhow::Result<Engine> {
+    let mut env = vec![
+        ("INBOX_TELEGRAM_TOKEN", token.to_owned()),
+        ("INBOX_TELEGRAM_API_URL", emulator.url.clone()),
+        ("INBOX_TELEGRAM_IDLE_DELAY_MS", "50".into()),
+    ];
+    env.extend(extra.iter().cloned());
+    Engine::start_with(stack, &env).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_telegram_chat_reaches_the_manager_once_and_replies_come_back_to_the_same_chat_once()
 -> anyhow::Result<()> {
@@ -44,15 +61,7 @@ async fn a_telegram_chat_reaches_the_manager_once_and_replies_come_back_to_the_s
     let mut emulator = Emulator::start().await?;
     let run = Uuid::new_v4().simple().to_string();
     let token = format!("4242:{run}");
-    let mut engine = Engine::start_with(
-        &stack,
-        &[
-            ("INBOX_TELEGRAM_TOKEN", token.clone()),
-            ("INBOX_TELEGRAM_API_URL", emulator.url.clone()),
-            ("INBOX_TELEGRAM_IDLE_DELAY_MS", "50".into()),
-        ],
-    )
-    .await?;
+    let mut engine = telegram_engine(&stack, &emulator, &token, &[]).await?;
     let store = PgStore::connect(&engine.database_url).await?;
     let chat: i64 = 700_000 + i64::from(rand_u16(&run));
     let client_id = format!("tg:{chat}");
@@ -135,4 +144,227 @@ async fn a_telegram_chat_reaches_the_manager_once_and_replies_come_back_to_the_s
 fn rand_u16(seed: &str) -> u16 {
     seed.bytes()
         .fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(u16::from(b)))
+}
+
+/// A Telegram chat has the web chat's per-client budget: a message over it is not taken, and the
+/// user is told in the chat when to send it again; what came before is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_over_its_rate_is_told_to_slow_down_and_its_earlier_messages_are_kept()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let mut emulator = Emulator::start().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let token = format!("4343:{run}");
+    let engine = telegram_engine(
+        &stack,
+        &emulator,
+        &token,
+        &[
+            ("INBOX_RATE_LIMIT_BURST", "2".into()),
+            ("INBOX_RATE_LIMIT_PER_SECOND", "0.01".into()),
+        ],
+    )
+    .await?;
+    let chat: i64 = 800_000 + i64::from(rand_u16(&run));
+    let client_id = format!("tg:{chat}");
+    for text in ["one", "two", "three"] {
+        emulator.user_says(&token, chat, "Ivan", text).await?;
+    }
+    emulator
+        .wait_for_bot_text_where(
+            &token,
+            chat,
+            "the rate notice",
+            |t| t.starts_with("You are sending messages too fast"),
+            WAIT,
+        )
+        .await?;
+    let db = sqlx::PgPool::connect(&engine.database_url).await?;
+    let bodies: Vec<String> = e2e::eventually(WAIT, "the two messages within the budget", || {
+        let (db, client_id) = (db.clone(), client_id.clone());
+        async move {
+            let b: Vec<String> = sqlx::query_scalar(
+                "SELECT body FROM messages WHERE client_id = $1 AND author = 'client' ORDER BY created_at",
+            )
+            .bind(&client_id)
+            .fetch_all(&db)
+            .await?;
+            Ok((b.len() >= 2).then_some(b))
+        }
+    })
+    .await?;
+    assert_eq!(
+        bodies,
+        vec!["one", "two"],
+        "the third was refused, the first two kept"
+    );
+    Ok(())
+}
+
+/// A send a restart interrupted (claimed, outcome unknown) is never repeated on its own: the
+/// ticket's manager gets a `delivery_unknown` event naming it, and `ResendDelivery` sends it
+/// again, once; a delivery that went through, or another manager's, is never resent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_send_is_reported_to_the_manager_and_resent_only_when_asked()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let mut emulator = Emulator::start().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let token = format!("4444:{run}");
+    let mut engine = telegram_engine(&stack, &emulator, &token, &[]).await?;
+    let store = PgStore::connect(&engine.database_url).await?;
+    let chat: i64 = 900_000 + i64::from(rand_u16(&run));
+    let client_id = format!("tg:{chat}");
+    let mut alice = Manager::connect(
+        &engine.grpc,
+        stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
+    )
+    .await?;
+    let mut bob = Manager::connect(
+        &engine.grpc,
+        stack.token(Role::Manager, &format!("bob-{run}"), "Bob")?,
+    )
+    .await?;
+    emulator.user_says(&token, chat, "Ivan", "hello").await?;
+    alice.set_ready().await?;
+    let (ticket_id, _) = alice.wait_for_message(&client_id, "hello").await?;
+    alice.reply(&ticket_id, "first", "r1").await?;
+    emulator
+        .wait_for_bot_text(&token, chat, "first", WAIT)
+        .await?;
+
+    // communication dies between claiming the next send and finishing it.
+    engine.kill_communication().await?;
+    alice.reply(&ticket_id, "second", "r2").await?;
+    let seq: i64 = sqlx::query_scalar(
+        "SELECT max(seq) FROM events WHERE kind = 'manager_reply' AND client_id = $1",
+    )
+    .bind(&client_id)
+    .fetch_one(store.pool())
+    .await?;
+    sqlx::query(
+        "INSERT INTO deliveries (event_seq, channel, client_id, status) VALUES ($1, 'telegram', $2, 'sending')",
+    )
+    .bind(seq)
+    .bind(&client_id)
+    .execute(store.pool())
+    .await?;
+    engine.start_communication().await?;
+    wait_for_delivery(&store, &client_id, "unknown", None).await?;
+    let (manager, about): (Option<String>, i64) = e2e::eventually(WAIT, "delivery_unknown", || {
+        let pool = store.pool().clone();
+        async move {
+            Ok(sqlx::query_as(
+                "SELECT manager_id, (payload->>'event_seq')::int8 FROM events WHERE kind = 'delivery_unknown'",
+            )
+            .fetch_optional(&pool)
+            .await?)
+        }
+    })
+    .await?;
+    assert_eq!(
+        (manager.as_deref(), about),
+        (Some(format!("alice-{run}").as_str()), seq)
+    );
+
+    // Another manager cannot resend it; its manager can, and it arrives.
+    let req = bob.req(v1::ResendDeliveryRequest {
+        ticket_id: ticket_id.clone(),
+        event_seq: seq,
+    });
+    let refused = bob.client.resend_delivery(req).await.err();
+    assert_eq!(refused.map(|s| s.code()), Some(tonic::Code::NotFound));
+    let req = alice.req(v1::ResendDeliveryRequest {
+        ticket_id: ticket_id.clone(),
+        event_seq: seq,
+    });
+    let channel = alice
+        .client
+        .resend_delivery(req)
+        .await?
+        .into_inner()
+        .channel;
+    assert_eq!(channel, "telegram");
+    let sent = emulator
+        .wait_for_bot_text(&token, chat, "second", WAIT)
+        .await?;
+    assert_eq!(
+        sent.iter().filter(|t| *t == "second").count(),
+        1,
+        "{sent:?}"
+    );
+    e2e::eventually(WAIT, "the resent delivery recorded as sent", || {
+        let (store, client_id) = (store.clone(), client_id.clone());
+        async move {
+            let ledger = store.deliveries_of("telegram", &client_id).await?;
+            Ok(ledger
+                .iter()
+                .any(|d| d.event_seq == seq && d.status == "sent")
+                .then_some(()))
+        }
+    })
+    .await?;
+    // Sent: never again.
+    let req = alice.req(v1::ResendDeliveryRequest {
+        ticket_id,
+        event_seq: seq,
+    });
+    let again = alice.client.resend_delivery(req).await.err();
+    assert_eq!(again.map(|s| s.code()), Some(tonic::Code::NotFound));
+    Ok(())
+}
+
+/// A throttled recipient holds up only their own messages: while Telegram answers 429 for one
+/// chat, a reply to another chat goes out at once (the throttled delivery is still waiting for its
+/// retry when it arrives), and the throttled chat still gets its replies in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_chat_does_not_hold_up_the_others_and_keeps_its_order() -> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let mut emulator = Emulator::start().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let token = format!("4545:{run}");
+    let engine = telegram_engine(&stack, &emulator, &token, &[]).await?;
+    let store = PgStore::connect(&engine.database_url).await?;
+    let base: i64 = 600_000 + i64::from(rand_u16(&run)) * 2;
+    let (slow, quick) = (base, base + 1);
+    let mut alice = Manager::connect(
+        &engine.grpc,
+        stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
+    )
+    .await?;
+    let mut tickets = Vec::new();
+    for chat in [slow, quick] {
+        emulator.user_says(&token, chat, "Ivan", "hello").await?;
+        alice.set_ready().await?;
+        let (ticket, _) = alice
+            .wait_for_message(&format!("tg:{chat}"), "hello")
+            .await?;
+        tickets.push(ticket);
+    }
+    // The assignment notices are out before the throttling starts.
+    for chat in [slow, quick] {
+        wait_for_delivery(&store, &format!("tg:{chat}"), "sent", None).await?;
+    }
+    emulator.rate_limit(slow, 3).await?;
+    alice.reply(&tickets[0], "a1", "k1").await?;
+    alice.reply(&tickets[0], "a2", "k2").await?;
+    alice.reply(&tickets[1], "b1", "k3").await?;
+    emulator
+        .wait_for_bot_text(&token, quick, "b1", WAIT)
+        .await?;
+    let waiting = store
+        .deliveries_of("telegram", &format!("tg:{slow}"))
+        .await?;
+    assert!(
+        waiting.iter().any(|d| d.status == "retry"),
+        "the throttled chat's reply was not waiting when the other went out: {waiting:?}"
+    );
+    let seen = emulator.wait_for_bot_text(&token, slow, "a2", WAIT).await?;
+    let at = |t: &str| seen.iter().position(|s| s == t);
+    assert!(
+        at("a1").is_some() && at("a1") < at("a2"),
+        "out of order: {seen:?}"
+    );
+    assert_eq!(seen.iter().filter(|s| *s == "a1").count(), 1, "{seen:?}");
+    Ok(())
 }

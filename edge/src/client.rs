@@ -52,6 +52,8 @@ pub enum ClientError {
     /// Not part of the caller's chat (or not at all: the two are not told apart).
     #[error("no such message in your chat")]
     NoSuchMessage,
+    #[error(transparent)]
+    TooManyStreams(#[from] crate::stream::TooManyStreams),
     #[error("message bus unavailable: {0}")]
     Bus(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
@@ -104,6 +106,14 @@ impl ClientChat {
 
     fn admit(&self, token: Verified) -> Result<Verified, ClientError> {
         crate::auth::require(&token.caller, Role::Client)?;
+        if tickets::domain::is_channel_client_id(&token.caller.user_id) {
+            return Err(ClientError::Auth(AuthError::BadClaim {
+                claim: "sub",
+                reason: "has the form of a Telegram or email client id (`tg:`, `email:`); \
+                         the identity provider must not issue such subjects"
+                    .into(),
+            }));
+        }
         self.limiter
             .check(&token.caller.user_id)
             .map_err(|wait| ClientError::RateLimited {
@@ -136,6 +146,7 @@ impl ClientChat {
             body: body.into_inner(),
             client_name: client.display_name.clone(),
             received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+            sealed_body: Vec::new(),
         };
         self.publisher.publish(&msg).await?;
         tracing::info!(%message_id, client_id = %client.user_id, "client message accepted");
@@ -198,7 +209,7 @@ impl ClientChat {
             Audience::Client(token.caller.user_id.clone()),
             after,
             token.remaining(),
-        ))
+        )?)
     }
 }
 

@@ -15,3 +15,11 @@ pub mod client;
 pub mod publish;
 pub mod ratelimit;
 pub mod stream;
+
+/// The settings of the limits every edge applies (request rates, open streams), declared by each
+/// service with a client or manager API.
+pub static SETTINGS: &[&platform::settings::Setting] = &[
+    &ratelimit::RATE_LIMIT_BURST,
+    &ratelimit::RATE_LIMIT_PER_SECOND,
+    &stream::MAX_STREAMS_PER_CALLER,
+];

@@ -1,19 +1,28 @@
 //! Publishes normalised client messages (every channel's, and the gRPC `ClientService`'s) to
 //! Kafka `inbound.messages`, keyed by client id so one client's messages keep their order.
-//! `publish` returns only after the broker acknowledged.
+//! `publish` returns only after the broker acknowledged. With a data key the body travels sealed
+//! (`sealed_body`): what a client types, a card number included, is never on the bus in clear.
 
 use prost::Message as _;
 use tracing::Instrument as _;
 
 #[derive(Clone)]
-pub struct Publisher(platform::kafka::EdgeTopic);
+pub struct Publisher {
+    topic: platform::kafka::EdgeTopic,
+    key: Option<platform::seal::SealKey>,
+}
 
 impl Publisher {
+    /// `key` (INBOX_DATA_KEY) seals every body; None publishes them in clear (dev without a key).
     pub fn new(
         kafka: &platform::kafka::KafkaSettings,
         topic: String,
+        key: Option<platform::seal::SealKey>,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        platform::kafka::EdgeTopic::new(kafka, topic).map(Self)
+        Ok(Self {
+            topic: platform::kafka::EdgeTopic::new(kafka, topic)?,
+            key,
+        })
     }
 
     /// With the span export on, in a span of its own (every channel's message starts or
@@ -32,8 +41,17 @@ impl Publisher {
         } else {
             tracing::Span::none()
         };
-        self.0
-            .publish(&m.client_id, &m.encode_to_vec())
+        let record = match &self.key {
+            Some(key) => proto::v1::InboundMessage {
+                sealed_body: key.seal(m.body.as_bytes()),
+                body: String::new(),
+                ..m.clone()
+            }
+            .encode_to_vec(),
+            None => m.encode_to_vec(),
+        };
+        self.topic
+            .publish(&m.client_id, &record)
             .instrument(span)
             .await?;
         // Counted after the ack: a web retry answered from the store never gets here (a

@@ -15,17 +15,14 @@ pub static RATE_LIMIT_BURST: Setting = Setting::new(
     "INBOX_RATE_LIMIT_BURST",
     Kind::Int,
     "30",
-    "client API (web chat and gRPC): requests a client may make in a burst",
+    "client API (web chat and gRPC) and manager actions: requests one caller may make in a burst",
 );
 pub static RATE_LIMIT_PER_SECOND: Setting = Setting::new(
     "INBOX_RATE_LIMIT_PER_SECOND",
     Kind::Text,
     "5",
-    "client API (web chat and gRPC): requests per second refilled after the burst (0: no limit)",
+    "client API (web chat and gRPC) and manager actions: requests per second refilled after the burst (0: no limit)",
 );
-
-/// The settings of the limit, declared by every service with a client API.
-pub static SETTINGS: &[&Setting] = &[&RATE_LIMIT_BURST, &RATE_LIMIT_PER_SECOND];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {

@@ -51,6 +51,36 @@ pub struct StreamConfig {
     pub max_stall: Duration,
     /// Re-read even without a wake-up: covers a wake-up lost with a broker hiccup.
     pub reread: Duration,
+    /// Streams one caller may hold open at once in this process (a console in a few tabs); one
+    /// more is refused, so a leaking or hostile client cannot hold unbounded tasks and buffers.
+    pub max_per_caller: usize,
+}
+
+/// Refused: the caller holds [`StreamConfig::max_per_caller`] streams already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many open event streams ({open}); close one first")]
+pub struct TooManyStreams {
+    pub open: usize,
+}
+
+pub const DEFAULT_MAX_STREAMS_PER_CALLER: usize = 8;
+
+pub static MAX_STREAMS_PER_CALLER: platform::settings::Setting = platform::settings::Setting::new(
+    "INBOX_MAX_STREAMS_PER_CALLER",
+    platform::settings::Kind::Int,
+    "8",
+    "event streams (WebSocket or gRPC) one client or manager may hold open at once per instance",
+);
+
+impl StreamConfig {
+    pub fn from_env(
+        env: &platform::settings::Env,
+    ) -> Result<Self, platform::settings::SettingError> {
+        Ok(Self {
+            max_per_caller: env.parse(&MAX_STREAMS_PER_CALLER)?,
+            ..Self::default()
+        })
+    }
 }
 
 impl Default for StreamConfig {
@@ -60,6 +90,7 @@ impl Default for StreamConfig {
             page: 200,
             max_stall: Duration::from_secs(10),
             reread: Duration::from_secs(5),
+            max_per_caller: DEFAULT_MAX_STREAMS_PER_CALLER,
         }
     }
 }
@@ -160,14 +191,30 @@ impl Hub {
     }
 
     pub fn subscribe(&self, a: Audience) -> watch::Receiver<Recent> {
+        self.subscribe_at_most(a, usize::MAX)
+            .unwrap_or_else(|_| watch::channel(Recent::new(None)).1)
+    }
+
+    /// [`Hub::subscribe`] unless `a` already holds `max` subscriptions (its open streams).
+    pub fn subscribe_at_most(
+        &self,
+        a: Audience,
+        max: usize,
+    ) -> Result<watch::Receiver<Recent>, TooManyStreams> {
         let mut inner = self.lock();
+        if let Some(tx) = inner.by.get(&a) {
+            let open = tx.receiver_count();
+            if open >= max {
+                return Err(TooManyStreams { open });
+            }
+        }
         // Until the tail starts, no event is known: the streams read the store.
         let from = inner.delivered;
-        inner
+        Ok(inner
             .by
             .entry(a)
             .or_insert_with(|| watch::channel(Recent::new(from)).0)
-            .subscribe()
+            .subscribe())
     }
 
     /// The tail (re)starts after `seq`: what the hub held before may miss events since, so the
@@ -204,6 +251,22 @@ impl Hub {
             Self::push(&mut inner.by, Audience::Manager(m.clone()), &e.event);
         }
         inner.delivered = Some(e.seq);
+    }
+
+    /// The managers with an open stream in this process (their console is there).
+    pub fn present_managers(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .lock()
+            .by
+            .iter()
+            .filter(|(_, tx)| tx.receiver_count() > 0)
+            .filter_map(|(a, _)| match a {
+                Audience::Manager(id) => Some(id.clone()),
+                Audience::Client(_) => None,
+            })
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Streams currently subscribed (for the benchmark and tests).
@@ -290,7 +353,15 @@ impl Streams {
     /// The events of `who` after `cursor`, then live ones, until the caller hangs up, falls too far
     /// behind, its token expires (after `token_valid`) or the service shuts down (all of which
     /// end with the cursor to resume from).
-    pub fn open(&self, who: Audience, mut cursor: i64, token_valid: Duration) -> Events {
+    pub fn open(
+        &self,
+        who: Audience,
+        mut cursor: i64,
+        token_valid: Duration,
+    ) -> Result<Events, TooManyStreams> {
+        let mut wake = self
+            .hub
+            .subscribe_at_most(who.clone(), self.config.max_per_caller.max(1))?;
         let (tx, rx) = mpsc::channel(self.config.buffer.max(1));
         let me = self.clone();
         tokio::spawn(async move {
@@ -299,7 +370,6 @@ impl Streams {
             );
             let expiry = tokio::time::sleep(token_valid);
             tokio::pin!(expiry);
-            let mut wake = me.hub.subscribe(who.clone());
             // Every event of `who` up to here was sent (or precedes the cursor).
             let mut covered = cursor;
             loop {
@@ -362,7 +432,7 @@ impl Streams {
                 }
             }
         });
-        rx
+        Ok(rx)
     }
 }
 

@@ -84,7 +84,7 @@ async fn a_stream_resumes_after_its_cursor_goes_on_live_and_ends_with_the_cursor
         Audience::Client("ana".into()),
         cursor,
         Duration::from_secs(6),
-    );
+    )?;
     let mut seen = Vec::new();
     for _ in &all[2..] {
         seen.push(next_event(&mut events).await?.seq);
@@ -140,7 +140,7 @@ async fn a_reader_that_stops_reading_is_cut_off_after_the_events_its_buffer_hold
             ..StreamConfig::default()
         },
     );
-    let mut events = streams.open(Audience::Client("ana".into()), 0, Duration::from_secs(600));
+    let mut events = streams.open(Audience::Client("ana".into()), 0, Duration::from_secs(600))?;
     // The reader reads nothing: the stream gives up on it and lets go of the connection.
     testkit::eventually(WITHIN, "the stream cut the reader off", || {
         let closed = events.is_closed();
@@ -159,6 +159,37 @@ async fn a_reader_that_stops_reading_is_cut_off_after_the_events_its_buffer_hold
         all[..2],
         "what the buffer held, in order, and nothing after the cut"
     );
+    stop.cancel();
+    Ok(())
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_caller_holds_at_most_its_share_of_streams_and_a_closed_one_frees_its_place(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let (streams, stop) = streams(
+        &store,
+        StreamConfig {
+            max_per_caller: 2,
+            ..StreamConfig::default()
+        },
+    );
+    let ana = || Audience::Client("ana".into());
+    let long = Duration::from_secs(600);
+    let first = streams.open(ana(), 0, long)?;
+    let _second = streams.open(ana(), 0, long)?;
+    let refused = streams.open(ana(), 0, long).err();
+    assert_eq!(refused.map(|e| e.open), Some(2));
+    // Another caller is not affected.
+    let _bob = streams.open(Audience::Manager("ana".into()), 0, long)?;
+    // Hanging up ends the stream's task, which lets go of its place.
+    drop(first);
+    testkit::eventually(WITHIN, "a place freed", || {
+        let open = streams.open(ana(), 0, long).ok();
+        async move { Ok(open.map(|_| ())) }
+    })
+    .await?;
     stop.cancel();
     Ok(())
 }

@@ -34,6 +34,7 @@ fn to_status(e: ClientError) -> Status {
         ClientError::Invalid { field: f, message } => status::invalid(field(f), &message),
         ClientError::KeyReused => status::key_reused(field(Field::IdempotencyKey)),
         ClientError::NoSuchMessage => Status::not_found("message not found"),
+        ClientError::TooManyStreams(e) => status::too_many_streams(e),
         ClientError::Bus(e) => status::kafka(e),
         ClientError::Store(e) => status::store(e),
     }

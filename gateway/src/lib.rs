@@ -21,6 +21,11 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+/// Largest request message the API decodes (a reply or note body is bounded far below this).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Streams one HTTP/2 connection may hold open at once.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+
 pub static GRPC_ADDR: Setting = Setting::new(
     "INBOX_GRPC_ADDR",
     Kind::Addr,
@@ -31,14 +36,21 @@ pub static GRPC_ADDR: Setting = Setting::new(
 pub static OPS_ADDR: Setting =
     platform::ops::ops_addr_setting("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:15052");
 
+pub static READY_LAPSE_SECS: Setting = Setting::new(
+    "INBOX_READY_LAPSE_SECS",
+    Kind::Int,
+    "300",
+    "a manager's ready slots lapse after this long with no console stream open and no SetReady (0: never)",
+);
+
 /// Every setting of the gateway, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
-    static OWN: &[&Setting] = &[&GRPC_ADDR, &OPS_ADDR, &spec::SPEC_FILE];
+    static OWN: &[&Setting] = &[&GRPC_ADDR, &OPS_ADDR, &spec::SPEC_FILE, &READY_LAPSE_SECS];
     vec![
         common::ALL,
         platform::telemetry::SETTINGS,
         OWN,
-        edge::ratelimit::SETTINGS,
+        edge::SETTINGS,
     ]
 }
 
@@ -48,8 +60,12 @@ pub struct Settings {
     pub grpc_addr: String,
     pub ops_addr: String,
     pub spec_path: std::path::PathBuf,
-    /// The per-client budget of `ClientService` calls (the web chat's own).
+    /// The per-caller budget of `ClientService` calls (the web chat's own) and of manager
+    /// actions.
     pub rate_limit: edge::ratelimit::RateLimit,
+    pub streams: edge::stream::StreamConfig,
+    /// Ready slots lapse after this long without presence; None: never.
+    pub ready_lapse: Option<std::time::Duration>,
 }
 
 impl Settings {
@@ -60,6 +76,11 @@ impl Settings {
             ops_addr: env.text(&OPS_ADDR),
             spec_path: env.text(&spec::SPEC_FILE).into(),
             rate_limit: edge::ratelimit::RateLimit::from_env(env)?,
+            streams: edge::stream::StreamConfig::from_env(env)?,
+            ready_lapse: match env.parse::<u64>(&READY_LAPSE_SECS)? {
+                0 => None,
+                secs => Some(std::time::Duration::from_secs(secs)),
+            },
         })
     }
 
@@ -80,6 +101,40 @@ pub struct Application {
     addr: SocketAddr,
     ops_addr: SocketAddr,
     health: Arc<platform::ops::Health>,
+    ready_lapse: Option<std::time::Duration>,
+}
+
+/// Keeps the presence of the managers whose consoles have a stream here, and lapses the ready
+/// slots of those absent longer than `lapse` (every gateway does both; the lapse is idempotent).
+async fn presence(
+    store: tickets::PgStore,
+    hub: Arc<edge::stream::Hub>,
+    lapse: std::time::Duration,
+    stop: CancellationToken,
+) {
+    // Often enough that a present manager is refreshed several times within `lapse`.
+    let every = (lapse / 3).clamp(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(30),
+    );
+    loop {
+        if let Err(e) = store.touch_managers(&hub.present_managers()).await {
+            tracing::warn!(error = %e, "manager presence not recorded");
+        }
+        match store.lapse_absent_ready(lapse).await {
+            Ok(lapsed) => {
+                for id in &lapsed {
+                    tracing::info!(manager_id = %id, "ready slots lapsed: no console for {lapse:?}");
+                }
+                metrics::counter!("inbox_ready_lapsed_total").increment(lapsed.len() as u64);
+            }
+            Err(e) => tracing::warn!(error = %e, "ready slots not lapsed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 impl Application {
@@ -89,6 +144,23 @@ impl Application {
         let store = tickets::PgStore::open("gateway", &db.url, db.password(), db.max_connections)
             .await
             .context("connecting to PostgreSQL")?;
+        // The spec in force bounds every manager now, not only at their next `SetReady`.
+        let rerouted = store
+            .apply_routings(|id| {
+                let p = spec.manager_policy(id);
+                tickets::Routing {
+                    capacity: p.capacity,
+                    queues: p.queues,
+                }
+            })
+            .await
+            .context("applying the spec's capacities")?;
+        if rerouted > 0 {
+            tracing::info!(
+                managers = rerouted,
+                "capacities and queues updated from the spec"
+            );
+        }
         let topics = settings.common.topics();
         platform::kafka::ensure_topics(&settings.common.kafka, &topics.all())
             .await
@@ -106,7 +178,7 @@ impl Application {
         let streams = edge::stream::Streams {
             store: store.clone(),
             hub: Arc::new(edge::stream::Hub::default()),
-            config: edge::stream::StreamConfig::default(),
+            config: settings.streams.clone(),
             shutdown: CancellationToken::new(),
         };
         let managers = manager::Managers {
@@ -114,6 +186,7 @@ impl Application {
             verifier: verifier.clone(),
             spec: Arc::new(spec),
             streams: streams.clone(),
+            limiter: edge::ratelimit::RateLimiter::new(settings.rate_limit),
         };
         let clients = client::Clients {
             chat: edge::client::ClientChat {
@@ -121,6 +194,7 @@ impl Application {
                 publisher: edge::publish::Publisher::new(
                     &settings.common.kafka,
                     topics.inbound_messages.clone(),
+                    settings.common.data_key.clone(),
                 )
                 .context("creating the Kafka producer")?,
                 verifier: verifier.clone(),
@@ -142,6 +216,7 @@ impl Application {
             addr,
             ops_addr,
             health,
+            ready_lapse: settings.ready_lapse,
         })
     }
 
@@ -175,6 +250,16 @@ impl Application {
                     edge::stream::listen(store.clone(), hub.clone(), stop.clone(), |_| async {})
                 },
             );
+        }
+        if let Some(lapse) = self.ready_lapse {
+            let (store, hub, stop) = (
+                self.streams.store.clone(),
+                self.streams.hub.clone(),
+                streams_stop.clone(),
+            );
+            platform::ops::supervise(&self.health, "presence", streams_stop.clone(), move || {
+                presence(store.clone(), hub.clone(), lapse, stop.clone())
+            });
         }
         let (health_reporter, health) = tonic_health::server::health_reporter();
         // The standard gRPC health (overall, service "") follows `/readyz`.
@@ -239,13 +324,25 @@ impl Application {
                 streams_stop.cancel();
             }
         };
+        // Every request of the API is small (a message body is at most a few KiB): a bigger one
+        // is refused before it is decoded, and a connection holds a bounded number of streams.
         tonic::transport::Server::builder()
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_alpha)
-            .add_service(ManagerServiceServer::new(self.managers))
-            .add_service(ClientServiceServer::new(self.clients))
-            .add_service(AdminServiceServer::new(self.admins))
+            .add_service(
+                ManagerServiceServer::new(self.managers)
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                ClientServiceServer::new(self.clients).max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                AdminServiceServer::new(self.admins).max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop)
             .await?;
         Ok(())

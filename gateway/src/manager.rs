@@ -20,11 +20,24 @@ pub struct Managers {
     pub verifier: edge::auth::Verifier,
     pub spec: Arc<spec::Spec>,
     pub streams: Streams,
+    /// Each manager's budget of actions: one console spamming `SetReady` or replies cannot take
+    /// the matching lock and the store from every other writer.
+    pub limiter: edge::ratelimit::RateLimiter,
 }
 
 impl Managers {
     async fn manager<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
         authenticate(&self.verifier, req, Role::Manager).await
+    }
+
+    /// [`Self::manager`] for an action that writes (ready, reply, note, resolve, transfer,
+    /// resend): within the manager's rate budget. Reads are not limited: a console refreshes.
+    async fn acting_manager<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let caller = self.manager(req).await?;
+        self.limiter
+            .check(&format!("manager:{}", caller.user_id))
+            .map_err(|wait| status::rate_limited(edge::client::retry_after_secs(wait)))?;
+        Ok(caller)
     }
 }
 
@@ -65,7 +78,7 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::SetReadyRequest>,
     ) -> Result<Response<v1::SetReadyResponse>, Status> {
-        let me = self.manager(&req).await?;
+        let me = self.acting_manager(&req).await?;
         let policy = self.spec.manager_policy(&me.user_id);
         let routing = Routing {
             capacity: policy.capacity,
@@ -95,7 +108,7 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::SetNotReadyRequest>,
     ) -> Result<Response<v1::SetNotReadyResponse>, Status> {
-        let me = self.manager(&req).await?;
+        let me = self.acting_manager(&req).await?;
         self.store
             .set_not_ready(&me.user_id)
             .await
@@ -187,7 +200,7 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::SendReplyRequest>,
     ) -> Result<Response<v1::SendReplyResponse>, Status> {
-        let me = self.manager(&req).await?;
+        let me = self.acting_manager(&req).await?;
         let r = req.get_ref();
         let (id, body, key) = written(&r.ticket_id, &r.body, &r.idempotency_key)?;
         let message_id = self
@@ -204,7 +217,7 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::AddNoteRequest>,
     ) -> Result<Response<v1::AddNoteResponse>, Status> {
-        let me = self.manager(&req).await?;
+        let me = self.acting_manager(&req).await?;
         let r = req.get_ref();
         let (id, body, key) = written(&r.ticket_id, &r.body, &r.idempotency_key)?;
         let note_id = self
@@ -221,7 +234,7 @@ impl ManagerService for Managers {
         &self,
         req: Request<v1::ResolveTicketRequest>,
     ) -> Result<Response<v1::ResolveTicketResponse>, Status> {
-        let me = self.manager(&req).await?;
+        let me = self.acting_manager(&req).await?;
         let id = convert::uuid("ticket_id", &req.get_ref().ticket_id)?;
         // Recorded, then signalled by the outbox relay: the request survives a Temporal outage
         // and reaches the workflow after the ticket's earlier lifecycle events.
@@ -236,11 +249,34 @@ impl ManagerService for Managers {
         Ok(Response::new(v1::ResolveTicketResponse {}))
     }
 
+    async fn resend_delivery(
+        &self,
+        req: Request<v1::ResendDeliveryRequest>,
+    ) -> Result<Response<v1::ResendDeliveryResponse>, Status> {
+        let me = self.acting_manager(&req).await?;
+        let r = req.get_ref();
+        let id = convert::uuid("ticket_id", &r.ticket_id)?;
+        if r.event_seq <= 0 {
+            return Err(status::invalid("event_seq", "must be positive"));
+        }
+        let channel = self
+            .store
+            .request_resend(&me.user_id, id, r.event_seq)
+            .await
+            .map_err(status::store)?
+            .ok_or_else(|| {
+                Status::not_found("no delivery of this ticket of yours that may be sent again")
+            })?;
+        tracing::info!(ticket_id = %id, manager_id = %me.user_id, seq = r.event_seq, %channel,
+            "resend requested");
+        Ok(Response::new(v1::ResendDeliveryResponse { channel }))
+    }
+
     async fn transfer_ticket(
         &self,
         req: Request<v1::TransferTicketRequest>,
     ) -> Result<Response<v1::TransferTicketResponse>, Status> {
-        let me = self.manager(&req).await?;
+        let me = self.acting_manager(&req).await?;
         let r = req.get_ref();
         let id = convert::uuid("ticket_id", &r.ticket_id)?;
         let to = r.to_manager_id.trim();
@@ -276,7 +312,8 @@ impl ManagerService for Managers {
         let until = me.remaining();
         let events = self
             .streams
-            .open(Audience::Manager(me.caller.user_id), after, until);
+            .open(Audience::Manager(me.caller.user_id), after, until)
+            .map_err(status::too_many_streams)?;
         Ok(Response::new(crate::stream::grpc(events)))
     }
 }

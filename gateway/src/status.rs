@@ -64,6 +64,15 @@ pub fn rate_limited(retry_after_secs: u64) -> Status {
     )
 }
 
+/// `RESOURCE_EXHAUSTED`: the caller holds as many event streams as it may.
+pub fn too_many_streams(e: edge::stream::TooManyStreams) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        e.to_string(),
+        ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(10))),
+    )
+}
+
 /// An idempotency key reused for a different request.
 pub fn key_reused(field: &str) -> Status {
     Status::already_exists(format!("{field} was already used for a different message"))

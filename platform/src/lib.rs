@@ -1,11 +1,12 @@
 //! Plumbing the three services share so it is written once: tracing set-up, Kafka client configuration and topic creation, environment settings and the production
-//! profile, the ops listener (health, readiness, metrics) and loop supervision, shutdown and YAML
+//! profile, sealing with a key from the environment, the ops listener (health, readiness, metrics) and loop supervision, shutdown and YAML
 //! error positions.
 //! No domain logic lives here, and it depends on no crate of the engine (token verification,
 //! which yields the domain's callers, is the `edge` crate's).
 
 pub mod kafka;
 pub mod ops;
+pub mod seal;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

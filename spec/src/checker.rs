@@ -40,6 +40,10 @@ impl MessageCheck for CheckedSpec {
         self.rules.check(body)
     }
 
+    fn verdict_after(&self, previous: Option<&str>, body: &str) -> Verdict {
+        self.rules.check_after(previous, body)
+    }
+
     fn classify(&self, body: &str) -> TicketClassification {
         let c = self.spec.classify_by(body, &self.patterns);
         TicketClassification {

@@ -110,12 +110,19 @@ pub(crate) struct RuleEntry {
     pub(crate) detector: Option<Detector>,
     #[serde(default)]
     pub(crate) pattern: Option<String>,
+    /// For `detector: iban`: the countries (ISO 3166 alpha-2) whose IBANs it blocks; all if
+    /// empty.
+    #[serde(default)]
+    pub(crate) countries: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Detector {
     CardNumber,
+    Cvv,
+    OneTimeCode,
+    Iban,
 }
 
 #[derive(Debug, Deserialize, Default)]

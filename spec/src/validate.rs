@@ -81,8 +81,30 @@ impl<F: Fn(&str, String) -> SpecError> Validator<'_, F> {
                     format!("duplicate rule name {:?}", r.name),
                 ));
             }
+            if r.countries.is_some() && r.detector != Some(Detector::Iban) {
+                return Err(err(
+                    &format!("{path}.countries"),
+                    "`countries` belongs to `detector: iban`".into(),
+                ));
+            }
             let check = match (&r.detector, &r.pattern) {
                 (Some(Detector::CardNumber), None) => Check::CardNumber,
+                (Some(Detector::Cvv), None) => Check::Cvv,
+                (Some(Detector::OneTimeCode), None) => Check::OneTimeCode,
+                (Some(Detector::Iban), None) => {
+                    let countries = r.countries.clone().unwrap_or_default();
+                    for (k, c) in countries.iter().enumerate() {
+                        if c.len() != 2 || !c.chars().all(|c| c.is_ascii_uppercase()) {
+                            return Err(err(
+                                &format!("{path}.countries.{k}"),
+                                format!(
+                                    "{c:?} is not a country code (two capital letters, ISO 3166)"
+                                ),
+                            ));
+                        }
+                    }
+                    Check::Iban { countries }
+                }
                 (None, Some(p)) => {
                     regex::Regex::new(p).map_err(|e| {
                         err(&format!("{path}.pattern"), format!("invalid pattern: {e}"))

@@ -204,3 +204,41 @@ fn the_version_changes_with_the_content() -> Result<(), SpecError> {
     assert_eq!(a.ticket.version, parse(BASE)?.ticket.version);
     Ok(())
 }
+
+#[test]
+fn detectors_are_named_and_parameterised_with_errors_at_their_place() -> Result<(), SpecError> {
+    let spec = parse(&format!(
+        "{BASE}  rules:\n    - name: cvv\n      detector: cvv\n    - name: otp\n      detector: one_time_code\n    - name: iban\n      detector: iban\n      countries: [DE, FR]\n"
+    ))?;
+    let checks: Vec<_> = spec
+        .ticket
+        .afc_rules
+        .iter()
+        .map(|r| r.check.clone())
+        .collect();
+    assert_eq!(
+        checks,
+        vec![
+            Check::Cvv,
+            Check::OneTimeCode,
+            Check::Iban {
+                countries: vec!["DE".into(), "FR".into()]
+            }
+        ]
+    );
+    let (line, _, m) = at(parse(&format!(
+        "{BASE}  rules:\n    - name: iban\n      detector: iban\n      countries: [DE, germany]\n"
+    )));
+    assert!(m.contains("afc.rules.0.countries.1"), "{m}");
+    assert!(m.contains("not a country code"), "{m}");
+    assert_eq!(line, 7, "{m}");
+    let (_, _, m) = at(parse(&format!(
+        "{BASE}  rules:\n    - name: c\n      detector: card_number\n      countries: [DE]\n"
+    )));
+    assert!(m.contains("`countries` belongs to `detector: iban`"), "{m}");
+    let (_, _, m) = at(parse(&format!(
+        "{BASE}  rules:\n    - name: c\n      detector: passport\n"
+    )));
+    assert!(m.contains("unknown variant"), "{m}");
+    Ok(())
+}

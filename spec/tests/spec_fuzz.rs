@@ -36,8 +36,10 @@ fn parse_points_into_text(text: &str) -> Result<(), TestCaseError> {
         }) => {
             prop_assert_eq!(file, "fuzz.yaml");
             prop_assert!(line >= 1 && column >= 1, "{line}:{column}: {message}");
-            // One past the last line is where an unexpected end of input is reported.
-            let lines = text.lines().count() + 1;
+            // One past the last line is where an unexpected end of input is reported. Lines as
+            // YAML counts them: a lone `\r` breaks a line too (as in an editor), not only `\n`.
+            let breaks = text.replace("\r\n", "\n").matches(['\n', '\r']).count();
+            let lines = breaks + 2;
             prop_assert!(line <= lines, "line {line} of {lines}: {message}");
             prop_assert!(!message.is_empty());
             Ok(())

@@ -161,6 +161,18 @@ impl MessageBody {
 
 /// The id of a message is a function of where it came from, so a retried delivery maps onto the
 /// same row instead of a new one.
+/// The client ids of the channels that name their clients themselves (Telegram chats, mail
+/// addresses) start with one of these. A token's subject of that form is refused, so no identity
+/// from an identity provider can equal (and read the chat of) a Telegram or email client.
+pub const CHANNEL_CLIENT_PREFIXES: &[&str] = &["tg:", "email:"];
+
+/// Whether `subject` has the form of another channel's client id (see
+/// [`CHANNEL_CLIENT_PREFIXES`]), case-insensitive.
+pub fn is_channel_client_id(subject: &str) -> bool {
+    let lower = subject.trim_start().to_ascii_lowercase();
+    CHANNEL_CLIENT_PREFIXES.iter().any(|p| lower.starts_with(p))
+}
+
 pub fn message_id_for(channel: &str, external_id: &str) -> Uuid {
     Uuid::new_v5(
         &ID_NAMESPACE,
@@ -301,6 +313,9 @@ pub mod event_kind {
     /// To the ticket's manager: a reply or service message could not be delivered on the client's
     /// channel (refused, or retries exhausted); the client did not get it.
     pub const DELIVERY_FAILED: &str = "delivery_failed";
+    /// To the ticket's manager: a send was in flight when communication stopped; the client may
+    /// or may not have it. Resent only when the manager asks (`ResendDelivery`).
+    pub const DELIVERY_UNKNOWN: &str = "delivery_unknown";
     /// Lifecycle, for the ticket's workflow (and supervisors): the inbound transaction opened a
     /// ticket for a client who had none.
     pub const TICKET_OPENED: &str = "ticket_opened";
@@ -323,6 +338,22 @@ pub mod event_kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects_of_another_channels_form_are_recognised() {
+        for s in [
+            "tg:42",
+            "email:a@b.c",
+            "TG:42",
+            " Email:x",
+            "email:unverified:a@b",
+        ] {
+            assert!(is_channel_client_id(s), "{s}");
+        }
+        for s in ["alice", "b3f1c0de-1", "web:alice", "tgx:1", "mail:a"] {
+            assert!(!is_channel_client_id(s), "{s}");
+        }
+    }
 
     #[test]
     fn blank_and_oversized_bodies_are_rejected() {

@@ -40,6 +40,10 @@ use crate::ticket_event::TicketEvent;
 /// takes to commit, so the next batch of the same partition still starts later.
 pub const MAX_INBOUND_BATCH: usize = 256;
 
+/// A client message written within this many seconds of the one before is checked together with
+/// it (a card number split over two messages); older ones are a new conversation.
+pub const SPLIT_WINDOW_SECS: i64 = 120;
+
 impl PgStore {
     /// Stores client messages as `pending`, in order, with their `message_accepted` events, in one
     /// transaction. Messages already stored (a redelivery, or a duplicate within `msgs`) change
@@ -104,6 +108,12 @@ pub trait MessageCheck: Sync {
     /// The spec version this check is: only tickets of this version are checked here.
     fn version(&self) -> &str;
     fn verdict(&self, body: &str) -> Verdict;
+    /// The verdict on `body` written right after `previous` (the client's message before it,
+    /// within [`SPLIT_WINDOW_SECS`]): a number split over the two blocks this one.
+    fn verdict_after(&self, previous: Option<&str>, body: &str) -> Verdict {
+        let _ = previous;
+        self.verdict(body)
+    }
     /// The ticket's category, priority, queue and fields from its first passed message.
     fn classify(&self, body: &str) -> TicketClassification;
     /// Told to the client in place of a blocked message.
@@ -213,6 +223,22 @@ impl PgStore {
                 .or_default()
                 .push((r.try_get("id")?, r.try_get("body")?));
         }
+        // Each client's last checked message, if recent: the first half of a split number.
+        let checking: Vec<&str> = by_client.keys().map(String::as_str).collect();
+        let last_checked: BTreeMap<String, String> = sqlx::query_as::<_, (String, String, String)>(
+            "SELECT DISTINCT ON (client_id) client_id, afc_status, body FROM messages
+             WHERE client_id = ANY($1) AND author = 'client' AND afc_status IN ('passed', 'blocked')
+               AND created_at > now() - make_interval(secs => $2)
+             ORDER BY client_id, created_at DESC, id DESC",
+        )
+        .bind(&checking)
+        .bind(SPLIT_WINDOW_SECS as f64)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .filter(|(_, status, _)| status == "passed")
+        .map(|(client, _, body)| (client, body))
+        .collect();
 
         let mut timings = Timings::default();
         let mut queued_any = false;
@@ -237,9 +263,16 @@ impl PgStore {
                 out.held += hold_for_afc(&mut tx, ticket.id, &ids, external.timeout_ms).await?;
                 continue;
             }
+            // Each message after the one before it (a blocked one is no half of anything: its
+            // successor is judged alone).
+            let mut previous = last_checked.get(client_id).map(String::as_str);
             let verdicts: Vec<(Uuid, Verdict)> = messages
                 .iter()
-                .map(|(id, body)| (*id, check.verdict(body)))
+                .map(|(id, body)| {
+                    let v = check.verdict_after(previous, body);
+                    previous = (v == Verdict::Passed).then_some(body.as_str());
+                    (*id, v)
+                })
                 .collect();
             let classification = (ticket.status == TicketStatus::Open)
                 .then(|| {
@@ -258,6 +291,7 @@ impl PgStore {
                 &verdicts,
                 check.blocked_warning(),
                 classification.as_ref(),
+                self.audit_seal(),
                 &mut timings,
             )
             .await?;
@@ -405,9 +439,12 @@ pub(crate) async fn insert_inbound(
         if !seen.insert(m.id) {
             continue;
         }
+        // The client's echo of their message, shown and published before its verdict: a card
+        // number in it is masked (the stored message is redacted if it is blocked).
+        let masked = crate::screening::mask_cards(&m.body);
         let event = TicketEvent::MessageAccepted {
             message_id: m.id,
-            body: &m.body,
+            body: masked.as_deref().unwrap_or(&m.body),
             channel: &m.channel,
             created_at: *created_at,
         };

@@ -35,7 +35,7 @@ pub mod ticket_event;
 pub mod trace_context;
 mod visibility;
 
-pub use channels::{Delivery, DeliveryStatus};
+pub use channels::{Claim, Delivery, DeliveryStatus};
 pub use chat::{ChatCursor, ChatMessage, ChatPage, ReadState};
 pub use domain::*;
 pub use email::{LastInbound, MailDirection, MailRecord, MailboxPosition};

@@ -33,9 +33,11 @@ impl PgStore {
     pub async fn set_ready_routed(&self, manager: &Caller, routing: &Routing) -> Result<Readiness> {
         let mut tx = self.begin_writing(true).await?;
         sqlx::query(
-            "INSERT INTO managers (id, display_name, capacity, queues) VALUES ($1, $2, $3, $4)
+            "INSERT INTO managers (id, display_name, capacity, queues, seen_at)
+             VALUES ($1, $2, $3, $4, now())
              ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name,
-                 capacity = EXCLUDED.capacity, queues = EXCLUDED.queues, updated_at = now()",
+                 capacity = EXCLUDED.capacity, queues = EXCLUDED.queues, updated_at = now(),
+                 seen_at = now()",
         )
         .bind(&manager.user_id)
         .bind(&manager.display_name)
@@ -86,6 +88,61 @@ impl PgStore {
         .await?;
         self.commit_writing(tx).await?;
         Ok(())
+    }
+
+    /// Records that these managers are present (their console's stream is open).
+    pub async fn touch_managers(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE managers SET seen_at = now() WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Ready slots lapse for every manager absent longer than `absent_for` (no open stream, no
+    /// `SetReady`): they stop receiving clients until they say "ready" again. Returns who lapsed.
+    pub async fn lapse_absent_ready(&self, absent_for: std::time::Duration) -> Result<Vec<String>> {
+        // Under the matching lock: a round that read their slots may be about to use one.
+        let mut tx = self.begin_writing(true).await?;
+        let lapsed: Vec<String> = sqlx::query_scalar(
+            "UPDATE managers SET ready_slots = 0, ready_since = NULL, updated_at = now()
+             WHERE ready_slots > 0
+               AND coalesce(seen_at, updated_at) < now() - make_interval(secs => $1)
+             RETURNING id",
+        )
+        .bind(absent_for.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+        self.commit_writing(tx).await?;
+        Ok(lapsed)
+    }
+
+    /// Every known manager's capacity and queues, as the spec in force gives them
+    /// (`routing_of`): lowering a capacity takes effect at once, not at their next `SetReady`.
+    pub async fn apply_routings(&self, routing_of: impl Fn(&str) -> Routing) -> Result<usize> {
+        let mut tx = self.begin_writing(true).await?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM managers ORDER BY id FOR UPDATE")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut changed = 0;
+        for id in &ids {
+            let r = routing_of(id);
+            changed += sqlx::query(
+                "UPDATE managers SET capacity = $2, queues = $3
+                 WHERE id = $1 AND (capacity <> $2 OR queues <> $3)",
+            )
+            .bind(id)
+            .bind(r.capacity)
+            .bind(&r.queues)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        self.commit_writing(tx).await?;
+        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
     /// The manager's tickets, newest first; `statuses` empty means every status but closed.
@@ -300,7 +357,7 @@ impl MatchingPort for PgMatching<'_, '_> {
 
     async fn ready_managers(&mut self) -> Result<Vec<ReadyManager>> {
         let rows = sqlx::query(
-            "SELECT m.id, m.display_name, m.queues, m.ready_slots, m.ready_since,
+            "SELECT m.id, m.display_name, m.queues, m.ready_slots, m.ready_since, m.capacity,
                     (SELECT count(*) FROM tickets o WHERE o.manager_id = m.id AND o.status = 'assigned')
                         AS open_tickets
              FROM managers m WHERE m.ready_slots > 0",
@@ -316,6 +373,7 @@ impl MatchingPort for PgMatching<'_, '_> {
                     ready_slots: row.try_get("ready_slots")?,
                     open_tickets: row.try_get("open_tickets")?,
                     ready_since: row.try_get("ready_since")?,
+                    capacity: row.try_get("capacity")?,
                 })
             })
             .collect()

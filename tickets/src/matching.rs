@@ -33,11 +33,20 @@ pub struct ReadyManager {
     pub ready_slots: i32,
     pub open_tickets: i64,
     pub ready_since: Option<DateTime<Utc>>,
+    /// Open tickets they may hold at most, per the spec in force (it may have been lowered since
+    /// they said "ready").
+    pub capacity: i32,
 }
 
 impl ReadyManager {
     fn serves(&self, queue: &str) -> bool {
         self.queues.is_empty() || self.queues.iter().any(|q| q == queue)
+    }
+
+    /// The tickets they can take now: their ready slots, never beyond their capacity.
+    pub fn usable_slots(&self) -> i32 {
+        let room = i64::from(self.capacity) - self.open_tickets;
+        i32::try_from(room.clamp(0, i64::from(self.ready_slots.max(0)))).unwrap_or(0)
     }
 }
 
@@ -61,14 +70,19 @@ pub fn plan(waiting: &[WaitingTicket], ready: &[ReadyManager]) -> Vec<Match> {
             .then_with(|| nulls_last(a.waiting_since, b.waiting_since))
             .then_with(|| a.id.cmp(&b.id))
     });
-    let mut slots: Vec<i32> = ready.iter().map(|m| m.ready_slots).collect();
+    let mut slots: Vec<i32> = ready.iter().map(ReadyManager::usable_slots).collect();
     let mut open: Vec<i64> = ready.iter().map(|m| m.open_tickets).collect();
     let mut out = Vec::new();
     // One pass is the whole loop: an assignment only takes slots away, so a ticket no manager
     // could take stays untakeable, and a ticket taken never blocks one before it.
     for t in order {
         let best = (0..ready.len())
-            .filter(|&m| slots[m] > 0 && ready[m].serves(&waiting[t].queue))
+            .filter(|&m| {
+                slots[m] > 0
+                    && ready[m].serves(&waiting[t].queue)
+                    // A user holding both roles never serves their own ticket.
+                    && ready[m].id != waiting[t].client_id
+            })
             .min_by(|&a, &b| {
                 open[a]
                     .cmp(&open[b])
@@ -136,7 +150,8 @@ fn nulls_last(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> std::cmp::O
 }
 
 /// How many tickets of each queue this round could assign at most: the ready slots of the
-/// managers serving it. The store fetches no more than that many waiting tickets per queue (the
+/// managers serving it, plus one per such manager (the ticket a manager may not take, their own
+/// as a client). The store fetches no more than that many waiting tickets per queue (the
 /// first ones in waiting order), which is all [`plan`] can use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capacities {
@@ -157,7 +172,7 @@ impl Capacities {
             ready
                 .iter()
                 .filter(|m| serves(m))
-                .map(|m| i64::from(m.ready_slots.max(0)))
+                .map(|m| i64::from(m.usable_slots()) + 1)
                 .sum()
         };
         Self {
@@ -194,6 +209,7 @@ mod tests {
             ready_slots: slots,
             open_tickets: open,
             ready_since: at(since),
+            capacity: 100,
         }
     }
 
@@ -293,15 +309,55 @@ mod tests {
     }
 
     #[test]
-    fn a_queues_capacity_is_the_slots_of_those_who_serve_it() {
+    fn a_queues_capacity_is_the_slots_of_those_who_serve_it_and_one_more_each() {
         let ready = [
             manager("any", &[], 2, 0, 0),
             manager("f", &["fraud"], 3, 0, 0),
         ];
         let caps = Capacities::of(&ready);
         assert_eq!(caps.queues, vec!["fraud"]);
-        assert_eq!(caps.limits, vec![5], "fraud");
-        assert_eq!(caps.any_other, 2, "general, which nobody names");
+        assert_eq!(
+            caps.limits,
+            vec![7],
+            "fraud: 2 + 3 slots, 2 own tickets skipped"
+        );
+        assert_eq!(caps.any_other, 3, "general, which nobody names");
+    }
+
+    #[test]
+    fn a_lowered_capacity_bounds_the_slots_a_manager_said_ready_with() {
+        let waiting = [
+            ticket(1, "general", 0, 0),
+            ticket(2, "general", 0, 1),
+            ticket(3, "general", 0, 2),
+        ];
+        // Ready with 3 slots and 1 open ticket when the capacity was 5; it is 2 now.
+        let mut m = manager("m", &[], 3, 1, 0);
+        m.capacity = 2;
+        assert_eq!(m.usable_slots(), 1);
+        assert_eq!(pairs(&waiting, &[m.clone()]), vec![(1, "m".to_string())]);
+        m.open_tickets = 4;
+        assert_eq!(
+            m.usable_slots(),
+            0,
+            "above capacity: nothing more, never negative"
+        );
+        assert!(pairs(&waiting, &[m]).is_empty());
+    }
+
+    #[test]
+    fn a_user_holding_both_roles_is_never_given_their_own_ticket() {
+        let mut own = ticket(1, "general", 9, 0);
+        own.client_id = "alice".into();
+        let waiting = [own, ticket(2, "general", 0, 1)];
+        let ready = [manager("alice", &[], 2, 0, 0)];
+        assert_eq!(pairs(&waiting, &ready), vec![(2, "alice".to_string())]);
+        // Another manager takes it.
+        let ready = [manager("alice", &[], 2, 0, 0), manager("bob", &[], 1, 5, 9)];
+        assert_eq!(
+            pairs(&waiting, &ready),
+            vec![(1, "bob".to_string()), (2, "alice".to_string())]
+        );
     }
 
     /// The store as vectors: what a round fetched and wrote.
@@ -365,8 +421,8 @@ mod tests {
         assert_eq!(assign_waiting(&mut board).await, Ok(3));
         let caps = board.asked_for.clone().expect("the round fetched tickets");
         assert_eq!(caps.queues, vec!["cards".to_owned()]);
-        assert_eq!(caps.limits, vec![3]);
-        assert_eq!(caps.any_other, 2);
+        assert_eq!(caps.limits, vec![5]);
+        assert_eq!(caps.any_other, 3);
         assert_eq!(
             board.assigned,
             vec![

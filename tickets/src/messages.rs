@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::managers::match_waiting;
 use crate::meters::{self, Timings};
-use crate::screening::{self, ScreeningPort};
+use crate::screening::{self, AuditSeal, ScreeningPort, redact_blocked};
 use crate::store::{PgStore, Result, StoreError, insert_event, status_of};
 use crate::ticket_event::TicketEvent;
 
@@ -65,6 +65,7 @@ impl PgStore {
             verdicts,
             warning,
             classification,
+            self.audit_seal(),
             &mut timings,
         )
         .await?;
@@ -127,6 +128,7 @@ pub(crate) async fn apply_verdicts_in(
     verdicts: &[(Uuid, Verdict)],
     warning: &str,
     classification: Option<&TicketClassification>,
+    audit: Option<&dyn AuditSeal>,
     timings: &mut Timings,
 ) -> Result<VerdictsApplied> {
     let mut port = PgScreening {
@@ -134,6 +136,7 @@ pub(crate) async fn apply_verdicts_in(
         ticket_id,
         warning,
         classification,
+        audit,
         timings,
     };
     let s = screening::apply(&mut port, status, manager_id, verdicts).await?;
@@ -151,6 +154,7 @@ struct PgScreening<'a, 't> {
     ticket_id: Uuid,
     warning: &'a str,
     classification: Option<&'a TicketClassification>,
+    audit: Option<&'a dyn AuditSeal>,
     timings: &'a mut Timings,
 }
 
@@ -161,6 +165,31 @@ struct Recorded {
     created_at: DateTime<Utc>,
     /// Seconds since it arrived (the visibility latency, when it is shown now).
     age: f64,
+}
+
+impl PgScreening<'_, '_> {
+    /// A blocked message's text is kept only redacted (no card number or other digit in clear),
+    /// the original sealed for audit if the store has a seal, and the client's echo of it
+    /// (`message_accepted`) redacted alike: what a database dump shows holds no card data.
+    async fn redact(&mut self, message_id: Uuid, original: &str) -> Result<()> {
+        let redacted = redact_blocked(original);
+        let sealed = self.audit.and_then(|a| a.seal(original.as_bytes()));
+        sqlx::query("UPDATE messages SET body = $2, sealed_body = $3 WHERE id = $1")
+            .bind(message_id)
+            .bind(&redacted)
+            .bind(sealed)
+            .execute(&mut **self.tx)
+            .await?;
+        sqlx::query(
+            "UPDATE events SET payload = jsonb_set(payload, '{body}', to_jsonb($2::text))
+             WHERE dedup_key = $1",
+        )
+        .bind(format!("accepted:{message_id}"))
+        .bind(&redacted)
+        .execute(&mut **self.tx)
+        .await?;
+        Ok(())
+    }
 }
 
 impl ScreeningPort for PgScreening<'_, '_> {
@@ -184,6 +213,10 @@ impl ScreeningPort for PgScreening<'_, '_> {
         .bind(rule)
         .fetch_optional(&mut **self.tx)
         .await?;
+        if let (Some(m), Verdict::Blocked { .. }) = (&updated, verdict) {
+            self.redact(message_id, &m.try_get::<String, _>("body")?)
+                .await?;
+        }
         updated
             .map(|m| {
                 Ok(Recorded {
@@ -255,8 +288,11 @@ impl ScreeningPort for PgScreening<'_, '_> {
     }
 }
 
-/// The client's messages still waiting for their AFC verdict, oldest first (at most 500), on
-/// `db` (the pool, or a transaction).
+/// Pending messages read at a time: a caller that gets a full page reads again after applying it.
+pub const PENDING_PAGE: i64 = 500;
+
+/// The client's messages still waiting for their AFC verdict, oldest first (at most
+/// [`PENDING_PAGE`]), on `db` (the pool, or a transaction).
 pub(crate) async fn pending_client_messages_in<'e>(
     db: impl sqlx::PgExecutor<'e>,
     client_id: &str,
@@ -264,9 +300,10 @@ pub(crate) async fn pending_client_messages_in<'e>(
     let rows = sqlx::query(
         "SELECT id, body FROM messages
          WHERE client_id = $1 AND author = 'client' AND afc_status = 'pending'
-         ORDER BY created_at, id LIMIT 500",
+         ORDER BY created_at, id LIMIT $2",
     )
     .bind(client_id)
+    .bind(PENDING_PAGE)
     .fetch_all(db)
     .await?;
     rows.iter()

@@ -76,6 +76,8 @@ impl StoreError {
 pub struct PgStore {
     pool: PgPool,
     numbering: std::sync::Arc<Numbering>,
+    /// Seals the original of a blocked message for the bank's audit; None: none is kept.
+    audit: Option<std::sync::Arc<dyn crate::screening::AuditSeal>>,
 }
 
 /// Coalesces the numberings this process's writers ask for after their commits: one runs at a
@@ -142,7 +144,22 @@ impl PgStore {
         Self {
             pool,
             numbering: std::sync::Arc::default(),
+            audit: None,
         }
+    }
+
+    /// The store sealing the original of every blocked message it records with `seal` (in
+    /// `messages.sealed_body`); without one, only the redacted text is kept.
+    pub fn with_audit_seal(
+        mut self,
+        seal: std::sync::Arc<dyn crate::screening::AuditSeal>,
+    ) -> Self {
+        self.audit = Some(seal);
+        self
+    }
+
+    pub(crate) fn audit_seal(&self) -> Option<&dyn crate::screening::AuditSeal> {
+        self.audit.as_deref()
     }
 
     pub fn pool(&self) -> &PgPool {

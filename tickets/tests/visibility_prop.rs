@@ -1258,8 +1258,8 @@ async fn a_blocked_message_keeps_no_body_in_the_clients_event_feed(
     let before = store.client_events_after("c1", 0, 100).await?;
     assert_eq!(
         accepted(&before).and_then(|p| p["body"].as_str().map(str::to_owned)),
-        Some("card 4111 1111 1111 1111".to_owned()),
-        "while pending, the echo carries the client's own text"
+        Some("card 4111 **** **** 1111".to_owned()),
+        "while pending, the echo carries the client's own text, its card number masked"
     );
     let ticket = Uuid::new_v4();
     store.open_ticket(ticket, "c1", "v1").await?;
@@ -1287,6 +1287,14 @@ async fn a_blocked_message_keeps_no_body_in_the_clients_event_feed(
             .iter()
             .all(|e| !e.payload.to_string().contains("4111")),
         "no event shows the blocked text"
+    );
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT payload::text FROM events UNION ALL SELECT body FROM messages")
+            .fetch_all(store.pool())
+            .await?;
+    assert!(
+        stored.iter().all(|t| !t.contains("1111 1111")),
+        "the database keeps no card number in clear: {stored:?}"
     );
     Ok(())
 }

@@ -70,22 +70,7 @@ impl TicketActivities {
         _ctx: ActivityContext,
         input: CheckInput,
     ) -> Result<CheckOutcome, ActivityError> {
-        let pending = self.store.pending_client_messages(&input.client_id).await?;
-        if pending.is_empty() {
-            return Ok(CheckOutcome {
-                opened: self.store.ticket_exists(input.ticket_id).await?,
-                ..CheckOutcome::default()
-            });
-        }
-        let span = tracing::info_span!(
-            "check_pending",
-            ticket_id = %input.ticket_id,
-            client_id = %input.client_id,
-            messages = pending.len(),
-            manager_id = tracing::field::Empty,
-        );
-        follow_messages(&self.store, &span, pending.iter().map(|(id, _)| *id)).await;
-        self.check(input, pending).instrument(span).await
+        self.check_all_pending(input).await
     }
 
     /// Raises a waiting ticket's priority (escalation round `.1`); a no-op once it was assigned.
@@ -180,6 +165,48 @@ impl TicketActivities {
 }
 
 impl TicketActivities {
+    /// [`TicketActivities::check_pending`]: page by page until none is left, so a backlog larger
+    /// than a page ([`tickets::messages::PENDING_PAGE`]) is checked whole, not a page per wake-up.
+    pub async fn check_all_pending(
+        &self,
+        input: CheckInput,
+    ) -> Result<CheckOutcome, ActivityError> {
+        let mut total: Option<CheckOutcome> = None;
+        loop {
+            let pending = self.store.pending_client_messages(&input.client_id).await?;
+            if pending.is_empty() {
+                return Ok(match total {
+                    Some(t) => t,
+                    None => CheckOutcome {
+                        opened: self.store.ticket_exists(input.ticket_id).await?,
+                        ..CheckOutcome::default()
+                    },
+                });
+            }
+            let full =
+                i64::try_from(pending.len()).unwrap_or(i64::MAX) >= tickets::messages::PENDING_PAGE;
+            let span = tracing::info_span!(
+                "check_pending",
+                ticket_id = %input.ticket_id,
+                client_id = %input.client_id,
+                messages = pending.len(),
+                manager_id = tracing::field::Empty,
+            );
+            follow_messages(&self.store, &span, pending.iter().map(|(id, _)| *id)).await;
+            let page = self.check(input.clone(), pending).instrument(span).await?;
+            let t = total.get_or_insert_with(CheckOutcome::default);
+            t.checked += page.checked;
+            t.passed += page.passed;
+            t.blocked += page.blocked;
+            t.queued |= page.queued;
+            t.assigned_to = t.assigned_to.take().or(page.assigned_to);
+            t.opened |= page.opened;
+            if !full {
+                return Ok(total.unwrap_or_default());
+            }
+        }
+    }
+
     /// The check of [`TicketActivities::check_pending`] over `pending` (not empty).
     async fn check(
         &self,

@@ -9,14 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
-use aes_gcm::{Aes256Gcm, Nonce};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use platform::seal::SealKey;
 use serde::{Deserialize, Serialize};
 use tickets::external_afc::AfcStatus;
 use uuid::Uuid;
-
-const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AfcError {
@@ -79,18 +76,8 @@ pub struct AfcMessage {
 }
 
 /// AES-256-GCM sealing of AFC messages, or clear JSON when no key is configured.
-#[derive(Clone)]
-pub struct Cipher(Option<Aes256Gcm>);
-
-impl std::fmt::Debug for Cipher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Cipher(aes-256-gcm)"
-        } else {
-            "Cipher(clear)"
-        })
-    }
-}
+#[derive(Clone, Debug)]
+pub struct Cipher(Option<SealKey>);
 
 impl Cipher {
     /// From a hex key (64 digits); `None` or empty = clear.
@@ -98,13 +85,9 @@ impl Cipher {
         let Some(h) = hex_key.map(str::trim).filter(|h| !h.is_empty()) else {
             return Ok(Self(None));
         };
-        let bytes = hex::decode(h).map_err(|e| AfcError::BadKey(e.to_string()))?;
-        if bytes.len() != 32 {
-            return Err(AfcError::BadKey(format!("{} bytes", bytes.len())));
-        }
-        let aes = Aes256Gcm::new_from_slice(&bytes)
-            .map_err(|_| AfcError::BadKey(format!("{} bytes", bytes.len())))?;
-        Ok(Self(Some(aes)))
+        SealKey::from_hex(h)
+            .map(|k| Self(Some(k)))
+            .map_err(|e| AfcError::BadKey(e.to_string()))
     }
 
     /// `INBOX_AFC_KEY`.
@@ -121,30 +104,17 @@ impl Cipher {
     /// The record value for `m`.
     pub fn seal(&self, m: &AfcMessage) -> Result<Vec<u8>, AfcError> {
         let json = serde_json::to_vec(m)?;
-        let Some(aes) = &self.0 else { return Ok(json) };
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let sealed = aes
-            .encrypt(&nonce, json.as_slice())
-            .map_err(|_| AfcError::Decrypt)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        Ok(match &self.0 {
+            None => json,
+            Some(key) => key.seal(&json),
+        })
     }
 
     /// The message in a record value.
     pub fn open(&self, value: &[u8]) -> Result<AfcMessage, AfcError> {
         let json = match &self.0 {
             None => value.to_vec(),
-            Some(aes) => {
-                if value.len() < NONCE_LEN {
-                    return Err(AfcError::Decrypt);
-                }
-                let (nonce, sealed) = value.split_at(NONCE_LEN);
-                let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| AfcError::Decrypt)?;
-                aes.decrypt(&Nonce::from(nonce), sealed)
-                    .map_err(|_| AfcError::Decrypt)?
-            }
+            Some(key) => key.open(value).map_err(|_| AfcError::Decrypt)?,
         };
         Ok(serde_json::from_slice(&json)?)
     }
@@ -309,7 +279,7 @@ pub fn dev_aes_key(dir: &Path) -> Result<String, AfcError> {
     if !path.exists() {
         std::fs::create_dir_all(dir).map_err(|e| file_err(e.to_string()))?;
         let mut key = [0u8; 32];
-        rsa::rand_core::RngCore::fill_bytes(&mut OsRng, &mut key);
+        rsa::rand_core::RngCore::fill_bytes(&mut rsa::rand_core::OsRng, &mut key);
         write_private(&path, hex::encode(key).as_bytes()).map_err(|e| file_err(e.to_string()))?;
     }
     let key = std::fs::read_to_string(&path).map_err(|e| file_err(e.to_string()))?;
@@ -356,7 +326,7 @@ mod tests {
             !sealed.windows(5).any(|w| w == b"hello"),
             "body is not in clear"
         );
-        assert_eq!(sealed.len(), NONCE_LEN + serde_json::to_vec(&m)?.len() + 16);
+        assert_eq!(sealed.len(), 12 + serde_json::to_vec(&m)?.len() + 16);
         assert_eq!(cipher.open(&sealed)?, m);
         let other = Cipher::from_hex(Some(&"22".repeat(32)))?;
         assert!(matches!(other.open(&sealed), Err(AfcError::Decrypt)));

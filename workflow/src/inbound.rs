@@ -46,6 +46,8 @@ pub struct Inbound {
     pub history_limit: Option<u32>,
     /// Where records that can never be processed go (`inbound.messages.dlq`).
     pub dead_letters: DeadLetters,
+    /// Opens the sealed bodies (INBOX_DATA_KEY).
+    pub data_key: Option<platform::seal::SealKey>,
 }
 
 /// The longest client id a ticket can carry: its workflow id, `conversation-<client id>`, must
@@ -65,10 +67,25 @@ enum Poison {
     NoClient,
     #[error("client id longer than {MAX_CLIENT_ID_BYTES} bytes or with control characters")]
     ClientId,
+    #[error("sealed body but INBOX_DATA_KEY is not set")]
+    NoKey,
+    #[error("sealed body does not open with INBOX_DATA_KEY: {0}")]
+    Sealed(#[from] platform::seal::SealError),
+    #[error("sealed body is not UTF-8")]
+    SealedUtf8,
 }
 
-fn parse(payload: &[u8]) -> Result<NewClientMessage, Poison> {
-    let m = proto::v1::InboundMessage::decode(payload)?;
+/// The message in a record; a sealed body is opened with `key` (a clear one, from an edge
+/// without the key or from before sealing, is taken as it is).
+fn parse(
+    payload: &[u8],
+    key: Option<&platform::seal::SealKey>,
+) -> Result<NewClientMessage, Poison> {
+    let mut m = proto::v1::InboundMessage::decode(payload)?;
+    if !m.sealed_body.is_empty() {
+        let plain = key.ok_or(Poison::NoKey)?.open(&m.sealed_body)?;
+        m.body = String::from_utf8(plain).map_err(|_| Poison::SealedUtf8)?;
+    }
     if m.client_id.is_empty() {
         return Err(Poison::NoClient);
     }
@@ -125,7 +142,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn take(&mut self, record: &BorrowedMessage<'_>) {
+    fn take(&mut self, record: &BorrowedMessage<'_>, key: Option<&platform::seal::SealKey>) {
         let payload = record.payload().unwrap_or_default();
         let mut kept = Record {
             partition: record.partition(),
@@ -134,7 +151,7 @@ impl Batch {
             value: payload.to_vec(),
             span: Span::none(),
         };
-        match parse(payload) {
+        match parse(payload, key) {
             Ok(msg) => {
                 if telemetry::enabled() {
                     kept.span = tracing::info_span!(
@@ -248,7 +265,7 @@ impl Inbound {
             };
             let mut batch = Batch::default();
             match record {
-                Ok(r) => batch.take(&r),
+                Ok(r) => batch.take(&r, self.data_key.as_ref()),
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka receive failed; retrying");
                     continue;
@@ -257,7 +274,7 @@ impl Inbound {
             // Whatever else is already fetched, without waiting for more.
             while batch.len() < MAX_INBOUND_BATCH {
                 match source.recv().now_or_never() {
-                    Some(Ok(r)) => batch.take(&r),
+                    Some(Ok(r)) => batch.take(&r, self.data_key.as_ref()),
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "kafka receive failed; retrying");
                         break;

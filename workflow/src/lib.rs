@@ -21,6 +21,7 @@ pub mod source;
 pub mod ticket;
 pub mod verdicts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -45,13 +46,25 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<i64> {
         .unwrap_or_default())
 }
 
+/// Seals the original of a blocked message with INBOX_DATA_KEY for the bank's audit.
+struct AuditKey(platform::seal::SealKey);
+
+impl tickets::screening::AuditSeal for AuditKey {
+    fn seal(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        Some(self.0.seal(plain))
+    }
+}
+
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let spec = spec::Spec::load(&settings.spec_path)?;
     let db = &settings.common.database;
-    let store = tickets::PgStore::open("workflow", &db.url, db.password(), db.max_connections)
+    let mut store = tickets::PgStore::open("workflow", &db.url, db.password(), db.max_connections)
         .await
         .context("connecting to PostgreSQL")?;
+    if let Some(key) = &settings.common.data_key {
+        store = store.with_audit_seal(Arc::new(AuditKey(key.clone())));
+    }
     let topics = settings.common.topics();
     let brokers = &settings.common.kafka;
     platform::kafka::ensure_topics(brokers, &topics.all()).await?;
@@ -130,6 +143,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         spec: spec.ticket.clone(),
         check: Some(check.clone()),
         history_limit: settings.history_limit,
+        data_key: settings.common.data_key.clone(),
     };
     // Verdicts are consumed (and the AFC outbox handed over) whenever the key is known, even
     // under a builtin spec: tickets that started with the Kafka provider keep it for life.

@@ -1,4 +1,5 @@
-//! The email channel's settings: IMAP in and SMTP out, their TLS, retries and the reference secret.
+//! The email channel's settings: IMAP in and SMTP out, their TLS, retries, the reference secret
+//! and the sender authentication of imported mail (`email.auth`).
 
 use std::time::Duration;
 
@@ -7,7 +8,9 @@ use super::file::*;
 use super::resolver::{Origin, Resolver};
 use crate::delivery::RetryPolicy;
 use crate::email::{
-    EmailSettings, ImapSettings, REF_SECRET_VAR, RefKey, SmtpSettings, TlsMode, TlsSettings,
+    AuthPolicy, AuthSettings, CardMailPolicy, DEFAULT_MAX_MAIL_BYTES, DEFAULT_QUARANTINE,
+    DnsServer, EmailSettings, ImapSettings, MAX_MAIL_BYTES_RANGE, REF_SECRET_VAR, RefKey,
+    SmtpSettings, TlsMode, TlsSettings, WithoutDmarc,
 };
 
 /// The TLS settings of one mail server: `<section>.tls` (`none`, `starttls`, `implicit`) and
@@ -32,6 +35,131 @@ pub(super) fn mail_tls(
         }
     };
     Ok(TlsSettings { mode, ca_file })
+}
+
+/// `email.imap.max_mail_bytes`, `email.imap.card_mail` and `email.imap.quarantine`, checked:
+/// the size within [`MAX_MAIL_BYTES_RANGE`], a known policy, and a folder name IMAP can carry
+/// that is not the imported mailbox itself (mail moved there would be imported again, forever).
+fn imap_limits(
+    r: &Resolver<'_>,
+    imap: &ImapSection,
+    mailbox: &str,
+) -> Result<(u64, CardMailPolicy, String), ChannelsError> {
+    let max_mail_bytes = r.number(
+        "INBOX_IMAP_MAX_MAIL_BYTES",
+        "email.imap.max_mail_bytes",
+        imap.max_mail_bytes,
+        DEFAULT_MAX_MAIL_BYTES,
+    )?;
+    if !MAX_MAIL_BYTES_RANGE.contains(&max_mail_bytes) {
+        let origin = if r.env("INBOX_IMAP_MAX_MAIL_BYTES").is_some() {
+            Origin::Env("INBOX_IMAP_MAX_MAIL_BYTES")
+        } else {
+            Origin::File("email.imap.max_mail_bytes")
+        };
+        return Err(r.error(
+            origin,
+            &max_mail_bytes.to_string(),
+            format!(
+                "expected {} to {} bytes",
+                MAX_MAIL_BYTES_RANGE.start(),
+                MAX_MAIL_BYTES_RANGE.end()
+            ),
+        ));
+    }
+    let card_mail = match r.text(
+        "INBOX_IMAP_CARD_MAIL",
+        "email.imap.card_mail",
+        imap.card_mail.as_ref(),
+    ) {
+        None => CardMailPolicy::default(),
+        Some((v, origin)) => CardMailPolicy::parse(&v)
+            .ok_or_else(|| r.error(origin, &v, "expected quarantine, expunge or keep"))?,
+    };
+    let (quarantine, origin) = r
+        .text(
+            "INBOX_IMAP_QUARANTINE",
+            "email.imap.quarantine",
+            imap.quarantine.as_ref(),
+        )
+        .unwrap_or_else(|| {
+            (
+                DEFAULT_QUARANTINE.to_owned(),
+                Origin::Default("email.imap.quarantine"),
+            )
+        });
+    // IMAP carries other names in modified UTF-7, which the import does not write.
+    let printable = quarantine.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+    if quarantine.trim().is_empty() || !printable {
+        return Err(r.error(
+            origin,
+            &quarantine,
+            "expected a folder name: printable ASCII, not blank",
+        ));
+    }
+    // IMAP names INBOX case-insensitively; other names differing only in case are rare enough
+    // that refusing them too costs nothing.
+    if quarantine.eq_ignore_ascii_case(mailbox) {
+        return Err(r.error(
+            origin,
+            &quarantine,
+            "must differ from email.imap.mailbox (mail moved there would be imported again)",
+        ));
+    }
+    Ok((max_mail_bytes, card_mail, quarantine))
+}
+
+/// `email.auth`: the policy for unauthenticated mail, how mail of a domain without DMARC counts,
+/// the bank's MX (whose `Received:` gives SPF its IP) and the resolver, each a known value.
+fn auth(r: &Resolver<'_>, a: &AuthSection) -> Result<AuthSettings, ChannelsError> {
+    let policy = match r.text(
+        "INBOX_EMAIL_AUTH_POLICY",
+        "email.auth.policy",
+        a.policy.as_ref(),
+    ) {
+        None => AuthPolicy::default(),
+        Some((v, origin)) => AuthPolicy::parse(&v)
+            .ok_or_else(|| r.error(origin, &v, "expected separate, quarantine or accept"))?,
+    };
+    let without_dmarc = match r.text(
+        "INBOX_EMAIL_AUTH_WITHOUT_DMARC",
+        "email.auth.without_dmarc",
+        a.without_dmarc.as_ref(),
+    ) {
+        None => WithoutDmarc::default(),
+        Some((v, origin)) => WithoutDmarc::parse(&v)
+            .ok_or_else(|| r.error(origin, &v, "expected accept or policy"))?,
+    };
+    let trusted_received_by = match r.text(
+        "INBOX_EMAIL_AUTH_TRUSTED_RECEIVED_BY",
+        "email.auth.trusted_received_by",
+        a.trusted_received_by.as_ref(),
+    ) {
+        None => None,
+        Some((v, origin)) => Some(crate::email::auth::host_name(&v).ok_or_else(|| {
+            r.error(
+                origin,
+                &v,
+                "expected a host name: the bank's MX as it writes itself after `by` in Received:",
+            )
+        })?),
+    };
+    let dns = match r.text("INBOX_EMAIL_AUTH_DNS", "email.auth.dns", a.dns.as_ref()) {
+        None => DnsServer::default(),
+        Some((v, origin)) => DnsServer::parse(&v).ok_or_else(|| {
+            r.error(
+                origin,
+                &v,
+                "expected system or a resolver's IP address with an optional port (127.0.0.1:5353)",
+            )
+        })?,
+    };
+    Ok(AuthSettings {
+        policy,
+        without_dmarc,
+        trusted_received_by,
+        dns,
+    })
 }
 
 pub(super) fn email(
@@ -107,19 +235,22 @@ pub(super) fn email(
                     e.imap.ca_file.as_ref(),
                 ),
             )?;
+            let mailbox = r
+                .text(
+                    "INBOX_IMAP_MAILBOX",
+                    "email.imap.mailbox",
+                    e.imap.mailbox.as_ref(),
+                )
+                .map_or_else(|| "INBOX".to_owned(), |(m, _)| m);
+            let (max_mail_bytes, card_mail, quarantine) = imap_limits(r, &e.imap, &mailbox)?;
+            let auth = auth(r, &e.auth)?;
             Some(ImapSettings {
                 addr,
                 tls,
                 ref_key: ref_key.clone(),
                 user,
                 password,
-                mailbox: r
-                    .text(
-                        "INBOX_IMAP_MAILBOX",
-                        "email.imap.mailbox",
-                        e.imap.mailbox.as_ref(),
-                    )
-                    .map_or_else(|| "INBOX".to_owned(), |(m, _)| m),
+                mailbox,
                 poll_interval: Duration::from_secs(r.number(
                     "INBOX_IMAP_POLL_SECS",
                     "email.imap.poll_secs",
@@ -132,6 +263,10 @@ pub(super) fn email(
                     e.imap.idle_secs,
                     25 * 60,
                 )?),
+                max_mail_bytes,
+                card_mail,
+                quarantine,
+                auth,
             })
         }
     };

@@ -76,6 +76,18 @@ pub(super) struct EmailSection {
     pub(super) imap: ImapSection,
     #[serde(default)]
     pub(super) smtp: SmtpSection,
+    #[serde(default)]
+    pub(super) auth: AuthSection,
+}
+
+/// `email.auth`: sender authentication of imported mail.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthSection {
+    pub(super) policy: Option<String>,
+    pub(super) without_dmarc: Option<String>,
+    pub(super) trusted_received_by: Option<String>,
+    pub(super) dns: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +100,9 @@ pub(super) struct ImapSection {
     pub(super) mailbox: Option<String>,
     pub(super) poll_secs: Option<u64>,
     pub(super) idle_secs: Option<u64>,
+    pub(super) max_mail_bytes: Option<u64>,
+    pub(super) card_mail: Option<String>,
+    pub(super) quarantine: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

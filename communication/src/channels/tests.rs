@@ -286,3 +286,177 @@ fn email_is_refused_without_a_strong_enough_reference_secret() {
     assert_eq!(line, 3, "{m}");
     assert!(m.contains("INBOX_EMAIL_REF_SECRET"), "{m}");
 }
+
+#[test]
+fn imap_size_limit_card_mail_policy_and_quarantine_folder_come_from_the_file_and_the_environment()
+-> Result<(), ChannelsError> {
+    use crate::email::{CardMailPolicy, DEFAULT_MAX_MAIL_BYTES};
+    let base = "email:\n  enabled: true\n  imap:\n    addr: 127.0.0.1:143\n    user: support\n";
+    let imap = |c: &Channels| c.email.imap.clone().expect("imap on");
+    let c = imap(&parse(base, SECRETS)?);
+    assert_eq!(
+        (c.max_mail_bytes, c.card_mail, c.quarantine.as_str()),
+        (
+            DEFAULT_MAX_MAIL_BYTES,
+            CardMailPolicy::Quarantine,
+            "Quarantine"
+        )
+    );
+    assert_eq!(DEFAULT_MAX_MAIL_BYTES, 26_214_400);
+
+    let file = format!(
+        "{base}    max_mail_bytes: 65536\n    card_mail: expunge\n    quarantine: INBOX.Held\n"
+    );
+    let c = imap(&parse(&file, SECRETS)?);
+    assert_eq!(
+        (c.max_mail_bytes, c.card_mail, c.quarantine.as_str()),
+        (65_536, CardMailPolicy::Expunge, "INBOX.Held")
+    );
+    let c = imap(&parse(
+        &file,
+        &[
+            SECRETS,
+            &[
+                ("INBOX_IMAP_MAX_MAIL_BYTES", "2048"),
+                ("INBOX_IMAP_CARD_MAIL", "keep"),
+                ("INBOX_IMAP_QUARANTINE", "Card mail"),
+            ],
+        ]
+        .concat(),
+    )?);
+    assert_eq!(
+        (c.max_mail_bytes, c.card_mail, c.quarantine.as_str()),
+        (2048, CardMailPolicy::Keep, "Card mail")
+    );
+
+    // Bad values in the file: located at their key.
+    let (line, column, m) = at(parse(&file.replace("expunge", "shred"), SECRETS));
+    assert_eq!((line, column), (7, 16), "{m}");
+    assert!(
+        m.starts_with("email.imap.card_mail: ") && m.contains("quarantine, expunge or keep"),
+        "{m}"
+    );
+    let (line, _, m) = at(parse(&file.replace("65536", "0"), SECRETS));
+    assert_eq!(line, 6, "{m}");
+    assert!(
+        m.starts_with("email.imap.max_mail_bytes: expected 1024 to "),
+        "{m}"
+    );
+    let (line, _, m) = at(parse(&file.replace("65536", "big"), SECRETS));
+    assert_eq!(line, 6, "{m}");
+    assert!(m.contains("email.imap.max_mail_bytes"), "{m}");
+    let (line, _, m) = at(parse(&file.replace("INBOX.Held", "inbox"), SECRETS));
+    assert_eq!(line, 8, "{m}");
+    assert!(
+        m.starts_with("email.imap.quarantine: must differ from email.imap.mailbox"),
+        "{m}"
+    );
+    let (line, _, m) = at(parse(&file.replace("INBOX.Held", "Карантин"), SECRETS));
+    assert_eq!(line, 8, "{m}");
+    assert!(m.contains("printable ASCII"), "{m}");
+
+    // Bad values in the environment: named by their variable.
+    for (var, value) in [
+        ("INBOX_IMAP_CARD_MAIL", "delete"),
+        ("INBOX_IMAP_MAX_MAIL_BYTES", "-1"),
+        ("INBOX_IMAP_MAX_MAIL_BYTES", "999999999999"),
+    ] {
+        let err = parse(&file, &[SECRETS, &[(var, value)]].concat()).expect_err(value);
+        assert!(err.to_string().contains(var), "{var}={value}: {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn email_auth_policy_dmarc_rule_trusted_mx_and_resolver_come_from_the_file_and_the_environment()
+-> Result<(), ChannelsError> {
+    use crate::email::{AuthPolicy, AuthSettings, DnsServer, WithoutDmarc};
+    let base = "email:\n  enabled: true\n  imap:\n    addr: 127.0.0.1:143\n    user: support\n";
+    let auth = |c: &Channels| c.email.imap.clone().expect("imap on").auth;
+    // Defaults: unauthenticated mail kept apart, plain mail of domains without DMARC accepted,
+    // no SPF (no trusted MX), the system's resolver.
+    assert_eq!(auth(&parse(base, SECRETS)?), AuthSettings::default());
+    assert_eq!(AuthSettings::default().policy, AuthPolicy::Separate);
+
+    let file = format!(
+        "{base}  auth:\n    policy: quarantine\n    without_dmarc: policy\n\
+         \x20   trusted_received_by: MX.Bank.example.\n    dns: 127.0.0.1:5353\n"
+    );
+    assert_eq!(
+        auth(&parse(&file, SECRETS)?),
+        AuthSettings {
+            policy: AuthPolicy::Quarantine,
+            without_dmarc: WithoutDmarc::Policy,
+            trusted_received_by: Some("mx.bank.example".into()),
+            dns: DnsServer::At("127.0.0.1:5353".parse().expect("addr")),
+        }
+    );
+    let c = auth(&parse(
+        &file,
+        &[
+            SECRETS,
+            &[
+                ("INBOX_EMAIL_AUTH_POLICY", "accept"),
+                ("INBOX_EMAIL_AUTH_WITHOUT_DMARC", "accept"),
+                ("INBOX_EMAIL_AUTH_TRUSTED_RECEIVED_BY", "mx2.bank.example"),
+                ("INBOX_EMAIL_AUTH_DNS", "system"),
+            ],
+        ]
+        .concat(),
+    )?);
+    assert_eq!(
+        (
+            c.policy,
+            c.without_dmarc,
+            c.trusted_received_by.as_deref(),
+            c.dns
+        ),
+        (
+            AuthPolicy::Accept,
+            WithoutDmarc::Accept,
+            Some("mx2.bank.example"),
+            DnsServer::System
+        )
+    );
+
+    // Bad values in the file: located at their key.
+    let (line, column, m) = at(parse(&file.replace("quarantine", "reject"), SECRETS));
+    assert_eq!((line, column), (7, 13), "{m}");
+    assert!(
+        m.starts_with("email.auth.policy: ") && m.contains("separate, quarantine or accept"),
+        "{m}"
+    );
+    let (line, _, m) = at(parse(
+        &file.replace("without_dmarc: policy", "without_dmarc: x"),
+        SECRETS,
+    ));
+    assert_eq!(line, 8, "{m}");
+    assert!(m.starts_with("email.auth.without_dmarc: "), "{m}");
+    let (line, _, m) = at(parse(&file.replace("MX.Bank.example.", "mx bank"), SECRETS));
+    assert_eq!(line, 9, "{m}");
+    assert!(m.starts_with("email.auth.trusted_received_by: "), "{m}");
+    let (line, column, m) = at(parse(
+        &file.replace("127.0.0.1:5353", "dns.example"),
+        SECRETS,
+    ));
+    assert_eq!((line, column), (10, 10), "{m}");
+    assert!(m.starts_with("email.auth.dns: expected system or"), "{m}");
+    let (line, _, m) = at(parse(
+        &format!("{base}  auth:\n    polcy: accept\n"),
+        SECRETS,
+    ));
+    assert_eq!(line, 7, "{m}");
+    assert!(m.contains("unknown field `polcy`"), "{m}");
+
+    // Bad values in the environment: named by their variable.
+    for (var, value) in [
+        ("INBOX_EMAIL_AUTH_POLICY", "drop"),
+        ("INBOX_EMAIL_AUTH_WITHOUT_DMARC", "reject"),
+        ("INBOX_EMAIL_AUTH_DNS", "localhost"),
+        ("INBOX_EMAIL_AUTH_TRUSTED_RECEIVED_BY", "-mx"),
+    ] {
+        let err = parse(&file, &[SECRETS, &[(var, value)]].concat()).expect_err(value);
+        assert!(err.to_string().contains(var), "{var}={value}: {err}");
+    }
+    Ok(())
+}

@@ -1,9 +1,20 @@
 //! IMAP import: one mailbox, in UID order, IDLE where the server offers it, polling otherwise.
 //!
-//! Per mail: parse, decide the client (thread first), record its Message-ID, publish to Kafka;
-//! only after the broker acknowledged: set `\Seen`, then move the stored last UID. A crash
-//! anywhere before the last step imports the mail again under the same message id, which the
-//! inbound consumer drops as a duplicate.
+//! New mail is listed with its size first (`UID RFC822.SIZE`) and fetched one mail at a time, so
+//! memory is bounded by `max_mail_bytes` whatever the mailbox holds. A mail over that size is never
+//! downloaded: it is moved to the quarantine folder (left in place with `card_mail: keep`) and the
+//! stored last UID moves past it.
+//!
+//! Per mail: parse, check the sender (`auth.rs`: DKIM, SPF, DMARC) and apply `email.auth.policy`
+//! to an unproven one (quarantine: moved to the quarantine folder unread, not imported; separate:
+//! its own `email:unverified:` client, no threading), decide the client (thread first), record
+//! its Message-ID, publish to Kafka;
+//! only after the broker acknowledged: set `\Seen`, then, if the mail's text holds a card number,
+//! move it to the quarantine folder or expunge it (`card_mail`), then move the stored last UID.
+//! A crash anywhere before the last step imports the mail again under the same message id, which
+//! the inbound consumer drops as a duplicate; a mail already moved away is not seen again.
+//! The card mail leaves the mailbox before the position moves, so no crash can leave it behind
+//! for good.
 
 use futures::TryStreamExt;
 use tickets::{MailDirection, MailRecord, MailboxPosition, PgStore, message_id_for};
@@ -11,11 +22,21 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::{AUTH_TOTAL, Decision, UNVERIFIED_MARK, Verifier};
 use super::parse::{self, ParsedMail};
 use super::tls::{self as mail_tls, TlsMode};
-use super::{CHANNEL, CLIENT_PREFIX, ImapSettings, RefKey, client_id};
+use super::{
+    CHANNEL, CLIENT_PREFIX, CardMailPolicy, ImapSettings, RefKey, client_id, unverified_client_id,
+};
 use crate::telegram::{Backoff, sleep_or_cancel};
 use edge::publish::Publisher;
+
+/// Counter, label `reason` (`too_large`, `unparsable`): mail the import did not turn into a
+/// message.
+pub const SKIPPED: &str = "inbox_email_skipped_total";
+/// Counter, label `action` (`quarantine`, `expunge`, `keep`): imported mail whose text holds a
+/// payment card number, by what became of it in the mailbox.
+pub const CARD_MAIL: &str = "inbox_email_card_mail_total";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -47,8 +68,30 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new();
+    // Without a resolver no sender can be checked: mail waits in the mailbox rather than being
+    // imported unchecked.
+    let verifier = loop {
+        match Verifier::new(&settings.auth) {
+            Ok(v) => break v,
+            Err(e) => {
+                tracing::error!(error = %e, mailbox = %settings.cursor_name(),
+                    "email import cannot check senders; retrying");
+                backoff.wait(&shutdown).await;
+                if shutdown.is_cancelled() {
+                    return;
+                }
+            }
+        }
+    };
+    backoff.reset();
+    let import = Import {
+        settings: &settings,
+        verifier: &verifier,
+        store: &store,
+        publisher: &publisher,
+    };
     while !shutdown.is_cancelled() {
-        match session(&settings, &store, &publisher, &shutdown, &mut backoff).await {
+        match session(&import, &shutdown, &mut backoff).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, mailbox = %settings.cursor_name(),
@@ -123,16 +166,31 @@ async fn connect(settings: &ImapSettings) -> Result<Session, ImportError> {
         .map_err(|(e, _)| ImportError::Imap(e))
 }
 
+/// What every connection of one import works with.
+struct Import<'a> {
+    settings: &'a ImapSettings,
+    verifier: &'a Verifier,
+    store: &'a PgStore,
+    publisher: &'a Publisher,
+}
+
 /// One connection's life: returns Ok only on shutdown.
 async fn session(
-    settings: &ImapSettings,
-    store: &PgStore,
-    publisher: &Publisher,
+    import: &Import<'_>,
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), ImportError> {
+    let (settings, store) = (import.settings, import.store);
     let mut session = connect(settings).await?;
-    let idle = session.capabilities().await?.has_str("IDLE");
+    let caps = session.capabilities().await?;
+    let idle = caps.has_str("IDLE");
+    let server = Server {
+        moves: caps.has_str("MOVE"),
+        uidplus: caps.has_str("UIDPLUS"),
+    };
+    if settings.uses_quarantine() {
+        ensure_folder(&mut session, &settings.quarantine).await?;
+    }
     let mailbox = session.select(&settings.mailbox).await?;
     let uid_validity = i64::from(
         mailbox
@@ -157,7 +215,7 @@ async fn session(
     tracing::info!(mailbox = %name, idle, last_uid = position.last_uid, "email import connected");
     backoff.reset();
     loop {
-        position.last_uid = import_new(&mut session, settings, store, publisher, position).await?;
+        position.last_uid = import_new(&mut session, import, server, position).await?;
         // Mail that arrived during the import is announced (EXISTS) in the answers to its
         // commands, which async-imap files as unsolicited: fetch again before going idle, or
         // IDLE would not mention that mail again.
@@ -205,45 +263,240 @@ async fn session(
     }
 }
 
-/// Imports every mail above `position.last_uid`; returns the new last UID.
-async fn import_new(
-    session: &mut Session,
-    settings: &ImapSettings,
-    store: &PgStore,
-    publisher: &Publisher,
-    position: MailboxPosition,
-) -> Result<i64, ImportError> {
-    let mut last_uid = position.last_uid;
-    // `n:*` always includes the newest mail even when its UID is below n: filter below.
-    let mut fetched: Vec<(i64, Vec<u8>)> = session
-        .uid_fetch(format!("{}:*", last_uid + 1), "(UID BODY.PEEK[])")
+/// What the server offers for taking a mail out of the mailbox.
+#[derive(Debug, Clone, Copy)]
+struct Server {
+    /// `UID MOVE` (RFC 6851).
+    moves: bool,
+    /// `UID EXPUNGE` (RFC 4315).
+    uidplus: bool,
+}
+
+/// `name` quoted as an IMAP string (`LIST` takes its pattern as written).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+async fn folder_exists(session: &mut Session, name: &str) -> Result<bool, ImportError> {
+    let names: Vec<_> = session
+        .list(Some(""), Some(&quoted(name)))
         .await?
-        .try_filter_map(|f| async move {
-            Ok(f.uid
-                .map(|uid| (i64::from(uid), f.body().unwrap_or_default().to_vec())))
-        })
         .try_collect()
         .await?;
-    fetched.retain(|(uid, _)| *uid > last_uid);
-    fetched.sort_by_key(|(uid, _)| *uid);
-    for (uid, raw) in fetched {
-        match parse::parse(&raw) {
-            Some(mail) => {
-                let m = inbound_message(store, &mail, &settings.ref_key).await?;
-                publisher.publish(&m).await?;
-                tracing::info!(message_id = %m.message_id, client_id = %m.client_id, uid,
-                    "email accepted");
-                crate::crash::after_publish(CHANNEL);
-            }
-            None => tracing::warn!(uid, mailbox = %settings.cursor_name(),
-                "email: not a parsable mail; skipped"),
+    Ok(names.iter().any(|n| n.name() == name))
+}
+
+/// Creates the folder `name` unless it exists.
+async fn ensure_folder(session: &mut Session, name: &str) -> Result<(), ImportError> {
+    if folder_exists(session, name).await? {
+        return Ok(());
+    }
+    match session.create(name).await {
+        Ok(()) => {
+            tracing::info!(folder = %name, "email: quarantine folder created");
+            Ok(())
         }
-        // Kafka has it: now it may look read to a person watching the mailbox.
+        // Another replica (or a person) may have created it since the LIST: servers answer NO,
+        // with `[ALREADYEXISTS]` (RFC 5530) or in words of their own, so look again.
+        Err(async_imap::error::Error::No(reason)) => {
+            if folder_exists(session, name).await? {
+                Ok(())
+            } else {
+                Err(ImportError::Protocol(format!(
+                    "cannot create the quarantine folder {name:?}: {reason}"
+                )))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Flags `uid` `\Deleted` and expunges it: `UID EXPUNGE` with UIDPLUS, else a plain `EXPUNGE`,
+/// which also removes any other mail someone flagged `\Deleted` (the only command such a server
+/// has).
+async fn expunge(session: &mut Session, server: Server, uid: i64) -> Result<(), ImportError> {
+    session
+        .uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)")
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?;
+    if server.uidplus {
         session
-            .uid_store(uid.to_string(), "+FLAGS.SILENT (\\Seen)")
+            .uid_expunge(uid.to_string())
             .await?
             .try_collect::<Vec<_>>()
             .await?;
+    } else {
+        session.expunge().await?.try_collect::<Vec<_>>().await?;
+    }
+    Ok(())
+}
+
+/// Moves `uid` into `folder`: `UID MOVE`, else `UID COPY` and [`expunge`]. A crash between the
+/// copy and the expunge leaves the mail in both; it is imported again (a duplicate the consumer
+/// drops) and copied once more, so the quarantine may hold it twice but the inbox not at all.
+async fn quarantine(
+    session: &mut Session,
+    server: Server,
+    uid: i64,
+    folder: &str,
+) -> Result<(), ImportError> {
+    if server.moves {
+        session.uid_mv(uid.to_string(), folder).await?;
+        return Ok(());
+    }
+    session.uid_copy(uid.to_string(), folder).await?;
+    expunge(session, server, uid).await
+}
+
+/// One mail's content, fetched alone.
+enum Body {
+    Mail(Vec<u8>),
+    /// Larger than the limit after all (a server that under-reported its size).
+    TooLarge,
+    /// Expunged since it was listed.
+    Gone,
+}
+
+/// Fetches mail `uid`, at most `limit + 1` bytes of it: even a server whose RFC822.SIZE lied
+/// cannot make the import hold more than the limit.
+async fn fetch_body(session: &mut Session, uid: i64, limit: u64) -> Result<Body, ImportError> {
+    let want = u32::try_from(uid).ok();
+    let mut bodies: Vec<Vec<u8>> = session
+        .uid_fetch(
+            uid.to_string(),
+            format!("(UID BODY.PEEK[]<0.{}>)", limit.saturating_add(1)),
+        )
+        .await?
+        // Unsolicited FETCHes of other mail (flag changes) may come along: keep ours only.
+        .try_filter_map(|f| async move {
+            Ok((f.uid.is_some() && f.uid == want).then(|| f.body().unwrap_or_default().to_vec()))
+        })
+        .try_collect()
+        .await?;
+    Ok(match bodies.pop() {
+        None => Body::Gone,
+        Some(raw) if u64::try_from(raw.len()).unwrap_or(u64::MAX) > limit => Body::TooLarge,
+        Some(raw) => Body::Mail(raw),
+    })
+}
+
+/// Imports every mail above `position.last_uid`; returns the new last UID.
+async fn import_new(
+    session: &mut Session,
+    import: &Import<'_>,
+    server: Server,
+    position: MailboxPosition,
+) -> Result<i64, ImportError> {
+    let (settings, store, publisher) = (import.settings, import.store, import.publisher);
+    let mut last_uid = position.last_uid;
+    // UIDs and sizes only (a few bytes per mail); each body is fetched on its own below.
+    // `n:*` always includes the newest mail even when its UID is below n: filter below.
+    let mut listed: Vec<(i64, Option<u32>)> = session
+        .uid_fetch(format!("{}:*", last_uid + 1), "(UID RFC822.SIZE)")
+        .await?
+        .try_filter_map(|f| async move { Ok(f.uid.map(|uid| (i64::from(uid), f.size))) })
+        .try_collect()
+        .await?;
+    listed.retain(|(uid, _)| *uid > last_uid);
+    listed.sort_by_key(|(uid, _)| *uid);
+    listed.dedup_by_key(|(uid, _)| *uid);
+    for (uid, size) in listed {
+        let limit = settings.max_mail_bytes;
+        let body = if size.is_some_and(|s| u64::from(s) > limit) {
+            Body::TooLarge
+        } else {
+            fetch_body(session, uid, limit).await?
+        };
+        match body {
+            Body::Gone => {}
+            Body::TooLarge => {
+                // Uid and size only: nothing of the mail was read, and nothing of it is logged.
+                tracing::warn!(uid, size, limit, mailbox = %settings.cursor_name(),
+                    policy = settings.card_mail.as_str(),
+                    "email over the size limit: not downloaded");
+                metrics::counter!(SKIPPED, "reason" => "too_large").increment(1);
+                // Unread and unflagged where it stays (`keep`): a person may still look at it.
+                if settings.card_mail != CardMailPolicy::Keep {
+                    quarantine(session, server, uid, &settings.quarantine).await?;
+                }
+            }
+            Body::Mail(raw) => {
+                // `None`: held back (quarantined) and not imported.
+                let card = match parse::parse(&raw) {
+                    Some(mail) => {
+                        let verdict = import
+                            .verifier
+                            .verify(&raw, mail.from_address.as_deref())
+                            .await;
+                        let decision = settings.auth.decide(verdict.result);
+                        // Results and the From: domain only: nothing of the mail's text.
+                        tracing::info!(uid, mailbox = %settings.cursor_name(),
+                            result = verdict.result.as_str(), domain = %verdict.domain,
+                            dkim = %verdict.dkim, spf = %verdict.spf,
+                            dmarc_policy = verdict.dmarc_policy.as_deref().unwrap_or("-"),
+                            action = decision.as_str(), "email sender checked");
+                        metrics::counter!(AUTH_TOTAL, "result" => verdict.result.as_str())
+                            .increment(1);
+                        if decision == Decision::Quarantine {
+                            // Left unread there for the bank's review; nothing reached Kafka.
+                            quarantine(session, server, uid, &settings.quarantine).await?;
+                            None
+                        } else {
+                            let unverified = decision == Decision::Separate;
+                            let m = inbound_message(store, &mail, &settings.ref_key, unverified)
+                                .await?;
+                            publisher.publish(&m).await?;
+                            tracing::info!(message_id = %m.message_id, client_id = %m.client_id,
+                                uid, "email accepted");
+                            crate::crash::after_publish(CHANNEL);
+                            Some(tickets::screening::contains_card_number(&format!(
+                                "{}\n{}",
+                                mail.subject, mail.body
+                            )))
+                        }
+                    }
+                    None => {
+                        tracing::warn!(uid, mailbox = %settings.cursor_name(),
+                            "email: not a parsable mail; skipped");
+                        metrics::counter!(SKIPPED, "reason" => "unparsable").increment(1);
+                        // Unreadable as a mail, yet a card number may show in its raw text.
+                        Some(tickets::screening::contains_card_number(
+                            &String::from_utf8_lossy(&raw),
+                        ))
+                    }
+                };
+                drop(raw);
+                let Some(card) = card else {
+                    store
+                        .advance_email_mailbox(&settings.cursor_name(), position.uid_validity, uid)
+                        .await?;
+                    last_uid = uid;
+                    continue;
+                };
+                // Kafka has it: now it may look read to a person watching the mailbox.
+                session
+                    .uid_store(uid.to_string(), "+FLAGS.SILENT (\\Seen)")
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await?;
+                if card {
+                    // Before the position moves: a crash in between imports it again (a
+                    // duplicate) rather than leave card data in the mailbox for good.
+                    match settings.card_mail {
+                        CardMailPolicy::Quarantine => {
+                            quarantine(session, server, uid, &settings.quarantine).await?;
+                        }
+                        CardMailPolicy::Expunge => expunge(session, server, uid).await?,
+                        CardMailPolicy::Keep => {}
+                    }
+                    tracing::info!(uid, mailbox = %settings.cursor_name(),
+                        action = settings.card_mail.as_str(), "email with a card number");
+                    metrics::counter!(CARD_MAIL, "action" => settings.card_mail.as_str())
+                        .increment(1);
+                }
+            }
+        }
         store
             .advance_email_mailbox(&settings.cursor_name(), position.uid_validity, uid)
             .await?;
@@ -278,17 +531,34 @@ pub async fn client_of(
     Ok(mail.from_address.as_deref().map(client_id))
 }
 
-/// The normalised message of a mail; records its Message-ID for threading on the way.
+/// The normalised message of a mail; records its Message-ID for threading on the way. An
+/// `unverified` mail (its sender not authenticated, `email.auth.policy: separate`) is its
+/// address's unverified client's, whatever thread it names: the references of a thread are
+/// known to everyone who saw its mail, so they cannot let an unproven sender into a ticket.
 async fn inbound_message(
     store: &PgStore,
     mail: &ParsedMail,
     key: &RefKey,
+    unverified: bool,
 ) -> Result<proto::v1::InboundMessage, ImportError> {
     let external_id = mail.external_id();
-    let client_id = match client_of(store, mail, key).await? {
-        Some(c) => c,
-        // No sender and no thread: still a client message; keep it under its own identity.
-        None => client_id(&format!("unknown-sender-{}", &external_id[..16])),
+    // No sender and no thread: still a client message; keep it under its own identity.
+    let unknown = || format!("unknown-sender-{}", &external_id[..16]);
+    let client_id = if unverified {
+        unverified_client_id(mail.from_address.as_deref().unwrap_or(&unknown()))
+    } else {
+        match client_of(store, mail, key).await? {
+            Some(c) => c,
+            None => client_id(&unknown()),
+        }
+    };
+    // The manager sees it in the name: the schema has no other place for it.
+    let client_name = if unverified {
+        format!("{} {UNVERIFIED_MARK}", mail.from_name)
+            .trim_start()
+            .to_owned()
+    } else {
+        mail.from_name.clone()
     };
     if let Some(message_id) = &mail.message_id {
         store
@@ -311,7 +581,8 @@ async fn inbound_message(
         channel: CHANNEL.into(),
         external_id,
         body,
-        client_name: mail.from_name.clone(),
+        client_name,
         received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+        sealed_body: Vec::new(),
     })
 }

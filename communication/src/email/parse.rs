@@ -17,7 +17,8 @@ pub struct ParsedMail {
     pub in_reply_to: Vec<String>,
     /// Oldest first, as in the header.
     pub references: Vec<String>,
-    /// Lowercased sender address.
+    /// Lowercased sender address; never one with a `:` (only a quoted local part can hold
+    /// one, and it would collide with the `email:unverified:` namespace of client ids).
     pub from_address: Option<String>,
     pub from_name: String,
     pub subject: String,
@@ -210,7 +211,9 @@ fn parse_mail(raw: &[u8], cut: bool) -> Option<ParsedMail> {
         .filter(|a| {
             !a.is_empty()
                 && a.chars().count() <= MAX_ADDRESS_CHARS
-                && !a.chars().any(|c| c.is_whitespace() || c.is_control())
+                && !a
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ':')
         });
     let from_name = from
         .and_then(|a| a.name.as_deref())
@@ -446,6 +449,24 @@ mod tests {
         let b = parse(&mail("second", "by mx1")).expect("a mail");
         assert_eq!(a.external_id(), redelivered.external_id());
         assert_ne!(a.external_id(), b.external_id());
+    }
+
+    #[test]
+    fn no_sender_address_holds_a_colon() {
+        for from in [
+            "\"unverified:ivan\"@example.com",
+            "<unverified:ivan@example.com>",
+            "unverified:ivan@example.com",
+            "Ivan <\"a:b\"@example.com>",
+        ] {
+            let raw = crlf(&format!("From: {from}\nSubject: s\n\nhi\n"));
+            let m = parse(&raw).expect("a mail");
+            assert!(
+                !m.from_address.as_deref().unwrap_or_default().contains(':'),
+                "{from}: {:?}",
+                m.from_address
+            );
+        }
     }
 
     #[test]

@@ -131,10 +131,8 @@ impl Outbound for EmailOutbound {
     }
 
     async fn send(&self, event: &Event, text: &str) -> Result<String, SendError> {
-        let address = event
-            .client_id
-            .strip_prefix(CLIENT_PREFIX)
-            .unwrap_or_default();
+        // An unverified sender's replies go to the address too: to its real owner.
+        let address = super::address_of(&event.client_id).unwrap_or_default();
         let to: Mailbox = address
             .parse()
             .map_err(|e| SendError::Permanent(format!("not a mail address {address:?}: {e}")))?;

@@ -114,6 +114,11 @@ pub static JWKS_MIN_REFRESH_SECS: Setting = Setting::new(
     "10",
     "at most one fetch per this many seconds for tokens of an unknown `kid`",
 );
+pub static DATA_KEY: Setting = Setting::optional(
+    "INBOX_DATA_KEY",
+    Kind::Secret,
+    "AES-256 key (64 hex digits) sealing message bodies on Kafka and the audit copy of a blocked message (`openssl rand -hex 32`; required in production)",
+);
 
 /// Declared by every service.
 pub static ALL: &[&Setting] = &[
@@ -138,6 +143,7 @@ pub static ALL: &[&Setting] = &[
     &JWKS_CA_FILE,
     &JWKS_REFRESH_SECS,
     &JWKS_MIN_REFRESH_SECS,
+    &DATA_KEY,
     &crate::shutdown::SHUTDOWN_SECS,
 ];
 
@@ -191,6 +197,11 @@ pub struct Common {
     pub auth: AuthSettings,
     /// How long a SIGTERM may take before the process exits anyway.
     pub shutdown_deadline: std::time::Duration,
+    /// Seals message bodies on Kafka and the audit copy of blocked messages; None: bodies travel
+    /// in clear and no audit copy is kept (dev only).
+    pub data_key: Option<crate::seal::SealKey>,
+    /// Whether `data_key` is the dev key committed in the repository.
+    data_key_is_dev: bool,
 }
 
 impl Common {
@@ -225,7 +236,19 @@ impl Common {
                 }
             },
         };
+        let data_key_text = env.secret(&DATA_KEY);
+        let data_key = data_key_text
+            .as_ref()
+            .map(|k| {
+                crate::seal::SealKey::from_hex(k.expose_secret())
+                    .map_err(|e| env.error(&DATA_KEY, k.expose_secret(), e.to_string()))
+            })
+            .transpose()?;
         Ok(Self {
+            data_key,
+            data_key_is_dev: data_key_text
+                .as_ref()
+                .is_some_and(|k| is_dev_secret(k.expose_secret())),
             database: Database {
                 url: env.text(&DATABASE_URL),
                 password: env.secret(&DATABASE_PASSWORD),
@@ -265,6 +288,14 @@ impl Common {
                 );
             }
         }
+        r.check(
+            self.data_key.is_none(),
+            "INBOX_DATA_KEY is not set: message bodies would travel on Kafka in clear and blocked card data could not be sealed for audit",
+        );
+        r.check(
+            self.data_key_is_dev,
+            "INBOX_DATA_KEY is the dev key committed in the repository",
+        );
         r.check(
             !database_url_verifies_tls(&self.database.url),
             "INBOX_DATABASE_URL does not verify TLS: add `sslmode=verify-full` and `sslrootcert=<ca.pem>`",

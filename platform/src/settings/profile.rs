@@ -74,6 +74,7 @@ pub struct StartRefused {
 pub const DEV_SECRETS: &[&str] = &[
     "dev-secret-change-me-0123456789abcdef",
     "dev-email-ref-secret-change-me-0123456789",
+    "5c86a79dee71cc79a9269b14062096bb38712faf976c19983db959489c087268",
 ];
 
 /// Whether `value` is one of the repository's dev secrets.

@@ -201,6 +201,7 @@ impl PgStore {
             &verdicts,
             check.blocked_warning(),
             classification.as_ref(),
+            self.audit_seal(),
             &mut timings,
         )
         .await?;

@@ -19,7 +19,20 @@ pub fn contains_card_number(text: &str) -> bool {
 
 /// [`contains_card_number`] of a text normalised already.
 pub(crate) fn card_in(normalized: &str) -> bool {
-    tokens(normalized).iter().any(|t| is_card_token(t))
+    !card_positions(normalized).is_empty()
+}
+
+/// Each card number of a normalised text, as the char positions of its digits (the expiry or
+/// CVV after it left out).
+pub(crate) fn card_positions(normalized: &str) -> Vec<Vec<usize>> {
+    let chars: Vec<char> = normalized.chars().collect();
+    tokens(&chars)
+        .iter()
+        .filter_map(|groups| {
+            let k = card_groups(groups)?;
+            Some(groups[..k].iter().flatten().map(|(at, _)| *at).collect())
+        })
+        .collect()
 }
 
 /// Longest run of separators between two digit groups of one number.
@@ -29,10 +42,12 @@ fn is_separator(c: char) -> bool {
     c.is_whitespace() || matches!(c, '-' | '.' | '_' | '\u{2010}'..='\u{2015}' | '\u{2212}')
 }
 
-/// The number tokens of `text`, each as its digit groups. A group glued to a letter belongs to a
+/// A digit of a number token: its char position in the text and its value.
+type Digit = (usize, u8);
+
+/// The number tokens of `chars`, each as its digit groups. A group glued to a letter belongs to a
 /// word and is left out; a token after a `+` is a phone number and is left out whole.
-fn tokens(text: &str) -> Vec<Vec<Vec<u8>>> {
-    let chars: Vec<char> = text.chars().collect();
+fn tokens(chars: &[char]) -> Vec<Vec<Vec<Digit>>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < chars.len() {
@@ -46,7 +61,7 @@ fn tokens(text: &str) -> Vec<Vec<Vec<u8>>> {
             let c = chars[i];
             if c.is_ascii_digit() {
                 if let Some(g) = groups.last_mut() {
-                    g.push(c as u8 - b'0');
+                    g.push((i, c as u8 - b'0'));
                 }
                 i += 1;
                 continue;
@@ -79,21 +94,32 @@ fn tokens(text: &str) -> Vec<Vec<Vec<u8>>> {
     out
 }
 
-fn is_card_token(groups: &[Vec<u8>]) -> bool {
-    let whole: Vec<u8> = groups.concat();
-    if is_card_number(&whole) {
-        return true;
+/// How many leading groups of a number token are a card number, if any.
+fn card_groups(groups: &[Vec<Digit>]) -> Option<usize> {
+    let digits = |gs: &[Vec<Digit>]| -> Vec<u8> { gs.iter().flatten().map(|(_, d)| *d).collect() };
+    if is_card_number(&digits(groups)) {
+        return Some(groups.len());
     }
     // A card with its expiry or CVV after it: the trailer is short and grouped differently
     // (a uniformly grouped number is one number).
     let uniform = groups.windows(2).all(|w| w[0].len() == w[1].len());
     if uniform {
-        return false;
+        return None;
     }
-    (1..groups.len()).any(|k| {
+    (1..groups.len()).find(|&k| {
         let trailer: usize = groups[k..].iter().map(Vec::len).sum();
-        trailer <= 4 && is_card_number(&groups[..k].concat())
+        trailer <= 4 && is_card_number(&digits(&groups[..k]))
     })
+}
+
+/// Every number token of a normalised text with at least `min` and at most `max` digits that is
+/// one group, as the char positions of its digits (for the detectors that look at short codes).
+pub(crate) fn short_numbers(chars: &[char], min: usize, max: usize) -> Vec<(usize, usize)> {
+    tokens(chars)
+        .iter()
+        .filter(|groups| groups.len() == 1 && (min..=max).contains(&groups[0].len()))
+        .filter_map(|groups| Some((groups[0].first()?.0, groups[0].last()?.0)))
+        .collect()
 }
 
 fn is_card_number(digits: &[u8]) -> bool {

@@ -11,10 +11,14 @@
 //! outbox and answers on Kafka.
 
 pub mod card;
+pub mod context;
+pub mod iban;
+pub mod redact;
 pub mod rules;
 pub mod text;
 
 pub use card::contains_card_number;
+pub use redact::{AuditSeal, mask_cards, redact_blocked};
 pub use rules::{AfcRule, Check, Rules};
 
 use uuid::Uuid;

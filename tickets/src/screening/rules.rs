@@ -1,10 +1,13 @@
 //! The built-in anti-financial-crime rules and their detectors (a card number, [`super::card`];
-//! a pattern): pure functions from a message body to a verdict. Every detector sees the message
+//! a CVV or one-time code in context, [`super::context`]; an IBAN, [`super::iban`]; a pattern):
+//! pure functions from a message body to a verdict. Every detector sees the message
 //! as a person reads it ([`super::text::normalize`]); a pattern is matched against both the
 //! message and that reading, so invisible characters cannot split a word it looks for. The spec names which
 //! rules a ticket runs (`afc.rules` in `workflows.yaml`); the inbound transaction runs them.
 
 use super::card::card_in;
+use super::context::{CVV, ONE_TIME_CODE};
+use super::iban::iban_in;
 use super::text::normalize;
 use crate::domain::Verdict;
 use regex::Regex;
@@ -22,6 +25,12 @@ pub struct AfcRule {
 pub enum Check {
     /// A payment card number, however it is written (see `screening::card`).
     CardNumber,
+    /// A card verification code (3-4 digits) next to words that name it.
+    Cvv,
+    /// A one-time password or confirmation code (4-8 digits) next to words that name it.
+    OneTimeCode,
+    /// An IBAN with a valid checksum; of these countries only, when any are named.
+    Iban { countries: Vec<String> },
     /// A regular expression (Rust `regex` syntax).
     Pattern(String),
 }
@@ -33,7 +42,28 @@ pub struct Rules {
 
 enum Compiled {
     CardNumber,
+    Cvv,
+    OneTimeCode,
+    Iban(Vec<String>),
     Pattern(Regex),
+}
+
+impl Compiled {
+    /// Whether the rule finds what it looks for in `body`, read as `seen`.
+    fn hit(&self, body: &str, seen: &str) -> bool {
+        match self {
+            Compiled::CardNumber => card_in(seen),
+            Compiled::Cvv => CVV.found_in(seen),
+            Compiled::OneTimeCode => ONE_TIME_CODE.found_in(seen),
+            Compiled::Iban(countries) => iban_in(seen, countries),
+            Compiled::Pattern(re) => re.is_match(body) || re.is_match(seen),
+        }
+    }
+
+    /// A number of this kind may be split over two messages (half in each).
+    fn splits(&self) -> bool {
+        matches!(self, Compiled::CardNumber | Compiled::Iban(_))
+    }
 }
 
 impl Rules {
@@ -43,6 +73,9 @@ impl Rules {
             .map(|r| {
                 let c = match &r.check {
                     Check::CardNumber => Compiled::CardNumber,
+                    Check::Cvv => Compiled::Cvv,
+                    Check::OneTimeCode => Compiled::OneTimeCode,
+                    Check::Iban { countries } => Compiled::Iban(countries.clone()),
                     Check::Pattern(p) => Compiled::Pattern(Regex::new(p)?),
                 };
                 Ok((r.name.clone(), c))
@@ -55,11 +88,29 @@ impl Rules {
     pub fn check(&self, body: &str) -> Verdict {
         let seen = normalize(body);
         for (name, rule) in &self.rules {
-            let hit = match rule {
-                Compiled::CardNumber => card_in(&seen),
-                Compiled::Pattern(re) => re.is_match(body) || re.is_match(&seen),
-            };
-            if hit {
+            if rule.hit(body, &seen) {
+                return Verdict::Blocked { rule: name.clone() };
+            }
+        }
+        Verdict::Passed
+    }
+
+    /// [`Rules::check`] of a message written right after `previous` (the same client's last
+    /// message, within a short window): a number split over the two (its first half at the end
+    /// of `previous`, the rest here) blocks this message, as it completes what a manager must not
+    /// read. The half already shown passed on its own: it is not a number by itself.
+    pub fn check_after(&self, previous: Option<&str>, body: &str) -> Verdict {
+        let alone = self.check(body);
+        let Some(previous) = previous else {
+            return alone;
+        };
+        if alone != Verdict::Passed {
+            return alone;
+        }
+        let before = normalize(previous);
+        let joined = format!("{before} {}", normalize(body));
+        for (name, rule) in &self.rules {
+            if rule.splits() && rule.hit(&joined, &joined) && !rule.hit(previous, &before) {
                 return Verdict::Blocked { rule: name.clone() };
             }
         }
@@ -112,6 +163,52 @@ mod tests {
         ] {
             assert_eq!(rules().check(body), Verdict::Passed, "{body}");
         }
+    }
+
+    #[test]
+    fn a_card_split_over_two_messages_blocks_the_second() {
+        let card = Verdict::Blocked {
+            rule: "card".into(),
+        };
+        let r = rules();
+        assert_eq!(r.check("4111 1111"), Verdict::Passed);
+        assert_eq!(r.check_after(Some("my card 4111 1111"), "1111 1111"), card);
+        assert_eq!(r.check_after(Some("4111 1111 1111"), "\u{200b}1111"), card);
+        assert_eq!(r.check_after(Some("hello"), "1111 1111"), Verdict::Passed);
+        assert_eq!(r.check_after(None, "1111 1111"), Verdict::Passed);
+        // A card in the previous message was blocked then: this one is judged alone.
+        assert_eq!(
+            r.check_after(Some("4111 1111 1111 1111"), "thanks"),
+            Verdict::Passed
+        );
+    }
+
+    #[test]
+    fn cvv_codes_and_ibans_are_their_own_detectors() {
+        let r = Rules::compile(&[
+            AfcRule {
+                name: "cvv".into(),
+                check: Check::Cvv,
+            },
+            AfcRule {
+                name: "otp".into(),
+                check: Check::OneTimeCode,
+            },
+            AfcRule {
+                name: "iban".into(),
+                check: Check::Iban { countries: vec![] },
+            },
+        ])
+        .expect("valid rules");
+        let blocked = |rule: &str| Verdict::Blocked { rule: rule.into() };
+        assert_eq!(r.check("cvv 123"), blocked("cvv"));
+        assert_eq!(r.check("code from sms 4821"), blocked("otp"));
+        assert_eq!(r.check("DE89 3704 0044 0532 0130 00"), blocked("iban"));
+        assert_eq!(
+            r.check_after(Some("DE89 3704 0044"), "0532 0130 00"),
+            blocked("iban")
+        );
+        assert_eq!(r.check("what is cvv? I have 3 cards"), Verdict::Passed);
     }
 
     #[test]

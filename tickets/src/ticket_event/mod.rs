@@ -136,6 +136,18 @@ pub enum TicketEvent<'a> {
         manager_id: Option<&'a str>,
         attempts: i32,
         detail: &'a str,
+        /// Resends asked for before this failure (0: the first send).
+        round: i32,
+    },
+    /// To the ticket's manager: the outcome of the send of event `event_seq` is unknown (a
+    /// restart interrupted it); `ResendDelivery` sends it again.
+    DeliveryUnknown {
+        channel: &'a str,
+        event_seq: i64,
+        event_kind: &'a str,
+        ticket_id: Option<Uuid>,
+        manager_id: Option<&'a str>,
+        round: i32,
     },
     /// Lifecycle (the ticket's workflow, supervisors): the inbound transaction opened a ticket.
     TicketOpened { ticket_id: Uuid },
@@ -178,6 +190,7 @@ impl TicketEvent<'_> {
             E::AfcTimeout { .. } => event_kind::AFC_TIMEOUT,
             E::AfcReplyFlagged { .. } => event_kind::AFC_REPLY_FLAGGED,
             E::DeliveryFailed { .. } => event_kind::DELIVERY_FAILED,
+            E::DeliveryUnknown { .. } => event_kind::DELIVERY_UNKNOWN,
             E::TicketOpened { .. } => event_kind::TICKET_OPENED,
             E::TicketQueued { .. } => event_kind::TICKET_QUEUED,
             E::TicketResponded { .. } => event_kind::TICKET_RESPONDED,
@@ -215,9 +228,25 @@ impl TicketEvent<'_> {
             E::SlaBreached { ticket_id, .. } => format!("sla:{ticket_id}"),
             E::AfcTimeout { message_id, .. } => format!("afc_timeout:{message_id}"),
             E::AfcReplyFlagged { message_id, .. } => format!("afc_reply_flagged:{message_id}"),
+            // A resent delivery may fail (or be interrupted) again: one event per round.
             E::DeliveryFailed {
-                channel, event_seq, ..
+                channel,
+                event_seq,
+                round: 0,
+                ..
             } => format!("delivery_failed:{channel}:{event_seq}"),
+            E::DeliveryFailed {
+                channel,
+                event_seq,
+                round,
+                ..
+            } => format!("delivery_failed:{channel}:{event_seq}:r{round}"),
+            E::DeliveryUnknown {
+                channel,
+                event_seq,
+                round,
+                ..
+            } => format!("delivery_unknown:{channel}:{event_seq}:r{round}"),
             E::TicketOpened { ticket_id } => format!("opened:{ticket_id}"),
             E::TicketQueued { ticket_id } => format!("queued:{ticket_id}"),
             E::TicketResponded { ticket_id, .. } => format!("responded:{ticket_id}"),
@@ -230,9 +259,9 @@ impl TicketEvent<'_> {
         use TicketEvent as E;
         match self {
             E::MessageAccepted { .. } => None,
-            E::AfcReplyFlagged { ticket_id, .. } | E::DeliveryFailed { ticket_id, .. } => {
-                *ticket_id
-            }
+            E::AfcReplyFlagged { ticket_id, .. }
+            | E::DeliveryFailed { ticket_id, .. }
+            | E::DeliveryUnknown { ticket_id, .. } => *ticket_id,
             E::MessageBlocked { ticket_id, .. }
             | E::MessageVisible { ticket_id, .. }
             | E::ManagerAssigned { ticket_id, .. }
@@ -281,7 +310,8 @@ impl TicketEvent<'_> {
             | E::NoteAdded { manager_id, .. } => Some(manager_id),
             E::TicketClosed { manager_id, .. }
             | E::SlaBreached { manager_id, .. }
-            | E::DeliveryFailed { manager_id, .. } => *manager_id,
+            | E::DeliveryFailed { manager_id, .. }
+            | E::DeliveryUnknown { manager_id, .. } => *manager_id,
             // Addressed to supervisors only; the manager named is what it is about.
             E::AfcReplyFlagged { .. } => None,
             E::MessageAccepted { .. }

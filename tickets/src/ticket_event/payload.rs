@@ -156,6 +156,18 @@ impl TicketEvent<'_> {
                 "channel": channel, "event_seq": event_seq, "event_kind": event_kind,
                 "ticket_id": ticket_id, "attempts": attempts, "detail": detail,
             }),
+            E::DeliveryUnknown {
+                channel,
+                event_seq,
+                event_kind,
+                ticket_id,
+                round,
+                ..
+            } => json!({
+                "channel": channel, "event_seq": event_seq, "event_kind": event_kind,
+                "ticket_id": ticket_id, "round": round,
+                "detail": "a restart interrupted the send: the client may or may not have it; ResendDelivery sends it again",
+            }),
         }
     }
 }
