@@ -24,6 +24,37 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// An engine importing `bank`'s mailbox on `mail` over IMAP, with `extra` settings.
+async fn imap_engine(
+    stack: &Stack,
+    mail: &MailServer,
+    bank: &str,
+    extra: &[(&str, String)],
+) -> anyhow::Result<Engine> {
+    let mut env = vec![
+        ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
+        ("INBOX_IMAP_USER", bank.to_owned()),
+        ("INBOX_IMAP_PASSWORD", PASSWORD.to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    Engine::start_with(stack, &env).await
+}
+
+/// [`imap_engine`] that also sends as `bank` over `mail`'s SMTP.
+async fn mail_engine(
+    stack: &Stack,
+    mail: &MailServer,
+    bank: &str,
+    extra: &[(&str, String)],
+) -> anyhow::Result<Engine> {
+    let mut env = vec![
+        ("INBOX_SMTP_ADDR", mail.smtp_addr.clone()),
+        ("INBOX_MAIL_FROM", bank.to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    imap_engine(stack, mail, bank, &env).await
+}
+
 /// The client's first mail: HTML only, UTF-8 subject and body, a PDF attached.
 fn first_mail(from: &str, to: &str, message_id: &str) -> String {
     format!(
@@ -59,17 +90,7 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
     let ivan_alt = format!("Ivan.Alt-{run}@client.test");
     let gone = format!("gone-{run}@client.test"); // has no mailbox: SMTP refuses it
     let mail = MailServer::start(&[bank, &ivan]).await?;
-    let mut engine = Engine::start_with(
-        &stack,
-        &[
-            ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
-            ("INBOX_IMAP_USER", bank.into()),
-            ("INBOX_IMAP_PASSWORD", PASSWORD.into()),
-            ("INBOX_SMTP_ADDR", mail.smtp_addr.clone()),
-            ("INBOX_MAIL_FROM", bank.into()),
-        ],
-    )
-    .await?;
+    let mut engine = mail_engine(&stack, &mail, bank, &[]).await?;
     let store = PgStore::connect(&engine.database_url).await?;
     let client_id = format!("email:{ivan}");
     let mut alice = Manager::connect(
@@ -285,18 +306,15 @@ async fn card_mail_is_quarantined_and_a_mail_over_the_limit_is_not_downloaded() 
     let bank = "support@bank.test";
     let olga = format!("olga-{run}@client.test");
     let mail = MailServer::start(&[bank, &olga]).await?;
-    let engine = Engine::start_with(
+    let engine = mail_engine(
         &stack,
+        &mail,
+        bank,
         &[
-            ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
-            ("INBOX_IMAP_USER", bank.into()),
-            ("INBOX_IMAP_PASSWORD", PASSWORD.into()),
             ("INBOX_IMAP_MAX_MAIL_BYTES", LIMIT.to_string()),
             // The default policy and folder, spelled out.
             ("INBOX_IMAP_CARD_MAIL", "quarantine".into()),
             ("INBOX_IMAP_QUARANTINE", QUARANTINE.into()),
-            ("INBOX_SMTP_ADDR", mail.smtp_addr.clone()),
-            ("INBOX_MAIL_FROM", bank.into()),
         ],
     )
     .await?;
@@ -444,15 +462,7 @@ async fn card_mail_case(
     client: &str,
     extra: &[(&str, String)],
 ) -> anyhow::Result<(Engine, String, String)> {
-    let env: Vec<(&str, String)> = [
-        ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
-        ("INBOX_IMAP_USER", bank.to_owned()),
-        ("INBOX_IMAP_PASSWORD", PASSWORD.to_owned()),
-    ]
-    .into_iter()
-    .chain(extra.iter().cloned())
-    .collect();
-    let engine = Engine::start_with(stack, &env).await?;
+    let engine = imap_engine(stack, mail, bank, extra).await?;
     let mut alice = Manager::connect(
         &engine.grpc,
         stack.token(
@@ -587,16 +597,11 @@ async fn a_signed_mail_joins_its_clients_ticket_and_a_forged_one_is_kept_apart_a
     let ivan = format!("ivan@{}", signer.domain);
     let mail = MailServer::start(&[bank, &ivan]).await?;
     // The default policy (separate) is the one under test: not set here.
-    let engine = Engine::start_with(
+    let engine = mail_engine(
         &stack,
-        &[
-            ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
-            ("INBOX_IMAP_USER", bank.into()),
-            ("INBOX_IMAP_PASSWORD", PASSWORD.into()),
-            ("INBOX_SMTP_ADDR", mail.smtp_addr.clone()),
-            ("INBOX_MAIL_FROM", bank.into()),
-            ("INBOX_EMAIL_AUTH_DNS", dns.addr.to_string()),
-        ],
+        &mail,
+        bank,
+        &[("INBOX_EMAIL_AUTH_DNS", dns.addr.to_string())],
     )
     .await?;
     let client_id = format!("email:{ivan}");
@@ -696,12 +701,11 @@ async fn under_quarantine_a_forged_mail_is_not_imported_and_spf_counts_from_the_
     dns.txt(&signer.domain, "v=spf1 ip4:192.0.2.10 -all");
     let ivan = format!("ivan@{}", signer.domain);
     let mail = MailServer::start(&[bank, &ivan]).await?;
-    let engine = Engine::start_with(
+    let engine = imap_engine(
         &stack,
+        &mail,
+        bank,
         &[
-            ("INBOX_IMAP_ADDR", mail.imap_addr.clone()),
-            ("INBOX_IMAP_USER", bank.into()),
-            ("INBOX_IMAP_PASSWORD", PASSWORD.into()),
             ("INBOX_EMAIL_AUTH_POLICY", "quarantine".into()),
             ("INBOX_EMAIL_AUTH_TRUSTED_RECEIVED_BY", MX.into()),
             ("INBOX_EMAIL_AUTH_DNS", dns.addr.to_string()),
