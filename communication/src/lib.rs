@@ -86,7 +86,7 @@ impl Application {
             settings.common.data_key.clone(),
         )?;
         crash::warn_if_armed();
-        // One budget per client id for every write path of this process (web chat, Telegram).
+        // One budget per client id for every write path of this process (web chat, Telegram, email).
         let limiter = edge::ratelimit::RateLimiter::new(settings.rate_limit);
         let mut webhook = None;
         if let Some(tg) = &settings.telegram {
@@ -135,14 +135,21 @@ impl Application {
         if let Some(imap) = &settings.email.imap {
             tracing::info!(addr = %imap.addr, mailbox = %imap.mailbox,
                 tls = imap.tls.mode.as_str(), "email inbound (IMAP) on");
-            let (imap, store, publisher, stop) = (
+            let (imap, store, publisher, limiter, stop) = (
                 imap.clone(),
                 store.clone(),
                 publisher.clone(),
+                limiter.clone(),
                 shutdown.clone(),
             );
             platform::ops::supervise(&health, "imap", shutdown.clone(), move || {
-                email::imap::run(imap.clone(), store.clone(), publisher.clone(), stop.clone())
+                email::imap::run(
+                    imap.clone(),
+                    store.clone(),
+                    publisher.clone(),
+                    limiter.clone(),
+                    stop.clone(),
+                )
             });
         }
         if let Some(smtp) = &settings.email.smtp {

@@ -466,6 +466,12 @@ impl Engine {
 
 pub use testkit::eventually;
 
+/// The client id of a web client whose token's subject is `subject` (a fresh identity of the
+/// engine's one identity provider).
+pub fn web_client(subject: &str) -> String {
+    tickets::domain::web_client_id("", subject, false)
+}
+
 /// A second instance of each service on the same database, topics and task queue.
 pub struct Replicas {
     pub http: String,

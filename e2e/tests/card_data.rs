@@ -1,7 +1,8 @@
 //! Card data at rest (PCI DSS): after a client typed card numbers — plainly, disguised with
 //! another script's digits and invisible characters, and split over two messages — no row of any
 //! table of the engine's database and no record of any of its Kafka topics holds one of them in
-//! clear. What is kept is the masked form, and the original only sealed with `INBOX_DATA_KEY`.
+//! clear (not even the first half of the split one, taken back once the rest arrived). What is
+//! kept is the masked form, and the original only sealed with `INBOX_DATA_KEY`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -29,11 +30,16 @@ const MESSAGES: &[(&str, Option<&str>)] = &[
         Some("5500000000000004"),
     ),
     ("amex: 3782-822463-10005 cvv 1234", Some("378282246310005")),
-    // Split over two messages: the first half passes (it is no card by itself), the second
-    // completes the number and is blocked.
+    // Split over two messages: the first half passes (it is no card by itself); the second
+    // completes the number and is blocked, and the first is then taken back (blocked too).
     ("the new one starts with 4000 0566", None),
     ("5566 5556", Some("4000056655665556")),
 ];
+
+/// The first half of the split card (message 4): taken back from the database once the rest
+/// came. Kafka keeps what was published while it passed (the client's echo on `ticket.events`):
+/// eight digits of sixteen, no card number.
+const SPLIT_HALF: (usize, &str) = (4, "40000566");
 
 fn digits(text: &str) -> String {
     text.chars().filter(char::is_ascii_digit).collect()
@@ -71,12 +77,16 @@ async fn no_table_and_no_topic_holds_a_blocked_card_number_in_clear() -> anyhow:
         }
     })
     .await?;
-    for ((text, card), id) in MESSAGES.iter().zip(&ids) {
+    for (n, ((text, card), id)) in MESSAGES.iter().zip(&ids).enumerate() {
         let (_, status, _) = verdicts
             .iter()
             .find(|(v, _, _)| v == id)
             .context("a message was lost")?;
-        let expected = if card.is_some() { "blocked" } else { "passed" };
+        let expected = if card.is_some() || n == SPLIT_HALF.0 {
+            "blocked"
+        } else {
+            "passed"
+        };
         assert_eq!(status, expected, "{text:?}");
     }
 
@@ -112,6 +122,7 @@ async fn no_table_and_no_topic_holds_a_blocked_card_number_in_clear() -> anyhow:
 
     let cards: Vec<&str> = MESSAGES.iter().filter_map(|(_, c)| *c).collect();
     // The database: every row of every table, as text, its digits only.
+    let in_db: Vec<&str> = cards.iter().copied().chain([SPLIT_HALF.1]).collect();
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
             .fetch_all(&db)
@@ -125,7 +136,7 @@ async fn no_table_and_no_topic_holds_a_blocked_card_number_in_clear() -> anyhow:
         for row in rows {
             rows_seen += 1;
             let d = digits(&row);
-            for card in &cards {
+            for card in &in_db {
                 assert!(!d.contains(card), "table {table} holds {card}: {row}");
             }
         }

@@ -363,7 +363,10 @@ async fn a_crash_after_the_kafka_ack_before_the_web_chat_answer_loses_and_duplic
 
     let mut alice = ready_manager(&stack, &engine, &run).await?;
     let (_, bodies) = alice
-        .wait_for_all(&user, &["sent as communication died", "after the restart"])
+        .wait_for_all(
+            &e2e::web_client(&user),
+            &["sent as communication died", "after the restart"],
+        )
         .await
         .context("the web client's messages")?;
     assert_once(

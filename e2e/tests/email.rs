@@ -10,7 +10,8 @@
 //! of the test's own: a DKIM-signed mail of a domain publishing DMARC joins its client's ticket;
 //! a forged one with the same From: (unsigned, or signed with another key) becomes a separate
 //! client marked unverified, or, under `quarantine`, is not imported and waits in the quarantine
-//! folder; SPF counts once the bank's MX is named.
+//! folder; SPF counts once the bank's MX is named. A sender over their rate has the rest of their
+//! mail held in the quarantine folder while another sender's still gets through.
 
 use std::time::Duration;
 
@@ -439,6 +440,101 @@ async fn card_mail_is_quarantined_and_a_mail_over_the_limit_is_not_downloaded() 
             ("action", "quarantine")
         ),
         Some(1.0),
+        "{page}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_over_their_rate_is_held_in_the_quarantine_and_others_still_get_through()
+-> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let bank = "support@bank.test";
+    let (olga, petr) = (
+        format!("olga-{run}@client.test"),
+        format!("petr-{run}@client.test"),
+    );
+    let mail = MailServer::start(&[bank, &olga, &petr]).await?;
+    // Two mails in a burst, then one per 100 s: none more within the test.
+    let engine = imap_engine(
+        &stack,
+        &mail,
+        bank,
+        &[
+            ("INBOX_RATE_LIMIT_BURST", "2".into()),
+            ("INBOX_RATE_LIMIT_PER_SECOND", "0.01".into()),
+        ],
+    )
+    .await?;
+    let mut alice = Manager::connect(
+        &engine.grpc,
+        stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
+    )
+    .await?;
+    // One slot per client: Olga's ticket and Petr's.
+    for _ in 0..2 {
+        alice.set_ready().await?;
+    }
+    let ids: Vec<String> = (1..=4).map(|n| format!("o{n}-{run}@client.test")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let body = format!("olga's mail number {}", n + 1);
+        mail.send(
+            &olga,
+            bank,
+            plain_mail(&olga, bank, id, "", &body).as_bytes(),
+        )
+        .await?;
+    }
+    let other = format!("p-{run}@client.test");
+    mail.send(
+        &petr,
+        bank,
+        plain_mail(&petr, bank, &other, "", "petr writes once").as_bytes(),
+    )
+    .await?;
+
+    // Petr's mail came last: once a manager sees it, all of Olga's were looked at.
+    let olga_id = format!("email:{olga}");
+    alice
+        .wait_for_message(&format!("email:{petr}"), "petr writes once")
+        .await?;
+    let (_, seen) = alice
+        .wait_for_all(&olga_id, &["olga's mail number 1", "olga's mail number 2"])
+        .await?;
+    assert!(
+        !seen
+            .iter()
+            .any(|b| b.contains("number 3") || b.contains("number 4")),
+        "{seen:?}"
+    );
+    // The two over the budget wait, unread, in the quarantine folder; nothing of them is stored.
+    let held = eventually(WAIT, "the mails over the rate quarantined", || async {
+        let held = message_ids(&mail.mails_in(bank, "Quarantine").await?);
+        Ok((held.len() == 2).then_some(held))
+    })
+    .await?;
+    assert_eq!(held, vec![format!("<{}>", ids[2]), format!("<{}>", ids[3])]);
+    let store = PgStore::connect(&engine.database_url).await?;
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages WHERE client_id = $1 AND author = 'client'",
+    )
+    .bind(&olga_id)
+    .fetch_one(store.pool())
+    .await?;
+    assert_eq!(stored, 2);
+    let page = reqwest::get(format!("{}/metrics", engine.ops(Service::Communication)))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    assert_eq!(
+        metric(
+            &page,
+            "inbox_email_skipped_total",
+            ("reason", "rate_limited")
+        ),
+        Some(2.0),
         "{page}"
     );
     Ok(())

@@ -126,8 +126,9 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
     let mut clients = ClientServiceClient::new(ch.clone());
     let mut admins = AdminServiceClient::new(ch);
     // Client ids name workflows on the shared Temporal server: unique per test run.
-    let ivan_id = format!("ivan-{}", Uuid::new_v4().simple());
-    let ivan = stack.token(Role::Client, &ivan_id, "Ivan Petrov")?;
+    let ivan_sub = format!("ivan-{}", Uuid::new_v4().simple());
+    let ivan_id = e2e::web_client(&ivan_sub);
+    let ivan = stack.token(Role::Client, &ivan_sub, "Ivan Petrov")?;
     let alice = stack.token(Role::Manager, "alice", "Alice")?;
     let bob = stack.token(Role::Manager, "bob", "Bob")?;
     let root = stack.token(Role::Admin, "root", "Back Office")?;
@@ -754,8 +755,9 @@ async fn ready_slots_lapse_when_the_managers_console_is_gone() -> anyhow::Result
         "the present manager is still ready"
     );
     // The next client goes to the manager who is there.
-    let client = id("client");
-    let token = stack.token(Role::Client, &client, "Client")?;
+    let subject = id("client");
+    let client = e2e::web_client(&subject);
+    let token = stack.token(Role::Client, &subject, "Client")?;
     let (status, answer) =
         e2e::webchat::post_message(&reqwest::Client::new(), &engine, &token, "hello").await?;
     anyhow::ensure!(status == 202, "{status} {answer}");

@@ -216,7 +216,7 @@ async fn make_run_with_local_channels_answers_each_client_on_its_own_channel() -
     let clients = [
         (format!("tg:{chat}"), "Hello from Telegram"),
         (format!("email:{client_mail}"), "Hello from email"),
-        (web_user.clone(), "Hello from the web"),
+        (e2e::web_client(&web_user), "Hello from the web"),
     ];
     for (client_id, body) in &clients {
         let (ticket, _) = manager.wait_for_message(client_id, body).await?;
@@ -256,7 +256,7 @@ async fn make_run_with_local_channels_answers_each_client_on_its_own_channel() -
         .await?
         .json()
         .await?;
-    let answer = format!("Answer to {web_user}");
+    let answer = format!("Answer to {}", e2e::web_client(&web_user));
     assert!(
         history.to_string().contains(&answer),
         "the web client's history lacks {answer:?}: {history}"

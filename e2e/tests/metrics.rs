@@ -97,8 +97,9 @@ async fn each_service_reports_the_spine_on_its_ops_listener_and_not_on_the_clien
     let engine = Engine::start(&stack).await?;
     let http = reqwest::Client::new();
     let run = Uuid::new_v4().simple().to_string();
-    let client_id = format!("client-{run}");
-    let client_token = stack.token(Role::Client, &client_id, "Ivan Petrov")?;
+    let subject = format!("client-{run}");
+    let client_id = e2e::web_client(&subject);
+    let client_token = stack.token(Role::Client, &subject, "Ivan Petrov")?;
     let alice_token = stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?;
 
     for s in Service::ALL {

@@ -57,7 +57,9 @@ async fn the_spine_runs_on_tokens_of_a_real_openid_provider_and_nothing_else() -
         .context("ticket_id")?
         .to_owned();
     let (_, bodies) = alice
-        .wait_for_ticket(&client_id, "the client's message", |b| !b.is_empty())
+        .wait_for_ticket(&e2e::web_client(&client_id), "the client's message", |b| {
+            !b.is_empty()
+        })
         .await?;
     assert_eq!(bodies, vec!["Hello, my transfer is stuck".to_owned()]);
     alice.reply(&ticket_id, "Let me check", "oidc-r1").await?;

@@ -129,7 +129,9 @@ async fn in_production_the_spine_runs_over_verified_tls_and_a_service_without_th
     let assigned = webchat::next_of(&mut events, "manager_assigned", WAIT).await?;
     assert_eq!(assigned["manager_name"], "Alice");
     let (ticket_id, bodies) = alice
-        .wait_for_ticket(&client_id, "the client's message", |b| !b.is_empty())
+        .wait_for_ticket(&e2e::web_client(&client_id), "the client's message", |b| {
+            !b.is_empty()
+        })
         .await?;
     assert_eq!(assigned["ticket_id"], ticket_id.as_str());
     assert_eq!(bodies, vec!["Hello, my transfer is stuck".to_owned()]);

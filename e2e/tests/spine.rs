@@ -92,8 +92,9 @@ async fn a_client_message_reaches_a_ready_manager_and_the_whole_lifecycle_comes_
     let stack = Stack::from_env().await?;
     let engine = Engine::start(&stack).await?;
     let run = Uuid::new_v4().simple().to_string();
-    let client_id = format!("client-{run}");
-    let client_token = stack.token(Role::Client, &client_id, "Ivan Petrov")?;
+    let subject = format!("client-{run}");
+    let client_id = e2e::web_client(&subject);
+    let client_token = stack.token(Role::Client, &subject, "Ivan Petrov")?;
     let alice_token = stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?;
     let bob_token = stack.token(Role::Manager, &format!("bob-{run}"), "Bob")?;
     let http = reqwest::Client::new();

@@ -132,8 +132,9 @@ async fn a_client_message_is_one_trace_from_the_http_edge_to_the_websocket_push(
         ],
     )
     .await?;
-    let client_id = format!("client-{}", Uuid::new_v4().simple());
-    let token = stack.token(Role::Client, &client_id, "Ivan Petrov")?;
+    let subject = format!("client-{}", Uuid::new_v4().simple());
+    let client_id = e2e::web_client(&subject);
+    let token = stack.token(Role::Client, &subject, "Ivan Petrov")?;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!(
         "ws://{}/v1/ws?token={token}",
         engine.http.trim_start_matches("http://")

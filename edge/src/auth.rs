@@ -68,6 +68,8 @@ pub struct Claims {
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub caller: Caller,
+    /// The token's `iss` (empty when it has none: a dev token without an issuer).
+    pub issuer: String,
     /// `exp`, seconds since the epoch.
     pub expires_at: i64,
 }
@@ -377,7 +379,12 @@ fn check_claim(claim: &'static str, value: &str, max_bytes: usize) -> Result<(),
 
 fn verified(c: Claims) -> Result<Verified, AuthError> {
     let expires_at = c.exp;
-    caller_of(c).map(|caller| Verified { caller, expires_at })
+    let issuer = c.iss.clone().unwrap_or_default();
+    caller_of(c).map(|caller| Verified {
+        caller,
+        issuer,
+        expires_at,
+    })
 }
 
 fn caller_of(c: Claims) -> Result<Caller, AuthError> {

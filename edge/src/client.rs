@@ -97,28 +97,29 @@ impl ClientChat {
     /// the identity provider's keys), with role `client`, within its rate.
     pub async fn admit_header(&self, header: Option<&str>) -> Result<Verified, ClientError> {
         self.admit(self.verifier.verify_header_token_async(header).await?)
+            .await
     }
 
     /// [`Self::admit_header`] of a bare token (a browser's WebSocket cannot set headers).
     pub async fn admit_token(&self, token: &str) -> Result<Verified, ClientError> {
         self.admit(self.verifier.verify_token_async(token).await?)
+            .await
     }
 
-    fn admit(&self, token: Verified) -> Result<Verified, ClientError> {
+    /// The token's caller as a client: their client id is their identity's
+    /// ([`PgStore::web_client`]: `web:<subject>`, or the id they had before the prefixes), so
+    /// no subject can name a Telegram, email or other provider's client.
+    async fn admit(&self, mut token: Verified) -> Result<Verified, ClientError> {
         crate::auth::require(&token.caller, Role::Client)?;
-        if tickets::domain::is_channel_client_id(&token.caller.user_id) {
-            return Err(ClientError::Auth(AuthError::BadClaim {
-                claim: "sub",
-                reason: "has the form of a Telegram or email client id (`tg:`, `email:`); \
-                         the identity provider must not issue such subjects"
-                    .into(),
-            }));
-        }
         self.limiter
-            .check(&token.caller.user_id)
+            .check(&format!("{}\0{}", token.issuer, token.caller.user_id))
             .map_err(|wait| ClientError::RateLimited {
                 retry_after_secs: retry_after_secs(wait),
             })?;
+        token.caller.user_id = self
+            .store
+            .web_client(&token.issuer, &token.caller.user_id)
+            .await?;
         Ok(token)
     }
 

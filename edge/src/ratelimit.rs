@@ -15,13 +15,13 @@ pub static RATE_LIMIT_BURST: Setting = Setting::new(
     "INBOX_RATE_LIMIT_BURST",
     Kind::Int,
     "30",
-    "client API (web chat and gRPC) and manager actions: requests one caller may make in a burst",
+    "client writes (web chat, gRPC, Telegram, email) and manager actions: requests one caller may make in a burst",
 );
 pub static RATE_LIMIT_PER_SECOND: Setting = Setting::new(
     "INBOX_RATE_LIMIT_PER_SECOND",
     Kind::Text,
     "5",
-    "client API (web chat and gRPC) and manager actions: requests per second refilled after the burst (0: no limit)",
+    "client writes (web chat, gRPC, Telegram, email) and manager actions: requests per second refilled after the burst (0: no limit)",
 );
 
 #[derive(Debug, Clone, Copy, PartialEq)]

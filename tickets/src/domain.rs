@@ -161,16 +161,23 @@ impl MessageBody {
 
 /// The id of a message is a function of where it came from, so a retried delivery maps onto the
 /// same row instead of a new one.
-/// The client ids of the channels that name their clients themselves (Telegram chats, mail
-/// addresses) start with one of these. A token's subject of that form is refused, so no identity
-/// from an identity provider can equal (and read the chat of) a Telegram or email client.
-pub const CHANNEL_CLIENT_PREFIXES: &[&str] = &["tg:", "email:"];
+/// Every client id starts with its source: `tg:` (a Telegram chat), `email:` (a mail address),
+/// `web:` (an identity provider's subject, through [`web_client_id`]); no identity of one source
+/// can equal one of another. Ids without one are web clients from before the prefixes (kept as
+/// they were: see `tickets::identities`).
+pub const CLIENT_ID_PREFIXES: &[&str] = &["tg:", "email:", "web:"];
 
-/// Whether `subject` has the form of another channel's client id (see
-/// [`CHANNEL_CLIENT_PREFIXES`]), case-insensitive.
-pub fn is_channel_client_id(subject: &str) -> bool {
-    let lower = subject.trim_start().to_ascii_lowercase();
-    CHANNEL_CLIENT_PREFIXES.iter().any(|p| lower.starts_with(p))
+/// The client id of subject `subject` of the identity provider `issuer` (a token's `iss` and
+/// `sub`): `web:<subject>`; `taken` (that id belongs to another issuer's subject already) gives
+/// `web:<issuer tag>:<subject>`, the tag a hash of the issuer, so two providers' subjects never
+/// meet in one client.
+pub fn web_client_id(issuer: &str, subject: &str, taken: bool) -> String {
+    if taken {
+        let tag = Uuid::new_v5(&ID_NAMESPACE, format!("issuer\0{issuer}").as_bytes()).simple();
+        format!("web:{}:{subject}", &tag.to_string()[..8])
+    } else {
+        format!("web:{subject}")
+    }
 }
 
 pub fn message_id_for(channel: &str, external_id: &str) -> Uuid {
@@ -245,7 +252,7 @@ pub struct Message {
 }
 
 /// What classification decided for a ticket from its first message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketClassification {
     pub category: String,
     /// 0 low, 1 normal, 2 high, 3 urgent.
@@ -302,6 +309,9 @@ pub mod event_kind {
     pub const TICKET_CLOSED: &str = "ticket_closed";
     /// To the manager: a client message passed the AFC check.
     pub const MESSAGE_VISIBLE: &str = "message_visible";
+    /// To the client and the ticket's manager: a passed message is taken back (the first half of
+    /// a card number its successor completed); views drop it.
+    pub const MESSAGE_WITHDRAWN: &str = "message_withdrawn";
     /// To the manager: a ticket was assigned to them.
     pub const TICKET_ASSIGNED: &str = "ticket_assigned";
     /// Nobody took the ticket in time: its priority rose.
@@ -340,19 +350,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subjects_of_another_channels_form_are_recognised() {
-        for s in [
-            "tg:42",
-            "email:a@b.c",
-            "TG:42",
-            " Email:x",
-            "email:unverified:a@b",
-        ] {
-            assert!(is_channel_client_id(s), "{s}");
-        }
-        for s in ["alice", "b3f1c0de-1", "web:alice", "tgx:1", "mail:a"] {
-            assert!(!is_channel_client_id(s), "{s}");
-        }
+    fn a_web_client_id_names_its_source_and_another_issuers_subject_gets_its_own() {
+        assert_eq!(web_client_id("https://idp", "tg:42", false), "web:tg:42");
+        let a = web_client_id("https://idp-a", "ivan", true);
+        let b = web_client_id("https://idp-b", "ivan", true);
+        assert!(a.starts_with("web:") && a.ends_with(":ivan"), "{a}");
+        assert_ne!(a, b);
+        assert_ne!(a, web_client_id("https://idp-a", "ivan", false));
+        assert_eq!(a, web_client_id("https://idp-a", "ivan", true), "stable");
     }
 
     #[test]

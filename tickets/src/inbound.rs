@@ -29,7 +29,7 @@ use crate::domain::{
 };
 use crate::external_afc::{ExternalCheck, hold_for_afc};
 use crate::managers::match_waiting;
-use crate::messages::apply_verdicts_in;
+use crate::messages::{apply_verdicts_in, withdraw_in};
 use crate::meters::{self, Timings};
 use crate::store::{PgStore, Result, insert_event, status_of};
 use crate::ticket_event::TicketEvent;
@@ -139,6 +139,44 @@ pub struct Intake {
     pub blocked: usize,
     /// Messages queued for the external AFC system (held until its verdict).
     pub held: usize,
+    /// Messages that had passed and were taken back: each the first half of a number its
+    /// client's next message (in this call) completed.
+    pub withdrawn: usize,
+}
+
+/// What [`split_verdicts`] decided: a verdict per message, and the earlier messages to take
+/// back (id, the rule that blocks them now).
+pub type SplitVerdicts = (Vec<(Uuid, Verdict)>, Vec<(Uuid, String)>);
+
+/// The verdicts on one client's pending `messages` (oldest first), each judged after the one
+/// before it: `previous` is the client's last checked message before them, if it passed within
+/// [`SPLIT_WINDOW_SECS`]. A message that completes a number begun in the message before it
+/// (a card number split over two) is blocked, and so is that first half: one pending here is
+/// blocked with it; an earlier one, already shown, is returned to be withdrawn (id, rule).
+/// A blocked message is no half of anything: its successor is judged alone.
+pub fn split_verdicts(
+    check: &dyn MessageCheck,
+    previous: Option<(Uuid, &str)>,
+    messages: &[(Uuid, String)],
+) -> SplitVerdicts {
+    let mut verdicts: Vec<(Uuid, Verdict)> = Vec::with_capacity(messages.len());
+    let mut withdrawn = Vec::new();
+    // The previous passed message: its index in `verdicts` if it is one of `messages`.
+    let mut before: Option<(Option<usize>, Uuid, &str)> = previous.map(|(id, b)| (None, id, b));
+    for (i, (id, body)) in messages.iter().enumerate() {
+        let v = check.verdict_after(before.map(|(_, _, b)| b), body);
+        if let (Verdict::Blocked { rule }, Some((at, first, _))) = (&v, before)
+            && check.verdict(body) == Verdict::Passed
+        {
+            match at {
+                Some(k) => verdicts[k].1 = v.clone(),
+                None => withdrawn.push((first, rule.clone())),
+            }
+        }
+        before = (v == Verdict::Passed).then_some((Some(i), *id, body.as_str()));
+        verdicts.push((*id, v));
+    }
+    (verdicts, withdrawn)
 }
 
 /// A client's open ticket, locked by the transaction.
@@ -223,22 +261,25 @@ impl PgStore {
                 .or_default()
                 .push((r.try_get("id")?, r.try_get("body")?));
         }
-        // Each client's last checked message, if recent: the first half of a split number.
+        // Each client's last checked message, if recent and passed: the first half of a split
+        // number.
         let checking: Vec<&str> = by_client.keys().map(String::as_str).collect();
-        let last_checked: BTreeMap<String, String> = sqlx::query_as::<_, (String, String, String)>(
-            "SELECT DISTINCT ON (client_id) client_id, afc_status, body FROM messages
-             WHERE client_id = ANY($1) AND author = 'client' AND afc_status IN ('passed', 'blocked')
-               AND created_at > now() - make_interval(secs => $2)
-             ORDER BY client_id, created_at DESC, id DESC",
-        )
-        .bind(&checking)
-        .bind(SPLIT_WINDOW_SECS as f64)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .filter(|(_, status, _)| status == "passed")
-        .map(|(client, _, body)| (client, body))
-        .collect();
+        let last_checked: BTreeMap<String, (Uuid, String)> =
+            sqlx::query_as::<_, (String, Uuid, String, String)>(
+                "SELECT DISTINCT ON (client_id) client_id, id, afc_status, body FROM messages
+                 WHERE client_id = ANY($1) AND author = 'client'
+                   AND afc_status IN ('passed', 'blocked')
+                   AND created_at > now() - make_interval(secs => $2)
+                 ORDER BY client_id, created_at DESC, id DESC",
+            )
+            .bind(&checking)
+            .bind(SPLIT_WINDOW_SECS as f64)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .filter(|(_, _, status, _)| status == "passed")
+            .map(|(client, id, _, body)| (client, (id, body)))
+            .collect();
 
         let mut timings = Timings::default();
         let mut queued_any = false;
@@ -263,17 +304,16 @@ impl PgStore {
                 out.held += hold_for_afc(&mut tx, ticket.id, &ids, external.timeout_ms).await?;
                 continue;
             }
-            // Each message after the one before it (a blocked one is no half of anything: its
-            // successor is judged alone).
-            let mut previous = last_checked.get(client_id).map(String::as_str);
-            let verdicts: Vec<(Uuid, Verdict)> = messages
-                .iter()
-                .map(|(id, body)| {
-                    let v = check.verdict_after(previous, body);
-                    previous = (v == Verdict::Passed).then_some(body.as_str());
-                    (*id, v)
-                })
-                .collect();
+            let (verdicts, withdrawn) = split_verdicts(
+                check,
+                last_checked.get(client_id).map(|(id, b)| (*id, b.as_str())),
+                messages,
+            );
+            for (id, rule) in &withdrawn {
+                if withdraw_in(&mut tx, self.audit_seal(), *id, rule).await? {
+                    out.withdrawn += 1;
+                }
+            }
             let classification = (ticket.status == TicketStatus::Open)
                 .then(|| {
                     messages
@@ -466,4 +506,85 @@ pub(crate) async fn insert_inbound(
     .execute(&mut **tx)
     .await?;
     Ok(inserted.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::screening::{AfcRule, Check, Rules};
+
+    struct Cards(Rules);
+
+    impl MessageCheck for Cards {
+        fn version(&self) -> &str {
+            "test"
+        }
+        fn verdict(&self, body: &str) -> Verdict {
+            self.0.check(body)
+        }
+        fn verdict_after(&self, previous: Option<&str>, body: &str) -> Verdict {
+            self.0.check_after(previous, body)
+        }
+        fn classify(&self, _: &str) -> TicketClassification {
+            TicketClassification::default()
+        }
+        fn blocked_warning(&self) -> &str {
+            "blocked"
+        }
+    }
+
+    fn cards() -> Result<Cards, regex::Error> {
+        Ok(Cards(Rules::compile(&[AfcRule {
+            name: "card".into(),
+            check: Check::CardNumber,
+        }])?))
+    }
+
+    fn batch(bodies: &[&str]) -> Vec<(Uuid, String)> {
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (Uuid::from_u128(i as u128 + 1), (*b).to_owned()))
+            .collect()
+    }
+
+    fn blocked() -> Verdict {
+        Verdict::Blocked {
+            rule: "card".into(),
+        }
+    }
+
+    #[test]
+    fn a_split_card_blocks_both_halves_and_takes_back_one_already_shown() -> Result<(), regex::Error>
+    {
+        let check = cards()?;
+        let earlier = Uuid::from_u128(99);
+        // The first half was shown before this batch: it is to be withdrawn.
+        let (v, withdrawn) = split_verdicts(
+            &check,
+            Some((earlier, "starts with 4000 0566")),
+            &batch(&["5566 5556", "thanks"]),
+        );
+        let verdicts: Vec<Verdict> = v.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(verdicts, [blocked(), Verdict::Passed]);
+        assert_eq!(withdrawn, [(earlier, "card".to_owned())]);
+
+        // Both halves in the batch: both blocked, nothing to withdraw.
+        let (v, withdrawn) =
+            split_verdicts(&check, None, &batch(&["hi", "4000 0566", "5566 5556"]));
+        let verdicts: Vec<Verdict> = v.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(verdicts, [Verdict::Passed, blocked(), blocked()]);
+        assert!(withdrawn.is_empty());
+
+        // A whole card in one message takes nothing back; nor does a number completing nothing.
+        let (v, withdrawn) = split_verdicts(
+            &check,
+            Some((earlier, "order 4000 0566")),
+            &batch(&["4111 1111 1111 1111", "5566 5556"]),
+        );
+        let verdicts: Vec<Verdict> = v.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(verdicts, [blocked(), Verdict::Passed]);
+        assert!(withdrawn.is_empty());
+        Ok(())
+    }
 }

@@ -21,6 +21,7 @@ pub mod domain;
 pub mod email;
 pub mod external_afc;
 pub mod gauges;
+pub mod identities;
 pub mod inbound;
 pub mod lifecycle;
 pub mod managers;

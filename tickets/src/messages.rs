@@ -167,29 +167,79 @@ struct Recorded {
     age: f64,
 }
 
-impl PgScreening<'_, '_> {
-    /// A blocked message's text is kept only redacted (no card number or other digit in clear),
-    /// the original sealed for audit if the store has a seal, and the client's echo of it
-    /// (`message_accepted`) redacted alike: what a database dump shows holds no card data.
-    async fn redact(&mut self, message_id: Uuid, original: &str) -> Result<()> {
-        let redacted = redact_blocked(original);
-        let sealed = self.audit.and_then(|a| a.seal(original.as_bytes()));
-        sqlx::query("UPDATE messages SET body = $2, sealed_body = $3 WHERE id = $1")
-            .bind(message_id)
-            .bind(&redacted)
-            .bind(sealed)
-            .execute(&mut **self.tx)
-            .await?;
-        sqlx::query(
-            "UPDATE events SET payload = jsonb_set(payload, '{body}', to_jsonb($2::text))
-             WHERE dedup_key = $1",
-        )
-        .bind(format!("accepted:{message_id}"))
+/// A blocked message's text is kept only redacted (no card number or other digit in clear),
+/// the original sealed for audit if the store has a seal, and the client's echo of it
+/// (`message_accepted`) redacted alike: what a database dump shows holds no card data.
+async fn redact_in(
+    tx: &mut Transaction<'_, Postgres>,
+    audit: Option<&dyn AuditSeal>,
+    message_id: Uuid,
+    original: &str,
+) -> Result<()> {
+    let redacted = redact_blocked(original);
+    let sealed = audit.and_then(|a| a.seal(original.as_bytes()));
+    sqlx::query("UPDATE messages SET body = $2, sealed_body = $3 WHERE id = $1")
+        .bind(message_id)
         .bind(&redacted)
-        .execute(&mut **self.tx)
+        .bind(sealed)
+        .execute(&mut **tx)
         .await?;
-        Ok(())
-    }
+    sqlx::query(
+        "UPDATE events SET payload = jsonb_set(payload, '{body}', to_jsonb($2::text))
+         WHERE dedup_key = $1",
+    )
+    .bind(format!("accepted:{message_id}"))
+    .bind(&redacted)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Takes back a client message that passed (its verdict is now `rule`'s block): the first half
+/// of a number the client's next message completed. Its text is redacted as a blocked one's, and
+/// the client and the ticket's manager are told (`message_withdrawn`), so no view keeps it. A
+/// message not (or no longer) passed is left as it is.
+pub(crate) async fn withdraw_in(
+    tx: &mut Transaction<'_, Postgres>,
+    audit: Option<&dyn AuditSeal>,
+    message_id: Uuid,
+    rule: &str,
+) -> Result<bool> {
+    let Some(row) = sqlx::query(
+        "UPDATE messages m SET afc_status = 'blocked', afc_rule = $2
+         FROM tickets t
+         WHERE m.id = $1 AND m.afc_status = 'passed' AND t.id = m.ticket_id
+         RETURNING m.client_id, m.ticket_id, m.body, t.manager_id",
+    )
+    .bind(message_id)
+    .bind(rule)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(false);
+    };
+    let client_id: String = row.try_get("client_id")?;
+    let manager_id: Option<String> = row.try_get("manager_id")?;
+    redact_in(tx, audit, message_id, &row.try_get::<String, _>("body")?).await?;
+    // A manager's feed read again (a resumed stream) shows nothing of it, not even masked.
+    sqlx::query(
+        "UPDATE events SET payload = payload || jsonb_build_object('body', '', 'withdrawn', true)
+         WHERE dedup_key = $1",
+    )
+    .bind(format!("visible:{message_id}"))
+    .execute(&mut **tx)
+    .await?;
+    insert_event(
+        tx,
+        &client_id,
+        &TicketEvent::MessageWithdrawn {
+            message_id,
+            ticket_id: row.try_get("ticket_id")?,
+            manager_id: manager_id.as_deref(),
+        },
+    )
+    .await?;
+    Ok(true)
 }
 
 impl ScreeningPort for PgScreening<'_, '_> {
@@ -214,8 +264,13 @@ impl ScreeningPort for PgScreening<'_, '_> {
         .fetch_optional(&mut **self.tx)
         .await?;
         if let (Some(m), Verdict::Blocked { .. }) = (&updated, verdict) {
-            self.redact(message_id, &m.try_get::<String, _>("body")?)
-                .await?;
+            redact_in(
+                self.tx,
+                self.audit,
+                message_id,
+                &m.try_get::<String, _>("body")?,
+            )
+            .await?;
         }
         updated
             .map(|m| {

@@ -49,6 +49,9 @@ pub enum StoreError {
     /// Every member slot of a topic's consumers is taken.
     #[error("too many consumers: {0}")]
     TooManyConsumers(String),
+    /// Every client id a web identity could have belongs to another identity.
+    #[error("no client id is free for this identity: {0}")]
+    IdentityTaken(String),
     #[error("unexpected value in column {column}: {value}")]
     Corrupt { column: &'static str, value: String },
     #[error("database: {0}")]

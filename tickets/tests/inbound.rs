@@ -192,3 +192,153 @@ async fn a_message_keeps_its_trace_context_for_the_stages_that_pick_it_up_from_t
     );
     Ok(())
 }
+
+/// The built-in card rule, checked in the inbound transaction as a spec's check would be.
+struct CardCheck(tickets::screening::Rules);
+
+impl CardCheck {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self(tickets::screening::Rules::compile(&[
+            tickets::screening::AfcRule {
+                name: "card".into(),
+                check: tickets::screening::Check::CardNumber,
+            },
+        ])?))
+    }
+}
+
+impl tickets::inbound::MessageCheck for CardCheck {
+    fn version(&self) -> &str {
+        "test"
+    }
+    fn verdict(&self, body: &str) -> tickets::Verdict {
+        self.0.check(body)
+    }
+    fn verdict_after(&self, previous: Option<&str>, body: &str) -> tickets::Verdict {
+        self.0.check_after(previous, body)
+    }
+    fn classify(&self, _: &str) -> tickets::TicketClassification {
+        tickets::TicketClassification::default()
+    }
+    fn blocked_warning(&self) -> &str {
+        "blocked"
+    }
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn the_half_of_a_split_card_a_manager_saw_is_withdrawn_when_the_rest_arrives(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    let check = CardCheck::new()?;
+    store
+        .set_ready(&testkit::fixtures::manager("alice"), 3)
+        .await?;
+    let hello = message("ana", "Ana", "hello");
+    store
+        .intake_batch(std::slice::from_ref(&hello), &[], Some(&check))
+        .await?;
+    let tickets = store.manager_tickets("alice", &[]).await?;
+    let [ticket] = tickets.as_slice() else {
+        anyhow::bail!("the ticket was not assigned to alice: {tickets:?}");
+    };
+    // Alice has the ticket: the first half reaches her live (`message_visible`).
+    let first = message("ana", "Ana", "my new card starts with 4000 0566");
+    store
+        .intake_batch(std::slice::from_ref(&first), &[], Some(&check))
+        .await?;
+    let shown = store
+        .manager_messages_page("alice", ticket.id, None, 50)
+        .await?;
+    assert_eq!(shown.items.len(), 2, "the first half passed on its own");
+
+    let rest = message("ana", "Ana", "5566 5556");
+    let intake = store
+        .intake_batch(std::slice::from_ref(&rest), &[], Some(&check))
+        .await?;
+    assert_eq!((intake.blocked, intake.withdrawn), (1, 1), "{intake:?}");
+
+    // Both halves are blocked now, stored without their digits; alice's view has neither.
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT afc_status, body FROM messages WHERE id = ANY($1) ORDER BY created_at",
+    )
+    .bind([first.id, rest.id])
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        rows,
+        [
+            ("blocked".into(), "my new card starts with **** ****".into()),
+            ("blocked".into(), "**** ****".into()),
+        ]
+    );
+    let shown = store
+        .manager_messages_page("alice", ticket.id, None, 50)
+        .await?;
+    let bodies: Vec<&str> = shown
+        .items
+        .iter()
+        .map(|m| m.message.body.as_str())
+        .collect();
+    assert_eq!(bodies, ["hello"]);
+
+    // Her feed tells her to drop it, and a re-read of it holds no text of it any more.
+    let feed = store.manager_events_after("alice", 0, 100).await?;
+    let withdrawn = feed
+        .iter()
+        .find(|e| e.kind == "message_withdrawn")
+        .ok_or_else(|| anyhow::anyhow!("no message_withdrawn for alice: {feed:?}"))?;
+    assert_eq!(withdrawn.payload["message_id"], first.id.to_string());
+    let visible = feed
+        .iter()
+        .find(|e| e.kind == "message_visible")
+        .ok_or_else(|| anyhow::anyhow!("no message_visible: {feed:?}"))?;
+    assert_eq!(visible.payload["body"], "");
+    assert_eq!(visible.payload["withdrawn"], true);
+    // The client is told too (their view drops their own first half).
+    let to_client: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE kind = 'message_withdrawn' AND client_id = 'ana'
+         AND client_visible",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(to_client, 1);
+    Ok(())
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn both_halves_of_a_card_in_one_batch_are_blocked_and_none_is_shown(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    let check = CardCheck::new()?;
+    store
+        .set_ready(&testkit::fixtures::manager("carl"), 3)
+        .await?;
+    let batch = [
+        message("bo", "Bo", "hello"),
+        message("bo", "Bo", "card 4000 0566"),
+        message("bo", "Bo", "5566 5556"),
+    ];
+    let intake = store.intake_batch(&batch, &[], Some(&check)).await?;
+    assert_eq!(
+        (intake.passed, intake.blocked, intake.withdrawn),
+        (1, 2, 0),
+        "{intake:?}"
+    );
+    // Carl got the ticket (it was queued by the greeting) and reads the greeting only.
+    let tickets = store.manager_tickets("carl", &[]).await?;
+    let [ticket] = tickets.as_slice() else {
+        anyhow::bail!("the ticket was not assigned to carl: {tickets:?}");
+    };
+    let shown = store
+        .manager_messages_page("carl", ticket.id, None, 50)
+        .await?;
+    let bodies: Vec<&str> = shown
+        .items
+        .iter()
+        .map(|m| m.message.body.as_str())
+        .collect();
+    assert_eq!(bodies, ["hello"]);
+    Ok(())
+}

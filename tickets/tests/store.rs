@@ -304,3 +304,48 @@ async fn the_backlog_counts_what_waits_for_the_afc_check_a_manager_and_the_relay
     );
     Ok(())
 }
+
+/// The migration to prefixed client ids keeps every web client's id and chat: each becomes an
+/// identity bound to the first issuer that presents its subject; channel clients are left alone;
+/// another issuer's equal subject, and a new subject, get `web:` ids of their own.
+#[sqlx::test(migrations = false)]
+async fn web_clients_from_before_the_prefixes_keep_their_ids_and_others_get_their_own(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let before = sqlx::migrate::Migrator {
+        migrations: tickets::store::MIGRATOR
+            .migrations
+            .iter()
+            .filter(|m| m.version < 1400)
+            .cloned()
+            .collect(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before.run(&pool).await?;
+    for id in ["olga", "tg:42", "email:a@b.test"] {
+        sqlx::query("INSERT INTO clients (id) VALUES ($1)")
+            .bind(id)
+            .execute(&pool)
+            .await?;
+    }
+    tickets::store::MIGRATOR.run(&pool).await?;
+    let store = PgStore::from_pool(pool.clone());
+
+    assert_eq!(store.web_client("https://idp", "olga").await?, "olga");
+    assert_eq!(
+        store.web_client("https://idp", "olga").await?,
+        "olga",
+        "stable"
+    );
+    // The same subject of another provider is somebody else.
+    assert_eq!(store.web_client("https://other", "olga").await?, "web:olga");
+    let third = store.web_client("https://third", "olga").await?;
+    assert!(
+        third.starts_with("web:") && third.ends_with(":olga") && third != "web:olga",
+        "{third}"
+    );
+    // A subject shaped like a channel's client id is a web client.
+    assert_eq!(store.web_client("https://idp", "tg:42").await?, "web:tg:42");
+    assert_eq!(store.web_client("https://idp", "ivan").await?, "web:ivan");
+    Ok(())
+}

@@ -30,9 +30,10 @@ use super::{
 };
 use crate::telegram::{Backoff, sleep_or_cancel};
 use edge::publish::Publisher;
+use edge::ratelimit::RateLimiter;
 
-/// Counter, label `reason` (`too_large`, `unparsable`): mail the import did not turn into a
-/// message.
+/// Counter, label `reason` (`too_large`, `unparsable`, `rate_limited`): mail the import did not
+/// turn into a message.
 pub const SKIPPED: &str = "inbox_email_skipped_total";
 /// Counter, label `action` (`quarantine`, `expunge`, `keep`): imported mail whose text holds a
 /// payment card number, by what became of it in the mailbox.
@@ -65,6 +66,7 @@ pub async fn run(
     settings: ImapSettings,
     store: PgStore,
     publisher: Publisher,
+    limiter: RateLimiter,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new();
@@ -86,6 +88,7 @@ pub async fn run(
     backoff.reset();
     let import = Import {
         settings: &settings,
+        limiter: &limiter,
         verifier: &verifier,
         store: &store,
         publisher: &publisher,
@@ -169,6 +172,8 @@ async fn connect(settings: &ImapSettings) -> Result<Session, ImportError> {
 /// What every connection of one import works with.
 struct Import<'a> {
     settings: &'a ImapSettings,
+    /// The per-client budget of every write path (web chat, Telegram, email).
+    limiter: &'a RateLimiter,
     verifier: &'a Verifier,
     store: &'a PgStore,
     publisher: &'a Publisher,
@@ -360,6 +365,21 @@ enum Body {
 
 /// Fetches mail `uid`, at most `limit + 1` bytes of it: even a server whose RFC822.SIZE lied
 /// cannot make the import hold more than the limit.
+/// A mail that is not imported (too large, its sender over their rate) goes to the quarantine
+/// folder, or stays unread and unflagged where it is under `card_mail: keep`: a person may
+/// still look at it either way.
+async fn hold_back(
+    session: &mut Session,
+    server: Server,
+    uid: i64,
+    settings: &ImapSettings,
+) -> Result<(), ImportError> {
+    if settings.card_mail != CardMailPolicy::Keep {
+        quarantine(session, server, uid, &settings.quarantine).await?;
+    }
+    Ok(())
+}
+
 async fn fetch_body(session: &mut Session, uid: i64, limit: u64) -> Result<Body, ImportError> {
     let want = u32::try_from(uid).ok();
     let mut bodies: Vec<Vec<u8>> = session
@@ -416,10 +436,7 @@ async fn import_new(
                     policy = settings.card_mail.as_str(),
                     "email over the size limit: not downloaded");
                 metrics::counter!(SKIPPED, "reason" => "too_large").increment(1);
-                // Unread and unflagged where it stays (`keep`): a person may still look at it.
-                if settings.card_mail != CardMailPolicy::Keep {
-                    quarantine(session, server, uid, &settings.quarantine).await?;
-                }
+                hold_back(session, server, uid, settings).await?;
             }
             Body::Mail(raw) => {
                 // `None`: held back (quarantined) and not imported.
@@ -444,8 +461,29 @@ async fn import_new(
                             None
                         } else {
                             let unverified = decision == Decision::Separate;
-                            let m = inbound_message(store, &mail, &settings.ref_key, unverified)
-                                .await?;
+                            let client =
+                                mail_client(store, &mail, &settings.ref_key, unverified).await?;
+                            if let Err(wait) = import.limiter.check(&client) {
+                                // No answer by mail: the sender of a flood may be forged, and
+                                // a reply to each mail would pass the flood on to them.
+                                tracing::warn!(uid, mailbox = %settings.cursor_name(),
+                                    client_id = %client,
+                                    retry_after_secs = edge::client::retry_after_secs(wait),
+                                    policy = settings.card_mail.as_str(),
+                                    "email: sender over its rate; not imported");
+                                metrics::counter!(SKIPPED, "reason" => "rate_limited").increment(1);
+                                hold_back(session, server, uid, settings).await?;
+                                store
+                                    .advance_email_mailbox(
+                                        &settings.cursor_name(),
+                                        position.uid_validity,
+                                        uid,
+                                    )
+                                    .await?;
+                                last_uid = uid;
+                                continue;
+                            }
+                            let m = inbound_message(store, &mail, client, unverified).await?;
                             publisher.publish(&m).await?;
                             tracing::info!(message_id = %m.message_id, client_id = %m.client_id,
                                 uid, "email accepted");
@@ -531,27 +569,37 @@ pub async fn client_of(
     Ok(mail.from_address.as_deref().map(client_id))
 }
 
-/// The normalised message of a mail; records its Message-ID for threading on the way. An
-/// `unverified` mail (its sender not authenticated, `email.auth.policy: separate`) is its
-/// address's unverified client's, whatever thread it names: the references of a thread are
-/// known to everyone who saw its mail, so they cannot let an unproven sender into a ticket.
-async fn inbound_message(
+/// The client of a mail. An `unverified` mail (its sender not authenticated, `email.auth.policy:
+/// separate`) is its address's unverified client's, whatever thread it names: the references of
+/// a thread are known to everyone who saw its mail, so they cannot let an unproven sender into a
+/// ticket.
+async fn mail_client(
     store: &PgStore,
     mail: &ParsedMail,
     key: &RefKey,
     unverified: bool,
-) -> Result<proto::v1::InboundMessage, ImportError> {
-    let external_id = mail.external_id();
+) -> Result<String, ImportError> {
     // No sender and no thread: still a client message; keep it under its own identity.
-    let unknown = || format!("unknown-sender-{}", &external_id[..16]);
-    let client_id = if unverified {
+    let unknown = || format!("unknown-sender-{}", &mail.external_id()[..16]);
+    Ok(if unverified {
         unverified_client_id(mail.from_address.as_deref().unwrap_or(&unknown()))
     } else {
         match client_of(store, mail, key).await? {
             Some(c) => c,
             None => client_id(&unknown()),
         }
-    };
+    })
+}
+
+/// The normalised message of `client_id`'s mail; records its Message-ID for threading on the
+/// way.
+async fn inbound_message(
+    store: &PgStore,
+    mail: &ParsedMail,
+    client_id: String,
+    unverified: bool,
+) -> Result<proto::v1::InboundMessage, ImportError> {
+    let external_id = mail.external_id();
     // The manager sees it in the name: the schema has no other place for it.
     let client_name = if unverified {
         format!("{} {UNVERIFIED_MARK}", mail.from_name)

@@ -211,8 +211,9 @@ impl Load {
         }
         let mut clients = Vec::new();
         for c in 0..cfg.clients {
-            let id = format!("c{c}-{run}");
-            let token = stack.token(Role::Client, &id, &format!("Client {c}"))?;
+            let subject = format!("c{c}-{run}");
+            let token = stack.token(Role::Client, &subject, &format!("Client {c}"))?;
+            let id = crate::web_client(&subject);
             let grpc = c % 2 == 1;
             let (ptx, prx) = watch::channel(0);
             let task = if grpc {

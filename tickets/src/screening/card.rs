@@ -12,6 +12,8 @@
 //! phone number (`+49 1512 3456789`), or digits glued to letters (a UUID, `INV20240611`) are not
 //! cards, whatever their checksum.
 
+use super::text::{MAX_SEPARATORS, is_separator};
+
 /// True when `text` holds a payment card number (see the module's doc).
 pub fn contains_card_number(text: &str) -> bool {
     card_in(&super::text::normalize(text))
@@ -33,13 +35,6 @@ pub(crate) fn card_positions(normalized: &str) -> Vec<Vec<usize>> {
             Some(groups[..k].iter().flatten().map(|(at, _)| *at).collect())
         })
         .collect()
-}
-
-/// Longest run of separators between two digit groups of one number.
-const MAX_SEPARATORS: usize = 3;
-
-fn is_separator(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '-' | '.' | '_' | '\u{2010}'..='\u{2015}' | '\u{2212}')
 }
 
 /// A digit of a number token: its char position in the text and its value.
@@ -199,7 +194,8 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
         /// However a person writes a card number (groups, separators, another script's digits,
-        /// invisible characters between them, an expiry or CVV after it), it is found.
+        /// letters that look like digits, invisible characters between them, an expiry or CVV
+        /// after it), it is found.
         #[test]
         fn a_card_number_in_any_disguise_is_found(
             issuer in prop::sample::select(vec![(4u8, 16usize), (5, 16), (2, 16), (6, 19), (4, 13)]),
@@ -209,6 +205,7 @@ mod tests {
             zero in prop::sample::select(SCRIPTS.to_vec()),
             hide in prop::sample::select(INVISIBLE.to_vec()),
             frame in prop::sample::select(vec!["{}", "my card is {} thanks", "{}, exp 12/25", "{} 123", "карта:{}"]),
+            look_alikes in prop::sample::select(vec![None, Some(('O', 'l')), Some(('о', 'I')), Some(('ο', '|'))]),
         ) {
             let (prefix, len) = issuer;
             let digits = card(prefix, len, &body);
@@ -216,7 +213,11 @@ mod tests {
                 g if g.iter().sum::<usize>() == len => g.to_vec(),
                 _ => vec![4; len / 4].into_iter().chain([len % 4].into_iter().filter(|r| *r > 0)).collect(),
             };
-            let text = frame.replace("{}", &disguise(&digits, &groups, sep, zero, hide));
+            let mut written = disguise(&digits, &groups, sep, zero, hide);
+            if let Some((zero, one)) = look_alikes {
+                written = written.replace('0', &zero.to_string()).replace('1', &one.to_string());
+            }
+            let text = frame.replace("{}", &written);
             prop_assert!(contains_card_number(&text), "missed: {:?}", text);
         }
     }
@@ -297,6 +298,15 @@ mod tests {
                 }),
             ),
             ("order id", Box::new(|d| format!("order ORD-2024-{}", d(8)))),
+            // Words of look-alike letters beside numbers stay words.
+            (
+                "company and tax id",
+                Box::new(|d| format!("ООО Ромашка ИНН 77{} КПП 77{}", d(8), d(7))),
+            ),
+            (
+                "letters and numbers",
+                Box::new(|d| format!("I lost 1 of {} I had, IO {} ok", d(4), d(9))),
+            ),
             ("INN 12", Box::new(|d| format!("ИНН {}", d(12)))),
             ("OGRN", Box::new(|d| format!("ОГРН 1{}", d(12)))),
             // 3, then the registration year (2000-2029), then 12 digits.

@@ -35,6 +35,14 @@ pub enum TicketEvent<'a> {
         body: &'a str,
         created_at: DateTime<Utc>,
     },
+    /// To the client and the ticket's manager (if any): a message that passed is taken back, as
+    /// the first half of a number the client's next message completed (a card number split over
+    /// two messages). It is blocked now, its text masked; a view that shows it drops it.
+    MessageWithdrawn {
+        message_id: Uuid,
+        ticket_id: Uuid,
+        manager_id: Option<&'a str>,
+    },
     /// To the client: a manager joined (`body` is the service message telling them).
     ManagerAssigned {
         ticket_id: Uuid,
@@ -176,6 +184,7 @@ impl TicketEvent<'_> {
             E::MessageAccepted { .. } => event_kind::MESSAGE_ACCEPTED,
             E::MessageBlocked { .. } => event_kind::MESSAGE_BLOCKED,
             E::MessageVisible { .. } => event_kind::MESSAGE_VISIBLE,
+            E::MessageWithdrawn { .. } => event_kind::MESSAGE_WITHDRAWN,
             E::ManagerAssigned { .. } | E::ManagerTransferred { .. } => {
                 event_kind::MANAGER_ASSIGNED
             }
@@ -205,6 +214,7 @@ impl TicketEvent<'_> {
             E::MessageAccepted { message_id, .. } => format!("accepted:{message_id}"),
             E::MessageBlocked { message_id, .. } => format!("blocked:{message_id}"),
             E::MessageVisible { message_id, .. } => format!("visible:{message_id}"),
+            E::MessageWithdrawn { message_id, .. } => format!("withdrawn:{message_id}"),
             E::ManagerAssigned {
                 ticket_id,
                 manager_id,
@@ -264,6 +274,7 @@ impl TicketEvent<'_> {
             | E::DeliveryUnknown { ticket_id, .. } => *ticket_id,
             E::MessageBlocked { ticket_id, .. }
             | E::MessageVisible { ticket_id, .. }
+            | E::MessageWithdrawn { ticket_id, .. }
             | E::ManagerAssigned { ticket_id, .. }
             | E::ManagerTransferred { ticket_id, .. }
             | E::ManagerReply { ticket_id, .. }
@@ -290,6 +301,7 @@ impl TicketEvent<'_> {
             self,
             E::MessageAccepted { .. }
                 | E::MessageBlocked { .. }
+                | E::MessageWithdrawn { .. }
                 | E::ManagerAssigned { .. }
                 | E::ManagerTransferred { .. }
                 | E::ManagerReply { .. }
@@ -309,6 +321,7 @@ impl TicketEvent<'_> {
             | E::TicketTransferredAway { manager_id, .. }
             | E::NoteAdded { manager_id, .. } => Some(manager_id),
             E::TicketClosed { manager_id, .. }
+            | E::MessageWithdrawn { manager_id, .. }
             | E::SlaBreached { manager_id, .. }
             | E::DeliveryFailed { manager_id, .. }
             | E::DeliveryUnknown { manager_id, .. } => *manager_id,

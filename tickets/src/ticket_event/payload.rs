@@ -28,6 +28,11 @@ impl TicketEvent<'_> {
                 "message_id": message_id, "ticket_id": ticket_id, "warning": warning,
                 "warning_message_id": warning_message_id,
             }),
+            E::MessageWithdrawn {
+                message_id,
+                ticket_id,
+                ..
+            } => json!({ "message_id": message_id, "ticket_id": ticket_id }),
             E::MessageVisible {
                 message_id,
                 ticket_id,
