@@ -84,6 +84,7 @@ if [[ "${INBOX_RUN_NO_BUILD:-}" == 1 ]]; then
 else
   say "cargo build --bins (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
   cargo build --bins
+  "$ROOT/scripts/web.sh"
 fi
 
 # The AFC emulator plays the bank's AFC system for specs with `afc: { provider: kafka }`; its dev
@@ -200,6 +201,9 @@ banner() {
 [run]   client HTTP  http://$INBOX_HTTP_ADDR
 [run]   WebSocket    ws://$INBOX_HTTP_ADDR/v1/ws
 [run]   gRPC         $INBOX_GRPC_ADDR
+[run]   console      http://$INBOX_CONSOLE_ADDR/  (dev login: pick a user, role manager or admin)
+[run]   supervisor   http://$INBOX_CONSOLE_ADDR/  (log in with role admin)
+[run]   widget demo  http://$INBOX_HTTP_ADDR/widget/demo.html?console=http://$INBOX_CONSOLE_ADDR&user=ivan
 [run]   ops          http://$INBOX_COMMUNICATION_OPS_ADDR http://$INBOX_GATEWAY_OPS_ADDR http://$INBOX_WORKFLOW_OPS_ADDR  (/livez /readyz /metrics)
 [run]   profile      dev (INBOX_PROFILE=production refuses insecure settings; see README "Production")
 [run]   Temporal     127.0.0.1:$INBOX_TEMPORAL_PORT  namespace $INBOX_TEMPORAL_NAMESPACE, task queue $INBOX_TASK_QUEUE

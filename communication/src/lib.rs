@@ -192,6 +192,14 @@ impl Application {
         if let Some(hook) = webhook {
             router = router.merge(hook);
         }
+        // The client widget, for the bank's site to embed (`/widget/widget.js`, a demo page).
+        if settings.browser.has_app("widget") {
+            router = router.nest_service("/widget", settings.browser.app("widget"));
+        } else {
+            tracing::info!(root = %settings.browser.root.display(),
+                "no built widget under the web root: /widget is not served");
+        }
+        let router = router.layer(settings.browser.cors());
         let listener = TcpListener::bind(&settings.http_addr)
             .await
             .with_context(|| format!("binding {}", settings.http_addr))?;
@@ -203,7 +211,7 @@ impl Application {
             ops_addr,
             health,
             sockets,
-            header_timeout: settings.header_timeout,
+            header_timeout: settings.browser.header_timeout,
         })
     }
 
@@ -218,48 +226,15 @@ impl Application {
 
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "communication listening on http://{}", self.addr);
-        // hyper's own connection loop rather than `axum::serve`, which has no read timeouts: a
-        // client that trickles its request head (or holds a kept-alive connection silent) is
-        // cut off after `header_timeout` instead of holding a connection and a task forever.
-        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(self.header_timeout)
-            .keep_alive_timeout(self.header_timeout);
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        loop {
-            let (tcp, _) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "http connection ended");
-                }
-            });
-        }
-        self.health.drain();
-        // In-flight requests finish; idle connections close now.
-        graceful.shutdown().await;
+        let health = self.health.clone();
+        edge::web::serve(
+            self.listener,
+            self.router,
+            self.header_timeout,
+            shutdown,
+            move || health.drain(),
+        )
+        .await;
         // Upgraded connections outlive the server: each WebSocket sends its close frame ("going
         // away", resume after the last event) before the process ends.
         self.sockets.close();

@@ -77,20 +77,7 @@ channel_settings! {
     SMTP_RETRY_MAX_BACKOFF_MS "INBOX_SMTP_RETRY_MAX_BACKOFF_MS" Kind::Int, "`email.smtp.retry.max_backoff_ms` (default 30000)";
 }
 
-pub static HTTP_HEADER_TIMEOUT_SECS: Setting = Setting::new(
-    "INBOX_HTTP_HEADER_TIMEOUT_SECS",
-    Kind::Int,
-    "10",
-    "a connection that has not sent a whole request head within this long (a slow or idle client) is closed",
-);
-
-static OWN: &[&Setting] = &[
-    &HTTP_ADDR,
-    &HTTP_HEADER_TIMEOUT_SECS,
-    &OPS_ADDR,
-    &CHANNELS,
-    &TEST_CRASH_AFTER_PUBLISH,
-];
+static OWN: &[&Setting] = &[&HTTP_ADDR, &OPS_ADDR, &CHANNELS, &TEST_CRASH_AFTER_PUBLISH];
 
 /// Every setting of `communication`, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
@@ -107,8 +94,8 @@ pub fn declared() -> Vec<&'static [&'static Setting]> {
 pub struct Settings {
     pub common: Common,
     pub http_addr: String,
-    /// Longest wait for a request head, also between requests of a kept-alive connection.
-    pub header_timeout: std::time::Duration,
+    /// The widget's files, CORS for the pages that embed it, the request-head timeout.
+    pub browser: edge::web::WebSettings,
     pub ops_addr: String,
     pub rate_limit: edge::ratelimit::RateLimit,
     pub streams: edge::stream::StreamConfig,
@@ -141,9 +128,7 @@ impl Settings {
         Ok(Self {
             common: Common::from_env(env)?,
             http_addr: env.text(&HTTP_ADDR),
-            header_timeout: std::time::Duration::from_secs(
-                env.parse::<u64>(&HTTP_HEADER_TIMEOUT_SECS)?.max(1),
-            ),
+            browser: edge::web::WebSettings::from_env(env)?,
             ops_addr: env.text(&OPS_ADDR),
             rate_limit: edge::ratelimit::RateLimit::from_env(env)?,
             streams: edge::stream::StreamConfig::from_env(env)?,

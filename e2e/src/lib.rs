@@ -172,6 +172,8 @@ impl Stack {
 pub struct Engine {
     pub http: String,
     pub grpc: String,
+    /// The gateway's web console and gRPC-Web origin (`http://host:port`).
+    pub console: String,
     pub database_url: String,
     envs: Vec<(String, String)>,
     _children: Vec<Child>,
@@ -193,12 +195,16 @@ impl Service {
 
 /// What every service logs once its ops listener (`/livez`, `/readyz`, `/metrics`) is bound.
 const OPS_MARKER: &str = "ops listening on ";
+/// What the gateway logs, before it is ready, of its console listener.
+const CONSOLE_MARKER: &str = "console and gRPC-Web on ";
 
 /// A started service: its process, the rest of its ready line (its address) and its ops listener.
 struct Spawned {
     child: Child,
     addr: String,
     ops: String,
+    /// The gateway's console listener (empty for the other services).
+    console: String,
 }
 
 /// A binary of the workspace, built next to the running test.
@@ -252,19 +258,25 @@ async fn spawn(name: &str, envs: &[(&str, String)], ready_marker: &str) -> anyho
         })
     };
     let ready = tokio::time::timeout(Duration::from_secs(120), async {
-        let (mut addr, mut ops) = (None, None);
+        let (mut addr, mut ops, mut console) = (None, None, None);
         while let Some(line) = rx.recv().await {
             addr = addr.or_else(|| after(&line, ready_marker));
             ops = ops.or_else(|| after(&line, OPS_MARKER));
+            console = console.or_else(|| after(&line, CONSOLE_MARKER));
             if let (Some(addr), Some(ops)) = (&addr, &ops) {
-                return Some((addr.clone(), ops.clone()));
+                return Some((addr.clone(), ops.clone(), console.unwrap_or_default()));
             }
         }
         None
     })
     .await;
     match ready {
-        Ok(Some((addr, ops))) => Ok(Spawned { child, addr, ops }),
+        Ok(Some((addr, ops, console))) => Ok(Spawned {
+            child,
+            addr,
+            ops,
+            console,
+        }),
         Ok(None) => bail!(
             "{name} exited before it was ready: {:?}",
             child.wait().await
@@ -324,6 +336,14 @@ impl Engine {
             ("INBOX_SPEC", spec.display().to_string()),
             ("INBOX_HTTP_ADDR", "127.0.0.1:0".into()),
             ("INBOX_GRPC_ADDR", "127.0.0.1:0".into()),
+            ("INBOX_CONSOLE_ADDR", "127.0.0.1:0".into()),
+            (
+                "INBOX_WEB_ROOT",
+                platform::workspace_root()
+                    .join("web/dist")
+                    .display()
+                    .to_string(),
+            ),
             ("INBOX_COMMUNICATION_OPS_ADDR", "127.0.0.1:0".into()),
             ("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:0".into()),
             ("INBOX_WORKFLOW_OPS_ADDR", "127.0.0.1:0".into()),
@@ -346,6 +366,7 @@ impl Engine {
         Ok(Self {
             http: communication.addr,
             grpc: gateway.addr.replace("grpc://", "http://"),
+            console: gateway.console,
             database_url,
             envs: envs
                 .iter()
@@ -359,17 +380,18 @@ impl Engine {
     /// Kills the gateway (SIGKILL) and starts a new one on the same database and topics; `grpc`
     /// then points at the new one.
     pub async fn crash_and_restart_gateway(&mut self) -> anyhow::Result<()> {
-        let grpc = self
+        let (grpc, console) = self
             .crash_and_restart(2, "gateway", "gateway listening on ")
             .await?;
         self.grpc = grpc.replace("grpc://", "http://");
+        self.console = console;
         Ok(())
     }
 
     /// Kills `communication` (SIGKILL: no graceful shutdown) and starts it again on the same
     /// settings; returns once the new process is ready. Its HTTP address changes.
     pub async fn crash_and_restart_communication(&mut self) -> anyhow::Result<()> {
-        self.http = self
+        (self.http, _) = self
             .crash_and_restart(1, "communication", "communication listening on ")
             .await?;
         Ok(())
@@ -388,7 +410,7 @@ impl Engine {
         index: usize,
         name: &str,
         marker: &str,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<(String, String)> {
         self._children[index].kill().await?;
         let envs: Vec<(&str, String)> = self
             .envs
@@ -398,7 +420,7 @@ impl Engine {
         let started = spawn(name, &envs, marker).await?;
         self._children[index] = started.child;
         self.ops[index] = started.ops;
-        Ok(started.addr)
+        Ok((started.addr, started.console))
     }
 }
 
@@ -476,6 +498,7 @@ pub fn web_client(subject: &str) -> String {
 pub struct Replicas {
     pub http: String,
     pub grpc: String,
+    pub console: String,
     children: Vec<Child>,
     ops: [String; 3],
 }
@@ -510,6 +533,7 @@ impl Engine {
         Ok(Replicas {
             http: communication.addr,
             grpc: gateway.addr.replace("grpc://", "http://"),
+            console: gateway.console,
             children: vec![workflow.child, communication.child, gateway.child],
             ops: [workflow.ops, communication.ops, gateway.ops],
         })
@@ -525,6 +549,7 @@ impl Engine {
         self.ops = replicas.ops;
         self.http = replicas.http;
         self.grpc = replicas.grpc;
+        self.console = replicas.console;
         Ok(())
     }
 }

@@ -91,6 +91,17 @@ async fn in_production_the_spine_runs_over_verified_tls_and_a_service_without_th
         let body = resp.text().await?;
         assert_eq!(status, 200, "{service:?} {url}: {body}");
     }
+    // The console's dev login does not exist here: tokens come from the identity provider only.
+    let dev_login = http
+        .post(format!("{}/dev/token", engine.console))
+        .json(&serde_json::json!({ "user": "mallory", "role": "admin" }))
+        .send()
+        .await?;
+    assert_eq!(
+        dev_login.status().as_u16(),
+        404,
+        "a dev token in production"
+    );
     // Every connection of the engine to PostgreSQL is TLS.
     let mut admin = sqlx::PgConnection::connect(&stack.admin_url()).await?;
     let (tls, all): (i64, i64) = sqlx::query_as(

@@ -9,12 +9,15 @@
 //!   fed by one outbox tail per process.
 //! - [`publish`]: the inbound topic every channel's message goes to.
 //! - [`ratelimit`]: the per-client request budget.
+//! - [`web`]: what the edges serve to browsers (the built web apps, CORS) and the HTTP
+//!   connection loop with read timeouts.
 
 pub mod auth;
 pub mod client;
 pub mod publish;
 pub mod ratelimit;
 pub mod stream;
+pub mod web;
 
 /// The settings of the limits every edge applies (request rates, open streams), declared by each
 /// service with a client or manager API.
@@ -22,4 +25,7 @@ pub static SETTINGS: &[&platform::settings::Setting] = &[
     &ratelimit::RATE_LIMIT_BURST,
     &ratelimit::RATE_LIMIT_PER_SECOND,
     &stream::MAX_STREAMS_PER_CALLER,
+    &web::WEB_ROOT,
+    &web::CORS_ORIGINS,
+    &web::HTTP_HEADER_TIMEOUT_SECS,
 ];

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use crate::caller::authenticate;
 use crate::{convert, status};
 
+#[derive(Clone)]
 pub struct Admins {
     pub store: PgStore,
     pub verifier: edge::auth::Verifier,

@@ -12,6 +12,7 @@ use tracing::Instrument as _;
 use crate::manager::EventStream;
 use crate::{convert, status};
 
+#[derive(Clone)]
 pub struct Clients {
     pub chat: ClientChat,
 }

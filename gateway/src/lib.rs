@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod caller;
 pub mod client;
+pub mod console;
 pub mod convert;
 pub mod manager;
 pub mod status;
@@ -33,6 +34,13 @@ pub static GRPC_ADDR: Setting = Setting::new(
     "`gateway`: gRPC listener (port 0: any free port)",
 );
 
+pub static CONSOLE_ADDR: Setting = Setting::new(
+    "INBOX_CONSOLE_ADDR",
+    Kind::Addr,
+    "127.0.0.1:15053",
+    "`gateway`: the web console and gRPC-Web listener (HTTP/1.1; port 0: any free port)",
+);
+
 pub static OPS_ADDR: Setting =
     platform::ops::ops_addr_setting("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:15052");
 
@@ -45,7 +53,13 @@ pub static READY_LAPSE_SECS: Setting = Setting::new(
 
 /// Every setting of the gateway, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
-    static OWN: &[&Setting] = &[&GRPC_ADDR, &OPS_ADDR, &spec::SPEC_FILE, &READY_LAPSE_SECS];
+    static OWN: &[&Setting] = &[
+        &GRPC_ADDR,
+        &CONSOLE_ADDR,
+        &OPS_ADDR,
+        &spec::SPEC_FILE,
+        &READY_LAPSE_SECS,
+    ];
     vec![
         common::ALL,
         platform::telemetry::SETTINGS,
@@ -58,6 +72,11 @@ pub fn declared() -> Vec<&'static [&'static Setting]> {
 pub struct Settings {
     pub common: Common,
     pub grpc_addr: String,
+    pub console_addr: String,
+    /// The console's files, CORS, the request-head timeout of the console listener.
+    pub browser: edge::web::WebSettings,
+    /// Dev profile with a shared-secret verifier: the console's dev login issues tokens.
+    pub dev_tokens: Option<console::DevTokens>,
     pub ops_addr: String,
     pub spec_path: std::path::PathBuf,
     /// The per-caller budget of `ClientService` calls (the web chat's own) and of manager
@@ -70,9 +89,23 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env(env: &Env) -> Result<Self, SettingError> {
+        let common = Common::from_env(env)?;
+        let dev_tokens = match &common.auth {
+            platform::settings::AuthSettings::Hs256 { secret, issuer } if !env.is_production() => {
+                use secrecy::ExposeSecret as _;
+                Some(console::DevTokens {
+                    secret: secret.expose_secret().as_bytes().to_vec(),
+                    issuer: issuer.clone().unwrap_or_default(),
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
-            common: Common::from_env(env)?,
+            common,
             grpc_addr: env.text(&GRPC_ADDR),
+            console_addr: env.text(&CONSOLE_ADDR),
+            browser: edge::web::WebSettings::from_env(env)?,
+            dev_tokens,
             ops_addr: env.text(&OPS_ADDR),
             spec_path: env.text(&spec::SPEC_FILE).into(),
             rate_limit: edge::ratelimit::RateLimit::from_env(env)?,
@@ -94,6 +127,10 @@ impl Settings {
 
 pub struct Application {
     listener: TcpListener,
+    console: TcpListener,
+    console_addr: SocketAddr,
+    browser: edge::web::WebSettings,
+    dev_tokens: Option<console::DevTokens>,
     managers: manager::Managers,
     clients: client::Clients,
     admins: admin::Admins,
@@ -207,8 +244,16 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.grpc_addr))?;
         let addr = listener.local_addr()?;
+        let console = TcpListener::bind(&settings.console_addr)
+            .await
+            .with_context(|| format!("binding {}", settings.console_addr))?;
+        let console_addr = console.local_addr()?;
         Ok(Self {
             listener,
+            console,
+            console_addr,
+            browser: settings.browser.clone(),
+            dev_tokens: settings.dev_tokens.clone(),
             managers,
             clients,
             admins,
@@ -222,6 +267,11 @@ impl Application {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the web console and gRPC-Web are served.
+    pub fn console_addr(&self) -> SocketAddr {
+        self.console_addr
     }
 
     /// Where `/livez`, `/readyz` and `/metrics` are served.
@@ -302,7 +352,22 @@ impl Application {
         };
         let reflection = reflection_builder().build_v1()?;
         let reflection_alpha = reflection_builder().build_v1alpha()?;
+        tracing::info!(addr = %self.console_addr,
+            "console and gRPC-Web on http://{}", self.console_addr);
         tracing::info!(addr = %self.addr, "gateway listening on grpc://{}", self.addr);
+        let console = tokio::spawn(edge::web::serve(
+            self.console,
+            console::router(
+                self.managers.clone(),
+                self.clients.clone(),
+                self.admins.clone(),
+                &self.browser,
+                self.dev_tokens.clone(),
+            ),
+            self.browser.header_timeout,
+            shutdown.clone(),
+            || {},
+        ));
         let stop = {
             let shutdown = shutdown.clone();
             let readiness = self.health.clone();
@@ -345,6 +410,7 @@ impl Application {
             )
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop)
             .await?;
+        console.await?;
         Ok(())
     }
 }

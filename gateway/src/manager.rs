@@ -15,6 +15,7 @@ use crate::convert;
 use crate::status;
 use edge::stream::{Audience, Streams};
 
+#[derive(Clone)]
 pub struct Managers {
     pub store: PgStore,
     pub verifier: edge::auth::Verifier,

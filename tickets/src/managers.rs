@@ -381,7 +381,9 @@ impl MatchingPort for PgMatching<'_, '_> {
 
     async fn waiting_tickets(&mut self, caps: &Capacities) -> Result<Vec<WaitingTicket>> {
         let rows = sqlx::query(
-            "SELECT t.id, t.client_id, t.queue, t.priority, t.waiting_since FROM tickets t
+            "SELECT t.id, t.client_id, wi.subject AS client_subject, t.queue, t.priority,
+                    t.waiting_since
+             FROM tickets t LEFT JOIN web_identities wi ON wi.client_id = t.client_id
              WHERE t.status = 'waiting' AND t.id IN (
                  SELECT w.id FROM (
                      SELECT id, queue, row_number() OVER (
@@ -402,6 +404,7 @@ impl MatchingPort for PgMatching<'_, '_> {
                 Ok(WaitingTicket {
                     id: row.try_get("id")?,
                     client_id: row.try_get("client_id")?,
+                    client_subject: row.try_get("client_subject")?,
                     queue: row.try_get("queue")?,
                     priority: row.try_get("priority")?,
                     waiting_since: row.try_get("waiting_since")?,

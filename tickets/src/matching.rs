@@ -17,9 +17,21 @@ use uuid::Uuid;
 pub struct WaitingTicket {
     pub id: Uuid,
     pub client_id: String,
+    /// The identity provider's subject of a web client (their client id is `web:<subject>`, or
+    /// the subject itself for one from before the prefixes): the same person as the manager of
+    /// that user id.
+    pub client_subject: Option<String>,
     pub queue: String,
     pub priority: i32,
     pub waiting_since: Option<DateTime<Utc>>,
+}
+
+impl WaitingTicket {
+    /// Whether the ticket is the client ticket of user `user_id` (a manager's id is their
+    /// subject).
+    pub fn is_of(&self, user_id: &str) -> bool {
+        self.client_id == user_id || self.client_subject.as_deref() == Some(user_id)
+    }
 }
 
 /// A manager with ready slots.
@@ -81,7 +93,7 @@ pub fn plan(waiting: &[WaitingTicket], ready: &[ReadyManager]) -> Vec<Match> {
                 slots[m] > 0
                     && ready[m].serves(&waiting[t].queue)
                     // A user holding both roles never serves their own ticket.
-                    && ready[m].id != waiting[t].client_id
+                    && !waiting[t].is_of(&ready[m].id)
             })
             .min_by(|&a, &b| {
                 open[a]
@@ -195,6 +207,7 @@ mod tests {
         WaitingTicket {
             id: Uuid::from_u128(n),
             client_id: format!("client-{n}"),
+            client_subject: None,
             queue: queue.into(),
             priority,
             waiting_since: at(since),
@@ -348,8 +361,11 @@ mod tests {
     #[test]
     fn a_user_holding_both_roles_is_never_given_their_own_ticket() {
         let mut own = ticket(1, "general", 9, 0);
-        own.client_id = "alice".into();
-        let waiting = [own, ticket(2, "general", 0, 1)];
+        own.client_id = "web:alice".into();
+        own.client_subject = Some("alice".into());
+        let mut legacy = ticket(3, "general", 0, 2);
+        legacy.client_id = "alice".into();
+        let waiting = [own, ticket(2, "general", 0, 1), legacy];
         let ready = [manager("alice", &[], 2, 0, 0)];
         assert_eq!(pairs(&waiting, &ready), vec![(2, "alice".to_string())]);
         // Another manager takes it.

@@ -349,3 +349,26 @@ async fn web_clients_from_before_the_prefixes_keep_their_ids_and_others_get_thei
     assert_eq!(store.web_client("https://idp", "ivan").await?, "web:ivan");
     Ok(())
 }
+
+/// A user holding both roles writes as the web client `web:<their id>`: that ticket is never
+/// theirs to serve, and goes to another manager.
+#[sqlx::test]
+async fn a_manager_is_never_given_the_ticket_they_wrote_as_a_web_client(
+    pool: PgPool,
+) -> Result<(), StoreError> {
+    let store = PgStore::from_pool(pool);
+    let as_client = store.web_client("https://idp", "alice").await?;
+    assert_eq!(as_client, "web:alice");
+    store.set_ready(&manager("alice"), 2).await?;
+    let own = waiting_ticket(&store, &as_client).await?;
+    assert!(store.manager_tickets("alice", &[]).await?.is_empty());
+    store.set_ready(&manager("bob"), 2).await?;
+    let bobs: Vec<Uuid> = store
+        .manager_tickets("bob", &[])
+        .await?
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(bobs, [own]);
+    Ok(())
+}

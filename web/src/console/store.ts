@@ -1,0 +1,575 @@
+// The manager's live state: tickets, their conversations, drafts and the event stream. Plain
+// TypeScript (no UI): components read it and re-render on `subscribe`.
+import { Code, ConnectError } from '@connectrpc/connect';
+import { timestampMs } from '@bufbuild/protobuf/wkt';
+import type { JsonObject } from '@bufbuild/protobuf';
+import { Author, type Message, type Ticket } from '../gen/inbox/v1/manager_pb';
+import type { Event } from '../gen/inbox/v1/stream_pb';
+import type { Api } from './api';
+import { Backoff, pause } from '../shared/backoff';
+import { uuid } from '../shared/uuid';
+
+export type MsgKind = 'client' | 'manager' | 'system' | 'note';
+
+export interface Msg {
+  id: string;
+  kind: MsgKind;
+  body: string;
+  at: number;
+  managerId?: string;
+  managerName?: string;
+}
+
+export interface DeliveryIssue {
+  seq: bigint;
+  failed: boolean;
+  channel: string;
+  state: 'open' | 'sending' | 'resent' | 'error';
+}
+
+export interface TicketView {
+  id: string;
+  ticket?: Ticket;
+  clientId: string;
+  messages: Msg[];
+  loaded: boolean;
+  loading: boolean;
+  nextPageToken: string;
+  /** The client's messages after this instant are unread. */
+  seenAt: number;
+  ended?: 'closed' | 'transferred';
+  sla: boolean;
+  issues: DeliveryIssue[];
+  resolving: boolean;
+}
+
+export type Link = 'connecting' | 'live' | 'reconnecting';
+export type DraftMode = 'reply' | 'note';
+
+export interface Draft {
+  text: string;
+  /** The idempotency key of this draft: made once, reused by every retry, dropped on success. */
+  key: string | null;
+  sending: boolean;
+  failed: boolean;
+}
+
+export interface Readiness {
+  readySlots: number;
+  openTickets: number;
+  capacity: number;
+}
+
+export type AuthLoss = 'expired' | 'forbidden';
+export type Notice = { kind: 'assigned' } | { kind: 'error'; message: string };
+
+export function channelOf(clientId: string): 'web' | 'tg' | 'email' | 'other' {
+  const prefix = clientId.split(':', 1)[0];
+  return prefix === 'web' || prefix === 'tg' || prefix === 'email' ? prefix : 'other';
+}
+
+function kindOf(a: Author): MsgKind {
+  switch (a) {
+    case Author.CLIENT:
+      return 'client';
+    case Author.MANAGER:
+      return 'manager';
+    case Author.NOTE:
+      return 'note';
+    default:
+      return 'system';
+  }
+}
+
+function parseAt(s: unknown, fallback: number): number {
+  if (typeof s !== 'string') return fallback;
+  const t = Date.parse(s);
+  return Number.isNaN(t) ? fallback : t;
+}
+
+function str(p: JsonObject, k: string): string {
+  const v = p[k];
+  return typeof v === 'string' ? v : '';
+}
+
+export class ManagerStore {
+  readonly tickets = new Map<string, TicketView>();
+  openId: string | null = null;
+  link: Link = 'connecting';
+  retryAt = 0;
+  readiness: Readiness | null = null;
+  readyBusy = false;
+  notice: Notice | null = null;
+  listLoaded = false;
+  private readonly drafts = new Map<string, Draft>();
+  private readonly fetching = new Set<string>();
+  private cursor: bigint;
+  private readonly seen: Record<string, number>;
+  private readonly listeners = new Set<() => void>();
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly api: Api,
+    readonly user: string,
+    readonly userName: string,
+    private readonly onAuthLost: (why: AuthLoss) => void,
+  ) {
+    this.cursor = BigInt(sessionStorage.getItem(this.cursorKey) || '0');
+    try {
+      this.seen = JSON.parse(sessionStorage.getItem(this.seenKey) || '{}');
+    } catch {
+      this.seen = {};
+    }
+  }
+
+  private get cursorKey() {
+    return `inbox.console.cursor.${this.user}`;
+  }
+  private get seenKey() {
+    return `inbox.console.seen.${this.user}`;
+  }
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private emit(): void {
+    for (const fn of this.listeners) fn();
+  }
+
+  start(): void {
+    void this.streamLoop();
+    void this.loadTickets();
+    window.addEventListener('online', this.emitBound);
+  }
+
+  stop(): void {
+    this.abort.abort();
+    window.removeEventListener('online', this.emitBound);
+  }
+
+  private readonly emitBound = () => this.emit();
+
+  /** Reads the caller's open tickets, page by page, and each one's conversation. */
+  private async loadTickets(): Promise<void> {
+    try {
+      let pageToken = '';
+      do {
+        const page = await this.api.manager.listTickets(
+          { pageSize: 100, pageToken },
+          { signal: this.abort.signal },
+        );
+        for (const t of page.tickets) this.withTicket(t);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      this.listLoaded = true;
+      this.emit();
+    } catch (e) {
+      this.failed(e);
+    }
+  }
+
+  private withTicket(t: Ticket): TicketView {
+    const v = this.view(t.id, t.clientId);
+    v.ticket = t;
+    v.clientId = t.clientId || v.clientId;
+    if (!v.loaded && !v.loading) void this.loadMessages(v);
+    return v;
+  }
+
+  private view(id: string, clientId = ''): TicketView {
+    let v = this.tickets.get(id);
+    if (!v) {
+      v = {
+        id,
+        clientId,
+        messages: [],
+        loaded: false,
+        loading: false,
+        nextPageToken: '',
+        seenAt: this.seen[id] ?? -1,
+        sla: false,
+        issues: [],
+        resolving: false,
+      };
+      this.tickets.set(id, v);
+    }
+    return v;
+  }
+
+  /** Makes sure a ticket the stream names is known: its record and its messages. */
+  private ensureTicket(id: string, clientId = ''): TicketView {
+    const known = this.tickets.get(id);
+    const v = this.view(id, clientId);
+    if (!known?.ticket && !this.fetching.has(id)) {
+      this.fetching.add(id);
+      this.api.manager
+        .getTicket({ ticketId: id }, { signal: this.abort.signal })
+        .finally(() => this.fetching.delete(id))
+        .then((r) => {
+          if (r.ticket) this.withTicket(r.ticket);
+          this.emit();
+        })
+        .catch((e) => {
+          if (ConnectError.from(e).code === Code.NotFound) {
+            if (this.openId !== id) this.tickets.delete(id);
+            this.emit();
+          } else this.failed(e);
+        });
+    }
+    return v;
+  }
+
+  private async loadMessages(v: TicketView): Promise<void> {
+    v.loading = true;
+    try {
+      for (let pages = 0; pages < 50; pages++) {
+        const r = await this.api.manager.listMessages(
+          { ticketId: v.id, pageSize: 200, pageToken: v.nextPageToken },
+          { signal: this.abort.signal },
+        );
+        for (const m of r.messages) this.upsert(v, fromProto(m));
+        if (r.nextPageToken) v.nextPageToken = r.nextPageToken;
+        if (!r.hasMore) break;
+      }
+      v.loaded = true;
+      if (v.seenAt < 0) v.seenAt = this.lastAnswerAt(v);
+      if (this.openId === v.id) this.markSeen(v);
+    } catch (e) {
+      this.failed(e);
+    } finally {
+      v.loading = false;
+      this.emit();
+    }
+  }
+
+  private upsert(v: TicketView, m: Msg): void {
+    if (!m.id) return;
+    const i = v.messages.findIndex((x) => x.id === m.id);
+    if (i >= 0) v.messages[i] = { ...v.messages[i], ...m, managerId: m.managerId || v.messages[i].managerId };
+    else v.messages.push(m);
+    v.messages.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    if (this.openId === v.id) this.markSeen(v);
+  }
+
+  private async streamLoop(): Promise<void> {
+    const backoff = new Backoff(500, 30_000);
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      try {
+        const stream = this.api.manager.streamEvents(
+          { afterCursor: this.cursor },
+          {
+            signal,
+            onHeader: () => {
+              this.link = 'live';
+              this.emit();
+            },
+          },
+        );
+        for await (const ev of stream) {
+          backoff.reset();
+          this.link = 'live';
+          this.apply(ev);
+          this.emit();
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        const err = ConnectError.from(e);
+        if (err.code === Code.Unauthenticated) return this.onAuthLost('expired');
+        if (err.code === Code.PermissionDenied) return this.onAuthLost('forbidden');
+      }
+      if (signal.aborted) return;
+      const delay = backoff.next();
+      this.link = 'reconnecting';
+      this.retryAt = Date.now() + delay;
+      this.emit();
+      await pause(delay, signal);
+    }
+  }
+
+  /** One event of the stream; every kind is applied idempotently (a replay changes nothing). */
+  apply(ev: Event): void {
+    if (ev.cursor > this.cursor) {
+      this.cursor = ev.cursor;
+      sessionStorage.setItem(this.cursorKey, String(ev.cursor));
+    }
+    const p: JsonObject = ev.payload ?? {};
+    const tid = ev.ticketId || str(p, 'ticket_id');
+    if (!tid) return;
+    const at = ev.createdAt ? timestampMs(ev.createdAt) : Date.now();
+    switch (ev.kind) {
+      case 'ticket_assigned':
+        this.ensureTicket(tid, str(p, 'client_id'));
+        break;
+      case 'message_visible':
+        this.upsert(this.ensureTicket(tid), {
+          id: str(p, 'message_id'),
+          kind: 'client',
+          body: str(p, 'body'),
+          at: parseAt(p.created_at, at),
+        });
+        break;
+      case 'message_withdrawn': {
+        const v = this.tickets.get(tid);
+        if (v) v.messages = v.messages.filter((m) => m.id !== str(p, 'message_id'));
+        break;
+      }
+      case 'manager_reply':
+        this.upsert(this.ensureTicket(tid), {
+          id: str(p, 'message_id'),
+          kind: 'manager',
+          body: str(p, 'body'),
+          at: parseAt(p.created_at, at),
+          managerName: str(p, 'manager_name'),
+        });
+        break;
+      case 'note_added':
+        this.upsert(this.ensureTicket(tid), {
+          id: str(p, 'note_id'),
+          kind: 'note',
+          body: str(p, 'body'),
+          at: parseAt(p.created_at, at),
+        });
+        break;
+      case 'ticket_transferred_away':
+        this.end(tid, 'transferred');
+        break;
+      case 'ticket_closed': {
+        const v = this.end(tid, 'closed');
+        if (v && str(p, 'message_id') && str(p, 'body')) {
+          this.upsert(v, { id: str(p, 'message_id'), kind: 'system', body: str(p, 'body'), at });
+        }
+        break;
+      }
+      case 'sla_breached':
+        this.ensureTicket(tid).sla = true;
+        break;
+      case 'delivery_failed':
+      case 'delivery_unknown': {
+        const v = this.ensureTicket(tid);
+        const n = p.event_seq;
+        const seq = typeof n === 'number' ? BigInt(n) : typeof n === 'string' && /^\d+$/.test(n) ? BigInt(n) : null;
+        if (seq !== null && !v.issues.some((i) => i.seq === seq)) {
+          v.issues.push({ seq, failed: ev.kind === 'delivery_failed', channel: str(p, 'channel'), state: 'open' });
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private end(tid: string, how: 'closed' | 'transferred'): TicketView | undefined {
+    const v = this.tickets.get(tid);
+    if (!v) return undefined;
+    v.ended = how;
+    if (this.openId !== tid && how === 'transferred') this.tickets.delete(tid);
+    return v;
+  }
+
+  // ---- What the view shows ----
+
+  /** Open tickets for the list: those not ended (the open one stays while shown). */
+  list(): TicketView[] {
+    return [...this.tickets.values()]
+      .filter((v) => !v.ended && (v.ticket || v.messages.length))
+      .sort((a, b) => createdMs(b) - createdMs(a));
+  }
+
+  open(): TicketView | null {
+    return (this.openId && this.tickets.get(this.openId)) || null;
+  }
+
+  unread(v: TicketView): number {
+    if (v.id === this.openId) return 0;
+    return v.messages.filter((m) => m.kind === 'client' && m.at > v.seenAt).length;
+  }
+
+  /** Since when the client waits for an answer: their first message after the last reply. */
+  waitingSince(v: TicketView): number | null {
+    let since: number | null = null;
+    for (let i = v.messages.length - 1; i >= 0; i--) {
+      const m = v.messages[i];
+      if (m.kind === 'manager') break;
+      if (m.kind === 'client') since = m.at;
+    }
+    return since;
+  }
+
+  lastMessage(v: TicketView): Msg | undefined {
+    for (let i = v.messages.length - 1; i >= 0; i--) {
+      if (v.messages[i].kind !== 'note') return v.messages[i];
+    }
+    return undefined;
+  }
+
+  isMine(m: Msg): boolean {
+    return m.managerId ? m.managerId === this.user : m.managerName === this.userName;
+  }
+
+  private lastAnswerAt(v: TicketView): number {
+    for (let i = v.messages.length - 1; i >= 0; i--) {
+      if (v.messages[i].kind === 'manager' || v.messages[i].kind === 'note') return v.messages[i].at;
+    }
+    return 0;
+  }
+
+  private markSeen(v: TicketView): void {
+    const last = v.messages.length ? v.messages[v.messages.length - 1].at : 0;
+    if (last > v.seenAt) {
+      v.seenAt = last;
+      this.seen[v.id] = last;
+      sessionStorage.setItem(this.seenKey, JSON.stringify(this.seen));
+    }
+  }
+
+  // ---- Actions ----
+
+  select(id: string | null): void {
+    const prev = this.openId && this.tickets.get(this.openId);
+    if (prev && prev.ended) this.tickets.delete(prev.id);
+    this.openId = id;
+    const v = id ? this.tickets.get(id) : undefined;
+    if (v) {
+      this.markSeen(v);
+      if (!v.loaded && !v.loading) void this.loadMessages(v);
+    }
+    this.emit();
+  }
+
+  draft(tid: string, mode: DraftMode): Draft {
+    const k = `${tid}:${mode}`;
+    let d = this.drafts.get(k);
+    if (!d) {
+      d = { text: '', key: null, sending: false, failed: false };
+      this.drafts.set(k, d);
+    }
+    return d;
+  }
+
+  setDraft(tid: string, mode: DraftMode, text: string): void {
+    const d = this.draft(tid, mode);
+    if (d.sending) return;
+    d.text = text;
+    if (!d.key && text.trim()) d.key = uuid();
+    this.emit();
+  }
+
+  /** Sends the draft once: a second call while it is in flight does nothing, a retry after a
+   * failure reuses the draft's key (the server answers it with the same message). */
+  async send(tid: string, mode: DraftMode): Promise<void> {
+    const d = this.draft(tid, mode);
+    const body = d.text.trim();
+    if (d.sending || !body) return;
+    d.sending = true;
+    d.failed = false;
+    const key = (d.key ??= uuid());
+    this.emit();
+    try {
+      const v = this.view(tid);
+      if (mode === 'reply') {
+        const r = await this.api.manager.sendReply({ ticketId: tid, body, idempotencyKey: key });
+        this.upsert(v, { id: r.messageId, kind: 'manager', body, at: Date.now(), managerId: this.user, managerName: this.userName });
+      } else {
+        const r = await this.api.manager.addNote({ ticketId: tid, body, idempotencyKey: key });
+        this.upsert(v, { id: r.noteId, kind: 'note', body, at: Date.now(), managerId: this.user });
+      }
+      d.text = '';
+      d.key = null;
+    } catch (e) {
+      d.failed = true;
+      this.failed(e);
+    } finally {
+      d.sending = false;
+      this.emit();
+    }
+  }
+
+  async resolve(tid: string): Promise<void> {
+    const v = this.tickets.get(tid);
+    if (!v || v.resolving || v.ended) return;
+    v.resolving = true;
+    this.emit();
+    try {
+      await this.api.manager.resolveTicket({ ticketId: tid });
+      v.ended = 'closed';
+    } catch (e) {
+      this.failed(e);
+    } finally {
+      v.resolving = false;
+      this.emit();
+    }
+  }
+
+  async resend(tid: string, seq: bigint): Promise<void> {
+    const issue = this.tickets.get(tid)?.issues.find((i) => i.seq === seq);
+    if (!issue || issue.state === 'sending') return;
+    issue.state = 'sending';
+    this.emit();
+    try {
+      await this.api.manager.resendDelivery({ ticketId: tid, eventSeq: seq });
+      issue.state = 'resent';
+    } catch (e) {
+      issue.state = 'error';
+      this.failed(e);
+    }
+    this.emit();
+  }
+
+  async setReady(ready: boolean): Promise<void> {
+    if (this.readyBusy) return;
+    this.readyBusy = true;
+    this.emit();
+    try {
+      if (ready) {
+        const r = await this.api.manager.setReady({});
+        this.readiness = { readySlots: r.readySlots, openTickets: r.openTickets, capacity: r.capacity };
+        if (r.assignedTicketId) {
+          this.ensureTicket(r.assignedTicketId);
+          this.notice = { kind: 'assigned' };
+        }
+      } else {
+        await this.api.manager.setNotReady({});
+        this.readiness = this.readiness
+          ? { ...this.readiness, readySlots: 0 }
+          : { readySlots: 0, openTickets: this.list().length, capacity: 0 };
+      }
+    } catch (e) {
+      this.failed(e);
+    } finally {
+      this.readyBusy = false;
+      this.emit();
+    }
+  }
+
+  dismissNotice(): void {
+    this.notice = null;
+    this.emit();
+  }
+
+  private failed(e: unknown): void {
+    if (this.abort.signal.aborted) return;
+    const err = ConnectError.from(e);
+    if (err.code === Code.Unauthenticated) return this.onAuthLost('expired');
+    if (err.code === Code.PermissionDenied) return this.onAuthLost('forbidden');
+    this.notice = { kind: 'error', message: err.rawMessage || String(err.code) };
+    this.emit();
+  }
+}
+
+function fromProto(m: Message): Msg {
+  return {
+    id: m.id,
+    kind: kindOf(m.author),
+    body: m.body,
+    at: m.createdAt ? timestampMs(m.createdAt) : Date.now(),
+    managerId: m.managerId || undefined,
+  };
+}
+
+function createdMs(v: TicketView): number {
+  const t = v.ticket?.assignedAt ?? v.ticket?.createdAt;
+  return t ? timestampMs(t) : Date.now();
+}

@@ -1,0 +1,191 @@
+import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from 'preact/hooks';
+import { formatTime, LANGS, strings, type Lang, type Strings } from '../i18n';
+import type { TokenSource } from './api';
+import { ChatStore, type Item } from './chat';
+
+function useRerender(): () => void {
+  const [, bump] = useReducer((n: number, _: null) => n + 1, 0);
+  return useCallback(() => bump(null), []);
+}
+
+export function Widget({ apiUrl, token, lang: initialLang }: { apiUrl: string; token: TokenSource; lang: Lang }) {
+  const [lang, setLang] = useState<Lang>(initialLang);
+  const t = strings(lang);
+  const store = useMemo(() => new ChatStore(apiUrl, token), [apiUrl, token]);
+  const rerender = useRerender();
+  useEffect(() => {
+    const off = store.subscribe(rerender);
+    store.start();
+    return () => {
+      off();
+      store.stop();
+    };
+  }, [store]);
+
+  const [ids] = useState(() => {
+    const n = Math.random().toString(36).slice(2, 8);
+    return { title: `iw-title-${n}`, input: `iw-input-${n}` };
+  });
+
+  return (
+    <section class="iw" lang={lang} aria-labelledby={ids.title}>
+      <header class="iw-head">
+        <h2 id={ids.title}>{t.widgetTitle}</h2>
+        <LinkState t={t} store={store} />
+        <select class="iw-lang" aria-label={t.language} value={lang} onChange={(e) => setLang(e.currentTarget.value as Lang)}>
+          {LANGS.map((l) => (
+            <option key={l} value={l}>
+              {l.toUpperCase()}
+            </option>
+          ))}
+        </select>
+      </header>
+      {!store.online && (
+        <p class="iw-banner" role="status">
+          {t.offline}
+        </p>
+      )}
+      {store.sessionExpired && (
+        <p class="iw-banner iw-banner-error" role="alert">
+          {t.widgetSessionExpired}
+        </p>
+      )}
+      <Log t={t} lang={lang} store={store} />
+      <Composer t={t} store={store} inputId={ids.input} />
+    </section>
+  );
+}
+
+function LinkState({ t, store }: { t: Strings; store: ChatStore }) {
+  const text = store.link === 'live' ? t.live : store.link === 'connecting' ? t.connecting : t.reconnecting;
+  return (
+    <span class={`iw-link iw-link-${store.link}`} role="status" aria-live="polite" data-link={store.link}>
+      {text}
+    </span>
+  );
+}
+
+function Log({ t, lang, store }: { t: Strings; lang: Lang; store: ChatStore }) {
+  const box = useRef<HTMLDivElement>(null);
+  const top = useRef<HTMLDivElement>(null);
+  const atBottom = useRef(true);
+  const heightBefore = useRef(0);
+  const prepended = useRef(store.prepended);
+
+  // Older messages went on top: keep what the reader was looking at in place.
+  // Otherwise follow new messages while the reader is at the bottom.
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    if (prepended.current !== store.prepended) {
+      prepended.current = store.prepended;
+      el.scrollTop += el.scrollHeight - heightBefore.current;
+    } else if (atBottom.current) {
+      el.scrollTop = el.scrollHeight;
+    }
+    heightBefore.current = el.scrollHeight;
+  });
+
+  useEffect(() => {
+    const el = top.current;
+    if (!el || !box.current) return;
+    const io = new IntersectionObserver(
+      (entries) => {
+        if (entries.some((e) => e.isIntersecting) && store.loaded) void store.loadOlder();
+      },
+      { root: box.current, rootMargin: '40px 0px 0px 0px' },
+    );
+    io.observe(el);
+    return () => io.disconnect();
+  }, [store, store.loaded]);
+
+  const onScroll = () => {
+    const el = box.current;
+    if (!el) return;
+    atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    heightBefore.current = el.scrollHeight;
+  };
+
+  return (
+    <div class="iw-log" role="log" aria-label={t.messagesLog} ref={box} onScroll={onScroll}>
+      <div ref={top} class="iw-top">
+        {store.loadingOlder ? t.loadingOlder : store.loaded && !store.hasOlder && store.items.length > 0 ? t.startOfChat : ''}
+      </div>
+      {store.loaded && store.items.length === 0 && <p class="iw-empty">{t.emptyChat}</p>}
+      {!store.loaded && store.items.length === 0 && <p class="iw-empty">{t.loading}</p>}
+      <ol class="iw-msgs">
+        {store.items.map((m) => (
+          <Bubble key={m.key} t={t} lang={lang} m={m} store={store} />
+        ))}
+      </ol>
+    </div>
+  );
+}
+
+function stateText(t: Strings, m: Item): string {
+  switch (m.state) {
+    case 'queued':
+      return t.stateQueued;
+    case 'sending':
+      return t.stateSending;
+    case 'sent':
+    case 'pending':
+      // Taken in; whether it passed the check is known only from the history.
+      return t.stateSent;
+    case 'delivered':
+      return t.stateDelivered;
+    case 'failed':
+      return t.stateFailed(m.error || '');
+    default:
+      return '';
+  }
+}
+
+function Bubble({ t, lang, m, store }: { t: Strings; lang: Lang; m: Item; store: ChatStore }) {
+  const who = m.kind === 'client' ? t.you : m.kind === 'manager' ? m.managerName || t.bank : m.kind === 'warning' ? t.blockedLabel : t.bank;
+  return (
+    <li class={`iw-msg iw-${m.kind}`} data-kind={m.kind} data-state={m.state} data-id={m.key}>
+      {m.kind !== 'system' && <span class="iw-who">{who}</span>}
+      <span class="iw-body">{m.body}</span>
+      <span class="iw-meta">
+        <time dateTime={new Date(m.at).toISOString()}>{formatTime(lang, m.at)}</time>
+        {m.kind === 'client' && m.state && <span class="iw-state">{stateText(t, m)}</span>}
+        {m.state === 'failed' && (
+          <button type="button" class="iw-link-button" onClick={() => store.discard(m.key)}>
+            {t.discard}
+          </button>
+        )}
+      </span>
+    </li>
+  );
+}
+
+function Composer({ t, store, inputId }: { t: Strings; store: ChatStore; inputId: string }) {
+  const [text, setText] = useState('');
+  const submit = (e: Event) => {
+    e.preventDefault();
+    if (!text.trim() || store.sessionExpired) return;
+    store.send(text);
+    setText('');
+  };
+  return (
+    <form class="iw-composer" onSubmit={submit}>
+      <label for={inputId} class="iw-hidden">
+        {t.messageLabel}
+      </label>
+      <textarea
+        id={inputId}
+        rows={2}
+        value={text}
+        placeholder={t.messagePlaceholder}
+        onInput={(e) => setText(e.currentTarget.value)}
+        onKeyDown={(e) => {
+          if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) submit(e);
+        }}
+      />
+      <button type="submit" aria-disabled={!text.trim() || store.sessionExpired}>
+        {t.send}
+      </button>
+    </form>
+  );
+}

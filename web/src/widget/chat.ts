@@ -1,0 +1,456 @@
+// The client's chat state: history pages, the live WebSocket, and the outbox that sends each
+// message with one client_message_id however often it has to retry. Plain TypeScript (no UI).
+import { Backoff, pause } from '../shared/backoff';
+import { jwtClaims } from '../shared/jwt';
+import { uuid } from '../shared/uuid';
+import { ChatApi, HttpError, type TokenSource, type WireMessage } from './api';
+
+export type ItemKind = 'client' | 'manager' | 'system' | 'warning';
+export type ItemState = 'queued' | 'sending' | 'sent' | 'pending' | 'delivered' | 'failed';
+
+export interface Item {
+  /** The server's message id, or `local:<client_message_id>` until the server names it. */
+  key: string;
+  kind: ItemKind;
+  body: string;
+  at: number;
+  state?: ItemState;
+  error?: string;
+  managerName?: string;
+}
+
+/** A message not yet answered 2xx by `POST /v1/messages`; kept in sessionStorage (this tab only,
+ * gone when it closes: the text may be sensitive) so a reload still sends it, with the same id. */
+interface Outgoing {
+  cmid: string;
+  body: string;
+  at: number;
+  failed?: string;
+}
+
+export type Link = 'connecting' | 'live' | 'reconnecting';
+
+const MAX_WARNINGS_KEPT = 20;
+
+export class ChatStore {
+  items: Item[] = [];
+  link: Link = 'connecting';
+  online = navigator.onLine;
+  olderCursor: string | null = null;
+  hasOlder = true;
+  loadingOlder = false;
+  loaded = false;
+  sessionExpired = false;
+  /** Bumped when older messages were put on top (the view keeps its scroll position). */
+  prepended = 0;
+
+  private readonly byKey = new Map<string, Item>();
+  /** Messages blocked or withdrawn: never shown again, whatever arrives late. */
+  private readonly gone = new Set<string>();
+  private outbox: Outgoing[];
+  private cursor: number;
+  private warnings: string[];
+  private readonly api: ChatApi;
+  /** Per API origin and client (`sub` of the token); null until the token is known. */
+  private storeKey: string | null = null;
+  private readonly listeners = new Set<() => void>();
+  private readonly abort = new AbortController();
+  private socket: WebSocket | null = null;
+  private readonly sendWake = new EventTarget();
+  private sendingCmid: string | null = null;
+  private lastMarked: string | null = null;
+  private markTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(apiUrl: string, private readonly tokenSource: TokenSource) {
+    this.api = new ChatApi(apiUrl, tokenSource);
+    this.outbox = [];
+    this.cursor = 0;
+    this.warnings = [];
+  }
+
+  /** Once the token is known: what this client's earlier visits left (outbox, cursor, warnings). */
+  private async restore(): Promise<void> {
+    const sub = jwtClaims(await this.api.currentToken()).sub || 'anon';
+    this.storeKey = `inbox.widget.${this.api.baseUrl}.${sub}`;
+    const stored = this.read<Outgoing[]>(sessionStorage, 'outbox', []);
+    const written = new Set(this.outbox.map((o) => o.cmid));
+    this.outbox = [...stored.filter((o) => !written.has(o.cmid)), ...this.outbox];
+    for (const o of stored) this.put(localItem(o));
+    this.cursor = Math.max(this.cursor, this.read(localStorage, 'cursor', 0));
+    this.warnings = [...new Set([...this.read<string[]>(localStorage, 'warnings', []), ...this.warnings])];
+    this.write('outbox', this.outbox);
+    this.sendWake.dispatchEvent(new Event('wake'));
+  }
+
+  private read<T>(where: Storage, name: string, fallback: T): T {
+    try {
+      const v = this.storeKey && where.getItem(`${this.storeKey}.${name}`);
+      return v ? (JSON.parse(v) as T) : fallback;
+    } catch {
+      return fallback;
+    }
+  }
+
+  private write(name: 'outbox' | 'cursor' | 'warnings', v: unknown): void {
+    if (!this.storeKey) return;
+    try {
+      (name === 'outbox' ? sessionStorage : localStorage).setItem(`${this.storeKey}.${name}`, JSON.stringify(v));
+    } catch {
+      // storage full or disabled: the chat still works, a reload just forgets
+    }
+  }
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private emit(): void {
+    for (const fn of this.listeners) fn();
+  }
+
+  start(): void {
+    window.addEventListener('online', this.onNetwork);
+    window.addEventListener('offline', this.onNetwork);
+    document.addEventListener('visibilitychange', this.onVisible);
+    void this.boot();
+    void this.sendLoop();
+  }
+
+  stop(): void {
+    this.abort.abort();
+    this.socket?.close(1000);
+    window.removeEventListener('online', this.onNetwork);
+    window.removeEventListener('offline', this.onNetwork);
+    document.removeEventListener('visibilitychange', this.onVisible);
+    clearTimeout(this.markTimer);
+  }
+
+  private readonly onNetwork = () => {
+    this.online = navigator.onLine;
+    if (this.online) this.sendWake.dispatchEvent(new Event('wake'));
+    this.emit();
+  };
+
+  private readonly onVisible = () => this.scheduleMarkRead();
+
+  // ---- Items ----
+
+  private put(item: Item): void {
+    const old = this.byKey.get(item.key);
+    const merged = old ? { ...old, ...item } : item;
+    // Never step a message's state back (a replayed message_accepted after `delivered`).
+    if (old?.state === 'delivered' && item.state && item.state !== 'delivered') merged.state = 'delivered';
+    this.byKey.set(item.key, merged);
+    this.resort();
+  }
+
+  private drop(key: string): Item | undefined {
+    const old = this.byKey.get(key);
+    if (old) {
+      this.byKey.delete(key);
+      this.resort();
+    }
+    return old;
+  }
+
+  private resort(): void {
+    this.items = [...this.byKey.values()].sort((a, b) => a.at - b.at || (a.key < b.key ? -1 : 1));
+  }
+
+  private fromWire(m: WireMessage): Item {
+    const kind: ItemKind =
+      m.author === 'client' ? 'client' : m.author === 'manager' ? 'manager' : this.warnings.includes(m.body) ? 'warning' : 'system';
+    const state: ItemState | undefined = m.author === 'client' ? (m.status === 'delivered' ? 'delivered' : 'pending') : undefined;
+    return { key: m.id, kind, body: m.body, at: Date.parse(m.created_at) || Date.now(), state };
+  }
+
+  // ---- History ----
+
+  private async boot(): Promise<void> {
+    const backoff = new Backoff();
+    while (!this.abort.signal.aborted) {
+      try {
+        if (!this.storeKey) await this.restore();
+        const page = await this.api.history(null);
+        for (const m of page.messages) this.put(this.fromWire(m));
+        this.olderCursor = page.next_before;
+        this.hasOlder = !!page.next_before;
+        this.loaded = true;
+        this.emit();
+        this.scheduleMarkRead();
+        void this.socketLoop();
+        return;
+      } catch (e) {
+        if (this.expired(e)) return;
+        this.link = 'reconnecting';
+        this.emit();
+        await pause(backoff.next(), this.abort.signal);
+      }
+    }
+  }
+
+  async loadOlder(): Promise<void> {
+    if (this.loadingOlder || !this.hasOlder || !this.olderCursor) return;
+    this.loadingOlder = true;
+    this.emit();
+    try {
+      const page = await this.api.history(this.olderCursor);
+      for (const m of page.messages) this.put(this.fromWire(m));
+      this.olderCursor = page.next_before;
+      this.hasOlder = !!page.next_before;
+      this.prepended++;
+    } catch (e) {
+      this.expired(e);
+    } finally {
+      this.loadingOlder = false;
+      this.emit();
+    }
+  }
+
+  // ---- Live events ----
+
+  private async socketLoop(): Promise<void> {
+    const backoff = new Backoff(500, 15_000);
+    const signal = this.abort.signal;
+    while (!signal.aborted && !this.sessionExpired) {
+      const code = await this.runSocket(() => backoff.reset());
+      if (signal.aborted) return;
+      if (code === 4001) {
+        // The token expired: a token function gives a fresh one, a fixed token cannot.
+        if (typeof this.tokenSource === 'function') {
+          await this.api.currentToken(true).catch(() => undefined);
+        } else {
+          this.sessionExpired = true;
+          this.emit();
+          return;
+        }
+      } else if (code === 1006 || code === 1008) {
+        // Refused before it opened, perhaps for the token: ask the API, which says why.
+        try {
+          await this.api.readState();
+        } catch (e) {
+          if (this.expired(e)) return;
+        }
+      }
+      this.link = 'reconnecting';
+      this.emit();
+      await pause(backoff.next(), signal);
+    }
+  }
+
+  /** One WebSocket session; resolves with its close code. */
+  private async runSocket(opened: () => void): Promise<number> {
+    let url: string;
+    try {
+      url = await this.api.socketUrl(this.cursor);
+    } catch {
+      return 1006;
+    }
+    return new Promise((resolve) => {
+      const ws = new WebSocket(url);
+      this.socket = ws;
+      ws.onopen = () => {
+        opened();
+        this.link = 'live';
+        this.emit();
+      };
+      ws.onmessage = (m) => {
+        if (typeof m.data !== 'string') return;
+        try {
+          this.apply(JSON.parse(m.data));
+        } catch {
+          return;
+        }
+        this.emit();
+      };
+      ws.onclose = (e) => {
+        this.socket = null;
+        resolve(e.code);
+      };
+    });
+  }
+
+  /** One event frame (`type`, `event_id`, `created_at` and the payload's fields); idempotent. */
+  apply(ev: Record<string, unknown>): void {
+    const id = typeof ev.event_id === 'number' ? ev.event_id : 0;
+    if (id > this.cursor) {
+      this.cursor = id;
+      this.write('cursor', id);
+    }
+    const s = (k: string) => (typeof ev[k] === 'string' ? (ev[k] as string) : '');
+    const at = Date.parse(s('created_at')) || Date.now();
+    const mid = s('message_id');
+    switch (ev.type) {
+      case 'message_accepted': {
+        if (!mid || this.gone.has(mid)) return;
+        if (!this.byKey.has(mid)) this.adoptLocal(mid, s('body'));
+        this.put({ key: mid, kind: 'client', body: s('body'), at: this.byKey.get(mid)?.at ?? at, state: 'pending' });
+        break;
+      }
+      case 'message_blocked': {
+        // The warning takes the blocked message's place.
+        const blocked = this.drop(mid);
+        this.gone.add(mid);
+        const warning = s('warning');
+        const wid = s('warning_message_id') || `warning:${mid}`;
+        if (warning && !this.warnings.includes(warning)) {
+          this.warnings = [...this.warnings, warning].slice(-MAX_WARNINGS_KEPT);
+          this.write('warnings', this.warnings);
+        }
+        this.put({ key: wid, kind: 'warning', body: warning, at: blocked?.at ?? this.byKey.get(wid)?.at ?? at });
+        break;
+      }
+      case 'message_withdrawn':
+        this.drop(mid);
+        this.gone.add(mid);
+        break;
+      case 'manager_assigned':
+      case 'ticket_closed':
+      case 'satisfaction_requested':
+        if (mid && s('body')) this.put({ key: mid, kind: 'system', body: s('body'), at: this.byKey.get(mid)?.at ?? at });
+        break;
+      case 'manager_reply':
+        if (mid) {
+          this.put({
+            key: mid,
+            kind: 'manager',
+            body: s('body'),
+            at: Date.parse(s('created_at')) || at,
+            managerName: s('manager_name'),
+          });
+        }
+        break;
+      default:
+        break;
+    }
+    this.scheduleMarkRead();
+  }
+
+  // ---- Sending ----
+
+  /** Queues a message: it gets its client_message_id now and keeps it through every retry. */
+  send(body: string): void {
+    const text = body.trim();
+    if (!text) return;
+    const o: Outgoing = { cmid: uuid(), body: text, at: Date.now() };
+    this.outbox.push(o);
+    this.write('outbox', this.outbox);
+    this.put(localItem(o));
+    this.emit();
+    this.sendWake.dispatchEvent(new Event('wake'));
+  }
+
+  discard(key: string): void {
+    const cmid = key.startsWith('local:') ? key.slice(6) : null;
+    if (!cmid || cmid === this.sendingCmid) return;
+    this.outbox = this.outbox.filter((o) => o.cmid !== cmid);
+    this.write('outbox', this.outbox);
+    this.drop(key);
+    this.emit();
+  }
+
+  /** Sends the outbox in order, one at a time; a transient failure retries the same message
+   * with the same id after a backoff (or when the browser is back online). */
+  private async sendLoop(): Promise<void> {
+    const backoff = new Backoff(500, 15_000);
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      const next = this.outbox.find((o) => !o.failed);
+      if (!next) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            this.sendWake.removeEventListener('wake', done);
+            signal.removeEventListener('abort', done);
+            resolve();
+          };
+          this.sendWake.addEventListener('wake', done);
+          signal.addEventListener('abort', done);
+        });
+        continue;
+      }
+      this.sendingCmid = next.cmid;
+      this.setLocal(next.cmid, { state: 'sending' });
+      let retryIn: number | null = null;
+      try {
+        const r = await this.api.send(next.body, next.cmid);
+        backoff.reset();
+        this.settle(next.cmid, r.message_id);
+      } catch (e) {
+        if (e instanceof HttpError && !e.transient) {
+          if (this.expired(e)) return;
+          next.failed = e.message;
+          this.write('outbox', this.outbox);
+          this.setLocal(next.cmid, { state: 'failed', error: e.message });
+        } else {
+          retryIn = e instanceof HttpError && e.retryAfterMs ? e.retryAfterMs : backoff.next();
+          this.setLocal(next.cmid, { state: 'queued' });
+        }
+      } finally {
+        this.sendingCmid = null;
+        this.emit();
+      }
+      if (retryIn !== null) await pause(retryIn, signal);
+    }
+  }
+
+  private setLocal(cmid: string, patch: Partial<Item>): void {
+    const item = this.byKey.get(`local:${cmid}`);
+    if (item) Object.assign(item, patch);
+    this.emit();
+  }
+
+  /** The server took the message as `messageId`: the local entry becomes that message. */
+  private settle(cmid: string, messageId: string): void {
+    this.outbox = this.outbox.filter((o) => o.cmid !== cmid);
+    this.write('outbox', this.outbox);
+    const local = this.drop(`local:${cmid}`);
+    // Already shown under its id (message_accepted came first), or blocked / withdrawn meanwhile.
+    if (this.byKey.has(messageId) || this.gone.has(messageId)) return;
+    if (local) this.put({ ...local, key: messageId, state: 'sent', error: undefined });
+  }
+
+  /** A message_accepted for a message whose POST has not answered yet (same text): the same one. */
+  private adoptLocal(messageId: string, body: string): void {
+    const candidates = this.items.filter((i) => i.key.startsWith('local:') && i.body === body && i.state !== 'failed');
+    const local = candidates.find((i) => i.key === `local:${this.sendingCmid}`) ?? candidates[0];
+    if (!local) return;
+    this.drop(local.key);
+    this.put({ ...local, key: messageId });
+  }
+
+  // ---- Read cursor ----
+
+  private scheduleMarkRead(): void {
+    clearTimeout(this.markTimer);
+    this.markTimer = setTimeout(() => {
+      if (document.visibilityState !== 'visible') return;
+      const last = [...this.items].reverse().find((i) => i.kind !== 'client' && !i.key.startsWith('local:') && !i.key.startsWith('warning:'));
+      if (!last || last.key === this.lastMarked) return;
+      this.lastMarked = last.key;
+      this.api.markRead(last.key).catch(() => {
+        this.lastMarked = null;
+      });
+    }, 800);
+  }
+
+  private expired(e: unknown): boolean {
+    if (e instanceof HttpError && e.status === 401) {
+      this.sessionExpired = true;
+      this.emit();
+      return true;
+    }
+    return false;
+  }
+}
+
+function localItem(o: Outgoing): Item {
+  return {
+    key: `local:${o.cmid}`,
+    kind: 'client',
+    body: o.body,
+    at: o.at,
+    state: o.failed ? 'failed' : 'queued',
+    error: o.failed,
+  };
+}

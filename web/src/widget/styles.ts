@@ -1,0 +1,39 @@
+// The widget's styles, inside its shadow root: the host page's CSS cannot reach in, and these
+// cannot leak out.
+export const CSS = `
+:host { all: initial; display: block; }
+.iw { --accent: #1454d6; --line: #d8dde3; --muted: #5b6470; --focus: #ff9f1a;
+  font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1b1f24;
+  display: flex; flex-direction: column; height: 100%; min-height: 22rem; max-height: 100%;
+  border: 1px solid var(--line); border-radius: 12px; background: #fff; overflow: hidden; box-sizing: border-box; }
+.iw *, .iw *::before, .iw *::after { box-sizing: border-box; }
+.iw :focus-visible { outline: 3px solid var(--focus); outline-offset: 2px; }
+.iw-head { display: flex; align-items: center; gap: .5rem; padding: .55rem .75rem; background: var(--accent); color: #fff; }
+.iw-head h2 { font-size: 1rem; margin: 0; flex: 1; }
+.iw-link { font-size: .75rem; padding: .05rem .5rem; border-radius: 999px; background: rgba(255,255,255,.18); }
+.iw-link-reconnecting, .iw-link-connecting { background: #fff6d6; color: #8a5a00; }
+.iw-lang { font: inherit; font-size: .8rem; border-radius: 6px; border: 1px solid rgba(255,255,255,.6); background: transparent; color: #fff; }
+.iw-lang option { color: #1b1f24; }
+.iw-banner { margin: 0; padding: .4rem .75rem; background: #fff6d6; color: #8a5a00; font-size: .85rem; }
+.iw-banner-error { background: #fdecea; color: #b3261e; }
+.iw-log { flex: 1; overflow-y: auto; padding: .5rem .75rem; background: #f5f6f8; }
+.iw-top { min-height: 1px; text-align: center; color: var(--muted); font-size: .8rem; }
+.iw-empty { color: var(--muted); text-align: center; }
+.iw-msgs { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: .4rem; }
+.iw-msg { max-width: 80%; display: grid; gap: .1rem; padding: .4rem .6rem; border-radius: 10px; white-space: pre-wrap; overflow-wrap: anywhere; }
+.iw-client { align-self: flex-end; background: #dfeaff; }
+.iw-client[data-state="queued"], .iw-client[data-state="sending"] { opacity: .75; }
+.iw-client[data-state="failed"] { border: 1px solid #b3261e; }
+.iw-manager { align-self: flex-start; background: #fff; border: 1px solid var(--line); }
+.iw-system { align-self: center; max-width: 90%; color: var(--muted); font-style: italic; text-align: center; }
+.iw-warning { align-self: flex-end; background: #fdecea; color: #b3261e; border: 1px solid #f3b7b2; }
+.iw-who { font-size: .75rem; font-weight: 600; color: var(--muted); }
+.iw-warning .iw-who { color: #b3261e; }
+.iw-meta { display: flex; gap: .5rem; font-size: .72rem; color: var(--muted); justify-content: flex-end; }
+.iw-link-button { font: inherit; background: none; border: none; padding: 0; color: #b3261e; text-decoration: underline; cursor: pointer; }
+.iw-composer { display: flex; gap: .5rem; padding: .5rem; border-top: 1px solid var(--line); }
+.iw-composer textarea { flex: 1; font: inherit; resize: none; padding: .4rem .5rem; border: 1px solid var(--line); border-radius: 8px; }
+.iw-composer button { font: inherit; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 8px; padding: 0 1rem; cursor: pointer; }
+.iw-composer button[aria-disabled="true"] { opacity: .55; cursor: default; }
+.iw-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+`;
