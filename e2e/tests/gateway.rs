@@ -498,6 +498,73 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
         ))
         .await?;
     ivan_events.next_of("ticket_closed").await?;
+
+    // The client answers the rating question (workflows.yaml asks it): the closed ticket is
+    // rated, no new ticket opens, and the back office counts it.
+    ivan_events.next_of("satisfaction_requested").await?;
+    clients
+        .send_message(authed(
+            &ivan,
+            v1::SendMessageRequest {
+                body: "5".into(),
+                idempotency_key: Uuid::new_v4().to_string(),
+            },
+        ))
+        .await?;
+    let rated = ivan_events.next_of("satisfaction_recorded").await?;
+    assert_eq!(
+        payload_str(&rated, "ticket_id").as_deref(),
+        Some(ticket_id.as_str())
+    );
+    let closed = admins
+        .list_tickets(authed(
+            &root,
+            v1::AdminListTicketsRequest {
+                statuses: vec![v1::TicketStatus::Closed as i32],
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    let ours = closed
+        .tickets
+        .iter()
+        .filter_map(|t| t.ticket.as_ref())
+        .find(|t| t.id == ticket_id)
+        .context("the closed ticket")?;
+    assert_eq!((ours.rating, ours.channel.as_str()), (5, "web"));
+    let still_open = admins
+        .list_tickets(authed(
+            &root,
+            v1::AdminListTicketsRequest {
+                statuses: vec![
+                    v1::TicketStatus::Open as i32,
+                    v1::TicketStatus::Waiting as i32,
+                ],
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    assert!(
+        !still_open
+            .tickets
+            .iter()
+            .filter_map(|t| t.ticket.as_ref())
+            .any(|t| t.client_id == ivan_id),
+        "the rating opened a ticket"
+    );
+    let stats = admins
+        .get_stats(authed(&root, v1::GetStatsRequest { hours: 1 }))
+        .await?
+        .into_inner();
+    assert_eq!(stats.ratings.len(), 5);
+    assert!(stats.ratings[4] >= 1, "{:?}", stats.ratings);
+    assert!(!stats.first_response_seconds.is_empty(), "bob answered");
+    let bad = admins
+        .get_stats(authed(&root, v1::GetStatsRequest { hours: 1000 }))
+        .await;
+    assert_eq!(violated_field(bad).as_deref(), Some("hours"));
     Ok(())
 }
 

@@ -13,17 +13,23 @@ use crate::{convert, status};
 pub struct Admins {
     pub store: PgStore,
     pub verifier: edge::auth::Verifier,
+    /// The spec in force: dates the first-response SLA of the tickets listed.
+    pub spec: std::sync::Arc<spec::Spec>,
 }
 
-fn admin_ticket(t: TicketRecord) -> v1::AdminTicket {
+fn admin_ticket(t: TicketRecord, spec: &spec::Spec) -> v1::AdminTicket {
+    let ticket = t.ticket;
     v1::AdminTicket {
-        ticket: Some(convert::ticket(t.ticket)),
-        waiting_since: t.waiting_since.map(convert::timestamp),
-        closed_at: t.closed_at.map(convert::timestamp),
+        waiting_since: ticket.waiting_since.map(convert::timestamp),
+        closed_at: ticket.closed_at.map(convert::timestamp),
         close_reason: t.close_reason.unwrap_or_default(),
-        queue: t.queue,
-        priority: t.priority,
-        category: t.category,
+        queue: ticket.queue.clone(),
+        priority: ticket.priority,
+        category: ticket.category.clone(),
+        ticket: Some(convert::ticket(
+            ticket,
+            spec.ticket.timers.first_response_within.as_ref(),
+        )),
     }
 }
 
@@ -46,6 +52,42 @@ fn queues(raw: &[String]) -> Result<Vec<String>, Status> {
 
 #[tonic::async_trait]
 impl AdminService for Admins {
+    async fn get_stats(
+        &self,
+        req: Request<v1::GetStatsRequest>,
+    ) -> Result<Response<v1::GetStatsResponse>, Status> {
+        authenticate(&self.verifier, &req, Role::Admin).await?;
+        let hours = match req.get_ref().hours {
+            0 => 24,
+            h @ 1..=168 => h,
+            _ => return Err(status::invalid("hours", "1 to 168 (0: 24)")),
+        };
+        let s = self.store.stats(hours).await.map_err(status::store)?;
+        Ok(Response::new(v1::GetStatsResponse {
+            queues: s
+                .queues
+                .into_iter()
+                .map(|q| v1::QueueNow {
+                    queue: q.queue,
+                    waiting: q.waiting,
+                    oldest_wait_seconds: q.oldest_wait_secs,
+                })
+                .collect(),
+            waiting: s
+                .waiting
+                .into_iter()
+                .map(|(queue, at, waiting)| v1::WaitingPoint {
+                    queue,
+                    at: Some(convert::timestamp(at)),
+                    waiting,
+                })
+                .collect(),
+            bucket_seconds: s.bucket_secs,
+            first_response_seconds: s.first_response_secs,
+            ratings: s.ratings.to_vec(),
+        }))
+    }
+
     async fn list_managers(
         &self,
         req: Request<v1::ListManagersRequest>,
@@ -103,7 +145,11 @@ impl AdminService for Admins {
             _ => String::new(),
         };
         Ok(Response::new(v1::AdminListTicketsResponse {
-            tickets: page.items.into_iter().map(admin_ticket).collect(),
+            tickets: page
+                .items
+                .into_iter()
+                .map(|t| admin_ticket(t, &self.spec))
+                .collect(),
             next_page_token,
         }))
     }
@@ -121,7 +167,7 @@ impl AdminService for Admins {
             .map_err(status::store)?
             .ok_or_else(|| Status::not_found("ticket not found"))?;
         Ok(Response::new(v1::GetAuditTrailResponse {
-            ticket: Some(admin_ticket(trail.ticket)),
+            ticket: Some(admin_ticket(trail.ticket, &self.spec)),
             events: trail
                 .events
                 .into_iter()

@@ -64,15 +64,33 @@ pub fn statuses(raw: &[i32]) -> Result<Vec<TicketStatus>, Status> {
         .collect()
 }
 
-pub fn ticket(t: Ticket) -> v1::Ticket {
+/// A ticket as the API shows it; `first_response` is the spec's SLA timer, which dates the
+/// first response of a ticket not yet answered (from when it was queued).
+pub fn ticket(t: Ticket, first_response: Option<&spec::TimerSpec>) -> v1::Ticket {
+    let due = match (first_response, t.waiting_since, t.first_response_at) {
+        (Some(timer), Some(since), None) => {
+            chrono::DateTime::from_timestamp_millis(timer.deadline_ms(since.timestamp_millis(), 1))
+        }
+        _ => None,
+    };
     v1::Ticket {
         id: t.id.to_string(),
+        channel: t.channel().to_owned(),
         client_id: t.client_id,
         client_name: t.client_name,
         status: status_to_proto(t.status) as i32,
         manager_id: t.manager_id.unwrap_or_default(),
         created_at: Some(timestamp(t.created_at)),
         assigned_at: t.assigned_at.map(timestamp),
+        queue: t.queue,
+        category: t.category,
+        priority: t.priority,
+        fields: Some(json_to_struct(t.fields)),
+        waiting_since: t.waiting_since.map(timestamp),
+        first_response_at: t.first_response_at.map(timestamp),
+        first_response_due_at: due.map(timestamp),
+        closed_at: t.closed_at.map(timestamp),
+        rating: t.rating.map(i32::from).unwrap_or(0),
     }
 }
 

@@ -239,7 +239,11 @@ impl Application {
                 streams: streams.clone(),
             },
         };
-        let admins = admin::Admins { store, verifier };
+        let admins = admin::Admins {
+            store,
+            verifier,
+            spec: managers.spec.clone(),
+        };
         let listener = TcpListener::bind(&settings.grpc_addr)
             .await
             .with_context(|| format!("binding {}", settings.grpc_addr))?;

@@ -136,7 +136,11 @@ impl ManagerService for Managers {
             _ => String::new(),
         };
         Ok(Response::new(v1::ListTicketsResponse {
-            tickets: page.items.into_iter().map(convert::ticket).collect(),
+            tickets: page
+                .items
+                .into_iter()
+                .map(|t| convert::ticket(t, self.spec.ticket.timers.first_response_within.as_ref()))
+                .collect(),
             next_page_token,
         }))
     }
@@ -153,7 +157,10 @@ impl ManagerService for Managers {
             .await
             .map_err(status::store)?;
         Ok(Response::new(v1::GetTicketResponse {
-            ticket: Some(convert::ticket(ticket)),
+            ticket: Some(convert::ticket(
+                ticket,
+                self.spec.ticket.timers.first_response_within.as_ref(),
+            )),
         }))
     }
 

@@ -80,6 +80,25 @@ pub struct TimerSpec {
     pub calendar: Option<Calendar>,
 }
 
+impl TimerSpec {
+    /// When the timer fires the `times`-th time (an escalation timer re-arms) counted from
+    /// `from_ms` (milliseconds since the epoch), in its calendar's business hours if it has one.
+    /// Pure: the ticket workflow arms its timers with it.
+    pub fn deadline_ms(&self, from_ms: i64, times: u32) -> i64 {
+        let total = self.after_ms.saturating_mul(u64::from(times.max(1)));
+        let total_ms = i64::try_from(total).unwrap_or(i64::MAX);
+        match (
+            &self.calendar,
+            chrono::DateTime::from_timestamp_millis(from_ms),
+        ) {
+            (Some(cal), Some(from)) => cal
+                .add(from, chrono::Duration::milliseconds(total_ms))
+                .timestamp_millis(),
+            _ => from_ms.saturating_add(total_ms),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timers {
     pub escalate_after: Option<TimerSpec>,

@@ -26,12 +26,7 @@ pub struct ManagerLoad {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketRecord {
     pub ticket: Ticket,
-    pub waiting_since: Option<DateTime<Utc>>,
-    pub closed_at: Option<DateTime<Utc>>,
     pub close_reason: Option<String>,
-    pub queue: String,
-    pub priority: i32,
-    pub category: String,
 }
 
 /// The AFC verdict of one client message of the ticket.
@@ -51,19 +46,15 @@ pub struct AuditTrail {
     pub verdicts: Vec<VerdictRecord>,
 }
 
-pub(crate) const TICKET_COLUMNS: &str = "t.id, t.client_id, c.display_name AS client_name,
-    t.status, t.manager_id, t.created_at, t.assigned_at, t.waiting_since, t.closed_at,
-    t.close_reason, t.queue, t.priority, t.category";
+/// [`crate::store::TICKET_COLUMNS`] and the close reason.
+pub(crate) const TICKET_COLUMNS: &str = "t.id, t.client_id, c.display_name AS client_name, \
+    t.status, t.manager_id, t.created_at, t.assigned_at, t.queue, t.category, t.priority, \
+    t.fields, t.waiting_since, t.first_response_at, t.closed_at, t.rating, t.close_reason";
 
 pub(crate) fn record_of(row: &PgRow) -> Result<TicketRecord> {
     Ok(TicketRecord {
         ticket: ticket_of(row)?,
-        waiting_since: row.try_get("waiting_since")?,
-        closed_at: row.try_get("closed_at")?,
         close_reason: row.try_get("close_reason")?,
-        queue: row.try_get("queue")?,
-        priority: row.try_get("priority")?,
-        category: row.try_get("category")?,
     })
 }
 
@@ -206,6 +197,109 @@ impl PgStore {
                 .take(limit)
                 .map(record_of)
                 .collect::<Result<Vec<_>>>()?,
+        })
+    }
+}
+
+/// One queue now, for the supervisor view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueNow {
+    pub queue: String,
+    pub waiting: i32,
+    pub oldest_wait_secs: i64,
+}
+
+/// What the supervisor view draws of a period (see [`PgStore::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub queues: Vec<QueueNow>,
+    /// (queue, bucket start, tickets waiting then), oldest first.
+    pub waiting: Vec<(String, DateTime<Utc>, i32)>,
+    pub bucket_secs: i64,
+    /// Queued to first manager reply, of the tickets first answered in the period, ascending.
+    pub first_response_secs: Vec<i64>,
+    /// `ratings[i]`: clients who rated i + 1 in the period.
+    pub ratings: [i32; 5],
+}
+
+/// Points of the waiting series: one bucket per this share of the period, at least 5 minutes.
+const WAITING_POINTS: i64 = 48;
+/// First-response times kept of a period (the most recent).
+const MAX_FIRST_RESPONSES: i64 = 10_000;
+
+impl PgStore {
+    /// The supervisor's figures of the last `hours` hours, from what the tickets record (queued,
+    /// assigned, first answered, closed, rated).
+    pub async fn stats(&self, hours: i32) -> Result<Stats> {
+        let bucket_secs = (i64::from(hours) * 3600 / WAITING_POINTS).max(300);
+        let queues = sqlx::query_as::<_, (String, i32, i64)>(
+            "SELECT queue, count(*)::int,
+                    extract(epoch FROM now() - min(waiting_since))::bigint
+             FROM tickets WHERE status = 'waiting' GROUP BY queue ORDER BY queue",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(|(queue, waiting, oldest)| QueueNow {
+            queue,
+            waiting,
+            oldest_wait_secs: oldest.max(0),
+        })
+        .collect();
+        // A ticket waits from its queueing until its assignment (or close).
+        let waiting = sqlx::query_as::<_, (String, DateTime<Utc>, i32)>(
+            "WITH period AS (SELECT now() - make_interval(hours => $1) AS since),
+                  seen AS (
+                      SELECT t.id, t.queue, t.waiting_since,
+                             coalesce(t.assigned_at, t.closed_at, 'infinity') AS until
+                      FROM tickets t, period
+                      WHERE t.waiting_since IS NOT NULL
+                        AND coalesce(t.assigned_at, t.closed_at, 'infinity') >= period.since)
+             SELECT q.queue, b.at, count(s.id)::int
+             FROM period,
+                  generate_series(period.since, now(), make_interval(secs => $2)) AS b(at)
+                  CROSS JOIN (SELECT DISTINCT queue FROM seen) q
+                  LEFT JOIN seen s ON s.queue = q.queue AND s.waiting_since <= b.at AND s.until > b.at
+             GROUP BY q.queue, b.at ORDER BY b.at, q.queue",
+        )
+        .bind(hours)
+        .bind(bucket_secs as f64)
+        .fetch_all(self.pool())
+        .await?;
+        let mut first_response_secs: Vec<i64> = sqlx::query_scalar(
+            "SELECT greatest(extract(epoch FROM first_response_at - waiting_since), 0)::bigint
+             FROM tickets
+             WHERE first_response_at >= now() - make_interval(hours => $1)
+               AND waiting_since IS NOT NULL
+             ORDER BY first_response_at DESC LIMIT $2",
+        )
+        .bind(hours)
+        .bind(MAX_FIRST_RESPONSES)
+        .fetch_all(self.pool())
+        .await?;
+        first_response_secs.sort_unstable();
+        let mut ratings = [0i32; 5];
+        for (rating, n) in sqlx::query_as::<_, (i16, i32)>(
+            "SELECT rating, count(*)::int FROM tickets
+             WHERE rated_at >= now() - make_interval(hours => $1) GROUP BY rating",
+        )
+        .bind(hours)
+        .fetch_all(self.pool())
+        .await?
+        {
+            if let Some(slot) = usize::try_from(rating - 1)
+                .ok()
+                .and_then(|i| ratings.get_mut(i))
+            {
+                *slot = n;
+            }
+        }
+        Ok(Stats {
+            queues,
+            waiting,
+            bucket_secs,
+            first_response_secs,
+            ratings,
         })
     }
 }

@@ -180,6 +180,27 @@ pub fn web_client_id(issuer: &str, subject: &str, taken: bool) -> String {
     }
 }
 
+/// How long after a close a client's answer to the satisfaction question counts as a rating.
+pub const RATING_WINDOW_SECS: i64 = 24 * 3600;
+
+/// A satisfaction rating as a client writes it: a digit 1 to 5 (`4`, `4/5`), or one to five
+/// stars (`★★★★★`, `⭐⭐⭐`). Anything else is a message.
+pub fn parse_rating(body: &str) -> Option<i16> {
+    let t = body.trim();
+    let t = t.strip_suffix("/5").unwrap_or(t).trim_end();
+    if let Ok(n) = t.parse::<i16>()
+        && (1..=5).contains(&n)
+        && t.len() == 1
+    {
+        return Some(n);
+    }
+    let stars = t.chars().filter(|c| !matches!(c, '\u{fe0f}' | ' ')).count();
+    let all_stars = t
+        .chars()
+        .all(|c| matches!(c, '★' | '⭐' | '\u{fe0f}' | ' '));
+    (all_stars && (1..=5).contains(&stars)).then_some(stars as i16)
+}
+
 pub fn message_id_for(channel: &str, external_id: &str) -> Uuid {
     Uuid::new_v5(
         &ID_NAMESPACE,
@@ -240,6 +261,36 @@ pub struct Ticket {
     pub manager_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub assigned_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What classification decided (`general`, `""`, normal and the spec's field defaults until
+    /// the first message passes).
+    pub queue: String,
+    pub category: String,
+    pub priority: i32,
+    pub fields: serde_json::Value,
+    /// When it was queued for a manager.
+    pub waiting_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub first_response_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub closed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The client's satisfaction rating after the close, 1 to 5.
+    pub rating: Option<i16>,
+}
+
+impl Ticket {
+    /// The channel of the ticket's client, from the source their id names.
+    pub fn channel(&self) -> &'static str {
+        channel_of_client(&self.client_id)
+    }
+}
+
+/// The channel a client id comes from (`tg:` Telegram, `email:` email, otherwise web).
+pub fn channel_of_client(client_id: &str) -> &'static str {
+    if client_id.starts_with("tg:") {
+        "telegram"
+    } else if client_id.starts_with("email:") {
+        "email"
+    } else {
+        "web"
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -320,6 +371,8 @@ pub mod event_kind {
     pub const SLA_BREACHED: &str = "sla_breached";
     /// To the client after a close, when the spec asks for a rating.
     pub const SATISFACTION_REQUESTED: &str = "satisfaction_requested";
+    /// To the client and the ticket's manager: the client's answer rated the closed ticket.
+    pub const SATISFACTION_RECORDED: &str = "satisfaction_recorded";
     /// To the ticket's manager: a reply or service message could not be delivered on the client's
     /// channel (refused, or retries exhausted); the client did not get it.
     pub const DELIVERY_FAILED: &str = "delivery_failed";
@@ -358,6 +411,22 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, web_client_id("https://idp-a", "ivan", false));
         assert_eq!(a, web_client_id("https://idp-a", "ivan", true), "stable");
+    }
+
+    #[test]
+    fn a_rating_is_a_digit_from_one_to_five_or_as_many_stars() {
+        for (text, rating) in [
+            ("5", 5),
+            (" 1 ", 1),
+            ("4/5", 4),
+            ("★★★", 3),
+            ("⭐⭐⭐⭐⭐", 5),
+        ] {
+            assert_eq!(parse_rating(text), Some(rating), "{text}");
+        }
+        for text in ["0", "6", "10", "55", "5 stars", "five", "", "★★★★★★", "1.5"] {
+            assert_eq!(parse_rating(text), None, "{text}");
+        }
     }
 
     #[test]

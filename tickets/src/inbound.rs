@@ -25,9 +25,11 @@ use uuid::Uuid;
 use sqlx::{Postgres, Transaction};
 
 use crate::domain::{
-    NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, ticket_id_opened_by,
+    NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, parse_rating,
+    ticket_id_opened_by,
 };
 use crate::external_afc::{ExternalCheck, hold_for_afc};
+use crate::lifecycle::record_rating_in;
 use crate::managers::match_waiting;
 use crate::messages::{apply_verdicts_in, withdraw_in};
 use crate::meters::{self, Timings};
@@ -139,6 +141,8 @@ pub struct Intake {
     pub blocked: usize,
     /// Messages queued for the external AFC system (held until its verdict).
     pub held: usize,
+    /// Closed tickets rated by a client's answer to the satisfaction question.
+    pub rated: usize,
     /// Messages that had passed and were taken back: each the first half of a number its
     /// client's next message (in this call) completed.
     pub withdrawn: usize,
@@ -284,19 +288,37 @@ impl PgStore {
         let mut timings = Timings::default();
         let mut queued_any = false;
         for (client_id, messages) in &by_client {
+            let mut messages: &[(Uuid, String)] = messages;
             let ticket = match open.remove(client_id) {
                 Some(t) => t,
-                None => match open_ticket_in(&mut tx, client_id, messages, check).await? {
-                    Some(t) => {
-                        out.opened.push(t.id);
-                        t
+                None => {
+                    // No open ticket: a first message that answers the rating question of the
+                    // client's last ticket rates it (and opens nothing). With the bank's own AFC
+                    // system every message goes to it, a rating too: it is then a message.
+                    if check.external().is_none()
+                        && let Some(((id, body), rest)) = messages.split_first()
+                        && let Some(rating) = parse_rating(body)
+                        && check.verdict(body) == Verdict::Passed
+                        && record_rating_in(&mut tx, client_id, *id, rating).await?
+                    {
+                        out.rated += 1;
+                        messages = rest;
+                        if messages.is_empty() {
+                            continue;
+                        }
                     }
-                    // Opened meanwhile by a workflow that checks its own messages.
-                    None => {
-                        out.wake.push(client_id.clone());
-                        continue;
+                    match open_ticket_in(&mut tx, client_id, messages, check).await? {
+                        Some(t) => {
+                            out.opened.push(t.id);
+                            t
+                        }
+                        // Opened meanwhile by a workflow that checks its own messages.
+                        None => {
+                            out.wake.push(client_id.clone());
+                            continue;
+                        }
                     }
-                },
+                }
             };
             if let Some(external) = check.external() {
                 // Held for the AFC system's verdict: nobody sees them until it commits.

@@ -2,7 +2,7 @@
 //! reply silence read by the workflow's timers, a resolve requested, closed.
 
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{Caller, TicketStatus};
@@ -296,4 +296,65 @@ pub struct OpenTicketState {
 pub struct ReplySilence {
     pub last_reply_ms: Option<i64>,
     pub client_wrote_since: bool,
+}
+
+/// Rates `client_id`'s last closed ticket with `rating`, the answer (message `message_id`, still
+/// pending) to its satisfaction question: only a ticket whose close asked the question, closed
+/// within [`crate::domain::RATING_WINDOW_SECS`] and not rated yet. The answer joins that ticket
+/// (checked, passed) and the client and its manager hear of it (`satisfaction_recorded`).
+/// Returns false, changing nothing, when there is no such ticket: the message is a message.
+pub(crate) async fn record_rating_in(
+    tx: &mut Transaction<'_, Postgres>,
+    client_id: &str,
+    message_id: Uuid,
+    rating: i16,
+) -> Result<bool> {
+    let Some(row) = sqlx::query(
+        "SELECT id, manager_id, rating IS NULL AS unrated,
+                closed_at > now() - make_interval(secs => $2) AS recent,
+                EXISTS (SELECT 1 FROM events e WHERE e.dedup_key = 'satisfaction:' || t.id::text)
+                    AS asked
+         FROM tickets t WHERE client_id = $1 AND status = 'closed'
+         ORDER BY closed_at DESC NULLS LAST, id DESC LIMIT 1 FOR UPDATE",
+    )
+    .bind(client_id)
+    .bind(crate::domain::RATING_WINDOW_SECS as f64)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(false);
+    };
+    let rateable = row.try_get::<bool, _>("unrated")?
+        && row.try_get::<Option<bool>, _>("recent")?.unwrap_or(false)
+        && row.try_get::<bool, _>("asked")?;
+    if !rateable {
+        return Ok(false);
+    }
+    let ticket_id: Uuid = row.try_get("id")?;
+    let manager_id: Option<String> = row.try_get("manager_id")?;
+    sqlx::query("UPDATE tickets SET rating = $2, rated_at = now() WHERE id = $1")
+        .bind(ticket_id)
+        .bind(rating)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE messages SET ticket_id = $2, afc_status = 'passed'
+         WHERE id = $1 AND afc_status = 'pending'",
+    )
+    .bind(message_id)
+    .bind(ticket_id)
+    .execute(&mut **tx)
+    .await?;
+    insert_event(
+        tx,
+        client_id,
+        &TicketEvent::SatisfactionRecorded {
+            ticket_id,
+            manager_id: manager_id.as_deref(),
+            rating,
+            message_id,
+        },
+    )
+    .await?;
+    Ok(true)
 }

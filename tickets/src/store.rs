@@ -287,7 +287,8 @@ pub(crate) fn status_of(row: &PgRow) -> Result<TicketStatus> {
 
 /// What [`ticket_of`] reads, from `tickets t JOIN clients c ON c.id = t.client_id`.
 pub(crate) const TICKET_COLUMNS: &str = "t.id, t.client_id, c.display_name AS client_name, \
-    t.status, t.manager_id, t.created_at, t.assigned_at";
+    t.status, t.manager_id, t.created_at, t.assigned_at, t.queue, t.category, t.priority, \
+    t.fields, t.waiting_since, t.first_response_at, t.closed_at, t.rating";
 
 /// The statuses a ticket filter names, as stored; none named: every status but closed.
 pub(crate) fn status_filter(statuses: &[TicketStatus]) -> Vec<&'static str> {
@@ -307,6 +308,14 @@ pub(crate) fn ticket_of(row: &PgRow) -> Result<Ticket> {
         manager_id: row.try_get("manager_id")?,
         created_at: row.try_get("created_at")?,
         assigned_at: row.try_get("assigned_at")?,
+        queue: row.try_get("queue")?,
+        category: row.try_get("category")?,
+        priority: row.try_get("priority")?,
+        fields: row.try_get("fields")?,
+        waiting_since: row.try_get("waiting_since")?,
+        first_response_at: row.try_get("first_response_at")?,
+        closed_at: row.try_get("closed_at")?,
+        rating: row.try_get("rating")?,
     })
 }
 

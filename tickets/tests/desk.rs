@@ -327,7 +327,11 @@ async fn the_admin_listing_filters_by_queue_status_and_age_together(
         .await?;
     let fraud = page.items.iter().find(|t| t.ticket.id == ids[1]);
     assert_eq!(
-        fraud.map(|t| (t.queue.as_str(), t.priority, t.category.as_str())),
+        fraud.map(|t| (
+            t.ticket.queue.as_str(),
+            t.ticket.priority,
+            t.ticket.category.as_str()
+        )),
         Some(("fraud", 2, "fraud"))
     );
     Ok(())

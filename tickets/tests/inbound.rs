@@ -342,3 +342,133 @@ async fn both_halves_of_a_card_in_one_batch_are_blocked_and_none_is_shown(
     assert_eq!(bodies, ["hello"]);
     Ok(())
 }
+
+/// The answer to the satisfaction question rates the closed ticket on any channel (the inbound
+/// transaction is every channel's): it opens no new ticket, the client and the manager hear of
+/// it, and the supervisor's figures count it. A second answer, or one to a close that asked
+/// nothing, is an ordinary message.
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn an_answer_to_the_rating_question_rates_the_closed_ticket_and_opens_none(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    let check = CardCheck::new()?;
+    store
+        .set_ready(&testkit::fixtures::manager("alice"), 3)
+        .await?;
+    let first = message("tg:7", "Ana", "my transfer is stuck");
+    store
+        .intake_batch(std::slice::from_ref(&first), &[], Some(&check))
+        .await?;
+    let tickets = store.manager_tickets("alice", &[]).await?;
+    let [ticket] = tickets.as_slice() else {
+        anyhow::bail!("not assigned: {tickets:?}");
+    };
+    store
+        .close_ticket(ticket.id, "resolved", "Closed.", Some("How did we do? 1-5"))
+        .await?;
+
+    let five = message("tg:7", "Ana", "5");
+    let intake = store
+        .intake_batch(std::slice::from_ref(&five), &[], Some(&check))
+        .await?;
+    assert_eq!((intake.rated, intake.opened.len()), (1, 0), "{intake:?}");
+    let rated = store.manager_ticket("alice", ticket.id).await?;
+    assert_eq!(rated.rating, Some(5));
+    let events: Vec<(String, bool, Option<String>)> = sqlx::query_as(
+        "SELECT payload->>'rating', client_visible, manager_id FROM events
+         WHERE kind = 'satisfaction_recorded'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(events, [("5".into(), true, Some("alice".into()))]);
+    let stats = store.stats(24).await?;
+    assert_eq!(stats.ratings, [0, 0, 0, 0, 1]);
+    assert_eq!(
+        stats.first_response_secs,
+        Vec::<i64>::new(),
+        "nobody replied"
+    );
+
+    // Rated once: the next "4" is a message of a new ticket.
+    let four = message("tg:7", "Ana", "4");
+    let intake = store
+        .intake_batch(std::slice::from_ref(&four), &[], Some(&check))
+        .await?;
+    assert_eq!((intake.rated, intake.opened.len()), (0, 1), "{intake:?}");
+    assert_eq!(
+        store.manager_ticket("alice", ticket.id).await?.rating,
+        Some(5)
+    );
+
+    // A close that asked nothing takes no rating either.
+    let other = message("web:bo", "Bo", "hello");
+    store
+        .intake_batch(std::slice::from_ref(&other), &[], Some(&check))
+        .await?;
+    let bos =
+        sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM tickets WHERE client_id = 'web:bo'")
+            .fetch_one(&pool)
+            .await?;
+    store.close_ticket(bos, "resolved", "Closed.", None).await?;
+    let digit = message("web:bo", "Bo", "3");
+    let intake = store
+        .intake_batch(std::slice::from_ref(&digit), &[], Some(&check))
+        .await?;
+    assert_eq!((intake.rated, intake.opened.len()), (0, 1), "{intake:?}");
+    Ok(())
+}
+
+/// The supervisor's figures: each queue now with its oldest wait, the waiting series per queue,
+/// first-response times.
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn the_supervisor_figures_count_waiting_tickets_per_queue_and_first_responses(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool.clone());
+    let check = CardCheck::new()?;
+    for c in ["web:a", "web:b"] {
+        store
+            .intake_batch(&[message(c, c, "hello")], &[], Some(&check))
+            .await?;
+    }
+    // One waited ten minutes already.
+    sqlx::query("UPDATE tickets SET waiting_since = now() - interval '10 minutes' WHERE client_id = 'web:a'")
+        .execute(&pool)
+        .await?;
+    let stats = store.stats(2).await?;
+    assert_eq!(stats.queues.len(), 1, "{:?}", stats.queues);
+    assert_eq!(stats.queues[0].waiting, 2);
+    assert!(
+        (600..700).contains(&stats.queues[0].oldest_wait_secs),
+        "{:?}",
+        stats.queues
+    );
+    assert_eq!(stats.bucket_secs, 300);
+    let last = stats.waiting.last().map(|(_, _, n)| *n);
+    assert_eq!(last, Some(2), "both wait at the end of the period");
+    let early: i32 = stats
+        .waiting
+        .iter()
+        .filter(|(_, at, _)| *at < chrono::Utc::now() - chrono::Duration::minutes(30))
+        .map(|(_, _, n)| *n)
+        .sum();
+    assert_eq!(early, 0, "nobody waited an hour ago");
+
+    // Alice takes one and answers after it waited ten minutes.
+    store
+        .set_ready(&testkit::fixtures::manager("alice"), 1)
+        .await?;
+    let tickets = store.manager_tickets("alice", &[]).await?;
+    let [t] = tickets.as_slice() else {
+        anyhow::bail!("not assigned: {tickets:?}");
+    };
+    sqlx::query("UPDATE tickets SET first_response_at = waiting_since + interval '90 seconds' WHERE id = $1")
+        .bind(t.id)
+        .execute(&pool)
+        .await?;
+    let stats = store.stats(2).await?;
+    assert_eq!(stats.first_response_secs, [90]);
+    assert_eq!(stats.queues[0].waiting, 1);
+    Ok(())
+}

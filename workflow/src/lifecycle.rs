@@ -30,17 +30,7 @@ pub struct Lifecycle {
 
 /// The instant `times` × the timer's duration after `from`, in business time if it has a calendar.
 pub(crate) fn deadline(timer: &TimerSpec, from_ms: i64, times: u32) -> i64 {
-    let total = timer.after_ms.saturating_mul(u64::from(times.max(1)));
-    let total_ms = i64::try_from(total).unwrap_or(i64::MAX);
-    match (
-        &timer.calendar,
-        chrono::DateTime::from_timestamp_millis(from_ms),
-    ) {
-        (Some(cal), Some(from)) => cal
-            .add(from, chrono::Duration::milliseconds(total_ms))
-            .timestamp_millis(),
-        _ => from_ms.saturating_add(total_ms),
-    }
+    timer.deadline_ms(from_ms, times)
 }
 
 /// When the silence timer fires, what the store says of the silence: None to close the ticket

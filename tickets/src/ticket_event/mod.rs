@@ -82,6 +82,13 @@ pub enum TicketEvent<'a> {
         message_id: Uuid,
         body: &'a str,
     },
+    /// To the client and the ticket's manager: the client rated the closed ticket (1 to 5).
+    SatisfactionRecorded {
+        ticket_id: Uuid,
+        manager_id: Option<&'a str>,
+        rating: i16,
+        message_id: Uuid,
+    },
     /// To the manager: a ticket was assigned to them.
     TicketAssigned {
         ticket_id: Uuid,
@@ -191,6 +198,7 @@ impl TicketEvent<'_> {
             E::ManagerReply { .. } => event_kind::MANAGER_REPLY,
             E::TicketClosed { .. } => event_kind::TICKET_CLOSED,
             E::SatisfactionRequested { .. } => event_kind::SATISFACTION_REQUESTED,
+            E::SatisfactionRecorded { .. } => event_kind::SATISFACTION_RECORDED,
             E::TicketAssigned { .. } | E::TicketTransferredTo { .. } => event_kind::TICKET_ASSIGNED,
             E::TicketTransferredAway { .. } => event_kind::TICKET_TRANSFERRED_AWAY,
             E::NoteAdded { .. } => event_kind::NOTE_ADDED,
@@ -224,6 +232,7 @@ impl TicketEvent<'_> {
             E::ManagerReply { message_id, .. } => format!("reply:{message_id}"),
             E::TicketClosed { ticket_id, .. } => format!("closed:{ticket_id}"),
             E::SatisfactionRequested { ticket_id, .. } => format!("satisfaction:{ticket_id}"),
+            E::SatisfactionRecorded { ticket_id, .. } => format!("rated:{ticket_id}"),
             E::TicketAssigned {
                 ticket_id,
                 manager_id,
@@ -280,6 +289,7 @@ impl TicketEvent<'_> {
             | E::ManagerReply { ticket_id, .. }
             | E::TicketClosed { ticket_id, .. }
             | E::SatisfactionRequested { ticket_id, .. }
+            | E::SatisfactionRecorded { ticket_id, .. }
             | E::TicketAssigned { ticket_id, .. }
             | E::TicketTransferredTo { ticket_id, .. }
             | E::TicketTransferredAway { ticket_id, .. }
@@ -307,6 +317,7 @@ impl TicketEvent<'_> {
                 | E::ManagerReply { .. }
                 | E::TicketClosed { .. }
                 | E::SatisfactionRequested { .. }
+                | E::SatisfactionRecorded { .. }
         )
     }
 
@@ -322,6 +333,7 @@ impl TicketEvent<'_> {
             | E::NoteAdded { manager_id, .. } => Some(manager_id),
             E::TicketClosed { manager_id, .. }
             | E::MessageWithdrawn { manager_id, .. }
+            | E::SatisfactionRecorded { manager_id, .. }
             | E::SlaBreached { manager_id, .. }
             | E::DeliveryFailed { manager_id, .. }
             | E::DeliveryUnknown { manager_id, .. } => *manager_id,

@@ -28,6 +28,12 @@ impl TicketEvent<'_> {
                 "message_id": message_id, "ticket_id": ticket_id, "warning": warning,
                 "warning_message_id": warning_message_id,
             }),
+            E::SatisfactionRecorded {
+                ticket_id,
+                rating,
+                message_id,
+                ..
+            } => json!({ "ticket_id": ticket_id, "rating": rating, "message_id": message_id }),
             E::MessageWithdrawn {
                 message_id,
                 ticket_id,

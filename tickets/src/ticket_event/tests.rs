@@ -26,6 +26,12 @@ fn every_variant() -> Vec<TicketEvent<'static>> {
             body: "b",
             created_at: at,
         },
+        TicketEvent::SatisfactionRecorded {
+            ticket_id: t,
+            manager_id: Some("a"),
+            rating: 5,
+            message_id: m,
+        },
         TicketEvent::MessageWithdrawn {
             message_id: m,
             ticket_id: t,
@@ -184,6 +190,7 @@ fn clients_see_their_chat_and_nothing_addressed_to_managers_or_supervisors() {
         [
             event_kind::MESSAGE_ACCEPTED,
             event_kind::MESSAGE_BLOCKED,
+            event_kind::SATISFACTION_RECORDED,
             event_kind::MESSAGE_WITHDRAWN,
             event_kind::MANAGER_ASSIGNED,
             event_kind::MANAGER_ASSIGNED,
