@@ -44,6 +44,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<AppState>>)> {
         (Method::GET, "/v1/messages", get(history)),
         (Method::POST, "/v1/read", post(mark_read)),
         (Method::GET, "/v1/read", get(read_state)),
+        (Method::POST, "/v1/typing", post(typing)),
         (Method::GET, "/v1/ws", get(websocket)),
         (
             Method::GET,
@@ -205,6 +206,16 @@ async fn read_state(
 ) -> Result<Response, ApiError> {
     let client = client_of(&state, &headers).await?;
     Ok(Json(state.chat.read_state(&client).await?).into_response())
+}
+
+/// "I am typing": the manager of the client's assigned ticket sees it (best effort, throttled).
+async fn typing(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &headers).await?;
+    state.chat.typing(&client).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Debug, Deserialize)]

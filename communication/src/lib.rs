@@ -80,6 +80,12 @@ impl Application {
                 )
             });
         }
+        {
+            let (store, hub, stop) = (store.clone(), streams.hub.clone(), shutdown.clone());
+            platform::ops::supervise(&health, "typing", shutdown.clone(), move || {
+                edge::stream::listen_typing(store.clone(), hub.clone(), stop.clone())
+            });
+        }
         let publisher = edge::publish::Publisher::new(
             kafka,
             topics.inbound_messages.clone(),

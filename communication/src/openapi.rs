@@ -97,6 +97,17 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/v1/typing": {
+                "post": {
+                    "operationId": "typing",
+                    "summary": "The client is typing: the manager of their assigned ticket gets a `typing` event (event_id 0, not resumed); send it every few seconds while typing, more than one per 2 s is dropped",
+                    "responses": {
+                        "204": { "description": "Passed on (or dropped: throttled, or no manager to tell)" },
+                        "401": unauthenticated, "403": forbidden,
+                        "429": rate_limited, "503": unavailable
+                    }
+                }
+            },
             "/v1/ws": {
                 "get": {
                     "operationId": "events",

@@ -408,6 +408,19 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
         .into_inner();
     assert!(bob_messages.messages.iter().any(|m| m.body.contains("AML")));
 
+    // The canned responses of workflows.yaml, for the console's `/shortcut`.
+    let canned = managers
+        .list_canned_responses(authed(&bob, v1::ListCannedResponsesRequest {}))
+        .await?
+        .into_inner();
+    assert!(
+        canned
+            .responses
+            .iter()
+            .any(|c| c.shortcut == "hello" && !c.text.is_empty()),
+        "{canned:?}"
+    );
+
     // The back office.
     let team = admins
         .list_managers(authed(&root, v1::ListManagersRequest {}))

@@ -157,6 +157,16 @@ impl ClientChat {
         })
     }
 
+    /// The client is typing: the manager of their assigned ticket sees it (`typing` on their
+    /// stream), at most once per [`TYPING_EVERY`] per client; more often, or with nobody to tell,
+    /// nothing happens (a typing indicator is best effort).
+    pub async fn typing(&self, client: &Caller) -> Result<(), ClientError> {
+        if typing_throttle().check(&client.user_id).is_ok() {
+            self.store.client_typing(&client.user_id).await?;
+        }
+        Ok(())
+    }
+
     /// The page of the client's chat (all of their tickets) before the cursor `before` (a
     /// previous page's `next_before`; None: the newest), `limit` messages (None: the default).
     pub async fn history(
@@ -230,6 +240,21 @@ pub fn page_size(limit: Option<i64>) -> Result<i64, ClientError> {
 pub fn retry_after_secs(wait: Duration) -> u64 {
     // Saturating float-to-int cast: a wait of any length gives a finite number.
     wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// The shortest interval between two typing signals of one sender that are passed on.
+pub const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One typing signal per sender per [`TYPING_EVERY`] (this process's; clients and managers).
+pub fn typing_throttle() -> &'static crate::ratelimit::RateLimiter {
+    static THROTTLE: std::sync::OnceLock<crate::ratelimit::RateLimiter> =
+        std::sync::OnceLock::new();
+    THROTTLE.get_or_init(|| {
+        crate::ratelimit::RateLimiter::new(crate::ratelimit::RateLimit {
+            burst: 1,
+            per_second: 1.0 / TYPING_EVERY.as_secs_f64(),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -134,6 +134,9 @@ pub struct Recent {
     complete_after: Option<i64>,
     /// Oldest first, at most [`RECENT`].
     events: VecDeque<Arc<Event>>,
+    /// The newest typing signal for the audience, numbered so each stream shows it once. Not an
+    /// event of the outbox: cursor 0, never resumed.
+    typing: (u64, Option<Arc<Event>>),
 }
 
 impl Recent {
@@ -141,6 +144,7 @@ impl Recent {
         Self {
             complete_after,
             events: VecDeque::new(),
+            typing: (0, None),
         }
     }
 
@@ -223,7 +227,21 @@ impl Hub {
         let mut inner = self.lock();
         inner.delivered = Some(seq);
         for tx in inner.by.values() {
-            tx.send_modify(|r| *r = Recent::new(Some(seq)));
+            tx.send_modify(|r| {
+                let typing = r.typing.0;
+                *r = Recent::new(Some(seq));
+                r.typing.0 = typing;
+            });
+        }
+    }
+
+    /// Hands a typing signal to the streams of `t`'s other side open in this process.
+    pub fn typing(&self, t: &tickets::typing::Typing) {
+        let (audience, event) = typing_event(t);
+        let inner = self.lock();
+        if let Some(tx) = inner.by.get(&audience) {
+            let event = Arc::new(event);
+            tx.send_modify(|r| r.typing = (r.typing.0 + 1, Some(event)));
         }
     }
 
@@ -372,6 +390,8 @@ impl Streams {
             tokio::pin!(expiry);
             // Every event of `who` up to here was sent (or precedes the cursor).
             let mut covered = cursor;
+            // Typing signals from before the stream opened are not shown.
+            let mut typing_seen = wake.borrow().typing.0;
             loop {
                 if expiry.is_elapsed() {
                     let _ = tx.try_send(Err(StreamEnd::new(EndReason::TokenExpired, cursor)));
@@ -379,10 +399,21 @@ impl Streams {
                 }
                 // What the hub has, and how far it knows, before any read: an event the hub
                 // knew of was numbered before the read below, so the read has it.
-                let (pushed, horizon) = {
+                let (pushed, horizon, typing) = {
                     let recent = wake.borrow_and_update();
-                    (recent.after(covered), recent.horizon())
+                    let typing = match &recent.typing {
+                        (n, Some(e)) if *n > typing_seen => {
+                            typing_seen = *n;
+                            Some(Event::clone(e))
+                        }
+                        _ => None,
+                    };
+                    (recent.after(covered), recent.horizon(), typing)
                 };
+                // Best effort: a full buffer drops it; the cursor stays where the events left it.
+                if let Some(t) = typing {
+                    let _ = tx.try_send(Ok(t));
+                }
                 let (events, full_page) = match pushed {
                     Some(events) => (events, false),
                     None => match me.read(&who, cursor).await {
@@ -433,6 +464,63 @@ impl Streams {
             }
         });
         Ok(rx)
+    }
+}
+
+/// The kind of the ephemeral typing event (cursor 0: not part of the feed, never resumed from).
+pub const TYPING: &str = "typing";
+
+/// A typing signal as the recipient's stream shows it.
+fn typing_event(t: &tickets::typing::Typing) -> (Audience, Event) {
+    let audience = if t.by_client {
+        Audience::Manager(t.manager_id.clone())
+    } else {
+        Audience::Client(t.client_id.clone())
+    };
+    let by = if t.by_client { "client" } else { "manager" };
+    let event = Event {
+        seq: 0,
+        kind: TYPING.into(),
+        ticket_id: Some(t.ticket_id),
+        client_id: t.client_id.clone(),
+        manager_id: Some(t.manager_id.clone()),
+        client_visible: !t.by_client,
+        payload: serde_json::json!({ "ticket_id": t.ticket_id, "by": by }),
+        created_at: chrono::Utc::now(),
+    };
+    (audience, event)
+}
+
+/// Hands every typing signal of the database (`tickets::typing`) to this process's streams,
+/// until `shutdown`; reconnects after a failure (signals meanwhile are lost: they are ephemeral).
+pub async fn listen_typing(store: PgStore, hub: Arc<Hub>, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match store.typing_listener().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "typing listener not started; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let n = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = listener.recv() => n,
+            };
+            match n {
+                Ok(n) => match serde_json::from_str::<tickets::typing::Typing>(n.payload()) {
+                    Ok(t) => hub.typing(&t),
+                    Err(e) => tracing::warn!(error = %e, "a typing signal that does not parse"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "typing listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -123,6 +123,15 @@ impl ClientService for Clients {
         }))
     }
 
+    async fn send_typing(
+        &self,
+        req: Request<v1::ClientTypingRequest>,
+    ) -> Result<Response<v1::ClientTypingResponse>, Status> {
+        let me = self.client(&req).await?.caller;
+        self.chat.typing(&me).await.map_err(to_status)?;
+        Ok(Response::new(v1::ClientTypingResponse {}))
+    }
+
     type StreamEventsStream = EventStream;
 
     async fn stream_events(

@@ -305,6 +305,16 @@ impl Application {
                 },
             );
         }
+        {
+            let (store, hub, stop) = (
+                self.streams.store.clone(),
+                self.streams.hub.clone(),
+                streams_stop.clone(),
+            );
+            platform::ops::supervise(&self.health, "typing", streams_stop.clone(), move || {
+                edge::stream::listen_typing(store.clone(), hub.clone(), stop.clone())
+            });
+        }
         if let Some(lapse) = self.ready_lapse {
             let (store, hub, stop) = (
                 self.streams.store.clone(),

@@ -257,6 +257,47 @@ impl ManagerService for Managers {
         Ok(Response::new(v1::ResolveTicketResponse {}))
     }
 
+    async fn send_typing(
+        &self,
+        req: Request<v1::SendTypingRequest>,
+    ) -> Result<Response<v1::SendTypingResponse>, Status> {
+        // Not an action on the ticket: no action budget spent (the throttle bounds it).
+        let me = self.manager(&req).await?;
+        let id = convert::uuid("ticket_id", &req.get_ref().ticket_id)?;
+        if edge::client::typing_throttle().check(&me.user_id).is_ok() {
+            self.store
+                .manager_typing(&me.user_id, id)
+                .await
+                .map_err(status::store)?;
+        } else {
+            // Dropped, but still only for a ticket of theirs: the answer never depends on timing.
+            self.store
+                .manager_ticket(&me.user_id, id)
+                .await
+                .map_err(status::store)?;
+        }
+        Ok(Response::new(v1::SendTypingResponse {}))
+    }
+
+    async fn list_canned_responses(
+        &self,
+        req: Request<v1::ListCannedResponsesRequest>,
+    ) -> Result<Response<v1::ListCannedResponsesResponse>, Status> {
+        self.manager(&req).await?;
+        Ok(Response::new(v1::ListCannedResponsesResponse {
+            responses: self
+                .spec
+                .canned_responses
+                .iter()
+                .map(|c| v1::CannedResponse {
+                    shortcut: c.shortcut.clone(),
+                    title: c.title.clone(),
+                    text: c.text.clone(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn resend_delivery(
         &self,
         req: Request<v1::ResendDeliveryRequest>,

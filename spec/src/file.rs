@@ -28,6 +28,18 @@ pub(crate) struct SpecFile {
     pub(crate) timers: TimersSection,
     #[serde(default)]
     pub(crate) on_close: OnCloseSection,
+    #[serde(default)]
+    pub(crate) canned_responses: Vec<CannedEntry>,
+}
+
+/// A reply a manager inserts by its shortcut (`/greeting` in the console's reply box).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CannedEntry {
+    pub(crate) shortcut: String,
+    #[serde(default)]
+    pub(crate) title: String,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Deserialize)]

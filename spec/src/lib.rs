@@ -51,6 +51,19 @@ pub struct Spec {
     pub capacity: i32,
     pub default_queues: Vec<String>,
     pub managers: BTreeMap<String, ManagerPolicy>,
+    /// Replies managers insert by shortcut, in the spec's order. Not part of a ticket's spec:
+    /// a change applies to every console at once and changes no ticket's version.
+    pub canned_responses: Vec<CannedResponse>,
+}
+
+/// A reply a manager inserts by its shortcut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CannedResponse {
+    /// Lowercase letters, digits, `-` and `_`, at most 32.
+    pub shortcut: String,
+    /// What the console lists (the shortcut when the spec gives none).
+    pub title: String,
+    pub text: String,
 }
 
 impl Spec {

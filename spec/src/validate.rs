@@ -242,7 +242,54 @@ impl<F: Fn(&str, String) -> SpecError> Validator<'_, F> {
             capacity: raw.assignment.capacity,
             default_queues: raw.assignment.queues.clone(),
             managers,
+            canned_responses: self.canned_responses()?,
         })
+    }
+
+    /// The canned responses: shortcuts well formed and unique, texts that fit a message.
+    fn canned_responses(&self) -> Result<Vec<crate::CannedResponse>, SpecError> {
+        let err = self.err;
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, c) in self.raw.canned_responses.iter().enumerate() {
+            let path = format!("canned_responses.{i}");
+            let shortcut = c.shortcut.trim();
+            let well_formed = (1..=32).contains(&shortcut.len())
+                && shortcut.chars().all(|ch| {
+                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_'
+                });
+            if !well_formed {
+                return Err(err(
+                    &format!("{path}.shortcut"),
+                    format!("{shortcut:?}: 1 to 32 of a-z, 0-9, `-`, `_`"),
+                ));
+            }
+            if !seen.insert(shortcut.to_owned()) {
+                return Err(err(
+                    &format!("{path}.shortcut"),
+                    format!("`{shortcut}` is already the shortcut of an earlier response"),
+                ));
+            }
+            if let Err(e) = tickets::MessageBody::parse(&c.text) {
+                return Err(err(&format!("{path}.text"), e.to_string()));
+            }
+            if c.title.chars().count() > 100 {
+                return Err(err(
+                    &format!("{path}.title"),
+                    "at most 100 characters".into(),
+                ));
+            }
+            out.push(crate::CannedResponse {
+                shortcut: shortcut.to_owned(),
+                title: if c.title.trim().is_empty() {
+                    shortcut.to_owned()
+                } else {
+                    c.title.trim().to_owned()
+                },
+                text: c.text.clone(),
+            });
+        }
+        Ok(out)
     }
 
     /// The AFC provider, with the keys each provider takes and no others.

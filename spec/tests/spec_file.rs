@@ -242,3 +242,37 @@ fn detectors_are_named_and_parameterised_with_errors_at_their_place() -> Result<
     assert!(m.contains("unknown variant"), "{m}");
     Ok(())
 }
+
+#[test]
+fn canned_responses_are_listed_in_order_with_errors_at_their_place() -> Result<(), SpecError> {
+    let spec = parse(&format!(
+        "{BASE}canned_responses:\n  - shortcut: hello\n    title: Greeting\n    text: Hello! How can I help?\n  - shortcut: wait-1\n    text: One moment, please.\n"
+    ))?;
+    let got: Vec<(&str, &str)> = spec
+        .canned_responses
+        .iter()
+        .map(|c| (c.shortcut.as_str(), c.title.as_str()))
+        .collect();
+    assert_eq!(got, [("hello", "Greeting"), ("wait-1", "wait-1")]);
+    let (line, column, m) = at(parse(&format!(
+        "{BASE}canned_responses:\n  - shortcut: hello\n    text: a\n  - shortcut: hello\n    text: b\n"
+    )));
+    assert!(
+        m.contains("canned_responses.1.shortcut") && m.contains("already"),
+        "{m}"
+    );
+    assert_eq!((line, column), (7, 15), "{m}");
+    let (_, _, m) = at(parse(&format!(
+        "{BASE}canned_responses:\n  - shortcut: Hello There\n    text: a\n"
+    )));
+    assert!(m.contains("a-z, 0-9"), "{m}");
+    let (_, _, m) = at(parse(&format!(
+        "{BASE}canned_responses:\n  - shortcut: blank\n    text: \"  \"\n"
+    )));
+    assert!(m.contains("canned_responses.0.text"), "{m}");
+    let (_, _, m) = at(parse(&format!(
+        "{BASE}canned_responses:\n  - shortcut: x\n    text: a\n    body: b\n"
+    )));
+    assert!(m.contains("unknown field"), "{m}");
+    Ok(())
+}

@@ -34,6 +34,7 @@ pub mod screening;
 pub mod store;
 pub mod ticket_event;
 pub mod trace_context;
+pub mod typing;
 mod visibility;
 
 pub use channels::{Claim, Delivery, DeliveryStatus};
