@@ -3,8 +3,11 @@
 //! origin, and a manager in the console, in two browser contexts. The client writes, the manager
 //! goes ready and receives the ticket live, replies, the client sees it; a card number is blocked,
 //! the client sees the warning and the manager's page never holds it; a double-clicked reply is
-//! sent once; the client's network is cut and restored and nothing is lost or doubled. The
-//! screenshots land in this test's output folder (`target/tmp/browser/`).
+//! sent once; the client's network is cut and restored and nothing is lost or doubled; the
+//! ticket is transferred to a second manager whose console receives it live, noted and resolved;
+//! the client rates it 5 and an admin's supervisor view shows the rating; axe-core finds no
+//! serious or critical accessibility violation on any of the pages. The screenshots land in this
+//! test's output folder (`target/tmp/browser/`).
 
 use std::time::Duration;
 
@@ -53,7 +56,7 @@ async fn a_client_in_the_widget_and_a_manager_in_the_console_walk_the_whole_flow
         "the browser flow failed ({}): {log}",
         out.status
     );
-    for shot in ["console.png", "widget.png"] {
+    for shot in ["console.png", "supervisor.png", "widget.png"] {
         let path = shots.join(shot);
         let size = std::fs::metadata(&path)
             .with_context(|| format!("no screenshot {}", path.display()))?

@@ -1,25 +1,58 @@
 // Every UI string of the console and the widget, in English and Russian. Components take a
-// `Strings` table (from `strings(lang)`) and never spell text of their own.
+// `Strings` table (`strings(lang)`; the widget `widgetStrings(lang)`, so its bundle carries only
+// its own tables) and never spell text of their own.
 
 export type Lang = 'en' | 'ru';
 export const LANGS: readonly Lang[] = ['en', 'ru'];
 
-const en = {
-  langName: 'English',
+// The widget's strings: its own, and the few the console shares with it.
+const widgetEn = {
   language: 'Language',
-
-  // Shared
   loading: 'Loading…',
-  error: (msg: string) => `Error: ${msg}`,
-  networkError: 'The server cannot be reached',
   live: 'Live',
   connecting: 'Connecting…',
   reconnecting: 'Reconnecting…',
+  send: 'Send',
+  widgetTitle: 'Chat with the bank',
+  loadingOlder: 'Loading earlier messages…',
+  startOfChat: 'Start of the conversation',
+  emptyChat: 'Write to us: a manager will answer here.',
+  messageLabel: 'Your message',
+  messagePlaceholder: 'Write a message…',
+  stateQueued: 'Waiting for the connection…',
+  stateSending: 'Sending…',
+  stateSent: 'Sent',
+  stateDelivered: 'Delivered',
+  stateFailed: (msg: string) => `Not sent: ${msg}`,
+  discard: 'Remove',
+  offline: 'You are offline: your messages will be sent when the connection is back.',
+  widgetSessionExpired: 'Your session expired. Reload the page to go on.',
+  blockedLabel: 'Security warning',
+  you: 'You',
+  bank: 'Bank',
+  rateButton: (n: number) => `${n} of 5`,
+  ratePoor: '1 poor',
+  rateExcellent: '5 excellent',
+  rateSending: 'Sending your rating…',
+  rateThanks: (n: number) => `Thank you! You rated us ${n} of 5.`,
+  messagesLog: 'Messages',
+};
+
+// The console's strings.
+const consoleEn = {
+  langName: 'English',
+
+  // Console: shared
+  error: (msg: string) => `Error: ${msg}`,
+  networkError: 'The server cannot be reached',
   reconnectingIn: (s: number) => `Reconnecting in ${s} s…`,
   justNow: 'just now',
   minutes: (n: number) => `${n} min`,
   hoursMinutes: (h: number, m: number) => (m ? `${h} h ${m} min` : `${h} h`),
   days: (n: number) => `${n} d`,
+  seconds: (n: number) => `${n} s`,
+  cancel: 'Cancel',
+  closeDialog: 'Close',
 
   // Console: sign-in
   consoleTitle: 'Inbox console',
@@ -62,7 +95,13 @@ const en = {
   channelTelegram: 'Telegram',
   channelEmail: 'Email',
   channelOther: 'Other channel',
-  openTicketLabel: (name: string) => `Open the conversation with ${name}`,
+  priorities: ['Low', 'Normal', 'High', 'Urgent'] as readonly string[],
+  slaTitle: 'First response',
+  slaLeft: (clock: string) => `SLA ${clock}`,
+  slaOver: (clock: string) => `SLA −${clock}`,
+  slaDueIn: (clock: string) => `due in ${clock}`,
+  slaOverdueBy: (clock: string) => `overdue by ${clock} (SLA breached)`,
+  openTicketPrefix: 'Open the conversation with ',
   lastMessageFrom: (who: string, body: string) => `${who}: ${body}`,
 
   // Console: conversation
@@ -78,7 +117,6 @@ const en = {
   ticketTransferred: 'This ticket was handed to another manager.',
   replyLabel: 'Reply to the client',
   replyPlaceholder: 'Write a reply…',
-  send: 'Send',
   sending: 'Sending…',
   notSent: 'Not sent. Send again: it will not be sent twice.',
   noteLabel: 'Internal note (only managers see it)',
@@ -92,6 +130,93 @@ const en = {
   resend: 'Send again',
   resent: 'Sent again.',
   closeNotice: 'Dismiss',
+  ticketDetails: 'Ticket details',
+  ticketTransferredTo: (name: string) => `This ticket was handed to ${name}.`,
+  transferredNotice: (name: string) => `The ticket was handed to ${name}.`,
+  ratedBy: (n: number) => `The client rated it ${n} of 5.`,
+  confirmResolveTitle: 'Resolve this ticket?',
+  confirmResolveText: (name: string) => `The conversation with ${name} closes and the client is asked to rate it.`,
+  transferToggle: 'Transfer…',
+  transferTitle: 'Transfer to another manager',
+  transferToManager: 'Transfer to',
+  transferToId: 'Manager id',
+  chooseManager: 'Choose a manager',
+  noOtherManagers: 'No other manager',
+  managerOption: (name: string, free: number, open: number, capacity: number) =>
+    `${name}: ${free > 0 ? `ready, ${free} free` : 'not ready'} (${open}/${capacity})`,
+  transferSubmit: 'Transfer',
+  transferring: 'Transferring…',
+  transferHint: 'Only a manager who is ready can take it; you lose access once it is handed over.',
+
+  // Console: shortcuts and alerts
+  shortcutsButton: 'Shortcuts (?)',
+  shortcutsTitle: 'Keyboard shortcuts',
+  shortcutsHint: 'They work whenever no text field has the focus (Esc leaves a text field).',
+  keyNext: 'Next ticket',
+  keyPrev: 'Previous ticket',
+  keyReply: 'Write a reply',
+  keyNote: 'Write an internal note',
+  keyResolve: 'Resolve the open ticket (asks first)',
+  keyHelp: 'Show this list',
+  keyClose: 'Close a dialog',
+  muteAlerts: 'Mute alerts',
+  alertsOnHint: 'A sound or a desktop notification tells you of new tickets and messages',
+  alertsMutedHint: 'Alerts are muted',
+  enableNotifications: 'Desktop notifications',
+  alertAssignedTitle: 'New ticket assigned',
+  alertAssigned: (name: string) => `New ticket assigned: ${name}`,
+  alertMessageTitle: (name: string) => `${name} wrote`,
+  alertMessage: (name: string, body: string) => `${name} wrote: ${body}`,
+
+  // Console: supervisor
+  viewsLabel: 'Views',
+  supervisorTab: 'Supervisor',
+  supervisorTitle: 'Supervisor',
+  periodLabel: 'Period',
+  periodHours: (h: number) => (h % 24 === 0 && h >= 48 ? `last ${h / 24} days` : `last ${h} h`),
+  updatedAt: (time: string, every: number) => `Updated ${time}; refreshes every ${every} s`,
+  queuesTitle: 'Queues now',
+  colWaiting: 'Waiting',
+  colOldestWait: 'Oldest wait',
+  colState: 'State',
+  colLoad: 'Load',
+  stateReady: (free: number) => `Ready (${free} free)`,
+  stateNotReady: 'Not ready',
+  load: (open: number, capacity: number) => `${open} / ${capacity}`,
+  queueFilter: 'Queue',
+  queueAll: 'All queues',
+  ageFilter: 'Age',
+  ageAny: 'Any age',
+  ageOver: (d: string) => `Older than ${d}`,
+  colChannel: 'Channel',
+  colCategory: 'Category',
+  colRating: 'Rating',
+  ticketList: 'Ticket list',
+  ratingOf: (n: number) => `Rated ${n} of 5`,
+  noRating: 'none',
+  loadMore: (shown: number) => `Load more (${shown} shown)`,
+  showAudit: (name: string) => `Audit trail of the ticket of ${name}`,
+  auditTrail: 'Audit trail',
+  auditTitle: (name: string) => `Audit trail: ${name}`,
+  auditHint: 'Select a client in the table to see the ticket’s audit trail.',
+  auditEvents: 'Events',
+  closeAudit: 'Close',
+  closeReason: (r: string) => `closed: ${r}`,
+  audienceClient: 'client',
+  audienceInternal: 'staff only',
+  byManager: (id: string) => `by ${id}`,
+  verdictsTitle: 'AFC verdicts',
+  chartsTitle: (h: number) => `The last ${h} h`,
+  chartWaitingTitle: 'Waiting tickets per queue',
+  chartFirstResponseTitle: 'Time to first response',
+  chartRatingsTitle: 'Satisfaction ratings (1 to 5)',
+  noData: 'No data in this period.',
+  seriesSummary: (queue: string, now: number, max: number) => `${queue}: ${now} now, at most ${max}`,
+  binUpTo: (d: string) => `≤${d}`,
+  binOver: (d: string) => `>${d}`,
+  frSummary: (n: number, median: string, p90: string) => `${n} tickets; median ${median}, 90% within ${p90}.`,
+  ratingSummary: (n: number, avg: string) => `${n} ratings, average ${avg}.`,
+  ratingCount: (rating: number, n: number) => `${rating}: ${n}`,
 
   // Console: admin
   backOffice: 'Back office',
@@ -118,45 +243,59 @@ const en = {
   nothingHere: 'Nothing here.',
 
   // Widget
-  widgetTitle: 'Chat with the bank',
-  loadingOlder: 'Loading earlier messages…',
-  startOfChat: 'Start of the conversation',
-  emptyChat: 'Write to us: a manager will answer here.',
-  messageLabel: 'Your message',
-  messagePlaceholder: 'Write a message…',
-  stateQueued: 'Waiting for the connection…',
-  stateSending: 'Sending…',
-  stateSent: 'Sent',
-  stateDelivered: 'Delivered',
-  stateFailed: (msg: string) => `Not sent: ${msg}`,
-  discard: 'Remove',
-  offline: 'You are offline: your messages will be sent when the connection is back.',
-  widgetSessionExpired: 'Your session expired. Reload the page to go on.',
-  blockedLabel: 'Security warning',
-  you: 'You',
-  bank: 'Bank',
   managerJoined: (name: string) => `${name} joined the chat`,
   chatClosed: 'The conversation was closed.',
-  messagesLog: 'Messages',
 };
 
-export type Strings = typeof en;
+export type WidgetStrings = typeof widgetEn;
+export type ConsoleStrings = typeof consoleEn;
+export type Strings = WidgetStrings & ConsoleStrings;
 
-const ru: Strings = {
-  langName: 'Русский',
+const widgetRu: WidgetStrings = {
   language: 'Язык',
-
   loading: 'Загрузка…',
-  error: (msg) => `Ошибка: ${msg}`,
-  networkError: 'Сервер недоступен',
   live: 'На связи',
   connecting: 'Подключение…',
   reconnecting: 'Переподключение…',
+  send: 'Отправить',
+  widgetTitle: 'Чат с банком',
+  loadingOlder: 'Загружаем ранние сообщения…',
+  startOfChat: 'Начало переписки',
+  emptyChat: 'Напишите нам: менеджер ответит здесь.',
+  messageLabel: 'Ваше сообщение',
+  messagePlaceholder: 'Напишите сообщение…',
+  stateQueued: 'Ждём связи…',
+  stateSending: 'Отправка…',
+  stateSent: 'Отправлено',
+  stateDelivered: 'Доставлено',
+  stateFailed: (msg) => `Не отправлено: ${msg}`,
+  discard: 'Удалить',
+  offline: 'Нет связи: сообщения уйдут, когда она появится.',
+  widgetSessionExpired: 'Сессия истекла. Обновите страницу, чтобы продолжить.',
+  blockedLabel: 'Предупреждение безопасности',
+  you: 'Вы',
+  bank: 'Банк',
+  rateButton: (n) => `${n} из 5`,
+  ratePoor: '1 плохо',
+  rateExcellent: '5 отлично',
+  rateSending: 'Отправляем оценку…',
+  rateThanks: (n) => `Спасибо! Ваша оценка: ${n} из 5.`,
+  messagesLog: 'Сообщения',
+};
+
+const consoleRu: ConsoleStrings = {
+  langName: 'Русский',
+
+  error: (msg) => `Ошибка: ${msg}`,
+  networkError: 'Сервер недоступен',
   reconnectingIn: (s) => `Переподключение через ${s} с…`,
   justNow: 'только что',
   minutes: (n) => `${n} мин`,
   hoursMinutes: (h, m) => (m ? `${h} ч ${m} мин` : `${h} ч`),
   days: (n) => `${n} дн`,
+  seconds: (n) => `${n} с`,
+  cancel: 'Отмена',
+  closeDialog: 'Закрыть',
 
   consoleTitle: 'Консоль обращений',
   devLoginTitle: 'Вход для разработки',
@@ -196,7 +335,13 @@ const ru: Strings = {
   channelTelegram: 'Telegram',
   channelEmail: 'Почта',
   channelOther: 'Другой канал',
-  openTicketLabel: (name) => `Открыть переписку с клиентом ${name}`,
+  priorities: ['Низкий', 'Обычный', 'Высокий', 'Срочный'],
+  slaTitle: 'Первый ответ',
+  slaLeft: (clock) => `SLA ${clock}`,
+  slaOver: (clock) => `SLA −${clock}`,
+  slaDueIn: (clock) => `осталось ${clock}`,
+  slaOverdueBy: (clock) => `просрочен на ${clock} (SLA нарушен)`,
+  openTicketPrefix: 'Открыть переписку с клиентом ',
   lastMessageFrom: (who, body) => `${who}: ${body}`,
 
   conversation: 'Переписка',
@@ -211,7 +356,6 @@ const ru: Strings = {
   ticketTransferred: 'Обращение передано другому менеджеру.',
   replyLabel: 'Ответ клиенту',
   replyPlaceholder: 'Напишите ответ…',
-  send: 'Отправить',
   sending: 'Отправка…',
   notSent: 'Не отправлено. Отправьте снова: дважды не уйдёт.',
   noteLabel: 'Внутренняя заметка (видят только менеджеры)',
@@ -225,6 +369,91 @@ const ru: Strings = {
   resend: 'Отправить снова',
   resent: 'Отправлено снова.',
   closeNotice: 'Скрыть',
+  ticketDetails: 'Сведения об обращении',
+  ticketTransferredTo: (name) => `Обращение передано: ${name}.`,
+  transferredNotice: (name) => `Обращение передано: ${name}.`,
+  ratedBy: (n) => `Оценка клиента: ${n} из 5.`,
+  confirmResolveTitle: 'Закрыть обращение?',
+  confirmResolveText: (name) => `Переписка с клиентом ${name} закроется, клиента попросят её оценить.`,
+  transferToggle: 'Передать…',
+  transferTitle: 'Передать другому менеджеру',
+  transferToManager: 'Кому',
+  transferToId: 'Идентификатор менеджера',
+  chooseManager: 'Выберите менеджера',
+  noOtherManagers: 'Других менеджеров нет',
+  managerOption: (name, free, open, capacity) =>
+    `${name}: ${free > 0 ? `готов, свободно ${free}` : 'не готов'} (${open}/${capacity})`,
+  transferSubmit: 'Передать',
+  transferring: 'Передача…',
+  transferHint: 'Принять может только готовый менеджер; после передачи обращение вам недоступно.',
+
+  shortcutsButton: 'Клавиши (?)',
+  shortcutsTitle: 'Клавиатурные сокращения',
+  shortcutsHint: 'Работают, когда фокус не в текстовом поле (Esc выводит из поля).',
+  keyNext: 'Следующее обращение',
+  keyPrev: 'Предыдущее обращение',
+  keyReply: 'Написать ответ',
+  keyNote: 'Написать внутреннюю заметку',
+  keyResolve: 'Закрыть открытое обращение (с подтверждением)',
+  keyHelp: 'Показать этот список',
+  keyClose: 'Закрыть диалог',
+  muteAlerts: 'Без звука',
+  alertsOnHint: 'Звук или уведомление на рабочем столе сообщают о новых обращениях и сообщениях',
+  alertsMutedHint: 'Оповещения выключены',
+  enableNotifications: 'Уведомления на рабочем столе',
+  alertAssignedTitle: 'Новое обращение',
+  alertAssigned: (name) => `Новое обращение: ${name}`,
+  alertMessageTitle: (name) => `${name} пишет`,
+  alertMessage: (name, body) => `${name} пишет: ${body}`,
+
+  viewsLabel: 'Разделы',
+  supervisorTab: 'Супервизор',
+  supervisorTitle: 'Супервизор',
+  periodLabel: 'Период',
+  periodHours: (h) => (h % 24 === 0 && h >= 48 ? `последние ${h / 24} дн` : `последние ${h} ч`),
+  updatedAt: (time, every) => `Обновлено в ${time}; обновляется каждые ${every} с`,
+  queuesTitle: 'Очереди сейчас',
+  colWaiting: 'Ждут',
+  colOldestWait: 'Дольше всех ждёт',
+  colState: 'Состояние',
+  colLoad: 'Нагрузка',
+  stateReady: (free) => `Готов (свободно ${free})`,
+  stateNotReady: 'Не готов',
+  load: (open, capacity) => `${open} / ${capacity}`,
+  queueFilter: 'Очередь',
+  queueAll: 'Все очереди',
+  ageFilter: 'Возраст',
+  ageAny: 'Любой',
+  ageOver: (d) => `Старше ${d}`,
+  colChannel: 'Канал',
+  colCategory: 'Категория',
+  colRating: 'Оценка',
+  ticketList: 'Список обращений',
+  ratingOf: (n) => `Оценка ${n} из 5`,
+  noRating: 'нет',
+  loadMore: (shown) => `Показать ещё (сейчас ${shown})`,
+  showAudit: (name) => `Журнал обращения клиента ${name}`,
+  auditTrail: 'Журнал',
+  auditTitle: (name) => `Журнал: ${name}`,
+  auditHint: 'Выберите клиента в таблице, чтобы увидеть журнал обращения.',
+  auditEvents: 'События',
+  closeAudit: 'Закрыть',
+  closeReason: (r) => `закрыто: ${r}`,
+  audienceClient: 'клиент',
+  audienceInternal: 'только сотрудники',
+  byManager: (id) => `менеджер ${id}`,
+  verdictsTitle: 'Решения АФК',
+  chartsTitle: (h) => `Последние ${h} ч`,
+  chartWaitingTitle: 'Ожидающие обращения по очередям',
+  chartFirstResponseTitle: 'Время до первого ответа',
+  chartRatingsTitle: 'Оценки клиентов (от 1 до 5)',
+  noData: 'За этот период данных нет.',
+  seriesSummary: (queue, now, max) => `${queue}: сейчас ${now}, максимум ${max}`,
+  binUpTo: (d) => `≤${d}`,
+  binOver: (d) => `>${d}`,
+  frSummary: (n, median, p90) => `Обращений: ${n}; медиана ${median}, 90% — в пределах ${p90}.`,
+  ratingSummary: (n, avg) => `Оценок: ${n}, средняя ${avg}.`,
+  ratingCount: (rating, n) => `${rating}: ${n}`,
 
   backOffice: 'Бэк-офис',
   managers: 'Менеджеры',
@@ -249,32 +478,24 @@ const ru: Strings = {
   statusClosed: 'Закрыто',
   nothingHere: 'Здесь пусто.',
 
-  widgetTitle: 'Чат с банком',
-  loadingOlder: 'Загружаем ранние сообщения…',
-  startOfChat: 'Начало переписки',
-  emptyChat: 'Напишите нам: менеджер ответит здесь.',
-  messageLabel: 'Ваше сообщение',
-  messagePlaceholder: 'Напишите сообщение…',
-  stateQueued: 'Ждём связи…',
-  stateSending: 'Отправка…',
-  stateSent: 'Отправлено',
-  stateDelivered: 'Доставлено',
-  stateFailed: (msg) => `Не отправлено: ${msg}`,
-  discard: 'Удалить',
-  offline: 'Нет связи: сообщения уйдут, когда она появится.',
-  widgetSessionExpired: 'Сессия истекла. Обновите страницу, чтобы продолжить.',
-  blockedLabel: 'Предупреждение безопасности',
-  you: 'Вы',
-  bank: 'Банк',
   managerJoined: (name) => `${name} подключился к чату`,
   chatClosed: 'Переписка закрыта.',
-  messagesLog: 'Сообщения',
 };
 
-const TABLES: Record<Lang, Strings> = { en, ru };
+const WIDGET: Record<Lang, WidgetStrings> = { en: widgetEn, ru: widgetRu };
+const CONSOLE: Record<Lang, ConsoleStrings> = { en: consoleEn, ru: consoleRu };
+const cache = new Map<Lang, Strings>();
 
+/** The widget's strings alone (the widget bundle then carries no console text). */
+export function widgetStrings(lang: Lang): WidgetStrings {
+  return WIDGET[lang];
+}
+
+/** Every string, for the console. */
 export function strings(lang: Lang): Strings {
-  return TABLES[lang];
+  let s = cache.get(lang);
+  if (!s) cache.set(lang, (s = { ...WIDGET[lang], ...CONSOLE[lang] }));
+  return s;
 }
 
 /** `ru` for a Russian browser, `en` otherwise; `wanted` (e.g. the widget's `lang`) wins if known. */
@@ -294,7 +515,7 @@ export function detectLang(wanted?: string | null): Lang {
 }
 
 /** "5 min", "2 h 10 min", "3 d": a waiting time. */
-export function duration(t: Strings, ms: number): string {
+export function duration(t: ConsoleStrings, ms: number): string {
   const min = Math.floor(Math.max(0, ms) / 60_000);
   if (min < 1) return t.justNow;
   if (min < 60) return t.minutes(min);

@@ -6,13 +6,14 @@
 //   WIDGET_URL   communication's client HTTP listener (API, WebSocket, /widget/), required
 //   EMBED_URL    a page of another origin embedding the widget; it gets ?token=&api=&lang=
 //                (default: this script serves one on 127.0.0.1:EMBED_PORT, default any free port)
-//   SCREENSHOTS  directory for console.png and widget.png (default: ./test-results)
+//   SCREENSHOTS  directory for console.png, supervisor.png and widget.png (default: ./test-results)
 //   CHROMIUM     the browser binary (default /usr/bin/chromium)
 //   TIMEOUT_MS   how long one live wait may take (default 20000)
 //
 // Exit code 0 when every step passed; 1 with the failing step and why; 2 on bad usage.
 import http from 'node:http';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -42,6 +43,9 @@ const CHROMIUM_ARGS = [
 const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 const client = { user: `flow-client-${run}`, name: `Ivan ${run}` };
 const manager = { user: `flow-manager-${run}`, name: `Alice ${run}` };
+const manager2 = { user: `flow-manager2-${run}`, name: `Boris ${run}` };
+const admin = { user: `flow-admin-${run}`, name: `Olga ${run}` };
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const CARD = 'my card is 4111 1111 1111 1111';
 
 let passed = 0;
@@ -64,6 +68,29 @@ async function step(name, fn) {
 
 function check(cond, message) {
   if (!cond) throw new Error(message);
+}
+
+/** axe-core on the page as it is now: fails on any `serious` or `critical` violation, and prints
+ * each (rule, impact, the first nodes). Evaluated through the DevTools protocol, so a page's
+ * Content-Security-Policy does not stand in the way. */
+async function accessible(page, where) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE_SOURCE);
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => ({
+        id: v.id,
+        impact: v.impact,
+        help: v.help,
+        nodes: v.nodes.slice(0, 4).map((n) => `${n.target.join(' ')}: ${(n.failureSummary || '').split('\n').slice(1, 3).join(' ').trim()}`),
+      }));
+  });
+  for (const v of found) {
+    console.log(`# axe ${where}: ${v.impact} ${v.id} (${v.help})`);
+    for (const n of v.nodes) console.log(`#   ${n}`);
+  }
+  check(found.length === 0, `${where}: ${found.length} serious or critical accessibility violations (${found.map((v) => v.id).join(', ')})`);
 }
 
 async function devToken(user, role, name) {
@@ -141,11 +168,22 @@ async function main() {
   consolePage.on('framenavigated', (f) => {
     if (f === consolePage.mainFrame()) consoleNavigations++;
   });
+  // What each screenshot shows at the end (or where a failure left it): console.png the console
+  // of the last manager who held the ticket, supervisor.png the admin's supervisor view.
+  const screens = { 'console.png': consolePage, 'widget.png': widget };
   const shots = async () => {
-    await consolePage.screenshot({ path: join(SCREENSHOTS, 'console.png'), fullPage: true }).catch(() => {});
-    await widget.screenshot({ path: join(SCREENSHOTS, 'widget.png'), fullPage: true }).catch(() => {});
+    for (const [name, p] of Object.entries(screens)) {
+      await p.screenshot({ path: join(SCREENSHOTS, name), fullPage: true }).catch(() => {});
+    }
   };
   cleanups.unshift(shots);
+  const signIn = async (p, who, role) => {
+    await p.goto(`${CONSOLE_URL}/`);
+    await p.getByLabel('User id').fill(who.user);
+    await p.getByLabel('Display name').fill(who.name);
+    await p.getByLabel('Role').selectOption(role);
+    await p.getByRole('button', { name: 'Sign in' }).click();
+  };
 
   // Locators (the widget lives in an open shadow root: Playwright's CSS locators pierce it).
   const bubble = (kind, text) => widget.locator(`li[data-kind="${kind}"]`, { hasText: text });
@@ -184,11 +222,7 @@ async function main() {
   });
 
   await step('the manager signs in on the console (dev login)', async () => {
-    await consolePage.goto(`${CONSOLE_URL}/`);
-    await consolePage.getByLabel('User id').fill(manager.user);
-    await consolePage.getByLabel('Display name').fill(manager.name);
-    await consolePage.getByLabel('Role').selectOption('manager');
-    await consolePage.getByRole('button', { name: 'Sign in' }).click();
+    await signIn(consolePage, manager, 'manager');
     // The stream shows "live" once the gateway answers its headers (or its first event).
     await consolePage.getByRole('button', { name: 'Ready', exact: true }).waitFor();
   });
@@ -264,6 +298,158 @@ async function main() {
   await step('the console was never reloaded, never showed card digits, and no page threw', async () => {
     await noCard('at the end');
     check(consoleNavigations === 1, `the console navigated ${consoleNavigations} times`);
+    check(pageErrors.length === 0, `uncaught errors: ${pageErrors.join('; ')}`);
+  });
+
+  // ---- Shortcuts, transfer, note, resolve, rating, supervisor ----
+
+  await step('accessibility: the console with a conversation open has no serious or critical axe violations', async () => {
+    await accessible(consolePage, 'console');
+  });
+
+  await step('keyboard: ? lists the shortcuts (Esc closes), n and r focus the note and the reply', async () => {
+    await consolePage.locator('#conv-title').click();
+    await consolePage.keyboard.press('?');
+    const dialog = consolePage.getByRole('dialog', { name: 'Keyboard shortcuts' });
+    await dialog.waitFor();
+    for (const what of ['Next ticket', 'Previous ticket', 'Write a reply', 'Write an internal note', 'Resolve the open ticket']) {
+      await dialog.getByText(what).first().waitFor();
+    }
+    await accessible(consolePage, 'console, shortcuts dialog');
+    await consolePage.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    await consolePage.keyboard.press('n');
+    await consolePage.locator('textarea[id^="composer-note-"]:focus').waitFor();
+    // Typing in a field is typing, not a shortcut.
+    await consolePage.keyboard.type('r');
+    check((await consolePage.locator('textarea[id^="composer-note-"]').inputValue()) === 'r', 'a key typed in the note field was taken as a shortcut');
+    await consolePage.locator('textarea[id^="composer-note-"]').fill('');
+    await consolePage.keyboard.press('Escape');
+    await consolePage.keyboard.press('r');
+    await consolePage.locator('textarea[id^="composer-reply-"]:focus').waitFor();
+    await consolePage.keyboard.press('Escape');
+    // j / k move through the list and keep a ticket open; then back to the client's.
+    await consolePage.keyboard.press('j');
+    await consolePage.keyboard.press('k');
+    await consolePage.locator('button[data-ticket][aria-current="true"]').waitFor();
+    await ticket.click();
+    await inConsole('Hello, my transfer is stuck').waitFor();
+  });
+
+  const console2 = await (await browser.newContext({ locale: 'en-US', viewport: { width: 1280, height: 900 } })).newPage();
+  console2.setDefaultTimeout(TIMEOUT);
+  console2.on('pageerror', (e) => pageErrors.push(`console 2: ${e.message}`));
+  let console2Navigations = 0;
+  console2.on('framenavigated', (f) => {
+    if (f === console2.mainFrame()) console2Navigations++;
+  });
+  await step('a second manager signs in and is ready (a free slot)', async () => {
+    await signIn(console2, manager2, 'manager');
+    const ready = console2.getByRole('button', { name: 'Ready', exact: true });
+    await ready.waitFor();
+    // Older waiting tickets may take the first slots: press again, up to the capacity.
+    for (let attempt = 1; ; attempt++) {
+      const answered = console2.waitForResponse((r) => r.url().includes('/inbox.v1.ManagerService/SetReady'));
+      await ready.click();
+      await answered;
+      const text = await console2.getByText(/Free slots: \d+/).textContent();
+      if (Number(/\d+/.exec(text)[0]) > 0) return;
+      if (attempt >= 3) throw new Error(`the second manager has no free slot after ${attempt} Ready presses`);
+    }
+  });
+
+  const ticket2 = console2.getByRole('button', { name: `Open the conversation with ${client.name}` });
+  await step('the first manager transfers the ticket; the second gets it live with the conversation', async () => {
+    await consolePage.getByRole('button', { name: 'Transfer…' }).click();
+    await consolePage.getByLabel('Manager id').fill(manager2.user);
+    await consolePage.getByRole('button', { name: 'Transfer', exact: true }).click();
+    // TransferTicket names the manager (their display name, else their id).
+    await consolePage.getByText(new RegExp(`This ticket was handed to (${manager2.name}|${manager2.user})`)).first().waitFor();
+    await ticket2.waitFor();
+    await ticket2.click();
+    const log2 = console2.getByRole('log');
+    await log2.locator('li', { hasText: 'Hello, my transfer is stuck' }).waitFor();
+    await log2.locator('li', { hasText: 'Let me check' }).waitFor();
+    check(console2Navigations === 1, `the second console navigated ${console2Navigations} times`);
+    check(!(await console2.content()).includes('4111'), 'the second console shows card digits');
+  });
+  screens['console-first.png'] = consolePage;
+  screens['console.png'] = console2;
+
+  const note = `Checked the transfer with the payments team ${run}`;
+  await step('the second manager adds an internal note (shown apart) and resolves the ticket', async () => {
+    await console2.getByLabel('Internal note (only managers see it)').fill(note);
+    await console2.getByRole('button', { name: 'Add note' }).click();
+    const noteItem = console2.getByRole('log').locator('li.msg-note', { hasText: note });
+    await noteItem.waitFor();
+    const style = await noteItem.evaluate((el) => getComputedStyle(el).borderTopStyle);
+    check(style === 'dashed', `the note is drawn like a message (border ${style})`);
+    await console2.getByRole('button', { name: 'Resolve the ticket and tell the client' }).click();
+    const confirm = console2.getByRole('dialog', { name: 'Resolve this ticket?' });
+    await confirm.waitFor();
+    await confirm.getByRole('button', { name: 'Resolve', exact: true }).click();
+    await console2.getByText('This ticket is closed.').waitFor();
+  });
+
+  await step('the client sees the close and the rating question, picks 5 and is thanked', async () => {
+    await bubble('system', 'resolved').waitFor();
+    const five = widget.getByRole('button', { name: '5 of 5' });
+    await five.waitFor();
+    const group = widget.locator('.iw-rating[role="group"]');
+    check((await group.getByRole('button').count()) === 5, 'the rating question does not offer five buttons');
+    await accessible(widget, 'widget, rating question');
+    await five.focus();
+    await widget.keyboard.press('Enter');
+    await widget.getByText('Thank you! You rated us 5 of 5.').waitFor();
+    check((await bubble('manager', note).count()) + (await widget.getByText(note).count()) === 0, 'the client sees the internal note');
+  });
+
+  // The engine may tell the ticket's manager too (satisfaction_recorded): shown when it does.
+  await console2
+    .getByText('The client rated it 5 of 5.')
+    .waitFor({ timeout: 5000 })
+    .then(
+      () => console.log('# the second manager saw the rating live'),
+      () => console.log('# note: the second manager got no satisfaction_recorded within 5 s'),
+    );
+
+  const supervisor = await (await browser.newContext({ locale: 'en-US', viewport: { width: 1360, height: 1000 } })).newPage();
+  supervisor.setDefaultTimeout(TIMEOUT);
+  supervisor.on('pageerror', (e) => pageErrors.push(`supervisor: ${e.message}`));
+  screens['supervisor.png'] = supervisor;
+  await step('an admin opens the supervisor view: the ticket is rated 5, the ratings bar is not empty', async () => {
+    await signIn(supervisor, admin, 'admin');
+    await supervisor.getByRole('tab', { name: 'Supervisor' }).click();
+    const panel = supervisor.getByRole('tabpanel', { name: 'Supervisor' });
+    await panel.locator('[data-chart="waiting-chart"]').waitFor();
+    await panel.locator('[data-chart="fr-chart"]').waitFor();
+    const five = panel.locator('[data-chart="ratings-chart"] g.bar[data-label="5"]');
+    await five.waitFor({ state: 'attached' });
+    check(Number(await five.getAttribute('data-count')) >= 1, 'the ratings bar has no 5');
+    await panel.getByLabel('Status').selectOption({ label: 'Closed' });
+    // The list shows closed tickets once its section says so (status 4: TICKET_STATUS_CLOSED).
+    await panel.locator('section.sup-tickets[data-status="4"][aria-busy="false"]').waitFor();
+    const table = panel.locator('table.ticket-table');
+    await table.waitFor();
+    const open = panel.getByRole('button', { name: `Audit trail of the ticket of ${client.name}` });
+    // Oldest first: page on until the client's ticket shows.
+    for (let pages = 1; !(await open.count()); pages++) {
+      const more = panel.getByRole('button', { name: /^Load more/ });
+      check(pages < 100 && (await more.count()) > 0, `the closed ticket of ${client.name} is not in the list`);
+      const rows = await table.locator('tbody tr').count();
+      await more.click();
+      await supervisor.waitForFunction((n) => document.querySelectorAll('table.ticket-table tbody tr').length > n, rows);
+    }
+    const row = table.locator('tr', { has: supervisor.getByRole('button', { name: `Audit trail of the ticket of ${client.name}` }) });
+    await row.locator('td[data-rating="5"]').waitFor();
+    await open.click();
+    await panel.locator('#audit [data-kind="ticket_closed"]').waitFor();
+    await accessible(supervisor, 'supervisor view with an audit trail');
+  });
+
+  await step('no console was reloaded and no page threw', async () => {
+    check(console2Navigations === 1, `the second console navigated ${console2Navigations} times`);
+    check(consoleNavigations === 1, `the first console navigated ${consoleNavigations} times`);
     check(pageErrors.length === 0, `uncaught errors: ${pageErrors.join('; ')}`);
   });
 }

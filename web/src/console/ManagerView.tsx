@@ -1,54 +1,164 @@
-import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import type { JsonValue } from '@bufbuild/protobuf';
+import type { ManagerState } from '../gen/inbox/v1/admin_pb';
 import { duration, formatTime, type Strings } from '../i18n';
-import { api, type Session } from './api';
+import type { Api } from './api';
+import type { Alerts } from './alerts';
 import { useI18n } from './i18n-context';
-import { channelOf, ManagerStore, type AuthLoss, type DraftMode, type Msg, type TicketView } from './store';
+import { channelOf, type DraftMode, type ManagerStore, type Msg, type TicketView } from './store';
+import { clock, Dialog, typingIn, useRerender, useSecondClock } from './ui';
 
-function useRerender(): () => void {
-  const [, bump] = useReducer((n: number, _: null) => n + 1, 0);
-  return useCallback(() => bump(null), []);
-}
-
-export function ManagerView({ session, onAuthLost }: { session: Session; onAuthLost: (why: AuthLoss) => void }) {
-  const store = useMemo(
-    () => new ManagerStore(api(session.token), session.user, session.name, onAuthLost),
-    [session.token],
-  );
+export function ManagerView({
+  store,
+  alerts,
+  api,
+  isAdmin,
+  active,
+}: {
+  store: ManagerStore;
+  alerts: Alerts;
+  api: Api;
+  isAdmin: boolean;
+  active: boolean;
+}) {
+  const { t } = useI18n();
   const rerender = useRerender();
+  const [help, setHelp] = useState(false);
+  const [confirming, setConfirming] = useState<string | null>(null);
   useEffect(() => {
     const off = store.subscribe(rerender);
-    store.start();
+    const offAlerts = alerts.subscribe(rerender);
     // Waiting times move on without events.
     const tick = setInterval(rerender, 15_000);
     return () => {
       off();
+      offAlerts();
       clearInterval(tick);
-      store.stop();
     };
   }, [store]);
 
+  // The daily actions from the keyboard (not while typing, not with a modifier, not in a dialog).
+  useEffect(() => {
+    if (!active) return;
+    const onKey = (e: KeyboardEvent) => {
+      if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+      if (typingIn(e.target) || document.querySelector('dialog[open]')) return;
+      const open = store.open();
+      switch (e.key) {
+        case 'j':
+        case 'k': {
+          const next = store.neighbour(e.key === 'j' ? 1 : -1);
+          if (!next) return;
+          store.select(next);
+          requestAnimationFrame(() => document.querySelector<HTMLElement>(`button[data-ticket="${next}"]`)?.focus());
+          break;
+        }
+        case 'r':
+        case 'n': {
+          const field = open && document.getElementById(`composer-${e.key === 'r' ? 'reply' : 'note'}-${open.id}`);
+          if (!field) return;
+          field.focus();
+          break;
+        }
+        case 'e':
+          if (!open || open.ended) return;
+          setConfirming(open.id);
+          break;
+        case '?':
+          setHelp(true);
+          break;
+        default:
+          return;
+      }
+      e.preventDefault();
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, [store, active]);
+
   const open = store.open();
+  const toConfirm = confirming ? store.tickets.get(confirming) : undefined;
   return (
     <div class="manager">
-      <Toolbar store={store} />
+      <Toolbar store={store} alerts={alerts} onHelp={() => setHelp(true)} />
       <Notice store={store} />
       <div class="panes">
         <TicketList store={store} />
-        {open ? <Conversation key={open.id} store={store} view={open} /> : <EmptyConversation />}
+        {open ? (
+          <Conversation key={open.id} store={store} view={open} api={api} isAdmin={isAdmin} onResolve={() => setConfirming(open.id)} />
+        ) : (
+          <EmptyConversation />
+        )}
       </div>
+      <Dialog open={help} onClose={() => setHelp(false)} labelledBy="shortcuts-title">
+        <Shortcuts onClose={() => setHelp(false)} />
+      </Dialog>
+      <Dialog open={!!toConfirm} onClose={() => setConfirming(null)} labelledBy="resolve-title" describedBy="resolve-text">
+        {toConfirm && (
+          <>
+            <h2 id="resolve-title">{t.confirmResolveTitle}</h2>
+            <p id="resolve-text">{t.confirmResolveText(clientName(toConfirm))}</p>
+            <div class="dialog-buttons">
+              <button type="button" class="secondary" onClick={() => setConfirming(null)}>
+                {t.cancel}
+              </button>
+              <button
+                type="button"
+                class="danger"
+                autofocus
+                onClick={() => {
+                  setConfirming(null);
+                  void store.resolve(toConfirm.id);
+                }}
+              >
+                {t.resolve}
+              </button>
+            </div>
+          </>
+        )}
+      </Dialog>
     </div>
+  );
+}
+
+function Shortcuts({ onClose }: { onClose: () => void }) {
+  const { t } = useI18n();
+  const keys: [string, string][] = [
+    ['j', t.keyNext],
+    ['k', t.keyPrev],
+    ['r', t.keyReply],
+    ['n', t.keyNote],
+    ['e', t.keyResolve],
+    ['?', t.keyHelp],
+    ['Esc', t.keyClose],
+  ];
+  return (
+    <>
+      <h2 id="shortcuts-title">{t.shortcutsTitle}</h2>
+      <p class="hint">{t.shortcutsHint}</p>
+      <dl class="shortcuts">
+        {keys.map(([k, what]) => (
+          <div key={k}>
+            <dt>
+              <kbd>{k}</kbd>
+            </dt>
+            <dd>{what}</dd>
+          </div>
+        ))}
+      </dl>
+      <div class="dialog-buttons">
+        <button type="button" autofocus onClick={onClose}>
+          {t.closeDialog}
+        </button>
+      </div>
+    </>
   );
 }
 
 function LinkState({ store }: { store: ManagerStore }) {
   const { t } = useI18n();
-  const tick = useRerender();
-  useEffect(() => {
-    if (store.link !== 'reconnecting') return;
-    const id = setInterval(tick, 1000);
-    return () => clearInterval(id);
-  }, [store.link]);
-  const secs = Math.max(0, Math.ceil((store.retryAt - Date.now()) / 1000));
+  const now = useSecondClock(store.link === 'reconnecting');
+  const secs = Math.max(0, Math.ceil((store.retryAt - now) / 1000));
   const text =
     store.link === 'live' ? t.live : store.link === 'connecting' ? t.connecting : secs > 0 ? t.reconnectingIn(secs) : t.reconnecting;
   return (
@@ -58,9 +168,10 @@ function LinkState({ store }: { store: ManagerStore }) {
   );
 }
 
-function Toolbar({ store }: { store: ManagerStore }) {
+function Toolbar({ store, alerts, onHelp }: { store: ManagerStore; alerts: Alerts; onHelp: () => void }) {
   const { t } = useI18n();
   const r = store.readiness;
+  const permission = alerts.permission();
   return (
     <section class="toolbar" aria-label={t.availability}>
       <div class="buttons">
@@ -82,6 +193,25 @@ function Toolbar({ store }: { store: ManagerStore }) {
           t.readinessUnknown
         )}
       </p>
+      <div class="buttons tools">
+        <button
+          type="button"
+          class="secondary"
+          aria-pressed={alerts.muted}
+          title={alerts.muted ? t.alertsMutedHint : t.alertsOnHint}
+          onClick={() => alerts.setMuted(!alerts.muted)}
+        >
+          {t.muteAlerts}
+        </button>
+        {permission === 'default' && !alerts.muted && (
+          <button type="button" class="secondary" onClick={() => alerts.askPermission()}>
+            {t.enableNotifications}
+          </button>
+        )}
+        <button type="button" class="secondary" aria-keyshortcuts="?" onClick={onHelp}>
+          {t.shortcutsButton}
+        </button>
+      </div>
       <LinkState store={store} />
     </section>
   );
@@ -91,9 +221,10 @@ function Notice({ store }: { store: ManagerStore }) {
   const { t } = useI18n();
   const n = store.notice;
   if (!n) return null;
+  const text = n.kind === 'error' ? t.error(n.message) : n.kind === 'transferred' ? t.transferredNotice(n.to) : t.assignedNow;
   return (
     <div class={n.kind === 'error' ? 'alert' : 'info'} role={n.kind === 'error' ? 'alert' : 'status'}>
-      <span>{n.kind === 'error' ? t.error(n.message) : t.assignedNow}</span>
+      <span>{text}</span>
       <button type="button" class="link-button" onClick={() => store.dismissNotice()}>
         {t.closeNotice}
       </button>
@@ -101,11 +232,11 @@ function Notice({ store }: { store: ManagerStore }) {
   );
 }
 
-export function channelName(t: Strings, clientId: string): string {
-  switch (channelOf(clientId)) {
+export function channelName(t: Strings, clientId: string, channel = ''): string {
+  switch (channelOf(clientId, channel)) {
     case 'web':
       return t.channelWeb;
-    case 'tg':
+    case 'telegram':
       return t.channelTelegram;
     case 'email':
       return t.channelEmail;
@@ -114,8 +245,32 @@ export function channelName(t: Strings, clientId: string): string {
   }
 }
 
-function clientName(v: TicketView): string {
+export function priorityName(t: Strings, p: number): string {
+  return t.priorities[Math.min(t.priorities.length - 1, Math.max(0, p))];
+}
+
+export function clientName(v: TicketView): string {
   return v.ticket?.clientName || v.clientId || v.id;
+}
+
+function channelOfView(t: Strings, v: TicketView): string {
+  return channelName(t, v.clientId || v.ticket?.clientId || '', v.ticket?.channel);
+}
+
+/** The first-response SLA: a countdown to `first_response_due_at`, red once it has passed. */
+function Sla({ store, view, long }: { store: ManagerStore; view: TicketView; long?: boolean }) {
+  const { t } = useI18n();
+  const due = store.firstResponseDue(view);
+  const now = useSecondClock(due !== null);
+  if (due === null) return view.sla && !view.ended ? <span class="sla sla-breached">{t.slaBreached}</span> : null;
+  const left = due - now;
+  const breached = left <= 0 || view.sla;
+  const text = left > 0 ? (long ? t.slaDueIn(clock(left)) : t.slaLeft(clock(left))) : long ? t.slaOverdueBy(clock(left)) : t.slaOver(clock(left));
+  return (
+    <span class={`sla${breached ? ' sla-breached' : ''}`} role="timer" data-sla={breached ? 'breached' : 'running'}>
+      {text}
+    </span>
+  );
 }
 
 function TicketList({ store }: { store: ManagerStore }) {
@@ -144,33 +299,41 @@ function TicketItem({ store, view }: { store: ManagerStore; view: TicketView }) 
   const since = store.waitingSince(view);
   const last = store.lastMessage(view);
   const selected = store.openId === view.id;
+  const tk = view.ticket;
+  const priority = tk?.priority ?? 1;
+  // The button names the client (its accessible name starts with what it shows); it covers the
+  // whole card (CSS), the rest of the card describes it.
   return (
-    <li>
-      <button
-        type="button"
-        class={`ticket${selected ? ' selected' : ''}`}
-        aria-current={selected ? 'true' : undefined}
-        aria-label={t.openTicketLabel(name)}
-        aria-describedby={`tp-${view.id} tf-${view.id}`}
-        data-ticket={view.id}
-        onClick={() => store.select(view.id)}
-      >
-        <span class="ticket-head">
+    <li class={`ticket${selected ? ' selected' : ''}`}>
+      <span class="ticket-head">
+        <button
+          type="button"
+          class="ticket-open"
+          aria-current={selected ? 'true' : undefined}
+          aria-describedby={`tc-${view.id} tm-${view.id} tp-${view.id} tf-${view.id}`}
+          data-ticket={view.id}
+          onClick={() => store.select(view.id)}
+        >
+          <span class="visually-hidden">{t.openTicketPrefix}</span>
           <span class="client-name">{name}</span>
-          <span class="channel">{channelName(t, view.clientId || view.ticket?.clientId || '')}</span>
-        </span>
-        <span class="preview" id={`tp-${view.id}`}>{last ? t.lastMessageFrom(authorName(t, store, last), last.body) : t.noMessagesYet}</span>
-        <span class="ticket-foot" id={`tf-${view.id}`}>
-          {since !== null && <span class="waiting">{t.waiting(duration(t, Date.now() - since))}</span>}
-          {view.sla && <span class="sla">{t.slaBreached}</span>}
-          {unread > 0 && (
-            <span class="badge" title={t.unread(unread)}>
-              <span aria-hidden="true">{unread}</span>
-              <span class="visually-hidden">{t.unread(unread)}</span>
-            </span>
-          )}
-        </span>
-      </button>
+        </button>
+        <span class="channel" id={`tc-${view.id}`}>{channelOfView(t, view)}</span>
+      </span>
+      <span class="ticket-meta" id={`tm-${view.id}`}>
+        {tk?.queue && <span class="queue">{tk.queue}</span>}
+        {tk && <span class={`priority priority-${priority}`}>{priorityName(t, priority)}</span>}
+        <Sla store={store} view={view} />
+      </span>
+      <span class="preview" id={`tp-${view.id}`}>{last ? t.lastMessageFrom(authorName(t, store, last), last.body) : t.noMessagesYet}</span>
+      <span class="ticket-foot" id={`tf-${view.id}`}>
+        {since !== null && <span class="waiting">{t.waiting(duration(t, Date.now() - since))}</span>}
+        {unread > 0 && (
+          <span class="badge" title={t.unread(unread)}>
+            <span aria-hidden="true">{unread}</span>
+            <span class="visually-hidden">{t.unread(unread)}</span>
+          </span>
+        )}
+      </span>
     </li>
   );
 }
@@ -197,10 +360,72 @@ function EmptyConversation() {
   );
 }
 
-function Conversation({ store, view }: { store: ManagerStore; view: TicketView }) {
+export function fieldValue(v: JsonValue): string {
+  if (v === null) return '—';
+  if (typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string') return String(v);
+  return JSON.stringify(v);
+}
+
+function Details({ store, view }: { store: ManagerStore; view: TicketView }) {
+  const { t } = useI18n();
+  const tk = view.ticket;
+  if (!tk) return null;
+  const fields = Object.entries(tk.fields ?? {});
+  return (
+    <dl class="details" aria-label={t.ticketDetails}>
+      <div>
+        <dt>{t.colQueue}</dt>
+        <dd data-field="queue">{tk.queue || '—'}</dd>
+      </div>
+      <div>
+        <dt>{t.colCategory}</dt>
+        <dd data-field="category">{tk.category || '—'}</dd>
+      </div>
+      <div>
+        <dt>{t.colPriority}</dt>
+        <dd data-field="priority" class={`priority priority-${tk.priority}`}>
+          {priorityName(t, tk.priority)}
+        </dd>
+      </div>
+      <div>
+        <dt>{t.colChannel}</dt>
+        <dd data-field="channel">{channelOfView(t, view)}</dd>
+      </div>
+      {fields.map(([k, v]) => (
+        <div key={k}>
+          <dt>{k}</dt>
+          <dd data-field={`fields.${k}`}>{fieldValue(v)}</dd>
+        </div>
+      ))}
+      {(store.firstResponseDue(view) !== null || view.sla) && (
+        <div>
+          <dt>{t.slaTitle}</dt>
+          <dd>
+            <Sla store={store} view={view} long />
+          </dd>
+        </div>
+      )}
+    </dl>
+  );
+}
+
+function Conversation({
+  store,
+  view,
+  api,
+  isAdmin,
+  onResolve,
+}: {
+  store: ManagerStore;
+  view: TicketView;
+  api: Api;
+  isAdmin: boolean;
+  onResolve: () => void;
+}) {
   const { t, lang } = useI18n();
   const name = clientName(view);
   const log = useRef<HTMLDivElement>(null);
+  const [transferOpen, setTransferOpen] = useState(false);
   const count = view.messages.length;
   const lastId = count ? view.messages[count - 1].id : '';
   useLayoutEffect(() => {
@@ -212,17 +437,34 @@ function Conversation({ store, view }: { store: ManagerStore; view: TicketView }
     <section class="conversation" aria-labelledby="conv-title">
       <header class="conv-head">
         <h2 id="conv-title">{t.conversationWith(name)}</h2>
-        <span class="channel">{channelName(t, view.clientId)}</span>
-        <button
-          type="button"
-          class="danger"
-          aria-label={t.resolveLabel}
-          disabled={!!view.ended || view.resolving}
-          onClick={() => store.resolve(view.id)}
-        >
-          {view.resolving ? t.resolving : t.resolve}
-        </button>
+        <span class="channel">{channelOfView(t, view)}</span>
+        <div class="conv-actions">
+          <button
+            type="button"
+            class="secondary"
+            aria-expanded={transferOpen}
+            aria-controls={`transfer-${view.id}`}
+            disabled={!!view.ended || view.transferring}
+            onClick={() => setTransferOpen(!transferOpen)}
+          >
+            {t.transferToggle}
+          </button>
+          <button
+            type="button"
+            class="danger"
+            aria-label={t.resolveLabel}
+            aria-keyshortcuts="e"
+            disabled={!!view.ended || view.resolving}
+            onClick={onResolve}
+          >
+            {view.resolving ? t.resolving : t.resolve}
+          </button>
+        </div>
       </header>
+      <Details store={store} view={view} />
+      {transferOpen && !view.ended && (
+        <Transfer store={store} view={view} api={api} isAdmin={isAdmin} onDone={() => setTransferOpen(false)} />
+      )}
       {view.issues.map((i) => (
         <div class="alert" role="alert" key={String(i.seq)}>
           <span>{i.failed ? t.deliveryFailed(i.channel) : t.deliveryUnknown(i.channel)}</span>
@@ -235,24 +477,31 @@ function Conversation({ store, view }: { store: ManagerStore; view: TicketView }
           )}
         </div>
       ))}
-      <div class="log" role="log" aria-label={t.messagesLog} ref={log}>
+      <div class="log" role="log" aria-label={t.messagesLog} ref={log} tabIndex={0}>
         <ol class="msgs">
-        {!view.loaded && count === 0 && <li class="empty">{t.loading}</li>}
-        {view.messages.map((m) => (
-          <li key={m.id} class={`msg msg-${m.kind}${m.kind === 'manager' && store.isMine(m) ? ' mine' : ''}`} data-id={m.id}>
-            <span class="msg-meta">
-              <span class="msg-author">{authorName(t, store, m)}</span>
-              <time dateTime={new Date(m.at).toISOString()}>{formatTime(lang, m.at)}</time>
-            </span>
-            <span class="msg-body">{m.body}</span>
-          </li>
-        ))}
+          {!view.loaded && count === 0 && <li class="empty">{t.loading}</li>}
+          {view.messages.map((m) => (
+            <li key={m.id} class={`msg msg-${m.kind}${m.kind === 'manager' && store.isMine(m) ? ' mine' : ''}`} data-id={m.id} data-kind={m.kind}>
+              <span class="msg-meta">
+                <span class="msg-author">{authorName(t, store, m)}</span>
+                <time dateTime={new Date(m.at).toISOString()}>{formatTime(lang, m.at)}</time>
+              </span>
+              <span class="msg-body">{m.body}</span>
+            </li>
+          ))}
         </ol>
       </div>
       {view.ended ? (
-        <p class="info" role="status">
-          {view.ended === 'closed' ? t.ticketClosed : t.ticketTransferred}
-        </p>
+        <div class="info ended" role="status">
+          <span>
+            {view.ended === 'closed'
+              ? t.ticketClosed
+              : view.transferredTo
+                ? t.ticketTransferredTo(view.transferredTo)
+                : t.ticketTransferred}
+          </span>
+          {view.rating > 0 && <span data-rating={view.rating}>{t.ratedBy(view.rating)}</span>}
+        </div>
       ) : (
         <>
           <Composer store={store} view={view} mode="reply" />
@@ -263,10 +512,87 @@ function Conversation({ store, view }: { store: ManagerStore; view: TicketView }
   );
 }
 
+/** Hand the ticket to another manager: a list of managers for an admin (ListManagers), a
+ * manager id otherwise (managers may not list each other). */
+function Transfer({
+  store,
+  view,
+  api,
+  isAdmin,
+  onDone,
+}: {
+  store: ManagerStore;
+  view: TicketView;
+  api: Api;
+  isAdmin: boolean;
+  onDone: () => void;
+}) {
+  const { t } = useI18n();
+  const [to, setTo] = useState('');
+  const [managers, setManagers] = useState<ManagerState[] | null>(null);
+  const [listFailed, setListFailed] = useState(false);
+  const id = `transfer-${view.id}`;
+  const field = useRef<HTMLSelectElement & HTMLInputElement>(null);
+
+  useEffect(() => {
+    if (!isAdmin) return;
+    const ctl = new AbortController();
+    api.admin.listManagers({}, { signal: ctl.signal }).then(
+      (r) => setManagers(r.managers.filter((m) => m.id !== store.user)),
+      () => !ctl.signal.aborted && setListFailed(true),
+    );
+    return () => ctl.abort();
+  }, [isAdmin]);
+  useEffect(() => field.current?.focus(), [managers === null]);
+
+  const pick = isAdmin && !listFailed;
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (await store.transfer(view.id, to)) onDone();
+  };
+  const sorted = managers ? [...managers].sort((a, b) => Number(b.readySlots > 0) - Number(a.readySlots > 0) || (a.displayName || a.id).localeCompare(b.displayName || b.id)) : [];
+  return (
+    <form class="transfer" id={id} onSubmit={submit} aria-label={t.transferTitle}>
+      <label for={`${id}-to`}>{pick ? t.transferToManager : t.transferToId}</label>
+      {pick ? (
+        managers === null ? (
+          <span class="hint">{t.loading}</span>
+        ) : (
+          <select id={`${id}-to`} ref={field} value={to} required onChange={(e) => setTo(e.currentTarget.value)}>
+            <option value="">{sorted.length ? t.chooseManager : t.noOtherManagers}</option>
+            {sorted.map((m) => (
+              <option key={m.id} value={m.id}>
+                {t.managerOption(m.displayName || m.id, m.readySlots, m.openTickets, m.capacity)}
+              </option>
+            ))}
+          </select>
+        )
+      ) : (
+        <input
+          id={`${id}-to`}
+          ref={field}
+          value={to}
+          required
+          autocomplete="off"
+          spellcheck={false}
+          onInput={(e) => setTo(e.currentTarget.value)}
+        />
+      )}
+      <button type="submit" aria-disabled={view.transferring || !to.trim()}>
+        {view.transferring ? t.transferring : t.transferSubmit}
+      </button>
+      <button type="button" class="secondary" onClick={onDone}>
+        {t.cancel}
+      </button>
+      <p class="hint">{t.transferHint}</p>
+    </form>
+  );
+}
+
 function Composer({ store, view, mode }: { store: ManagerStore; view: TicketView; mode: DraftMode }) {
   const { t } = useI18n();
   const d = store.draft(view.id, mode);
-  const [id] = useState(() => `composer-${mode}-${view.id}`);
+  const id = `composer-${mode}-${view.id}`;
   const label = mode === 'reply' ? t.replyLabel : t.noteLabel;
   const submit = (e: Event) => {
     e.preventDefault();
@@ -274,16 +600,21 @@ function Composer({ store, view, mode }: { store: ManagerStore; view: TicketView
   };
   return (
     <form class={`composer composer-${mode}`} onSubmit={submit}>
-      <label for={id}>{label}</label>
+      <label for={id}>
+        {label} <kbd aria-hidden="true">{mode === 'reply' ? 'r' : 'n'}</kbd>
+      </label>
       <textarea
         id={id}
         rows={mode === 'reply' ? 3 : 2}
         value={d.text}
         readOnly={d.sending}
         placeholder={mode === 'reply' ? t.replyPlaceholder : t.notePlaceholder}
+        aria-keyshortcuts={mode === 'reply' ? 'r' : 'n'}
         onInput={(e) => store.setDraft(view.id, mode, e.currentTarget.value)}
         onKeyDown={(e) => {
           if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) submit(e);
+          // Esc leaves the field, so the shortcuts work again.
+          if (e.key === 'Escape') e.currentTarget.blur();
         }}
       />
       <div class="composer-foot">

@@ -1,9 +1,9 @@
 // The manager's live state: tickets, their conversations, drafts and the event stream. Plain
 // TypeScript (no UI): components read it and re-render on `subscribe`.
 import { Code, ConnectError } from '@connectrpc/connect';
-import { timestampMs } from '@bufbuild/protobuf/wkt';
+import { timestampFromMs, timestampMs } from '@bufbuild/protobuf/wkt';
 import type { JsonObject } from '@bufbuild/protobuf';
-import { Author, type Message, type Ticket } from '../gen/inbox/v1/manager_pb';
+import { Author, TicketStatus, type Message, type Ticket } from '../gen/inbox/v1/manager_pb';
 import type { Event } from '../gen/inbox/v1/stream_pb';
 import type { Api } from './api';
 import { Backoff, pause } from '../shared/backoff';
@@ -38,9 +38,14 @@ export interface TicketView {
   /** The client's messages after this instant are unread. */
   seenAt: number;
   ended?: 'closed' | 'transferred';
+  /** Who took it over (TransferTicket's answer), when this console handed it on. */
+  transferredTo?: string;
   sla: boolean;
   issues: DeliveryIssue[];
   resolving: boolean;
+  transferring: boolean;
+  /** The client's rating after the close (the ticket's, or `satisfaction_recorded`); 0: none. */
+  rating: number;
 }
 
 export type Link = 'connecting' | 'live' | 'reconnecting';
@@ -61,12 +66,29 @@ export interface Readiness {
 }
 
 export type AuthLoss = 'expired' | 'forbidden';
-export type Notice = { kind: 'assigned' } | { kind: 'error'; message: string };
+export type Notice =
+  | { kind: 'assigned' }
+  | { kind: 'transferred'; to: string }
+  | { kind: 'error'; message: string };
 
-export function channelOf(clientId: string): 'web' | 'tg' | 'email' | 'other' {
-  const prefix = clientId.split(':', 1)[0];
-  return prefix === 'web' || prefix === 'tg' || prefix === 'email' ? prefix : 'other';
+/** What deserves the manager's attention now: a ticket that became theirs, a client who wrote. */
+export interface Alert {
+  kind: 'assigned' | 'message';
+  ticketId: string;
+  body: string;
 }
+
+export type Channel = 'web' | 'telegram' | 'email' | 'other';
+
+/** The ticket's channel (`Ticket.channel`), else the prefix of the client id. */
+export function channelOf(clientId: string, channel = ''): Channel {
+  const c = channel || clientId.split(':', 1)[0];
+  if (c === 'web' || c === 'email' || c === 'telegram') return c;
+  return c === 'tg' ? 'telegram' : 'other';
+}
+
+/** Events older than this when they arrive are history (a replay), not news to alert about. */
+const ALERT_MAX_AGE_MS = 60_000;
 
 function kindOf(a: Author): MsgKind {
   switch (a) {
@@ -106,7 +128,11 @@ export class ManagerStore {
   private cursor: bigint;
   private readonly seen: Record<string, number>;
   private readonly listeners = new Set<() => void>();
+  private readonly eventListeners = new Set<(ev: Event) => void>();
+  private readonly alertListeners = new Set<(a: Alert) => void>();
   private readonly abort = new AbortController();
+  private readonly startedAt = Date.now();
+  private readonly held = new Map<string, { alert: Alert; timer: ReturnType<typeof setTimeout> }>();
 
   constructor(
     private readonly api: Api,
@@ -138,6 +164,37 @@ export class ManagerStore {
     for (const fn of this.listeners) fn();
   }
 
+  /** Every event of the stream, after it was applied (the supervisor view refreshes on some). */
+  onEvent(fn: (ev: Event) => void): () => void {
+    this.eventListeners.add(fn);
+    return () => this.eventListeners.delete(fn);
+  }
+
+  /** Live news only: not the replay of what happened before this console opened. */
+  onAlert(fn: (a: Alert) => void): () => void {
+    this.alertListeners.add(fn);
+    return () => this.alertListeners.delete(fn);
+  }
+
+  private alert(a: Alert, at: number): void {
+    if (at < this.startedAt - 5_000 || Date.now() - at > ALERT_MAX_AGE_MS) return;
+    if (a.kind === 'assigned' && !this.tickets.get(a.ticketId)?.ticket) {
+      // Name the client: wait for the ticket's record (a second at most).
+      const timer = setTimeout(() => this.fireHeld(a.ticketId), 1500);
+      this.held.set(a.ticketId, { alert: a, timer });
+      return;
+    }
+    for (const fn of this.alertListeners) fn(a);
+  }
+
+  private fireHeld(tid: string): void {
+    const h = this.held.get(tid);
+    if (!h) return;
+    clearTimeout(h.timer);
+    this.held.delete(tid);
+    for (const fn of this.alertListeners) fn(h.alert);
+  }
+
   start(): void {
     void this.streamLoop();
     void this.loadTickets();
@@ -146,6 +203,8 @@ export class ManagerStore {
 
   stop(): void {
     this.abort.abort();
+    for (const h of this.held.values()) clearTimeout(h.timer);
+    this.held.clear();
     window.removeEventListener('online', this.emitBound);
   }
 
@@ -174,7 +233,10 @@ export class ManagerStore {
     const v = this.view(t.id, t.clientId);
     v.ticket = t;
     v.clientId = t.clientId || v.clientId;
+    if (t.rating) v.rating = t.rating;
+    if (t.status === TicketStatus.CLOSED && !v.ended) v.ended = 'closed';
     if (!v.loaded && !v.loading) void this.loadMessages(v);
+    if (this.held.has(t.id)) queueMicrotask(() => this.fireHeld(t.id));
     return v;
   }
 
@@ -192,17 +254,28 @@ export class ManagerStore {
         sla: false,
         issues: [],
         resolving: false,
+        transferring: false,
+        rating: 0,
       };
       this.tickets.set(id, v);
     }
     return v;
   }
 
-  /** Makes sure a ticket the stream names is known: its record and its messages. */
-  private ensureTicket(id: string, clientId = ''): TicketView {
+  /** Makes sure a ticket the stream names is known: its record and its messages. `fresh`: read
+   * the record again even if known (it became this manager's once more, after a transfer). */
+  private ensureTicket(id: string, clientId = '', fresh = false): TicketView {
     const known = this.tickets.get(id);
     const v = this.view(id, clientId);
-    if (!known?.ticket && !this.fetching.has(id)) {
+    if (fresh && known?.ended === 'transferred') {
+      // Handed back: read it anew, from the first message.
+      v.ended = undefined;
+      v.transferredTo = undefined;
+      v.ticket = undefined;
+      v.loaded = false;
+      v.nextPageToken = '';
+    }
+    if ((!v.ticket || fresh) && !this.fetching.has(id)) {
       this.fetching.add(id);
       this.api.manager
         .getTicket({ ticketId: id }, { signal: this.abort.signal })
@@ -273,6 +346,7 @@ export class ManagerStore {
           this.link = 'live';
           this.apply(ev);
           this.emit();
+          for (const fn of this.eventListeners) fn(ev);
         }
       } catch (e) {
         if (signal.aborted) return;
@@ -300,23 +374,38 @@ export class ManagerStore {
     if (!tid) return;
     const at = ev.createdAt ? timestampMs(ev.createdAt) : Date.now();
     switch (ev.kind) {
-      case 'ticket_assigned':
-        this.ensureTicket(tid, str(p, 'client_id'));
+      case 'ticket_assigned': {
+        const known = this.tickets.has(tid) && !this.tickets.get(tid)?.ended;
+        this.ensureTicket(tid, str(p, 'client_id'), true);
+        if (!known) this.alert({ kind: 'assigned', ticketId: tid, body: '' }, at);
         break;
-      case 'message_visible':
-        this.upsert(this.ensureTicket(tid), {
-          id: str(p, 'message_id'),
+      }
+      case 'message_visible': {
+        const v = this.ensureTicket(tid);
+        const mid = str(p, 'message_id');
+        const isNew = !!mid && !v.messages.some((m) => m.id === mid);
+        this.upsert(v, {
+          id: mid,
           kind: 'client',
           body: str(p, 'body'),
           at: parseAt(p.created_at, at),
         });
+        if (isNew) this.alert({ kind: 'message', ticketId: tid, body: str(p, 'body') }, at);
         break;
+      }
+      case 'satisfaction_recorded': {
+        const v = this.tickets.get(tid);
+        const r = p.rating;
+        if (v && typeof r === 'number' && r >= 1 && r <= 5) v.rating = r;
+        break;
+      }
       case 'message_withdrawn': {
         const v = this.tickets.get(tid);
         if (v) v.messages = v.messages.filter((m) => m.id !== str(p, 'message_id'));
         break;
       }
       case 'manager_reply':
+        this.responded(tid, at);
         this.upsert(this.ensureTicket(tid), {
           id: str(p, 'message_id'),
           kind: 'manager',
@@ -380,6 +469,29 @@ export class ManagerStore {
 
   open(): TicketView | null {
     return (this.openId && this.tickets.get(this.openId)) || null;
+  }
+
+  /** When the first response is due, while it has not come; null when no SLA runs. */
+  firstResponseDue(v: TicketView): number | null {
+    const t = v.ticket;
+    if (!t?.firstResponseDueAt || t.firstResponseAt || v.ended) return null;
+    if (v.messages.some((m) => m.kind === 'manager')) return null;
+    return timestampMs(t.firstResponseDueAt);
+  }
+
+  /** A reply went out: the first response is there (the record says so on its next read). */
+  private responded(tid: string, at: number): void {
+    const t = this.tickets.get(tid)?.ticket;
+    if (t && !t.firstResponseAt) t.firstResponseAt = timestampFromMs(at);
+  }
+
+  /** The ticket `delta` places after (1) or before (-1) the open one in the list. */
+  neighbour(delta: number): string | null {
+    const list = this.list();
+    if (!list.length) return null;
+    const i = list.findIndex((v) => v.id === this.openId);
+    if (i < 0) return list[delta > 0 ? 0 : list.length - 1].id;
+    return list[Math.min(list.length - 1, Math.max(0, i + delta))].id;
   }
 
   unread(v: TicketView): number {
@@ -471,6 +583,7 @@ export class ManagerStore {
       const v = this.view(tid);
       if (mode === 'reply') {
         const r = await this.api.manager.sendReply({ ticketId: tid, body, idempotencyKey: key });
+        this.responded(tid, Date.now());
         this.upsert(v, { id: r.messageId, kind: 'manager', body, at: Date.now(), managerId: this.user, managerName: this.userName });
       } else {
         const r = await this.api.manager.addNote({ ticketId: tid, body, idempotencyKey: key });
@@ -499,6 +612,28 @@ export class ManagerStore {
       this.failed(e);
     } finally {
       v.resolving = false;
+      this.emit();
+    }
+  }
+
+  /** Hands the ticket to `to` (a manager id), who must be ready; the caller loses it. */
+  async transfer(tid: string, to: string): Promise<boolean> {
+    const v = this.tickets.get(tid);
+    const target = to.trim();
+    if (!v || v.transferring || v.ended || !target) return false;
+    v.transferring = true;
+    this.emit();
+    try {
+      const r = await this.api.manager.transferTicket({ ticketId: tid, toManagerId: target });
+      v.ended = 'transferred';
+      v.transferredTo = r.managerName || r.managerId || target;
+      this.notice = { kind: 'transferred', to: v.transferredTo };
+      return true;
+    } catch (e) {
+      this.failed(e);
+      return false;
+    } finally {
+      v.transferring = false;
       this.emit();
     }
   }

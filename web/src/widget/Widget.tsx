@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from 'preact/hooks';
-import { formatTime, LANGS, strings, type Lang, type Strings } from '../i18n';
+import { formatTime, LANGS, widgetStrings, type Lang, type WidgetStrings as Strings } from '../i18n';
 import type { TokenSource } from './api';
-import { ChatStore, type Item } from './chat';
+import { ChatStore, type Item, type Survey } from './chat';
 
 function useRerender(): () => void {
   const [, bump] = useReducer((n: number, _: null) => n + 1, 0);
@@ -10,7 +10,7 @@ function useRerender(): () => void {
 
 export function Widget({ apiUrl, token, lang: initialLang }: { apiUrl: string; token: TokenSource; lang: Lang }) {
   const [lang, setLang] = useState<Lang>(initialLang);
-  const t = strings(lang);
+  const t = widgetStrings(lang);
   const store = useMemo(() => new ChatStore(apiUrl, token), [apiUrl, token]);
   const rerender = useRerender();
   useEffect(() => {
@@ -142,11 +142,21 @@ function stateText(t: Strings, m: Item): string {
 }
 
 function Bubble({ t, lang, m, store }: { t: Strings; lang: Lang; m: Item; store: ChatStore }) {
+  if (m.kind === 'rating') {
+    return (
+      <li class="iw-msg iw-system" data-kind="rating" data-id={m.key}>
+        <span class="iw-thanks">{t.rateThanks(m.rating ?? 0)}</span>
+      </li>
+    );
+  }
   const who = m.kind === 'client' ? t.you : m.kind === 'manager' ? m.managerName || t.bank : m.kind === 'warning' ? t.blockedLabel : t.bank;
+  const survey = m.kind === 'system' ? store.survey(m.key) : undefined;
+  const bodyId = `iw-q-${m.key}`;
   return (
-    <li class={`iw-msg iw-${m.kind}`} data-kind={m.kind} data-state={m.state} data-id={m.key}>
+    <li class={`iw-msg iw-${m.kind}${survey ? ' iw-question' : ''}`} data-kind={m.kind} data-state={m.state} data-id={m.key}>
       {m.kind !== 'system' && <span class="iw-who">{who}</span>}
-      <span class="iw-body">{m.body}</span>
+      <span class="iw-body" id={bodyId}>{m.body}</span>
+      {survey && <Rating t={t} store={store} survey={survey} questionId={bodyId} />}
       <span class="iw-meta">
         <time dateTime={new Date(m.at).toISOString()}>{formatTime(lang, m.at)}</time>
         {m.kind === 'client' && m.state && <span class="iw-state">{stateText(t, m)}</span>}
@@ -157,6 +167,58 @@ function Bubble({ t, lang, m, store }: { t: Strings; lang: Lang; m: Item; store:
         )}
       </span>
     </li>
+  );
+}
+
+/** Five buttons answering the satisfaction question; a thank-you once the engine took it. */
+function Rating({ t, store, survey, questionId }: { t: Strings; store: ChatStore; survey: Survey; questionId: string }) {
+  const state = store.surveyState(survey);
+  const thanks = useRef<HTMLParagraphElement>(null);
+  const clicked = useRef(false);
+  useEffect(() => {
+    // The button that had the focus is gone: give it to the thank-you line.
+    if (state === 'done' && clicked.current) thanks.current?.focus();
+  }, [state]);
+  if (state === 'expired') return null;
+  if (state === 'done') {
+    return (
+      <p class="iw-thanks" role="status" tabIndex={-1} ref={thanks} data-rating={survey.rating}>
+        {t.rateThanks(survey.rating ?? 0)}
+      </p>
+    );
+  }
+  const sending = state === 'sending';
+  return (
+    <div class="iw-rating" role="group" aria-labelledby={questionId} data-state={state}>
+      <div class="iw-rate-buttons">
+        {[1, 2, 3, 4, 5].map((n) => (
+          <button
+            key={n}
+            type="button"
+            class="iw-rate"
+            aria-label={t.rateButton(n)}
+            aria-pressed={survey.chosen === n}
+            aria-disabled={sending}
+            onClick={() => {
+              if (sending) return;
+              clicked.current = true;
+              store.rate(survey.mid, n);
+            }}
+          >
+            {n}
+          </button>
+        ))}
+      </div>
+      <div class="iw-rate-scale" aria-hidden="true">
+        <span>{t.ratePoor}</span>
+        <span>{t.rateExcellent}</span>
+      </div>
+      {sending && (
+        <p class="iw-rate-note" role="status">
+          {t.rateSending}
+        </p>
+      )}
+    </div>
   );
 }
 

@@ -5,7 +5,7 @@ import { jwtClaims } from '../shared/jwt';
 import { uuid } from '../shared/uuid';
 import { ChatApi, HttpError, type TokenSource, type WireMessage } from './api';
 
-export type ItemKind = 'client' | 'manager' | 'system' | 'warning';
+export type ItemKind = 'client' | 'manager' | 'system' | 'warning' | 'rating';
 export type ItemState = 'queued' | 'sending' | 'sent' | 'pending' | 'delivered' | 'failed';
 
 export interface Item {
@@ -17,7 +17,29 @@ export interface Item {
   state?: ItemState;
   error?: string;
   managerName?: string;
+  /** Of a `rating` item (a thank-you whose question this page never saw): the rating given. */
+  rating?: number;
 }
+
+/** The satisfaction question after a close (`satisfaction_requested`), kept in localStorage so
+ * a reload still offers the buttons. The answer is an ordinary message, the digit. */
+export interface Survey {
+  /** The question's message id (its item's key). */
+  mid: string;
+  ticketId: string;
+  at: number;
+  /** From `satisfaction_recorded`: the rating the engine took. */
+  rating?: number;
+  /** The digit sent, and the client_message_id it went with. */
+  chosen?: number;
+  cmid?: string;
+}
+
+export type SurveyState = 'open' | 'sending' | 'done' | 'expired';
+
+/** The engine takes an answer within 24 h of the close. */
+export const RATING_WINDOW_MS = 24 * 3600_000;
+const MAX_SURVEYS_KEPT = 20;
 
 /** A message not yet answered 2xx by `POST /v1/messages`; kept in sessionStorage (this tab only,
  * gone when it closes: the text may be sensitive) so a reload still sends it, with the same id. */
@@ -50,6 +72,7 @@ export class ChatStore {
   private outbox: Outgoing[];
   private cursor: number;
   private warnings: string[];
+  private surveys: Survey[] = [];
   private readonly api: ChatApi;
   /** Per API origin and client (`sub` of the token); null until the token is known. */
   private storeKey: string | null = null;
@@ -78,6 +101,8 @@ export class ChatStore {
     for (const o of stored) this.put(localItem(o));
     this.cursor = Math.max(this.cursor, this.read(localStorage, 'cursor', 0));
     this.warnings = [...new Set([...this.read<string[]>(localStorage, 'warnings', []), ...this.warnings])];
+    const seen = new Set(this.surveys.map((x) => x.mid));
+    this.surveys = [...this.read<Survey[]>(localStorage, 'surveys', []).filter((x) => !seen.has(x.mid)), ...this.surveys];
     this.write('outbox', this.outbox);
     this.sendWake.dispatchEvent(new Event('wake'));
   }
@@ -91,7 +116,7 @@ export class ChatStore {
     }
   }
 
-  private write(name: 'outbox' | 'cursor' | 'warnings', v: unknown): void {
+  private write(name: 'outbox' | 'cursor' | 'warnings' | 'surveys', v: unknown): void {
     if (!this.storeKey) return;
     try {
       (name === 'outbox' ? sessionStorage : localStorage).setItem(`${this.storeKey}.${name}`, JSON.stringify(v));
@@ -307,9 +332,32 @@ export class ChatStore {
         break;
       case 'manager_assigned':
       case 'ticket_closed':
-      case 'satisfaction_requested':
         if (mid && s('body')) this.put({ key: mid, kind: 'system', body: s('body'), at: this.byKey.get(mid)?.at ?? at });
         break;
+      case 'satisfaction_requested': {
+        const tid = s('ticket_id');
+        if (!mid) break;
+        if (s('body')) this.put({ key: mid, kind: 'system', body: s('body'), at: this.byKey.get(mid)?.at ?? at });
+        if (tid && !this.surveys.some((x) => x.mid === mid)) {
+          this.surveys = [...this.surveys, { mid, ticketId: tid, at }].slice(-MAX_SURVEYS_KEPT);
+          this.write('surveys', this.surveys);
+        }
+        break;
+      }
+      case 'satisfaction_recorded': {
+        const tid = s('ticket_id');
+        const rating = typeof ev.rating === 'number' ? ev.rating : Number(ev.rating);
+        if (!tid || !(rating >= 1 && rating <= 5)) break;
+        const survey = this.surveys.find((x) => x.ticketId === tid);
+        if (survey) {
+          survey.rating = rating;
+          this.write('surveys', this.surveys);
+        } else {
+          // The question came before this page's time (or storage forgot it): thank all the same.
+          this.put({ key: `rated:${tid}`, kind: 'rating', body: '', at, rating });
+        }
+        break;
+      }
       case 'manager_reply':
         if (mid) {
           this.put({
@@ -329,16 +377,48 @@ export class ChatStore {
 
   // ---- Sending ----
 
-  /** Queues a message: it gets its client_message_id now and keeps it through every retry. */
-  send(body: string): void {
+  /** Queues a message: it gets its client_message_id now and keeps it through every retry.
+   * Returns that id. */
+  send(body: string): string | null {
     const text = body.trim();
-    if (!text) return;
+    if (!text) return null;
     const o: Outgoing = { cmid: uuid(), body: text, at: Date.now() };
     this.outbox.push(o);
     this.write('outbox', this.outbox);
     this.put(localItem(o));
     this.emit();
     this.sendWake.dispatchEvent(new Event('wake'));
+    return o.cmid;
+  }
+
+  // ---- Satisfaction ----
+
+  survey(mid: string): Survey | undefined {
+    return this.surveys.find((x) => x.mid === mid);
+  }
+
+  surveyState(x: Survey): SurveyState {
+    if (x.rating) return 'done';
+    if (x.chosen && x.cmid) {
+      const o = this.outbox.find((q) => q.cmid === x.cmid);
+      // Still to send, or sent and waiting for `satisfaction_recorded`; a refused send: ask again.
+      if (!o || !o.failed) return 'sending';
+    }
+    return Date.now() - x.at > RATING_WINDOW_MS ? 'expired' : 'open';
+  }
+
+  /** Answers the question `mid` with `rating` (1 to 5): the digit goes as a message, through the
+   * outbox like any other (one client_message_id however often it is retried). */
+  rate(mid: string, rating: number): void {
+    const x = this.survey(mid);
+    if (!x || this.sessionExpired || !(rating >= 1 && rating <= 5)) return;
+    if (this.surveyState(x) !== 'open') return;
+    const cmid = this.send(String(rating));
+    if (!cmid) return;
+    x.chosen = rating;
+    x.cmid = cmid;
+    this.write('surveys', this.surveys);
+    this.emit();
   }
 
   discard(key: string): void {
@@ -347,6 +427,14 @@ export class ChatStore {
     this.outbox = this.outbox.filter((o) => o.cmid !== cmid);
     this.write('outbox', this.outbox);
     this.drop(key);
+    // A rating removed unsent: the question is open again.
+    for (const x of this.surveys) {
+      if (x.cmid === cmid && !x.rating) {
+        x.chosen = undefined;
+        x.cmid = undefined;
+        this.write('surveys', this.surveys);
+      }
+    }
     this.emit();
   }
 

@@ -10,7 +10,7 @@ export const CSS = `
 .iw :focus-visible { outline: 3px solid var(--focus); outline-offset: 2px; }
 .iw-head { display: flex; align-items: center; gap: .5rem; padding: .55rem .75rem; background: var(--accent); color: #fff; }
 .iw-head h2 { font-size: 1rem; margin: 0; flex: 1; }
-.iw-link { font-size: .75rem; padding: .05rem .5rem; border-radius: 999px; background: rgba(255,255,255,.18); }
+.iw-link { font-size: .75rem; padding: .05rem .5rem; border-radius: 999px; background: rgba(0,0,0,.22); }
 .iw-link-reconnecting, .iw-link-connecting { background: #fff6d6; color: #8a5a00; }
 .iw-lang { font: inherit; font-size: .8rem; border-radius: 6px; border: 1px solid rgba(255,255,255,.6); background: transparent; color: #fff; }
 .iw-lang option { color: #1b1f24; }
@@ -35,5 +35,17 @@ export const CSS = `
 .iw-composer textarea { flex: 1; font: inherit; resize: none; padding: .4rem .5rem; border: 1px solid var(--line); border-radius: 8px; }
 .iw-composer button { font: inherit; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 8px; padding: 0 1rem; cursor: pointer; }
 .iw-composer button[aria-disabled="true"] { opacity: .55; cursor: default; }
+.iw-question { max-width: 95%; }
+.iw-rating { white-space: normal; display: grid; gap: .25rem; margin-top: .35rem; font-style: normal; }
+.iw-rate-buttons { display: flex; gap: .35rem; justify-content: center; }
+.iw-rate { font: inherit; font-weight: 600; min-width: 2.5rem; min-height: 2.5rem; border-radius: 8px; cursor: pointer;
+  border: 1px solid var(--accent); background: #fff; color: var(--accent); }
+.iw-rate:hover { background: #eef3ff; }
+.iw-rate[aria-pressed="true"] { background: var(--accent); color: #fff; }
+.iw-rate[aria-disabled="true"] { cursor: default; }
+.iw-rate[aria-disabled="true"]:not([aria-pressed="true"]) { opacity: .6; }
+.iw-rate-scale { display: flex; justify-content: space-between; font-size: .75rem; color: var(--muted); }
+.iw-rate-note { margin: 0; font-size: .8rem; }
+.iw-thanks { margin: .35rem 0 0; font-style: normal; font-weight: 600; color: #1d6b3a; }
 .iw-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 `;

@@ -14,7 +14,130 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file inbox/v1/admin.proto.
  */
 export const file_inbox_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChRpbmJveC92MS9hZG1pbi5wcm90bxIIaW5ib3gudjEiFQoTTGlzdE1hbmFnZXJzUmVxdWVzdCKeAQoMTWFuYWdlclN0YXRlEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIQCghjYXBhY2l0eRgDIAEoBRITCgtyZWFkeV9zbG90cxgEIAEoBRIUCgxvcGVuX3RpY2tldHMYBSABKAUSLwoLcmVhZHlfc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkAKFExpc3RNYW5hZ2Vyc1Jlc3BvbnNlEigKCG1hbmFnZXJzGAEgAygLMhYuaW5ib3gudjEuTWFuYWdlclN0YXRlItoBCgtBZG1pblRpY2tldBIgCgZ0aWNrZXQYASABKAsyEC5pbmJveC52MS5UaWNrZXQSMQoNd2FpdGluZ19zaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJY2xvc2VkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxjbG9zZV9yZWFzb24YBCABKAkSDQoFcXVldWUYBSABKAkSEAoIcHJpb3JpdHkYBiABKAUSEAoIY2F0ZWdvcnkYByABKAkilgEKF0FkbWluTGlzdFRpY2tldHNSZXF1ZXN0EigKCHN0YXR1c2VzGAEgAygOMhYuaW5ib3gudjEuVGlja2V0U3RhdHVzEhoKEm9sZGVyX3RoYW5fc2Vjb25kcxgCIAEoAxIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCRIOCgZxdWV1ZXMYBSADKAkiWwoYQWRtaW5MaXN0VGlja2V0c1Jlc3BvbnNlEiYKB3RpY2tldHMYASADKAsyFS5pbmJveC52MS5BZG1pblRpY2tldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoUR2V0QXVkaXRUcmFpbFJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJIq0BCgpBdWRpdEV2ZW50EgsKA3NlcRgBIAEoAxIMCgRraW5kGAIgASgJEhYKDmNsaWVudF92aXNpYmxlGAMgASgIEhIKCm1hbmFnZXJfaWQYBCABKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicgoKQWZjVmVyZGljdBISCgptZXNzYWdlX2lkGAEgASgJEhIKCmFmY19zdGF0dXMYAiABKAkSDAoEcnVsZRgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKMAQoVR2V0QXVkaXRUcmFpbFJlc3BvbnNlEiUKBnRpY2tldBgBIAEoCzIVLmluYm94LnYxLkFkbWluVGlja2V0EiQKBmV2ZW50cxgCIAMoCzIULmluYm94LnYxLkF1ZGl0RXZlbnQSJgoIdmVyZGljdHMYAyADKAsyFC5pbmJveC52MS5BZmNWZXJkaWN0IiMKE1ZhbGlkYXRlU3BlY1JlcXVlc3QSDAoEeWFtbBgBIAEoCSJGChRWYWxpZGF0ZVNwZWNSZXNwb25zZRINCgV2YWxpZBgBIAEoCBINCgVlcnJvchgCIAEoCRIQCghjYXBhY2l0eRgDIAEoBTLUAgoMQWRtaW5TZXJ2aWNlEk0KDExpc3RNYW5hZ2VycxIdLmluYm94LnYxLkxpc3RNYW5hZ2Vyc1JlcXVlc3QaHi5pbmJveC52MS5MaXN0TWFuYWdlcnNSZXNwb25zZRJUCgtMaXN0VGlja2V0cxIhLmluYm94LnYxLkFkbWluTGlzdFRpY2tldHNSZXF1ZXN0GiIuaW5ib3gudjEuQWRtaW5MaXN0VGlja2V0c1Jlc3BvbnNlElAKDUdldEF1ZGl0VHJhaWwSHi5pbmJveC52MS5HZXRBdWRpdFRyYWlsUmVxdWVzdBofLmluYm94LnYxLkdldEF1ZGl0VHJhaWxSZXNwb25zZRJNCgxWYWxpZGF0ZVNwZWMSHS5pbmJveC52MS5WYWxpZGF0ZVNwZWNSZXF1ZXN0Gh4uaW5ib3gudjEuVmFsaWRhdGVTcGVjUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_manager]);
+  fileDesc("ChRpbmJveC92MS9hZG1pbi5wcm90bxIIaW5ib3gudjEiIAoPR2V0U3RhdHNSZXF1ZXN0Eg0KBWhvdXJzGAEgASgFIkcKCFF1ZXVlTm93Eg0KBXF1ZXVlGAEgASgJEg8KB3dhaXRpbmcYAiABKAUSGwoTb2xkZXN0X3dhaXRfc2Vjb25kcxgDIAEoAyJWCgxXYWl0aW5nUG9pbnQSDQoFcXVldWUYASABKAkSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3dhaXRpbmcYAyABKAUiqAEKEEdldFN0YXRzUmVzcG9uc2USIgoGcXVldWVzGAEgAygLMhIuaW5ib3gudjEuUXVldWVOb3cSJwoHd2FpdGluZxgCIAMoCzIWLmluYm94LnYxLldhaXRpbmdQb2ludBIWCg5idWNrZXRfc2Vjb25kcxgDIAEoAxIeChZmaXJzdF9yZXNwb25zZV9zZWNvbmRzGAQgAygDEg8KB3JhdGluZ3MYBSADKAUiFQoTTGlzdE1hbmFnZXJzUmVxdWVzdCKeAQoMTWFuYWdlclN0YXRlEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIQCghjYXBhY2l0eRgDIAEoBRITCgtyZWFkeV9zbG90cxgEIAEoBRIUCgxvcGVuX3RpY2tldHMYBSABKAUSLwoLcmVhZHlfc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkAKFExpc3RNYW5hZ2Vyc1Jlc3BvbnNlEigKCG1hbmFnZXJzGAEgAygLMhYuaW5ib3gudjEuTWFuYWdlclN0YXRlItoBCgtBZG1pblRpY2tldBIgCgZ0aWNrZXQYASABKAsyEC5pbmJveC52MS5UaWNrZXQSMQoNd2FpdGluZ19zaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJY2xvc2VkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxjbG9zZV9yZWFzb24YBCABKAkSDQoFcXVldWUYBSABKAkSEAoIcHJpb3JpdHkYBiABKAUSEAoIY2F0ZWdvcnkYByABKAkilgEKF0FkbWluTGlzdFRpY2tldHNSZXF1ZXN0EigKCHN0YXR1c2VzGAEgAygOMhYuaW5ib3gudjEuVGlja2V0U3RhdHVzEhoKEm9sZGVyX3RoYW5fc2Vjb25kcxgCIAEoAxIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCRIOCgZxdWV1ZXMYBSADKAkiWwoYQWRtaW5MaXN0VGlja2V0c1Jlc3BvbnNlEiYKB3RpY2tldHMYASADKAsyFS5pbmJveC52MS5BZG1pblRpY2tldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoUR2V0QXVkaXRUcmFpbFJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJIq0BCgpBdWRpdEV2ZW50EgsKA3NlcRgBIAEoAxIMCgRraW5kGAIgASgJEhYKDmNsaWVudF92aXNpYmxlGAMgASgIEhIKCm1hbmFnZXJfaWQYBCABKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicgoKQWZjVmVyZGljdBISCgptZXNzYWdlX2lkGAEgASgJEhIKCmFmY19zdGF0dXMYAiABKAkSDAoEcnVsZRgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKMAQoVR2V0QXVkaXRUcmFpbFJlc3BvbnNlEiUKBnRpY2tldBgBIAEoCzIVLmluYm94LnYxLkFkbWluVGlja2V0EiQKBmV2ZW50cxgCIAMoCzIULmluYm94LnYxLkF1ZGl0RXZlbnQSJgoIdmVyZGljdHMYAyADKAsyFC5pbmJveC52MS5BZmNWZXJkaWN0IiMKE1ZhbGlkYXRlU3BlY1JlcXVlc3QSDAoEeWFtbBgBIAEoCSJGChRWYWxpZGF0ZVNwZWNSZXNwb25zZRINCgV2YWxpZBgBIAEoCBINCgVlcnJvchgCIAEoCRIQCghjYXBhY2l0eRgDIAEoBTKXAwoMQWRtaW5TZXJ2aWNlEk0KDExpc3RNYW5hZ2VycxIdLmluYm94LnYxLkxpc3RNYW5hZ2Vyc1JlcXVlc3QaHi5pbmJveC52MS5MaXN0TWFuYWdlcnNSZXNwb25zZRJUCgtMaXN0VGlja2V0cxIhLmluYm94LnYxLkFkbWluTGlzdFRpY2tldHNSZXF1ZXN0GiIuaW5ib3gudjEuQWRtaW5MaXN0VGlja2V0c1Jlc3BvbnNlElAKDUdldEF1ZGl0VHJhaWwSHi5pbmJveC52MS5HZXRBdWRpdFRyYWlsUmVxdWVzdBofLmluYm94LnYxLkdldEF1ZGl0VHJhaWxSZXNwb25zZRJNCgxWYWxpZGF0ZVNwZWMSHS5pbmJveC52MS5WYWxpZGF0ZVNwZWNSZXF1ZXN0Gh4uaW5ib3gudjEuVmFsaWRhdGVTcGVjUmVzcG9uc2USQQoIR2V0U3RhdHMSGS5pbmJveC52MS5HZXRTdGF0c1JlcXVlc3QaGi5pbmJveC52MS5HZXRTdGF0c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_manager]);
+
+/**
+ * @generated from message inbox.v1.GetStatsRequest
+ */
+export type GetStatsRequest = Message<"inbox.v1.GetStatsRequest"> & {
+  /**
+   * The period: the last this many hours, 1 to 168; 0 means 24.
+   *
+   * @generated from field: int32 hours = 1;
+   */
+  hours: number;
+};
+
+/**
+ * Describes the message inbox.v1.GetStatsRequest.
+ * Use `create(GetStatsRequestSchema)` to create a new message.
+ */
+export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 0);
+
+/**
+ * @generated from message inbox.v1.QueueNow
+ */
+export type QueueNow = Message<"inbox.v1.QueueNow"> & {
+  /**
+   * @generated from field: string queue = 1;
+   */
+  queue: string;
+
+  /**
+   * Tickets waiting for a manager now.
+   *
+   * @generated from field: int32 waiting = 2;
+   */
+  waiting: number;
+
+  /**
+   * How long the oldest of them has waited; 0 when none waits.
+   *
+   * @generated from field: int64 oldest_wait_seconds = 3;
+   */
+  oldestWaitSeconds: bigint;
+};
+
+/**
+ * Describes the message inbox.v1.QueueNow.
+ * Use `create(QueueNowSchema)` to create a new message.
+ */
+export const QueueNowSchema: GenMessage<QueueNow> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 1);
+
+/**
+ * How many tickets of `queue` were waiting at `at` (one point per bucket of the period).
+ *
+ * @generated from message inbox.v1.WaitingPoint
+ */
+export type WaitingPoint = Message<"inbox.v1.WaitingPoint"> & {
+  /**
+   * @generated from field: string queue = 1;
+   */
+  queue: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 2;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int32 waiting = 3;
+   */
+  waiting: number;
+};
+
+/**
+ * Describes the message inbox.v1.WaitingPoint.
+ * Use `create(WaitingPointSchema)` to create a new message.
+ */
+export const WaitingPointSchema: GenMessage<WaitingPoint> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 2);
+
+/**
+ * @generated from message inbox.v1.GetStatsResponse
+ */
+export type GetStatsResponse = Message<"inbox.v1.GetStatsResponse"> & {
+  /**
+   * @generated from field: repeated inbox.v1.QueueNow queues = 1;
+   */
+  queues: QueueNow[];
+
+  /**
+   * Oldest first; buckets of `bucket_seconds` over the period, for every queue seen in it.
+   *
+   * @generated from field: repeated inbox.v1.WaitingPoint waiting = 2;
+   */
+  waiting: WaitingPoint[];
+
+  /**
+   * @generated from field: int64 bucket_seconds = 3;
+   */
+  bucketSeconds: bigint;
+
+  /**
+   * Seconds from queued to first manager reply, of each ticket first answered in the period
+   * (ascending; at most 10,000, the most recent).
+   *
+   * @generated from field: repeated int64 first_response_seconds = 4;
+   */
+  firstResponseSeconds: bigint[];
+
+  /**
+   * Ratings given in the period: ratings[i] is how many clients gave i + 1.
+   *
+   * @generated from field: repeated int32 ratings = 5;
+   */
+  ratings: number[];
+};
+
+/**
+ * Describes the message inbox.v1.GetStatsResponse.
+ * Use `create(GetStatsResponseSchema)` to create a new message.
+ */
+export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 3);
 
 /**
  * @generated from message inbox.v1.ListManagersRequest
@@ -27,7 +150,7 @@ export type ListManagersRequest = Message<"inbox.v1.ListManagersRequest"> & {
  * Use `create(ListManagersRequestSchema)` to create a new message.
  */
 export const ListManagersRequestSchema: GenMessage<ListManagersRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 0);
+  messageDesc(file_inbox_v1_admin, 4);
 
 /**
  * @generated from message inbox.v1.ManagerState
@@ -71,7 +194,7 @@ export type ManagerState = Message<"inbox.v1.ManagerState"> & {
  * Use `create(ManagerStateSchema)` to create a new message.
  */
 export const ManagerStateSchema: GenMessage<ManagerState> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 1);
+  messageDesc(file_inbox_v1_admin, 5);
 
 /**
  * @generated from message inbox.v1.ListManagersResponse
@@ -88,7 +211,7 @@ export type ListManagersResponse = Message<"inbox.v1.ListManagersResponse"> & {
  * Use `create(ListManagersResponseSchema)` to create a new message.
  */
 export const ListManagersResponseSchema: GenMessage<ListManagersResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 2);
+  messageDesc(file_inbox_v1_admin, 6);
 
 /**
  * @generated from message inbox.v1.AdminTicket
@@ -139,7 +262,7 @@ export type AdminTicket = Message<"inbox.v1.AdminTicket"> & {
  * Use `create(AdminTicketSchema)` to create a new message.
  */
 export const AdminTicketSchema: GenMessage<AdminTicket> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 3);
+  messageDesc(file_inbox_v1_admin, 7);
 
 /**
  * @generated from message inbox.v1.AdminListTicketsRequest
@@ -186,7 +309,7 @@ export type AdminListTicketsRequest = Message<"inbox.v1.AdminListTicketsRequest"
  * Use `create(AdminListTicketsRequestSchema)` to create a new message.
  */
 export const AdminListTicketsRequestSchema: GenMessage<AdminListTicketsRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 4);
+  messageDesc(file_inbox_v1_admin, 8);
 
 /**
  * @generated from message inbox.v1.AdminListTicketsResponse
@@ -208,7 +331,7 @@ export type AdminListTicketsResponse = Message<"inbox.v1.AdminListTicketsRespons
  * Use `create(AdminListTicketsResponseSchema)` to create a new message.
  */
 export const AdminListTicketsResponseSchema: GenMessage<AdminListTicketsResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 5);
+  messageDesc(file_inbox_v1_admin, 9);
 
 /**
  * @generated from message inbox.v1.GetAuditTrailRequest
@@ -225,7 +348,7 @@ export type GetAuditTrailRequest = Message<"inbox.v1.GetAuditTrailRequest"> & {
  * Use `create(GetAuditTrailRequestSchema)` to create a new message.
  */
 export const GetAuditTrailRequestSchema: GenMessage<GetAuditTrailRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 6);
+  messageDesc(file_inbox_v1_admin, 10);
 
 /**
  * @generated from message inbox.v1.AuditEvent
@@ -269,7 +392,7 @@ export type AuditEvent = Message<"inbox.v1.AuditEvent"> & {
  * Use `create(AuditEventSchema)` to create a new message.
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 7);
+  messageDesc(file_inbox_v1_admin, 11);
 
 /**
  * @generated from message inbox.v1.AfcVerdict
@@ -303,7 +426,7 @@ export type AfcVerdict = Message<"inbox.v1.AfcVerdict"> & {
  * Use `create(AfcVerdictSchema)` to create a new message.
  */
 export const AfcVerdictSchema: GenMessage<AfcVerdict> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 8);
+  messageDesc(file_inbox_v1_admin, 12);
 
 /**
  * @generated from message inbox.v1.GetAuditTrailResponse
@@ -330,7 +453,7 @@ export type GetAuditTrailResponse = Message<"inbox.v1.GetAuditTrailResponse"> & 
  * Use `create(GetAuditTrailResponseSchema)` to create a new message.
  */
 export const GetAuditTrailResponseSchema: GenMessage<GetAuditTrailResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 9);
+  messageDesc(file_inbox_v1_admin, 13);
 
 /**
  * @generated from message inbox.v1.ValidateSpecRequest
@@ -347,7 +470,7 @@ export type ValidateSpecRequest = Message<"inbox.v1.ValidateSpecRequest"> & {
  * Use `create(ValidateSpecRequestSchema)` to create a new message.
  */
 export const ValidateSpecRequestSchema: GenMessage<ValidateSpecRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 10);
+  messageDesc(file_inbox_v1_admin, 14);
 
 /**
  * @generated from message inbox.v1.ValidateSpecResponse
@@ -378,7 +501,7 @@ export type ValidateSpecResponse = Message<"inbox.v1.ValidateSpecResponse"> & {
  * Use `create(ValidateSpecResponseSchema)` to create a new message.
  */
 export const ValidateSpecResponseSchema: GenMessage<ValidateSpecResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 11);
+  messageDesc(file_inbox_v1_admin, 15);
 
 /**
  * The bank's back office (role `admin`): sees every manager and ticket.
@@ -424,6 +547,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ValidateSpecRequestSchema;
     output: typeof ValidateSpecResponseSchema;
+  },
+  /**
+   * What the supervisor view draws: each queue now, waiting tickets over the last hours per
+   * queue, first-response times and satisfaction ratings of the period.
+   *
+   * @generated from rpc inbox.v1.AdminService.GetStats
+   */
+  getStats: {
+    methodKind: "unary";
+    input: typeof GetStatsRequestSchema;
+    output: typeof GetStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inbox_v1_admin, 0);

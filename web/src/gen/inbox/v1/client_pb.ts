@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inbox/v1/client.proto.
  */
 export const file_inbox_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("ChVpbmJveC92MS9jbGllbnQucHJvdG8SCGluYm94LnYxIjsKElNlbmRNZXNzYWdlUmVxdWVzdBIMCgRib2R5GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCSIpChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkitAEKC0NoYXRNZXNzYWdlEgoKAmlkGAEgASgJEhEKCXRpY2tldF9pZBgCIAEoCRIgCgZhdXRob3IYAyABKA4yEC5pbmJveC52MS5BdXRob3ISDAoEYm9keRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgVzdGF0ZRgGIAEoDjIXLmluYm94LnYxLkRlbGl2ZXJ5U3RhdGUiOwoSTGlzdEhpc3RvcnlSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIm0KE0xpc3RIaXN0b3J5UmVzcG9uc2USJwoIbWVzc2FnZXMYASADKAsyFS5pbmJveC52MS5DaGF0TWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFAoMdW5yZWFkX2NvdW50GAMgASgDIiUKD01hcmtSZWFkUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIigKEE1hcmtSZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDKmkKDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZERUxJVkVSWV9TVEFURV9QRU5ESU5HEAESHAoYREVMSVZFUllfU1RBVEVfREVMSVZFUkVEEAIyrAIKDUNsaWVudFNlcnZpY2USSgoLU2VuZE1lc3NhZ2USHC5pbmJveC52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHS5pbmJveC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEkoKC0xpc3RIaXN0b3J5EhwuaW5ib3gudjEuTGlzdEhpc3RvcnlSZXF1ZXN0Gh0uaW5ib3gudjEuTGlzdEhpc3RvcnlSZXNwb25zZRJBCghNYXJrUmVhZBIZLmluYm94LnYxLk1hcmtSZWFkUmVxdWVzdBoaLmluYm94LnYxLk1hcmtSZWFkUmVzcG9uc2USQAoMU3RyZWFtRXZlbnRzEh0uaW5ib3gudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBoPLmluYm94LnYxLkV2ZW50MAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_inbox_v1_manager, file_inbox_v1_stream]);
+  fileDesc("ChVpbmJveC92MS9jbGllbnQucHJvdG8SCGluYm94LnYxIjsKElNlbmRNZXNzYWdlUmVxdWVzdBIMCgRib2R5GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCSIpChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkitAEKC0NoYXRNZXNzYWdlEgoKAmlkGAEgASgJEhEKCXRpY2tldF9pZBgCIAEoCRIgCgZhdXRob3IYAyABKA4yEC5pbmJveC52MS5BdXRob3ISDAoEYm9keRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgVzdGF0ZRgGIAEoDjIXLmluYm94LnYxLkRlbGl2ZXJ5U3RhdGUiOwoSTGlzdEhpc3RvcnlSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIm0KE0xpc3RIaXN0b3J5UmVzcG9uc2USJwoIbWVzc2FnZXMYASADKAsyFS5pbmJveC52MS5DaGF0TWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFAoMdW5yZWFkX2NvdW50GAMgASgDIiUKD01hcmtSZWFkUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIigKEE1hcmtSZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIhUKE0NsaWVudFR5cGluZ1JlcXVlc3QiFgoUQ2xpZW50VHlwaW5nUmVzcG9uc2UqaQoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkRFTElWRVJZX1NUQVRFX1BFTkRJTkcQARIcChhERUxJVkVSWV9TVEFURV9ERUxJVkVSRUQQAjL5AgoNQ2xpZW50U2VydmljZRJKCgtTZW5kTWVzc2FnZRIcLmluYm94LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBodLmluYm94LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USSgoLTGlzdEhpc3RvcnkSHC5pbmJveC52MS5MaXN0SGlzdG9yeVJlcXVlc3QaHS5pbmJveC52MS5MaXN0SGlzdG9yeVJlc3BvbnNlEkEKCE1hcmtSZWFkEhkuaW5ib3gudjEuTWFya1JlYWRSZXF1ZXN0GhouaW5ib3gudjEuTWFya1JlYWRSZXNwb25zZRJACgxTdHJlYW1FdmVudHMSHS5pbmJveC52MS5TdHJlYW1FdmVudHNSZXF1ZXN0Gg8uaW5ib3gudjEuRXZlbnQwARJLCgpTZW5kVHlwaW5nEh0uaW5ib3gudjEuQ2xpZW50VHlwaW5nUmVxdWVzdBoeLmluYm94LnYxLkNsaWVudFR5cGluZ1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_inbox_v1_manager, file_inbox_v1_stream]);
 
 /**
  * @generated from message inbox.v1.SendMessageRequest
@@ -193,6 +193,32 @@ export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*
   messageDesc(file_inbox_v1_client, 6);
 
 /**
+ * @generated from message inbox.v1.ClientTypingRequest
+ */
+export type ClientTypingRequest = Message<"inbox.v1.ClientTypingRequest"> & {
+};
+
+/**
+ * Describes the message inbox.v1.ClientTypingRequest.
+ * Use `create(ClientTypingRequestSchema)` to create a new message.
+ */
+export const ClientTypingRequestSchema: GenMessage<ClientTypingRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_client, 7);
+
+/**
+ * @generated from message inbox.v1.ClientTypingResponse
+ */
+export type ClientTypingResponse = Message<"inbox.v1.ClientTypingResponse"> & {
+};
+
+/**
+ * Describes the message inbox.v1.ClientTypingResponse.
+ * Use `create(ClientTypingResponseSchema)` to create a new message.
+ */
+export const ClientTypingResponseSchema: GenMessage<ClientTypingResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_client, 8);
+
+/**
  * @generated from enum inbox.v1.DeliveryState
  */
 export enum DeliveryState {
@@ -266,6 +292,17 @@ export const ClientService: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamEventsRequestSchema;
     output: typeof EventSchema;
+  },
+  /**
+   * "I am typing": the manager of the client's assigned ticket gets a `typing` event (cursor 0:
+   * not resumed). Send it every few seconds while typing; more than one per 2 s is dropped.
+   *
+   * @generated from rpc inbox.v1.ClientService.SendTyping
+   */
+  sendTyping: {
+    methodKind: "unary";
+    input: typeof ClientTypingRequestSchema;
+    output: typeof ClientTypingResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inbox_v1_client, 0);

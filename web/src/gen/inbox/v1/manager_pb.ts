@@ -5,16 +5,16 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { EventSchema, StreamEventsRequestSchema } from "./stream_pb";
 import { file_inbox_v1_stream } from "./stream_pb";
-import type { Message as Message$1 } from "@bufbuild/protobuf";
+import type { JsonObject, Message as Message$1 } from "@bufbuild/protobuf";
 
 /**
  * Describes the file inbox/v1/manager.proto.
  */
 export const file_inbox_v1_manager: GenFile = /*@__PURE__*/
-  fileDesc("ChZpbmJveC92MS9tYW5hZ2VyLnByb3RvEghpbmJveC52MSLZAQoGVGlja2V0EgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRITCgtjbGllbnRfbmFtZRgDIAEoCRImCgZzdGF0dXMYBCABKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEgoKbWFuYWdlcl9pZBgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgthc3NpZ25lZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAinAEKB01lc3NhZ2USCgoCaWQYASABKAkSEQoJdGlja2V0X2lkGAIgASgJEiAKBmF1dGhvchgDIAEoDjIQLmluYm94LnYxLkF1dGhvchIMCgRib2R5GAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCm1hbmFnZXJfaWQYBiABKAkiEQoPU2V0UmVhZHlSZXF1ZXN0ImsKEFNldFJlYWR5UmVzcG9uc2USEwoLcmVhZHlfc2xvdHMYASABKAUSFAoMb3Blbl90aWNrZXRzGAIgASgFEhAKCGNhcGFjaXR5GAMgASgFEhoKEmFzc2lnbmVkX3RpY2tldF9pZBgEIAEoCSIUChJTZXROb3RSZWFkeVJlcXVlc3QiFQoTU2V0Tm90UmVhZHlSZXNwb25zZSJlChJMaXN0VGlja2V0c1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiUQoTTGlzdFRpY2tldHNSZXNwb25zZRIhCgd0aWNrZXRzGAEgAygLMhAuaW5ib3gudjEuVGlja2V0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChBHZXRUaWNrZXRSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSI1ChFHZXRUaWNrZXRSZXNwb25zZRIgCgZ0aWNrZXQYASABKAsyEC5pbmJveC52MS5UaWNrZXQiTwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiZgoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USIwoIbWVzc2FnZXMYASADKAsyES5pbmJveC52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghoYXNfbW9yZRgDIAEoCCJKCg5BZGROb3RlUmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSDAoEYm9keRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiIgoPQWRkTm90ZVJlc3BvbnNlEg8KB25vdGVfaWQYASABKAkiPQoVUmVzZW5kRGVsaXZlcnlSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCRIRCglldmVudF9zZXEYAiABKAMiKQoWUmVzZW5kRGVsaXZlcnlSZXNwb25zZRIPCgdjaGFubmVsGAEgASgJIkEKFVRyYW5zZmVyVGlja2V0UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSFQoNdG9fbWFuYWdlcl9pZBgCIAEoCSJCChZUcmFuc2ZlclRpY2tldFJlc3BvbnNlEhIKCm1hbmFnZXJfaWQYASABKAkSFAoMbWFuYWdlcl9uYW1lGAIgASgJIkwKEFNlbmRSZXBseVJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJEgwKBGJvZHkYAiABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIicKEVNlbmRSZXBseVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkiKQoUUmVzb2x2ZVRpY2tldFJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJIhcKFVJlc29sdmVUaWNrZXRSZXNwb25zZSqWAQoMVGlja2V0U3RhdHVzEh0KGVRJQ0tFVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJUSUNLRVRfU1RBVFVTX09QRU4QARIZChVUSUNLRVRfU1RBVFVTX1dBSVRJTkcQAhIaChZUSUNLRVRfU1RBVFVTX0FTU0lHTkVEEAMSGAoUVElDS0VUX1NUQVRVU19DTE9TRUQQBCprCgZBdXRob3ISFgoSQVVUSE9SX1VOU1BFQ0lGSUVEEAASEQoNQVVUSE9SX0NMSUVOVBABEhIKDkFVVEhPUl9NQU5BR0VSEAISEQoNQVVUSE9SX1NZU1RFTRADEg8KC0FVVEhPUl9OT1RFEAQyxAYKDk1hbmFnZXJTZXJ2aWNlEkEKCFNldFJlYWR5EhkuaW5ib3gudjEuU2V0UmVhZHlSZXF1ZXN0GhouaW5ib3gudjEuU2V0UmVhZHlSZXNwb25zZRJKCgtTZXROb3RSZWFkeRIcLmluYm94LnYxLlNldE5vdFJlYWR5UmVxdWVzdBodLmluYm94LnYxLlNldE5vdFJlYWR5UmVzcG9uc2USSgoLTGlzdFRpY2tldHMSHC5pbmJveC52MS5MaXN0VGlja2V0c1JlcXVlc3QaHS5pbmJveC52MS5MaXN0VGlja2V0c1Jlc3BvbnNlEkQKCUdldFRpY2tldBIaLmluYm94LnYxLkdldFRpY2tldFJlcXVlc3QaGy5pbmJveC52MS5HZXRUaWNrZXRSZXNwb25zZRJNCgxMaXN0TWVzc2FnZXMSHS5pbmJveC52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh4uaW5ib3gudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USRAoJU2VuZFJlcGx5EhouaW5ib3gudjEuU2VuZFJlcGx5UmVxdWVzdBobLmluYm94LnYxLlNlbmRSZXBseVJlc3BvbnNlEj4KB0FkZE5vdGUSGC5pbmJveC52MS5BZGROb3RlUmVxdWVzdBoZLmluYm94LnYxLkFkZE5vdGVSZXNwb25zZRJQCg1SZXNvbHZlVGlja2V0Eh4uaW5ib3gudjEuUmVzb2x2ZVRpY2tldFJlcXVlc3QaHy5pbmJveC52MS5SZXNvbHZlVGlja2V0UmVzcG9uc2USUwoOVHJhbnNmZXJUaWNrZXQSHy5pbmJveC52MS5UcmFuc2ZlclRpY2tldFJlcXVlc3QaIC5pbmJveC52MS5UcmFuc2ZlclRpY2tldFJlc3BvbnNlElMKDlJlc2VuZERlbGl2ZXJ5Eh8uaW5ib3gudjEuUmVzZW5kRGVsaXZlcnlSZXF1ZXN0GiAuaW5ib3gudjEuUmVzZW5kRGVsaXZlcnlSZXNwb25zZRJACgxTdHJlYW1FdmVudHMSHS5pbmJveC52MS5TdHJlYW1FdmVudHNSZXF1ZXN0Gg8uaW5ib3gudjEuRXZlbnQwAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_inbox_v1_stream]);
+  fileDesc("ChZpbmJveC92MS9tYW5hZ2VyLnByb3RvEghpbmJveC52MSKqBAoGVGlja2V0EgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRITCgtjbGllbnRfbmFtZRgDIAEoCRImCgZzdGF0dXMYBCABKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEgoKbWFuYWdlcl9pZBgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgthc3NpZ25lZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVldWUYCCABKAkSEAoIY2F0ZWdvcnkYCSABKAkSEAoIcHJpb3JpdHkYCiABKAUSJwoGZmllbGRzGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIxCg13YWl0aW5nX3NpbmNlGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFmaXJzdF9yZXNwb25zZV9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoVZmlyc3RfcmVzcG9uc2VfZHVlX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgljbG9zZWRfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJhdGluZxgQIAEoBRIPCgdjaGFubmVsGBEgASgJIpwBCgdNZXNzYWdlEgoKAmlkGAEgASgJEhEKCXRpY2tldF9pZBgCIAEoCRIgCgZhdXRob3IYAyABKA4yEC5pbmJveC52MS5BdXRob3ISDAoEYm9keRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptYW5hZ2VyX2lkGAYgASgJIiYKEVNlbmRUeXBpbmdSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSIUChJTZW5kVHlwaW5nUmVzcG9uc2UiHAoaTGlzdENhbm5lZFJlc3BvbnNlc1JlcXVlc3QiPwoOQ2FubmVkUmVzcG9uc2USEAoIc2hvcnRjdXQYASABKAkSDQoFdGl0bGUYAiABKAkSDAoEdGV4dBgDIAEoCSJKChtMaXN0Q2FubmVkUmVzcG9uc2VzUmVzcG9uc2USKwoJcmVzcG9uc2VzGAEgAygLMhguaW5ib3gudjEuQ2FubmVkUmVzcG9uc2UiEQoPU2V0UmVhZHlSZXF1ZXN0ImsKEFNldFJlYWR5UmVzcG9uc2USEwoLcmVhZHlfc2xvdHMYASABKAUSFAoMb3Blbl90aWNrZXRzGAIgASgFEhAKCGNhcGFjaXR5GAMgASgFEhoKEmFzc2lnbmVkX3RpY2tldF9pZBgEIAEoCSIUChJTZXROb3RSZWFkeVJlcXVlc3QiFQoTU2V0Tm90UmVhZHlSZXNwb25zZSJlChJMaXN0VGlja2V0c1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiUQoTTGlzdFRpY2tldHNSZXNwb25zZRIhCgd0aWNrZXRzGAEgAygLMhAuaW5ib3gudjEuVGlja2V0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChBHZXRUaWNrZXRSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSI1ChFHZXRUaWNrZXRSZXNwb25zZRIgCgZ0aWNrZXQYASABKAsyEC5pbmJveC52MS5UaWNrZXQiTwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiZgoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USIwoIbWVzc2FnZXMYASADKAsyES5pbmJveC52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghoYXNfbW9yZRgDIAEoCCJKCg5BZGROb3RlUmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSDAoEYm9keRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiIgoPQWRkTm90ZVJlc3BvbnNlEg8KB25vdGVfaWQYASABKAkiPQoVUmVzZW5kRGVsaXZlcnlSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCRIRCglldmVudF9zZXEYAiABKAMiKQoWUmVzZW5kRGVsaXZlcnlSZXNwb25zZRIPCgdjaGFubmVsGAEgASgJIkEKFVRyYW5zZmVyVGlja2V0UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSFQoNdG9fbWFuYWdlcl9pZBgCIAEoCSJCChZUcmFuc2ZlclRpY2tldFJlc3BvbnNlEhIKCm1hbmFnZXJfaWQYASABKAkSFAoMbWFuYWdlcl9uYW1lGAIgASgJIkwKEFNlbmRSZXBseVJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJEgwKBGJvZHkYAiABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIicKEVNlbmRSZXBseVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkiKQoUUmVzb2x2ZVRpY2tldFJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJIhcKFVJlc29sdmVUaWNrZXRSZXNwb25zZSqWAQoMVGlja2V0U3RhdHVzEh0KGVRJQ0tFVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJUSUNLRVRfU1RBVFVTX09QRU4QARIZChVUSUNLRVRfU1RBVFVTX1dBSVRJTkcQAhIaChZUSUNLRVRfU1RBVFVTX0FTU0lHTkVEEAMSGAoUVElDS0VUX1NUQVRVU19DTE9TRUQQBCprCgZBdXRob3ISFgoSQVVUSE9SX1VOU1BFQ0lGSUVEEAASEQoNQVVUSE9SX0NMSUVOVBABEhIKDkFVVEhPUl9NQU5BR0VSEAISEQoNQVVUSE9SX1NZU1RFTRADEg8KC0FVVEhPUl9OT1RFEAQy8QcKDk1hbmFnZXJTZXJ2aWNlEkEKCFNldFJlYWR5EhkuaW5ib3gudjEuU2V0UmVhZHlSZXF1ZXN0GhouaW5ib3gudjEuU2V0UmVhZHlSZXNwb25zZRJKCgtTZXROb3RSZWFkeRIcLmluYm94LnYxLlNldE5vdFJlYWR5UmVxdWVzdBodLmluYm94LnYxLlNldE5vdFJlYWR5UmVzcG9uc2USSgoLTGlzdFRpY2tldHMSHC5pbmJveC52MS5MaXN0VGlja2V0c1JlcXVlc3QaHS5pbmJveC52MS5MaXN0VGlja2V0c1Jlc3BvbnNlEkQKCUdldFRpY2tldBIaLmluYm94LnYxLkdldFRpY2tldFJlcXVlc3QaGy5pbmJveC52MS5HZXRUaWNrZXRSZXNwb25zZRJNCgxMaXN0TWVzc2FnZXMSHS5pbmJveC52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh4uaW5ib3gudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USRAoJU2VuZFJlcGx5EhouaW5ib3gudjEuU2VuZFJlcGx5UmVxdWVzdBobLmluYm94LnYxLlNlbmRSZXBseVJlc3BvbnNlEj4KB0FkZE5vdGUSGC5pbmJveC52MS5BZGROb3RlUmVxdWVzdBoZLmluYm94LnYxLkFkZE5vdGVSZXNwb25zZRJQCg1SZXNvbHZlVGlja2V0Eh4uaW5ib3gudjEuUmVzb2x2ZVRpY2tldFJlcXVlc3QaHy5pbmJveC52MS5SZXNvbHZlVGlja2V0UmVzcG9uc2USUwoOVHJhbnNmZXJUaWNrZXQSHy5pbmJveC52MS5UcmFuc2ZlclRpY2tldFJlcXVlc3QaIC5pbmJveC52MS5UcmFuc2ZlclRpY2tldFJlc3BvbnNlElMKDlJlc2VuZERlbGl2ZXJ5Eh8uaW5ib3gudjEuUmVzZW5kRGVsaXZlcnlSZXF1ZXN0GiAuaW5ib3gudjEuUmVzZW5kRGVsaXZlcnlSZXNwb25zZRJiChNMaXN0Q2FubmVkUmVzcG9uc2VzEiQuaW5ib3gudjEuTGlzdENhbm5lZFJlc3BvbnNlc1JlcXVlc3QaJS5pbmJveC52MS5MaXN0Q2FubmVkUmVzcG9uc2VzUmVzcG9uc2USRwoKU2VuZFR5cGluZxIbLmluYm94LnYxLlNlbmRUeXBpbmdSZXF1ZXN0GhwuaW5ib3gudjEuU2VuZFR5cGluZ1Jlc3BvbnNlEkAKDFN0cmVhbUV2ZW50cxIdLmluYm94LnYxLlN0cmVhbUV2ZW50c1JlcXVlc3QaDy5pbmJveC52MS5FdmVudDABYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_stream]);
 
 /**
  * @generated from message inbox.v1.Ticket
@@ -54,6 +54,71 @@ export type Ticket = Message$1<"inbox.v1.Ticket"> & {
    * @generated from field: google.protobuf.Timestamp assigned_at = 7;
    */
   assignedAt?: Timestamp | undefined;
+
+  /**
+   * What classification decided from the first passed message (`workflows.yaml` classify).
+   *
+   * @generated from field: string queue = 8;
+   */
+  queue: string;
+
+  /**
+   * @generated from field: string category = 9;
+   */
+  category: string;
+
+  /**
+   * 0 low, 1 normal, 2 high, 3 urgent (escalation raises it).
+   *
+   * @generated from field: int32 priority = 10;
+   */
+  priority: number;
+
+  /**
+   * Custom fields (`fields` of the spec), with their values.
+   *
+   * @generated from field: google.protobuf.Struct fields = 11;
+   */
+  fields?: JsonObject | undefined;
+
+  /**
+   * When it was queued for a manager (its first passed message).
+   *
+   * @generated from field: google.protobuf.Timestamp waiting_since = 12;
+   */
+  waitingSince?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp first_response_at = 13;
+   */
+  firstResponseAt?: Timestamp | undefined;
+
+  /**
+   * When the first response is due (`timers.first_response_within` from `waiting_since`, in the
+   * spec's business hours); unset when the spec has no such timer or it was answered.
+   *
+   * @generated from field: google.protobuf.Timestamp first_response_due_at = 14;
+   */
+  firstResponseDueAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp closed_at = 15;
+   */
+  closedAt?: Timestamp | undefined;
+
+  /**
+   * The client's satisfaction rating after the close, 1 to 5; 0: none given.
+   *
+   * @generated from field: int32 rating = 16;
+   */
+  rating: number;
+
+  /**
+   * web, telegram or email: the channel of the client (the prefix of `client_id`).
+   *
+   * @generated from field: string channel = 17;
+   */
+  channel: string;
 };
 
 /**
@@ -108,6 +173,93 @@ export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_inbox_v1_manager, 1);
 
 /**
+ * @generated from message inbox.v1.SendTypingRequest
+ */
+export type SendTypingRequest = Message$1<"inbox.v1.SendTypingRequest"> & {
+  /**
+   * @generated from field: string ticket_id = 1;
+   */
+  ticketId: string;
+};
+
+/**
+ * Describes the message inbox.v1.SendTypingRequest.
+ * Use `create(SendTypingRequestSchema)` to create a new message.
+ */
+export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 2);
+
+/**
+ * @generated from message inbox.v1.SendTypingResponse
+ */
+export type SendTypingResponse = Message$1<"inbox.v1.SendTypingResponse"> & {
+};
+
+/**
+ * Describes the message inbox.v1.SendTypingResponse.
+ * Use `create(SendTypingResponseSchema)` to create a new message.
+ */
+export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 3);
+
+/**
+ * @generated from message inbox.v1.ListCannedResponsesRequest
+ */
+export type ListCannedResponsesRequest = Message$1<"inbox.v1.ListCannedResponsesRequest"> & {
+};
+
+/**
+ * Describes the message inbox.v1.ListCannedResponsesRequest.
+ * Use `create(ListCannedResponsesRequestSchema)` to create a new message.
+ */
+export const ListCannedResponsesRequestSchema: GenMessage<ListCannedResponsesRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 4);
+
+/**
+ * @generated from message inbox.v1.CannedResponse
+ */
+export type CannedResponse = Message$1<"inbox.v1.CannedResponse"> & {
+  /**
+   * @generated from field: string shortcut = 1;
+   */
+  shortcut: string;
+
+  /**
+   * @generated from field: string title = 2;
+   */
+  title: string;
+
+  /**
+   * @generated from field: string text = 3;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message inbox.v1.CannedResponse.
+ * Use `create(CannedResponseSchema)` to create a new message.
+ */
+export const CannedResponseSchema: GenMessage<CannedResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 5);
+
+/**
+ * @generated from message inbox.v1.ListCannedResponsesResponse
+ */
+export type ListCannedResponsesResponse = Message$1<"inbox.v1.ListCannedResponsesResponse"> & {
+  /**
+   * @generated from field: repeated inbox.v1.CannedResponse responses = 1;
+   */
+  responses: CannedResponse[];
+};
+
+/**
+ * Describes the message inbox.v1.ListCannedResponsesResponse.
+ * Use `create(ListCannedResponsesResponseSchema)` to create a new message.
+ */
+export const ListCannedResponsesResponseSchema: GenMessage<ListCannedResponsesResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 6);
+
+/**
  * @generated from message inbox.v1.SetReadyRequest
  */
 export type SetReadyRequest = Message$1<"inbox.v1.SetReadyRequest"> & {
@@ -118,7 +270,7 @@ export type SetReadyRequest = Message$1<"inbox.v1.SetReadyRequest"> & {
  * Use `create(SetReadyRequestSchema)` to create a new message.
  */
 export const SetReadyRequestSchema: GenMessage<SetReadyRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 2);
+  messageDesc(file_inbox_v1_manager, 7);
 
 /**
  * @generated from message inbox.v1.SetReadyResponse
@@ -154,7 +306,7 @@ export type SetReadyResponse = Message$1<"inbox.v1.SetReadyResponse"> & {
  * Use `create(SetReadyResponseSchema)` to create a new message.
  */
 export const SetReadyResponseSchema: GenMessage<SetReadyResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 3);
+  messageDesc(file_inbox_v1_manager, 8);
 
 /**
  * @generated from message inbox.v1.SetNotReadyRequest
@@ -167,7 +319,7 @@ export type SetNotReadyRequest = Message$1<"inbox.v1.SetNotReadyRequest"> & {
  * Use `create(SetNotReadyRequestSchema)` to create a new message.
  */
 export const SetNotReadyRequestSchema: GenMessage<SetNotReadyRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 4);
+  messageDesc(file_inbox_v1_manager, 9);
 
 /**
  * @generated from message inbox.v1.SetNotReadyResponse
@@ -180,7 +332,7 @@ export type SetNotReadyResponse = Message$1<"inbox.v1.SetNotReadyResponse"> & {
  * Use `create(SetNotReadyResponseSchema)` to create a new message.
  */
 export const SetNotReadyResponseSchema: GenMessage<SetNotReadyResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 5);
+  messageDesc(file_inbox_v1_manager, 10);
 
 /**
  * @generated from message inbox.v1.ListTicketsRequest
@@ -213,7 +365,7 @@ export type ListTicketsRequest = Message$1<"inbox.v1.ListTicketsRequest"> & {
  * Use `create(ListTicketsRequestSchema)` to create a new message.
  */
 export const ListTicketsRequestSchema: GenMessage<ListTicketsRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 6);
+  messageDesc(file_inbox_v1_manager, 11);
 
 /**
  * @generated from message inbox.v1.ListTicketsResponse
@@ -237,7 +389,7 @@ export type ListTicketsResponse = Message$1<"inbox.v1.ListTicketsResponse"> & {
  * Use `create(ListTicketsResponseSchema)` to create a new message.
  */
 export const ListTicketsResponseSchema: GenMessage<ListTicketsResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 7);
+  messageDesc(file_inbox_v1_manager, 12);
 
 /**
  * @generated from message inbox.v1.GetTicketRequest
@@ -254,7 +406,7 @@ export type GetTicketRequest = Message$1<"inbox.v1.GetTicketRequest"> & {
  * Use `create(GetTicketRequestSchema)` to create a new message.
  */
 export const GetTicketRequestSchema: GenMessage<GetTicketRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 8);
+  messageDesc(file_inbox_v1_manager, 13);
 
 /**
  * @generated from message inbox.v1.GetTicketResponse
@@ -271,7 +423,7 @@ export type GetTicketResponse = Message$1<"inbox.v1.GetTicketResponse"> & {
  * Use `create(GetTicketResponseSchema)` to create a new message.
  */
 export const GetTicketResponseSchema: GenMessage<GetTicketResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 9);
+  messageDesc(file_inbox_v1_manager, 14);
 
 /**
  * @generated from message inbox.v1.ListMessagesRequest
@@ -300,7 +452,7 @@ export type ListMessagesRequest = Message$1<"inbox.v1.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 10);
+  messageDesc(file_inbox_v1_manager, 15);
 
 /**
  * @generated from message inbox.v1.ListMessagesResponse
@@ -332,7 +484,7 @@ export type ListMessagesResponse = Message$1<"inbox.v1.ListMessagesResponse"> & 
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 11);
+  messageDesc(file_inbox_v1_manager, 16);
 
 /**
  * @generated from message inbox.v1.AddNoteRequest
@@ -362,7 +514,7 @@ export type AddNoteRequest = Message$1<"inbox.v1.AddNoteRequest"> & {
  * Use `create(AddNoteRequestSchema)` to create a new message.
  */
 export const AddNoteRequestSchema: GenMessage<AddNoteRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 12);
+  messageDesc(file_inbox_v1_manager, 17);
 
 /**
  * @generated from message inbox.v1.AddNoteResponse
@@ -379,7 +531,7 @@ export type AddNoteResponse = Message$1<"inbox.v1.AddNoteResponse"> & {
  * Use `create(AddNoteResponseSchema)` to create a new message.
  */
 export const AddNoteResponseSchema: GenMessage<AddNoteResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 13);
+  messageDesc(file_inbox_v1_manager, 18);
 
 /**
  * @generated from message inbox.v1.ResendDeliveryRequest
@@ -403,7 +555,7 @@ export type ResendDeliveryRequest = Message$1<"inbox.v1.ResendDeliveryRequest"> 
  * Use `create(ResendDeliveryRequestSchema)` to create a new message.
  */
 export const ResendDeliveryRequestSchema: GenMessage<ResendDeliveryRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 14);
+  messageDesc(file_inbox_v1_manager, 19);
 
 /**
  * @generated from message inbox.v1.ResendDeliveryResponse
@@ -422,7 +574,7 @@ export type ResendDeliveryResponse = Message$1<"inbox.v1.ResendDeliveryResponse"
  * Use `create(ResendDeliveryResponseSchema)` to create a new message.
  */
 export const ResendDeliveryResponseSchema: GenMessage<ResendDeliveryResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 15);
+  messageDesc(file_inbox_v1_manager, 20);
 
 /**
  * @generated from message inbox.v1.TransferTicketRequest
@@ -444,7 +596,7 @@ export type TransferTicketRequest = Message$1<"inbox.v1.TransferTicketRequest"> 
  * Use `create(TransferTicketRequestSchema)` to create a new message.
  */
 export const TransferTicketRequestSchema: GenMessage<TransferTicketRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 16);
+  messageDesc(file_inbox_v1_manager, 21);
 
 /**
  * @generated from message inbox.v1.TransferTicketResponse
@@ -466,7 +618,7 @@ export type TransferTicketResponse = Message$1<"inbox.v1.TransferTicketResponse"
  * Use `create(TransferTicketResponseSchema)` to create a new message.
  */
 export const TransferTicketResponseSchema: GenMessage<TransferTicketResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 17);
+  messageDesc(file_inbox_v1_manager, 22);
 
 /**
  * @generated from message inbox.v1.SendReplyRequest
@@ -496,7 +648,7 @@ export type SendReplyRequest = Message$1<"inbox.v1.SendReplyRequest"> & {
  * Use `create(SendReplyRequestSchema)` to create a new message.
  */
 export const SendReplyRequestSchema: GenMessage<SendReplyRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 18);
+  messageDesc(file_inbox_v1_manager, 23);
 
 /**
  * @generated from message inbox.v1.SendReplyResponse
@@ -513,7 +665,7 @@ export type SendReplyResponse = Message$1<"inbox.v1.SendReplyResponse"> & {
  * Use `create(SendReplyResponseSchema)` to create a new message.
  */
 export const SendReplyResponseSchema: GenMessage<SendReplyResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 19);
+  messageDesc(file_inbox_v1_manager, 24);
 
 /**
  * @generated from message inbox.v1.ResolveTicketRequest
@@ -530,7 +682,7 @@ export type ResolveTicketRequest = Message$1<"inbox.v1.ResolveTicketRequest"> & 
  * Use `create(ResolveTicketRequestSchema)` to create a new message.
  */
 export const ResolveTicketRequestSchema: GenMessage<ResolveTicketRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 20);
+  messageDesc(file_inbox_v1_manager, 25);
 
 /**
  * @generated from message inbox.v1.ResolveTicketResponse
@@ -543,7 +695,7 @@ export type ResolveTicketResponse = Message$1<"inbox.v1.ResolveTicketResponse"> 
  * Use `create(ResolveTicketResponseSchema)` to create a new message.
  */
 export const ResolveTicketResponseSchema: GenMessage<ResolveTicketResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 21);
+  messageDesc(file_inbox_v1_manager, 26);
 
 /**
  * @generated from enum inbox.v1.TicketStatus
@@ -728,6 +880,27 @@ export const ManagerService: GenService<{
     methodKind: "unary";
     input: typeof ResendDeliveryRequestSchema;
     output: typeof ResendDeliveryResponseSchema;
+  },
+  /**
+   * The replies of `workflows.yaml` `canned_responses`, inserted by `/shortcut` in the console.
+   *
+   * @generated from rpc inbox.v1.ManagerService.ListCannedResponses
+   */
+  listCannedResponses: {
+    methodKind: "unary";
+    input: typeof ListCannedResponsesRequestSchema;
+    output: typeof ListCannedResponsesResponseSchema;
+  },
+  /**
+   * "I am typing" in one of the caller's tickets: its client gets a `typing` event (cursor 0:
+   * not resumed). More than one per 2 s is dropped.
+   *
+   * @generated from rpc inbox.v1.ManagerService.SendTyping
+   */
+  sendTyping: {
+    methodKind: "unary";
+    input: typeof SendTypingRequestSchema;
+    output: typeof SendTypingResponseSchema;
   },
   /**
    * The caller's events after `after_cursor`, then live ones as they commit. Reconnect with the
