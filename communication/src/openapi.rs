@@ -100,7 +100,7 @@ pub fn document() -> Value {
             "/v1/typing": {
                 "post": {
                     "operationId": "typing",
-                    "summary": "The client is typing: the manager of their assigned ticket gets a `typing` event (event_id 0, not resumed); send it every few seconds while typing, more than one per 2 s is dropped",
+                    "summary": "The client is typing: the manager of their assigned ticket gets a `typing` event (event_id 0, not resumed); send it every 2 s while typing, more than one per 1.5 s is dropped",
                     "responses": {
                         "204": { "description": "Passed on (or dropped: throttled, or no manager to tell)" },
                         "401": unauthenticated, "403": forbidden,

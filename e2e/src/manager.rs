@@ -26,6 +26,16 @@ impl Manager {
         })
     }
 
+    /// The manager's event stream from the beginning (`after_cursor` 0).
+    pub async fn events(&self) -> Result<tonic::Streaming<v1::Event>, tonic::Status> {
+        Ok(self
+            .client
+            .clone()
+            .stream_events(self.req(v1::StreamEventsRequest { after_cursor: 0 }))
+            .await?
+            .into_inner())
+    }
+
     /// `msg` with the manager's `authorization` header.
     pub fn req<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);

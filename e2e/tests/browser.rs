@@ -3,7 +3,9 @@
 //! origin, and a manager in the console, in two browser contexts. The client writes, the manager
 //! goes ready and receives the ticket live, replies, the client sees it; a card number is blocked,
 //! the client sees the warning and the manager's page never holds it; a double-clicked reply is
-//! sent once; the client's network is cut and restored and nothing is lost or doubled; the
+//! sent once; the client's network is cut and restored and nothing is lost or doubled; a canned
+//! response is inserted with `/hel`; each side sees the other typing, and after those cursor-0
+//! events both reconnect and resume with nothing missed or doubled; the
 //! ticket is transferred to a second manager whose console receives it live, noted and resolved;
 //! the client rates it 5 and an admin's supervisor view shows the rating; axe-core finds no
 //! serious or critical accessibility violation on any of the pages. The screenshots land in this

@@ -9,7 +9,6 @@ use anyhow::Context;
 use e2e::manager::Manager;
 use e2e::oidc::Provider;
 use e2e::{Engine, Stack, eventually, webchat};
-use proto::v1;
 use tickets::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
@@ -107,12 +106,7 @@ async fn the_spine_runs_on_tokens_of_a_real_openid_provider_and_nothing_else() -
         )
         .await?;
     let short_alice = Manager::connect(&engine.grpc, short_manager).await?;
-    let mut stream = short_alice
-        .client
-        .clone()
-        .stream_events(short_alice.req(v1::StreamEventsRequest { after_cursor: 0 }))
-        .await?
-        .into_inner();
+    let mut stream = short_alice.events().await?;
     let end = e2e::stream_end_status(&mut stream, WAIT).await?;
     assert_eq!(end.code(), tonic::Code::Unauthenticated, "{end:?}");
     assert!(gateway::stream::resume_cursor(&end).is_some(), "{end:?}");

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use e2e::manager::Manager;
 use e2e::{Engine, Stack};
-use proto::v1;
 use tickets::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
@@ -34,12 +33,7 @@ async fn sigterm_drains_each_service_within_its_deadline_and_tells_streams_to_re
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     let alice = Manager::connect(&engine.grpc, manager).await?;
-    let mut stream = alice
-        .client
-        .clone()
-        .stream_events(alice.req(v1::StreamEventsRequest { after_cursor: 0 }))
-        .await?
-        .into_inner();
+    let mut stream = alice.events().await?;
 
     let status = engine.terminate("communication", WITHIN).await?;
     assert!(status.success(), "communication exited with {status}");

@@ -36,12 +36,7 @@ async fn each_side_sees_the_other_typing_and_no_cursor_moves() -> anyhow::Result
         .wait_for_message(&e2e::web_client(&subject), "hello")
         .await?;
     webchat::next_of(&mut ws, "manager_assigned", WAIT).await?;
-    let mut stream = alice
-        .client
-        .clone()
-        .stream_events(alice.req(v1::StreamEventsRequest { after_cursor: 0 }))
-        .await?
-        .into_inner();
+    let mut stream = alice.events().await?;
 
     // The client types: the manager's stream shows it, with no cursor of its own.
     let typed = http
@@ -77,6 +72,7 @@ async fn each_side_sees_the_other_typing_and_no_cursor_moves() -> anyhow::Result
     let frame = webchat::next_of(&mut ws, "typing", WAIT).await?;
     assert_eq!(frame["event_id"], 0);
     assert_eq!(frame["by"], "manager");
+    assert_eq!(frame["manager_name"], "Alice");
 
     // Not a ticket of hers: NOT_FOUND.
     let other = alice

@@ -243,7 +243,9 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 }
 
 /// The shortest interval between two typing signals of one sender that are passed on.
-pub const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// Clients send one every 2 s while typing; the margin keeps their timer's jitter from dropping
+/// every other one.
+pub const TYPING_EVERY: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// One typing signal per sender per [`TYPING_EVERY`] (this process's; clients and managers).
 pub fn typing_throttle() -> &'static crate::ratelimit::RateLimiter {

@@ -485,7 +485,11 @@ fn typing_event(t: &tickets::typing::Typing) -> (Audience, Event) {
         client_id: t.client_id.clone(),
         manager_id: Some(t.manager_id.clone()),
         client_visible: !t.by_client,
-        payload: serde_json::json!({ "ticket_id": t.ticket_id, "by": by }),
+        payload: if t.by_client {
+            serde_json::json!({ "ticket_id": t.ticket_id, "by": by })
+        } else {
+            serde_json::json!({ "ticket_id": t.ticket_id, "by": by, "manager_name": t.manager_name })
+        },
         created_at: chrono::Utc::now(),
     };
     (audience, event)

@@ -266,7 +266,7 @@ impl ManagerService for Managers {
         let id = convert::uuid("ticket_id", &req.get_ref().ticket_id)?;
         if edge::client::typing_throttle().check(&me.user_id).is_ok() {
             self.store
-                .manager_typing(&me.user_id, id)
+                .manager_typing(&me.user_id, &me.display_name, id)
                 .await
                 .map_err(status::store)?;
         } else {

@@ -570,6 +570,10 @@ mod tests {
             .collect()
     }
 
+    fn only_verdicts(v: Vec<(Uuid, Verdict)>) -> Vec<Verdict> {
+        v.into_iter().map(|(_, v)| v).collect()
+    }
+
     fn blocked() -> Verdict {
         Verdict::Blocked {
             rule: "card".into(),
@@ -587,14 +591,14 @@ mod tests {
             Some((earlier, "starts with 4000 0566")),
             &batch(&["5566 5556", "thanks"]),
         );
-        let verdicts: Vec<Verdict> = v.into_iter().map(|(_, v)| v).collect();
+        let verdicts = only_verdicts(v);
         assert_eq!(verdicts, [blocked(), Verdict::Passed]);
         assert_eq!(withdrawn, [(earlier, "card".to_owned())]);
 
         // Both halves in the batch: both blocked, nothing to withdraw.
         let (v, withdrawn) =
             split_verdicts(&check, None, &batch(&["hi", "4000 0566", "5566 5556"]));
-        let verdicts: Vec<Verdict> = v.into_iter().map(|(_, v)| v).collect();
+        let verdicts = only_verdicts(v);
         assert_eq!(verdicts, [Verdict::Passed, blocked(), blocked()]);
         assert!(withdrawn.is_empty());
 
@@ -604,7 +608,7 @@ mod tests {
             Some((earlier, "order 4000 0566")),
             &batch(&["4111 1111 1111 1111", "5566 5556"]),
         );
-        let verdicts: Vec<Verdict> = v.into_iter().map(|(_, v)| v).collect();
+        let verdicts = only_verdicts(v);
         assert_eq!(verdicts, [blocked(), Verdict::Passed]);
         assert!(withdrawn.is_empty());
         Ok(())

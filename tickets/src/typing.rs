@@ -20,6 +20,9 @@ pub struct Typing {
     pub manager_id: String,
     /// Who types: the client (the manager is told) or the manager (the client is told).
     pub by_client: bool,
+    /// The manager's name, shown to the client ("Alice is typing…"); empty when the client types.
+    #[serde(default)]
+    pub manager_name: String,
 }
 
 impl PgStore {
@@ -41,14 +44,20 @@ impl PgStore {
             client_id: client_id.to_owned(),
             manager_id,
             by_client: true,
+            manager_name: String::new(),
         };
         self.notify_typing(&t).await?;
         Ok(Some(t))
     }
 
-    /// The manager is typing in `ticket_id`: its client is told. `TicketNotFound` unless the
-    /// ticket is assigned to them.
-    pub async fn manager_typing(&self, manager_id: &str, ticket_id: Uuid) -> Result<Typing> {
+    /// The manager (`manager_name` as the client sees them) is typing in `ticket_id`: its client
+    /// is told. `TicketNotFound` unless the ticket is assigned to them.
+    pub async fn manager_typing(
+        &self,
+        manager_id: &str,
+        manager_name: &str,
+        ticket_id: Uuid,
+    ) -> Result<Typing> {
         let client_id: String = sqlx::query_scalar(
             "SELECT client_id FROM tickets WHERE id = $1 AND manager_id = $2 AND status = 'assigned'",
         )
@@ -62,6 +71,7 @@ impl PgStore {
             client_id,
             manager_id: manager_id.to_owned(),
             by_client: false,
+            manager_name: manager_name.to_owned(),
         };
         self.notify_typing(&t).await?;
         Ok(t)

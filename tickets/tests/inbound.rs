@@ -225,6 +225,27 @@ impl tickets::inbound::MessageCheck for CardCheck {
     }
 }
 
+/// Stores and checks one message of `client` in the inbound transaction, as the consumer does.
+async fn take_in(
+    store: &PgStore,
+    check: &CardCheck,
+    client: &str,
+    body: &str,
+) -> anyhow::Result<(NewClientMessage, tickets::inbound::Intake)> {
+    let m = message(client, client, body);
+    let intake = store
+        .intake_batch(std::slice::from_ref(&m), &[], Some(check))
+        .await?;
+    Ok((m, intake))
+}
+
+/// The one ticket `manager` holds.
+async fn the_ticket_of(store: &PgStore, manager: &str) -> anyhow::Result<tickets::Ticket> {
+    let mut tickets = store.manager_tickets(manager, &[]).await?;
+    anyhow::ensure!(tickets.len() == 1, "{manager} holds {tickets:?}");
+    Ok(tickets.remove(0))
+}
+
 #[sqlx::test(migrator = "tickets::store::MIGRATOR")]
 async fn the_half_of_a_split_card_a_manager_saw_is_withdrawn_when_the_rest_arrives(
     pool: PgPool,
@@ -234,28 +255,16 @@ async fn the_half_of_a_split_card_a_manager_saw_is_withdrawn_when_the_rest_arriv
     store
         .set_ready(&testkit::fixtures::manager("alice"), 3)
         .await?;
-    let hello = message("ana", "Ana", "hello");
-    store
-        .intake_batch(std::slice::from_ref(&hello), &[], Some(&check))
-        .await?;
-    let tickets = store.manager_tickets("alice", &[]).await?;
-    let [ticket] = tickets.as_slice() else {
-        anyhow::bail!("the ticket was not assigned to alice: {tickets:?}");
-    };
+    take_in(&store, &check, "ana", "hello").await?;
+    let ticket = the_ticket_of(&store, "alice").await?;
     // Alice has the ticket: the first half reaches her live (`message_visible`).
-    let first = message("ana", "Ana", "my new card starts with 4000 0566");
-    store
-        .intake_batch(std::slice::from_ref(&first), &[], Some(&check))
-        .await?;
+    let (first, _) = take_in(&store, &check, "ana", "my new card starts with 4000 0566").await?;
     let shown = store
         .manager_messages_page("alice", ticket.id, None, 50)
         .await?;
     assert_eq!(shown.items.len(), 2, "the first half passed on its own");
 
-    let rest = message("ana", "Ana", "5566 5556");
-    let intake = store
-        .intake_batch(std::slice::from_ref(&rest), &[], Some(&check))
-        .await?;
+    let (rest, intake) = take_in(&store, &check, "ana", "5566 5556").await?;
     assert_eq!((intake.blocked, intake.withdrawn), (1, 1), "{intake:?}");
 
     // Both halves are blocked now, stored without their digits; alice's view has neither.
@@ -327,10 +336,7 @@ async fn both_halves_of_a_card_in_one_batch_are_blocked_and_none_is_shown(
         "{intake:?}"
     );
     // Carl got the ticket (it was queued by the greeting) and reads the greeting only.
-    let tickets = store.manager_tickets("carl", &[]).await?;
-    let [ticket] = tickets.as_slice() else {
-        anyhow::bail!("the ticket was not assigned to carl: {tickets:?}");
-    };
+    let ticket = the_ticket_of(&store, "carl").await?;
     let shown = store
         .manager_messages_page("carl", ticket.id, None, 50)
         .await?;
@@ -356,22 +362,13 @@ async fn an_answer_to_the_rating_question_rates_the_closed_ticket_and_opens_none
     store
         .set_ready(&testkit::fixtures::manager("alice"), 3)
         .await?;
-    let first = message("tg:7", "Ana", "my transfer is stuck");
-    store
-        .intake_batch(std::slice::from_ref(&first), &[], Some(&check))
-        .await?;
-    let tickets = store.manager_tickets("alice", &[]).await?;
-    let [ticket] = tickets.as_slice() else {
-        anyhow::bail!("not assigned: {tickets:?}");
-    };
+    take_in(&store, &check, "tg:7", "my transfer is stuck").await?;
+    let ticket = the_ticket_of(&store, "alice").await?;
     store
         .close_ticket(ticket.id, "resolved", "Closed.", Some("How did we do? 1-5"))
         .await?;
 
-    let five = message("tg:7", "Ana", "5");
-    let intake = store
-        .intake_batch(std::slice::from_ref(&five), &[], Some(&check))
-        .await?;
+    let (_, intake) = take_in(&store, &check, "tg:7", "5").await?;
     assert_eq!((intake.rated, intake.opened.len()), (1, 0), "{intake:?}");
     let rated = store.manager_ticket("alice", ticket.id).await?;
     assert_eq!(rated.rating, Some(5));
@@ -391,10 +388,7 @@ async fn an_answer_to_the_rating_question_rates_the_closed_ticket_and_opens_none
     );
 
     // Rated once: the next "4" is a message of a new ticket.
-    let four = message("tg:7", "Ana", "4");
-    let intake = store
-        .intake_batch(std::slice::from_ref(&four), &[], Some(&check))
-        .await?;
+    let (_, intake) = take_in(&store, &check, "tg:7", "4").await?;
     assert_eq!((intake.rated, intake.opened.len()), (0, 1), "{intake:?}");
     assert_eq!(
         store.manager_ticket("alice", ticket.id).await?.rating,
@@ -402,19 +396,13 @@ async fn an_answer_to_the_rating_question_rates_the_closed_ticket_and_opens_none
     );
 
     // A close that asked nothing takes no rating either.
-    let other = message("web:bo", "Bo", "hello");
-    store
-        .intake_batch(std::slice::from_ref(&other), &[], Some(&check))
-        .await?;
+    take_in(&store, &check, "web:bo", "hello").await?;
     let bos =
         sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM tickets WHERE client_id = 'web:bo'")
             .fetch_one(&pool)
             .await?;
     store.close_ticket(bos, "resolved", "Closed.", None).await?;
-    let digit = message("web:bo", "Bo", "3");
-    let intake = store
-        .intake_batch(std::slice::from_ref(&digit), &[], Some(&check))
-        .await?;
+    let (_, intake) = take_in(&store, &check, "web:bo", "3").await?;
     assert_eq!((intake.rated, intake.opened.len()), (0, 1), "{intake:?}");
     Ok(())
 }
@@ -459,10 +447,7 @@ async fn the_supervisor_figures_count_waiting_tickets_per_queue_and_first_respon
     store
         .set_ready(&testkit::fixtures::manager("alice"), 1)
         .await?;
-    let tickets = store.manager_tickets("alice", &[]).await?;
-    let [t] = tickets.as_slice() else {
-        anyhow::bail!("not assigned: {tickets:?}");
-    };
+    let t = the_ticket_of(&store, "alice").await?;
     sqlx::query("UPDATE tickets SET first_response_at = waiting_since + interval '90 seconds' WHERE id = $1")
         .bind(t.id)
         .execute(&pool)

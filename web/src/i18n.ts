@@ -36,6 +36,8 @@ const widgetEn = {
   rateSending: 'Sending your rating…',
   rateThanks: (n: number) => `Thank you! You rated us ${n} of 5.`,
   messagesLog: 'Messages',
+  managerTyping: (name: string) => `${name} is typing…`,
+  managerTypingAnon: 'The manager is typing…',
 };
 
 // The console's strings.
@@ -116,7 +118,12 @@ const consoleEn = {
   ticketClosed: 'This ticket is closed.',
   ticketTransferred: 'This ticket was handed to another manager.',
   replyLabel: 'Reply to the client',
-  replyPlaceholder: 'Write a reply…',
+  replyPlaceholder: 'Write a reply… (/ for canned responses)',
+  cannedList: 'Canned responses',
+  cannedOpen: (n: number) =>
+    `${n === 1 ? '1 canned response' : `${n} canned responses`}: up and down arrows to choose, Enter to insert, Esc to close.`,
+  clientTyping: 'typing…',
+  clientTypingLong: (name: string) => `${name} is typing…`,
   sending: 'Sending…',
   notSent: 'Not sent. Send again: it will not be sent twice.',
   noteLabel: 'Internal note (only managers see it)',
@@ -157,6 +164,7 @@ const consoleEn = {
   keyReply: 'Write a reply',
   keyNote: 'Write an internal note',
   keyResolve: 'Resolve the open ticket (asks first)',
+  keyCanned: 'At the start of a reply: insert a canned response',
   keyHelp: 'Show this list',
   keyClose: 'Close a dialog',
   muteAlerts: 'Mute alerts',
@@ -281,6 +289,8 @@ const widgetRu: WidgetStrings = {
   rateSending: 'Отправляем оценку…',
   rateThanks: (n) => `Спасибо! Ваша оценка: ${n} из 5.`,
   messagesLog: 'Сообщения',
+  managerTyping: (name) => `${name} печатает…`,
+  managerTypingAnon: 'Менеджер печатает…',
 };
 
 const consoleRu: ConsoleStrings = {
@@ -355,7 +365,11 @@ const consoleRu: ConsoleStrings = {
   ticketClosed: 'Обращение закрыто.',
   ticketTransferred: 'Обращение передано другому менеджеру.',
   replyLabel: 'Ответ клиенту',
-  replyPlaceholder: 'Напишите ответ…',
+  replyPlaceholder: 'Напишите ответ… (/ — готовые ответы)',
+  cannedList: 'Готовые ответы',
+  cannedOpen: (n) => `Готовых ответов: ${n}. Стрелки вверх и вниз — выбор, Enter — вставить, Esc — закрыть.`,
+  clientTyping: 'печатает…',
+  clientTypingLong: (name) => `${name} печатает…`,
   sending: 'Отправка…',
   notSent: 'Не отправлено. Отправьте снова: дважды не уйдёт.',
   noteLabel: 'Внутренняя заметка (видят только менеджеры)',
@@ -395,6 +409,7 @@ const consoleRu: ConsoleStrings = {
   keyReply: 'Написать ответ',
   keyNote: 'Написать внутреннюю заметку',
   keyResolve: 'Закрыть открытое обращение (с подтверждением)',
+  keyCanned: 'В начале ответа: вставить готовый ответ',
   keyHelp: 'Показать этот список',
   keyClose: 'Закрыть диалог',
   muteAlerts: 'Без звука',

@@ -6,7 +6,8 @@
 //   WIDGET_URL   communication's client HTTP listener (API, WebSocket, /widget/), required
 //   EMBED_URL    a page of another origin embedding the widget; it gets ?token=&api=&lang=
 //                (default: this script serves one on 127.0.0.1:EMBED_PORT, default any free port)
-//   SCREENSHOTS  directory for console.png, supervisor.png and widget.png (default: ./test-results)
+//   SCREENSHOTS  directory for console.png, console-canned.png, supervisor.png and widget.png
+//                (default: ./test-results)
 //   CHROMIUM     the browser binary (default /usr/bin/chromium)
 //   TIMEOUT_MS   how long one live wait may take (default 20000)
 //
@@ -68,6 +69,24 @@ async function step(name, fn) {
 
 function check(cond, message) {
   if (!cond) throw new Error(message);
+}
+
+/** `after_cursor` of a gRPC-Web StreamEventsRequest body (one frame: flag, length, message). */
+function afterCursorOf(buf) {
+  if (!buf || buf.length < 5) return null;
+  const msg = buf.subarray(5, 5 + buf.readUInt32BE(1));
+  let after = 0n;
+  for (let i = 0; i < msg.length; ) {
+    if (msg[i++] !== 0x08) return null; // field 1, varint: the only field of the request
+    let v = 0n;
+    for (let shift = 0n; ; shift += 7n) {
+      const b = msg[i++];
+      v |= BigInt(b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    after = v;
+  }
+  return after;
 }
 
 /** axe-core on the page as it is now: fails on any `serious` or `critical` violation, and prints
@@ -293,6 +312,150 @@ async function main() {
     const onClient = await widget.locator('li[data-kind="client"]', { hasText: 'sent while offline' }).count();
     const onConsole = await inConsole('sent while offline').count();
     check(onClient === 1 && onConsole === 1, `"sent while offline" shows ${onClient}× to the client and ${onConsole}× to the manager`);
+  });
+
+  // ---- Canned responses, typing indicators both ways, and a resume after cursor-0 events ----
+
+  const replyBox = consolePage.getByLabel('Reply to the client');
+  const messageBox = widget.getByLabel('Your message');
+  const row = consolePage.locator('li.ticket', { has: ticket });
+  const managerTyping = widget.locator('[data-typing="manager"]');
+  let cannedText = '';
+  await step('a canned response: "/" lists them (Esc closes), "/hel" offers hello, Enter inserts it, the client gets it', async () => {
+    await replyBox.fill('');
+    await replyBox.focus();
+    await consolePage.keyboard.type('/');
+    const list = consolePage.getByRole('listbox', { name: 'Canned responses' });
+    await list.waitFor();
+    const all = await list.getByRole('option').count();
+    check(all >= 2, `"/" lists ${all} canned responses`);
+    await consolePage.keyboard.press('Escape');
+    await list.waitFor({ state: 'hidden' });
+    check(await replyBox.evaluate((el) => el === document.activeElement), 'Esc on the list left the reply box');
+    await consolePage.keyboard.type('hel');
+    await list.waitFor();
+    const first = list.getByRole('option').first();
+    check((await first.getAttribute('data-shortcut')) === 'hello', `the first match of "/hel" is /${await first.getAttribute('data-shortcut')}`);
+    check((await first.getAttribute('aria-selected')) === 'true', 'the first match is not the active option');
+    check(
+      (await replyBox.getAttribute('aria-activedescendant')) === (await first.getAttribute('id')) &&
+        (await replyBox.getAttribute('aria-controls')) === (await list.getAttribute('id')),
+      'the reply box does not name the list and its active option',
+    );
+    cannedText = ((await first.locator('.canned-text').textContent()) || '').trim();
+    check(cannedText.length > 0, 'the option shows no text');
+    await accessible(consolePage, 'console, canned responses open');
+    await consolePage.screenshot({ path: join(SCREENSHOTS, 'console-canned.png') }).catch(() => {});
+    await consolePage.keyboard.press('ArrowDown');
+    await consolePage.keyboard.press('ArrowUp');
+    check((await first.getAttribute('aria-selected')) === 'true', 'ArrowDown then ArrowUp does not come back to the first match');
+    await consolePage.keyboard.press('Enter');
+    await list.waitFor({ state: 'hidden' });
+    const value = await replyBox.inputValue();
+    check(value === cannedText, `the reply box holds "${value}" instead of the canned text`);
+    await consolePage.getByRole('button', { name: 'Send', exact: true }).click();
+    await inConsole(cannedText).waitFor();
+    await bubble('manager', cannedText).waitFor();
+  });
+
+  await step('the client types: the console shows "typing…" on the ticket and in the conversation header, for a few seconds', async () => {
+    await managerTyping.waitFor({ state: 'detached' });
+    await messageBox.pressSequentially('I am still writing', { delay: 30 });
+    await row.locator('[data-typing="client"]').waitFor();
+    await consolePage.locator('.conv-head [data-typing="client"]', { hasText: 'typing…' }).waitFor();
+    const shown = Date.now();
+    await row.locator('[data-typing="client"]').waitFor({ state: 'detached', timeout: 15_000 });
+    const lasted = Date.now() - shown;
+    check(lasted > 2_500, `"typing…" went after ${lasted} ms`);
+    await consolePage.locator('.conv-head [data-typing="client"]').waitFor({ state: 'detached' });
+    await messageBox.fill('');
+  });
+
+  await step('the manager types: the widget shows "<manager> is typing…", gone a few seconds later', async () => {
+    await replyBox.fill('');
+    await replyBox.pressSequentially('Checking with', { delay: 30 });
+    await managerTyping.waitFor();
+    const text = (await managerTyping.textContent()) || '';
+    check(text === `${manager.name} is typing…`, `the widget says "${text}"`);
+    await accessible(widget, 'widget, the manager typing');
+    const shown = Date.now();
+    await managerTyping.waitFor({ state: 'detached', timeout: 15_000 });
+    const lasted = Date.now() - shown;
+    check(lasted > 2_500, `"is typing…" went after ${lasted} ms`);
+    await replyBox.fill('');
+  });
+
+  await step('after typing events (cursor 0) each side reconnects and resumes: nothing missed, nothing doubled', async () => {
+    const cursorKey = `inbox.console.cursor.${manager.user}`;
+    const consoleCursor = async () => BigInt(await consolePage.evaluate((k) => sessionStorage.getItem(k) || '0', cursorKey));
+    const widgetCursor = () =>
+      widget.evaluate(() => {
+        const k = Object.keys(localStorage).find((x) => x.startsWith('inbox.widget.') && x.endsWith('.cursor'));
+        return k ? Number(localStorage.getItem(k)) : 0;
+      });
+    const c0 = await consoleCursor();
+    const w0 = await widgetCursor();
+    check(c0 > 0n && w0 > 0, `no resume cursor (console ${c0}, widget ${w0})`);
+    // The last thing each side received is a typing event (cursor / event_id 0).
+    await messageBox.pressSequentially('one more thing', { delay: 30 });
+    await row.locator('[data-typing="client"]').waitFor();
+    await replyBox.pressSequentially('Just a moment', { delay: 30 });
+    await managerTyping.waitFor();
+    await messageBox.fill('');
+    await replyBox.fill('');
+    const c1 = await consoleCursor();
+    const w1 = await widgetCursor();
+    check(c1 === c0 && w1 === w0, `a typing event moved a cursor (console ${c0} → ${c1}, widget ${w0} → ${w1})`);
+
+    // The console loses the network; the client writes meanwhile.
+    const resumes = [];
+    const onRequest = (r) => {
+      if (r.url().endsWith('/inbox.v1.ManagerService/StreamEvents')) resumes.push(afterCursorOf(r.postDataBuffer()));
+    };
+    consolePage.on('request', onRequest);
+    await managerCtx.setOffline(true);
+    await consolePage.locator('[data-link="reconnecting"]').waitFor();
+    const away = `written while the console was offline ${run}`;
+    await clientSend(away);
+    await widget.locator(sentStates, { hasText: away }).waitFor();
+    await managerCtx.setOffline(false);
+    await consolePage.locator('[data-link="live"]').waitFor();
+    await inConsole(away).waitFor();
+    consolePage.off('request', onRequest);
+    check(resumes.length > 0, 'the console opened no new stream');
+    check(resumes.every((a) => a === c1), `the console resumed after ${resumes.join(', ')} instead of ${c1}`);
+
+    // The widget goes away; the manager answers meanwhile; it comes back.
+    const sockets = [];
+    widget.on('websocket', (ws) => sockets.push(new URL(ws.url()).searchParams.get('after')));
+    const w2 = await widgetCursor();
+    check(w2 > w1, `the widget's cursor did not move with its own message (${w1} → ${w2})`);
+    await widget.goto('about:blank');
+    const closed = `answered while the widget was closed ${run}`;
+    await managerReply(closed);
+    await inConsole(closed).waitFor();
+    await widget.goto(embedUrl.toString());
+    await widget.locator('[data-link="live"]').waitFor();
+    check(sockets.length > 0 && sockets[0] === String(w2), `the widget reconnected with after=${sockets[0]} instead of ${w2}`);
+    await bubble('manager', closed).waitFor();
+
+    // A last message each way: anything doubled would have come before it.
+    const last = `after both reconnects ${run}`;
+    await managerReply(last);
+    await bubble('manager', last).waitFor();
+    await clientSend(`${last} (client)`);
+    await inConsole(`${last} (client)`).waitFor();
+    const counts = {
+      [`widget: ${closed}`]: await bubble('manager', closed).count(),
+      [`widget: ${away}`]: await widget.locator('li[data-kind="client"]', { hasText: away }).count(),
+      'widget: the canned reply': await bubble('manager', cannedText).count(),
+      'widget: "Let me check"': await bubble('manager', 'Let me check').count(),
+      [`console: ${away}`]: await inConsole(away).count(),
+      [`console: ${closed}`]: await inConsole(closed).count(),
+      'console: the canned reply': await inConsole(cannedText).count(),
+    };
+    const wrong = Object.entries(counts).filter(([, n]) => n !== 1);
+    check(wrong.length === 0, `shown other than once: ${wrong.map(([k, n]) => `${k} ×${n}`).join('; ')}`);
   });
 
   await step('the console was never reloaded, never showed card digits, and no page threw', async () => {

@@ -1,11 +1,12 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { JsonValue } from '@bufbuild/protobuf';
 import type { ManagerState } from '../gen/inbox/v1/admin_pb';
+import type { CannedResponse } from '../gen/inbox/v1/manager_pb';
 import { duration, formatTime, type Strings } from '../i18n';
 import type { Api } from './api';
 import type { Alerts } from './alerts';
 import { useI18n } from './i18n-context';
-import { channelOf, type DraftMode, type ManagerStore, type Msg, type TicketView } from './store';
+import { channelOf, matchCanned, type DraftMode, type ManagerStore, type Msg, type TicketView } from './store';
 import { clock, Dialog, typingIn, useRerender, useSecondClock } from './ui';
 
 export function ManagerView({
@@ -129,6 +130,7 @@ function Shortcuts({ onClose }: { onClose: () => void }) {
     ['r', t.keyReply],
     ['n', t.keyNote],
     ['e', t.keyResolve],
+    ['/', t.keyCanned],
     ['?', t.keyHelp],
     ['Esc', t.keyClose],
   ];
@@ -326,6 +328,11 @@ function TicketItem({ store, view }: { store: ManagerStore; view: TicketView }) 
       </span>
       <span class="preview" id={`tp-${view.id}`}>{last ? t.lastMessageFrom(authorName(t, store, last), last.body) : t.noMessagesYet}</span>
       <span class="ticket-foot" id={`tf-${view.id}`}>
+        {store.isTyping(view) && (
+          <span class="typing" data-typing="client">
+            {t.clientTyping}
+          </span>
+        )}
         {since !== null && <span class="waiting">{t.waiting(duration(t, Date.now() - since))}</span>}
         {unread > 0 && (
           <span class="badge" title={t.unread(unread)}>
@@ -438,6 +445,15 @@ function Conversation({
       <header class="conv-head">
         <h2 id="conv-title">{t.conversationWith(name)}</h2>
         <span class="channel">{channelOfView(t, view)}</span>
+        {/* A live region that stays in place: it says so when the client starts typing. */}
+        <span class="typing-slot" role="status">
+          {store.isTyping(view) && (
+            <span class="typing" data-typing="client" title={t.clientTypingLong(name)}>
+              <span aria-hidden="true">{t.clientTyping}</span>
+              <span class="visually-hidden">{t.clientTypingLong(name)}</span>
+            </span>
+          )}
+        </span>
         <div class="conv-actions">
           <button
             type="button"
@@ -589,34 +605,169 @@ function Transfer({
   );
 }
 
+/** The `/query` the caret is in, when it begins a line of the reply (`/he` names `hello`):
+ * from the slash to the end of the word. */
+interface SlashToken {
+  start: number;
+  end: number;
+  query: string;
+}
+
+function slashToken(text: string, caret: number): SlashToken | null {
+  const lineStart = text.lastIndexOf('\n', caret - 1) + 1;
+  const m = /^\/([a-z0-9_-]*)$/i.exec(text.slice(lineStart, caret));
+  if (!m) return null;
+  const rest = /^[a-z0-9_-]*/i.exec(text.slice(caret))?.[0] ?? '';
+  return { start: lineStart, end: caret + rest.length, query: m[1] };
+}
+
 function Composer({ store, view, mode }: { store: ManagerStore; view: TicketView; mode: DraftMode }) {
   const { t } = useI18n();
   const d = store.draft(view.id, mode);
   const id = `composer-${mode}-${view.id}`;
+  const listId = `${id}-canned`;
   const label = mode === 'reply' ? t.replyLabel : t.noteLabel;
+  const field = useRef<HTMLTextAreaElement>(null);
+  // Where the caret is (the textarea's own state; kept to find the `/` token).
+  const [caret, setCaret] = useState(0);
+  const [active, setActive] = useState(0);
+  // The token Esc closed the list on: it stays closed until the token changes.
+  const [dismissed, setDismissed] = useState<string | null>(null);
+  const caretAfter = useRef<number | null>(null);
+
+  const canned = mode === 'reply';
+  const token = canned && !d.sending ? slashToken(d.text, Math.min(caret, d.text.length)) : null;
+  const tokenKey = token ? `${token.start}:${token.query}` : null;
+  const matches = token ? matchCanned(store.canned, token.query) : [];
+  const open = !!token && matches.length > 0 && dismissed !== tokenKey;
+  const current = open ? Math.min(active, matches.length - 1) : -1;
+  const optionId = (r: CannedResponse) => `${listId}-${r.shortcut}`;
+
+  // A new query starts at the first match.
+  useEffect(() => setActive(0), [tokenKey]);
+  // The list may have changed (workflows.yaml): read it again when it opens.
+  useEffect(() => {
+    if (token) void store.refreshCanned();
+  }, [token !== null]);
+  // After an insertion the caret goes after the inserted text.
+  useLayoutEffect(() => {
+    const el = field.current;
+    if (el && caretAfter.current !== null && el.value === d.text) {
+      el.setSelectionRange(caretAfter.current, caretAfter.current);
+      setCaret(caretAfter.current);
+      caretAfter.current = null;
+    }
+  });
+  // The active option stays in sight.
+  useEffect(() => {
+    if (current >= 0) document.getElementById(optionId(matches[current]))?.scrollIntoView({ block: 'nearest' });
+  }, [current, tokenKey]);
+
+  const insert = (r: CannedResponse) => {
+    if (!token) return;
+    const text = d.text.slice(0, token.start) + r.text + d.text.slice(token.end);
+    caretAfter.current = token.start + r.text.length;
+    store.setDraft(view.id, mode, text);
+    store.typing(view.id);
+    field.current?.focus();
+  };
   const submit = (e: Event) => {
     e.preventDefault();
     void store.send(view.id, mode);
   };
+  const track = (el: HTMLTextAreaElement) => setCaret(el.selectionStart ?? el.value.length);
   return (
     <form class={`composer composer-${mode}`} onSubmit={submit}>
       <label for={id}>
         {label} <kbd aria-hidden="true">{mode === 'reply' ? 'r' : 'n'}</kbd>
       </label>
-      <textarea
-        id={id}
-        rows={mode === 'reply' ? 3 : 2}
-        value={d.text}
-        readOnly={d.sending}
-        placeholder={mode === 'reply' ? t.replyPlaceholder : t.notePlaceholder}
-        aria-keyshortcuts={mode === 'reply' ? 'r' : 'n'}
-        onInput={(e) => store.setDraft(view.id, mode, e.currentTarget.value)}
-        onKeyDown={(e) => {
-          if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) submit(e);
-          // Esc leaves the field, so the shortcuts work again.
-          if (e.key === 'Escape') e.currentTarget.blur();
-        }}
-      />
+      <div class="composer-field">
+        <textarea
+          id={id}
+          ref={field}
+          rows={mode === 'reply' ? 3 : 2}
+          value={d.text}
+          readOnly={d.sending}
+          placeholder={mode === 'reply' ? t.replyPlaceholder : t.notePlaceholder}
+          aria-keyshortcuts={mode === 'reply' ? 'r' : 'n'}
+          // The combobox pattern as far as a textarea may take it (it keeps its textbox role):
+          // it controls the listbox of canned responses, whose active option it names while the
+          // focus stays in the text.
+          aria-autocomplete={canned ? 'list' : undefined}
+          aria-haspopup={canned ? 'listbox' : undefined}
+          aria-controls={open ? listId : undefined}
+          aria-activedescendant={open && current >= 0 ? optionId(matches[current]) : undefined}
+          onInput={(e) => {
+            const el = e.currentTarget;
+            store.setDraft(view.id, mode, el.value);
+            track(el);
+            // Only a reply shows: a note is for colleagues, the client never learns of it.
+            if (mode === 'reply' && el.value.trim()) store.typing(view.id);
+          }}
+          onClick={(e) => track(e.currentTarget)}
+          onKeyUp={(e) => {
+            if (!open || !['ArrowUp', 'ArrowDown'].includes(e.key)) track(e.currentTarget);
+          }}
+          onBlur={() => setDismissed(tokenKey)}
+          onFocus={(e) => {
+            setDismissed(null);
+            track(e.currentTarget);
+          }}
+          onKeyDown={(e) => {
+            if (open && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
+              const n = matches.length;
+              if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+                e.preventDefault();
+                setActive((current + (e.key === 'ArrowDown' ? 1 : n - 1)) % n);
+                return;
+              }
+              if ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab') {
+                e.preventDefault();
+                insert(matches[current]);
+                return;
+              }
+              if (e.key === 'Escape') {
+                // Closes the list only; a second Esc leaves the field.
+                e.preventDefault();
+                e.stopPropagation();
+                setDismissed(tokenKey);
+                return;
+              }
+            }
+            if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) submit(e);
+            // Esc leaves the field, so the shortcuts work again.
+            if (e.key === 'Escape') e.currentTarget.blur();
+          }}
+        />
+        {open && (
+          <ul class="canned" id={listId} role="listbox" aria-label={t.cannedList}>
+            {matches.map((r, i) => (
+              <li
+                key={r.shortcut}
+                id={optionId(r)}
+                role="option"
+                aria-selected={i === current}
+                class={i === current ? 'active' : undefined}
+                data-shortcut={r.shortcut}
+                // The focus stays in the text: a click picks without leaving it.
+                onMouseDown={(e) => e.preventDefault()}
+                onClick={() => insert(r)}
+              >
+                <span class="canned-head">
+                  <span class="canned-shortcut">/{r.shortcut}</span>
+                  <span class="canned-title">{r.title}</span>
+                </span>
+                <span class="canned-text">{r.text}</span>
+              </li>
+            ))}
+          </ul>
+        )}
+      </div>
+      {canned && (
+        <span class="visually-hidden" role="status">
+          {open ? t.cannedOpen(matches.length) : ''}
+        </span>
+      )}
       <div class="composer-foot">
         {d.failed && (
           <span class="error" role="alert">

@@ -3,7 +3,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { timestampFromMs, timestampMs } from '@bufbuild/protobuf/wkt';
 import type { JsonObject } from '@bufbuild/protobuf';
-import { Author, TicketStatus, type Message, type Ticket } from '../gen/inbox/v1/manager_pb';
+import { Author, TicketStatus, type CannedResponse, type Message, type Ticket } from '../gen/inbox/v1/manager_pb';
 import type { Event } from '../gen/inbox/v1/stream_pb';
 import type { Api } from './api';
 import { Backoff, pause } from '../shared/backoff';
@@ -46,6 +46,8 @@ export interface TicketView {
   transferring: boolean;
   /** The client's rating after the close (the ticket's, or `satisfaction_recorded`); 0: none. */
   rating: number;
+  /** Until when the client counts as typing (the last `typing` event plus TYPING_SHOWN_MS). */
+  typingUntil: number;
 }
 
 export type Link = 'connecting' | 'live' | 'reconnecting';
@@ -90,6 +92,28 @@ export function channelOf(clientId: string, channel = ''): Channel {
 /** Events older than this when they arrive are history (a replay), not news to alert about. */
 const ALERT_MAX_AGE_MS = 60_000;
 
+/** The ephemeral "is typing" event: cursor 0, never stored, never resumed from. */
+export const TYPING_KIND = 'typing';
+/** How long "typing…" stays after the client's last signal (they come every 2 s or so). */
+export const TYPING_SHOWN_MS = 5_000;
+/** The least time between two SendTyping calls: the engine drops more than one per 2 s per
+ * sender, so a little more than that keeps every call counted. */
+export const TYPING_EVERY_MS = 2_100;
+/** Canned responses are read again (workflows.yaml changes apply at once) when older than this. */
+const CANNED_MAX_AGE_MS = 60_000;
+
+/** The canned responses a `/query` names: shortcuts starting with it first, then shortcuts or
+ * titles containing it (case-insensitive); all of them for a bare `/`. */
+export function matchCanned(all: readonly CannedResponse[], query: string): CannedResponse[] {
+  const q = query.toLowerCase();
+  if (!q) return [...all];
+  const first = all.filter((r) => r.shortcut.toLowerCase().startsWith(q));
+  const then = all.filter(
+    (r) => !first.includes(r) && (r.shortcut.toLowerCase().includes(q) || r.title.toLowerCase().includes(q)),
+  );
+  return [...first, ...then];
+}
+
 function kindOf(a: Author): MsgKind {
   switch (a) {
     case Author.CLIENT:
@@ -123,6 +147,12 @@ export class ManagerStore {
   readyBusy = false;
   notice: Notice | null = null;
   listLoaded = false;
+  /** `workflows.yaml` `canned_responses` (ListCannedResponses); empty until read. */
+  canned: CannedResponse[] = [];
+  private cannedAt = 0;
+  private cannedLoading = false;
+  private lastTypingSent = 0;
+  private readonly typingTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly drafts = new Map<string, Draft>();
   private readonly fetching = new Set<string>();
   private cursor: bigint;
@@ -198,6 +228,7 @@ export class ManagerStore {
   start(): void {
     void this.streamLoop();
     void this.loadTickets();
+    void this.refreshCanned();
     window.addEventListener('online', this.emitBound);
   }
 
@@ -205,6 +236,8 @@ export class ManagerStore {
     this.abort.abort();
     for (const h of this.held.values()) clearTimeout(h.timer);
     this.held.clear();
+    for (const t of this.typingTimers.values()) clearTimeout(t);
+    this.typingTimers.clear();
     window.removeEventListener('online', this.emitBound);
   }
 
@@ -256,6 +289,7 @@ export class ManagerStore {
         resolving: false,
         transferring: false,
         rating: 0,
+        typingUntil: 0,
       };
       this.tickets.set(id, v);
     }
@@ -330,11 +364,17 @@ export class ManagerStore {
     const backoff = new Backoff(500, 30_000);
     const signal = this.abort.signal;
     while (!signal.aborted) {
+      // One stream per attempt. When the browser goes offline it is dropped at once (a stream on
+      // a dead network may stall unnoticed for minutes) and resumed from the cursor once online.
+      const attempt = new AbortController();
+      const cut = () => attempt.abort();
+      signal.addEventListener('abort', cut);
+      window.addEventListener('offline', cut);
       try {
         const stream = this.api.manager.streamEvents(
           { afterCursor: this.cursor },
           {
-            signal,
+            signal: attempt.signal,
             onHeader: () => {
               this.link = 'live';
               this.emit();
@@ -353,8 +393,12 @@ export class ManagerStore {
         const err = ConnectError.from(e);
         if (err.code === Code.Unauthenticated) return this.onAuthLost('expired');
         if (err.code === Code.PermissionDenied) return this.onAuthLost('forbidden');
+      } finally {
+        signal.removeEventListener('abort', cut);
+        window.removeEventListener('offline', cut);
       }
       if (signal.aborted) return;
+      // Back online, the wait ends at once (`pause` wakes on `online`).
       const delay = backoff.next();
       this.link = 'reconnecting';
       this.retryAt = Date.now() + delay;
@@ -365,12 +409,19 @@ export class ManagerStore {
 
   /** One event of the stream; every kind is applied idempotently (a replay changes nothing). */
   apply(ev: Event): void {
-    if (ev.cursor > this.cursor) {
+    const p: JsonObject = ev.payload ?? {};
+    const tid = ev.ticketId || str(p, 'ticket_id');
+    // Ephemeral events (typing) carry cursor 0: they are not part of the feed, and resuming
+    // from them would replay everything. Only a real (positive, larger) cursor moves the resume
+    // point.
+    if (ev.kind === TYPING_KIND) {
+      if (tid && str(p, 'by') !== 'manager') this.clientTyping(tid);
+      return;
+    }
+    if (ev.cursor > 0n && ev.cursor > this.cursor) {
       this.cursor = ev.cursor;
       sessionStorage.setItem(this.cursorKey, String(ev.cursor));
     }
-    const p: JsonObject = ev.payload ?? {};
-    const tid = ev.ticketId || str(p, 'ticket_id');
     if (!tid) return;
     const at = ev.createdAt ? timestampMs(ev.createdAt) : Date.now();
     switch (ev.kind) {
@@ -384,6 +435,8 @@ export class ManagerStore {
         const v = this.ensureTicket(tid);
         const mid = str(p, 'message_id');
         const isNew = !!mid && !v.messages.some((m) => m.id === mid);
+        // The client sent what they were typing.
+        if (isNew) this.typingDone(v);
         this.upsert(v, {
           id: mid,
           kind: 'client',
@@ -450,9 +503,37 @@ export class ManagerStore {
     }
   }
 
+  /** The client of `tid` is typing: shown for TYPING_SHOWN_MS after the last signal. A ticket
+   * this console does not hold (any more) is ignored. */
+  private clientTyping(tid: string): void {
+    const v = this.tickets.get(tid);
+    if (!v || v.ended) return;
+    v.typingUntil = Date.now() + TYPING_SHOWN_MS;
+    clearTimeout(this.typingTimers.get(tid));
+    this.typingTimers.set(
+      tid,
+      setTimeout(() => {
+        this.typingTimers.delete(tid);
+        this.emit();
+      }, TYPING_SHOWN_MS + 50),
+    );
+  }
+
+  private typingDone(v: TicketView): void {
+    v.typingUntil = 0;
+    clearTimeout(this.typingTimers.get(v.id));
+    this.typingTimers.delete(v.id);
+  }
+
+  /** Whether the client of `v` is typing now. */
+  isTyping(v: TicketView): boolean {
+    return !v.ended && v.typingUntil > Date.now();
+  }
+
   private end(tid: string, how: 'closed' | 'transferred'): TicketView | undefined {
     const v = this.tickets.get(tid);
     if (!v) return undefined;
+    this.typingDone(v);
     v.ended = how;
     if (this.openId !== tid && how === 'transferred') this.tickets.delete(tid);
     return v;
@@ -549,6 +630,36 @@ export class ManagerStore {
       if (!v.loaded && !v.loading) void this.loadMessages(v);
     }
     this.emit();
+  }
+
+  /** Reads the canned responses (again, when the last read is older than a minute). A failure
+   * (an engine without them) leaves the list as it was: the reply box works without it. */
+  async refreshCanned(): Promise<void> {
+    if (this.cannedLoading || Date.now() - this.cannedAt < CANNED_MAX_AGE_MS) return;
+    this.cannedLoading = true;
+    try {
+      const r = await this.api.manager.listCannedResponses({}, { signal: this.abort.signal });
+      this.canned = r.responses.filter((x) => x.shortcut && x.text);
+      this.cannedAt = Date.now();
+      this.emit();
+    } catch (e) {
+      const code = ConnectError.from(e).code;
+      if (code === Code.Unauthenticated || code === Code.PermissionDenied) this.failed(e);
+      // Try again at the next opening of the list, not before a few seconds.
+      this.cannedAt = Date.now() - CANNED_MAX_AGE_MS + 5_000;
+    } finally {
+      this.cannedLoading = false;
+    }
+  }
+
+  /** The manager is typing a reply in `tid`: SendTyping, at most once per TYPING_EVERY_MS (the
+   * engine keeps one per 2 s per sender). Best effort: a failure is not shown. */
+  typing(tid: string): void {
+    const v = this.tickets.get(tid);
+    const now = Date.now();
+    if (!v || v.ended || now - this.lastTypingSent < TYPING_EVERY_MS) return;
+    this.lastTypingSent = now;
+    this.api.manager.sendTyping({ ticketId: tid }, { signal: this.abort.signal }).catch(() => undefined);
   }
 
   draft(tid: string, mode: DraftMode): Draft {

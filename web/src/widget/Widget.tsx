@@ -51,6 +51,7 @@ export function Widget({ apiUrl, token, lang: initialLang }: { apiUrl: string; t
         </p>
       )}
       <Log t={t} lang={lang} store={store} />
+      <Typing t={t} store={store} />
       <Composer t={t} store={store} inputId={ids.input} />
     </section>
   );
@@ -107,7 +108,8 @@ function Log({ t, lang, store }: { t: Strings; lang: Lang; store: ChatStore }) {
   };
 
   return (
-    <div class="iw-log" role="log" aria-label={t.messagesLog} ref={box} onScroll={onScroll}>
+    // Focusable: a reader scrolls it from the keyboard too (it has no focusable content of its own).
+    <div class="iw-log" role="log" aria-label={t.messagesLog} ref={box} onScroll={onScroll} tabIndex={0}>
       <div ref={top} class="iw-top">
         {store.loadingOlder ? t.loadingOlder : store.loaded && !store.hasOlder && store.items.length > 0 ? t.startOfChat : ''}
       </div>
@@ -222,6 +224,16 @@ function Rating({ t, store, survey, questionId }: { t: Strings; store: ChatStore
   );
 }
 
+/** "Alice is typing…" while the manager's signals come (a live region that stays in place). */
+function Typing({ t, store }: { t: Strings; store: ChatStore }) {
+  const on = store.isManagerTyping();
+  return (
+    <p class="iw-typing" role="status" data-typing={on ? 'manager' : undefined}>
+      {on ? (store.managerName ? t.managerTyping(store.managerName) : t.managerTypingAnon) : ''}
+    </p>
+  );
+}
+
 function Composer({ t, store, inputId }: { t: Strings; store: ChatStore; inputId: string }) {
   const [text, setText] = useState('');
   const submit = (e: Event) => {
@@ -240,7 +252,11 @@ function Composer({ t, store, inputId }: { t: Strings; store: ChatStore; inputId
         rows={2}
         value={text}
         placeholder={t.messagePlaceholder}
-        onInput={(e) => setText(e.currentTarget.value)}
+        onInput={(e) => {
+          const value = e.currentTarget.value;
+          setText(value);
+          if (value.trim()) store.typing();
+        }}
         onKeyDown={(e) => {
           if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) submit(e);
         }}

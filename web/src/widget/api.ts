@@ -73,6 +73,7 @@ export class ChatApi {
       const ra = Number(r.headers.get('retry-after'));
       throw new HttpError(r.status, message, Number.isFinite(ra) && ra > 0 ? ra * 1000 : null);
     }
+    if (r.status === 204) return undefined as T;
     return (await r.json()) as T;
   }
 
@@ -92,6 +93,11 @@ export class ChatApi {
 
   readState(): Promise<{ read_up_to: string | null; unread: number }> {
     return this.call('GET', '/v1/read');
+  }
+
+  /** "I am typing" (204): the manager of the client's assigned ticket gets a `typing` event. */
+  typing(): Promise<void> {
+    return this.call('POST', '/v1/typing');
   }
 
   /** Browsers cannot set headers on a WebSocket: the token goes as `?token=`. */

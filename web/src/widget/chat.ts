@@ -54,6 +54,16 @@ export type Link = 'connecting' | 'live' | 'reconnecting';
 
 const MAX_WARNINGS_KEPT = 20;
 
+/** The ephemeral "is typing" frame: event_id 0, never stored, never resumed from. */
+const TYPING = 'typing';
+/** How long "… is typing" stays after the manager's last signal (they come every 2 s or so). */
+export const TYPING_SHOWN_MS = 5_000;
+/** The least time between two `POST /v1/typing`: the engine keeps one per 2 s per sender, so a
+ * little more than that keeps every one counted. */
+const TYPING_EVERY_MS = 2_100;
+/** runSocket's answer when it gave the socket up because the browser went offline. */
+const CLOSED_OFFLINE = -1;
+
 export class ChatStore {
   items: Item[] = [];
   link: Link = 'connecting';
@@ -65,6 +75,11 @@ export class ChatStore {
   sessionExpired = false;
   /** Bumped when older messages were put on top (the view keeps its scroll position). */
   prepended = 0;
+  /** Until when the manager counts as typing (their last `typing` frame plus TYPING_SHOWN_MS). */
+  managerTypingUntil = 0;
+  /** The manager of the chat as the last `manager_assigned` or reply named them (kept, so a
+   * reload still names who types). */
+  managerName = '';
 
   private readonly byKey = new Map<string, Item>();
   /** Messages blocked or withdrawn: never shown again, whatever arrives late. */
@@ -83,6 +98,8 @@ export class ChatStore {
   private sendingCmid: string | null = null;
   private lastMarked: string | null = null;
   private markTimer: ReturnType<typeof setTimeout> | undefined;
+  private typingTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastTypingSent = 0;
 
   constructor(apiUrl: string, private readonly tokenSource: TokenSource) {
     this.api = new ChatApi(apiUrl, tokenSource);
@@ -103,6 +120,7 @@ export class ChatStore {
     this.warnings = [...new Set([...this.read<string[]>(localStorage, 'warnings', []), ...this.warnings])];
     const seen = new Set(this.surveys.map((x) => x.mid));
     this.surveys = [...this.read<Survey[]>(localStorage, 'surveys', []).filter((x) => !seen.has(x.mid)), ...this.surveys];
+    this.managerName ||= this.read(localStorage, 'manager', '');
     this.write('outbox', this.outbox);
     this.sendWake.dispatchEvent(new Event('wake'));
   }
@@ -116,7 +134,7 @@ export class ChatStore {
     }
   }
 
-  private write(name: 'outbox' | 'cursor' | 'warnings' | 'surveys', v: unknown): void {
+  private write(name: 'outbox' | 'cursor' | 'warnings' | 'surveys' | 'manager', v: unknown): void {
     if (!this.storeKey) return;
     try {
       (name === 'outbox' ? sessionStorage : localStorage).setItem(`${this.storeKey}.${name}`, JSON.stringify(v));
@@ -149,6 +167,7 @@ export class ChatStore {
     window.removeEventListener('offline', this.onNetwork);
     document.removeEventListener('visibilitychange', this.onVisible);
     clearTimeout(this.markTimer);
+    clearTimeout(this.typingTimer);
   }
 
   private readonly onNetwork = () => {
@@ -275,6 +294,22 @@ export class ChatStore {
     return new Promise((resolve) => {
       const ws = new WebSocket(url);
       this.socket = ws;
+      let done = false;
+      const finish = (code: number) => {
+        if (done) return;
+        done = true;
+        window.removeEventListener('offline', cut);
+        if (this.socket === ws) this.socket = null;
+        resolve(code);
+      };
+      // Offline, the socket is given up at once (one on a dead network may stall unnoticed) and
+      // reopened with after=<cursor> once online: what it would have brought comes then.
+      const cut = () => {
+        ws.onmessage = null;
+        ws.close();
+        finish(CLOSED_OFFLINE);
+      };
+      window.addEventListener('offline', cut);
       ws.onopen = () => {
         opened();
         this.link = 'live';
@@ -289,17 +324,23 @@ export class ChatStore {
         }
         this.emit();
       };
-      ws.onclose = (e) => {
-        this.socket = null;
-        resolve(e.code);
-      };
+      ws.onclose = (e) => finish(e.code);
     });
   }
 
   /** One event frame (`type`, `event_id`, `created_at` and the payload's fields); idempotent. */
   apply(ev: Record<string, unknown>): void {
+    // Ephemeral frames (typing) carry event_id 0: they are not part of the feed, and resuming
+    // from them would replay everything. Only a real (positive, larger) id moves the cursor.
+    if (ev.type === TYPING) {
+      if (ev.by === 'manager') {
+        if (typeof ev.manager_name === 'string' && ev.manager_name) this.setManager(ev.manager_name);
+        this.managerTyping();
+      }
+      return;
+    }
     const id = typeof ev.event_id === 'number' ? ev.event_id : 0;
-    if (id > this.cursor) {
+    if (id > 0 && id > this.cursor) {
       this.cursor = id;
       this.write('cursor', id);
     }
@@ -332,6 +373,8 @@ export class ChatStore {
         break;
       case 'manager_assigned':
       case 'ticket_closed':
+        if (ev.type === 'manager_assigned') this.setManager(s('manager_name'));
+        this.typingStopped();
         if (mid && s('body')) this.put({ key: mid, kind: 'system', body: s('body'), at: this.byKey.get(mid)?.at ?? at });
         break;
       case 'satisfaction_requested': {
@@ -359,6 +402,9 @@ export class ChatStore {
         break;
       }
       case 'manager_reply':
+        // The manager sent what they were typing.
+        if (mid && !this.byKey.has(mid)) this.typingStopped();
+        this.setManager(s('manager_name'));
         if (mid) {
           this.put({
             key: mid,
@@ -373,6 +419,39 @@ export class ChatStore {
         break;
     }
     this.scheduleMarkRead();
+  }
+
+  // ---- Typing ----
+
+  /** Whether the manager is typing now. */
+  isManagerTyping(): boolean {
+    return this.managerTypingUntil > Date.now();
+  }
+
+  private managerTyping(): void {
+    this.managerTypingUntil = Date.now() + TYPING_SHOWN_MS;
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => this.emit(), TYPING_SHOWN_MS + 50);
+  }
+
+  private typingStopped(): void {
+    this.managerTypingUntil = 0;
+    clearTimeout(this.typingTimer);
+  }
+
+  private setManager(name: string): void {
+    if (!name || name === this.managerName) return;
+    this.managerName = name;
+    this.write('manager', name);
+  }
+
+  /** The client is typing: `POST /v1/typing`, at most once per TYPING_EVERY_MS. Best effort:
+   * offline, or on any failure, nothing is retried (a typing signal is stale at once). */
+  typing(): void {
+    const now = Date.now();
+    if (!this.online || this.sessionExpired || !this.loaded || now - this.lastTypingSent < TYPING_EVERY_MS) return;
+    this.lastTypingSent = now;
+    this.api.typing().catch(() => undefined);
   }
 
   // ---- Sending ----

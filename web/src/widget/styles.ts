@@ -31,6 +31,8 @@ export const CSS = `
 .iw-warning .iw-who { color: #b3261e; }
 .iw-meta { display: flex; gap: .5rem; font-size: .72rem; color: var(--muted); justify-content: flex-end; }
 .iw-link-button { font: inherit; background: none; border: none; padding: 0; color: #b3261e; text-decoration: underline; cursor: pointer; }
+.iw-typing { margin: 0; padding: 0 .75rem; min-height: 1.35rem; line-height: 1.35rem; font-size: .8rem; font-style: italic;
+  color: var(--muted); background: #f5f6f8; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .iw-composer { display: flex; gap: .5rem; padding: .5rem; border-top: 1px solid var(--line); }
 .iw-composer textarea { flex: 1; font: inherit; resize: none; padding: .4rem .5rem; border: 1px solid var(--line); border-radius: 8px; }
 .iw-composer button { font: inherit; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 8px; padding: 0 1rem; cursor: pointer; }

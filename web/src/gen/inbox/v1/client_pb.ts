@@ -295,7 +295,7 @@ export const ClientService: GenService<{
   },
   /**
    * "I am typing": the manager of the client's assigned ticket gets a `typing` event (cursor 0:
-   * not resumed). Send it every few seconds while typing; more than one per 2 s is dropped.
+   * not resumed). Send it every 2 s while typing; more than one per 1.5 s is dropped.
    *
    * @generated from rpc inbox.v1.ClientService.SendTyping
    */

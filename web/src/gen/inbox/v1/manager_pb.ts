@@ -893,7 +893,8 @@ export const ManagerService: GenService<{
   },
   /**
    * "I am typing" in one of the caller's tickets: its client gets a `typing` event (cursor 0:
-   * not resumed). More than one per 2 s is dropped.
+   * not resumed; the payload names the manager). Send it every 2 s while typing; more than one
+   * per 1.5 s is dropped.
    *
    * @generated from rpc inbox.v1.ManagerService.SendTyping
    */
