@@ -20,6 +20,9 @@
 //   --alg         access/ID token alg for client `inbox-tests` (default RS256). Client
 //                 `inbox-tests-es256` always gets ES256: that is the per-request choice.
 //   --tls-cert/--tls-key   serve HTTPS (PEM files).
+//   --console-redirect     the web console's redirect URIs (comma-separated): registers the public
+//                 client `inbox-console` (authorization code + PKCE, refresh tokens), whose login
+//                 page is an HTML form (user id, roles, name) that answers login and consent at once.
 // Every flag also reads env OIDC_<FLAG> (OIDC_PORT, OIDC_KEYS, OIDC_TLS_CERT, ...).
 //
 // The package is found in NODE_PATH (as scripts/telegram-emulator.js does) or else in
@@ -124,9 +127,24 @@ async function main() {
     redirect_uris: ['http://127.0.0.1/callback'], id_token_signed_response_alg: alg,
   });
 
+  const consoleRedirects = (get('console-redirect', '') || '').split(',').map((u) => u.trim()).filter(Boolean);
+  const clients = [client('inbox-tests', defaultAlg), client('inbox-tests-es256', 'ES256')];
+  if (consoleRedirects.length) {
+    clients.push({
+      ...client('inbox-console', defaultAlg),
+      grant_types: ['authorization_code', 'refresh_token'],
+      redirect_uris: consoleRedirects,
+      post_logout_redirect_uris: consoleRedirects,
+    });
+  }
   const provider = new Provider(issuer, {
     jwks,
-    clients: [client('inbox-tests', defaultAlg), client('inbox-tests-es256', 'ES256')],
+    clients,
+    scopes: ['openid', 'profile', 'offline_access'],
+    // A browser app on another origin calls the token endpoint: CORS for every client.
+    clientBasedCORS: () => true,
+    // The console renews its access token with the refresh token, whatever the prompt was.
+    issueRefreshToken: async (ctx, cl) => cl.grantTypeAllowed('refresh_token'),
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     claims: { openid: ['sub'], profile: ['name', 'preferred_username'] },
     features: {
@@ -167,11 +185,31 @@ async function main() {
   });
   const json = (res, code, obj) => { res.writeHead(code, { 'content-type': 'application/json' }); res.end(JSON.stringify(obj)); };
 
-  // The machine replacement of the login and consent pages.
+  // What a browser's login form said, per user, until its consent round (one form does both).
+  const pendingForms = new Map();
+  const loginPage = (uid) => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in</title></head>
+<body><main><h1>Sign in</h1><form method="post" action="/interaction/${uid}">
+<label>User id <input name="login" autocomplete="username" required></label>
+<label>Roles <input name="roles" value="manager"></label>
+<label>Name <input name="name"></label>
+<button type="submit">Sign in</button></form></main></body></html>`;
+
+  // The machine replacement of the login and consent pages; a browser gets one HTML form.
   async function interaction(req, res) {
     const details = await provider.interactionDetails(req, res);
+    const browser = /text\/html/.test(req.headers.accept || '');
+    if (req.method === 'GET' && browser) {
+      const pending = details.prompt.name === 'consent' && pendingForms.get(details.session?.accountId);
+      if (!pending) {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        return res.end(loginPage(details.uid));
+      }
+      pendingForms.delete(details.session.accountId);
+      return consent(req, res, details, pending);
+    }
     if (req.method === 'GET') return json(res, 200, { uid: details.uid, prompt: details.prompt, params: details.params });
     const f = await form(req);
+    if (browser && f.get('login')) pendingForms.set(f.get('login'), f);
     const user = f.get('login');
     if (!user) return json(res, 400, { error: 'login (the user id) is required' });
     const { prompt, params, session } = details;
@@ -180,6 +218,13 @@ async function main() {
     }
     if (prompt.name !== 'consent') return json(res, 400, { error: `unsupported prompt ${prompt.name}` });
     if (session?.accountId !== user) return json(res, 400, { error: `session is ${session?.accountId}, not ${user}` });
+    return consent(req, res, details, f);
+  }
+
+  // Grants what the client asked for, keeping the form's roles, name and ttl with the grant.
+  async function consent(req, res, details, f) {
+    const { prompt, params } = details;
+    const user = f.get('login');
     const ttl = f.get('ttl') ? Number(f.get('ttl')) : undefined;
     if (ttl !== undefined && !(Number.isSafeInteger(ttl) && ttl > 0)) return json(res, 400, { error: 'ttl must be a positive integer' });
     const grant = details.grantId ? await provider.Grant.find(details.grantId)

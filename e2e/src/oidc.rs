@@ -22,6 +22,8 @@ pub struct Provider {
     keys: PathBuf,
     tls: Option<(PathBuf, PathBuf)>,
     port: u16,
+    /// The console redirect URI its `inbox-console` client accepts, if registered.
+    console: Option<String>,
     child: Option<Child>,
 }
 
@@ -46,6 +48,16 @@ impl Provider {
         keys: &Path,
         tls: Option<(PathBuf, PathBuf, PathBuf)>,
     ) -> anyhow::Result<Self> {
+        Self::start_for_console(keys, tls, None).await
+    }
+
+    /// [`Provider::start`] that also registers the web console's public client `inbox-console`
+    /// with the redirect URI `console` (the console's origin + `/`), its login page an HTML form.
+    pub async fn start_for_console(
+        keys: &Path,
+        tls: Option<(PathBuf, PathBuf, PathBuf)>,
+        console: Option<String>,
+    ) -> anyhow::Result<Self> {
         let port = crate::free_port()?;
         let mut me = Self {
             issuer: String::new(),
@@ -53,6 +65,7 @@ impl Provider {
             keys: keys.to_owned(),
             tls: tls.map(|(c, k, _)| (c, k)),
             port,
+            console,
             child: None,
         };
         me.spawn().await?;
@@ -71,6 +84,9 @@ impl Provider {
             .kill_on_drop(true);
         if let Some((cert, key)) = &self.tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        if let Some(redirect) = &self.console {
+            cmd.arg("--console-redirect").arg(redirect);
         }
         node_env(&mut cmd);
         let mut child = cmd

@@ -35,6 +35,47 @@ impl std::fmt::Debug for DevTokens {
     }
 }
 
+/// How the console signs in, as its `/config.json` tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// The dev login (`POST /dev/token`).
+    Dev,
+    /// Authorization code + PKCE at the identity provider `issuer`, as client `client_id`.
+    Oidc { issuer: String, client_id: String },
+    /// Nothing to sign in with: production without `INBOX_CONSOLE_OIDC_CLIENT_ID`.
+    None,
+}
+
+impl Login {
+    pub fn of(
+        auth: &platform::settings::AuthSettings,
+        dev_tokens: bool,
+        client_id: Option<String>,
+    ) -> Self {
+        match (auth, client_id) {
+            (platform::settings::AuthSettings::Jwks(j), Some(client_id)) => Self::Oidc {
+                issuer: j.issuer.clone(),
+                client_id,
+            },
+            _ if dev_tokens => Self::Dev,
+            _ => Self::None,
+        }
+    }
+
+    fn config(&self) -> serde_json::Value {
+        match self {
+            Self::Dev => json!({ "login": "dev" }),
+            Self::Oidc { issuer, client_id } => json!({
+                "login": "oidc",
+                "issuer": issuer,
+                "client_id": client_id,
+                "scope": "openid profile offline_access",
+            }),
+            Self::None => json!({ "login": "none" }),
+        }
+    }
+}
+
 /// How long a dev token is good for: a working day.
 const DEV_TOKEN_SECS: i64 = 8 * 3600;
 
@@ -98,6 +139,7 @@ pub fn router(
     admins: crate::admin::Admins,
     web: &edge::web::WebSettings,
     dev_tokens: Option<DevTokens>,
+    login: Login,
 ) -> Router {
     let grpc_web = GrpcWebLayer::new();
     let mut router = Router::new()
@@ -119,6 +161,14 @@ pub fn router(
                 AdminServiceServer::new(admins).max_decoding_message_size(MAX_REQUEST_BYTES),
             ),
         );
+    let config = login.config();
+    router = router.route(
+        "/config.json",
+        axum::routing::get(move || {
+            let config = config.clone();
+            async move { Json(config) }
+        }),
+    );
     router = match dev_tokens {
         Some(tokens) => router.route("/dev/token", post(dev_token).with_state(tokens)),
         // Not the console's files either: a plain "no such thing" outside dev.

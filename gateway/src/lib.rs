@@ -41,6 +41,12 @@ pub static CONSOLE_ADDR: Setting = Setting::new(
     "`gateway`: the web console and gRPC-Web listener (HTTP/1.1; port 0: any free port)",
 );
 
+pub static CONSOLE_OIDC_CLIENT_ID: Setting = Setting::optional(
+    "INBOX_CONSOLE_OIDC_CLIENT_ID",
+    Kind::Text,
+    "the identity provider's client id of the web console (a public client, authorization code + PKCE, redirect URI = the console's origin + `/`); with INBOX_JWKS_URL the console signs in there",
+);
+
 pub static OPS_ADDR: Setting =
     platform::ops::ops_addr_setting("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:15052");
 
@@ -56,6 +62,7 @@ pub fn declared() -> Vec<&'static [&'static Setting]> {
     static OWN: &[&Setting] = &[
         &GRPC_ADDR,
         &CONSOLE_ADDR,
+        &CONSOLE_OIDC_CLIENT_ID,
         &OPS_ADDR,
         &spec::SPEC_FILE,
         &READY_LAPSE_SECS,
@@ -77,6 +84,8 @@ pub struct Settings {
     pub browser: edge::web::WebSettings,
     /// Dev profile with a shared-secret verifier: the console's dev login issues tokens.
     pub dev_tokens: Option<console::DevTokens>,
+    /// How the console signs in (its `/config.json`).
+    pub console_login: console::Login,
     pub ops_addr: String,
     pub spec_path: std::path::PathBuf,
     /// The per-caller budget of `ClientService` calls (the web chat's own) and of manager
@@ -100,11 +109,17 @@ impl Settings {
             }
             _ => None,
         };
+        let console_login = console::Login::of(
+            &common.auth,
+            dev_tokens.is_some(),
+            env.opt(&CONSOLE_OIDC_CLIENT_ID),
+        );
         Ok(Self {
             common,
             grpc_addr: env.text(&GRPC_ADDR),
             console_addr: env.text(&CONSOLE_ADDR),
             browser: edge::web::WebSettings::from_env(env)?,
+            console_login,
             dev_tokens,
             ops_addr: env.text(&OPS_ADDR),
             spec_path: env.text(&spec::SPEC_FILE).into(),
@@ -131,6 +146,7 @@ pub struct Application {
     console_addr: SocketAddr,
     browser: edge::web::WebSettings,
     dev_tokens: Option<console::DevTokens>,
+    console_login: console::Login,
     managers: manager::Managers,
     clients: client::Clients,
     admins: admin::Admins,
@@ -258,6 +274,7 @@ impl Application {
             console_addr,
             browser: settings.browser.clone(),
             dev_tokens: settings.dev_tokens.clone(),
+            console_login: settings.console_login.clone(),
             managers,
             clients,
             admins,
@@ -377,6 +394,7 @@ impl Application {
                 self.admins.clone(),
                 &self.browser,
                 self.dev_tokens.clone(),
+                self.console_login.clone(),
             ),
             self.browser.header_timeout,
             shutdown.clone(),

@@ -1,8 +1,9 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { detectLang, strings, type Lang } from '../i18n';
-import { api as makeApi, devLoginAvailable, loadSession, saveSession, type Session } from './api';
+import { api as makeApi, loginConfig, loadSession, saveSession, type LoginConfig, type Session, type Tokens } from './api';
 import { I18nContext, useI18n } from './i18n-context';
-import { Login } from './Login';
+import { Login, OidcLogin } from './Login';
+import type { OidcAuth } from './oidc';
 import { clientName, ManagerView } from './ManagerView';
 import type { SupervisorView as SupervisorViewType } from './SupervisorView';
 import { LangSwitch } from './LangSwitch';
@@ -13,8 +14,12 @@ const LANG_KEY = 'inbox.console.lang';
 
 export function App() {
   const [lang, setLangState] = useState<Lang>(() => detectLang(localStorage.getItem(LANG_KEY)));
-  const [session, setSession] = useState<Session | null>(() => loadSession());
-  const [devLogin, setDevLogin] = useState<boolean | null>(null);
+  const [config, setConfig] = useState<LoginConfig | 'error' | null>(null);
+  const [session, setSession] = useState<Session | null>(null);
+  const [oidc, setOidc] = useState<OidcAuth | null>(null);
+  const [completing, setCompleting] = useState(false);
+  const [oidcError, setOidcError] = useState<string | null>(null);
+  const [noRole, setNoRole] = useState(false);
   const [lost, setLost] = useState<AuthLoss | null>(null);
   const t = strings(lang);
 
@@ -35,9 +40,39 @@ export function App() {
     document.title = t.consoleTitle;
   }, [lang]);
 
+  // How this origin signs in (`/config.json`): the dev form, OpenID Connect, or none.
   useEffect(() => {
-    if (!session && devLogin === null) devLoginAvailable().then(setDevLogin);
-  }, [session, devLogin]);
+    let off = () => {};
+    loginConfig()
+      .then(async (cfg) => {
+        if (cfg.login === 'dev') setSession(loadSession());
+        if (cfg.login === 'oidc') {
+          const { OidcAuth } = await import('./oidc');
+          const auth = new OidcAuth(cfg);
+          off = auth.onChange((s) => {
+            setNoRole(!s && !!auth.token());
+            setSession(s);
+          });
+          setOidc(auth);
+          setCompleting(OidcAuth.isCallback());
+          try {
+            const s = await auth.start();
+            setNoRole(!s && !!auth.token());
+            setSession(s);
+          } catch (e) {
+            setOidcError(e instanceof Error && e.message ? e.message : String(e));
+          } finally {
+            setCompleting(false);
+          }
+        }
+        setConfig(cfg);
+      })
+      .catch(() => setConfig('error'));
+    return () => off();
+  }, []);
+
+  // Where calls take their token: the dev session's, or the OIDC user's current one (renewed).
+  const tokens = useMemo<Tokens | null>(() => (oidc ? oidc : session ? { token: () => session.token } : null), [oidc, oidc ? null : session?.token]);
 
   const signIn = (s: Session) => {
     saveSession(s);
@@ -45,23 +80,39 @@ export function App() {
     setSession(s);
   };
   const signOut = (why: AuthLoss | null = null) => {
-    saveSession(null);
     setLost(why);
     setSession(null);
+    setOidcError(null);
+    if (!oidc) saveSession(null);
+    // The engine refused the session: forget it here; the manager's own sign-out also ends it at
+    // the provider when it can.
+    else void (why ? oidc.drop() : oidc.signOut());
   };
 
   let body;
-  if (!session) {
-    body =
-      devLogin === null ? (
-        <p class="status">{t.loading}</p>
-      ) : devLogin ? (
-        <Login onSignIn={signIn} lost={lost} />
-      ) : (
-        <p class="status" role="status">{t.noDevLogin}</p>
-      );
+  if (session && tokens) {
+    body = <Workspace key={session.user} session={session} tokens={tokens} onAuthLost={signOut} />;
+  } else if (config === null) {
+    body = <p class="status">{t.loading}</p>;
+  } else if (config === 'error') {
+    body = <p class="status" role="alert">{t.configFailed}</p>;
+  } else if (config.login === 'dev') {
+    body = <Login onSignIn={signIn} lost={lost} />;
+  } else if (config.login === 'oidc' && oidc) {
+    body = (
+      <OidcLogin
+        issuer={config.issuer}
+        onSignIn={() => {
+          setLost(null);
+          return oidc.signIn();
+        }}
+        lost={lost}
+        error={noRole ? t.noRole : oidcError ? t.oidcFailed(oidcError) : null}
+        completing={completing}
+      />
+    );
   } else {
-    body = <Workspace key={session.token} session={session} onAuthLost={signOut} />;
+    body = <p class="status" role="status">{t.loginNotConfigured}</p>;
   }
 
   return (
@@ -92,11 +143,11 @@ const TAB_KEY = 'inbox.console.tab';
 
 /** A signed-in session: one store (and event stream) for both views; an admin (whose token is a
  * manager's too) gets the supervisor view as a second tab. */
-function Workspace({ session, onAuthLost }: { session: Session; onAuthLost: (why: AuthLoss) => void }) {
+function Workspace({ session, tokens, onAuthLost }: { session: Session; tokens: Tokens; onAuthLost: (why: AuthLoss) => void }) {
   const { t } = useI18n();
   const tRef = useRef(t);
   tRef.current = t;
-  const api = useMemo(() => makeApi(session.token), [session.token]);
+  const api = useMemo(() => makeApi(tokens), [tokens]);
   const store = useMemo(() => new ManagerStore(api, session.user, session.name, onAuthLost), [api]);
   const alerts = useMemo(() => new Alerts(), []);
   const isAdmin = session.role === 'admin';

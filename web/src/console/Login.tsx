@@ -60,3 +60,67 @@ export function Login({ onSignIn, lost }: { onSignIn: (s: Session) => void; lost
     </form>
   );
 }
+
+/** Production sign-in: one button that leaves for the identity provider (OpenID Connect). */
+export function OidcLogin({
+  issuer,
+  onSignIn,
+  lost,
+  error,
+  completing,
+}: {
+  issuer: string;
+  onSignIn: () => Promise<void>;
+  lost: AuthLoss | null;
+  error: string | null;
+  completing: boolean;
+}) {
+  const { t } = useI18n();
+  const [busy, setBusy] = useState(false);
+  const [failed, setFailed] = useState(false);
+  let host = issuer;
+  try {
+    host = new URL(issuer).host;
+  } catch {
+    // Shown as given.
+  }
+  const go = async () => {
+    if (busy) return;
+    setBusy(true);
+    setFailed(false);
+    try {
+      await onSignIn();
+    } catch {
+      setFailed(true);
+      setBusy(false);
+    }
+  };
+  if (completing) {
+    return (
+      <p class="status" role="status">
+        {t.oidcCompleting}
+      </p>
+    );
+  }
+  return (
+    <section class="card login" aria-labelledby="login-title">
+      <h2 id="login-title">{t.oidcLoginTitle}</h2>
+      <p class="hint" id="login-hint">
+        {t.oidcLoginHint(host)}
+      </p>
+      {lost && (
+        <p class="alert" role="alert">
+          {lost === 'expired' ? t.sessionExpired : t.forbidden}
+        </p>
+      )}
+      {(error || failed) && (
+        <p class="alert" role="alert">
+          {failed ? t.oidcUnavailable : error}
+        </p>
+      )}
+      <button type="button" aria-describedby="login-hint" disabled={busy} onClick={go}>
+        {busy ? t.oidcRedirecting : t.oidcSignInButton}
+      </button>
+    </section>
+  );
+}

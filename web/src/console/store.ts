@@ -152,6 +152,8 @@ export class ManagerStore {
   private cannedAt = 0;
   private cannedLoading = false;
   private lastTypingSent = 0;
+  /** A keystroke inside the throttle window is sent when the window ends (trailing edge). */
+  private typingLater: ReturnType<typeof setTimeout> | undefined;
   private readonly typingTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly drafts = new Map<string, Draft>();
   private readonly fetching = new Set<string>();
@@ -363,10 +365,16 @@ export class ManagerStore {
   private async streamLoop(): Promise<void> {
     const backoff = new Backoff(500, 30_000);
     const signal = this.abort.signal;
+    // Renewals since the stream was last live: the engine ends a stream whose token expired
+    // (UNAUTHENTICATED, "token expired"); it resumes from the cursor at once with a fresh token.
+    // A fresh token refused again before any answer means the session is over.
+    let renewals = 0;
     while (!signal.aborted) {
       // One stream per attempt. When the browser goes offline it is dropped at once (a stream on
       // a dead network may stall unnoticed for minutes) and resumed from the cursor once online.
       const attempt = new AbortController();
+      const began = Date.now();
+      const sent = this.api.token();
       const cut = () => attempt.abort();
       signal.addEventListener('abort', cut);
       window.addEventListener('offline', cut);
@@ -383,6 +391,7 @@ export class ManagerStore {
         );
         for await (const ev of stream) {
           backoff.reset();
+          renewals = 0;
           this.link = 'live';
           this.apply(ev);
           this.emit();
@@ -391,7 +400,18 @@ export class ManagerStore {
       } catch (e) {
         if (signal.aborted) return;
         const err = ConnectError.from(e);
-        if (err.code === Code.Unauthenticated) return this.onAuthLost('expired');
+        if (err.code === Code.Unauthenticated) {
+          // A stream that stayed up a while (a quiet one gets no events) used its token fully.
+          if (Date.now() - began > 10_000) renewals = 0;
+          if (!this.api.renew || renewals > 0) return this.onAuthLost('expired');
+          renewals++;
+          // Renewed meanwhile (automatic renewal runs ahead of expiry): the new token is there.
+          const renewed = this.api.token() !== sent || (await this.api.renew());
+          if (signal.aborted) return;
+          if (!renewed) return this.onAuthLost('expired');
+          // The next attempt takes the new token (the transport reads it at every call).
+          continue;
+        }
         if (err.code === Code.PermissionDenied) return this.onAuthLost('forbidden');
       } finally {
         signal.removeEventListener('abort', cut);
@@ -657,7 +677,15 @@ export class ManagerStore {
   typing(tid: string): void {
     const v = this.tickets.get(tid);
     const now = Date.now();
-    if (!v || v.ended || now - this.lastTypingSent < TYPING_EVERY_MS) return;
+    if (!v || v.ended) return;
+    const wait = this.lastTypingSent + TYPING_EVERY_MS - now;
+    if (wait > 0) {
+      this.typingLater ??= setTimeout(() => {
+        this.typingLater = undefined;
+        this.typing(tid);
+      }, wait);
+      return;
+    }
     this.lastTypingSent = now;
     this.api.manager.sendTyping({ ticketId: tid }, { signal: this.abort.signal }).catch(() => undefined);
   }

@@ -100,6 +100,9 @@ export class ChatStore {
   private markTimer: ReturnType<typeof setTimeout> | undefined;
   private typingTimer: ReturnType<typeof setTimeout> | undefined;
   private lastTypingSent = 0;
+  /** A keystroke inside the throttle window is sent when the window ends (trailing edge), so
+   * typing that starts right after an earlier signal is still shown. */
+  private typingLater: ReturnType<typeof setTimeout> | undefined;
 
   constructor(apiUrl: string, private readonly tokenSource: TokenSource) {
     this.api = new ChatApi(apiUrl, tokenSource);
@@ -449,7 +452,15 @@ export class ChatStore {
    * offline, or on any failure, nothing is retried (a typing signal is stale at once). */
   typing(): void {
     const now = Date.now();
-    if (!this.online || this.sessionExpired || !this.loaded || now - this.lastTypingSent < TYPING_EVERY_MS) return;
+    if (!this.online || this.sessionExpired || !this.loaded) return;
+    const wait = this.lastTypingSent + TYPING_EVERY_MS - now;
+    if (wait > 0) {
+      this.typingLater ??= setTimeout(() => {
+        this.typingLater = undefined;
+        this.typing();
+      }, wait);
+      return;
+    }
     this.lastTypingSent = now;
     this.api.typing().catch(() => undefined);
   }
