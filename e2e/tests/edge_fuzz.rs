@@ -312,6 +312,7 @@ async fn random_bodies_and_fields_at_the_edges_get_client_errors_and_break_nothi
                                     ticket_id,
                                     page_size,
                                     page_token,
+                                    ..Default::default()
                                 },
                             ))
                             .await

@@ -244,6 +244,7 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
                 ticket_id: ticket_id.clone(),
                 page_size: 1,
                 page_token: String::new(),
+                ..Default::default()
             },
         ))
         .await?
@@ -257,6 +258,7 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
                 ticket_id: ticket_id.clone(),
                 page_size: 0,
                 page_token: messages.next_page_token.clone(),
+                ..Default::default()
             },
         ))
         .await?
@@ -407,6 +409,43 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
         .await?
         .into_inner();
     assert!(bob_messages.messages.iter().any(|m| m.body.contains("AML")));
+    // Backwards, one at a time from the newest (a console scrolling up): the same conversation.
+    let mut backwards: Vec<String> = Vec::new();
+    let mut req = v1::ListMessagesRequest {
+        ticket_id: ticket_id.clone(),
+        page_size: 1,
+        latest: true,
+        ..Default::default()
+    };
+    loop {
+        let page = managers
+            .list_messages(authed(&bob, req.clone()))
+            .await?
+            .into_inner();
+        backwards.splice(0..0, page.messages.iter().map(|m| m.id.clone()));
+        if !page.has_more {
+            break;
+        }
+        req = v1::ListMessagesRequest {
+            ticket_id: ticket_id.clone(),
+            page_size: 1,
+            before: page.older_page_token,
+            ..Default::default()
+        };
+    }
+    let forwards: Vec<String> = bob_messages.messages.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(backwards, forwards);
+    let bad = managers
+        .list_messages(authed(
+            &bob,
+            v1::ListMessagesRequest {
+                ticket_id: ticket_id.clone(),
+                before: "nonsense".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(violated_field(bad).as_deref(), Some("before"));
 
     // The canned responses of workflows.yaml, for the console's `/shortcut`.
     let canned = managers

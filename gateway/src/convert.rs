@@ -28,12 +28,17 @@ pub fn page_size(raw: i32, default: i64) -> Result<i64, Status> {
 
 /// `page_token` of a request: empty for the first page.
 pub fn page_token(raw: &str) -> Result<Option<ChatCursor>, Status> {
+    page_token_of("page_token", raw)
+}
+
+/// A page token in request field `field` (empty: none).
+pub fn page_token_of(field: &str, raw: &str) -> Result<Option<ChatCursor>, Status> {
     if raw.is_empty() {
         return Ok(None);
     }
     ChatCursor::decode(raw)
         .map(Some)
-        .map_err(|_| status::invalid("page_token", "is not a token this API returned"))
+        .map_err(|_| status::invalid(field, "is not a token this API returned"))
 }
 
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {

@@ -172,12 +172,28 @@ impl ManagerService for Managers {
         let r = req.get_ref();
         let id = convert::uuid("ticket_id", &r.ticket_id)?;
         let limit = convert::page_size(r.page_size, 100)?;
-        let after = convert::page_token(&r.page_token)?;
-        let page = self
-            .store
-            .manager_messages_page(&me.user_id, id, after, limit)
-            .await
-            .map_err(status::store)?;
+        let backwards = r.latest || !r.before.is_empty();
+        let (after, page) = if backwards {
+            let before = if r.latest {
+                None
+            } else {
+                convert::page_token_of("before", &r.before)?
+            };
+            let page = self
+                .store
+                .manager_messages_before(&me.user_id, id, before, limit)
+                .await
+                .map_err(status::store)?;
+            (None, page)
+        } else {
+            let after = convert::page_token(&r.page_token)?;
+            let page = self
+                .store
+                .manager_messages_page(&me.user_id, id, after, limit)
+                .await
+                .map_err(status::store)?;
+            (after, page)
+        };
         // The last page also hands out a token: a console keeps it to read newer messages later.
         let next_page_token = page
             .items
@@ -185,6 +201,14 @@ impl ManagerService for Managers {
             .map(|m| m.cursor().encode())
             .or_else(|| after.map(|c| c.encode()))
             .unwrap_or_default();
+        let older_page_token = if backwards && page.has_more {
+            page.items
+                .first()
+                .map(|m| m.cursor().encode())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         let messages = page
             .items
             .into_iter()
@@ -201,6 +225,7 @@ impl ManagerService for Managers {
             messages,
             next_page_token,
             has_more: page.has_more,
+            older_page_token,
         }))
     }
 

@@ -56,6 +56,13 @@ pub fn ticket_cursor(t: &Ticket) -> ChatCursor {
     }
 }
 
+/// Which way a page of a ticket's messages goes from its cursor.
+#[derive(Clone, Copy)]
+enum Direction {
+    After(Option<ChatCursor>),
+    Before(Option<ChatCursor>),
+}
+
 fn page<T>(rows: &[PgRow], limit: i64, f: impl Fn(&PgRow) -> Result<T>) -> Result<Page<T>> {
     let limit = usize::try_from(limit.max(0)).unwrap_or(0);
     Ok(Page {
@@ -122,6 +129,38 @@ impl PgStore {
         after: Option<ChatCursor>,
         limit: i64,
     ) -> Result<Page<DeskMessage>> {
+        self.manager_messages_dir(manager_id, ticket_id, Direction::After(after), limit)
+            .await
+    }
+
+    /// [`PgStore::manager_messages_page`] backwards: the `limit` messages just before `before`
+    /// (None: the newest), oldest first; `has_more` says older ones exist (a console shows the
+    /// newest page first and reads older pages as the manager scrolls up).
+    pub async fn manager_messages_before(
+        &self,
+        manager_id: &str,
+        ticket_id: Uuid,
+        before: Option<ChatCursor>,
+        limit: i64,
+    ) -> Result<Page<DeskMessage>> {
+        let mut page = self
+            .manager_messages_dir(manager_id, ticket_id, Direction::Before(before), limit)
+            .await?;
+        page.items.reverse();
+        Ok(page)
+    }
+
+    async fn manager_messages_dir(
+        &self,
+        manager_id: &str,
+        ticket_id: Uuid,
+        direction: Direction,
+        limit: i64,
+    ) -> Result<Page<DeskMessage>> {
+        let (cursor, past, order) = match direction {
+            Direction::After(c) => (c, ">", "x.created_at, x.id"),
+            Direction::Before(c) => (c, "<", "x.created_at DESC, x.id DESC"),
+        };
         let sql = format!(
             "SELECT * FROM (
                 SELECT m.id, m.ticket_id, m.author, m.body, m.created_at, false AS is_note,
@@ -134,8 +173,8 @@ impl PgStore {
                 FROM notes n JOIN tickets t ON {notes}
                 WHERE {tickets} AND t.id = $2
              ) x
-             WHERE ($3::timestamptz IS NULL OR (x.created_at, x.id) > ($3, $4))
-             ORDER BY x.created_at, x.id LIMIT $5",
+             WHERE ($3::timestamptz IS NULL OR (x.created_at, x.id) {past} ($3, $4))
+             ORDER BY {order} LIMIT $5",
             tickets = visibility::MANAGER_TICKETS,
             messages = visibility::MANAGER_MESSAGES,
             notes = visibility::MANAGER_NOTES,
@@ -143,8 +182,8 @@ impl PgStore {
         let rows = sqlx::query(&sql)
             .bind(manager_id)
             .bind(ticket_id)
-            .bind(after.map(|c| c.created_at))
-            .bind(after.map(|c| c.id))
+            .bind(cursor.map(|c| c.created_at))
+            .bind(cursor.map(|c| c.id))
             .bind(limit + 1)
             .fetch_all(self.pool())
             .await?;

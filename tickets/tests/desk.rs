@@ -336,3 +336,66 @@ async fn the_admin_listing_filters_by_queue_status_and_age_together(
     );
     Ok(())
 }
+
+/// A conversation read newest page first, then older pages (as a console scrolls up), holds every
+/// message once, in order; forwards from the newest page's token comes only what is newer.
+#[sqlx::test]
+async fn backward_pages_cover_a_conversation_once_newest_page_first(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let ticket = assigned_ticket(&store, "c1", "m1").await?;
+    for n in 1..=7 {
+        store
+            .add_note(
+                &manager("m1"),
+                ticket,
+                &format!("k{n}"),
+                &format!("note {n}"),
+            )
+            .await?;
+    }
+    let newest = store.manager_messages_before("m1", ticket, None, 3).await?;
+    let bodies = |p: &tickets::desk::Page<tickets::desk::DeskMessage>| -> Vec<String> {
+        p.items.iter().map(|m| m.message.body.clone()).collect()
+    };
+    assert_eq!(bodies(&newest), ["note 5", "note 6", "note 7"]);
+    assert!(newest.has_more);
+    let mut all = bodies(&newest);
+    let mut before = newest.items.first().map(|m| m.cursor());
+    loop {
+        let older = store
+            .manager_messages_before("m1", ticket, before, 3)
+            .await?;
+        let mut b = bodies(&older);
+        b.extend(all);
+        all = b;
+        if !older.has_more {
+            break;
+        }
+        before = older.items.first().map(|m| m.cursor());
+    }
+    let mut expected = vec!["hello".to_owned()];
+    expected.extend((1..=7).map(|n| format!("note {n}")));
+    assert_eq!(all, expected);
+    // Forwards from the newest: nothing newer yet, then the next note.
+    let after = newest.items.last().map(|m| m.cursor());
+    assert!(
+        store
+            .manager_messages_page("m1", ticket, after, 10)
+            .await?
+            .items
+            .is_empty()
+    );
+    store
+        .add_note(&manager("m1"), ticket, "k8", "note 8")
+        .await?;
+    let newer = store.manager_messages_page("m1", ticket, after, 10).await?;
+    assert_eq!(bodies(&newer), ["note 8"]);
+    // Not their ticket: not found either way.
+    assert!(matches!(
+        store.manager_messages_before("m2", ticket, None, 3).await,
+        Err(StoreError::TicketNotFound)
+    ));
+    Ok(())
+}

@@ -200,6 +200,7 @@ impl Load {
                                 ticket_id: t.id.clone(),
                                 page_size: 0,
                                 page_token: page_token.clone(),
+                                ..Default::default()
                             },
                         ))
                         .await?

@@ -435,10 +435,29 @@ function Conversation({
   const [transferOpen, setTransferOpen] = useState(false);
   const count = view.messages.length;
   const lastId = count ? view.messages[count - 1].id : '';
+  const firstId = count ? view.messages[0].id : '';
+  // Where the log was before an older page came in: it stays in place as the page is prepended.
+  const anchor = useRef<{ height: number; top: number } | null>(null);
   useLayoutEffect(() => {
     const el = log.current;
     if (el) el.scrollTop = el.scrollHeight;
-  }, [lastId, count]);
+  }, [lastId]);
+  useLayoutEffect(() => {
+    const el = log.current;
+    if (el && anchor.current) {
+      el.scrollTop = el.scrollHeight - anchor.current.height + anchor.current.top;
+      anchor.current = null;
+    }
+  }, [firstId]);
+  const older = () => {
+    const el = log.current;
+    if (!el || !view.hasOlder || view.loadingOlder) return;
+    anchor.current = { height: el.scrollHeight, top: el.scrollTop };
+    void store.loadOlder(view.id);
+  };
+  const onScroll = () => {
+    if ((log.current?.scrollTop ?? 81) <= 80) older();
+  };
 
   return (
     <section class="conversation" aria-labelledby="conv-title">
@@ -493,7 +512,12 @@ function Conversation({
           )}
         </div>
       ))}
-      <div class="log" role="log" aria-label={t.messagesLog} ref={log} tabIndex={0}>
+      <div class="log" role="log" aria-label={t.messagesLog} ref={log} tabIndex={0} onScroll={onScroll}>
+        {view.hasOlder && (
+          <button type="button" class="older" onClick={older} disabled={view.loadingOlder}>
+            {view.loadingOlder ? t.loadingOlder : t.loadOlder}
+          </button>
+        )}
         <ol class="msgs">
           {!view.loaded && count === 0 && <li class="empty">{t.loading}</li>}
           {view.messages.map((m) => (

@@ -35,6 +35,10 @@ export interface TicketView {
   loaded: boolean;
   loading: boolean;
   nextPageToken: string;
+  /** Where the older pages go on (the conversation opens on its newest page). */
+  olderToken: string;
+  hasOlder: boolean;
+  loadingOlder: boolean;
   /** The client's messages after this instant are unread. */
   seenAt: number;
   ended?: 'closed' | 'transferred';
@@ -99,6 +103,8 @@ export const TYPING_SHOWN_MS = 5_000;
 /** The least time between two SendTyping calls: the engine drops more than one per 2 s per
  * sender, so a little more than that keeps every call counted. */
 export const TYPING_EVERY_MS = 2_100;
+/** Messages read at a time of a conversation (its newest page first, then older ones). */
+const PAGE = 100;
 /** Canned responses are read again (workflows.yaml changes apply at once) when older than this. */
 const CANNED_MAX_AGE_MS = 60_000;
 
@@ -285,6 +291,9 @@ export class ManagerStore {
         loaded: false,
         loading: false,
         nextPageToken: '',
+        olderToken: '',
+        hasOlder: false,
+        loadingOlder: false,
         seenAt: this.seen[id] ?? -1,
         sla: false,
         issues: [],
@@ -310,6 +319,8 @@ export class ManagerStore {
       v.ticket = undefined;
       v.loaded = false;
       v.nextPageToken = '';
+      v.olderToken = '';
+      v.hasOlder = false;
     }
     if ((!v.ticket || fresh) && !this.fetching.has(id)) {
       this.fetching.add(id);
@@ -333,7 +344,19 @@ export class ManagerStore {
   private async loadMessages(v: TicketView): Promise<void> {
     v.loading = true;
     try {
-      for (let pages = 0; pages < 50; pages++) {
+      if (!v.nextPageToken) {
+        // First read: the newest page; older ones as the manager scrolls up (loadOlder).
+        const r = await this.api.manager.listMessages(
+          { ticketId: v.id, pageSize: PAGE, latest: true },
+          { signal: this.abort.signal },
+        );
+        for (const m of r.messages) this.upsert(v, fromProto(m));
+        v.nextPageToken = r.nextPageToken;
+        v.olderToken = r.olderPageToken;
+        v.hasOlder = r.hasMore;
+      }
+      // Then whatever is newer than what was read (a reconnect catching up).
+      for (let pages = 0; pages < 50 && v.nextPageToken; pages++) {
         const r = await this.api.manager.listMessages(
           { ticketId: v.id, pageSize: 200, pageToken: v.nextPageToken },
           { signal: this.abort.signal },
@@ -349,6 +372,27 @@ export class ManagerStore {
       this.failed(e);
     } finally {
       v.loading = false;
+      this.emit();
+    }
+  }
+
+  /** The page before the oldest message read of ticket `tid`, when there is one. */
+  async loadOlder(tid: string): Promise<void> {
+    const v = this.tickets.get(tid);
+    if (!v || !v.hasOlder || v.loadingOlder || !v.olderToken) return;
+    v.loadingOlder = true;
+    try {
+      const r = await this.api.manager.listMessages(
+        { ticketId: v.id, pageSize: PAGE, before: v.olderToken },
+        { signal: this.abort.signal },
+      );
+      for (const m of r.messages) this.upsert(v, fromProto(m));
+      v.olderToken = r.olderPageToken;
+      v.hasOlder = r.hasMore;
+    } catch (e) {
+      this.failed(e);
+    } finally {
+      v.loadingOlder = false;
       this.emit();
     }
   }
