@@ -13,6 +13,44 @@ use crate::Engine;
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Runs the browser flow `web/tests/<script>` (Debian's Chromium through playwright-core) with
+/// `env`, screenshots in `shots`; fails with its log unless every step passed within `within`.
+pub async fn browser_flow(
+    script: &str,
+    env: &[(&str, String)],
+    shots: &std::path::Path,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let web = platform::workspace_root().join("web");
+    anyhow::ensure!(
+        web.join("dist/console/index.html").is_file(),
+        "web/dist is not built: `scripts/web.sh` (make test runs it before the tests)"
+    );
+    std::fs::create_dir_all(shots)?;
+    let mut node = tokio::process::Command::new("node");
+    node.arg(web.join("tests").join(script))
+        .current_dir(&web)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("SCREENSHOTS", shots)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(within, node.output())
+        .await
+        .with_context(|| format!("web/tests/{script} did not finish within {within:?}"))?
+        .with_context(|| format!("starting node web/tests/{script}"))?;
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{log}");
+    anyhow::ensure!(
+        out.status.success(),
+        "web/tests/{script} failed ({}): {log}",
+        out.status
+    );
+    Ok(())
+}
+
 /// Posts `body` as a new message of the holder of `token`; the status and the JSON answer.
 pub async fn post_message(
     http: &reqwest::Client,

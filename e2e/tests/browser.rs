@@ -15,18 +15,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use e2e::{Engine, Stack};
-use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_in_the_widget_and_a_manager_in_the_console_walk_the_whole_flow()
 -> anyhow::Result<()> {
     let stack = Stack::from_env().await?;
-    let root = platform::workspace_root();
-    let web = root.join("web");
+    let widget = platform::workspace_root().join("web/dist/widget/widget.js");
     anyhow::ensure!(
-        web.join("dist/console/index.html").is_file()
-            && web.join("dist/widget/widget.js").is_file(),
-        "web/dist is not built: `scripts/web.sh` (make test runs it before the tests)"
+        widget.is_file(),
+        "{} is not built: `scripts/web.sh` (make test runs it before the tests)",
+        widget.display()
     );
     // The page that embeds the widget is the bank's site: another origin, allowed by CORS.
     let embed_port = e2e::free_port()?;
@@ -34,30 +32,17 @@ async fn a_client_in_the_widget_and_a_manager_in_the_console_walk_the_whole_flow
     let engine =
         Engine::start_with(&stack, &[("INBOX_CORS_ORIGINS", embed_origin.clone())]).await?;
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    std::fs::create_dir_all(&shots)?;
-    let mut node = Command::new("node");
-    node.arg(web.join("tests/flow.mjs"))
-        .current_dir(&web)
-        .env("CONSOLE_URL", &engine.console)
-        .env("WIDGET_URL", &engine.http)
-        .env("EMBED_PORT", embed_port.to_string())
-        .env("SCREENSHOTS", &shots)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(240), node.output())
-        .await
-        .context("the browser flow did not finish within 240 s")?
-        .context("starting node web/tests/flow.mjs")?;
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{log}");
-    anyhow::ensure!(
-        out.status.success(),
-        "the browser flow failed ({}): {log}",
-        out.status
-    );
+    e2e::webchat::browser_flow(
+        "flow.mjs",
+        &[
+            ("CONSOLE_URL", engine.console.clone()),
+            ("WIDGET_URL", engine.http.clone()),
+            ("EMBED_PORT", embed_port.to_string()),
+        ],
+        &shots,
+        Duration::from_secs(240),
+    )
+    .await?;
     for shot in ["console.png", "supervisor.png", "widget.png"] {
         let path = shots.join(shot);
         let size = std::fs::metadata(&path)

@@ -6,11 +6,9 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use e2e::oidc::Provider;
 use e2e::secure_stack::SecureStack;
 use e2e::{Engine, Stack};
-use tokio::process::Command;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,11 +16,6 @@ async fn in_production_the_console_signs_in_at_the_identity_provider_with_pkce_a
 -> anyhow::Result<()> {
     // The shared stack's Temporal is behind the proxy: fail loudly when it is not up.
     Stack::from_env().await?;
-    let web = platform::workspace_root().join("web");
-    anyhow::ensure!(
-        web.join("dist/console/index.html").is_file(),
-        "web/dist is not built: `scripts/web.sh` (make test runs it before the tests)"
-    );
     let stack = SecureStack::start().await?;
     let certs = stack.certs().clone();
     let console_port = e2e::free_port()?;
@@ -60,28 +53,15 @@ async fn in_production_the_console_signs_in_at_the_identity_provider_with_pkce_a
     assert_eq!(config["client_id"], "inbox-console");
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    std::fs::create_dir_all(&shots)?;
-    let mut node = Command::new("node");
-    node.arg(web.join("tests/oidc-flow.mjs"))
-        .current_dir(&web)
-        .env("CONSOLE_URL", &console)
-        .env("IDP_URL", &idp.issuer)
-        .env("SCREENSHOTS", &shots)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(180), node.output())
-        .await
-        .context("the OIDC browser flow did not finish within 180 s")?
-        .context("starting node web/tests/oidc-flow.mjs")?;
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{log}");
-    anyhow::ensure!(
-        out.status.success(),
-        "the OIDC browser flow failed ({}): {log}",
-        out.status
-    );
+    e2e::webchat::browser_flow(
+        "oidc-flow.mjs",
+        &[
+            ("CONSOLE_URL", console.clone()),
+            ("IDP_URL", idp.issuer.clone()),
+        ],
+        &shots,
+        Duration::from_secs(180),
+    )
+    .await?;
     Ok(())
 }

@@ -17,6 +17,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, StepError, check, passedSteps, run, step } from './harness.mjs';
 
 const env = process.env;
 const CONSOLE_URL = (env.CONSOLE_URL || '').replace(/\/+$/, '');
@@ -28,20 +29,7 @@ if (!CONSOLE_URL || !WIDGET_URL) {
   process.exit(2);
 }
 
-// Flags from shared/stack.md: without the networking ones Chromium floods the closed network.
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-];
 
-const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 const client = { user: `flow-client-${run}`, name: `Ivan ${run}` };
 const manager = { user: `flow-manager-${run}`, name: `Alice ${run}` };
 const manager2 = { user: `flow-manager2-${run}`, name: `Boris ${run}` };
@@ -49,27 +37,9 @@ const admin = { user: `flow-admin-${run}`, name: `Olga ${run}` };
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const CARD = 'my card is 4111 1111 1111 1111';
 
-let passed = 0;
 const cleanups = [];
 const pageErrors = [];
 
-class StepError extends Error {}
-
-async function step(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-  } catch (e) {
-    const why = e instanceof Error ? e.message.split('\n').slice(0, 6).join('\n  ') : String(e);
-    throw new StepError(`${name}: ${why}`);
-  }
-  passed++;
-  console.log(`ok ${passed} - ${name} (${Date.now() - started} ms)`);
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
 
 /** `after_cursor` of a gRPC-Web StreamEventsRequest body (one frame: flag, length, message). */
 function afterCursorOf(buf) {
@@ -629,5 +599,5 @@ if (failure) {
   if (pageErrors.length) console.error(`page errors: ${pageErrors.join('; ')}`);
   console.error(`screenshots (as far as reached): ${SCREENSHOTS}`);
 }
-console.log(`flow: ${passed} passed, ${failure ? 1 : 0} failed`);
+console.log(`flow: ${passedSteps()} passed, ${failure ? 1 : 0} failed`);
 process.exit(failure ? 1 : 0);

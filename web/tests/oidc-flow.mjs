@@ -15,6 +15,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, StepError, check, passedSteps, run, step } from './harness.mjs';
 
 const env = process.env;
 const CONSOLE_URL = (env.CONSOLE_URL || '').replace(/\/+$/, '');
@@ -26,43 +27,12 @@ if (!CONSOLE_URL || !IDP_URL) {
   process.exit(2);
 }
 
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-  '--ignore-certificate-errors',
-];
 
-const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 const manager = { user: `oidc-manager-${run}`, name: 'Olga' };
 
-let passed = 0;
 const cleanups = [];
 const pageErrors = [];
 
-class StepError extends Error {}
-
-async function step(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-  } catch (e) {
-    const why = e instanceof Error ? e.message.split('\n').slice(0, 6).join('\n  ') : String(e);
-    throw new StepError(`${name}: ${why}`);
-  }
-  passed++;
-  console.log(`ok ${passed} - ${name} (${Date.now() - started} ms)`);
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
 
 /** The unverified claims of a JWT. */
 function claims(token) {
@@ -109,7 +79,7 @@ async function main() {
   const browser = await chromium.launch({
     executablePath: env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, '--ignore-certificate-errors'],
     timeout: 60_000,
   });
   cleanups.unshift(() => browser.close());
@@ -203,5 +173,5 @@ if (failure) {
   if (pageErrors.length) console.error(`page errors: ${pageErrors.join('; ')}`);
   console.error(`screenshots (as far as reached): ${SCREENSHOTS}`);
 }
-console.log(`flow: ${passed} passed, ${failure ? 1 : 0} failed`);
+console.log(`flow: ${passedSteps()} passed, ${failure ? 1 : 0} failed`);
 process.exit(failure ? 1 : 0);
