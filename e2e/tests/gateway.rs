@@ -460,6 +460,35 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
         "{canned:?}"
     );
 
+    // Search: bob (who holds the ticket now) finds the client's words, alice (who gave it away)
+    // nothing, the back office everything; a blank query is refused.
+    let search = |query: &str| v1::SearchMessagesRequest {
+        query: query.into(),
+        page_size: 0,
+    };
+    let bobs = managers
+        .search_messages(authed(&bob, search("transfers stuck")))
+        .await?
+        .into_inner();
+    assert!(
+        bobs.hits
+            .iter()
+            .any(|h| h.client_id == ivan_id && h.snippet.contains("[stuck]")),
+        "{bobs:?}"
+    );
+    let alices = managers
+        .search_messages(authed(&alice, search("stuck")))
+        .await?
+        .into_inner();
+    assert!(alices.hits.is_empty(), "{alices:?}");
+    let all = admins
+        .search_messages(authed(&root, search("stuck")))
+        .await?
+        .into_inner();
+    assert!(all.hits.iter().any(|h| h.client_id == ivan_id));
+    let blank = managers.search_messages(authed(&bob, search("  "))).await;
+    assert_eq!(violated_field(blank).as_deref(), Some("query"));
+
     // The back office.
     let team = admins
         .list_managers(authed(&root, v1::ListManagersRequest {}))

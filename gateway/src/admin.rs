@@ -52,6 +52,20 @@ fn queues(raw: &[String]) -> Result<Vec<String>, Status> {
 
 #[tonic::async_trait]
 impl AdminService for Admins {
+    async fn search_messages(
+        &self,
+        req: Request<v1::SearchMessagesRequest>,
+    ) -> Result<Response<v1::SearchMessagesResponse>, Status> {
+        authenticate(&self.verifier, &req, Role::Admin).await?;
+        let (query, limit) = convert::search_request(req.get_ref())?;
+        let hits = self
+            .store
+            .search_messages(tickets::search::SearchScope::Supervisor, &query, limit)
+            .await
+            .map_err(status::store)?;
+        Ok(Response::new(convert::search_response(hits)))
+    }
+
     async fn get_stats(
         &self,
         req: Request<v1::GetStatsRequest>,

@@ -99,6 +99,41 @@ pub fn ticket(t: Ticket, first_response: Option<&spec::TimerSpec>) -> v1::Ticket
     }
 }
 
+/// A search request's query and page size, checked.
+pub fn search_request(r: &v1::SearchMessagesRequest) -> Result<(String, i64), Status> {
+    let query = r.query.trim();
+    if query.is_empty() || query.chars().count() > tickets::search::MAX_QUERY_CHARS {
+        return Err(status::invalid("query", "1 to 200 characters"));
+    }
+    let limit = match r.page_size {
+        0 => 20,
+        n @ 1..=100 => i64::from(n),
+        _ => return Err(status::invalid("page_size", "1 to 100 (0: 20)")),
+    };
+    Ok((query.to_owned(), limit))
+}
+
+/// Search hits as the API shows them.
+pub fn search_response(hits: Vec<tickets::search::SearchHit>) -> v1::SearchMessagesResponse {
+    v1::SearchMessagesResponse {
+        hits: hits
+            .into_iter()
+            .map(|h| v1::SearchHit {
+                message: Some(v1::Message {
+                    id: h.message_id.to_string(),
+                    ticket_id: h.ticket_id.to_string(),
+                    author: Author::parse(&h.author).map_or(v1::Author::Unspecified, author) as i32,
+                    body: h.body,
+                    created_at: Some(timestamp(h.created_at)),
+                    manager_id: String::new(),
+                }),
+                client_id: h.client_id,
+                snippet: h.snippet,
+            })
+            .collect(),
+    }
+}
+
 pub fn author(a: Author) -> v1::Author {
     match a {
         Author::Client => v1::Author::Client,

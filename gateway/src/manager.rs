@@ -304,6 +304,24 @@ impl ManagerService for Managers {
         Ok(Response::new(v1::SendTypingResponse {}))
     }
 
+    async fn search_messages(
+        &self,
+        req: Request<v1::SearchMessagesRequest>,
+    ) -> Result<Response<v1::SearchMessagesResponse>, Status> {
+        let me = self.manager(&req).await?;
+        let (query, limit) = convert::search_request(req.get_ref())?;
+        let hits = self
+            .store
+            .search_messages(
+                tickets::search::SearchScope::Manager(&me.user_id),
+                &query,
+                limit,
+            )
+            .await
+            .map_err(status::store)?;
+        Ok(Response::new(convert::search_response(hits)))
+    }
+
     async fn list_canned_responses(
         &self,
         req: Request<v1::ListCannedResponsesRequest>,

@@ -31,6 +31,7 @@ pub mod meters;
 pub mod offsets;
 pub mod outbox;
 pub mod screening;
+pub mod search;
 pub mod store;
 pub mod ticket_event;
 pub mod trace_context;

@@ -399,3 +399,91 @@ async fn backward_pages_cover_a_conversation_once_newest_page_first(
     ));
     Ok(())
 }
+
+/// Search finds, in Russian and English, only what the searcher may read: a manager their own
+/// tickets' passed messages and replies, a supervisor everyone's; blocked and pending text never.
+#[sqlx::test]
+async fn search_finds_only_what_the_searcher_may_read_and_never_blocked_text(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    use tickets::search::SearchScope;
+    let store = PgStore::from_pool(pool);
+    let ticket = assigned_ticket(&store, "c1", "m1").await?;
+    let passed = client_message(&store, "c1", "Мой перевод застрял в пути").await?;
+    let blocked = client_message(&store, "c1", "secret transfer code 123456").await?;
+    client_message(&store, "c1", "pending transfer question").await?;
+    store
+        .apply_verdicts(
+            ticket,
+            &[
+                (passed, Verdict::Passed),
+                (blocked, Verdict::Blocked { rule: "otp".into() }),
+            ],
+            "warned",
+            None,
+        )
+        .await?;
+    store
+        .send_reply(
+            &manager("m1"),
+            ticket,
+            "r1",
+            "The transfers are checked daily",
+        )
+        .await?;
+    let found = |scope, q: &'static str| {
+        let store = store.clone();
+        async move {
+            anyhow::Ok(
+                store
+                    .search_messages(scope, q, 20)
+                    .await?
+                    .into_iter()
+                    .map(|h| h.body)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    // Russian morphology: "переводы" finds "перевод".
+    assert_eq!(
+        found(SearchScope::Manager("m1"), "переводы").await?,
+        ["Мой перевод застрял в пути"]
+    );
+    // English stemming: "transfer" finds "transfers"; the blocked and the pending one stay out.
+    assert_eq!(
+        found(SearchScope::Manager("m1"), "transfer").await?,
+        ["The transfers are checked daily"]
+    );
+    assert!(
+        found(SearchScope::Manager("m1"), "secret")
+            .await?
+            .is_empty()
+    );
+    assert!(
+        found(SearchScope::Manager("m1"), "pending")
+            .await?
+            .is_empty()
+    );
+    // Another manager finds nothing of it; a supervisor finds it all (but never blocked text).
+    assert!(
+        found(SearchScope::Manager("m2"), "transfer")
+            .await?
+            .is_empty()
+    );
+    assert_eq!(
+        found(SearchScope::Supervisor, "перевод OR transfer")
+            .await?
+            .len(),
+        2
+    );
+    assert!(found(SearchScope::Supervisor, "secret").await?.is_empty());
+    let hit = store
+        .search_messages(SearchScope::Manager("m1"), "застрял", 5)
+        .await?;
+    assert!(hit[0].snippet.contains("[застрял]"), "{:?}", hit[0].snippet);
+    assert_eq!(
+        (hit[0].ticket_id, hit[0].client_id.as_str()),
+        (ticket, "c1")
+    );
+    Ok(())
+}
