@@ -98,6 +98,16 @@ const consoleEn = {
 
   // Console: ticket list
   myTickets: 'My tickets',
+  searchTitle: 'Search messages',
+  searchLabel: 'Search messages',
+  searchPlaceholder: 'Words, "a phrase", -word',
+  searchSubmit: 'Search',
+  searching: 'Searching…',
+  searchClear: 'Clear',
+  searchFailed: (why: string) => `Search failed: ${why}`,
+  searchResults: (n: number, q: string) => (n === 1 ? `1 result for “${q}”` : `${n} results for “${q}”`),
+  searchNoResults: (q: string) => `Nothing found for “${q}”.`,
+  searchNotOpenable: 'Not in My tickets',
   noTickets: 'No tickets assigned to you.',
   unread: (n: number) => `${n} unread`,
   waiting: (d: string) => `waiting ${d}`,
@@ -358,6 +368,21 @@ const consoleRu: ConsoleStrings = {
   assignedNow: 'Вам назначен ожидавший клиент.',
 
   myTickets: 'Мои обращения',
+  searchTitle: 'Поиск по сообщениям',
+  searchLabel: 'Поиск по сообщениям',
+  searchPlaceholder: 'Слова, "фраза", -слово',
+  searchSubmit: 'Найти',
+  searching: 'Ищем…',
+  searchClear: 'Очистить',
+  searchFailed: (why) => `Поиск не удался: ${why}`,
+  searchResults: (n, q) => {
+    const m10 = n % 10;
+    const m100 = n % 100;
+    const w = m10 === 1 && m100 !== 11 ? 'результат' : m10 >= 2 && m10 <= 4 && (m100 < 12 || m100 > 14) ? 'результата' : 'результатов';
+    return `${n} ${w} по запросу «${q}»`;
+  },
+  searchNoResults: (q) => `По запросу «${q}» ничего не найдено.`,
+  searchNotOpenable: 'Не в «Мои обращения»',
   noTickets: 'Вам не назначено ни одного обращения.',
   unread: (n) => `непрочитанных: ${n}`,
   waiting: (d) => `ждёт ${d}`,

@@ -244,6 +244,21 @@ async function main() {
     await bubble('manager', 'Let me check').waitFor();
   });
 
+  await step('the manager searches "stuck" and sees one result, the match marked', async () => {
+    const search = consolePage.locator('[data-search="manager-search"]');
+    await search.getByRole('searchbox', { name: 'Search messages' }).fill('stuck');
+    await search.getByRole('button', { name: 'Search', exact: true }).click();
+    const hits = search.locator('li.search-hit');
+    await hits.first().waitFor();
+    const n = await hits.count();
+    check(n === 1, `the search shows ${n} results`);
+    const hit = hits.first();
+    await hit.getByText('Hello, my transfer is', { exact: false }).first().waitFor();
+    const marks = await hit.locator('mark').allTextContents();
+    check(marks.length === 1 && marks[0].toLowerCase() === 'stuck', `the snippet marks ${JSON.stringify(marks)}`);
+    check((await hit.locator('.search-snippet').textContent())?.includes('Hello, my transfer is stuck'), 'the snippet is not the message');
+  });
+
   await step('a card number is blocked: the client sees the warning in its place', async () => {
     await clientSend(CARD);
     await widget.locator('li[data-kind="warning"]').first().waitFor();

@@ -8,6 +8,7 @@ import type { Alerts } from './alerts';
 import { useI18n } from './i18n-context';
 import { channelOf, matchCanned, type DraftMode, type ManagerStore, type Msg, type TicketView } from './store';
 import { clock, Dialog, typingIn, useRerender, useSecondClock } from './ui';
+import { MessageSearch } from './Search';
 
 export function ManagerView({
   store,
@@ -81,6 +82,20 @@ export function ManagerView({
   const toConfirm = confirming ? store.tickets.get(confirming) : undefined;
   return (
     <div class="manager">
+      <MessageSearch
+        id="manager-search"
+        search={async (query, signal) => (await api.manager.searchMessages({ query, pageSize: 20 }, { signal })).hits}
+        clientLabel={(h) => {
+          const v = h.message && store.tickets.get(h.message.ticketId);
+          return v ? clientName(v) : h.clientId;
+        }}
+        canOpen={(h) => !!h.message && store.tickets.has(h.message.ticketId)}
+        onOpen={(h) => {
+          const id = h.message!.ticketId;
+          store.select(id);
+          requestAnimationFrame(() => document.querySelector<HTMLElement>(`button[data-ticket="${id}"]`)?.focus());
+        }}
+      />
       <Toolbar store={store} alerts={alerts} onHelp={() => setHelp(true)} />
       <Notice store={store} />
       <div class="panes">

@@ -1,6 +1,7 @@
 // The supervisor's view (role admin): queues now, managers, tickets by status / queue / age with
 // their rating, one ticket's audit trail, and the charts of GetStats. Refreshes every 10 s while
 // shown, and at once on live events that change what it shows.
+import { MessageSearch } from './Search';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
@@ -259,6 +260,21 @@ export function SupervisorView({
 
   return (
     <div class="supervisor">
+      <MessageSearch
+        id="admin-search"
+        search={async (query, signal) => (await admin.searchMessages({ query, pageSize: 20 }, { signal })).hits}
+        clientLabel={(h) => {
+          const a = data.tickets?.find((x) => x.ticket?.id === h.message?.ticketId);
+          return a?.ticket?.clientName || h.clientId;
+        }}
+        canOpen={(h) => !!h.message}
+        onOpen={(h) => {
+          const id = h.message!.ticketId;
+          if (id !== selected) select(id);
+          requestAnimationFrame(() => document.getElementById('audit')?.scrollIntoView({ block: 'nearest' }));
+        }}
+        onAuthLost={onAuthLost}
+      />
       <div class="toolbar">
         <h2>{t.supervisorTitle}</h2>
         <label>

@@ -14,7 +14,7 @@ import type { JsonObject, Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file inbox/v1/manager.proto.
  */
 export const file_inbox_v1_manager: GenFile = /*@__PURE__*/
-  fileDesc("ChZpbmJveC92MS9tYW5hZ2VyLnByb3RvEghpbmJveC52MSKqBAoGVGlja2V0EgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRITCgtjbGllbnRfbmFtZRgDIAEoCRImCgZzdGF0dXMYBCABKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEgoKbWFuYWdlcl9pZBgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgthc3NpZ25lZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVldWUYCCABKAkSEAoIY2F0ZWdvcnkYCSABKAkSEAoIcHJpb3JpdHkYCiABKAUSJwoGZmllbGRzGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIxCg13YWl0aW5nX3NpbmNlGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFmaXJzdF9yZXNwb25zZV9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoVZmlyc3RfcmVzcG9uc2VfZHVlX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgljbG9zZWRfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJhdGluZxgQIAEoBRIPCgdjaGFubmVsGBEgASgJIpwBCgdNZXNzYWdlEgoKAmlkGAEgASgJEhEKCXRpY2tldF9pZBgCIAEoCRIgCgZhdXRob3IYAyABKA4yEC5pbmJveC52MS5BdXRob3ISDAoEYm9keRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptYW5hZ2VyX2lkGAYgASgJIiYKEVNlbmRUeXBpbmdSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSIUChJTZW5kVHlwaW5nUmVzcG9uc2UiHAoaTGlzdENhbm5lZFJlc3BvbnNlc1JlcXVlc3QiPwoOQ2FubmVkUmVzcG9uc2USEAoIc2hvcnRjdXQYASABKAkSDQoFdGl0bGUYAiABKAkSDAoEdGV4dBgDIAEoCSJKChtMaXN0Q2FubmVkUmVzcG9uc2VzUmVzcG9uc2USKwoJcmVzcG9uc2VzGAEgAygLMhguaW5ib3gudjEuQ2FubmVkUmVzcG9uc2UiEQoPU2V0UmVhZHlSZXF1ZXN0ImsKEFNldFJlYWR5UmVzcG9uc2USEwoLcmVhZHlfc2xvdHMYASABKAUSFAoMb3Blbl90aWNrZXRzGAIgASgFEhAKCGNhcGFjaXR5GAMgASgFEhoKEmFzc2lnbmVkX3RpY2tldF9pZBgEIAEoCSIUChJTZXROb3RSZWFkeVJlcXVlc3QiFQoTU2V0Tm90UmVhZHlSZXNwb25zZSJlChJMaXN0VGlja2V0c1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiUQoTTGlzdFRpY2tldHNSZXNwb25zZRIhCgd0aWNrZXRzGAEgAygLMhAuaW5ib3gudjEuVGlja2V0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChBHZXRUaWNrZXRSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSI1ChFHZXRUaWNrZXRSZXNwb25zZRIgCgZ0aWNrZXQYASABKAsyEC5pbmJveC52MS5UaWNrZXQibwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSDgoGbGF0ZXN0GAQgASgIEg4KBmJlZm9yZRgFIAEoCSKAAQoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USIwoIbWVzc2FnZXMYASADKAsyES5pbmJveC52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghoYXNfbW9yZRgDIAEoCBIYChBvbGRlcl9wYWdlX3Rva2VuGAQgASgJIkoKDkFkZE5vdGVSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCRIMCgRib2R5GAIgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCSIiCg9BZGROb3RlUmVzcG9uc2USDwoHbm90ZV9pZBgBIAEoCSI9ChVSZXNlbmREZWxpdmVyeVJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJEhEKCWV2ZW50X3NlcRgCIAEoAyIpChZSZXNlbmREZWxpdmVyeVJlc3BvbnNlEg8KB2NoYW5uZWwYASABKAkiQQoVVHJhbnNmZXJUaWNrZXRSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCRIVCg10b19tYW5hZ2VyX2lkGAIgASgJIkIKFlRyYW5zZmVyVGlja2V0UmVzcG9uc2USEgoKbWFuYWdlcl9pZBgBIAEoCRIUCgxtYW5hZ2VyX25hbWUYAiABKAkiTAoQU2VuZFJlcGx5UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSDAoEYm9keRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiJwoRU2VuZFJlcGx5UmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCSIpChRSZXNvbHZlVGlja2V0UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkiFwoVUmVzb2x2ZVRpY2tldFJlc3BvbnNlKpYBCgxUaWNrZXRTdGF0dXMSHQoZVElDS0VUX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElRJQ0tFVF9TVEFUVVNfT1BFThABEhkKFVRJQ0tFVF9TVEFUVVNfV0FJVElORxACEhoKFlRJQ0tFVF9TVEFUVVNfQVNTSUdORUQQAxIYChRUSUNLRVRfU1RBVFVTX0NMT1NFRBAEKmsKBkF1dGhvchIWChJBVVRIT1JfVU5TUEVDSUZJRUQQABIRCg1BVVRIT1JfQ0xJRU5UEAESEgoOQVVUSE9SX01BTkFHRVIQAhIRCg1BVVRIT1JfU1lTVEVNEAMSDwoLQVVUSE9SX05PVEUQBDLxBwoOTWFuYWdlclNlcnZpY2USQQoIU2V0UmVhZHkSGS5pbmJveC52MS5TZXRSZWFkeVJlcXVlc3QaGi5pbmJveC52MS5TZXRSZWFkeVJlc3BvbnNlEkoKC1NldE5vdFJlYWR5EhwuaW5ib3gudjEuU2V0Tm90UmVhZHlSZXF1ZXN0Gh0uaW5ib3gudjEuU2V0Tm90UmVhZHlSZXNwb25zZRJKCgtMaXN0VGlja2V0cxIcLmluYm94LnYxLkxpc3RUaWNrZXRzUmVxdWVzdBodLmluYm94LnYxLkxpc3RUaWNrZXRzUmVzcG9uc2USRAoJR2V0VGlja2V0EhouaW5ib3gudjEuR2V0VGlja2V0UmVxdWVzdBobLmluYm94LnYxLkdldFRpY2tldFJlc3BvbnNlEk0KDExpc3RNZXNzYWdlcxIdLmluYm94LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHi5pbmJveC52MS5MaXN0TWVzc2FnZXNSZXNwb25zZRJECglTZW5kUmVwbHkSGi5pbmJveC52MS5TZW5kUmVwbHlSZXF1ZXN0GhsuaW5ib3gudjEuU2VuZFJlcGx5UmVzcG9uc2USPgoHQWRkTm90ZRIYLmluYm94LnYxLkFkZE5vdGVSZXF1ZXN0GhkuaW5ib3gudjEuQWRkTm90ZVJlc3BvbnNlElAKDVJlc29sdmVUaWNrZXQSHi5pbmJveC52MS5SZXNvbHZlVGlja2V0UmVxdWVzdBofLmluYm94LnYxLlJlc29sdmVUaWNrZXRSZXNwb25zZRJTCg5UcmFuc2ZlclRpY2tldBIfLmluYm94LnYxLlRyYW5zZmVyVGlja2V0UmVxdWVzdBogLmluYm94LnYxLlRyYW5zZmVyVGlja2V0UmVzcG9uc2USUwoOUmVzZW5kRGVsaXZlcnkSHy5pbmJveC52MS5SZXNlbmREZWxpdmVyeVJlcXVlc3QaIC5pbmJveC52MS5SZXNlbmREZWxpdmVyeVJlc3BvbnNlEmIKE0xpc3RDYW5uZWRSZXNwb25zZXMSJC5pbmJveC52MS5MaXN0Q2FubmVkUmVzcG9uc2VzUmVxdWVzdBolLmluYm94LnYxLkxpc3RDYW5uZWRSZXNwb25zZXNSZXNwb25zZRJHCgpTZW5kVHlwaW5nEhsuaW5ib3gudjEuU2VuZFR5cGluZ1JlcXVlc3QaHC5pbmJveC52MS5TZW5kVHlwaW5nUmVzcG9uc2USQAoMU3RyZWFtRXZlbnRzEh0uaW5ib3gudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBoPLmluYm94LnYxLkV2ZW50MAFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_stream]);
+  fileDesc("ChZpbmJveC92MS9tYW5hZ2VyLnByb3RvEghpbmJveC52MSKqBAoGVGlja2V0EgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRITCgtjbGllbnRfbmFtZRgDIAEoCRImCgZzdGF0dXMYBCABKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEgoKbWFuYWdlcl9pZBgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgthc3NpZ25lZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVldWUYCCABKAkSEAoIY2F0ZWdvcnkYCSABKAkSEAoIcHJpb3JpdHkYCiABKAUSJwoGZmllbGRzGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIxCg13YWl0aW5nX3NpbmNlGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFmaXJzdF9yZXNwb25zZV9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoVZmlyc3RfcmVzcG9uc2VfZHVlX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgljbG9zZWRfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJhdGluZxgQIAEoBRIPCgdjaGFubmVsGBEgASgJIpwBCgdNZXNzYWdlEgoKAmlkGAEgASgJEhEKCXRpY2tldF9pZBgCIAEoCRIgCgZhdXRob3IYAyABKA4yEC5pbmJveC52MS5BdXRob3ISDAoEYm9keRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptYW5hZ2VyX2lkGAYgASgJIiYKEVNlbmRUeXBpbmdSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSIUChJTZW5kVHlwaW5nUmVzcG9uc2UiOQoVU2VhcmNoTWVzc2FnZXNSZXF1ZXN0Eg0KBXF1ZXJ5GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBSJTCglTZWFyY2hIaXQSIgoHbWVzc2FnZRgBIAEoCzIRLmluYm94LnYxLk1lc3NhZ2USEQoJY2xpZW50X2lkGAIgASgJEg8KB3NuaXBwZXQYAyABKAkiOwoWU2VhcmNoTWVzc2FnZXNSZXNwb25zZRIhCgRoaXRzGAEgAygLMhMuaW5ib3gudjEuU2VhcmNoSGl0IhwKGkxpc3RDYW5uZWRSZXNwb25zZXNSZXF1ZXN0Ij8KDkNhbm5lZFJlc3BvbnNlEhAKCHNob3J0Y3V0GAEgASgJEg0KBXRpdGxlGAIgASgJEgwKBHRleHQYAyABKAkiSgobTGlzdENhbm5lZFJlc3BvbnNlc1Jlc3BvbnNlEisKCXJlc3BvbnNlcxgBIAMoCzIYLmluYm94LnYxLkNhbm5lZFJlc3BvbnNlIhEKD1NldFJlYWR5UmVxdWVzdCJrChBTZXRSZWFkeVJlc3BvbnNlEhMKC3JlYWR5X3Nsb3RzGAEgASgFEhQKDG9wZW5fdGlja2V0cxgCIAEoBRIQCghjYXBhY2l0eRgDIAEoBRIaChJhc3NpZ25lZF90aWNrZXRfaWQYBCABKAkiFAoSU2V0Tm90UmVhZHlSZXF1ZXN0IhUKE1NldE5vdFJlYWR5UmVzcG9uc2UiZQoSTGlzdFRpY2tldHNSZXF1ZXN0EigKCHN0YXR1c2VzGAEgAygOMhYuaW5ib3gudjEuVGlja2V0U3RhdHVzEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlEKE0xpc3RUaWNrZXRzUmVzcG9uc2USIQoHdGlja2V0cxgBIAMoCzIQLmluYm94LnYxLlRpY2tldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJQoQR2V0VGlja2V0UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkiNQoRR2V0VGlja2V0UmVzcG9uc2USIAoGdGlja2V0GAEgASgLMhAuaW5ib3gudjEuVGlja2V0Im8KE0xpc3RNZXNzYWdlc1JlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmxhdGVzdBgEIAEoCBIOCgZiZWZvcmUYBSABKAkigAEKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEiMKCG1lc3NhZ2VzGAEgAygLMhEuaW5ib3gudjEuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIaGFzX21vcmUYAyABKAgSGAoQb2xkZXJfcGFnZV90b2tlbhgEIAEoCSJKCg5BZGROb3RlUmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSDAoEYm9keRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiIgoPQWRkTm90ZVJlc3BvbnNlEg8KB25vdGVfaWQYASABKAkiPQoVUmVzZW5kRGVsaXZlcnlSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCRIRCglldmVudF9zZXEYAiABKAMiKQoWUmVzZW5kRGVsaXZlcnlSZXNwb25zZRIPCgdjaGFubmVsGAEgASgJIkEKFVRyYW5zZmVyVGlja2V0UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSFQoNdG9fbWFuYWdlcl9pZBgCIAEoCSJCChZUcmFuc2ZlclRpY2tldFJlc3BvbnNlEhIKCm1hbmFnZXJfaWQYASABKAkSFAoMbWFuYWdlcl9uYW1lGAIgASgJIkwKEFNlbmRSZXBseVJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJEgwKBGJvZHkYAiABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIicKEVNlbmRSZXBseVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkiKQoUUmVzb2x2ZVRpY2tldFJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJIhcKFVJlc29sdmVUaWNrZXRSZXNwb25zZSqWAQoMVGlja2V0U3RhdHVzEh0KGVRJQ0tFVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJUSUNLRVRfU1RBVFVTX09QRU4QARIZChVUSUNLRVRfU1RBVFVTX1dBSVRJTkcQAhIaChZUSUNLRVRfU1RBVFVTX0FTU0lHTkVEEAMSGAoUVElDS0VUX1NUQVRVU19DTE9TRUQQBCprCgZBdXRob3ISFgoSQVVUSE9SX1VOU1BFQ0lGSUVEEAASEQoNQVVUSE9SX0NMSUVOVBABEhIKDkFVVEhPUl9NQU5BR0VSEAISEQoNQVVUSE9SX1NZU1RFTRADEg8KC0FVVEhPUl9OT1RFEAQyxggKDk1hbmFnZXJTZXJ2aWNlEkEKCFNldFJlYWR5EhkuaW5ib3gudjEuU2V0UmVhZHlSZXF1ZXN0GhouaW5ib3gudjEuU2V0UmVhZHlSZXNwb25zZRJKCgtTZXROb3RSZWFkeRIcLmluYm94LnYxLlNldE5vdFJlYWR5UmVxdWVzdBodLmluYm94LnYxLlNldE5vdFJlYWR5UmVzcG9uc2USSgoLTGlzdFRpY2tldHMSHC5pbmJveC52MS5MaXN0VGlja2V0c1JlcXVlc3QaHS5pbmJveC52MS5MaXN0VGlja2V0c1Jlc3BvbnNlEkQKCUdldFRpY2tldBIaLmluYm94LnYxLkdldFRpY2tldFJlcXVlc3QaGy5pbmJveC52MS5HZXRUaWNrZXRSZXNwb25zZRJNCgxMaXN0TWVzc2FnZXMSHS5pbmJveC52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh4uaW5ib3gudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USRAoJU2VuZFJlcGx5EhouaW5ib3gudjEuU2VuZFJlcGx5UmVxdWVzdBobLmluYm94LnYxLlNlbmRSZXBseVJlc3BvbnNlEj4KB0FkZE5vdGUSGC5pbmJveC52MS5BZGROb3RlUmVxdWVzdBoZLmluYm94LnYxLkFkZE5vdGVSZXNwb25zZRJQCg1SZXNvbHZlVGlja2V0Eh4uaW5ib3gudjEuUmVzb2x2ZVRpY2tldFJlcXVlc3QaHy5pbmJveC52MS5SZXNvbHZlVGlja2V0UmVzcG9uc2USUwoOVHJhbnNmZXJUaWNrZXQSHy5pbmJveC52MS5UcmFuc2ZlclRpY2tldFJlcXVlc3QaIC5pbmJveC52MS5UcmFuc2ZlclRpY2tldFJlc3BvbnNlElMKDlJlc2VuZERlbGl2ZXJ5Eh8uaW5ib3gudjEuUmVzZW5kRGVsaXZlcnlSZXF1ZXN0GiAuaW5ib3gudjEuUmVzZW5kRGVsaXZlcnlSZXNwb25zZRJiChNMaXN0Q2FubmVkUmVzcG9uc2VzEiQuaW5ib3gudjEuTGlzdENhbm5lZFJlc3BvbnNlc1JlcXVlc3QaJS5pbmJveC52MS5MaXN0Q2FubmVkUmVzcG9uc2VzUmVzcG9uc2USUwoOU2VhcmNoTWVzc2FnZXMSHy5pbmJveC52MS5TZWFyY2hNZXNzYWdlc1JlcXVlc3QaIC5pbmJveC52MS5TZWFyY2hNZXNzYWdlc1Jlc3BvbnNlEkcKClNlbmRUeXBpbmcSGy5pbmJveC52MS5TZW5kVHlwaW5nUmVxdWVzdBocLmluYm94LnYxLlNlbmRUeXBpbmdSZXNwb25zZRJACgxTdHJlYW1FdmVudHMSHS5pbmJveC52MS5TdHJlYW1FdmVudHNSZXF1ZXN0Gg8uaW5ib3gudjEuRXZlbnQwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_stream]);
 
 /**
  * @generated from message inbox.v1.Ticket
@@ -203,6 +203,80 @@ export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PUR
   messageDesc(file_inbox_v1_manager, 3);
 
 /**
+ * @generated from message inbox.v1.SearchMessagesRequest
+ */
+export type SearchMessagesRequest = Message$1<"inbox.v1.SearchMessagesRequest"> & {
+  /**
+   * Web-search syntax: words, "a phrase", -word, `or`. 1 to 200 characters.
+   *
+   * @generated from field: string query = 1;
+   */
+  query: string;
+
+  /**
+   * 1 to 100; 0 means 20.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message inbox.v1.SearchMessagesRequest.
+ * Use `create(SearchMessagesRequestSchema)` to create a new message.
+ */
+export const SearchMessagesRequestSchema: GenMessage<SearchMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 4);
+
+/**
+ * @generated from message inbox.v1.SearchHit
+ */
+export type SearchHit = Message$1<"inbox.v1.SearchHit"> & {
+  /**
+   * @generated from field: inbox.v1.Message message = 1;
+   */
+  message?: Message | undefined;
+
+  /**
+   * @generated from field: string client_id = 2;
+   */
+  clientId: string;
+
+  /**
+   * The matching passage, matches between [ and ].
+   *
+   * @generated from field: string snippet = 3;
+   */
+  snippet: string;
+};
+
+/**
+ * Describes the message inbox.v1.SearchHit.
+ * Use `create(SearchHitSchema)` to create a new message.
+ */
+export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 5);
+
+/**
+ * @generated from message inbox.v1.SearchMessagesResponse
+ */
+export type SearchMessagesResponse = Message$1<"inbox.v1.SearchMessagesResponse"> & {
+  /**
+   * Best match first.
+   *
+   * @generated from field: repeated inbox.v1.SearchHit hits = 1;
+   */
+  hits: SearchHit[];
+};
+
+/**
+ * Describes the message inbox.v1.SearchMessagesResponse.
+ * Use `create(SearchMessagesResponseSchema)` to create a new message.
+ */
+export const SearchMessagesResponseSchema: GenMessage<SearchMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 6);
+
+/**
  * @generated from message inbox.v1.ListCannedResponsesRequest
  */
 export type ListCannedResponsesRequest = Message$1<"inbox.v1.ListCannedResponsesRequest"> & {
@@ -213,7 +287,7 @@ export type ListCannedResponsesRequest = Message$1<"inbox.v1.ListCannedResponses
  * Use `create(ListCannedResponsesRequestSchema)` to create a new message.
  */
 export const ListCannedResponsesRequestSchema: GenMessage<ListCannedResponsesRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 4);
+  messageDesc(file_inbox_v1_manager, 7);
 
 /**
  * @generated from message inbox.v1.CannedResponse
@@ -240,7 +314,7 @@ export type CannedResponse = Message$1<"inbox.v1.CannedResponse"> & {
  * Use `create(CannedResponseSchema)` to create a new message.
  */
 export const CannedResponseSchema: GenMessage<CannedResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 5);
+  messageDesc(file_inbox_v1_manager, 8);
 
 /**
  * @generated from message inbox.v1.ListCannedResponsesResponse
@@ -257,7 +331,7 @@ export type ListCannedResponsesResponse = Message$1<"inbox.v1.ListCannedResponse
  * Use `create(ListCannedResponsesResponseSchema)` to create a new message.
  */
 export const ListCannedResponsesResponseSchema: GenMessage<ListCannedResponsesResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 6);
+  messageDesc(file_inbox_v1_manager, 9);
 
 /**
  * @generated from message inbox.v1.SetReadyRequest
@@ -270,7 +344,7 @@ export type SetReadyRequest = Message$1<"inbox.v1.SetReadyRequest"> & {
  * Use `create(SetReadyRequestSchema)` to create a new message.
  */
 export const SetReadyRequestSchema: GenMessage<SetReadyRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 7);
+  messageDesc(file_inbox_v1_manager, 10);
 
 /**
  * @generated from message inbox.v1.SetReadyResponse
@@ -306,7 +380,7 @@ export type SetReadyResponse = Message$1<"inbox.v1.SetReadyResponse"> & {
  * Use `create(SetReadyResponseSchema)` to create a new message.
  */
 export const SetReadyResponseSchema: GenMessage<SetReadyResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 8);
+  messageDesc(file_inbox_v1_manager, 11);
 
 /**
  * @generated from message inbox.v1.SetNotReadyRequest
@@ -319,7 +393,7 @@ export type SetNotReadyRequest = Message$1<"inbox.v1.SetNotReadyRequest"> & {
  * Use `create(SetNotReadyRequestSchema)` to create a new message.
  */
 export const SetNotReadyRequestSchema: GenMessage<SetNotReadyRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 9);
+  messageDesc(file_inbox_v1_manager, 12);
 
 /**
  * @generated from message inbox.v1.SetNotReadyResponse
@@ -332,7 +406,7 @@ export type SetNotReadyResponse = Message$1<"inbox.v1.SetNotReadyResponse"> & {
  * Use `create(SetNotReadyResponseSchema)` to create a new message.
  */
 export const SetNotReadyResponseSchema: GenMessage<SetNotReadyResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 10);
+  messageDesc(file_inbox_v1_manager, 13);
 
 /**
  * @generated from message inbox.v1.ListTicketsRequest
@@ -365,7 +439,7 @@ export type ListTicketsRequest = Message$1<"inbox.v1.ListTicketsRequest"> & {
  * Use `create(ListTicketsRequestSchema)` to create a new message.
  */
 export const ListTicketsRequestSchema: GenMessage<ListTicketsRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 11);
+  messageDesc(file_inbox_v1_manager, 14);
 
 /**
  * @generated from message inbox.v1.ListTicketsResponse
@@ -389,7 +463,7 @@ export type ListTicketsResponse = Message$1<"inbox.v1.ListTicketsResponse"> & {
  * Use `create(ListTicketsResponseSchema)` to create a new message.
  */
 export const ListTicketsResponseSchema: GenMessage<ListTicketsResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 12);
+  messageDesc(file_inbox_v1_manager, 15);
 
 /**
  * @generated from message inbox.v1.GetTicketRequest
@@ -406,7 +480,7 @@ export type GetTicketRequest = Message$1<"inbox.v1.GetTicketRequest"> & {
  * Use `create(GetTicketRequestSchema)` to create a new message.
  */
 export const GetTicketRequestSchema: GenMessage<GetTicketRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 13);
+  messageDesc(file_inbox_v1_manager, 16);
 
 /**
  * @generated from message inbox.v1.GetTicketResponse
@@ -423,7 +497,7 @@ export type GetTicketResponse = Message$1<"inbox.v1.GetTicketResponse"> & {
  * Use `create(GetTicketResponseSchema)` to create a new message.
  */
 export const GetTicketResponseSchema: GenMessage<GetTicketResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 14);
+  messageDesc(file_inbox_v1_manager, 17);
 
 /**
  * @generated from message inbox.v1.ListMessagesRequest
@@ -467,7 +541,7 @@ export type ListMessagesRequest = Message$1<"inbox.v1.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 15);
+  messageDesc(file_inbox_v1_manager, 18);
 
 /**
  * @generated from message inbox.v1.ListMessagesResponse
@@ -508,7 +582,7 @@ export type ListMessagesResponse = Message$1<"inbox.v1.ListMessagesResponse"> & 
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 16);
+  messageDesc(file_inbox_v1_manager, 19);
 
 /**
  * @generated from message inbox.v1.AddNoteRequest
@@ -538,7 +612,7 @@ export type AddNoteRequest = Message$1<"inbox.v1.AddNoteRequest"> & {
  * Use `create(AddNoteRequestSchema)` to create a new message.
  */
 export const AddNoteRequestSchema: GenMessage<AddNoteRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 17);
+  messageDesc(file_inbox_v1_manager, 20);
 
 /**
  * @generated from message inbox.v1.AddNoteResponse
@@ -555,7 +629,7 @@ export type AddNoteResponse = Message$1<"inbox.v1.AddNoteResponse"> & {
  * Use `create(AddNoteResponseSchema)` to create a new message.
  */
 export const AddNoteResponseSchema: GenMessage<AddNoteResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 18);
+  messageDesc(file_inbox_v1_manager, 21);
 
 /**
  * @generated from message inbox.v1.ResendDeliveryRequest
@@ -579,7 +653,7 @@ export type ResendDeliveryRequest = Message$1<"inbox.v1.ResendDeliveryRequest"> 
  * Use `create(ResendDeliveryRequestSchema)` to create a new message.
  */
 export const ResendDeliveryRequestSchema: GenMessage<ResendDeliveryRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 19);
+  messageDesc(file_inbox_v1_manager, 22);
 
 /**
  * @generated from message inbox.v1.ResendDeliveryResponse
@@ -598,7 +672,7 @@ export type ResendDeliveryResponse = Message$1<"inbox.v1.ResendDeliveryResponse"
  * Use `create(ResendDeliveryResponseSchema)` to create a new message.
  */
 export const ResendDeliveryResponseSchema: GenMessage<ResendDeliveryResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 20);
+  messageDesc(file_inbox_v1_manager, 23);
 
 /**
  * @generated from message inbox.v1.TransferTicketRequest
@@ -620,7 +694,7 @@ export type TransferTicketRequest = Message$1<"inbox.v1.TransferTicketRequest"> 
  * Use `create(TransferTicketRequestSchema)` to create a new message.
  */
 export const TransferTicketRequestSchema: GenMessage<TransferTicketRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 21);
+  messageDesc(file_inbox_v1_manager, 24);
 
 /**
  * @generated from message inbox.v1.TransferTicketResponse
@@ -642,7 +716,7 @@ export type TransferTicketResponse = Message$1<"inbox.v1.TransferTicketResponse"
  * Use `create(TransferTicketResponseSchema)` to create a new message.
  */
 export const TransferTicketResponseSchema: GenMessage<TransferTicketResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 22);
+  messageDesc(file_inbox_v1_manager, 25);
 
 /**
  * @generated from message inbox.v1.SendReplyRequest
@@ -672,7 +746,7 @@ export type SendReplyRequest = Message$1<"inbox.v1.SendReplyRequest"> & {
  * Use `create(SendReplyRequestSchema)` to create a new message.
  */
 export const SendReplyRequestSchema: GenMessage<SendReplyRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 23);
+  messageDesc(file_inbox_v1_manager, 26);
 
 /**
  * @generated from message inbox.v1.SendReplyResponse
@@ -689,7 +763,7 @@ export type SendReplyResponse = Message$1<"inbox.v1.SendReplyResponse"> & {
  * Use `create(SendReplyResponseSchema)` to create a new message.
  */
 export const SendReplyResponseSchema: GenMessage<SendReplyResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 24);
+  messageDesc(file_inbox_v1_manager, 27);
 
 /**
  * @generated from message inbox.v1.ResolveTicketRequest
@@ -706,7 +780,7 @@ export type ResolveTicketRequest = Message$1<"inbox.v1.ResolveTicketRequest"> & 
  * Use `create(ResolveTicketRequestSchema)` to create a new message.
  */
 export const ResolveTicketRequestSchema: GenMessage<ResolveTicketRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 25);
+  messageDesc(file_inbox_v1_manager, 28);
 
 /**
  * @generated from message inbox.v1.ResolveTicketResponse
@@ -719,7 +793,7 @@ export type ResolveTicketResponse = Message$1<"inbox.v1.ResolveTicketResponse"> 
  * Use `create(ResolveTicketResponseSchema)` to create a new message.
  */
 export const ResolveTicketResponseSchema: GenMessage<ResolveTicketResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 26);
+  messageDesc(file_inbox_v1_manager, 29);
 
 /**
  * @generated from enum inbox.v1.TicketStatus
@@ -914,6 +988,17 @@ export const ManagerService: GenService<{
     methodKind: "unary";
     input: typeof ListCannedResponsesRequestSchema;
     output: typeof ListCannedResponsesResponseSchema;
+  },
+  /**
+   * Full-text search (Russian and English) over what the caller may read: passed client messages
+   * and replies of the tickets assigned to them; blocked or pending text is never indexed.
+   *
+   * @generated from rpc inbox.v1.ManagerService.SearchMessages
+   */
+  searchMessages: {
+    methodKind: "unary";
+    input: typeof SearchMessagesRequestSchema;
+    output: typeof SearchMessagesResponseSchema;
   },
   /**
    * "I am typing" in one of the caller's tickets: its client gets a `typing` event (cursor 0:
