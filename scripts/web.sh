@@ -20,5 +20,17 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_hash" ]]; then
   npm ci --no-audit --no-fund --cache "$INBOX_CACHE/npm-cache" >&2
   echo "$lock_hash" > "$stamp"
 fi
+# The console's gRPC-Web client is generated from proto/ and committed: it must be what the protos
+# say now (a proto change without `npm run gen` would otherwise reach the browser unnoticed).
+say "npm run gen (web/src/gen must match proto/)"
+npm run --silent gen >&2
+# `make test` (INBOX_WEB_CHECK_GEN=1) fails on a stale committed copy; `make run` just uses the fresh one.
+if [[ "${INBOX_WEB_CHECK_GEN:-}" == 1 ]] && git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+  if ! git -C "$ROOT" diff --quiet -- web/src/gen; then
+    git -C "$ROOT" diff --stat -- web/src/gen >&2
+    say "web/src/gen is stale: run \`cd web && npm run gen\` and commit web/src/gen"
+    exit 1
+  fi
+fi
 say "npm run build -> web/dist"
 npm run --silent build >&2
