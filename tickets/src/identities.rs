@@ -6,11 +6,34 @@
 use crate::domain::web_client_id;
 use crate::store::{PgStore, Result, StoreError};
 
+/// Identities kept resolved per store, at most this many (the least used go first).
+const CACHED_IDENTITIES: u64 = 100_000;
+
+/// (issuer, subject) → client id, bounded (`moka`).
+#[derive(Clone)]
+pub(crate) struct WebIds(moka::sync::Cache<(String, String), String>);
+
+impl Default for WebIds {
+    fn default() -> Self {
+        Self(moka::sync::Cache::new(CACHED_IDENTITIES))
+    }
+}
+
 impl PgStore {
     /// The client id of subject `subject` of issuer `issuer`, recorded on first sight: the one
     /// bound to them; else a client of that subject from before the prefixes, bound now to this
     /// issuer; else a new `web:` id (see [`web_client_id`]). Concurrent first sights agree.
     pub async fn web_client(&self, issuer: &str, subject: &str) -> Result<String> {
+        let key = (issuer.to_owned(), subject.to_owned());
+        if let Some(id) = self.web_ids.0.get(&key) {
+            return Ok(id);
+        }
+        let id = self.resolve_web_client(issuer, subject).await?;
+        self.web_ids.0.insert(key, id.clone());
+        Ok(id)
+    }
+
+    async fn resolve_web_client(&self, issuer: &str, subject: &str) -> Result<String> {
         let bound = || {
             sqlx::query_scalar::<_, String>(
                 "SELECT client_id FROM web_identities WHERE issuer = $1 AND subject = $2",

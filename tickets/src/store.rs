@@ -81,6 +81,9 @@ pub struct PgStore {
     numbering: std::sync::Arc<Numbering>,
     /// Seals the original of a blocked message for the bank's audit; None: none is kept.
     audit: Option<std::sync::Arc<dyn crate::screening::AuditSeal>>,
+    /// Web identities already resolved (`identities`): a binding never changes once made, so
+    /// a client's requests after the first need no query for it.
+    pub(crate) web_ids: crate::identities::WebIds,
 }
 
 /// Coalesces the numberings this process's writers ask for after their commits: one runs at a
@@ -148,6 +151,7 @@ impl PgStore {
             pool,
             numbering: std::sync::Arc::default(),
             audit: None,
+            web_ids: crate::identities::WebIds::default(),
         }
     }
 
