@@ -119,6 +119,7 @@ impl Edge {
                     v1::SendMessageRequest {
                         body,
                         idempotency_key: key.to_string(),
+                        ..Default::default()
                     },
                 ))
                 .await?;
@@ -213,6 +214,7 @@ pub async fn manager(
                                 ticket_id,
                                 body: "Thank you, checking".into(),
                                 idempotency_key: message_id,
+                                ..Default::default()
                             },
                         ))
                         .await;

@@ -98,7 +98,28 @@ pub fn text_of(event: &Event) -> Option<String> {
         k if DELIVERED_KINDS.contains(&k) => "body",
         _ => return None,
     };
-    event.payload[field].as_str().map(str::to_owned)
+    let mut text = event.payload[field].as_str()?.to_owned();
+    // A manager's files reach Telegram and email clients by name (their bytes are not sent on
+    // those channels yet): one `[attachment: name (type, N bytes)]` line each, as inbound files
+    // of those channels are written.
+    for a in event.payload["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "[attachment: {} ({}, {} bytes)]",
+            a["name"].as_str().unwrap_or("file"),
+            a["content_type"]
+                .as_str()
+                .unwrap_or("application/octet-stream"),
+            a["size"].as_i64().unwrap_or(0),
+        ));
+    }
+    Some(text)
 }
 
 /// Runs the delivery worker of `outbound` until `shutdown`, with the default retry policy.
@@ -395,6 +416,27 @@ mod tests {
         assert_eq!(text_of(&reply).as_deref(), Some("hello"));
         let accepted = event(event_kind::MESSAGE_ACCEPTED, json!({ "body": "mine" }));
         assert_eq!(text_of(&accepted), None);
+    }
+
+    #[test]
+    fn a_replys_files_are_named_in_its_text() {
+        let files = json!([{ "id": "x", "name": "form.pdf", "content_type": "application/pdf", "size": 9 }]);
+        let only = event(
+            event_kind::MANAGER_REPLY,
+            json!({ "body": "", "attachments": files }),
+        );
+        assert_eq!(
+            text_of(&only).as_deref(),
+            Some("[attachment: form.pdf (application/pdf, 9 bytes)]")
+        );
+        let with = event(
+            event_kind::MANAGER_REPLY,
+            json!({ "body": "here", "attachments": files }),
+        );
+        assert_eq!(
+            text_of(&with).as_deref(),
+            Some("here\n[attachment: form.pdf (application/pdf, 9 bytes)]")
+        );
     }
 
     #[test]

@@ -67,6 +67,31 @@ impl From<edge::auth::AuthError> for ApiError {
     }
 }
 
+/// A refused file: 413 when too large, 422 on the `file` field otherwise; the stores failing: 503.
+impl From<edge::files::FileError> for ApiError {
+    fn from(e: edge::files::FileError) -> Self {
+        use edge::files::FileError;
+        match e {
+            FileError::TooLarge { .. } => Self::BadRequest {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: e.to_string(),
+            },
+            FileError::TooMany(_) => Self::InvalidField {
+                field: "attachments",
+                message: e.to_string(),
+            },
+            e if e.is_refusal() => Self::InvalidField {
+                field: "file",
+                message: e.to_string(),
+            },
+            e => {
+                tracing::error!(error = %e, "attachment storage failure");
+                Self::Unavailable(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<tickets::StoreError> for ApiError {
     fn from(e: tickets::StoreError) -> Self {
         Self::Unavailable(e.to_string())

@@ -24,8 +24,12 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
-/// Largest request body the API reads; larger ones get 413 before any parsing.
+/// Largest request body the API reads; larger ones get 413 before any parsing (an upload: a
+/// file of `attachments.max_bytes` and its form fields).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Where a client uploads a file (multipart/form-data, one part named `file`).
+pub const UPLOAD_PATH: &str = "/v1/attachments";
 
 #[derive(Clone)]
 pub struct AppState {
@@ -45,6 +49,8 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<AppState>>)> {
         (Method::POST, "/v1/read", post(mark_read)),
         (Method::GET, "/v1/read", get(read_state)),
         (Method::POST, "/v1/typing", post(typing)),
+        (Method::POST, UPLOAD_PATH, post(upload)),
+        (Method::GET, "/v1/attachments/{id}", get(download)),
         (Method::GET, "/v1/ws", get(websocket)),
         (
             Method::GET,
@@ -57,7 +63,15 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<AppState>>)> {
 
 pub fn router(state: AppState) -> Router {
     let mut by_path: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
+    let upload_limit = usize::try_from(state.chat.files.limits.max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MAX_REQUEST_BYTES);
     for (_, path, handler) in routes() {
+        let handler = if path == UPLOAD_PATH {
+            handler.layer(axum::extract::DefaultBodyLimit::max(upload_limit))
+        } else {
+            handler
+        };
         match by_path.iter_mut().find(|(p, _)| *p == path) {
             Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
             None => by_path.push((path, handler)),
@@ -78,6 +92,7 @@ fn field(f: Field) -> &'static str {
         Field::PageSize => "limit",
         Field::PageToken => "before",
         Field::Cursor => "after",
+        Field::Attachments => "attachments",
     }
 }
 
@@ -96,7 +111,10 @@ impl From<ClientError> for ApiError {
                 "{} was already used for a different message",
                 field(Field::IdempotencyKey)
             )),
-            ClientError::NoSuchMessage => Self::NotFound(e.to_string()),
+            ClientError::NoSuchMessage | ClientError::NoSuchAttachment => {
+                Self::NotFound(e.to_string())
+            }
+            ClientError::File(e) => e.into(),
             // Retrying soon helps only once a stream closes: a fixed hint.
             ClientError::TooManyStreams(_) => Self::TooManyRequests {
                 retry_after_secs: 10,
@@ -126,8 +144,13 @@ async fn client_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiE
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
+    /// May be empty when `attachments` are given.
+    #[serde(default)]
     pub body: String,
     pub client_message_id: Uuid,
+    /// Ids of the client's uploads (`POST /v1/attachments`), in order.
+    #[serde(default)]
+    pub attachments: Vec<Uuid>,
 }
 
 /// The root of a client message's trace (a client's own `traceparent` is not trusted: anyone could
@@ -144,7 +167,7 @@ async fn post_message(
     let Json(req) = payload?;
     let sent = state
         .chat
-        .send(&client, &req.body, req.client_message_id)
+        .send(&client, &req.body, req.client_message_id, &req.attachments)
         .await?;
     span.record("message_id", tracing::field::display(sent.message_id));
     if sent.published {
@@ -216,6 +239,66 @@ async fn typing(
     let client = client_of(&state, &headers).await?;
     state.chat.typing(&client).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A file for the client's next message: multipart/form-data with one part `file` (its
+/// filename and Content-Type are the file's). Answers 201 with the file's reference; its `id`
+/// goes in the message's `attachments`.
+async fn upload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &headers).await?;
+    let mut form = form.map_err(|e| ApiError::BadRequest {
+        status: e.status(),
+        message: e.body_text(),
+    })?;
+    let bad = |message: String| ApiError::InvalidField {
+        field: "file",
+        message,
+    };
+    let mut file = None;
+    while let Some(part) = form.next_field().await.map_err(multipart_error)? {
+        if part.name() != Some("file") {
+            continue;
+        }
+        if file.is_some() {
+            return Err(bad("one file per upload".into()));
+        }
+        let name = part.file_name().unwrap_or("file").to_owned();
+        let content_type = part.content_type().unwrap_or("").to_owned();
+        let data = part.bytes().await.map_err(multipart_error)?;
+        file = Some(edge::files::Upload {
+            name,
+            content_type,
+            data,
+        });
+    }
+    let file = file.ok_or_else(|| bad("a multipart part named `file` is required".into()))?;
+    let stored = state.chat.upload(&client, file).await?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+/// A multipart body that breaks off or is larger than allowed.
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::BadRequest {
+        status: e.status(),
+        message: e.body_text(),
+    }
+}
+
+/// A file of the client's chat (or their own upload). Served as a download (inline only for
+/// images), never interpreted by the browser as a page of this origin.
+async fn download(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &headers).await?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("no such file".into()))?;
+    let (file, data) = state.chat.download(&client, id).await?;
+    Ok(edge::files::download_response(&file, data))
 }
 
 #[derive(Debug, Deserialize)]

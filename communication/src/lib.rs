@@ -86,6 +86,12 @@ impl Application {
                 edge::stream::listen_typing(store.clone(), hub.clone(), stop.clone())
             });
         }
+        {
+            let (store, files, stop) = (store.clone(), settings.files.clone(), shutdown.clone());
+            platform::ops::supervise(&health, "attachment-purge", shutdown.clone(), move || {
+                edge::files::purge(store.clone(), files.clone(), stop.clone())
+            });
+        }
         let publisher = edge::publish::Publisher::new(
             kafka,
             topics.inbound_messages.clone(),
@@ -186,6 +192,7 @@ impl Application {
                 verifier,
                 limiter: limiter.clone(),
                 streams,
+                files: settings.files.clone(),
             },
             sockets: sockets.clone(),
         };

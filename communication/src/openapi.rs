@@ -108,6 +108,41 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/v1/attachments": {
+                "post": {
+                    "operationId": "uploadAttachment",
+                    "summary": "Store a file for the client's next message (its `id` goes in SendMessage's `attachments`; kept a day when no message takes it)",
+                    "description": "Accepted types, the size and the number per message are the bank's (channels.yaml `attachments`; by default images, PDF and plain text up to 10 MiB, 5 per message). A file is taken by its content: one whose bytes are not the type it declares is refused. A text file is read by the AFC check with its message: a card number in it (or in a file name) blocks the message, and its file with it.",
+                    "requestBody": { "required": true, "content": { "multipart/form-data": {
+                        "schema": { "type": "object", "required": ["file"], "properties": {
+                            "file": { "type": "string", "format": "binary" } } } } } },
+                    "responses": {
+                        "201": json_response("Stored", "Attachment"),
+                        "400": error_response("Not a multipart body"),
+                        "401": unauthenticated, "403": forbidden,
+                        "413": error_response("The file is larger than allowed"),
+                        "422": error_response("The file is refused (empty, type not accepted, content not of its declared type)"),
+                        "429": rate_limited, "503": unavailable
+                    }
+                }
+            },
+            "/v1/attachments/{id}": {
+                "get": {
+                    "operationId": "downloadAttachment",
+                    "summary": "A file of the client's chat (never one of a blocked message), or their own upload",
+                    "parameters": [
+                        { "name": "id", "in": "path", "required": true,
+                          "schema": { "type": "string", "format": "uuid" } }
+                    ],
+                    "responses": {
+                        "200": { "description": "The file's bytes (inline for images, a download otherwise)",
+                                 "content": { "*/*": { "schema": { "type": "string", "format": "binary" } } } },
+                        "401": unauthenticated, "403": forbidden,
+                        "404": error_response("No such file in the client's chat"),
+                        "429": rate_limited, "503": unavailable
+                    }
+                }
+            },
             "/v1/ws": {
                 "get": {
                     "operationId": "events",
@@ -160,9 +195,18 @@ pub fn document() -> Value {
                         "code": { "type": "string" }, "message": { "type": "string" },
                         "field": { "type": "string" } } } } },
                 "SendMessage": { "type": "object", "additionalProperties": false,
-                    "required": ["body", "client_message_id"], "properties": {
-                        "body": { "type": "string", "minLength": 1, "maxLength": 4096 },
-                        "client_message_id": { "type": "string", "format": "uuid" } } },
+                    "required": ["client_message_id"], "properties": {
+                        "body": { "type": "string", "maxLength": 4096,
+                                  "description": "Required (not blank) unless `attachments` are given" },
+                        "client_message_id": { "type": "string", "format": "uuid" },
+                        "attachments": { "type": "array", "items": { "type": "string", "format": "uuid" },
+                                         "description": "Ids of the client's uploads, in order" } } },
+                "Attachment": { "type": "object", "required": ["id", "name", "content_type", "size"],
+                    "properties": {
+                        "id": { "type": "string", "format": "uuid" },
+                        "name": { "type": "string" },
+                        "content_type": { "type": "string" },
+                        "size": { "type": "integer" } } },
                 "Accepted": { "type": "object", "required": ["message_id"], "properties": {
                     "message_id": { "type": "string", "format": "uuid" } } },
                 "ChatMessage": { "type": "object",
@@ -174,6 +218,7 @@ pub fn document() -> Value {
                         "status": { "enum": ["pending", "delivered", ""],
                                     "description": "For the client's own messages" },
                         "channel": { "type": "string" },
+                        "attachments": { "type": "array", "items": { "$ref": "#/components/schemas/Attachment" } },
                         "created_at": { "type": "string", "format": "date-time" } } },
                 "HistoryPage": { "type": "object", "required": ["messages", "next_before"], "properties": {
                     "messages": { "type": "array", "items": { "$ref": "#/components/schemas/ChatMessage" } },

@@ -105,6 +105,8 @@ pub struct Settings {
     pub telegram: Option<crate::telegram::TelegramSettings>,
     /// IMAP in and SMTP out, each when configured; see `channels.rs`.
     pub email: crate::email::EmailSettings,
+    /// Attachments: the object store, and the limits of the channels file.
+    pub files: edge::files::Files,
 }
 
 /// Why the settings are unusable: the service refuses to start with this message.
@@ -125,7 +127,11 @@ impl Settings {
         } else {
             tracing::info!("no channels file: channels from the environment only");
         }
+        let store_url = env.text(&edge::files::ATTACHMENT_STORE);
+        let files = edge::files::Files::open(&store_url, channels.attachments.clone())
+            .map_err(|e| env.error(&edge::files::ATTACHMENT_STORE, &store_url, e))?;
         Ok(Self {
+            files,
             common: Common::from_env(env)?,
             http_addr: env.text(&HTTP_ADDR),
             browser: edge::web::WebSettings::from_env(env)?,

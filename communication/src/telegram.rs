@@ -138,6 +138,7 @@ pub fn inbound_message(msg: &Message) -> Option<proto::v1::InboundMessage> {
         client_name,
         received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
         sealed_body: Vec::new(),
+        attachments: Vec::new(),
     })
 }
 

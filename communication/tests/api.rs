@@ -36,6 +36,14 @@ async fn app(pool: PgPool, limit: RateLimit) -> anyhow::Result<(Router, PgStore)
                 config: edge::stream::StreamConfig::default(),
                 shutdown: tokio_util::sync::CancellationToken::new(),
             },
+            files: edge::files::Files::open(
+                &format!(
+                    "file://{}/inbox-api-test-files",
+                    std::env::temp_dir().display()
+                ),
+                edge::files::Limits::default(),
+            )
+            .map_err(anyhow::Error::msg)?,
         },
         sockets: tokio_util::task::TaskTracker::new(),
     };

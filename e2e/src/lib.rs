@@ -181,6 +181,20 @@ pub struct Engine {
     ops: [String; 3],
 }
 
+/// `msg` with the bearer `token` in its `authorization` metadata.
+pub fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Ok(v) = tonic::metadata::MetadataValue::try_from(format!("Bearer {token}")) {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+/// The object store directory of the engine started with `tag`.
+fn attachment_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join("inbox-e2e-attachments").join(tag)
+}
+
 /// A service of the engine, in the order it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -347,6 +361,11 @@ impl Engine {
             ("INBOX_COMMUNICATION_OPS_ADDR", "127.0.0.1:0".into()),
             ("INBOX_GATEWAY_OPS_ADDR", "127.0.0.1:0".into()),
             ("INBOX_WORKFLOW_OPS_ADDR", "127.0.0.1:0".into()),
+            // Each engine its own object store (a directory; see `Engine::attachment_dir`).
+            (
+                "INBOX_ATTACHMENT_STORE",
+                format!("file://{}", attachment_dir(&tag).display()),
+            ),
         ];
         let envs: Vec<(&str, String)> = envs.into_iter().chain(extra.iter().cloned()).collect();
         // Not inherited: blanked first, so any value given above wins.
@@ -428,6 +447,34 @@ impl Engine {
     /// The environment the services were started with (after the test's own, when inherited).
     pub fn envs(&self) -> &[(String, String)] {
         &self.envs
+    }
+
+    /// The files in the engine's attachment store (a `file://` directory), every level down.
+    pub fn stored_objects(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let url = self
+            .envs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "INBOX_ATTACHMENT_STORE")
+            .map(|(_, v)| v.clone())
+            .context("no attachment store")?;
+        let root = PathBuf::from(url.trim_start_matches("file://"));
+        let mut found = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries {
+                let path = e?.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// The ops listener of `service` (`http://host:port`: `/livez`, `/readyz`, `/metrics`).

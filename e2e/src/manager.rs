@@ -79,6 +79,7 @@ impl Manager {
             ticket_id: ticket_id.into(),
             body: body.into(),
             idempotency_key: key.into(),
+            ..Default::default()
         });
         Ok(self.client.send_reply(req).await?.into_inner().message_id)
     }

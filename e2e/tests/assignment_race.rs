@@ -3,6 +3,7 @@
 //! end every ticket has exactly one manager, was assigned exactly once, and no manager holds more
 //! than their capacity.
 
+use e2e::authed;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,21 +15,12 @@ use proto::v1::{self, manager_service_client::ManagerServiceClient};
 use sqlx::Connection;
 use tickets::Role;
 use tonic::Code;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 const MANAGERS: usize = 50;
 const CLIENTS: usize = 500;
 const CAPACITY: i64 = 10;
-
-fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    if let Ok(v) = MetadataValue::try_from(format!("Bearer {token}")) {
-        r.metadata_mut().insert("authorization", v);
-    }
-    r
-}
 
 /// SetReady until the manager is at capacity (FAILED_PRECONDITION); other errors fail.
 async fn fill_up(client: &mut ManagerServiceClient<Channel>, token: &str) -> anyhow::Result<()> {

@@ -293,6 +293,7 @@ async fn random_bodies_and_fields_at_the_edges_get_client_errors_and_break_nothi
                                 v1::SendMessageRequest {
                                     body,
                                     idempotency_key: key,
+                                    ..Default::default()
                                 },
                             ))
                             .await
@@ -360,6 +361,7 @@ async fn random_bodies_and_fields_at_the_edges_get_client_errors_and_break_nothi
                                     ticket_id,
                                     body,
                                     idempotency_key: key,
+                                    ..Default::default()
                                 },
                             ))
                             .await
@@ -434,13 +436,17 @@ async fn oversized_grpc_requests_and_websocket_frames_are_refused_unbuffered() -
     )?;
     let channel = Channel::from_shared(engine.grpc.clone())?.connect().await?;
     let mut clients = ClientServiceClient::new(channel);
-    let big = "x".repeat(gateway::MAX_REQUEST_BYTES + 1);
+    // The client service takes uploads: its limit is the largest file and 64 KiB more.
+    let limit =
+        usize::try_from(edge::files::Limits::default().max_bytes)? + gateway::MAX_REQUEST_BYTES;
+    let big = "x".repeat(limit + 1);
     let refused = clients
         .send_message(authed(
             &client,
             v1::SendMessageRequest {
                 body: big,
                 idempotency_key: Uuid::new_v4().to_string(),
+                ..Default::default()
             },
         ))
         .await

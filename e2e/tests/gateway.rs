@@ -1,6 +1,7 @@
 //! The gRPC gateway end to end on the real stack: a manager's day, the client API, the admin API,
 //! every error class, and event streams that resume after a gateway crash.
 
+use e2e::authed;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,21 +12,12 @@ use proto::v1::{
     manager_service_client::ManagerServiceClient,
 };
 use tickets::Role;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn authed<T>(token: &str, msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    if let Ok(v) = MetadataValue::try_from(format!("Bearer {token}")) {
-        r.metadata_mut().insert("authorization", v);
-    }
-    r
-}
 
 async fn channel(engine: &Engine) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(engine.grpc.clone())?.connect().await?)
@@ -153,6 +145,7 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
     let hello = v1::SendMessageRequest {
         body: "Hello, my transfer is stuck".into(),
         idempotency_key: key.clone(),
+        ..Default::default()
     };
     let sent = clients
         .send_message(authed(&ivan, hello.clone()))
@@ -174,6 +167,7 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
             v1::SendMessageRequest {
                 body: "something else".into(),
                 idempotency_key: key,
+                ..Default::default()
             },
         ))
         .await;
@@ -184,6 +178,7 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
             v1::SendMessageRequest {
                 body: "x".into(),
                 idempotency_key: "not-a-uuid".into(),
+                ..Default::default()
             },
         ))
         .await;
@@ -222,6 +217,7 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
                 ticket_id: ticket_id.clone(),
                 body: "Let me check".into(),
                 idempotency_key: "r1".into(),
+                ..Default::default()
             },
         ))
         .await?
@@ -589,6 +585,7 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
             v1::SendMessageRequest {
                 body: "5".into(),
                 idempotency_key: Uuid::new_v4().to_string(),
+                ..Default::default()
             },
         ))
         .await?;
@@ -669,6 +666,7 @@ async fn an_event_stream_resumes_after_a_gateway_crash_with_no_gap_and_no_duplic
                     v1::SendMessageRequest {
                         body: body.into(),
                         idempotency_key: Uuid::new_v4().to_string(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -726,6 +724,7 @@ async fn a_live_client_stream_never_echoes_a_blocked_message_and_hands_each_even
             v1::SendMessageRequest {
                 body: body.into(),
                 idempotency_key: Uuid::new_v4().to_string(),
+                ..Default::default()
             },
         );
         async move { clients.send_message(req).await }

@@ -32,6 +32,7 @@ fn record(
         client_name: client_name.to_owned(),
         received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
         sealed_body: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

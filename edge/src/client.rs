@@ -7,13 +7,15 @@
 
 use std::time::Duration;
 
+use tickets::attachments::{Reader, Uploader};
 use tickets::{
-    Caller, ChatCursor, ChatMessage, MessageBody, PgStore, ReadState, Role, StoreError,
-    message_id_for, web_external_id,
+    AttachmentRef, Caller, ChatCursor, ChatMessage, MessageBody, PgStore, ReadState, Role,
+    StoreError, message_id_for, web_external_id,
 };
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Verified, Verifier};
+use crate::files::{Files, Upload};
 use crate::publish::Publisher;
 use crate::ratelimit::RateLimiter;
 use crate::stream::{Audience, Events, Streams};
@@ -36,6 +38,7 @@ pub enum Field {
     PageSize,
     PageToken,
     Cursor,
+    Attachments,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,11 @@ pub enum ClientError {
     /// Not part of the caller's chat (or not at all: the two are not told apart).
     #[error("no such message in your chat")]
     NoSuchMessage,
+    #[error("no such file in your chat")]
+    NoSuchAttachment,
+    /// A file refused (size, type, content), or the object store failing.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     #[error(transparent)]
     TooManyStreams(#[from] crate::stream::TooManyStreams),
     #[error("message bus unavailable: {0}")]
@@ -90,6 +98,7 @@ pub struct ClientChat {
     pub verifier: Verifier,
     pub limiter: RateLimiter,
     pub streams: Streams,
+    pub files: Files,
 }
 
 impl ClientChat {
@@ -123,11 +132,22 @@ impl ClientChat {
         Ok(token)
     }
 
-    /// Sends `body` as the client's message `key` (their idempotency key): published to Kafka,
+    /// Sends `body` with `files` (the client's uploads, [`Self::upload`]; the body may then be
+    /// empty) as the client's message `key` (their idempotency key): published to Kafka,
     /// answered after the broker's ack. A retry of a message already stored is answered from
     /// the store and not published again; the same key with another body is refused.
-    pub async fn send(&self, client: &Caller, body: &str, key: Uuid) -> Result<Sent, ClientError> {
-        let body = MessageBody::parse(body).map_err(|e| invalid(Field::Body, e.to_string()))?;
+    pub async fn send(
+        &self,
+        client: &Caller,
+        body: &str,
+        key: Uuid,
+        files: &[Uuid],
+    ) -> Result<Sent, ClientError> {
+        self.files
+            .check_count(files.len())
+            .map_err(|e| invalid(Field::Attachments, e.to_string()))?;
+        let body = MessageBody::parse_with_files(body, files.len())
+            .map_err(|e| invalid(Field::Body, e.to_string()))?;
         let external_id = web_external_id(&client.user_id, key);
         let message_id = message_id_for(CHANNEL, &external_id);
         if let Some(stored) = self.store.client_message_body(message_id).await? {
@@ -139,7 +159,12 @@ impl ClientChat {
                 published: false,
             });
         }
+        let attachments = self.unsent_files(client, files).await?;
         let msg = proto::v1::InboundMessage {
+            attachments: attachments
+                .iter()
+                .map(crate::publish::attachment_ref)
+                .collect(),
             message_id: message_id.to_string(),
             client_id: client.user_id.clone(),
             channel: CHANNEL.into(),
@@ -155,6 +180,57 @@ impl ClientChat {
             message_id,
             published: true,
         })
+    }
+
+    /// The client's uploads `ids`, each once, that a message may still take.
+    async fn unsent_files(
+        &self,
+        client: &Caller,
+        ids: &[Uuid],
+    ) -> Result<Vec<AttachmentRef>, ClientError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let distinct: std::collections::BTreeSet<&Uuid> = ids.iter().collect();
+        if distinct.len() != ids.len() {
+            return Err(invalid(Field::Attachments, "names a file twice"));
+        }
+        let refs = self
+            .store
+            .unsent_attachments(Uploader::Client(&client.user_id), ids)
+            .await?;
+        if refs.len() != ids.len() {
+            return Err(invalid(
+                Field::Attachments,
+                "names a file that is not an upload of yours, or that was sent already",
+            ));
+        }
+        Ok(refs)
+    }
+
+    /// Checks and stores a file for the client's next message (its id goes in
+    /// [`Self::send`]'s `files`); kept a day when no message takes it.
+    pub async fn upload(
+        &self,
+        client: &Caller,
+        upload: Upload,
+    ) -> Result<AttachmentRef, ClientError> {
+        Ok(self
+            .files
+            .accept(&self.store, Uploader::Client(&client.user_id), upload)
+            .await?)
+    }
+
+    /// A file of the client's chat (or their own upload), with its bytes.
+    pub async fn download(
+        &self,
+        client: &Caller,
+        id: Uuid,
+    ) -> Result<(AttachmentRef, bytes::Bytes), ClientError> {
+        self.files
+            .fetch(&self.store, Reader::Client(&client.user_id), id)
+            .await?
+            .ok_or(ClientError::NoSuchAttachment)
     }
 
     /// The client is typing: the manager of their assigned ticket sees it (`typing` on their

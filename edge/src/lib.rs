@@ -7,6 +7,7 @@
 //!   admission, limits and validation.
 //! - [`stream`]: live event streams of clients and managers (resume by cursor, slow-reader cut-off)
 //!   fed by one outbox tail per process.
+//! - [`files`]: attachments: their limits and the object store that holds them.
 //! - [`publish`]: the inbound topic every channel's message goes to.
 //! - [`ratelimit`]: the per-client request budget.
 //! - [`web`]: what the edges serve to browsers (the built web apps, CORS) and the HTTP
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod files;
 pub mod publish;
 pub mod ratelimit;
 pub mod stream;
@@ -28,4 +30,13 @@ pub static SETTINGS: &[&platform::settings::Setting] = &[
     &web::WEB_ROOT,
     &web::CORS_ORIGINS,
     &web::HTTP_HEADER_TIMEOUT_SECS,
+    &files::ATTACHMENT_STORE,
+    &files::ATTACHMENT_MAX_BYTES,
+    &files::ATTACHMENT_TYPES,
+    &files::ATTACHMENT_MAX_PER_MESSAGE,
+    &files::AWS_ACCESS_KEY_ID,
+    &files::AWS_SECRET_ACCESS_KEY,
+    &files::AWS_ENDPOINT,
+    &files::AWS_REGION,
+    &files::AWS_ALLOW_HTTP,
 ];

@@ -61,3 +61,13 @@ impl Publisher {
         Ok(())
     }
 }
+
+/// A file reference as the bus carries it.
+pub fn attachment_ref(a: &tickets::AttachmentRef) -> proto::v1::AttachmentRef {
+    proto::v1::AttachmentRef {
+        id: a.id.to_string(),
+        name: a.name.clone(),
+        content_type: a.content_type.clone(),
+        size: a.size,
+    }
+}

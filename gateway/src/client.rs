@@ -25,6 +25,7 @@ fn field(f: Field) -> &'static str {
         Field::PageSize => "page_size",
         Field::PageToken => "page_token",
         Field::Cursor => "after_cursor",
+        Field::Attachments => "attachment_ids",
     }
 }
 
@@ -35,6 +36,8 @@ fn to_status(e: ClientError) -> Status {
         ClientError::Invalid { field: f, message } => status::invalid(field(f), &message),
         ClientError::KeyReused => status::key_reused(field(Field::IdempotencyKey)),
         ClientError::NoSuchMessage => Status::not_found("message not found"),
+        ClientError::NoSuchAttachment => Status::not_found("attachment not found"),
+        ClientError::File(e) => status::file("data", e),
         ClientError::TooManyStreams(e) => status::too_many_streams(e),
         ClientError::Bus(e) => status::kafka(e),
         ClientError::Store(e) => status::store(e),
@@ -51,6 +54,7 @@ fn chat_message(m: ChatMessage) -> v1::ChatMessage {
         id: m.id.to_string(),
         ticket_id: m.ticket_id.map(|t| t.to_string()).unwrap_or_default(),
         author: convert::author(m.author) as i32,
+        attachments: m.attachments.iter().map(convert::attachment).collect(),
         body: m.body,
         created_at: Some(convert::timestamp(m.created_at)),
         state: state as i32,
@@ -73,6 +77,7 @@ impl ClientService for Clients {
         let me = self.client(&req).await?.caller;
         let r = req.get_ref();
         let key = convert::uuid("idempotency_key", r.idempotency_key.trim())?;
+        let files = convert::uuids("attachment_ids", &r.attachment_ids)?;
         // The root of the message's trace (export on); the record carries its context on.
         let span = if platform::telemetry::enabled() {
             tracing::info_span!("send_message", client_id = %me.user_id)
@@ -81,7 +86,7 @@ impl ClientService for Clients {
         };
         let sent = self
             .chat
-            .send(&me, &r.body, key)
+            .send(&me, &r.body, key, &files)
             .instrument(span)
             .await
             .map_err(to_status)?;
@@ -130,6 +135,27 @@ impl ClientService for Clients {
         let me = self.client(&req).await?.caller;
         self.chat.typing(&me).await.map_err(to_status)?;
         Ok(Response::new(v1::ClientTypingResponse {}))
+    }
+
+    async fn upload_attachment(
+        &self,
+        req: Request<v1::ClientUploadAttachmentRequest>,
+    ) -> Result<Response<v1::UploadAttachmentResponse>, Status> {
+        let me = self.client(&req).await?.caller;
+        let r = req.into_inner();
+        let upload = convert::upload(r.name, r.content_type, r.data);
+        let a = self.chat.upload(&me, upload).await.map_err(to_status)?;
+        Ok(Response::new(convert::uploaded(&a)))
+    }
+
+    async fn get_attachment(
+        &self,
+        req: Request<v1::GetAttachmentRequest>,
+    ) -> Result<Response<v1::GetAttachmentResponse>, Status> {
+        let me = self.client(&req).await?.caller;
+        let id = convert::uuid("attachment_id", req.get_ref().attachment_id.trim())?;
+        let (a, data) = self.chat.download(&me, id).await.map_err(to_status)?;
+        Ok(Response::new(convert::fetched(&a, &data)))
     }
 
     type StreamEventsStream = EventStream;

@@ -142,18 +142,17 @@ pub fn router(
     login: Login,
 ) -> Router {
     let grpc_web = GrpcWebLayer::new();
+    let upload_bytes = crate::max_upload_request_bytes(&managers.files);
     let mut router = Router::new()
         .route_service(
             "/inbox.v1.ManagerService/{*method}",
-            grpc_web.layer(
-                ManagerServiceServer::new(managers).max_decoding_message_size(MAX_REQUEST_BYTES),
-            ),
+            grpc_web
+                .layer(ManagerServiceServer::new(managers).max_decoding_message_size(upload_bytes)),
         )
         .route_service(
             "/inbox.v1.ClientService/{*method}",
-            grpc_web.layer(
-                ClientServiceServer::new(clients).max_decoding_message_size(MAX_REQUEST_BYTES),
-            ),
+            grpc_web
+                .layer(ClientServiceServer::new(clients).max_decoding_message_size(upload_bytes)),
         )
         .route_service(
             "/inbox.v1.AdminService/{*method}",

@@ -126,6 +126,7 @@ pub fn search_response(hits: Vec<tickets::search::SearchHit>) -> v1::SearchMessa
                     body: h.body,
                     created_at: Some(timestamp(h.created_at)),
                     manager_id: String::new(),
+                    attachments: Vec::new(),
                 }),
                 client_id: h.client_id,
                 snippet: h.snippet,
@@ -142,8 +143,48 @@ pub fn author(a: Author) -> v1::Author {
     }
 }
 
+/// The ids of a request's repeated field `field`, each a UUID.
+pub fn uuids(field: &str, raw: &[String]) -> Result<Vec<Uuid>, Status> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, r)| uuid(&format!("{field}[{i}]"), r.trim()))
+        .collect()
+}
+
+pub fn attachment(a: &tickets::AttachmentRef) -> v1::Attachment {
+    v1::Attachment {
+        id: a.id.to_string(),
+        name: a.name.clone(),
+        content_type: a.content_type.clone(),
+        size: a.size,
+    }
+}
+
+/// An upload request's file.
+pub fn upload(name: String, content_type: String, data: Vec<u8>) -> edge::files::Upload {
+    edge::files::Upload {
+        name,
+        content_type,
+        data: data.into(),
+    }
+}
+
+pub fn uploaded(a: &tickets::AttachmentRef) -> v1::UploadAttachmentResponse {
+    v1::UploadAttachmentResponse {
+        attachment: Some(attachment(a)),
+    }
+}
+
+pub fn fetched(a: &tickets::AttachmentRef, data: &[u8]) -> v1::GetAttachmentResponse {
+    v1::GetAttachmentResponse {
+        attachment: Some(attachment(a)),
+        data: data.to_vec(),
+    }
+}
+
 pub fn message(m: Message) -> v1::Message {
     v1::Message {
+        attachments: m.attachments.iter().map(attachment).collect(),
         id: m.id.to_string(),
         ticket_id: m.ticket_id.map(|t| t.to_string()).unwrap_or_default(),
         author: author(m.author) as i32,

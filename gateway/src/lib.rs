@@ -24,6 +24,14 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest request message the API decodes (a reply or note body is bounded far below this).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Largest request the services that take uploads decode: a file of the largest size allowed,
+/// with room for its name and type.
+pub fn max_upload_request_bytes(files: &edge::files::Files) -> usize {
+    usize::try_from(files.limits.max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MAX_REQUEST_BYTES)
+}
 /// Streams one HTTP/2 connection may hold open at once.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
 
@@ -92,6 +100,8 @@ pub struct Settings {
     /// actions.
     pub rate_limit: edge::ratelimit::RateLimit,
     pub streams: edge::stream::StreamConfig,
+    /// Attachments: the object store and the limits of managers' (and gRPC clients') files.
+    pub files: edge::files::Files,
     /// Ready slots lapse after this long without presence; None: never.
     pub ready_lapse: Option<std::time::Duration>,
 }
@@ -125,6 +135,7 @@ impl Settings {
             spec_path: env.text(&spec::SPEC_FILE).into(),
             rate_limit: edge::ratelimit::RateLimit::from_env(env)?,
             streams: edge::stream::StreamConfig::from_env(env)?,
+            files: edge::files::Files::from_env(env)?,
             ready_lapse: match env.parse::<u64>(&READY_LAPSE_SECS)? {
                 0 => None,
                 secs => Some(std::time::Duration::from_secs(secs)),
@@ -240,6 +251,7 @@ impl Application {
             spec: Arc::new(spec),
             streams: streams.clone(),
             limiter: edge::ratelimit::RateLimiter::new(settings.rate_limit),
+            files: settings.files.clone(),
         };
         let clients = client::Clients {
             chat: edge::client::ClientChat {
@@ -253,6 +265,7 @@ impl Application {
                 verifier: verifier.clone(),
                 limiter: edge::ratelimit::RateLimiter::new(settings.rate_limit),
                 streams: streams.clone(),
+                files: settings.files.clone(),
             },
         };
         let admins = admin::Admins {
@@ -421,8 +434,10 @@ impl Application {
                 streams_stop.cancel();
             }
         };
-        // Every request of the API is small (a message body is at most a few KiB): a bigger one
-        // is refused before it is decoded, and a connection holds a bounded number of streams.
+        // Every request of the API is small (a message body is at most a few KiB), but an upload
+        // (a file within INBOX_ATTACHMENT_MAX_BYTES): a bigger one is refused before it is
+        // decoded, and a connection holds a bounded number of streams.
+        let upload_bytes = max_upload_request_bytes(&self.managers.files);
         tonic::transport::Server::builder()
             .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
@@ -431,11 +446,10 @@ impl Application {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(
-                ManagerServiceServer::new(self.managers)
-                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+                ManagerServiceServer::new(self.managers).max_decoding_message_size(upload_bytes),
             )
             .add_service(
-                ClientServiceServer::new(self.clients).max_decoding_message_size(MAX_REQUEST_BYTES),
+                ClientServiceServer::new(self.clients).max_decoding_message_size(upload_bytes),
             )
             .add_service(
                 AdminServiceServer::new(self.admins).max_decoding_message_size(MAX_REQUEST_BYTES),

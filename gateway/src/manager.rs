@@ -24,6 +24,8 @@ pub struct Managers {
     /// Each manager's budget of actions: one console spamming `SetReady` or replies cannot take
     /// the matching lock and the store from every other writer.
     pub limiter: edge::ratelimit::RateLimiter,
+    /// Attachments: the managers' uploads and the files of the messages they may read.
+    pub files: edge::files::Files,
 }
 
 impl Managers {
@@ -235,15 +237,66 @@ impl ManagerService for Managers {
     ) -> Result<Response<v1::SendReplyResponse>, Status> {
         let me = self.acting_manager(&req).await?;
         let r = req.get_ref();
-        let (id, body, key) = written(&r.ticket_id, &r.body, &r.idempotency_key)?;
+        let files = convert::uuids("attachment_ids", &r.attachment_ids)?;
+        self.files
+            .check_count(files.len())
+            .map_err(|e| status::invalid("attachment_ids", &e.to_string()))?;
+        let id = convert::uuid("ticket_id", &r.ticket_id)?;
+        let body = MessageBody::parse_with_files(r.body.as_str(), files.len())
+            .map_err(|e| status::invalid("body", &e.to_string()))?;
+        let key = idempotency_key(&r.idempotency_key)?;
         let message_id = self
             .store
-            .send_reply(&me, id, key, body.as_str())
+            .send_reply_with_files(&me, id, key, body.as_str(), &files)
             .await
             .map_err(status::store)?;
         Ok(Response::new(v1::SendReplyResponse {
             message_id: message_id.to_string(),
         }))
+    }
+
+    async fn upload_attachment(
+        &self,
+        req: Request<v1::UploadAttachmentRequest>,
+    ) -> Result<Response<v1::UploadAttachmentResponse>, Status> {
+        let me = self.acting_manager(&req).await?;
+        let r = req.into_inner();
+        let ticket_id = convert::uuid("ticket_id", &r.ticket_id)?;
+        // Only for a ticket of theirs (NOT_FOUND otherwise, as for every ticket call).
+        self.store
+            .manager_ticket(&me.user_id, ticket_id)
+            .await
+            .map_err(status::store)?;
+        let upload = convert::upload(r.name, r.content_type, r.data);
+        let by = tickets::attachments::Uploader::Manager {
+            manager_id: &me.user_id,
+            ticket_id,
+        };
+        let a = self
+            .files
+            .accept(&self.store, by, upload)
+            .await
+            .map_err(|e| status::file("data", e))?;
+        Ok(Response::new(convert::uploaded(&a)))
+    }
+
+    async fn get_attachment(
+        &self,
+        req: Request<v1::GetAttachmentRequest>,
+    ) -> Result<Response<v1::GetAttachmentResponse>, Status> {
+        let me = self.manager(&req).await?;
+        let id = convert::uuid("attachment_id", req.get_ref().attachment_id.trim())?;
+        let (a, data) = self
+            .files
+            .fetch(
+                &self.store,
+                tickets::attachments::Reader::Manager(&me.user_id),
+                id,
+            )
+            .await
+            .map_err(|e| status::file("attachment_id", e))?
+            .ok_or_else(|| Status::not_found("attachment not found"))?;
+        Ok(Response::new(convert::fetched(&a, &data)))
     }
 
     async fn add_note(

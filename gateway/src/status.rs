@@ -34,6 +34,10 @@ pub fn store(e: StoreError) -> Status {
         StoreError::AtCapacity { .. } => Status::failed_precondition(e.to_string()),
         StoreError::OtherTicketOpen(_) => Status::aborted(e.to_string()),
         StoreError::ManagerNotReady(_) => Status::failed_precondition(e.to_string()),
+        StoreError::AttachmentNotFound => invalid(
+            "attachment_ids",
+            "names a file that is not an upload of yours for this ticket, or that was sent already",
+        ),
         e => {
             tracing::error!(error = %e, "store failure");
             Status::unavailable("storage unavailable, retry")
@@ -81,4 +85,16 @@ pub fn key_reused(field: &str) -> Status {
 pub fn kafka(e: rdkafka::error::KafkaError) -> Status {
     tracing::error!(error = %e, "kafka failure");
     Status::unavailable("message bus unavailable, retry")
+}
+
+/// A file refused (`INVALID_ARGUMENT` on `field`), or the stores failing (`UNAVAILABLE`).
+pub fn file(field: &str, e: edge::files::FileError) -> Status {
+    match e {
+        edge::files::FileError::Db(e) => store(e),
+        e if e.is_refusal() => invalid(field, &e.to_string()),
+        e => {
+            tracing::error!(error = %e, "object store failure");
+            Status::unavailable("file storage unavailable, retry")
+        }
+    }
 }

@@ -23,3 +23,35 @@ pub fn web_message(client: &str, body: &str) -> NewClientMessage {
         body,
     )
 }
+
+/// The built-in card rule, checked in the inbound transaction as a spec's check would be.
+pub struct CardCheck(tickets::screening::Rules);
+
+impl CardCheck {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self(tickets::screening::Rules::compile(&[
+            tickets::screening::AfcRule {
+                name: "card".into(),
+                check: tickets::screening::Check::CardNumber,
+            },
+        ])?))
+    }
+}
+
+impl tickets::inbound::MessageCheck for CardCheck {
+    fn version(&self) -> &str {
+        "test"
+    }
+    fn verdict(&self, body: &str) -> tickets::Verdict {
+        self.0.check(body)
+    }
+    fn verdict_after(&self, previous: Option<&str>, body: &str) -> tickets::Verdict {
+        self.0.check_after(previous, body)
+    }
+    fn classify(&self, _: &str) -> tickets::TicketClassification {
+        tickets::TicketClassification::default()
+    }
+    fn blocked_warning(&self) -> &str {
+        "blocked"
+    }
+}

@@ -8,7 +8,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use crate::domain::Author;
+use crate::attachments::{ATTACHMENTS_OF_M, refs_of};
+use crate::domain::{AttachmentRef, Author};
 use crate::store::{PgStore, Result, StoreError};
 use crate::visibility;
 
@@ -51,6 +52,8 @@ pub struct ChatMessage {
     pub ticket_id: Option<Uuid>,
     pub author: Author,
     pub body: String,
+    /// The files it carries (a blocked message carries none: only its warning is shown).
+    pub attachments: Vec<AttachmentRef>,
     /// For the client's own messages: `pending` until checked, then `delivered`. Empty otherwise.
     pub status: &'static str,
     pub channel: String,
@@ -91,7 +94,8 @@ impl PgStore {
         limit: i64,
     ) -> Result<ChatPage> {
         let sql = format!(
-            "SELECT m.id, m.ticket_id, m.author, m.body, m.afc_status, m.channel, m.created_at
+            "SELECT m.id, m.ticket_id, m.author, m.body, m.afc_status, m.channel, m.created_at,
+                    {ATTACHMENTS_OF_M} AS attachments
              FROM messages m
              WHERE {} AND ($2::timestamptz IS NULL OR (m.created_at, m.id) < ($2, $3))
              ORDER BY m.created_at DESC, m.id DESC LIMIT $4",
@@ -187,6 +191,7 @@ fn chat_message_of(row: &PgRow) -> Result<ChatMessage> {
         ticket_id: row.try_get("ticket_id")?,
         author,
         body: row.try_get("body")?,
+        attachments: refs_of(row)?,
         status,
         channel: row.try_get("channel")?,
         created_at: row.try_get("created_at")?,

@@ -82,6 +82,7 @@ fn desk_message_of(row: &PgRow) -> Result<DeskMessage> {
                 value: author,
             })?,
             body: row.try_get("body")?,
+            attachments: crate::attachments::refs_of(row)?,
             created_at: row.try_get("created_at")?,
         },
         is_note: row.try_get("is_note")?,
@@ -164,12 +165,12 @@ impl PgStore {
         let sql = format!(
             "SELECT * FROM (
                 SELECT m.id, m.ticket_id, m.author, m.body, m.created_at, false AS is_note,
-                       m.manager_id
+                       m.manager_id, {files} AS attachments
                 FROM messages m JOIN tickets t ON t.id = m.ticket_id
                 WHERE {tickets} AND t.id = $2 AND {messages}
                 UNION ALL
                 SELECT n.id, n.ticket_id, 'manager' AS author, n.body, n.created_at, true AS is_note,
-                       n.manager_id
+                       n.manager_id, '[]'::jsonb AS attachments
                 FROM notes n JOIN tickets t ON {notes}
                 WHERE {tickets} AND t.id = $2
              ) x
@@ -178,6 +179,7 @@ impl PgStore {
             tickets = visibility::MANAGER_TICKETS,
             messages = visibility::MANAGER_MESSAGES,
             notes = visibility::MANAGER_NOTES,
+            files = crate::attachments::ATTACHMENTS_OF_M,
         );
         let rows = sqlx::query(&sql)
             .bind(manager_id)

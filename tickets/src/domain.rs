@@ -150,6 +150,16 @@ impl MessageBody {
         Ok(Self(s))
     }
 
+    /// The text of a message that carries `files` attachments: it may then be empty (a photo
+    /// without a caption), and is otherwise held to [`MessageBody::parse`]'s rules.
+    pub fn parse_with_files(s: impl Into<String>, files: usize) -> Result<Self, BodyError> {
+        let s = s.into();
+        if files > 0 && s.trim().is_empty() {
+            return Ok(Self(String::new()));
+        }
+        Self::parse(s)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -228,7 +238,20 @@ pub struct NewClientMessage {
     pub client_name: String,
     pub channel: String,
     pub external_id: String,
+    /// Empty when the message is only its attachments.
     pub body: String,
+    /// Files the message carries (already in the object store), in the order the client sent them.
+    pub attachments: Vec<AttachmentRef>,
+}
+
+/// A file a message carries, as the message refers to it: the bytes are in the object store
+/// (`tickets::attachments` keeps where), fetched only by whoever may read the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    pub id: Uuid,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
 }
 
 impl NewClientMessage {
@@ -248,6 +271,7 @@ impl NewClientMessage {
             channel: channel.into(),
             external_id,
             body: body.into(),
+            attachments: Vec::new(),
         }
     }
 }
@@ -299,6 +323,7 @@ pub struct Message {
     pub ticket_id: Option<Uuid>,
     pub author: Author,
     pub body: String,
+    pub attachments: Vec<AttachmentRef>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

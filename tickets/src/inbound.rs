@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use sqlx::{Postgres, Transaction};
 
+use crate::attachments::{CHECKED_TEXT_OF_M, attach_client_files_in};
 use crate::domain::{
     NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, parse_rating,
     ticket_id_opened_by,
@@ -250,14 +251,16 @@ impl PgStore {
 
         // Every pending message of the clients checked here, oldest first per client (a
         // redelivery finds none: its messages were checked when they were stored).
-        let pending = sqlx::query(
-            "SELECT id, client_id, body FROM messages
-             WHERE client_id = ANY($1) AND author = 'client' AND afc_status = 'pending'
-             ORDER BY client_id, created_at, id",
-        )
-        .bind(&here)
-        .fetch_all(&mut *tx)
-        .await?;
+        // What is checked is the text with its files' names and text contents.
+        let pending_sql = format!(
+            "SELECT m.id, m.client_id, {CHECKED_TEXT_OF_M} AS body FROM messages m
+             WHERE m.client_id = ANY($1) AND m.author = 'client' AND m.afc_status = 'pending'
+             ORDER BY m.client_id, m.created_at, m.id"
+        );
+        let pending = sqlx::query(&pending_sql)
+            .bind(&here)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut by_client: BTreeMap<String, Vec<(Uuid, String)>> = BTreeMap::new();
         for r in &pending {
             by_client
@@ -489,6 +492,12 @@ pub(crate) async fn insert_inbound(
 
     // Events in message order, so each client's stream shows them as they were written.
     let created: BTreeMap<Uuid, DateTime<Utc>> = inserted.iter().copied().collect();
+    let with_files: Vec<(Uuid, &str, &[crate::domain::AttachmentRef])> = msgs
+        .iter()
+        .filter(|m| !m.attachments.is_empty() && created.contains_key(&m.id))
+        .map(|m| (m.id, m.client_id.as_str(), m.attachments.as_slice()))
+        .collect();
+    attach_client_files_in(tx, &with_files).await?;
     let mut seen = BTreeSet::new();
     let mut keys = Vec::with_capacity(inserted.len());
     let mut event_clients = Vec::with_capacity(inserted.len());
@@ -504,11 +513,21 @@ pub(crate) async fn insert_inbound(
         // The client's echo of their message, shown and published before its verdict: a card
         // number in it is masked (the stored message is redacted if it is blocked).
         let masked = crate::screening::mask_cards(&m.body);
+        // File names alike (a card number as a file name).
+        let files: Vec<crate::domain::AttachmentRef> = m
+            .attachments
+            .iter()
+            .map(|a| crate::domain::AttachmentRef {
+                name: crate::screening::mask_cards(&a.name).unwrap_or_else(|| a.name.clone()),
+                ..a.clone()
+            })
+            .collect();
         let event = TicketEvent::MessageAccepted {
             message_id: m.id,
             body: masked.as_deref().unwrap_or(&m.body),
             channel: &m.channel,
             created_at: *created_at,
+            attachments: &files,
         };
         keys.push(event.dedup_key());
         event_clients.push(m.client_id.as_str());

@@ -8,12 +8,14 @@
 //! implements (`screening::ScreeningPort`, `matching::MatchingPort`), so the rule's whole step
 //! is tested over vectors. `store` is the PostgreSQL adapter (sqlx, embedded migrations, the
 //! writing transactions); the other modules are its reads and writes by aggregate:
-//! `inbound` (the inbound consumer's transaction), `messages`, `managers`, `desk` (the manager's
+//! `inbound` (the inbound consumer's transaction), `messages`, `attachments` (files messages
+//! carry: references, uploaders, who may fetch), `managers`, `desk` (the manager's
 //! pages and actions), `lifecycle`, `chat` (the client's), `outbox`, `external_afc` (the bank's
 //! own AFC system's queue and verdicts), `channels` and `email` (delivery ledgers and mail
 //! threading), `offsets`, `admin`, `gauges` and `meters`.
 
 pub mod admin;
+pub mod attachments;
 pub mod channels;
 pub mod chat;
 pub mod desk;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::attachments::{ATTACHMENTS_OF_M, attach_manager_files_in};
 use crate::domain::{
     Assignment, Caller, Message, Readiness, Routing, Ticket, TicketStatus, message_id_for,
 };
@@ -191,7 +192,8 @@ impl PgStore {
         ticket_id: Uuid,
     ) -> Result<Vec<Message>> {
         let sql = format!(
-            "SELECT m.id, m.ticket_id, m.author, m.body, m.created_at
+            "SELECT m.id, m.ticket_id, m.author, m.body, m.created_at,
+                    {ATTACHMENTS_OF_M} AS attachments
              FROM messages m JOIN tickets t ON t.id = m.ticket_id
              WHERE {} AND t.id = $2 AND {}
              ORDER BY m.created_at, m.id",
@@ -219,6 +221,22 @@ impl PgStore {
         ticket_id: Uuid,
         idempotency_key: &str,
         body: &str,
+    ) -> Result<Uuid> {
+        self.send_reply_with_files(manager, ticket_id, idempotency_key, body, &[])
+            .await
+    }
+
+    /// [`PgStore::send_reply`] carrying `files`: the manager's uploads for this ticket
+    /// ([`crate::attachments::Uploader::Manager`]), in order. A file that is not such an upload
+    /// (another's, another ticket's, sent already) refuses the whole reply
+    /// (`AttachmentNotFound`); a retry of a reply already stored returns it as it was.
+    pub async fn send_reply_with_files(
+        &self,
+        manager: &Caller,
+        ticket_id: Uuid,
+        idempotency_key: &str,
+        body: &str,
+        files: &[Uuid],
     ) -> Result<Uuid> {
         let external_id = format!("{}/{ticket_id}/{idempotency_key}", manager.user_id);
         // Replies stored before keys were scoped to the ticket: found again for their own ticket.
@@ -271,6 +289,12 @@ impl PgStore {
         else {
             return Ok(message_id);
         };
+        let attachments =
+            attach_manager_files_in(&mut tx, &manager.user_id, ticket_id, message_id, files)
+                .await?;
+        if attachments.len() != files.len() {
+            return Err(StoreError::AttachmentNotFound);
+        }
         if row.try_get::<bool, _>("afc_checks_replies")? {
             crate::external_afc::queue_reply_for_afc(&mut tx, ticket_id, message_id).await?;
         }
@@ -299,6 +323,7 @@ impl PgStore {
                 manager_name: &manager.display_name,
                 body,
                 created_at,
+                attachments: &attachments,
             },
         )
         .await?;

@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::attachments::{ATTACHMENTS_OF_M, CHECKED_TEXT_OF_M, block_files_in, refs_of};
 use crate::domain::{
-    Assignment, NewClientMessage, TicketClassification, TicketStatus, Verdict, message_id_for,
+    Assignment, AttachmentRef, NewClientMessage, TicketClassification, TicketStatus, Verdict,
+    message_id_for,
 };
 use crate::managers::match_waiting;
 use crate::meters::{self, Timings};
@@ -163,6 +165,7 @@ struct Recorded {
     client_id: String,
     body: String,
     created_at: DateTime<Utc>,
+    attachments: Vec<AttachmentRef>,
     /// Seconds since it arrived (the visibility latency, when it is shown now).
     age: f64,
 }
@@ -176,6 +179,7 @@ async fn redact_in(
     message_id: Uuid,
     original: &str,
 ) -> Result<()> {
+    block_files_in(tx, message_id).await?;
     let redacted = redact_blocked(original);
     let sealed = audit.and_then(|a| a.seal(original.as_bytes()));
     sqlx::query("UPDATE messages SET body = $2, sealed_body = $3 WHERE id = $1")
@@ -185,7 +189,7 @@ async fn redact_in(
         .execute(&mut **tx)
         .await?;
     sqlx::query(
-        "UPDATE events SET payload = jsonb_set(payload, '{body}', to_jsonb($2::text))
+        "UPDATE events SET payload = jsonb_set(payload, '{body}', to_jsonb($2::text)) - 'attachments'
          WHERE dedup_key = $1",
     )
     .bind(format!("accepted:{message_id}"))
@@ -251,18 +255,19 @@ impl ScreeningPort for PgScreening<'_, '_> {
             Verdict::Passed => ("passed", None),
             Verdict::Blocked { rule } => ("blocked", Some(rule.as_str())),
         };
-        let updated = sqlx::query(
-            "UPDATE messages SET ticket_id = $2, afc_status = $3, afc_rule = $4
-                 WHERE id = $1 AND afc_status = 'pending'
-                 RETURNING client_id, body, created_at,
-                           extract(epoch FROM clock_timestamp() - created_at)::float8 AS age",
-        )
-        .bind(message_id)
-        .bind(self.ticket_id)
-        .bind(afc_status)
-        .bind(rule)
-        .fetch_optional(&mut **self.tx)
-        .await?;
+        let sql = format!(
+            "UPDATE messages m SET ticket_id = $2, afc_status = $3, afc_rule = $4
+                 WHERE m.id = $1 AND m.afc_status = 'pending'
+                 RETURNING m.client_id, m.body, m.created_at, {ATTACHMENTS_OF_M} AS attachments,
+                           extract(epoch FROM clock_timestamp() - m.created_at)::float8 AS age"
+        );
+        let updated = sqlx::query(&sql)
+            .bind(message_id)
+            .bind(self.ticket_id)
+            .bind(afc_status)
+            .bind(rule)
+            .fetch_optional(&mut **self.tx)
+            .await?;
         if let (Some(m), Verdict::Blocked { .. }) = (&updated, verdict) {
             redact_in(
                 self.tx,
@@ -278,6 +283,7 @@ impl ScreeningPort for PgScreening<'_, '_> {
                     client_id: m.try_get("client_id")?,
                     body: m.try_get("body")?,
                     created_at: m.try_get("created_at")?,
+                    attachments: refs_of(&m)?,
                     age: m.try_get("age")?,
                 })
             })
@@ -295,6 +301,7 @@ impl ScreeningPort for PgScreening<'_, '_> {
                 ticket_id: self.ticket_id,
                 body: &m.body,
                 created_at: m.created_at,
+                attachments: &m.attachments,
             },
         )
         .await
@@ -352,15 +359,16 @@ pub(crate) async fn pending_client_messages_in<'e>(
     db: impl sqlx::PgExecutor<'e>,
     client_id: &str,
 ) -> Result<Vec<(Uuid, String)>> {
-    let rows = sqlx::query(
-        "SELECT id, body FROM messages
-         WHERE client_id = $1 AND author = 'client' AND afc_status = 'pending'
-         ORDER BY created_at, id LIMIT $2",
-    )
-    .bind(client_id)
-    .bind(PENDING_PAGE)
-    .fetch_all(db)
-    .await?;
+    let sql = format!(
+        "SELECT m.id, {CHECKED_TEXT_OF_M} AS body FROM messages m
+         WHERE m.client_id = $1 AND m.author = 'client' AND m.afc_status = 'pending'
+         ORDER BY m.created_at, m.id LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(client_id)
+        .bind(PENDING_PAGE)
+        .fetch_all(db)
+        .await?;
     rows.iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("body")?)))
         .collect()

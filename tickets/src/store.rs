@@ -33,6 +33,9 @@ pub enum StoreError {
     TicketNotFound,
     #[error("ticket is closed")]
     TicketClosed,
+    /// A file to send is not the sender's upload for this message (or was sent already).
+    #[error("attachment not found")]
+    AttachmentNotFound,
     #[error(
         "manager is at capacity: {open_tickets} open tickets and {ready_slots} ready slots of {capacity}"
     )]
@@ -333,6 +336,7 @@ pub(crate) fn message_of(row: &PgRow) -> Result<Message> {
             value: author,
         })?,
         body: row.try_get("body")?,
+        attachments: crate::attachments::refs_of(row)?,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -32,6 +32,26 @@ pub(crate) const CLIENT_EVENT_PAYLOAD: &str = "CASE WHEN e.kind = 'message_accep
 pub(crate) const CLIENT_MESSAGES: &str = "m.client_id = $1 AND (m.author IN ('manager', 'system') \
      OR (m.author = 'client' AND m.afc_status <> 'blocked'))";
 
+/// Files (alias `a`, its message `m` and ticket `t` left-joined) the client bound as `$1` may
+/// fetch: those of the messages of their chat ([`CLIENT_MESSAGES`]: never a blocked message's),
+/// and their own uploads no message carries yet.
+pub(crate) const CLIENT_ATTACHMENTS: &str = "(m.client_id = $1 AND (m.author IN ('manager', 'system') \
+     OR (m.author = 'client' AND m.afc_status <> 'blocked'))) \
+     OR (a.message_id IS NULL AND a.client_id = $1)";
+
+/// Files (aliases as [`CLIENT_ATTACHMENTS`]) the manager bound as `$1` may fetch: those of the
+/// messages they may read on tickets assigned to them ([`MANAGER_TICKETS`],
+/// [`MANAGER_MESSAGES`]: a client's file only once its message passed), and their own uploads no
+/// reply carries yet.
+pub(crate) const MANAGER_ATTACHMENTS: &str = "(t.manager_id = $1 \
+     AND ((m.author = 'client' AND m.afc_status = 'passed') OR m.author = 'manager')) \
+     OR (a.message_id IS NULL AND a.manager_id = $1)";
+
+/// Files (aliases as [`CLIENT_ATTACHMENTS`]) the supervisor view may fetch: those of any message
+/// a manager may read ([`MANAGER_MESSAGES`]). `$1` is bound and unused.
+pub(crate) const SUPERVISOR_ATTACHMENTS: &str = "$1::text IS NOT NULL \
+     AND ((m.author = 'client' AND m.afc_status = 'passed') OR m.author = 'manager')";
+
 /// Notes (alias `n`) a manager may read: those of tickets currently assigned to them (alias `t`).
 /// No client rule mentions the `notes` table: clients never see a note.
 pub(crate) const MANAGER_NOTES: &str = "n.ticket_id = t.id";

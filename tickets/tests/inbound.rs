@@ -193,37 +193,7 @@ async fn a_message_keeps_its_trace_context_for_the_stages_that_pick_it_up_from_t
     Ok(())
 }
 
-/// The built-in card rule, checked in the inbound transaction as a spec's check would be.
-struct CardCheck(tickets::screening::Rules);
-
-impl CardCheck {
-    fn new() -> anyhow::Result<Self> {
-        Ok(Self(tickets::screening::Rules::compile(&[
-            tickets::screening::AfcRule {
-                name: "card".into(),
-                check: tickets::screening::Check::CardNumber,
-            },
-        ])?))
-    }
-}
-
-impl tickets::inbound::MessageCheck for CardCheck {
-    fn version(&self) -> &str {
-        "test"
-    }
-    fn verdict(&self, body: &str) -> tickets::Verdict {
-        self.0.check(body)
-    }
-    fn verdict_after(&self, previous: Option<&str>, body: &str) -> tickets::Verdict {
-        self.0.check_after(previous, body)
-    }
-    fn classify(&self, _: &str) -> tickets::TicketClassification {
-        tickets::TicketClassification::default()
-    }
-    fn blocked_warning(&self) -> &str {
-        "blocked"
-    }
-}
+use testkit::fixtures::CardCheck;
 
 /// Stores and checks one message of `client` in the inbound transaction, as the consumer does.
 async fn take_in(

@@ -38,6 +38,22 @@ const widgetEn = {
   messagesLog: 'Messages',
   managerTyping: (name: string) => `${name} is typing…`,
   managerTypingAnon: 'The manager is typing…',
+  attachFiles: 'Attach files',
+  attachedFiles: 'Files to send',
+  fileUploading: 'Uploading…',
+  fileRefused: (msg: string) => `Not attached: ${msg}`,
+  fileTooLarge: 'The file is too large.',
+  removeFile: (name: string) => `Remove ${name}`,
+  waitForUploads: 'Wait until the files are uploaded.',
+  messageFiles: 'Attached files',
+  imageAlt: (name: string) => `Image ${name}`,
+  openImage: (name: string) => `Open ${name} in full size`,
+  downloadFile: (name: string) => `Download ${name}`,
+  fileLoading: 'Loading the file…',
+  fileUnavailable: 'The file cannot be opened.',
+  sizeBytes: (n: number) => `${n} B`,
+  sizeKB: (n: string) => `${n} KB`,
+  sizeMB: (n: string) => `${n} MB`,
 };
 
 // The console's strings.
@@ -148,6 +164,8 @@ const consoleEn = {
   notSent: 'Not sent. Send again: it will not be sent twice.',
   noteLabel: 'Internal note (only managers see it)',
   notePlaceholder: 'Write a note for colleagues…',
+  attachToReply: 'Attach files to the reply',
+  filesOnly: (names: string) => `Files: ${names}`,
   addNote: 'Add note',
   resolve: 'Resolve',
   resolving: 'Resolving…',
@@ -313,6 +331,22 @@ const widgetRu: WidgetStrings = {
   messagesLog: 'Сообщения',
   managerTyping: (name) => `${name} печатает…`,
   managerTypingAnon: 'Менеджер печатает…',
+  attachFiles: 'Прикрепить файлы',
+  attachedFiles: 'Файлы к отправке',
+  fileUploading: 'Загрузка…',
+  fileRefused: (msg) => `Не прикреплён: ${msg}`,
+  fileTooLarge: 'Файл слишком большой.',
+  removeFile: (name) => `Убрать ${name}`,
+  waitForUploads: 'Дождитесь загрузки файлов.',
+  messageFiles: 'Прикреплённые файлы',
+  imageAlt: (name) => `Изображение ${name}`,
+  openImage: (name) => `Открыть ${name} в полном размере`,
+  downloadFile: (name) => `Скачать ${name}`,
+  fileLoading: 'Загружаем файл…',
+  fileUnavailable: 'Файл не удаётся открыть.',
+  sizeBytes: (n) => `${n} Б`,
+  sizeKB: (n) => `${n} КБ`,
+  sizeMB: (n) => `${n} МБ`,
 };
 
 const consoleRu: ConsoleStrings = {
@@ -421,6 +455,8 @@ const consoleRu: ConsoleStrings = {
   notSent: 'Не отправлено. Отправьте снова: дважды не уйдёт.',
   noteLabel: 'Внутренняя заметка (видят только менеджеры)',
   notePlaceholder: 'Заметка для коллег…',
+  attachToReply: 'Прикрепить файлы к ответу',
+  filesOnly: (names) => `Файлы: ${names}`,
   addNote: 'Добавить заметку',
   resolve: 'Решено',
   resolving: 'Закрытие…',
@@ -594,4 +630,13 @@ export function formatTime(lang: Lang, at: number): string {
   return new Intl.DateTimeFormat(lang, sameDay
     ? { hour: '2-digit', minute: '2-digit' }
     : { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' }).format(d);
+}
+
+/** "512 B", "1.5 KB", "12 MB": a file's size. */
+export function formatSize(t: WidgetStrings, lang: Lang, bytes: number): string {
+  const n = Math.max(0, bytes);
+  if (n < 1024) return t.sizeBytes(n);
+  const nf = (v: number) => new Intl.NumberFormat(lang, { maximumFractionDigits: v < 10 ? 1 : 0 }).format(v);
+  if (n < 1024 * 1024) return t.sizeKB(nf(n / 1024));
+  return t.sizeMB(nf(n / (1024 * 1024)));
 }

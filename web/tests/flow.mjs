@@ -6,8 +6,8 @@
 //   WIDGET_URL   communication's client HTTP listener (API, WebSocket, /widget/), required
 //   EMBED_URL    a page of another origin embedding the widget; it gets ?token=&api=&lang=
 //                (default: this script serves one on 127.0.0.1:EMBED_PORT, default any free port)
-//   SCREENSHOTS  directory for console.png, console-canned.png, supervisor.png and widget.png
-//                (default: ./test-results)
+//   SCREENSHOTS  directory for console.png, console-canned.png, console-files.png, supervisor.png,
+//                widget.png and widget-files.png (default: ./test-results)
 //   CHROMIUM     the browser binary (default /usr/bin/chromium)
 //   TIMEOUT_MS   how long one live wait may take (default 20000)
 //
@@ -16,6 +16,7 @@ import http from 'node:http';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { CHROMIUM_ARGS, StepError, check, passedSteps, run, step } from './harness.mjs';
 
@@ -39,6 +40,52 @@ const CARD = 'my card is 4111 1111 1111 1111';
 
 const cleanups = [];
 const pageErrors = [];
+
+/** CRC-32 (ISO-HDLC, as PNG chunks use it). */
+function crc32(buf) {
+  let c = ~0;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+/** A valid PNG of one opaque pixel of colour `rgb`, made here (signature, IHDR, IDAT, IEND). */
+function onePixelPng([r, g, b] = [20, 84, 214]) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(1, 0); // width
+  ihdr.writeUInt32BE(1, 4); // height
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // colour type: RGB
+  // compression, filter, interlace: 0
+  const row = Buffer.from([0, r, g, b]); // filter type 0, then the pixel
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(row)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** Waits until the `<img>` of `locator` has loaded a picture (a blob: URL, naturalWidth > 0). */
+async function imageLoaded(page, locator, where) {
+  await locator.waitFor();
+  const el = await locator.elementHandle();
+  await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, el).catch(() => {
+    throw new Error(`the image ${where} did not load`);
+  });
+  const src = (await locator.getAttribute('src')) || '';
+  check(src.startsWith('blob:'), `the image ${where} is not shown from a blob (src ${src.slice(0, 60)})`);
+}
 
 
 /** `after_cursor` of a gRPC-Web StreamEventsRequest body (one frame: flag, length, message). */
@@ -441,6 +488,130 @@ async function main() {
     };
     const wrong = Object.entries(counts).filter(([, n]) => n !== 1);
     check(wrong.length === 0, `shown other than once: ${wrong.map(([k, n]) => `${k} ×${n}`).join('; ')}`);
+  });
+
+  // ---- Attachments: a picture from the client, a PDF from the manager, a blocked text file ----
+
+  const attach = widget.getByLabel('Attach files');
+  const pngName = `screenshot-${run}.png`;
+  const caption = `Here is the screenshot ${run}`;
+  await step('the client attaches a PNG with a caption: a chip, then a thumbnail on both sides', async () => {
+    const uploaded = widget.waitForResponse((r) => r.url().endsWith('/v1/attachments') && r.request().method() === 'POST');
+    await attach.setInputFiles({ name: pngName, mimeType: 'image/png', buffer: onePixelPng() });
+    check((await uploaded).status() === 201, `the upload answered HTTP ${(await uploaded).status()}`);
+    const chip = widget.locator('li.iw-chip', { hasText: pngName });
+    await chip.and(widget.locator('[data-state="done"]')).waitFor();
+    await chip.getByRole('button', { name: `Remove ${pngName}` }).waitFor();
+    await accessible(widget, 'widget, a file chosen');
+    await clientSend(caption);
+    await chip.waitFor({ state: 'detached' });
+    const own = widget.locator(sentStates, { hasText: caption });
+    await imageLoaded(widget, own.locator('li[data-file] img'), 'in the client\'s own message');
+    const msg = inConsole(caption);
+    await msg.waitFor();
+    const thumb = msg.locator('li[data-file] img');
+    await imageLoaded(consolePage, thumb, 'in the console');
+    check((await thumb.getAttribute('alt')) === `Image ${pngName}`, `the thumbnail's alt is "${await thumb.getAttribute('alt')}"`);
+    check((await widget.locator('li[data-kind="client"]', { hasText: caption }).count()) === 1, 'the picture message shows more than once');
+  });
+
+  await step('a refused upload shows the engine\'s reason on its chip, which can be removed', async () => {
+    const fake = `not-a-picture-${run}.png`;
+    await attach.setInputFiles({ name: fake, mimeType: 'image/png', buffer: Buffer.from('just some text, not a PNG\n') });
+    const chip = widget.locator('li.iw-chip[data-state="failed"]', { hasText: fake });
+    await chip.waitFor();
+    const why = (await chip.getByRole('alert').textContent()) || '';
+    check(/^Not attached: .*image\/png/.test(why), `the chip says "${why}"`);
+    console.log(`# the widget's chip: ${why}`);
+    await accessible(widget, 'widget, a refused file');
+    await chip.getByRole('button', { name: `Remove ${fake}` }).click();
+    await chip.waitFor({ state: 'detached' });
+  });
+
+  await step('a picture written offline is sent once, with its file, when back online', async () => {
+    const name = `offline-${run}.png`;
+    const text = `a picture while offline ${run}`;
+    const posts = [];
+    const onRequest = (r) => {
+      if (r.method() === 'POST' && r.url().endsWith('/v1/messages')) posts.push(r.postDataJSON());
+    };
+    await attach.setInputFiles({ name, mimeType: 'image/png', buffer: onePixelPng([29, 122, 58]) });
+    await widget.locator('li.iw-chip[data-state="done"]', { hasText: name }).waitFor();
+    widget.on('request', onRequest);
+    await clientCtx.setOffline(true);
+    await clientSend(text);
+    const queued = widget.locator('li[data-kind="client"][data-state="queued"]', { hasText: text });
+    await queued.waitFor();
+    await imageLoaded(widget, queued.locator('li[data-file] img'), 'of a message waiting to be sent');
+    await clientCtx.setOffline(false);
+    await widget.locator(sentStates, { hasText: text }).waitFor();
+    widget.off('request', onRequest);
+    const msg = inConsole(text);
+    await imageLoaded(consolePage, msg.locator('li[data-file] img'), 'sent after going offline');
+    const keys = new Set(posts.map((b) => `${b.client_message_id} ${JSON.stringify(b.attachments)}`));
+    check(posts.length >= 1 && keys.size === 1, `the message went as ${[...keys].join(' | ')}`);
+    check(posts[0].attachments.length === 1, `the message went with ${posts[0].attachments.length} files`);
+    check((await msg.count()) === 1 && (await widget.locator('li[data-kind="client"]', { hasText: text }).count()) === 1, 'the message shows more than once');
+  });
+
+  const pdfName = `statement-${run}.pdf`;
+  const pdf = Buffer.from(`%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n`, 'latin1');
+  const pdfReply = `Your statement is attached ${run}`;
+  await step('the manager replies with a PDF: the client sees a download link with its name and gets the file', async () => {
+    // A type the engine does not take is refused with its reason, on the chip.
+    const zipName = `archive-${run}.zip`;
+    await consolePage.getByLabel('Attach files to the reply').setInputFiles({
+      name: zipName,
+      mimeType: 'application/zip',
+      buffer: Buffer.from('504b0506000000000000000000000000000000000000', 'hex'),
+    });
+    const refused = consolePage.locator('li.chip[data-state="failed"]', { hasText: zipName });
+    const why = (await refused.getByRole('alert').textContent()) || '';
+    check(/^Not attached: .*application\/zip/.test(why), `the refused chip says "${why}"`);
+    console.log(`# the console's chip: ${why}`);
+    await refused.getByRole('button', { name: `Remove ${zipName}` }).click();
+    await refused.waitFor({ state: 'detached' });
+    await consolePage.getByLabel('Attach files to the reply').setInputFiles({ name: pdfName, mimeType: 'application/pdf', buffer: pdf });
+    const chip = consolePage.locator('li.chip', { hasText: pdfName });
+    await chip.and(consolePage.locator('[data-state="done"]')).waitFor();
+    await accessible(consolePage, 'console, a file attached to the reply');
+    await managerReply(pdfReply);
+    await chip.waitFor({ state: 'detached' });
+    await inConsole(pdfReply).getByRole('link', { name: new RegExp(pdfName) }).waitFor();
+    const link = bubble('manager', pdfReply).getByRole('link', { name: new RegExp(pdfName) });
+    await link.waitFor();
+    const [download] = await Promise.all([widget.waitForEvent('download'), link.click()]);
+    check(download.suggestedFilename() === pdfName, `the download is named ${download.suggestedFilename()}`);
+    const got = readFileSync(await download.path());
+    check(got.equals(pdf), `the downloaded file has ${got.length} bytes, not the ${pdf.length} sent`);
+    check((await bubble('manager', pdfReply).count()) === 1, 'the PDF reply shows more than once');
+    await accessible(widget, 'widget, a picture and a PDF in the chat');
+    await widget.screenshot({ path: join(SCREENSHOTS, 'widget-files.png') }).catch(() => {});
+    await consolePage.screenshot({ path: join(SCREENSHOTS, 'console-files.png') }).catch(() => {});
+  });
+
+  const txtName = `details-${run}.txt`;
+  const txtCaption = `The details are in the file ${run}`;
+  await step('a text file with a card number is blocked: the client sees the warning, the manager never sees the file', async () => {
+    const warnings = await widget.locator('li[data-kind="warning"]').count();
+    const uploaded = widget.waitForResponse((r) => r.url().endsWith('/v1/attachments') && r.request().method() === 'POST');
+    await attach.setInputFiles({ name: txtName, mimeType: 'text/plain', buffer: Buffer.from(`card ${CARD.slice(-19)}\n`) });
+    const fileId = (await (await uploaded).json()).id;
+    check(typeof fileId === 'string' && fileId, 'the upload gave no id');
+    await widget.locator('li.iw-chip[data-state="done"]', { hasText: txtName }).waitFor();
+    await clientSend(txtCaption);
+    await widget.locator('li[data-kind="warning"]').nth(warnings).waitFor();
+    await widget.locator('li[data-kind="client"]', { hasText: txtCaption }).waitFor({ state: 'detached' });
+    check((await widget.locator(`li[data-file="${fileId}"]`).count()) === 0, 'the widget still shows the blocked file');
+    // The next message reaches the manager; the blocked one never did, nor its file.
+    const next = `after the blocked file ${run}`;
+    await clientSend(next);
+    await inConsole(next).waitFor();
+    const html = await consolePage.content();
+    for (const [what, text] of [['file name', txtName], ['file id', fileId], ['caption', txtCaption]]) {
+      check(!html.includes(text), `the console shows the blocked message's ${what}`);
+    }
+    await noCard('after the blocked file');
   });
 
   await step('the console was never reloaded, never showed card digits, and no page threw', async () => {

@@ -92,9 +92,22 @@ fn parse(
     if m.client_id.len() > MAX_CLIENT_ID_BYTES || m.client_id.chars().any(char::is_control) {
         return Err(Poison::ClientId);
     }
+    let attachments = m
+        .attachments
+        .iter()
+        .map(|a| {
+            Ok(tickets::AttachmentRef {
+                id: Uuid::parse_str(&a.id)?,
+                name: a.name.clone(),
+                content_type: a.content_type.clone(),
+                size: a.size,
+            })
+        })
+        .collect::<Result<Vec<_>, Poison>>()?;
     Ok(NewClientMessage {
         id: Uuid::parse_str(&m.message_id)?,
-        body: MessageBody::parse(m.body)?.into_inner(),
+        body: MessageBody::parse_with_files(m.body, attachments.len())?.into_inner(),
+        attachments,
         client_id: m.client_id,
         // A display name is only shown: one with control characters (a NUL cannot even be
         // stored) is cleaned rather than losing the message.

@@ -12,6 +12,17 @@ pub(super) struct FileRoot {
     pub(super) telegram: TelegramSection,
     #[serde(default)]
     pub(super) email: EmailSection,
+    #[serde(default)]
+    pub(super) attachments: AttachmentsSection,
+}
+
+/// `attachments`: the files clients may send on every channel.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AttachmentsSection {
+    pub(super) max_bytes: Option<u64>,
+    pub(super) max_per_message: Option<u64>,
+    pub(super) types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

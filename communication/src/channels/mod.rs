@@ -52,6 +52,8 @@ pub struct Channels {
     pub web: bool,
     pub telegram: Option<TelegramSettings>,
     pub email: EmailSettings,
+    /// What files clients may send (every channel).
+    pub attachments: edge::files::Limits,
     /// The file they came from, if any (for the start-up log).
     pub file: Option<String>,
 }
@@ -118,11 +120,54 @@ impl Channels {
             .unwrap_or(true);
         let telegram = telegram::telegram(&r, &root.telegram, has_file)?;
         let email = email::email(&r, &root.email, has_file)?;
+        let attachments = attachments(&r, &root.attachments)?;
         Ok(Self {
             web,
             telegram,
             email,
+            attachments,
             file: file.map(|(n, _)| n.to_owned()),
         })
     }
+}
+
+/// `attachments`, each key overridden by its `INBOX_ATTACHMENT_*` variable.
+fn attachments(
+    r: &Resolver<'_>,
+    s: &file::AttachmentsSection,
+) -> Result<edge::files::Limits, ChannelsError> {
+    let d = edge::files::Limits::default();
+    let max_bytes = r.number(
+        "INBOX_ATTACHMENT_MAX_BYTES",
+        "attachments.max_bytes",
+        s.max_bytes,
+        d.max_bytes,
+    )?;
+    if max_bytes == 0 {
+        return Err(r.error(
+            resolver::Origin::Default("attachments.max_bytes"),
+            "0",
+            "must be at least 1",
+        ));
+    }
+    let max_per_message = r.number(
+        "INBOX_ATTACHMENT_MAX_PER_MESSAGE",
+        "attachments.max_per_message",
+        s.max_per_message,
+        d.max_per_message as u64,
+    )?;
+    let listed = s.types.as_ref().map(|t| t.join(","));
+    let types = match r.text(
+        "INBOX_ATTACHMENT_TYPES",
+        "attachments.types",
+        listed.as_ref(),
+    ) {
+        Some((v, origin)) => edge::files::parse_types(&v).map_err(|e| r.error(origin, &v, e))?,
+        None => d.types,
+    };
+    Ok(edge::files::Limits {
+        max_bytes,
+        types,
+        max_per_message: usize::try_from(max_per_message).unwrap_or(usize::MAX),
+    })
 }

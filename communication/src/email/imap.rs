@@ -632,5 +632,6 @@ async fn inbound_message(
         client_name,
         received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
         sealed_body: Vec::new(),
+        attachments: Vec::new(),
     })
 }

@@ -6,6 +6,7 @@
 //! events of its audience in the store, with no gap and no duplicate. The crash and fault tests
 //! disturb the engine or its stack while it runs.
 
+use crate::authed;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +25,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tonic::Code;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -108,14 +108,6 @@ pub struct Refusals {
     pub grpc_unavailable: usize,
     /// gRPC calls unanswered within [`HUNG`].
     pub grpc_hung: usize,
-}
-
-fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    if let Ok(v) = MetadataValue::try_from(format!("Bearer {token}")) {
-        r.metadata_mut().insert("authorization", v);
-    }
-    r
 }
 
 /// Waits (on PostgreSQL notifications, with a deadline) until `done` holds.

@@ -75,6 +75,7 @@ pub(super) async fn send_until_accepted(
                 v1::SendMessageRequest {
                     body: body.into(),
                     idempotency_key: key.to_string(),
+                    ..Default::default()
                 },
             );
             req.set_timeout(HUNG);

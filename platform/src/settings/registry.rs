@@ -7,12 +7,21 @@
 /// declarations (it does not link their crates), hence this list; `e2e/tests/settings.rs` checks
 /// that it is exactly the union of the declarations.
 pub const ENGINE_SETTINGS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ALLOW_HTTP",
+    "AWS_ENDPOINT",
+    "AWS_REGION",
+    "AWS_SECRET_ACCESS_KEY",
     "INBOX_AFC_DLQ_TOPIC",
     "INBOX_AFC_KEY",
     "INBOX_AFC_KEY_DIR",
     "INBOX_AFC_MSGS_TOPIC",
     "INBOX_AFC_PUBLIC_KEY",
     "INBOX_AFC_VERDICTS_TOPIC",
+    "INBOX_ATTACHMENT_MAX_BYTES",
+    "INBOX_ATTACHMENT_MAX_PER_MESSAGE",
+    "INBOX_ATTACHMENT_STORE",
+    "INBOX_ATTACHMENT_TYPES",
     "INBOX_CHANNELS",
     "INBOX_COMMUNICATION_OPS_ADDR",
     "INBOX_CONSOLE_ADDR",

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::event_kind;
+use crate::domain::{AttachmentRef, event_kind};
 
 mod payload;
 
@@ -19,6 +19,7 @@ pub enum TicketEvent<'a> {
         body: &'a str,
         channel: &'a str,
         created_at: DateTime<Utc>,
+        attachments: &'a [AttachmentRef],
     },
     /// To the client: their message was blocked by the AFC check; `warning` replaces it.
     MessageBlocked {
@@ -34,6 +35,7 @@ pub enum TicketEvent<'a> {
         ticket_id: Uuid,
         body: &'a str,
         created_at: DateTime<Utc>,
+        attachments: &'a [AttachmentRef],
     },
     /// To the client and the ticket's manager (if any): a message that passed is taken back, as
     /// the first half of a number the client's next message completed (a card number split over
@@ -67,6 +69,7 @@ pub enum TicketEvent<'a> {
         manager_name: &'a str,
         body: &'a str,
         created_at: DateTime<Utc>,
+        attachments: &'a [AttachmentRef],
     },
     /// To the client and the ticket's manager (if any).
     TicketClosed {

@@ -16,9 +16,14 @@ impl TicketEvent<'_> {
                 body,
                 channel,
                 created_at,
-            } => json!({
-                "message_id": message_id, "body": body, "channel": channel, "created_at": created_at,
-            }),
+                attachments,
+            } => with_files(
+                json!({
+                    "message_id": message_id, "body": body, "channel": channel,
+                    "created_at": created_at,
+                }),
+                attachments,
+            ),
             E::MessageBlocked {
                 message_id,
                 ticket_id,
@@ -44,11 +49,15 @@ impl TicketEvent<'_> {
                 ticket_id,
                 body,
                 created_at,
+                attachments,
                 ..
-            } => json!({
-                "message_id": message_id, "ticket_id": ticket_id, "body": body,
-                "created_at": created_at,
-            }),
+            } => with_files(
+                json!({
+                    "message_id": message_id, "ticket_id": ticket_id, "body": body,
+                    "created_at": created_at,
+                }),
+                attachments,
+            ),
             E::ManagerAssigned {
                 ticket_id,
                 manager_name,
@@ -75,11 +84,15 @@ impl TicketEvent<'_> {
                 manager_name,
                 body,
                 created_at,
+                attachments,
                 ..
-            } => json!({
-                "message_id": message_id, "ticket_id": ticket_id, "body": body,
-                "manager_name": manager_name, "created_at": created_at,
-            }),
+            } => with_files(
+                json!({
+                    "message_id": message_id, "ticket_id": ticket_id, "body": body,
+                    "manager_name": manager_name, "created_at": created_at,
+                }),
+                attachments,
+            ),
             E::TicketClosed {
                 ticket_id,
                 reason,
@@ -181,4 +194,15 @@ impl TicketEvent<'_> {
             }),
         }
     }
+}
+
+/// A message event's payload with its files (`attachments`: id, name, content_type, size), when
+/// it has any: an event without files reads as it always did.
+fn with_files(mut payload: Value, files: &[crate::domain::AttachmentRef]) -> Value {
+    if !files.is_empty()
+        && let Some(o) = payload.as_object_mut()
+    {
+        o.insert("attachments".into(), json!(files));
+    }
+    payload
 }

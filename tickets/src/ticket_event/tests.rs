@@ -12,6 +12,7 @@ fn every_variant() -> Vec<TicketEvent<'static>> {
             body: "b",
             channel: "web",
             created_at: at,
+            attachments: &[],
         },
         TicketEvent::MessageBlocked {
             message_id: m,
@@ -25,6 +26,7 @@ fn every_variant() -> Vec<TicketEvent<'static>> {
             ticket_id: t,
             body: "b",
             created_at: at,
+            attachments: &[],
         },
         TicketEvent::SatisfactionRecorded {
             ticket_id: t,
@@ -58,6 +60,7 @@ fn every_variant() -> Vec<TicketEvent<'static>> {
             manager_name: "A",
             body: "b",
             created_at: at,
+            attachments: &[],
         },
         TicketEvent::TicketClosed {
             ticket_id: t,

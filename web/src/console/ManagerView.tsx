@@ -1,4 +1,4 @@
-import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { JsonValue } from '@bufbuild/protobuf';
 import type { ManagerState } from '../gen/inbox/v1/admin_pb';
 import type { CannedResponse } from '../gen/inbox/v1/manager_pb';
@@ -6,7 +6,9 @@ import { duration, formatTime, type Strings } from '../i18n';
 import type { Api } from './api';
 import type { Alerts } from './alerts';
 import { useI18n } from './i18n-context';
-import { channelOf, matchCanned, type DraftMode, type ManagerStore, type Msg, type TicketView } from './store';
+import { channelOf, matchCanned, previewText, type DraftMode, type ManagerStore, type Msg, type TicketView } from './store';
+import { BlobUrls } from '../shared/files';
+import { AttachInput, MessageFiles, PendingChips } from '../shared/FileViews';
 import { clock, Dialog, typingIn, useRerender, useSecondClock } from './ui';
 import { MessageSearch } from './Search';
 
@@ -341,7 +343,7 @@ function TicketItem({ store, view }: { store: ManagerStore; view: TicketView }) 
         {tk && <span class={`priority priority-${priority}`}>{priorityName(t, priority)}</span>}
         <Sla store={store} view={view} />
       </span>
-      <span class="preview" id={`tp-${view.id}`}>{last ? t.lastMessageFrom(authorName(t, store, last), last.body) : t.noMessagesYet}</span>
+      <span class="preview" id={`tp-${view.id}`}>{last ? t.lastMessageFrom(authorName(t, store, last), last.body || (last.files?.length ? t.filesOnly(previewText('', last.files)) : '')) : t.noMessagesYet}</span>
       <span class="ticket-foot" id={`tf-${view.id}`}>
         {store.isTyping(view) && (
           <span class="typing" data-typing="client">
@@ -448,6 +450,17 @@ function Conversation({
   const name = clientName(view);
   const log = useRef<HTMLDivElement>(null);
   const [transferOpen, setTransferOpen] = useState(false);
+  // The files' object URLs of this conversation (GetAttachment, once per file): revoked when
+  // another ticket is opened (this component is keyed by the ticket).
+  const urls = useMemo(
+    () =>
+      new BlobUrls(async (attachmentId) => {
+        const r = await api.manager.getAttachment({ attachmentId });
+        return new Blob([r.data as Uint8Array<ArrayBuffer>], { type: r.attachment?.contentType ?? '' });
+      }),
+    [],
+  );
+  useEffect(() => () => urls.revokeAll(), [urls]);
   const count = view.messages.length;
   const lastId = count ? view.messages[count - 1].id : '';
   const firstId = count ? view.messages[0].id : '';
@@ -541,7 +554,10 @@ function Conversation({
                 <span class="msg-author">{authorName(t, store, m)}</span>
                 <time dateTime={new Date(m.at).toISOString()}>{formatTime(lang, m.at)}</time>
               </span>
-              <span class="msg-body">{m.body}</span>
+              {(m.body || !m.files?.length) && <span class="msg-body">{m.body}</span>}
+              {!!m.files?.length && (
+                <MessageFiles files={m.files} urls={urls} t={t} lang={lang} cls="" placeholderHref={(f) => `#file-${f.id}`} />
+              )}
             </li>
           ))}
         </ol>
@@ -661,7 +677,7 @@ function slashToken(text: string, caret: number): SlashToken | null {
 }
 
 function Composer({ store, view, mode }: { store: ManagerStore; view: TicketView; mode: DraftMode }) {
-  const { t } = useI18n();
+  const { t, lang } = useI18n();
   const d = store.draft(view.id, mode);
   const id = `composer-${mode}-${view.id}`;
   const listId = `${id}-canned`;
@@ -675,6 +691,8 @@ function Composer({ store, view, mode }: { store: ManagerStore; view: TicketView
   const caretAfter = useRef<number | null>(null);
 
   const canned = mode === 'reply';
+  const uploading = store.uploading(d);
+  const ready = !d.sending && !uploading && (!!d.text.trim() || d.files.some((p) => p.state === 'done'));
   const token = canned && !d.sending ? slashToken(d.text, Math.min(caret, d.text.length)) : null;
   const tokenKey = token ? `${token.start}:${token.query}` : null;
   const matches = token ? matchCanned(store.canned, token.query) : [];
@@ -807,13 +825,30 @@ function Composer({ store, view, mode }: { store: ManagerStore; view: TicketView
           {open ? t.cannedOpen(matches.length) : ''}
         </span>
       )}
+      {mode === 'reply' && (
+        <PendingChips files={d.files} t={t} lang={lang} cls="" locked={d.sending} onRemove={(key) => store.detach(view.id, key)} />
+      )}
       <div class="composer-foot">
+        {mode === 'reply' && (
+          <AttachInput
+            id={`${id}-file`}
+            label={t.attachToReply}
+            cls=""
+            disabled={d.sending}
+            onFiles={(files) => store.attach(view.id, files)}
+          />
+        )}
+        {mode === 'reply' && (
+          <span class="composer-status" role="status">
+            {uploading ? t.waitForUploads : ''}
+          </span>
+        )}
         {d.failed && (
           <span class="error" role="alert">
             {t.notSent}
           </span>
         )}
-        <button type="submit" class={mode === 'note' ? 'secondary' : ''} aria-disabled={d.sending || !d.text.trim()}>
+        <button type="submit" class={mode === 'note' ? 'secondary' : ''} aria-disabled={!ready}>
           {d.sending ? t.sending : mode === 'reply' ? t.send : t.addNote}
         </button>
       </div>

@@ -3,11 +3,12 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { timestampFromMs, timestampMs } from '@bufbuild/protobuf/wkt';
 import type { JsonObject } from '@bufbuild/protobuf';
-import { Author, TicketStatus, type CannedResponse, type Message, type Ticket } from '../gen/inbox/v1/manager_pb';
+import { Author, TicketStatus, type Attachment, type CannedResponse, type Message, type Ticket } from '../gen/inbox/v1/manager_pb';
 import type { Event } from '../gen/inbox/v1/stream_pb';
 import type { Api } from './api';
 import { Backoff, pause } from '../shared/backoff';
 import { uuid } from '../shared/uuid';
+import { filesFromJson, type FileRef, type PendingFile } from '../shared/files';
 
 export type MsgKind = 'client' | 'manager' | 'system' | 'note';
 
@@ -18,6 +19,8 @@ export interface Msg {
   at: number;
   managerId?: string;
   managerName?: string;
+  /** The files it carries, in order (absent: none known). */
+  files?: FileRef[];
 }
 
 export interface DeliveryIssue {
@@ -63,6 +66,8 @@ export interface Draft {
   key: string | null;
   sending: boolean;
   failed: boolean;
+  /** A reply's files (UploadAttachment to its ticket): they go with the draft's key. */
+  files: PendingFile[];
 }
 
 export interface Readiness {
@@ -501,13 +506,15 @@ export class ManagerStore {
         const isNew = !!mid && !v.messages.some((m) => m.id === mid);
         // The client sent what they were typing.
         if (isNew) this.typingDone(v);
+        const files = filesOf(p);
         this.upsert(v, {
           id: mid,
           kind: 'client',
           body: str(p, 'body'),
           at: parseAt(p.created_at, at),
+          ...files,
         });
-        if (isNew) this.alert({ kind: 'message', ticketId: tid, body: str(p, 'body') }, at);
+        if (isNew) this.alert({ kind: 'message', ticketId: tid, body: previewText(str(p, 'body'), files.files) }, at);
         break;
       }
       case 'satisfaction_recorded': {
@@ -529,6 +536,7 @@ export class ManagerStore {
           body: str(p, 'body'),
           at: parseAt(p.created_at, at),
           managerName: str(p, 'manager_name'),
+          ...filesOf(p),
         });
         break;
       case 'note_added':
@@ -738,7 +746,7 @@ export class ManagerStore {
     const k = `${tid}:${mode}`;
     let d = this.drafts.get(k);
     if (!d) {
-      d = { text: '', key: null, sending: false, failed: false };
+      d = { text: '', key: null, sending: false, failed: false, files: [] };
       this.drafts.set(k, d);
     }
     return d;
@@ -752,12 +760,65 @@ export class ManagerStore {
     this.emit();
   }
 
+  /** Uploads `files` (UploadAttachment to the ticket) for the reply draft of `tid`, each shown
+   * as a chip; the draft's idempotency key is made now if it has none (it covers the files). */
+  attach(tid: string, files: readonly File[]): void {
+    const d = this.draft(tid, 'reply');
+    const v = this.tickets.get(tid);
+    if (d.sending || !v || v.ended) return;
+    for (const file of files) {
+      const p: PendingFile = { key: uuid(), name: file.name || 'file', size: file.size, state: 'uploading' };
+      d.files = [...d.files, p];
+      void this.upload(tid, d, p.key, file);
+    }
+    d.key ??= uuid();
+    this.emit();
+  }
+
+  /** Takes a file off the reply draft (an upload under way is forgotten when it ends; a file no
+   * reply takes is dropped by the engine after a day). */
+  detach(tid: string, key: string): void {
+    const d = this.draft(tid, 'reply');
+    if (d.sending) return;
+    d.files = d.files.filter((p) => p.key !== key);
+    this.emit();
+  }
+
+  /** Whether a file of the draft is still uploading (the reply waits for it). */
+  uploading(d: Draft): boolean {
+    return d.files.some((p) => p.state === 'uploading');
+  }
+
+  private async upload(tid: string, d: Draft, key: string, file: File): Promise<void> {
+    const patch = (x: Partial<PendingFile>) => {
+      d.files = d.files.map((p) => (p.key === key ? { ...p, ...x } : p));
+      this.emit();
+    };
+    try {
+      const data = new Uint8Array(await file.arrayBuffer());
+      const r = await this.api.manager.uploadAttachment(
+        { ticketId: tid, name: file.name, contentType: file.type, data },
+        { signal: this.abort.signal },
+      );
+      if (!r.attachment) throw new ConnectError('no attachment in the answer', Code.Internal);
+      patch({ state: 'done', ref: fileRef(r.attachment) });
+    } catch (e) {
+      const err = ConnectError.from(e);
+      if (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied) return this.failed(e);
+      // Past the gateway's message size (RESOURCE_EXHAUSTED): refused before the limits said why.
+      const tooLarge = err.code === Code.ResourceExhausted;
+      patch({ state: 'failed', error: tooLarge ? undefined : err.rawMessage || String(err.code), tooLarge });
+    }
+  }
+
   /** Sends the draft once: a second call while it is in flight does nothing, a retry after a
-   * failure reuses the draft's key (the server answers it with the same message). */
+   * failure reuses the draft's key (the server answers it with the same message). A reply takes
+   * the draft's uploaded files (refused ones are left out); it waits while one is uploading. */
   async send(tid: string, mode: DraftMode): Promise<void> {
     const d = this.draft(tid, mode);
     const body = d.text.trim();
-    if (d.sending || !body) return;
+    const files = mode === 'reply' ? d.files.flatMap((p) => (p.state === 'done' && p.ref ? [p.ref] : [])) : [];
+    if (d.sending || (!body && !files.length) || this.uploading(d)) return;
     d.sending = true;
     d.failed = false;
     const key = (d.key ??= uuid());
@@ -765,9 +826,23 @@ export class ManagerStore {
     try {
       const v = this.view(tid);
       if (mode === 'reply') {
-        const r = await this.api.manager.sendReply({ ticketId: tid, body, idempotencyKey: key });
+        const r = await this.api.manager.sendReply({
+          ticketId: tid,
+          body,
+          idempotencyKey: key,
+          attachmentIds: files.map((f) => f.id),
+        });
         this.responded(tid, Date.now());
-        this.upsert(v, { id: r.messageId, kind: 'manager', body, at: Date.now(), managerId: this.user, managerName: this.userName });
+        this.upsert(v, {
+          id: r.messageId,
+          kind: 'manager',
+          body,
+          at: Date.now(),
+          managerId: this.user,
+          managerName: this.userName,
+          files,
+        });
+        d.files = [];
       } else {
         const r = await this.api.manager.addNote({ ticketId: tid, body, idempotencyKey: key });
         this.upsert(v, { id: r.noteId, kind: 'note', body, at: Date.now(), managerId: this.user });
@@ -884,7 +959,22 @@ function fromProto(m: Message): Msg {
     body: m.body,
     at: m.createdAt ? timestampMs(m.createdAt) : Date.now(),
     managerId: m.managerId || undefined,
+    files: m.attachments.map(fileRef),
   };
+}
+
+function fileRef(a: Attachment): FileRef {
+  return { id: a.id, name: a.name, contentType: a.contentType, size: Number(a.size) };
+}
+
+/** An event's files, when its payload names some (an absent list leaves what is known). */
+function filesOf(p: JsonObject): { files?: FileRef[] } {
+  return 'attachments' in p ? { files: filesFromJson(p.attachments) } : {};
+}
+
+/** What a message says in a one-line preview: its text, else the names of its files. */
+export function previewText(body: string, files: readonly FileRef[] | undefined): string {
+  return body || (files ?? []).map((f) => f.name).join(', ');
 }
 
 function createdMs(v: TicketView): number {

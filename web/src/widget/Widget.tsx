@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from 'preact/hooks';
 import { formatTime, LANGS, widgetStrings, type Lang, type WidgetStrings as Strings } from '../i18n';
+import { AttachInput, MessageFiles, PendingChips } from '../shared/FileViews';
 import type { TokenSource } from './api';
 import { ChatStore, type Item, type Survey } from './chat';
 
@@ -8,7 +9,20 @@ function useRerender(): () => void {
   return useCallback(() => bump(null), []);
 }
 
-export function Widget({ apiUrl, token, lang: initialLang }: { apiUrl: string; token: TokenSource; lang: Lang }) {
+/** What the file picker offers first: the engine's default types (INBOX_ATTACHMENT_TYPES). */
+export const DEFAULT_ACCEPT = 'image/jpeg,image/png,image/gif,image/webp,application/pdf,text/plain';
+
+export function Widget({
+  apiUrl,
+  token,
+  lang: initialLang,
+  accept = DEFAULT_ACCEPT,
+}: {
+  apiUrl: string;
+  token: TokenSource;
+  lang: Lang;
+  accept?: string;
+}) {
   const [lang, setLang] = useState<Lang>(initialLang);
   const t = widgetStrings(lang);
   const store = useMemo(() => new ChatStore(apiUrl, token), [apiUrl, token]);
@@ -52,7 +66,7 @@ export function Widget({ apiUrl, token, lang: initialLang }: { apiUrl: string; t
       )}
       <Log t={t} lang={lang} store={store} />
       <Typing t={t} store={store} />
-      <Composer t={t} store={store} inputId={ids.input} />
+      <Composer t={t} lang={lang} store={store} inputId={ids.input} accept={accept} />
     </section>
   );
 }
@@ -157,7 +171,14 @@ function Bubble({ t, lang, m, store }: { t: Strings; lang: Lang; m: Item; store:
   return (
     <li class={`iw-msg iw-${m.kind}${survey ? ' iw-question' : ''}`} data-kind={m.kind} data-state={m.state} data-id={m.key}>
       {m.kind !== 'system' && <span class="iw-who">{who}</span>}
-      <span class="iw-body" id={bodyId}>{m.body}</span>
+      {(m.body || !m.files?.length) && (
+        <span class="iw-body" id={bodyId}>
+          {m.body}
+        </span>
+      )}
+      {!!m.files?.length && (
+        <MessageFiles files={m.files} urls={store.urls} t={t} lang={lang} cls="iw-" placeholderHref={(f) => store.fileHref(f.id)} />
+      )}
       {survey && <Rating t={t} store={store} survey={survey} questionId={bodyId} />}
       <span class="iw-meta">
         <time dateTime={new Date(m.at).toISOString()}>{formatTime(lang, m.at)}</time>
@@ -234,36 +255,58 @@ function Typing({ t, store }: { t: Strings; store: ChatStore }) {
   );
 }
 
-function Composer({ t, store, inputId }: { t: Strings; store: ChatStore; inputId: string }) {
+function Composer({ t, lang, store, inputId, accept }: { t: Strings; lang: Lang; store: ChatStore; inputId: string; accept: string }) {
   const [text, setText] = useState('');
+  // Send was pressed while a file was still uploading: say why nothing happened.
+  const [waiting, setWaiting] = useState(false);
+  const busy = store.uploading();
+  const files = store.attached.some((p) => p.state === 'done');
+  const ready = (!!text.trim() || files) && !busy && !store.sessionExpired;
+  useEffect(() => {
+    if (!busy) setWaiting(false);
+  }, [busy]);
   const submit = (e: Event) => {
     e.preventDefault();
-    if (!text.trim() || store.sessionExpired) return;
-    store.send(text);
-    setText('');
+    if (busy && (text.trim() || store.attached.length)) setWaiting(true);
+    if (!ready) return;
+    if (store.submit(text)) setText('');
   };
   return (
     <form class="iw-composer" onSubmit={submit}>
-      <label for={inputId} class="iw-hidden">
-        {t.messageLabel}
-      </label>
-      <textarea
-        id={inputId}
-        rows={2}
-        value={text}
-        placeholder={t.messagePlaceholder}
-        onInput={(e) => {
-          const value = e.currentTarget.value;
-          setText(value);
-          if (value.trim()) store.typing();
-        }}
-        onKeyDown={(e) => {
-          if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) submit(e);
-        }}
-      />
-      <button type="submit" aria-disabled={!text.trim() || store.sessionExpired}>
-        {t.send}
-      </button>
+      <PendingChips files={store.attached} t={t} lang={lang} cls="iw-" onRemove={(key) => store.detach(key)} />
+      <p class="iw-compose-note" role="status">
+        {waiting && busy ? t.waitForUploads : ''}
+      </p>
+      <div class="iw-compose-row">
+        <AttachInput
+          id={`${inputId}-file`}
+          label={t.attachFiles}
+          cls="iw-"
+          accept={accept}
+          disabled={store.sessionExpired}
+          onFiles={(f) => store.attach(f)}
+        />
+        <label for={inputId} class="iw-hidden">
+          {t.messageLabel}
+        </label>
+        <textarea
+          id={inputId}
+          rows={2}
+          value={text}
+          placeholder={t.messagePlaceholder}
+          onInput={(e) => {
+            const value = e.currentTarget.value;
+            setText(value);
+            if (value.trim()) store.typing();
+          }}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) submit(e);
+          }}
+        />
+        <button type="submit" class="iw-send" aria-disabled={!ready}>
+          {t.send}
+        </button>
+      </div>
     </form>
   );
 }

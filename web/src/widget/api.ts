@@ -3,6 +3,14 @@
 
 export type TokenSource = string | (() => string | Promise<string>);
 
+/** A file reference of the API: `POST /v1/attachments`'s answer, a message's `attachments`. */
+export interface WireAttachment {
+  id: string;
+  name: string;
+  content_type: string;
+  size: number;
+}
+
 /** One entry of `GET /v1/messages`: oldest first within a page. */
 export interface WireMessage {
   id: string;
@@ -13,6 +21,8 @@ export interface WireMessage {
   status: string;
   channel: string;
   created_at: string;
+  /** The files it carries, in order (a blocked message is not listed at all). */
+  attachments?: WireAttachment[];
 }
 
 export interface HistoryPage {
@@ -51,16 +61,19 @@ export class ChatApi {
     return this.token;
   }
 
-  /** A fetch of the API; a network failure throws a TypeError (the caller retries). */
-  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** A fetch of the API; a network failure throws a TypeError (the caller retries). A JSON
+   * `body` is sent as JSON, a FormData as multipart/form-data (the browser sets the boundary). */
+  private async request(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { authorization: `Bearer ${await this.currentToken()}` };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    const form = body instanceof FormData;
+    if (body !== undefined && !form) headers['content-type'] = 'application/json';
     const r = await fetch(this.baseUrl + path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : form ? body : JSON.stringify(body),
       credentials: 'omit',
       cache: 'no-store',
+      signal,
     });
     if (!r.ok) {
       let message = `HTTP ${r.status}`;
@@ -73,6 +86,11 @@ export class ChatApi {
       const ra = Number(r.headers.get('retry-after'));
       throw new HttpError(r.status, message, Number.isFinite(ra) && ra > 0 ? ra * 1000 : null);
     }
+    return r;
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const r = await this.request(method, path, body, signal);
     if (r.status === 204) return undefined as T;
     return (await r.json()) as T;
   }
@@ -83,8 +101,26 @@ export class ChatApi {
     return this.call('GET', `/v1/messages?${q}`);
   }
 
-  send(body: string, clientMessageId: string): Promise<{ message_id: string }> {
-    return this.call('POST', '/v1/messages', { body, client_message_id: clientMessageId });
+  /** `attachments`: ids of this client's uploads, in order (the body may then be empty). */
+  send(body: string, clientMessageId: string, attachments: string[] = []): Promise<{ message_id: string }> {
+    return this.call('POST', '/v1/messages', { body, client_message_id: clientMessageId, attachments });
+  }
+
+  /** Stores a file for the next message (201 with its reference; 413 / 422 name a refusal). */
+  upload(file: File, signal?: AbortSignal): Promise<WireAttachment> {
+    const form = new FormData();
+    form.append('file', file, file.name);
+    return this.call('POST', '/v1/attachments', form, signal);
+  }
+
+  /** The bytes of a file of the chat (404 when it is not the client's to see). */
+  async download(id: string): Promise<Blob> {
+    return (await this.request('GET', this.fileUrl(id))).blob();
+  }
+
+  /** Where the file is, under the API (it needs the bearer token: not for `<img src>`). */
+  fileUrl(id: string): string {
+    return `/v1/attachments/${encodeURIComponent(id)}`;
   }
 
   markRead(messageId: string): Promise<{ read_up_to: string | null; unread: number }> {

@@ -3,7 +3,8 @@
 import { Backoff, pause } from '../shared/backoff';
 import { jwtClaims } from '../shared/jwt';
 import { uuid } from '../shared/uuid';
-import { ChatApi, HttpError, type TokenSource, type WireMessage } from './api';
+import { BlobUrls, filesFromJson, isImage, sameFiles, type FileRef, type PendingFile } from '../shared/files';
+import { ChatApi, HttpError, type TokenSource, type WireAttachment, type WireMessage } from './api';
 
 export type ItemKind = 'client' | 'manager' | 'system' | 'warning' | 'rating';
 export type ItemState = 'queued' | 'sending' | 'sent' | 'pending' | 'delivered' | 'failed';
@@ -19,6 +20,8 @@ export interface Item {
   managerName?: string;
   /** Of a `rating` item (a thank-you whose question this page never saw): the rating given. */
   rating?: number;
+  /** The files it carries, in order. */
+  files?: FileRef[];
 }
 
 /** The satisfaction question after a close (`satisfaction_requested`), kept in localStorage so
@@ -48,6 +51,8 @@ interface Outgoing {
   body: string;
   at: number;
   failed?: string;
+  /** Uploaded already (`POST /v1/attachments`): every retry sends the same ids. */
+  files?: FileRef[];
 }
 
 export type Link = 'connecting' | 'live' | 'reconnecting';
@@ -80,6 +85,10 @@ export class ChatStore {
   /** The manager of the chat as the last `manager_assigned` or reply named them (kept, so a
    * reload still names who types). */
   managerName = '';
+  /** The files chosen for the next message (uploading, uploaded or refused). */
+  attached: PendingFile[] = [];
+  /** Object URLs of the chat's files (fetched with the token), revoked when the widget goes. */
+  readonly urls: BlobUrls;
 
   private readonly byKey = new Map<string, Item>();
   /** Messages blocked or withdrawn: never shown again, whatever arrives late. */
@@ -103,9 +112,12 @@ export class ChatStore {
   /** A keystroke inside the throttle window is sent when the window ends (trailing edge), so
    * typing that starts right after an earlier signal is still shown. */
   private typingLater: ReturnType<typeof setTimeout> | undefined;
+  /** The uploads under way, by chip: removing a chip cancels its upload. */
+  private readonly uploads = new Map<string, AbortController>();
 
   constructor(apiUrl: string, private readonly tokenSource: TokenSource) {
     this.api = new ChatApi(apiUrl, tokenSource);
+    this.urls = new BlobUrls((id) => this.api.download(id));
     this.outbox = [];
     this.cursor = 0;
     this.warnings = [];
@@ -171,6 +183,9 @@ export class ChatStore {
     document.removeEventListener('visibilitychange', this.onVisible);
     clearTimeout(this.markTimer);
     clearTimeout(this.typingTimer);
+    for (const c of this.uploads.values()) c.abort();
+    this.uploads.clear();
+    this.urls.revokeAll();
   }
 
   private readonly onNetwork = () => {
@@ -201,6 +216,11 @@ export class ChatStore {
     return old;
   }
 
+  /** A message gone for good (blocked, withdrawn): its files' bytes leave the page too. */
+  private forget(item: Item | undefined): void {
+    for (const f of item?.files ?? []) this.urls.revoke(f.id);
+  }
+
   private resort(): void {
     this.items = [...this.byKey.values()].sort((a, b) => a.at - b.at || (a.key < b.key ? -1 : 1));
   }
@@ -209,7 +229,8 @@ export class ChatStore {
     const kind: ItemKind =
       m.author === 'client' ? 'client' : m.author === 'manager' ? 'manager' : this.warnings.includes(m.body) ? 'warning' : 'system';
     const state: ItemState | undefined = m.author === 'client' ? (m.status === 'delivered' ? 'delivered' : 'pending') : undefined;
-    return { key: m.id, kind, body: m.body, at: Date.parse(m.created_at) || Date.now(), state };
+    const files = filesFromJson(m.attachments);
+    return { key: m.id, kind, body: m.body, at: Date.parse(m.created_at) || Date.now(), state, files };
   }
 
   // ---- History ----
@@ -350,16 +371,19 @@ export class ChatStore {
     const s = (k: string) => (typeof ev[k] === 'string' ? (ev[k] as string) : '');
     const at = Date.parse(s('created_at')) || Date.now();
     const mid = s('message_id');
+    // A message event names its files only when it has some.
+    const files = 'attachments' in ev ? { files: filesFromJson(ev.attachments) } : {};
     switch (ev.type) {
       case 'message_accepted': {
         if (!mid || this.gone.has(mid)) return;
-        if (!this.byKey.has(mid)) this.adoptLocal(mid, s('body'));
-        this.put({ key: mid, kind: 'client', body: s('body'), at: this.byKey.get(mid)?.at ?? at, state: 'pending' });
+        if (!this.byKey.has(mid)) this.adoptLocal(mid, s('body'), files.files ?? []);
+        this.put({ key: mid, kind: 'client', body: s('body'), at: this.byKey.get(mid)?.at ?? at, state: 'pending', ...files });
         break;
       }
       case 'message_blocked': {
-        // The warning takes the blocked message's place.
+        // The warning takes the blocked message's place (its files go with it).
         const blocked = this.drop(mid);
+        this.forget(blocked);
         this.gone.add(mid);
         const warning = s('warning');
         const wid = s('warning_message_id') || `warning:${mid}`;
@@ -371,7 +395,7 @@ export class ChatStore {
         break;
       }
       case 'message_withdrawn':
-        this.drop(mid);
+        this.forget(this.drop(mid));
         this.gone.add(mid);
         break;
       case 'manager_assigned':
@@ -415,6 +439,7 @@ export class ChatStore {
             body: s('body'),
             at: Date.parse(s('created_at')) || at,
             managerName: s('manager_name'),
+            ...files,
           });
         }
         break;
@@ -465,14 +490,90 @@ export class ChatStore {
     this.api.typing().catch(() => undefined);
   }
 
+  // ---- Files ----
+
+  /** Uploads `files` for the next message, each shown as a chip while it goes. */
+  attach(files: readonly File[]): void {
+    if (this.sessionExpired) return;
+    for (const file of files) {
+      const p: PendingFile = { key: uuid(), name: file.name || 'file', size: file.size, state: 'uploading' };
+      this.attached = [...this.attached, p];
+      const ctl = new AbortController();
+      this.uploads.set(p.key, ctl);
+      void this.upload(p.key, file, ctl.signal).finally(() => this.uploads.delete(p.key));
+    }
+    this.emit();
+  }
+
+  /** Removes a chosen file (its upload, if under way, is cancelled; an uploaded file no
+   * message takes is dropped by the engine after a day). */
+  detach(key: string): void {
+    this.uploads.get(key)?.abort();
+    const p = this.attached.find((x) => x.key === key);
+    if (p?.ref && !this.outbox.some((o) => o.files?.some((f) => f.id === p.ref!.id))) this.urls.revoke(p.ref.id);
+    this.attached = this.attached.filter((x) => x.key !== key);
+    this.emit();
+  }
+
+  /** The API address of a file (a link's target until its bytes are fetched with the token). */
+  fileHref(id: string): string {
+    return this.api.baseUrl + this.api.fileUrl(id);
+  }
+
+  /** Whether a chosen file is still uploading (the message waits for it). */
+  uploading(): boolean {
+    return this.attached.some((p) => p.state === 'uploading');
+  }
+
+  private patchAttached(key: string, patch: Partial<PendingFile>): void {
+    this.attached = this.attached.map((p) => (p.key === key ? { ...p, ...patch } : p));
+    this.emit();
+  }
+
+  /** One upload: network failures, 5xx and 429 are retried (a retry stores another copy at
+   * worst, which no message takes); a refusal shows the engine's reason on the chip. */
+  private async upload(key: string, file: File, signal: AbortSignal): Promise<void> {
+    const backoff = new Backoff(500, 15_000);
+    while (!signal.aborted && !this.abort.signal.aborted) {
+      try {
+        const ref = fileRef(await this.api.upload(file, signal));
+        if (signal.aborted) return;
+        // Its bytes are here already: an image shows without being fetched back.
+        if (isImage(ref)) this.urls.seed(ref.id, file);
+        this.patchAttached(key, { state: 'done', ref });
+        return;
+      } catch (e) {
+        if (signal.aborted || this.abort.signal.aborted) return;
+        if (e instanceof HttpError && !e.transient) {
+          if (this.expired(e)) return;
+          // A body past the server's limit is refused before the API sees it (no JSON reason).
+          const tooLarge = e.status === 413 && /^HTTP \d+$/.test(e.message);
+          this.patchAttached(key, { state: 'failed', error: tooLarge ? undefined : e.message, tooLarge });
+          return;
+        }
+        await pause(e instanceof HttpError && e.retryAfterMs ? e.retryAfterMs : backoff.next(), signal);
+      }
+    }
+  }
+
+  /** Sends what the composer holds: the text with the uploaded files (refused ones are left
+   * out and their chips cleared). Nothing while a file is still uploading. */
+  submit(text: string): string | null {
+    if (this.uploading()) return null;
+    const files = this.attached.flatMap((p) => (p.state === 'done' && p.ref ? [p.ref] : []));
+    const cmid = this.send(text, files);
+    if (cmid) this.attached = [];
+    return cmid;
+  }
+
   // ---- Sending ----
 
-  /** Queues a message: it gets its client_message_id now and keeps it through every retry.
-   * Returns that id. */
-  send(body: string): string | null {
+  /** Queues a message: it gets its client_message_id now and keeps it through every retry, with
+   * the same files. Returns that id. */
+  send(body: string, files: FileRef[] = []): string | null {
     const text = body.trim();
-    if (!text) return null;
-    const o: Outgoing = { cmid: uuid(), body: text, at: Date.now() };
+    if (!text && !files.length) return null;
+    const o: Outgoing = { cmid: uuid(), body: text, at: Date.now(), ...(files.length ? { files } : {}) };
     this.outbox.push(o);
     this.write('outbox', this.outbox);
     this.put(localItem(o));
@@ -551,7 +652,7 @@ export class ChatStore {
       this.setLocal(next.cmid, { state: 'sending' });
       let retryIn: number | null = null;
       try {
-        const r = await this.api.send(next.body, next.cmid);
+        const r = await this.api.send(next.body, next.cmid, (next.files ?? []).map((f) => f.id));
         backoff.reset();
         this.settle(next.cmid, r.message_id);
       } catch (e) {
@@ -588,9 +689,12 @@ export class ChatStore {
     if (local) this.put({ ...local, key: messageId, state: 'sent', error: undefined });
   }
 
-  /** A message_accepted for a message whose POST has not answered yet (same text): the same one. */
-  private adoptLocal(messageId: string, body: string): void {
-    const candidates = this.items.filter((i) => i.key.startsWith('local:') && i.body === body && i.state !== 'failed');
+  /** A message_accepted for a message whose POST has not answered yet (same text and files):
+   * the same one. */
+  private adoptLocal(messageId: string, body: string, files: FileRef[]): void {
+    const candidates = this.items.filter(
+      (i) => i.key.startsWith('local:') && i.body === body && sameFiles(i.files, files) && i.state !== 'failed',
+    );
     const local = candidates.find((i) => i.key === `local:${this.sendingCmid}`) ?? candidates[0];
     if (!local) return;
     this.drop(local.key);
@@ -630,5 +734,10 @@ function localItem(o: Outgoing): Item {
     at: o.at,
     state: o.failed ? 'failed' : 'queued',
     error: o.failed,
+    files: o.files,
   };
+}
+
+function fileRef(a: WireAttachment): FileRef {
+  return { id: a.id, name: a.name, contentType: a.content_type, size: a.size };
 }

@@ -13,6 +13,9 @@ export interface MountOptions {
   token: TokenSource;
   /** `en` or `ru`; default: the browser's language. */
   lang?: string;
+  /** The file types the picker offers first (the `accept` of its input; comma-separated MIME
+   * types): default the engine's default INBOX_ATTACHMENT_TYPES. The engine decides anyway. */
+  attachmentTypes?: string;
 }
 
 export interface Mounted {
@@ -35,7 +38,15 @@ export function mount(element: Element, options: MountOptions): Mounted {
   const app = document.createElement('div');
   app.style.height = '100%';
   root.appendChild(app);
-  render(h(Widget, { apiUrl: options.apiUrl, token: options.token, lang: detectLang(options.lang) }), app);
+  render(
+    h(Widget, {
+      apiUrl: options.apiUrl,
+      token: options.token,
+      lang: detectLang(options.lang),
+      accept: options.attachmentTypes || undefined,
+    }),
+    app,
+  );
   return {
     unmount() {
       render(null, app);

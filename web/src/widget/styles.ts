@@ -33,10 +33,43 @@ export const CSS = `
 .iw-link-button { font: inherit; background: none; border: none; padding: 0; color: #b3261e; text-decoration: underline; cursor: pointer; }
 .iw-typing { margin: 0; padding: 0 .75rem; min-height: 1.35rem; line-height: 1.35rem; font-size: .8rem; font-style: italic;
   color: var(--muted); background: #f5f6f8; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.iw-composer { display: flex; gap: .5rem; padding: .5rem; border-top: 1px solid var(--line); }
-.iw-composer textarea { flex: 1; font: inherit; resize: none; padding: .4rem .5rem; border: 1px solid var(--line); border-radius: 8px; }
-.iw-composer button { font: inherit; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 8px; padding: 0 1rem; cursor: pointer; }
-.iw-composer button[aria-disabled="true"] { opacity: .55; cursor: default; }
+.iw-composer { display: grid; gap: .35rem; padding: .5rem; border-top: 1px solid var(--line); }
+.iw-compose-row { display: flex; gap: .5rem; }
+.iw-compose-row textarea { flex: 1; font: inherit; resize: none; padding: .4rem .5rem; border: 1px solid var(--line); border-radius: 8px; }
+.iw-send { font: inherit; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 8px; padding: 0 1rem; cursor: pointer; }
+.iw-send[aria-disabled="true"] { opacity: .55; cursor: default; }
+.iw-compose-note { margin: 0; font-size: .8rem; color: #8a5a00; }
+/* Empty, it stays a live region but takes no room. */
+.iw-compose-note:empty { position: absolute; }
+.iw-attach { position: relative; display: flex; }
+.iw-attach-input { position: absolute; width: 1px; height: 1px; opacity: 0; overflow: hidden; }
+.iw-attach-label { display: flex; align-items: center; justify-content: center; width: 2.5rem; border: 1px solid var(--line);
+  border-radius: 8px; color: var(--accent); background: #fff; cursor: pointer; }
+.iw-attach-label:hover { background: #eef3ff; }
+.iw-attach-input:focus-visible + .iw-attach-label { outline: 3px solid var(--focus); outline-offset: 2px; }
+.iw-attach-input:disabled + .iw-attach-label { opacity: .55; cursor: default; }
+.iw-attach-text { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+.iw-chips { list-style: none; margin: 0; padding: 0; display: flex; flex-wrap: wrap; gap: .3rem; }
+.iw-chip { display: flex; flex-wrap: wrap; align-items: center; gap: .35rem; max-width: 100%; padding: .15rem .2rem .15rem .55rem;
+  border: 1px solid var(--line); border-radius: 999px; background: #f5f6f8; font-size: .8rem; }
+.iw-chip[data-state="failed"] { border-color: #f3b7b2; background: #fdecea; border-radius: 10px; }
+.iw-chip-name { font-weight: 600; overflow-wrap: anywhere; }
+.iw-chip-size, .iw-chip-state { color: var(--muted); }
+.iw-chip-error { color: #b3261e; flex-basis: 100%; }
+.iw-chip-remove { font: inherit; font-size: 1rem; line-height: 1; min-width: 1.6rem; min-height: 1.6rem; border: none; border-radius: 999px;
+  background: none; color: var(--muted); cursor: pointer; }
+.iw-chip-remove:hover { background: rgba(0,0,0,.08); }
+.iw-chip-remove[aria-disabled="true"] { opacity: .55; cursor: default; }
+.iw-files { list-style: none; margin: .2rem 0 0; padding: 0; display: flex; flex-wrap: wrap; gap: .35rem; white-space: normal; }
+.iw-thumb { display: inline-grid; gap: .15rem; color: inherit; text-decoration: none; font-size: .75rem; }
+.iw-thumb img { display: block; min-width: 2.5rem; min-height: 2.5rem; max-width: 12rem; max-height: 9rem; object-fit: contain;
+  border-radius: 6px; border: 1px solid var(--line); background: #fff; image-rendering: auto; }
+.iw-thumb-loading { color: var(--muted); font-style: italic; }
+.iw-file-caption, .iw-file-size { color: var(--muted); }
+.iw-file-link { display: inline-flex; flex-wrap: wrap; gap: .35rem; align-items: baseline; padding: .25rem .5rem; border-radius: 6px;
+  border: 1px solid var(--line); background: #fff; color: var(--accent); font-size: .85rem; }
+.iw-file-link .iw-file-name { text-decoration: underline; overflow-wrap: anywhere; }
+.iw-file-state { font-size: .75rem; color: var(--muted); }
 .iw-question { max-width: 95%; }
 .iw-rating { white-space: normal; display: grid; gap: .25rem; margin-top: .35rem; font-style: normal; }
 .iw-rate-buttons { display: flex; gap: .35rem; justify-content: center; }

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inbox/v1/bus.proto.
  */
 export const file_inbox_v1_bus: GenFile = /*@__PURE__*/
-  fileDesc("ChJpbmJveC92MS9idXMucHJvdG8SCGluYm94LnYxIrIBCg5JbmJvdW5kTWVzc2FnZRISCgptZXNzYWdlX2lkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIPCgdjaGFubmVsGAMgASgJEhMKC2V4dGVybmFsX2lkGAQgASgJEgwKBGJvZHkYBSABKAkSEwoLY2xpZW50X25hbWUYBiABKAkSGwoTcmVjZWl2ZWRfYXRfdW5peF9tcxgHIAEoAxITCgtzZWFsZWRfYm9keRgIIAEoDCKsAQoLVGlja2V0RXZlbnQSCwoDc2VxGAEgASgDEgwKBGtpbmQYAiABKAkSEQoJdGlja2V0X2lkGAMgASgJEhEKCWNsaWVudF9pZBgEIAEoCRISCgptYW5hZ2VyX2lkGAUgASgJEhYKDmNsaWVudF92aXNpYmxlGAYgASgIEhQKDHBheWxvYWRfanNvbhgHIAEoCRIaChJjcmVhdGVkX2F0X3VuaXhfbXMYCCABKANiBnByb3RvMw");
+  fileDesc("ChJpbmJveC92MS9idXMucHJvdG8SCGluYm94LnYxIuABCg5JbmJvdW5kTWVzc2FnZRISCgptZXNzYWdlX2lkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIPCgdjaGFubmVsGAMgASgJEhMKC2V4dGVybmFsX2lkGAQgASgJEgwKBGJvZHkYBSABKAkSEwoLY2xpZW50X25hbWUYBiABKAkSGwoTcmVjZWl2ZWRfYXRfdW5peF9tcxgHIAEoAxITCgtzZWFsZWRfYm9keRgIIAEoDBIsCgthdHRhY2htZW50cxgJIAMoCzIXLmluYm94LnYxLkF0dGFjaG1lbnRSZWYiTQoNQXR0YWNobWVudFJlZhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIMCgRzaXplGAQgASgDIqwBCgtUaWNrZXRFdmVudBILCgNzZXEYASABKAMSDAoEa2luZBgCIAEoCRIRCgl0aWNrZXRfaWQYAyABKAkSEQoJY2xpZW50X2lkGAQgASgJEhIKCm1hbmFnZXJfaWQYBSABKAkSFgoOY2xpZW50X3Zpc2libGUYBiABKAgSFAoMcGF5bG9hZF9qc29uGAcgASgJEhoKEmNyZWF0ZWRfYXRfdW5peF9tcxgIIAEoA2IGcHJvdG8z");
 
 /**
  * A client message normalised by `communication`, on topic `inbound.messages`, key = client id.
@@ -66,6 +66,14 @@ export type InboundMessage = Message<"inbox.v1.InboundMessage"> & {
    * @generated from field: bytes sealed_body = 8;
    */
   sealedBody: Uint8Array;
+
+  /**
+   * Files the message carries, in order: references to the object store (never the bytes).
+   * The body may be empty when there are some.
+   *
+   * @generated from field: repeated inbox.v1.AttachmentRef attachments = 9;
+   */
+  attachments: AttachmentRef[];
 };
 
 /**
@@ -74,6 +82,41 @@ export type InboundMessage = Message<"inbox.v1.InboundMessage"> & {
  */
 export const InboundMessageSchema: GenMessage<InboundMessage> = /*@__PURE__*/
   messageDesc(file_inbox_v1_bus, 0);
+
+/**
+ * A file in the object store, as a message refers to it (its bytes are fetched through the
+ * engine's APIs, by whoever may read the message).
+ *
+ * @generated from message inbox.v1.AttachmentRef
+ */
+export type AttachmentRef = Message<"inbox.v1.AttachmentRef"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string content_type = 3;
+   */
+  contentType: string;
+
+  /**
+   * @generated from field: int64 size = 4;
+   */
+  size: bigint;
+};
+
+/**
+ * Describes the message inbox.v1.AttachmentRef.
+ * Use `create(AttachmentRefSchema)` to create a new message.
+ */
+export const AttachmentRefSchema: GenMessage<AttachmentRef> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_bus, 1);
 
 /**
  * A ticket event from the outbox, on topic `ticket.events`, key = client id.
@@ -132,5 +175,5 @@ export type TicketEvent = Message<"inbox.v1.TicketEvent"> & {
  * Use `create(TicketEventSchema)` to create a new message.
  */
 export const TicketEventSchema: GenMessage<TicketEvent> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_bus, 1);
+  messageDesc(file_inbox_v1_bus, 2);
 

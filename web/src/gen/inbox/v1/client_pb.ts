@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Author } from "./manager_pb";
+import type { Attachment, Author, GetAttachmentRequestSchema, GetAttachmentResponseSchema, UploadAttachmentResponseSchema } from "./manager_pb";
 import { file_inbox_v1_manager } from "./manager_pb";
 import type { EventSchema, StreamEventsRequestSchema } from "./stream_pb";
 import { file_inbox_v1_stream } from "./stream_pb";
@@ -16,7 +16,36 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inbox/v1/client.proto.
  */
 export const file_inbox_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("ChVpbmJveC92MS9jbGllbnQucHJvdG8SCGluYm94LnYxIjsKElNlbmRNZXNzYWdlUmVxdWVzdBIMCgRib2R5GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCSIpChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkitAEKC0NoYXRNZXNzYWdlEgoKAmlkGAEgASgJEhEKCXRpY2tldF9pZBgCIAEoCRIgCgZhdXRob3IYAyABKA4yEC5pbmJveC52MS5BdXRob3ISDAoEYm9keRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgVzdGF0ZRgGIAEoDjIXLmluYm94LnYxLkRlbGl2ZXJ5U3RhdGUiOwoSTGlzdEhpc3RvcnlSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIm0KE0xpc3RIaXN0b3J5UmVzcG9uc2USJwoIbWVzc2FnZXMYASADKAsyFS5pbmJveC52MS5DaGF0TWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFAoMdW5yZWFkX2NvdW50GAMgASgDIiUKD01hcmtSZWFkUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIigKEE1hcmtSZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIhUKE0NsaWVudFR5cGluZ1JlcXVlc3QiFgoUQ2xpZW50VHlwaW5nUmVzcG9uc2UqaQoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkRFTElWRVJZX1NUQVRFX1BFTkRJTkcQARIcChhERUxJVkVSWV9TVEFURV9ERUxJVkVSRUQQAjL5AgoNQ2xpZW50U2VydmljZRJKCgtTZW5kTWVzc2FnZRIcLmluYm94LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBodLmluYm94LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USSgoLTGlzdEhpc3RvcnkSHC5pbmJveC52MS5MaXN0SGlzdG9yeVJlcXVlc3QaHS5pbmJveC52MS5MaXN0SGlzdG9yeVJlc3BvbnNlEkEKCE1hcmtSZWFkEhkuaW5ib3gudjEuTWFya1JlYWRSZXF1ZXN0GhouaW5ib3gudjEuTWFya1JlYWRSZXNwb25zZRJACgxTdHJlYW1FdmVudHMSHS5pbmJveC52MS5TdHJlYW1FdmVudHNSZXF1ZXN0Gg8uaW5ib3gudjEuRXZlbnQwARJLCgpTZW5kVHlwaW5nEh0uaW5ib3gudjEuQ2xpZW50VHlwaW5nUmVxdWVzdBoeLmluYm94LnYxLkNsaWVudFR5cGluZ1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_inbox_v1_manager, file_inbox_v1_stream]);
+  fileDesc("ChVpbmJveC92MS9jbGllbnQucHJvdG8SCGluYm94LnYxIlEKHUNsaWVudFVwbG9hZEF0dGFjaG1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEgwKBGRhdGEYAyABKAwiUwoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBGJvZHkYASABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJEhYKDmF0dGFjaG1lbnRfaWRzGAMgAygJIikKE1NlbmRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCSLfAQoLQ2hhdE1lc3NhZ2USCgoCaWQYASABKAkSEQoJdGlja2V0X2lkGAIgASgJEiAKBmF1dGhvchgDIAEoDjIQLmluYm94LnYxLkF1dGhvchIMCgRib2R5GAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKBXN0YXRlGAYgASgOMhcuaW5ib3gudjEuRGVsaXZlcnlTdGF0ZRIpCgthdHRhY2htZW50cxgHIAMoCzIULmluYm94LnYxLkF0dGFjaG1lbnQiOwoSTGlzdEhpc3RvcnlSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIm0KE0xpc3RIaXN0b3J5UmVzcG9uc2USJwoIbWVzc2FnZXMYASADKAsyFS5pbmJveC52MS5DaGF0TWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFAoMdW5yZWFkX2NvdW50GAMgASgDIiUKD01hcmtSZWFkUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIigKEE1hcmtSZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIhUKE0NsaWVudFR5cGluZ1JlcXVlc3QiFgoUQ2xpZW50VHlwaW5nUmVzcG9uc2UqaQoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkRFTElWRVJZX1NUQVRFX1BFTkRJTkcQARIcChhERUxJVkVSWV9TVEFURV9ERUxJVkVSRUQQAjKsBAoNQ2xpZW50U2VydmljZRJKCgtTZW5kTWVzc2FnZRIcLmluYm94LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBodLmluYm94LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USSgoLTGlzdEhpc3RvcnkSHC5pbmJveC52MS5MaXN0SGlzdG9yeVJlcXVlc3QaHS5pbmJveC52MS5MaXN0SGlzdG9yeVJlc3BvbnNlEkEKCE1hcmtSZWFkEhkuaW5ib3gudjEuTWFya1JlYWRSZXF1ZXN0GhouaW5ib3gudjEuTWFya1JlYWRSZXNwb25zZRJACgxTdHJlYW1FdmVudHMSHS5pbmJveC52MS5TdHJlYW1FdmVudHNSZXF1ZXN0Gg8uaW5ib3gudjEuRXZlbnQwARJLCgpTZW5kVHlwaW5nEh0uaW5ib3gudjEuQ2xpZW50VHlwaW5nUmVxdWVzdBoeLmluYm94LnYxLkNsaWVudFR5cGluZ1Jlc3BvbnNlEl8KEFVwbG9hZEF0dGFjaG1lbnQSJy5pbmJveC52MS5DbGllbnRVcGxvYWRBdHRhY2htZW50UmVxdWVzdBoiLmluYm94LnYxLlVwbG9hZEF0dGFjaG1lbnRSZXNwb25zZRJQCg1HZXRBdHRhY2htZW50Eh4uaW5ib3gudjEuR2V0QXR0YWNobWVudFJlcXVlc3QaHy5pbmJveC52MS5HZXRBdHRhY2htZW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_inbox_v1_manager, file_inbox_v1_stream]);
+
+/**
+ * @generated from message inbox.v1.ClientUploadAttachmentRequest
+ */
+export type ClientUploadAttachmentRequest = Message<"inbox.v1.ClientUploadAttachmentRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * MIME type; empty or application/octet-stream: taken from the content.
+   *
+   * @generated from field: string content_type = 2;
+   */
+  contentType: string;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message inbox.v1.ClientUploadAttachmentRequest.
+ * Use `create(ClientUploadAttachmentRequestSchema)` to create a new message.
+ */
+export const ClientUploadAttachmentRequestSchema: GenMessage<ClientUploadAttachmentRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_client, 0);
 
 /**
  * @generated from message inbox.v1.SendMessageRequest
@@ -33,6 +62,13 @@ export type SendMessageRequest = Message<"inbox.v1.SendMessageRequest"> & {
    * @generated from field: string idempotency_key = 2;
    */
   idempotencyKey: string;
+
+  /**
+   * Files of UploadAttachment, in order; the body may then be empty.
+   *
+   * @generated from field: repeated string attachment_ids = 3;
+   */
+  attachmentIds: string[];
 };
 
 /**
@@ -40,7 +76,7 @@ export type SendMessageRequest = Message<"inbox.v1.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 0);
+  messageDesc(file_inbox_v1_client, 1);
 
 /**
  * @generated from message inbox.v1.SendMessageResponse
@@ -57,7 +93,7 @@ export type SendMessageResponse = Message<"inbox.v1.SendMessageResponse"> & {
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 1);
+  messageDesc(file_inbox_v1_client, 2);
 
 /**
  * @generated from message inbox.v1.ChatMessage
@@ -94,6 +130,13 @@ export type ChatMessage = Message<"inbox.v1.ChatMessage"> & {
    * @generated from field: inbox.v1.DeliveryState state = 6;
    */
   state: DeliveryState;
+
+  /**
+   * The files it carries, in order.
+   *
+   * @generated from field: repeated inbox.v1.Attachment attachments = 7;
+   */
+  attachments: Attachment[];
 };
 
 /**
@@ -101,7 +144,7 @@ export type ChatMessage = Message<"inbox.v1.ChatMessage"> & {
  * Use `create(ChatMessageSchema)` to create a new message.
  */
 export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 2);
+  messageDesc(file_inbox_v1_client, 3);
 
 /**
  * @generated from message inbox.v1.ListHistoryRequest
@@ -127,7 +170,7 @@ export type ListHistoryRequest = Message<"inbox.v1.ListHistoryRequest"> & {
  * Use `create(ListHistoryRequestSchema)` to create a new message.
  */
 export const ListHistoryRequestSchema: GenMessage<ListHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 3);
+  messageDesc(file_inbox_v1_client, 4);
 
 /**
  * @generated from message inbox.v1.ListHistoryResponse
@@ -156,7 +199,7 @@ export type ListHistoryResponse = Message<"inbox.v1.ListHistoryResponse"> & {
  * Use `create(ListHistoryResponseSchema)` to create a new message.
  */
 export const ListHistoryResponseSchema: GenMessage<ListHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 4);
+  messageDesc(file_inbox_v1_client, 5);
 
 /**
  * @generated from message inbox.v1.MarkReadRequest
@@ -173,7 +216,7 @@ export type MarkReadRequest = Message<"inbox.v1.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 5);
+  messageDesc(file_inbox_v1_client, 6);
 
 /**
  * @generated from message inbox.v1.MarkReadResponse
@@ -190,7 +233,7 @@ export type MarkReadResponse = Message<"inbox.v1.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 6);
+  messageDesc(file_inbox_v1_client, 7);
 
 /**
  * @generated from message inbox.v1.ClientTypingRequest
@@ -203,7 +246,7 @@ export type ClientTypingRequest = Message<"inbox.v1.ClientTypingRequest"> & {
  * Use `create(ClientTypingRequestSchema)` to create a new message.
  */
 export const ClientTypingRequestSchema: GenMessage<ClientTypingRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 7);
+  messageDesc(file_inbox_v1_client, 8);
 
 /**
  * @generated from message inbox.v1.ClientTypingResponse
@@ -216,7 +259,7 @@ export type ClientTypingResponse = Message<"inbox.v1.ClientTypingResponse"> & {
  * Use `create(ClientTypingResponseSchema)` to create a new message.
  */
 export const ClientTypingResponseSchema: GenMessage<ClientTypingResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 8);
+  messageDesc(file_inbox_v1_client, 9);
 
 /**
  * @generated from enum inbox.v1.DeliveryState
@@ -303,6 +346,27 @@ export const ClientService: GenService<{
     methodKind: "unary";
     input: typeof ClientTypingRequestSchema;
     output: typeof ClientTypingResponseSchema;
+  },
+  /**
+   * Stores a file for the caller's next message (its id then goes in SendMessage's
+   * `attachment_ids`; kept a day when no message takes it). Size and types are limited.
+   *
+   * @generated from rpc inbox.v1.ClientService.UploadAttachment
+   */
+  uploadAttachment: {
+    methodKind: "unary";
+    input: typeof ClientUploadAttachmentRequestSchema;
+    output: typeof UploadAttachmentResponseSchema;
+  },
+  /**
+   * A file of the caller's chat (never one of a blocked message), or their own upload.
+   *
+   * @generated from rpc inbox.v1.ClientService.GetAttachment
+   */
+  getAttachment: {
+    methodKind: "unary";
+    input: typeof GetAttachmentRequestSchema;
+    output: typeof GetAttachmentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inbox_v1_client, 0);

@@ -14,7 +14,7 @@ import type { JsonObject, Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file inbox/v1/manager.proto.
  */
 export const file_inbox_v1_manager: GenFile = /*@__PURE__*/
-  fileDesc("ChZpbmJveC92MS9tYW5hZ2VyLnByb3RvEghpbmJveC52MSKqBAoGVGlja2V0EgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRITCgtjbGllbnRfbmFtZRgDIAEoCRImCgZzdGF0dXMYBCABKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEgoKbWFuYWdlcl9pZBgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgthc3NpZ25lZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVldWUYCCABKAkSEAoIY2F0ZWdvcnkYCSABKAkSEAoIcHJpb3JpdHkYCiABKAUSJwoGZmllbGRzGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIxCg13YWl0aW5nX3NpbmNlGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFmaXJzdF9yZXNwb25zZV9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoVZmlyc3RfcmVzcG9uc2VfZHVlX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgljbG9zZWRfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJhdGluZxgQIAEoBRIPCgdjaGFubmVsGBEgASgJIpwBCgdNZXNzYWdlEgoKAmlkGAEgASgJEhEKCXRpY2tldF9pZBgCIAEoCRIgCgZhdXRob3IYAyABKA4yEC5pbmJveC52MS5BdXRob3ISDAoEYm9keRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptYW5hZ2VyX2lkGAYgASgJIiYKEVNlbmRUeXBpbmdSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSIUChJTZW5kVHlwaW5nUmVzcG9uc2UiOQoVU2VhcmNoTWVzc2FnZXNSZXF1ZXN0Eg0KBXF1ZXJ5GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBSJTCglTZWFyY2hIaXQSIgoHbWVzc2FnZRgBIAEoCzIRLmluYm94LnYxLk1lc3NhZ2USEQoJY2xpZW50X2lkGAIgASgJEg8KB3NuaXBwZXQYAyABKAkiOwoWU2VhcmNoTWVzc2FnZXNSZXNwb25zZRIhCgRoaXRzGAEgAygLMhMuaW5ib3gudjEuU2VhcmNoSGl0IhwKGkxpc3RDYW5uZWRSZXNwb25zZXNSZXF1ZXN0Ij8KDkNhbm5lZFJlc3BvbnNlEhAKCHNob3J0Y3V0GAEgASgJEg0KBXRpdGxlGAIgASgJEgwKBHRleHQYAyABKAkiSgobTGlzdENhbm5lZFJlc3BvbnNlc1Jlc3BvbnNlEisKCXJlc3BvbnNlcxgBIAMoCzIYLmluYm94LnYxLkNhbm5lZFJlc3BvbnNlIhEKD1NldFJlYWR5UmVxdWVzdCJrChBTZXRSZWFkeVJlc3BvbnNlEhMKC3JlYWR5X3Nsb3RzGAEgASgFEhQKDG9wZW5fdGlja2V0cxgCIAEoBRIQCghjYXBhY2l0eRgDIAEoBRIaChJhc3NpZ25lZF90aWNrZXRfaWQYBCABKAkiFAoSU2V0Tm90UmVhZHlSZXF1ZXN0IhUKE1NldE5vdFJlYWR5UmVzcG9uc2UiZQoSTGlzdFRpY2tldHNSZXF1ZXN0EigKCHN0YXR1c2VzGAEgAygOMhYuaW5ib3gudjEuVGlja2V0U3RhdHVzEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlEKE0xpc3RUaWNrZXRzUmVzcG9uc2USIQoHdGlja2V0cxgBIAMoCzIQLmluYm94LnYxLlRpY2tldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJQoQR2V0VGlja2V0UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkiNQoRR2V0VGlja2V0UmVzcG9uc2USIAoGdGlja2V0GAEgASgLMhAuaW5ib3gudjEuVGlja2V0Im8KE0xpc3RNZXNzYWdlc1JlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmxhdGVzdBgEIAEoCBIOCgZiZWZvcmUYBSABKAkigAEKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEiMKCG1lc3NhZ2VzGAEgAygLMhEuaW5ib3gudjEuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIaGFzX21vcmUYAyABKAgSGAoQb2xkZXJfcGFnZV90b2tlbhgEIAEoCSJKCg5BZGROb3RlUmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSDAoEYm9keRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiIgoPQWRkTm90ZVJlc3BvbnNlEg8KB25vdGVfaWQYASABKAkiPQoVUmVzZW5kRGVsaXZlcnlSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCRIRCglldmVudF9zZXEYAiABKAMiKQoWUmVzZW5kRGVsaXZlcnlSZXNwb25zZRIPCgdjaGFubmVsGAEgASgJIkEKFVRyYW5zZmVyVGlja2V0UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSFQoNdG9fbWFuYWdlcl9pZBgCIAEoCSJCChZUcmFuc2ZlclRpY2tldFJlc3BvbnNlEhIKCm1hbmFnZXJfaWQYASABKAkSFAoMbWFuYWdlcl9uYW1lGAIgASgJIkwKEFNlbmRSZXBseVJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJEgwKBGJvZHkYAiABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIicKEVNlbmRSZXBseVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkiKQoUUmVzb2x2ZVRpY2tldFJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJIhcKFVJlc29sdmVUaWNrZXRSZXNwb25zZSqWAQoMVGlja2V0U3RhdHVzEh0KGVRJQ0tFVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJUSUNLRVRfU1RBVFVTX09QRU4QARIZChVUSUNLRVRfU1RBVFVTX1dBSVRJTkcQAhIaChZUSUNLRVRfU1RBVFVTX0FTU0lHTkVEEAMSGAoUVElDS0VUX1NUQVRVU19DTE9TRUQQBCprCgZBdXRob3ISFgoSQVVUSE9SX1VOU1BFQ0lGSUVEEAASEQoNQVVUSE9SX0NMSUVOVBABEhIKDkFVVEhPUl9NQU5BR0VSEAISEQoNQVVUSE9SX1NZU1RFTRADEg8KC0FVVEhPUl9OT1RFEAQyxggKDk1hbmFnZXJTZXJ2aWNlEkEKCFNldFJlYWR5EhkuaW5ib3gudjEuU2V0UmVhZHlSZXF1ZXN0GhouaW5ib3gudjEuU2V0UmVhZHlSZXNwb25zZRJKCgtTZXROb3RSZWFkeRIcLmluYm94LnYxLlNldE5vdFJlYWR5UmVxdWVzdBodLmluYm94LnYxLlNldE5vdFJlYWR5UmVzcG9uc2USSgoLTGlzdFRpY2tldHMSHC5pbmJveC52MS5MaXN0VGlja2V0c1JlcXVlc3QaHS5pbmJveC52MS5MaXN0VGlja2V0c1Jlc3BvbnNlEkQKCUdldFRpY2tldBIaLmluYm94LnYxLkdldFRpY2tldFJlcXVlc3QaGy5pbmJveC52MS5HZXRUaWNrZXRSZXNwb25zZRJNCgxMaXN0TWVzc2FnZXMSHS5pbmJveC52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh4uaW5ib3gudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USRAoJU2VuZFJlcGx5EhouaW5ib3gudjEuU2VuZFJlcGx5UmVxdWVzdBobLmluYm94LnYxLlNlbmRSZXBseVJlc3BvbnNlEj4KB0FkZE5vdGUSGC5pbmJveC52MS5BZGROb3RlUmVxdWVzdBoZLmluYm94LnYxLkFkZE5vdGVSZXNwb25zZRJQCg1SZXNvbHZlVGlja2V0Eh4uaW5ib3gudjEuUmVzb2x2ZVRpY2tldFJlcXVlc3QaHy5pbmJveC52MS5SZXNvbHZlVGlja2V0UmVzcG9uc2USUwoOVHJhbnNmZXJUaWNrZXQSHy5pbmJveC52MS5UcmFuc2ZlclRpY2tldFJlcXVlc3QaIC5pbmJveC52MS5UcmFuc2ZlclRpY2tldFJlc3BvbnNlElMKDlJlc2VuZERlbGl2ZXJ5Eh8uaW5ib3gudjEuUmVzZW5kRGVsaXZlcnlSZXF1ZXN0GiAuaW5ib3gudjEuUmVzZW5kRGVsaXZlcnlSZXNwb25zZRJiChNMaXN0Q2FubmVkUmVzcG9uc2VzEiQuaW5ib3gudjEuTGlzdENhbm5lZFJlc3BvbnNlc1JlcXVlc3QaJS5pbmJveC52MS5MaXN0Q2FubmVkUmVzcG9uc2VzUmVzcG9uc2USUwoOU2VhcmNoTWVzc2FnZXMSHy5pbmJveC52MS5TZWFyY2hNZXNzYWdlc1JlcXVlc3QaIC5pbmJveC52MS5TZWFyY2hNZXNzYWdlc1Jlc3BvbnNlEkcKClNlbmRUeXBpbmcSGy5pbmJveC52MS5TZW5kVHlwaW5nUmVxdWVzdBocLmluYm94LnYxLlNlbmRUeXBpbmdSZXNwb25zZRJACgxTdHJlYW1FdmVudHMSHS5pbmJveC52MS5TdHJlYW1FdmVudHNSZXF1ZXN0Gg8uaW5ib3gudjEuRXZlbnQwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_stream]);
+  fileDesc("ChZpbmJveC92MS9tYW5hZ2VyLnByb3RvEghpbmJveC52MSKqBAoGVGlja2V0EgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRITCgtjbGllbnRfbmFtZRgDIAEoCRImCgZzdGF0dXMYBCABKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEgoKbWFuYWdlcl9pZBgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgthc3NpZ25lZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVldWUYCCABKAkSEAoIY2F0ZWdvcnkYCSABKAkSEAoIcHJpb3JpdHkYCiABKAUSJwoGZmllbGRzGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIxCg13YWl0aW5nX3NpbmNlGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFmaXJzdF9yZXNwb25zZV9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoVZmlyc3RfcmVzcG9uc2VfZHVlX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgljbG9zZWRfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJhdGluZxgQIAEoBRIPCgdjaGFubmVsGBEgASgJIscBCgdNZXNzYWdlEgoKAmlkGAEgASgJEhEKCXRpY2tldF9pZBgCIAEoCRIgCgZhdXRob3IYAyABKA4yEC5pbmJveC52MS5BdXRob3ISDAoEYm9keRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptYW5hZ2VyX2lkGAYgASgJEikKC2F0dGFjaG1lbnRzGAcgAygLMhQuaW5ib3gudjEuQXR0YWNobWVudCJKCgpBdHRhY2htZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSFAoMY29udGVudF90eXBlGAMgASgJEgwKBHNpemUYBCABKAMiXgoXVXBsb2FkQXR0YWNobWVudFJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSFAoMY29udGVudF90eXBlGAMgASgJEgwKBGRhdGEYBCABKAwiRAoYVXBsb2FkQXR0YWNobWVudFJlc3BvbnNlEigKCmF0dGFjaG1lbnQYASABKAsyFC5pbmJveC52MS5BdHRhY2htZW50Ii0KFEdldEF0dGFjaG1lbnRSZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkiTwoVR2V0QXR0YWNobWVudFJlc3BvbnNlEigKCmF0dGFjaG1lbnQYASABKAsyFC5pbmJveC52MS5BdHRhY2htZW50EgwKBGRhdGEYAiABKAwiJgoRU2VuZFR5cGluZ1JlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJIhQKElNlbmRUeXBpbmdSZXNwb25zZSI5ChVTZWFyY2hNZXNzYWdlc1JlcXVlc3QSDQoFcXVlcnkYASABKAkSEQoJcGFnZV9zaXplGAIgASgFIlMKCVNlYXJjaEhpdBIiCgdtZXNzYWdlGAEgASgLMhEuaW5ib3gudjEuTWVzc2FnZRIRCgljbGllbnRfaWQYAiABKAkSDwoHc25pcHBldBgDIAEoCSI7ChZTZWFyY2hNZXNzYWdlc1Jlc3BvbnNlEiEKBGhpdHMYASADKAsyEy5pbmJveC52MS5TZWFyY2hIaXQiHAoaTGlzdENhbm5lZFJlc3BvbnNlc1JlcXVlc3QiPwoOQ2FubmVkUmVzcG9uc2USEAoIc2hvcnRjdXQYASABKAkSDQoFdGl0bGUYAiABKAkSDAoEdGV4dBgDIAEoCSJKChtMaXN0Q2FubmVkUmVzcG9uc2VzUmVzcG9uc2USKwoJcmVzcG9uc2VzGAEgAygLMhguaW5ib3gudjEuQ2FubmVkUmVzcG9uc2UiEQoPU2V0UmVhZHlSZXF1ZXN0ImsKEFNldFJlYWR5UmVzcG9uc2USEwoLcmVhZHlfc2xvdHMYASABKAUSFAoMb3Blbl90aWNrZXRzGAIgASgFEhAKCGNhcGFjaXR5GAMgASgFEhoKEmFzc2lnbmVkX3RpY2tldF9pZBgEIAEoCSIUChJTZXROb3RSZWFkeVJlcXVlc3QiFQoTU2V0Tm90UmVhZHlSZXNwb25zZSJlChJMaXN0VGlja2V0c1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5pbmJveC52MS5UaWNrZXRTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiUQoTTGlzdFRpY2tldHNSZXNwb25zZRIhCgd0aWNrZXRzGAEgAygLMhAuaW5ib3gudjEuVGlja2V0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChBHZXRUaWNrZXRSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSI1ChFHZXRUaWNrZXRSZXNwb25zZRIgCgZ0aWNrZXQYASABKAsyEC5pbmJveC52MS5UaWNrZXQibwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSDgoGbGF0ZXN0GAQgASgIEg4KBmJlZm9yZRgFIAEoCSKAAQoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USIwoIbWVzc2FnZXMYASADKAsyES5pbmJveC52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghoYXNfbW9yZRgDIAEoCBIYChBvbGRlcl9wYWdlX3Rva2VuGAQgASgJIkoKDkFkZE5vdGVSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCRIMCgRib2R5GAIgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCSIiCg9BZGROb3RlUmVzcG9uc2USDwoHbm90ZV9pZBgBIAEoCSI9ChVSZXNlbmREZWxpdmVyeVJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJEhEKCWV2ZW50X3NlcRgCIAEoAyIpChZSZXNlbmREZWxpdmVyeVJlc3BvbnNlEg8KB2NoYW5uZWwYASABKAkiQQoVVHJhbnNmZXJUaWNrZXRSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCRIVCg10b19tYW5hZ2VyX2lkGAIgASgJIkIKFlRyYW5zZmVyVGlja2V0UmVzcG9uc2USEgoKbWFuYWdlcl9pZBgBIAEoCRIUCgxtYW5hZ2VyX25hbWUYAiABKAkiZAoQU2VuZFJlcGx5UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkSDAoEYm9keRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSFgoOYXR0YWNobWVudF9pZHMYBCADKAkiJwoRU2VuZFJlcGx5UmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCSIpChRSZXNvbHZlVGlja2V0UmVxdWVzdBIRCgl0aWNrZXRfaWQYASABKAkiFwoVUmVzb2x2ZVRpY2tldFJlc3BvbnNlKpYBCgxUaWNrZXRTdGF0dXMSHQoZVElDS0VUX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElRJQ0tFVF9TVEFUVVNfT1BFThABEhkKFVRJQ0tFVF9TVEFUVVNfV0FJVElORxACEhoKFlRJQ0tFVF9TVEFUVVNfQVNTSUdORUQQAxIYChRUSUNLRVRfU1RBVFVTX0NMT1NFRBAEKmsKBkF1dGhvchIWChJBVVRIT1JfVU5TUEVDSUZJRUQQABIRCg1BVVRIT1JfQ0xJRU5UEAESEgoOQVVUSE9SX01BTkFHRVIQAhIRCg1BVVRIT1JfU1lTVEVNEAMSDwoLQVVUSE9SX05PVEUQBDLzCQoOTWFuYWdlclNlcnZpY2USQQoIU2V0UmVhZHkSGS5pbmJveC52MS5TZXRSZWFkeVJlcXVlc3QaGi5pbmJveC52MS5TZXRSZWFkeVJlc3BvbnNlEkoKC1NldE5vdFJlYWR5EhwuaW5ib3gudjEuU2V0Tm90UmVhZHlSZXF1ZXN0Gh0uaW5ib3gudjEuU2V0Tm90UmVhZHlSZXNwb25zZRJKCgtMaXN0VGlja2V0cxIcLmluYm94LnYxLkxpc3RUaWNrZXRzUmVxdWVzdBodLmluYm94LnYxLkxpc3RUaWNrZXRzUmVzcG9uc2USRAoJR2V0VGlja2V0EhouaW5ib3gudjEuR2V0VGlja2V0UmVxdWVzdBobLmluYm94LnYxLkdldFRpY2tldFJlc3BvbnNlEk0KDExpc3RNZXNzYWdlcxIdLmluYm94LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHi5pbmJveC52MS5MaXN0TWVzc2FnZXNSZXNwb25zZRJECglTZW5kUmVwbHkSGi5pbmJveC52MS5TZW5kUmVwbHlSZXF1ZXN0GhsuaW5ib3gudjEuU2VuZFJlcGx5UmVzcG9uc2USPgoHQWRkTm90ZRIYLmluYm94LnYxLkFkZE5vdGVSZXF1ZXN0GhkuaW5ib3gudjEuQWRkTm90ZVJlc3BvbnNlElAKDVJlc29sdmVUaWNrZXQSHi5pbmJveC52MS5SZXNvbHZlVGlja2V0UmVxdWVzdBofLmluYm94LnYxLlJlc29sdmVUaWNrZXRSZXNwb25zZRJTCg5UcmFuc2ZlclRpY2tldBIfLmluYm94LnYxLlRyYW5zZmVyVGlja2V0UmVxdWVzdBogLmluYm94LnYxLlRyYW5zZmVyVGlja2V0UmVzcG9uc2USUwoOUmVzZW5kRGVsaXZlcnkSHy5pbmJveC52MS5SZXNlbmREZWxpdmVyeVJlcXVlc3QaIC5pbmJveC52MS5SZXNlbmREZWxpdmVyeVJlc3BvbnNlEmIKE0xpc3RDYW5uZWRSZXNwb25zZXMSJC5pbmJveC52MS5MaXN0Q2FubmVkUmVzcG9uc2VzUmVxdWVzdBolLmluYm94LnYxLkxpc3RDYW5uZWRSZXNwb25zZXNSZXNwb25zZRJTCg5TZWFyY2hNZXNzYWdlcxIfLmluYm94LnYxLlNlYXJjaE1lc3NhZ2VzUmVxdWVzdBogLmluYm94LnYxLlNlYXJjaE1lc3NhZ2VzUmVzcG9uc2USRwoKU2VuZFR5cGluZxIbLmluYm94LnYxLlNlbmRUeXBpbmdSZXF1ZXN0GhwuaW5ib3gudjEuU2VuZFR5cGluZ1Jlc3BvbnNlElkKEFVwbG9hZEF0dGFjaG1lbnQSIS5pbmJveC52MS5VcGxvYWRBdHRhY2htZW50UmVxdWVzdBoiLmluYm94LnYxLlVwbG9hZEF0dGFjaG1lbnRSZXNwb25zZRJQCg1HZXRBdHRhY2htZW50Eh4uaW5ib3gudjEuR2V0QXR0YWNobWVudFJlcXVlc3QaHy5pbmJveC52MS5HZXRBdHRhY2htZW50UmVzcG9uc2USQAoMU3RyZWFtRXZlbnRzEh0uaW5ib3gudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBoPLmluYm94LnYxLkV2ZW50MAFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_stream]);
 
 /**
  * @generated from message inbox.v1.Ticket
@@ -163,6 +163,13 @@ export type Message = Message$1<"inbox.v1.Message"> & {
    * @generated from field: string manager_id = 6;
    */
   managerId: string;
+
+  /**
+   * The files it carries, in order.
+   *
+   * @generated from field: repeated inbox.v1.Attachment attachments = 7;
+   */
+  attachments: Attachment[];
 };
 
 /**
@@ -171,6 +178,130 @@ export type Message = Message$1<"inbox.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_inbox_v1_manager, 1);
+
+/**
+ * A file a message carries; its bytes come from GetAttachment.
+ *
+ * @generated from message inbox.v1.Attachment
+ */
+export type Attachment = Message$1<"inbox.v1.Attachment"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string content_type = 3;
+   */
+  contentType: string;
+
+  /**
+   * @generated from field: int64 size = 4;
+   */
+  size: bigint;
+};
+
+/**
+ * Describes the message inbox.v1.Attachment.
+ * Use `create(AttachmentSchema)` to create a new message.
+ */
+export const AttachmentSchema: GenMessage<Attachment> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 2);
+
+/**
+ * @generated from message inbox.v1.UploadAttachmentRequest
+ */
+export type UploadAttachmentRequest = Message$1<"inbox.v1.UploadAttachmentRequest"> & {
+  /**
+   * @generated from field: string ticket_id = 1;
+   */
+  ticketId: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * MIME type; empty or application/octet-stream: taken from the content.
+   *
+   * @generated from field: string content_type = 3;
+   */
+  contentType: string;
+
+  /**
+   * @generated from field: bytes data = 4;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message inbox.v1.UploadAttachmentRequest.
+ * Use `create(UploadAttachmentRequestSchema)` to create a new message.
+ */
+export const UploadAttachmentRequestSchema: GenMessage<UploadAttachmentRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 3);
+
+/**
+ * @generated from message inbox.v1.UploadAttachmentResponse
+ */
+export type UploadAttachmentResponse = Message$1<"inbox.v1.UploadAttachmentResponse"> & {
+  /**
+   * @generated from field: inbox.v1.Attachment attachment = 1;
+   */
+  attachment?: Attachment | undefined;
+};
+
+/**
+ * Describes the message inbox.v1.UploadAttachmentResponse.
+ * Use `create(UploadAttachmentResponseSchema)` to create a new message.
+ */
+export const UploadAttachmentResponseSchema: GenMessage<UploadAttachmentResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 4);
+
+/**
+ * @generated from message inbox.v1.GetAttachmentRequest
+ */
+export type GetAttachmentRequest = Message$1<"inbox.v1.GetAttachmentRequest"> & {
+  /**
+   * @generated from field: string attachment_id = 1;
+   */
+  attachmentId: string;
+};
+
+/**
+ * Describes the message inbox.v1.GetAttachmentRequest.
+ * Use `create(GetAttachmentRequestSchema)` to create a new message.
+ */
+export const GetAttachmentRequestSchema: GenMessage<GetAttachmentRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 5);
+
+/**
+ * @generated from message inbox.v1.GetAttachmentResponse
+ */
+export type GetAttachmentResponse = Message$1<"inbox.v1.GetAttachmentResponse"> & {
+  /**
+   * @generated from field: inbox.v1.Attachment attachment = 1;
+   */
+  attachment?: Attachment | undefined;
+
+  /**
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message inbox.v1.GetAttachmentResponse.
+ * Use `create(GetAttachmentResponseSchema)` to create a new message.
+ */
+export const GetAttachmentResponseSchema: GenMessage<GetAttachmentResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_manager, 6);
 
 /**
  * @generated from message inbox.v1.SendTypingRequest
@@ -187,7 +318,7 @@ export type SendTypingRequest = Message$1<"inbox.v1.SendTypingRequest"> & {
  * Use `create(SendTypingRequestSchema)` to create a new message.
  */
 export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 2);
+  messageDesc(file_inbox_v1_manager, 7);
 
 /**
  * @generated from message inbox.v1.SendTypingResponse
@@ -200,7 +331,7 @@ export type SendTypingResponse = Message$1<"inbox.v1.SendTypingResponse"> & {
  * Use `create(SendTypingResponseSchema)` to create a new message.
  */
 export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 3);
+  messageDesc(file_inbox_v1_manager, 8);
 
 /**
  * @generated from message inbox.v1.SearchMessagesRequest
@@ -226,7 +357,7 @@ export type SearchMessagesRequest = Message$1<"inbox.v1.SearchMessagesRequest"> 
  * Use `create(SearchMessagesRequestSchema)` to create a new message.
  */
 export const SearchMessagesRequestSchema: GenMessage<SearchMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 4);
+  messageDesc(file_inbox_v1_manager, 9);
 
 /**
  * @generated from message inbox.v1.SearchHit
@@ -255,7 +386,7 @@ export type SearchHit = Message$1<"inbox.v1.SearchHit"> & {
  * Use `create(SearchHitSchema)` to create a new message.
  */
 export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 5);
+  messageDesc(file_inbox_v1_manager, 10);
 
 /**
  * @generated from message inbox.v1.SearchMessagesResponse
@@ -274,7 +405,7 @@ export type SearchMessagesResponse = Message$1<"inbox.v1.SearchMessagesResponse"
  * Use `create(SearchMessagesResponseSchema)` to create a new message.
  */
 export const SearchMessagesResponseSchema: GenMessage<SearchMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 6);
+  messageDesc(file_inbox_v1_manager, 11);
 
 /**
  * @generated from message inbox.v1.ListCannedResponsesRequest
@@ -287,7 +418,7 @@ export type ListCannedResponsesRequest = Message$1<"inbox.v1.ListCannedResponses
  * Use `create(ListCannedResponsesRequestSchema)` to create a new message.
  */
 export const ListCannedResponsesRequestSchema: GenMessage<ListCannedResponsesRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 7);
+  messageDesc(file_inbox_v1_manager, 12);
 
 /**
  * @generated from message inbox.v1.CannedResponse
@@ -314,7 +445,7 @@ export type CannedResponse = Message$1<"inbox.v1.CannedResponse"> & {
  * Use `create(CannedResponseSchema)` to create a new message.
  */
 export const CannedResponseSchema: GenMessage<CannedResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 8);
+  messageDesc(file_inbox_v1_manager, 13);
 
 /**
  * @generated from message inbox.v1.ListCannedResponsesResponse
@@ -331,7 +462,7 @@ export type ListCannedResponsesResponse = Message$1<"inbox.v1.ListCannedResponse
  * Use `create(ListCannedResponsesResponseSchema)` to create a new message.
  */
 export const ListCannedResponsesResponseSchema: GenMessage<ListCannedResponsesResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 9);
+  messageDesc(file_inbox_v1_manager, 14);
 
 /**
  * @generated from message inbox.v1.SetReadyRequest
@@ -344,7 +475,7 @@ export type SetReadyRequest = Message$1<"inbox.v1.SetReadyRequest"> & {
  * Use `create(SetReadyRequestSchema)` to create a new message.
  */
 export const SetReadyRequestSchema: GenMessage<SetReadyRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 10);
+  messageDesc(file_inbox_v1_manager, 15);
 
 /**
  * @generated from message inbox.v1.SetReadyResponse
@@ -380,7 +511,7 @@ export type SetReadyResponse = Message$1<"inbox.v1.SetReadyResponse"> & {
  * Use `create(SetReadyResponseSchema)` to create a new message.
  */
 export const SetReadyResponseSchema: GenMessage<SetReadyResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 11);
+  messageDesc(file_inbox_v1_manager, 16);
 
 /**
  * @generated from message inbox.v1.SetNotReadyRequest
@@ -393,7 +524,7 @@ export type SetNotReadyRequest = Message$1<"inbox.v1.SetNotReadyRequest"> & {
  * Use `create(SetNotReadyRequestSchema)` to create a new message.
  */
 export const SetNotReadyRequestSchema: GenMessage<SetNotReadyRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 12);
+  messageDesc(file_inbox_v1_manager, 17);
 
 /**
  * @generated from message inbox.v1.SetNotReadyResponse
@@ -406,7 +537,7 @@ export type SetNotReadyResponse = Message$1<"inbox.v1.SetNotReadyResponse"> & {
  * Use `create(SetNotReadyResponseSchema)` to create a new message.
  */
 export const SetNotReadyResponseSchema: GenMessage<SetNotReadyResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 13);
+  messageDesc(file_inbox_v1_manager, 18);
 
 /**
  * @generated from message inbox.v1.ListTicketsRequest
@@ -439,7 +570,7 @@ export type ListTicketsRequest = Message$1<"inbox.v1.ListTicketsRequest"> & {
  * Use `create(ListTicketsRequestSchema)` to create a new message.
  */
 export const ListTicketsRequestSchema: GenMessage<ListTicketsRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 14);
+  messageDesc(file_inbox_v1_manager, 19);
 
 /**
  * @generated from message inbox.v1.ListTicketsResponse
@@ -463,7 +594,7 @@ export type ListTicketsResponse = Message$1<"inbox.v1.ListTicketsResponse"> & {
  * Use `create(ListTicketsResponseSchema)` to create a new message.
  */
 export const ListTicketsResponseSchema: GenMessage<ListTicketsResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 15);
+  messageDesc(file_inbox_v1_manager, 20);
 
 /**
  * @generated from message inbox.v1.GetTicketRequest
@@ -480,7 +611,7 @@ export type GetTicketRequest = Message$1<"inbox.v1.GetTicketRequest"> & {
  * Use `create(GetTicketRequestSchema)` to create a new message.
  */
 export const GetTicketRequestSchema: GenMessage<GetTicketRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 16);
+  messageDesc(file_inbox_v1_manager, 21);
 
 /**
  * @generated from message inbox.v1.GetTicketResponse
@@ -497,7 +628,7 @@ export type GetTicketResponse = Message$1<"inbox.v1.GetTicketResponse"> & {
  * Use `create(GetTicketResponseSchema)` to create a new message.
  */
 export const GetTicketResponseSchema: GenMessage<GetTicketResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 17);
+  messageDesc(file_inbox_v1_manager, 22);
 
 /**
  * @generated from message inbox.v1.ListMessagesRequest
@@ -541,7 +672,7 @@ export type ListMessagesRequest = Message$1<"inbox.v1.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 18);
+  messageDesc(file_inbox_v1_manager, 23);
 
 /**
  * @generated from message inbox.v1.ListMessagesResponse
@@ -582,7 +713,7 @@ export type ListMessagesResponse = Message$1<"inbox.v1.ListMessagesResponse"> & 
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 19);
+  messageDesc(file_inbox_v1_manager, 24);
 
 /**
  * @generated from message inbox.v1.AddNoteRequest
@@ -612,7 +743,7 @@ export type AddNoteRequest = Message$1<"inbox.v1.AddNoteRequest"> & {
  * Use `create(AddNoteRequestSchema)` to create a new message.
  */
 export const AddNoteRequestSchema: GenMessage<AddNoteRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 20);
+  messageDesc(file_inbox_v1_manager, 25);
 
 /**
  * @generated from message inbox.v1.AddNoteResponse
@@ -629,7 +760,7 @@ export type AddNoteResponse = Message$1<"inbox.v1.AddNoteResponse"> & {
  * Use `create(AddNoteResponseSchema)` to create a new message.
  */
 export const AddNoteResponseSchema: GenMessage<AddNoteResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 21);
+  messageDesc(file_inbox_v1_manager, 26);
 
 /**
  * @generated from message inbox.v1.ResendDeliveryRequest
@@ -653,7 +784,7 @@ export type ResendDeliveryRequest = Message$1<"inbox.v1.ResendDeliveryRequest"> 
  * Use `create(ResendDeliveryRequestSchema)` to create a new message.
  */
 export const ResendDeliveryRequestSchema: GenMessage<ResendDeliveryRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 22);
+  messageDesc(file_inbox_v1_manager, 27);
 
 /**
  * @generated from message inbox.v1.ResendDeliveryResponse
@@ -672,7 +803,7 @@ export type ResendDeliveryResponse = Message$1<"inbox.v1.ResendDeliveryResponse"
  * Use `create(ResendDeliveryResponseSchema)` to create a new message.
  */
 export const ResendDeliveryResponseSchema: GenMessage<ResendDeliveryResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 23);
+  messageDesc(file_inbox_v1_manager, 28);
 
 /**
  * @generated from message inbox.v1.TransferTicketRequest
@@ -694,7 +825,7 @@ export type TransferTicketRequest = Message$1<"inbox.v1.TransferTicketRequest"> 
  * Use `create(TransferTicketRequestSchema)` to create a new message.
  */
 export const TransferTicketRequestSchema: GenMessage<TransferTicketRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 24);
+  messageDesc(file_inbox_v1_manager, 29);
 
 /**
  * @generated from message inbox.v1.TransferTicketResponse
@@ -716,7 +847,7 @@ export type TransferTicketResponse = Message$1<"inbox.v1.TransferTicketResponse"
  * Use `create(TransferTicketResponseSchema)` to create a new message.
  */
 export const TransferTicketResponseSchema: GenMessage<TransferTicketResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 25);
+  messageDesc(file_inbox_v1_manager, 30);
 
 /**
  * @generated from message inbox.v1.SendReplyRequest
@@ -739,6 +870,13 @@ export type SendReplyRequest = Message$1<"inbox.v1.SendReplyRequest"> & {
    * @generated from field: string idempotency_key = 3;
    */
   idempotencyKey: string;
+
+  /**
+   * Files of UploadAttachment for this ticket, in order; the body may then be empty.
+   *
+   * @generated from field: repeated string attachment_ids = 4;
+   */
+  attachmentIds: string[];
 };
 
 /**
@@ -746,7 +884,7 @@ export type SendReplyRequest = Message$1<"inbox.v1.SendReplyRequest"> & {
  * Use `create(SendReplyRequestSchema)` to create a new message.
  */
 export const SendReplyRequestSchema: GenMessage<SendReplyRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 26);
+  messageDesc(file_inbox_v1_manager, 31);
 
 /**
  * @generated from message inbox.v1.SendReplyResponse
@@ -763,7 +901,7 @@ export type SendReplyResponse = Message$1<"inbox.v1.SendReplyResponse"> & {
  * Use `create(SendReplyResponseSchema)` to create a new message.
  */
 export const SendReplyResponseSchema: GenMessage<SendReplyResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 27);
+  messageDesc(file_inbox_v1_manager, 32);
 
 /**
  * @generated from message inbox.v1.ResolveTicketRequest
@@ -780,7 +918,7 @@ export type ResolveTicketRequest = Message$1<"inbox.v1.ResolveTicketRequest"> & 
  * Use `create(ResolveTicketRequestSchema)` to create a new message.
  */
 export const ResolveTicketRequestSchema: GenMessage<ResolveTicketRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 28);
+  messageDesc(file_inbox_v1_manager, 33);
 
 /**
  * @generated from message inbox.v1.ResolveTicketResponse
@@ -793,7 +931,7 @@ export type ResolveTicketResponse = Message$1<"inbox.v1.ResolveTicketResponse"> 
  * Use `create(ResolveTicketResponseSchema)` to create a new message.
  */
 export const ResolveTicketResponseSchema: GenMessage<ResolveTicketResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_manager, 29);
+  messageDesc(file_inbox_v1_manager, 34);
 
 /**
  * @generated from enum inbox.v1.TicketStatus
@@ -1011,6 +1149,29 @@ export const ManagerService: GenService<{
     methodKind: "unary";
     input: typeof SendTypingRequestSchema;
     output: typeof SendTypingResponseSchema;
+  },
+  /**
+   * Stores a file for a reply on one of the caller's tickets (its id then goes in SendReply's
+   * `attachment_ids`; kept a day when no reply takes it). Size and types are limited
+   * (INBOX_ATTACHMENT_*): INVALID_ARGUMENT names what was refused.
+   *
+   * @generated from rpc inbox.v1.ManagerService.UploadAttachment
+   */
+  uploadAttachment: {
+    methodKind: "unary";
+    input: typeof UploadAttachmentRequestSchema;
+    output: typeof UploadAttachmentResponseSchema;
+  },
+  /**
+   * A file of a message the caller may read (a client's only once it passed the AFC check, on a
+   * ticket assigned to the caller), or the caller's own upload; NOT_FOUND otherwise.
+   *
+   * @generated from rpc inbox.v1.ManagerService.GetAttachment
+   */
+  getAttachment: {
+    methodKind: "unary";
+    input: typeof GetAttachmentRequestSchema;
+    output: typeof GetAttachmentResponseSchema;
   },
   /**
    * The caller's events after `after_cursor`, then live ones as they commit. Reconnect with the
