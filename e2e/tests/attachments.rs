@@ -275,7 +275,7 @@ async fn refused_files_get_clear_errors_on_both_client_apis() -> anyhow::Result<
     )
     .await?;
     assert_eq!(status, 413, "{body}");
-    let (status, _) = upload(
+    let (status, body) = upload(
         &http,
         &engine,
         &client,
@@ -284,7 +284,8 @@ async fn refused_files_get_clear_errors_on_both_client_apis() -> anyhow::Result<
         &[b'a'; 400_000],
     )
     .await?;
-    assert_eq!(status, 413);
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"]["message"].is_string(), "a JSON error: {body}");
     // A message naming a file that is not the client's upload.
     let bogus = json!({"id": Uuid::new_v4()});
     assert_eq!(send(&http, &engine, &client, "x", &[&bogus]).await?, 422);
