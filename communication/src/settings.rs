@@ -127,9 +127,7 @@ impl Settings {
         } else {
             tracing::info!("no channels file: channels from the environment only");
         }
-        let store_url = env.text(&edge::files::ATTACHMENT_STORE);
-        let files = edge::files::Files::open(&store_url, channels.attachments.clone())
-            .map_err(|e| env.error(&edge::files::ATTACHMENT_STORE, &store_url, e))?;
+        let files = edge::files::Files::from_env_with(env, channels.attachments.clone())?;
         Ok(Self {
             files,
             common: Common::from_env(env)?,

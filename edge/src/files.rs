@@ -242,8 +242,13 @@ impl Files {
 
     /// [`Files::open`] from the settings.
     pub fn from_env(env: &Env) -> Result<Self, SettingError> {
+        Self::from_env_with(env, Limits::from_env(env)?)
+    }
+
+    /// The store of the settings with `limits` resolved elsewhere (communication's channels
+    /// file).
+    pub fn from_env_with(env: &Env, limits: Limits) -> Result<Self, SettingError> {
         let url = env.text(&ATTACHMENT_STORE);
-        let limits = Limits::from_env(env)?;
         Self::open(&url, limits).map_err(|e| env.error(&ATTACHMENT_STORE, &url, e))
     }
 
@@ -383,17 +388,12 @@ pub fn download_response(file: &tickets::AttachmentRef, data: Bytes) -> axum::re
         "attachment"
     };
     // RFC 6266/5987: the name percent-encoded as UTF-8, with an ASCII fallback.
-    let encoded: String = file
-        .name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    const KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let encoded = percent_encoding::utf8_percent_encode(&file.name, KEPT);
     let fallback: String = file
         .name
         .chars()
