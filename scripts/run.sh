@@ -15,7 +15,7 @@ cd "$ROOT"
 STACK="$ROOT/scripts/stack.sh"
 export INBOX_CACHE="${INBOX_CACHE:-$HOME/.cache/inbox-engine}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$INBOX_CACHE/target}"
-SERVICES=(afc-emulator communication workflow gateway)
+SERVICES=(afc-emulator bot-worker communication workflow gateway)
 STOP_TIMEOUT=15
 READY_TIMEOUT=120
 
@@ -204,6 +204,7 @@ banner() {
 [run]   console      http://$INBOX_CONSOLE_ADDR/  (dev login: pick a user, role manager or admin)
 [run]   supervisor   http://$INBOX_CONSOLE_ADDR/  (log in with role admin)
 [run]   widget demo  http://$INBOX_HTTP_ADDR/widget/demo.html?console=http://$INBOX_CONSOLE_ADDR&user=ivan
+[run]   bot worker   example answers /status /hours /rates /help /manager (bot.commands -> bot.replies)
 [run]   ops          http://$INBOX_COMMUNICATION_OPS_ADDR http://$INBOX_GATEWAY_OPS_ADDR http://$INBOX_WORKFLOW_OPS_ADDR  (/livez /readyz /metrics)
 [run]   profile      dev (INBOX_PROFILE=production refuses insecure settings; see README "Production")
 [run]   Temporal     127.0.0.1:$INBOX_TEMPORAL_PORT  namespace $INBOX_TEMPORAL_NAMESPACE, task queue $INBOX_TASK_QUEUE

@@ -29,6 +29,8 @@ pub const DELIVERED_KINDS: &[&str] = &[
     event_kind::MESSAGE_BLOCKED,
     event_kind::MANAGER_ASSIGNED,
     event_kind::TICKET_CLOSED,
+    event_kind::BOT_REPLIED,
+    event_kind::BOT_TIMED_OUT,
 ];
 
 /// Longest `retry_after` honoured in place; a longer one is a failure to record.

@@ -13,6 +13,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 pub mod afc;
+pub mod bots;
 pub mod certs;
 pub mod dns;
 pub mod email;

@@ -1,6 +1,7 @@
 //! `make run CHANNELS=local` as a newcomer runs it: `scripts/run.sh` brings up the services and
 //! the local channel peers (Telegram emulator, Dovecot, SMTP), a client writes on each channel,
-//! a manager answers each, and every answer comes back on the channel its ticket came from.
+//! a manager answers each, and every answer comes back on the channel its ticket came from; a
+//! command is answered by the example bot worker it starts.
 //! Ctrl-C (SIGTERM here) stops everything the script started.
 //!
 //! The script runs with its own ports, database, topic prefix, task queue and peer directory
@@ -263,6 +264,21 @@ async fn make_run_with_local_channels_answers_each_client_on_its_own_channel() -
     );
 
     eprintln!("every answer arrived after {:?}", t0.elapsed());
+
+    // A command goes to the example bot worker `make run` started, and its answer comes back
+    // on Telegram (not through the manager, whose ticket it is not).
+    telegram
+        .user_says(TELEGRAM_TOKEN, chat, "Olga", "/status")
+        .await?;
+    telegram
+        .wait_for_bot_text(
+            TELEGRAM_TOKEN,
+            chat,
+            "All bank services are working normally.",
+            e2e::manager::WAIT,
+        )
+        .await?;
+    eprintln!("the bot answered after {:?}", t0.elapsed());
 
     // Ctrl-C: the script stops the services and the peers it started, and says it was stopped.
     let status = tokio::task::block_in_place(|| run.stop())?;

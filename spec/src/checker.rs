@@ -72,6 +72,37 @@ impl MessageCheck for CheckedSpec {
     }
 }
 
+/// What the inbound transaction checks client messages with: the current spec, compiled, and its
+/// bot commands (which belong to no ticket's spec: a command is matched before any ticket).
+pub struct InboundCheck {
+    pub spec: Arc<CheckedSpec>,
+    pub bots: crate::Bots,
+}
+
+impl MessageCheck for InboundCheck {
+    fn version(&self) -> &str {
+        self.spec.version()
+    }
+    fn verdict(&self, body: &str) -> Verdict {
+        self.spec.verdict(body)
+    }
+    fn verdict_after(&self, previous: Option<&str>, body: &str) -> Verdict {
+        self.spec.verdict_after(previous, body)
+    }
+    fn classify(&self, body: &str) -> TicketClassification {
+        self.spec.classify(body)
+    }
+    fn blocked_warning(&self) -> &str {
+        self.spec.blocked_warning()
+    }
+    fn external(&self) -> Option<ExternalCheck> {
+        self.spec.external()
+    }
+    fn command(&self, body: &str) -> Option<tickets::bots::BotCall> {
+        self.bots.call(body)
+    }
+}
+
 /// Compiled specs by version, shared by the activities of every ticket. A handful of versions
 /// live at once (the current one and those of tickets started before an edit), so the map is kept
 /// whole; it is never iterated inside a workflow.

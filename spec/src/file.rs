@@ -30,6 +30,46 @@ pub(crate) struct SpecFile {
     pub(crate) on_close: OnCloseSection,
     #[serde(default)]
     pub(crate) canned_responses: Vec<CannedEntry>,
+    #[serde(default)]
+    pub(crate) bots: BotsSection,
+}
+
+/// Commands for the bank's bot worker (`/status`), queued to it over Kafka.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BotsSection {
+    /// How long a command waits for the bot's answer unless its entry says otherwise.
+    #[serde(default, deserialize_with = "some_duration")]
+    pub(crate) timeout: Option<Millis>,
+    #[serde(default)]
+    pub(crate) on_timeout: Option<BotTimeout>,
+    /// Told to the client when the bot did not answer in time.
+    #[serde(default)]
+    pub(crate) timeout_message: Option<String>,
+    /// Told instead when a manager takes the command over.
+    #[serde(default)]
+    pub(crate) hand_over_message: Option<String>,
+    #[serde(default)]
+    pub(crate) commands: Vec<BotCommandEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BotCommandEntry {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: String,
+    #[serde(default, deserialize_with = "some_duration")]
+    pub(crate) timeout: Option<Millis>,
+    #[serde(default)]
+    pub(crate) on_timeout: Option<BotTimeout>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BotTimeout {
+    Reply,
+    HandOver,
 }
 
 /// A reply a manager inserts by its shortcut (`/greeting` in the console's reply box).

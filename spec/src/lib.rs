@@ -54,6 +54,48 @@ pub struct Spec {
     /// Replies managers insert by shortcut, in the spec's order. Not part of a ticket's spec:
     /// a change applies to every console at once and changes no ticket's version.
     pub canned_responses: Vec<CannedResponse>,
+    /// Commands for the bank's bot worker. Not part of a ticket's spec either: commands are
+    /// matched before any ticket, in the inbound transaction.
+    pub bots: Bots,
+}
+
+/// The `bots` section: the commands a client may send to the bank's bot worker.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bots {
+    pub commands: Vec<BotCommandSpec>,
+    /// Told to the client when the bot did not answer in time.
+    pub timeout_message: String,
+    /// Told instead when a manager takes the command over.
+    pub hand_over_message: String,
+}
+
+/// One command of the `bots` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotCommandSpec {
+    /// Lowercase ASCII letters, digits and `_`, at most 32 (written `/name`).
+    pub name: String,
+    pub description: String,
+    pub timeout_ms: u64,
+    pub on_timeout: tickets::bots::OnBotTimeout,
+}
+
+impl Bots {
+    /// `body` as one of these commands, with what its timeout tells the client.
+    pub fn call(&self, body: &str) -> Option<tickets::bots::BotCall> {
+        use tickets::bots::{BotCall, OnBotTimeout, parse_command};
+        let text = parse_command(body)?;
+        let c = self.commands.iter().find(|c| c.name == text.name)?;
+        Some(BotCall {
+            command: c.name.clone(),
+            args: text.args,
+            timeout_ms: c.timeout_ms,
+            on_timeout: c.on_timeout,
+            timeout_message: match c.on_timeout {
+                OnBotTimeout::Reply => self.timeout_message.clone(),
+                OnBotTimeout::HandOver => self.hand_over_message.clone(),
+            },
+        })
+    }
 }
 
 /// A reply a manager inserts by its shortcut.

@@ -13,6 +13,11 @@ use crate::ticket::*;
 use crate::{ManagerPolicy, Spec, SpecError};
 use tickets::screening::{AfcRule, Check, Rules};
 
+/// How long a command waits for its bot unless the spec says otherwise, and the bounds.
+const DEFAULT_BOT_TIMEOUT_MS: u64 = 10_000;
+const MIN_BOT_TIMEOUT_MS: u64 = 100;
+const MAX_BOT_TIMEOUT_MS: u64 = 600_000;
+
 pub(crate) struct Validator<'a, F: Fn(&str, String) -> SpecError> {
     pub(crate) raw: &'a SpecFile,
     pub(crate) err: &'a F,
@@ -243,6 +248,88 @@ impl<F: Fn(&str, String) -> SpecError> Validator<'_, F> {
             default_queues: raw.assignment.queues.clone(),
             managers,
             canned_responses: self.canned_responses()?,
+            bots: self.bots()?,
+        })
+    }
+
+    /// The bot commands: names well formed and unique, timeouts a client can wait, messages that
+    /// fit a message.
+    fn bots(&self) -> Result<crate::Bots, SpecError> {
+        use tickets::bots::OnBotTimeout;
+        let err = self.err;
+        let b = &self.raw.bots;
+        let timeout_ok = |path: &str, ms: u64| {
+            if (MIN_BOT_TIMEOUT_MS..=MAX_BOT_TIMEOUT_MS).contains(&ms) {
+                Ok(())
+            } else {
+                Err(err(
+                    path,
+                    "a command waits 100ms to 10m for its answer".into(),
+                ))
+            }
+        };
+        let default_timeout = b.timeout.map_or(DEFAULT_BOT_TIMEOUT_MS, |t| t.0);
+        timeout_ok("bots.timeout", default_timeout)?;
+        let message = |key: &str, given: &Option<String>, default: &str| {
+            let text = given.clone().unwrap_or_else(|| default.to_owned());
+            tickets::MessageBody::parse(&text)
+                .map_err(|e| err(&format!("bots.{key}"), e.to_string()))?;
+            Ok::<_, SpecError>(text)
+        };
+        let timeout_message = message(
+            "timeout_message",
+            &b.timeout_message,
+            "Our assistant did not answer in time. Please try the command again later.",
+        )?;
+        let hand_over_message = message(
+            "hand_over_message",
+            &b.hand_over_message,
+            "Our assistant did not answer in time, so a manager will answer you here.",
+        )?;
+        let mut seen = BTreeSet::new();
+        let mut commands = Vec::new();
+        for (i, c) in b.commands.iter().enumerate() {
+            let path = format!("bots.commands.{i}");
+            let name = c.name.trim().trim_start_matches('/');
+            let well_formed = (1..=32).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+            if !well_formed {
+                return Err(err(
+                    &format!("{path}.name"),
+                    format!("{name:?}: 1 to 32 of a-z, 0-9, `_` (the client writes /{name})"),
+                ));
+            }
+            if !seen.insert(name.to_owned()) {
+                return Err(err(
+                    &format!("{path}.name"),
+                    format!("`{name}` is already an earlier command"),
+                ));
+            }
+            let timeout_ms = c.timeout.map_or(default_timeout, |t| t.0);
+            timeout_ok(&format!("{path}.timeout"), timeout_ms)?;
+            let on_timeout = match c.on_timeout.or(b.on_timeout).unwrap_or(BotTimeout::Reply) {
+                BotTimeout::Reply => OnBotTimeout::Reply,
+                BotTimeout::HandOver => OnBotTimeout::HandOver,
+            };
+            if c.description.chars().count() > 200 {
+                return Err(err(
+                    &format!("{path}.description"),
+                    "at most 200 characters".into(),
+                ));
+            }
+            commands.push(crate::BotCommandSpec {
+                name: name.to_owned(),
+                description: c.description.trim().to_owned(),
+                timeout_ms,
+                on_timeout,
+            });
+        }
+        Ok(crate::Bots {
+            commands,
+            timeout_message,
+            hand_over_message,
         })
     }
 

@@ -276,3 +276,61 @@ fn canned_responses_are_listed_in_order_with_errors_at_their_place() -> Result<(
     assert!(m.contains("unknown field"), "{m}");
     Ok(())
 }
+
+#[test]
+fn bot_commands_are_matched_by_name_with_their_timeouts_and_errors_at_their_place()
+-> Result<(), SpecError> {
+    use tickets::bots::OnBotTimeout;
+    let spec = parse(&format!(
+        "{BASE}bots:\n  timeout: 3s\n  on_timeout: hand_over\n  commands:\n    - name: status\n      on_timeout: reply\n    - name: /balance\n      timeout: 500ms\n"
+    ))?;
+    let status = spec.bots.call("/STATUS now").expect("a command");
+    assert_eq!(
+        (
+            status.command.as_str(),
+            status.args.as_str(),
+            status.timeout_ms
+        ),
+        ("status", "now", 3000)
+    );
+    assert_eq!(status.on_timeout, OnBotTimeout::Reply);
+    assert!(status.timeout_message.contains("did not answer"));
+    let balance = spec.bots.call("/balance").expect("a command");
+    assert_eq!(
+        (balance.timeout_ms, balance.on_timeout),
+        (500, OnBotTimeout::HandOver)
+    );
+    assert_eq!(balance.timeout_message, spec.bots.hand_over_message);
+    assert_eq!(spec.bots.call("/rates"), None, "not a command of this spec");
+    assert_eq!(spec.bots.call("status"), None);
+    // No `bots` section: no commands.
+    assert!(parse(BASE)?.bots.call("/status").is_none());
+
+    let (line, column, m) = at(parse(&format!(
+        "{BASE}bots:\n  commands:\n    - name: status\n    - name: status\n"
+    )));
+    assert!(
+        m.contains("bots.commands.1.name") && m.contains("already"),
+        "{m}"
+    );
+    assert_eq!((line, column), (7, 13), "{m}");
+    let (_, _, m) = at(parse(&format!(
+        "{BASE}bots:\n  commands:\n    - name: Check Balance\n"
+    )));
+    assert!(m.contains("a-z, 0-9"), "{m}");
+    let (line, _, m) = at(parse(&format!(
+        "{BASE}bots:\n  commands:\n    - name: slow\n      timeout: 1h\n"
+    )));
+    assert!(
+        m.contains("bots.commands.0.timeout") && m.contains("10m"),
+        "{m}"
+    );
+    assert_eq!(line, 7, "{m}");
+    let (_, _, m) = at(parse(&format!(
+        "{BASE}bots:\n  commands:\n    - name: x\n      on_timeout: retry\n"
+    )));
+    assert!(m.contains("unknown variant"), "{m}");
+    let (_, _, m) = at(parse(&format!("{BASE}bots:\n  timeout_message: \"  \"\n")));
+    assert!(m.contains("bots.timeout_message"), "{m}");
+    Ok(())
+}

@@ -383,6 +383,10 @@ pub mod event_kind {
     pub const MANAGER_ASSIGNED: &str = "manager_assigned";
     pub const MANAGER_REPLY: &str = "manager_reply";
     pub const TICKET_CLOSED: &str = "ticket_closed";
+    /// To the client: the bank's bot answered their command (`body`).
+    pub const BOT_REPLIED: &str = "bot_replied";
+    /// To the client: the bot did not answer their command in time (`body` says so).
+    pub const BOT_TIMED_OUT: &str = "bot_timed_out";
     /// To the manager: a client message passed the AFC check.
     pub const MESSAGE_VISIBLE: &str = "message_visible";
     /// To the client and the ticket's manager: a passed message is taken back (the first half of

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use sqlx::{Postgres, Transaction};
 
 use crate::attachments::{CHECKED_TEXT_OF_M, attach_client_files_in};
+use crate::bots::{BotCall, queue_command_in};
 use crate::domain::{
     NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, parse_rating,
     ticket_id_opened_by,
@@ -127,6 +128,12 @@ pub trait MessageCheck: Sync {
     fn external(&self) -> Option<ExternalCheck> {
         None
     }
+    /// `body` as one of the spec's bot commands (`workflows.yaml` `bots`), if it is one: it is
+    /// then queued for the bot once it passed, not routed to a manager.
+    fn command(&self, body: &str) -> Option<BotCall> {
+        let _ = body;
+        None
+    }
 }
 
 /// What one inbound transaction did.
@@ -147,6 +154,8 @@ pub struct Intake {
     /// Messages that had passed and were taken back: each the first half of a number its
     /// client's next message (in this call) completed.
     pub withdrawn: usize,
+    /// Commands that passed and were queued for the bot (routed to no manager).
+    pub commands: usize,
 }
 
 /// What [`split_verdicts`] decided: a verdict per message, and the earlier messages to take
@@ -292,6 +301,27 @@ impl PgStore {
         let mut queued_any = false;
         for (client_id, messages) in &by_client {
             let mut messages: &[(Uuid, String)] = messages;
+            // A command that passed is the bot's (a blocked one is blocked as any message is).
+            // With the bank's own AFC system the verdict is its: commands are then messages.
+            let routed: Vec<(Uuid, String)>;
+            if check.external().is_none() {
+                let mut kept = Vec::with_capacity(messages.len());
+                for (id, body) in messages {
+                    match check.command(body) {
+                        Some(call) if check.verdict(body) == Verdict::Passed => {
+                            if queue_command_in(&mut tx, *id, &call).await? {
+                                out.commands += 1;
+                            }
+                        }
+                        _ => kept.push((*id, body.clone())),
+                    }
+                }
+                if kept.is_empty() {
+                    continue;
+                }
+                routed = kept;
+                messages = &routed;
+            }
             let ticket = match open.remove(client_id) {
                 Some(t) => t,
                 None => {

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod attachments;
+pub mod bots;
 pub mod channels;
 pub mod chat;
 pub mod desk;

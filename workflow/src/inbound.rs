@@ -29,7 +29,7 @@ use crate::client::Tickets;
 use crate::source::LeasedSource;
 use platform::kafka::DeadLetters;
 use spec::TicketSpec;
-use spec::checker::CheckedSpec;
+use spec::checker::InboundCheck;
 
 #[derive(Clone)]
 pub struct Inbound {
@@ -42,7 +42,7 @@ pub struct Inbound {
     pub spec: TicketSpec,
     /// The spec compiled to check messages in the inbound transaction (or hold them for the
     /// external AFC system); None wakes every client's workflow to check its own.
-    pub check: Option<Arc<CheckedSpec>>,
+    pub check: Option<Arc<InboundCheck>>,
     pub history_limit: Option<u32>,
     /// Where records that can never be processed go (`inbound.messages.dlq`).
     pub dead_letters: DeadLetters,

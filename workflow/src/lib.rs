@@ -2,15 +2,17 @@
 //! attaches client messages to their tickets, the Temporal worker that runs one ticket workflow per
 //! client conversation (its lifecycle: queueing, escalation, SLA, silence, closing), the outbox
 //! relay that publishes ticket events and signals lifecycle changes, the external AFC provider's
-//! relay and verdict consumer (Kafka). The spec they run (`workflows.yaml`) is the `spec` crate's.
+//! relay and verdict consumer (Kafka), the bot commands' relay and answer consumer (Kafka). The spec they run (`workflows.yaml`) is the `spec` crate's.
 //! Workflow code is deterministic; every side effect is an activity. The `afc-emulator` binary
-//! plays the bank's AFC system.
+//! plays the bank's AFC system; `bot-worker` is an example of the bank's bot worker.
 
 pub mod activities;
 pub mod afc_activities;
 pub mod afc_emulator;
 pub mod afc_kafka;
 pub mod afc_relay;
+pub mod bot_worker;
+pub mod bots;
 pub mod client;
 pub mod gauges;
 pub mod inbound;
@@ -70,6 +72,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     platform::kafka::ensure_topics(brokers, &topics.all()).await?;
     let afc_topics = settings.afc_topics.clone();
     platform::kafka::ensure_topics(brokers, &afc_topics.all()).await?;
+    let bot_topics = settings.bot_topics.clone();
+    platform::kafka::ensure_topics(brokers, &bot_topics.all()).await?;
     let kafka_afc = !spec.ticket.afc_provider.is_builtin();
     let cipher =
         afc_kafka::Cipher::from_hex(settings.afc_key.as_ref().map(ExposeSecret::expose_secret))?;
@@ -130,6 +134,36 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop_worker = worker.shutdown_handle();
 
+    let inbound_check = Arc::new(spec::checker::InboundCheck {
+        spec: check.clone(),
+        bots: spec.bots.clone(),
+    });
+    // Commands queued under any spec are published, answered and timed out, whatever the
+    // current spec's `bots` says.
+    let bot_relay = bots::BotRelay {
+        store: store.clone(),
+        producer: platform::kafka::producer_config(brokers).create()?,
+        topic: bot_topics.commands.clone(),
+        check: inbound_check.clone(),
+    };
+    let bot_replies = bots::BotReplies {
+        kafka: brokers.clone(),
+        fetch: settings.fetch,
+        topic: bot_topics.replies.clone(),
+        store: store.clone(),
+        dead_letters: platform::kafka::DeadLetters::new(brokers, bot_topics.dlq.clone())?,
+        check: inbound_check.clone(),
+    };
+    let stop = shutdown.clone();
+    let bot_relay_task =
+        platform::ops::supervise(&health, "bot-commands", shutdown.clone(), move || {
+            bot_relay.clone().run(stop.clone())
+        });
+    let stop = shutdown.clone();
+    let bot_replies_task =
+        platform::ops::supervise(&health, "bot-replies", shutdown.clone(), move || {
+            bot_replies.clone().run(stop.clone())
+        });
     let inbound = inbound::Inbound {
         kafka: brokers.clone(),
         fetch: settings.fetch,
@@ -141,7 +175,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         store: store.clone(),
         tickets: tickets.clone(),
         spec: spec.ticket.clone(),
-        check: Some(check.clone()),
+        check: Some(inbound_check.clone()),
         history_limit: settings.history_limit,
         data_key: settings.common.data_key.clone(),
     };
@@ -212,7 +246,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         health.drain();
         stop_worker();
     });
-    let _ = tokio::join!(inbound_task, relay_task, gauges_task);
+    let _ = tokio::join!(
+        inbound_task,
+        relay_task,
+        gauges_task,
+        bot_relay_task,
+        bot_replies_task
+    );
     if let Some((relay, verdicts)) = verdict_task {
         let _ = tokio::join!(relay, verdicts);
     }

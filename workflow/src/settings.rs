@@ -68,6 +68,28 @@ pub static AFC_KEY_DIR: Setting = Setting::new(
     "`afc-emulator` only: where its dev key pair lives",
 );
 
+pub static BOT_COMMANDS_TOPIC: Setting = Setting::new(
+    "INBOX_BOT_COMMANDS_TOPIC",
+    Kind::Text,
+    "bot.commands",
+    "topic of client commands to the bank's bot worker (after the prefix)",
+);
+pub static BOT_REPLIES_TOPIC: Setting = Setting::new(
+    "INBOX_BOT_REPLIES_TOPIC",
+    Kind::Text,
+    "bot.replies",
+    "topic of the bot worker's answers (after the prefix)",
+);
+pub static BOT_DLQ_TOPIC: Setting = Setting::new(
+    "INBOX_BOT_DLQ_TOPIC",
+    Kind::Text,
+    "bot.replies.dlq",
+    "dead letters of bot answers that cannot be applied (after the prefix)",
+);
+
+/// The bot worker's topics (also read by `bot-worker`).
+pub static BOTS: &[&Setting] = &[&BOT_COMMANDS_TOPIC, &BOT_REPLIES_TOPIC, &BOT_DLQ_TOPIC];
+
 /// The AFC provider's topics and keys (also read by `afc-emulator`).
 pub static AFC: &[&Setting] = &[
     &AFC_KEY,
@@ -100,6 +122,7 @@ pub fn declared() -> Vec<&'static [&'static Setting]> {
         temporal::ALL,
         OWN,
         AFC,
+        BOTS,
     ]
 }
 
@@ -118,6 +141,7 @@ pub struct Settings {
     /// provider; without it no verdict is trusted.
     pub afc_public_key: Option<String>,
     pub afc_topics: crate::afc_kafka::AfcTopics,
+    pub bot_topics: crate::bots::BotTopics,
     /// Ticket workflows the worker keeps in memory. A workflow not cached is rebuilt by
     /// replaying its whole history at its next task, so this should cover the open tickets: with
     /// the SDK's default (1,000) and more open tickets than that, messages spread over them
@@ -137,6 +161,7 @@ impl Settings {
         }
         Ok(Self {
             afc_topics: crate::afc_kafka::AfcTopics::from_env(env, &common.topic_prefix),
+            bot_topics: crate::bots::BotTopics::from_env(env, &common.topic_prefix),
             common,
             temporal: TemporalSettings::from_env(env)?,
             spec_path: env.text(&SPEC).into(),

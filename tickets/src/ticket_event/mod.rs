@@ -167,6 +167,25 @@ pub enum TicketEvent<'a> {
         manager_id: Option<&'a str>,
         round: i32,
     },
+    /// To the client: the bot answered their command `command_message_id` with the system
+    /// message `message_id`.
+    BotReplied {
+        message_id: Uuid,
+        command_message_id: Uuid,
+        command: &'a str,
+        body: &'a str,
+        created_at: DateTime<Utc>,
+    },
+    /// To the client: no answer to their command came in time; `body` (the spec's message) says
+    /// so, and whether a manager takes over.
+    BotTimedOut {
+        message_id: Uuid,
+        command_message_id: Uuid,
+        command: &'a str,
+        body: &'a str,
+        created_at: DateTime<Utc>,
+        handed_over: bool,
+    },
     /// Lifecycle (the ticket's workflow, supervisors): the inbound transaction opened a ticket.
     TicketOpened { ticket_id: Uuid },
     /// Lifecycle: the ticket's first passed message queued it for a manager.
@@ -215,6 +234,8 @@ impl TicketEvent<'_> {
             E::TicketQueued { .. } => event_kind::TICKET_QUEUED,
             E::TicketResponded { .. } => event_kind::TICKET_RESPONDED,
             E::ResolveRequested { .. } => event_kind::RESOLVE_REQUESTED,
+            E::BotReplied { .. } => event_kind::BOT_REPLIED,
+            E::BotTimedOut { .. } => event_kind::BOT_TIMED_OUT,
         }
     }
 
@@ -273,6 +294,13 @@ impl TicketEvent<'_> {
             E::TicketQueued { ticket_id } => format!("queued:{ticket_id}"),
             E::TicketResponded { ticket_id, .. } => format!("responded:{ticket_id}"),
             E::ResolveRequested { ticket_id, .. } => format!("resolve:{ticket_id}"),
+            // One outcome per command, ever: an answer or a timeout, whichever came first.
+            E::BotReplied {
+                command_message_id, ..
+            }
+            | E::BotTimedOut {
+                command_message_id, ..
+            } => format!("bot:{command_message_id}"),
         }
     }
 
@@ -280,7 +308,7 @@ impl TicketEvent<'_> {
     pub fn ticket_id(&self) -> Option<Uuid> {
         use TicketEvent as E;
         match self {
-            E::MessageAccepted { .. } => None,
+            E::MessageAccepted { .. } | E::BotReplied { .. } | E::BotTimedOut { .. } => None,
             E::AfcReplyFlagged { ticket_id, .. }
             | E::DeliveryFailed { ticket_id, .. }
             | E::DeliveryUnknown { ticket_id, .. } => *ticket_id,
@@ -321,6 +349,8 @@ impl TicketEvent<'_> {
                 | E::TicketClosed { .. }
                 | E::SatisfactionRequested { .. }
                 | E::SatisfactionRecorded { .. }
+                | E::BotReplied { .. }
+                | E::BotTimedOut { .. }
         )
     }
 
@@ -353,7 +383,10 @@ impl TicketEvent<'_> {
             | E::TicketQueued { .. }
             // Lifecycle: the manager is in the payload (their stream has the reply itself).
             | E::TicketResponded { .. }
-            | E::ResolveRequested { .. } => None,
+            | E::ResolveRequested { .. }
+            // Commands are the client's and the bot's: no manager sees them.
+            | E::BotReplied { .. }
+            | E::BotTimedOut { .. } => None,
         }
     }
 }

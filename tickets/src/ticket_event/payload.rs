@@ -39,6 +39,28 @@ impl TicketEvent<'_> {
                 message_id,
                 ..
             } => json!({ "ticket_id": ticket_id, "rating": rating, "message_id": message_id }),
+            E::BotReplied {
+                message_id,
+                command_message_id,
+                command,
+                body,
+                created_at,
+            } => json!({
+                "message_id": message_id, "command_message_id": command_message_id,
+                "command": command, "body": body, "created_at": created_at,
+            }),
+            E::BotTimedOut {
+                message_id,
+                command_message_id,
+                command,
+                body,
+                created_at,
+                handed_over,
+            } => json!({
+                "message_id": message_id, "command_message_id": command_message_id,
+                "command": command, "body": body, "created_at": created_at,
+                "handed_over": handed_over,
+            }),
             E::MessageWithdrawn {
                 message_id,
                 ticket_id,

@@ -404,6 +404,11 @@ export class ChatStore {
         this.typingStopped();
         if (mid && s('body')) this.put({ key: mid, kind: 'system', body: s('body'), at: this.byKey.get(mid)?.at ?? at });
         break;
+      case 'bot_replied':
+      case 'bot_timed_out':
+        // The bank's assistant answered a command (or did not in time): part of the chat.
+        if (mid && s('body')) this.put({ key: mid, kind: 'system', body: s('body'), at: Date.parse(s('created_at')) || at });
+        break;
       case 'satisfaction_requested': {
         const tid = s('ticket_id');
         if (!mid) break;
