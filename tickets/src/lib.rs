@@ -12,7 +12,8 @@
 //! carry: references, uploaders, who may fetch), `managers`, `desk` (the manager's
 //! pages and actions), `lifecycle`, `chat` (the client's), `outbox`, `external_afc` (the bank's
 //! own AFC system's queue and verdicts), `channels` and `email` (delivery ledgers and mail
-//! threading), `offsets`, `admin`, `gauges` and `meters`.
+//! threading), `offsets`, `admin`, `reports` (supervisors' figures of a period), `search`,
+//! `gauges` and `meters`.
 
 pub mod admin;
 pub mod attachments;
@@ -33,6 +34,7 @@ pub mod messages;
 pub mod meters;
 pub mod offsets;
 pub mod outbox;
+pub mod reports;
 pub mod screening;
 pub mod search;
 pub mod store;
