@@ -643,6 +643,141 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
         .get_stats(authed(&root, v1::GetStatsRequest { hours: 1000 }))
         .await;
     assert_eq!(violated_field(bad).as_deref(), Some("hours"));
+    reports_count_the_day(&mut admins, &root, &alice).await
+}
+
+/// The reports of the day of the test above: its database holds ivan's ticket only, which alice
+/// got and answered first, bob held at the close, and ivan rated 5.
+async fn reports_count_the_day(
+    admins: &mut AdminServiceClient<Channel>,
+    root: &str,
+    alice: &str,
+) -> anyhow::Result<()> {
+    let asking = |group_by: v1::ReportGroupBy| v1::GetReportRequest {
+        group_by: group_by as i32,
+        ..Default::default()
+    };
+    let count = |d: &Option<v1::DurationStats>| d.as_ref().map(|d| d.count);
+    let by_channel = admins
+        .get_report(authed(root, asking(v1::ReportGroupBy::Channel)))
+        .await?
+        .into_inner();
+    assert_eq!(by_channel.time_zone, "UTC");
+    let keys: Vec<&str> = by_channel.rows.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["web"], "{by_channel:?}");
+    let web = &by_channel.rows[0];
+    assert_eq!(
+        (web.opened, web.closed, web.ratings, web.rating_avg),
+        (1, 1, 1, 5.0)
+    );
+    assert_eq!(web.satisfied_percent, 100.0);
+    assert_eq!(
+        (
+            count(&web.first_response),
+            count(&web.waiting),
+            count(&web.resolution)
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(by_channel.total.as_ref().map(|t| t.opened), Some(1));
+
+    let by_manager = admins
+        .get_report(authed(root, asking(v1::ReportGroupBy::Manager)))
+        .await?
+        .into_inner();
+    let figures: Vec<_> = by_manager
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.key.as_str(),
+                r.name.as_str(),
+                count(&r.first_response),
+                count(&r.waiting),
+                r.closed,
+                r.ratings,
+            )
+        })
+        .collect();
+    assert_eq!(
+        figures,
+        [
+            ("alice", "Alice", Some(1), Some(1), 0, 0),
+            ("bob", "Bob", Some(0), Some(0), 1, 1)
+        ]
+    );
+
+    // The CSV of the last 7 days in Moscow: a header, one row per day, the ticket in one of them.
+    let export = admins
+        .export_report(authed(
+            root,
+            v1::GetReportRequest {
+                time_zone: "Europe/Moscow".into(),
+                ..asking(v1::ReportGroupBy::Day)
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(export.content_type, "text/csv; charset=utf-8");
+    assert!(
+        export.filename.starts_with("report-day-") && export.filename.ends_with(".csv"),
+        "{}",
+        export.filename
+    );
+    let mut csv = csv::Reader::from_reader(export.data.as_slice());
+    let header: Vec<String> = csv.headers()?.iter().map(String::from).collect();
+    assert_eq!(header[..3], ["day", "opened", "closed"]);
+    assert!(header.iter().any(|h| h == "first_response_p90_seconds"));
+    let days: Vec<csv::StringRecord> = csv.records().collect::<Result<_, _>>()?;
+    assert_eq!(days.len(), 7, "{days:?}");
+    let opened: Vec<&str> = days.iter().filter_map(|d| d.get(1)).collect();
+    assert_eq!(
+        opened.iter().filter(|n| **n == "1").count(),
+        1,
+        "one day has the ticket: {opened:?}"
+    );
+
+    // Bad input names its field; a manager may not read reports.
+    let at = |secs: i64| prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let backwards = admins
+        .get_report(authed(
+            root,
+            v1::GetReportRequest {
+                start_time: Some(at(now)),
+                end_time: Some(at(now - 3600)),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(violated_field(backwards).as_deref(), Some("end_time"));
+    let too_long = admins
+        .export_report(authed(
+            root,
+            v1::GetReportRequest {
+                start_time: Some(at(now - 400 * 86_400)),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(violated_field(too_long).as_deref(), Some("start_time"));
+    let nowhere = admins
+        .get_report(authed(
+            root,
+            v1::GetReportRequest {
+                time_zone: "Mars/Olympus".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(violated_field(nowhere).as_deref(), Some("time_zone"));
+    let manager = admins
+        .get_report(authed(alice, v1::GetReportRequest::default()))
+        .await;
+    assert_eq!(code(manager), Code::PermissionDenied);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use tickets::{PgStore, Role};
 use tonic::{Request, Response, Status};
 
 use crate::caller::authenticate;
-use crate::{convert, status};
+use crate::{convert, report_csv, status};
 
 #[derive(Clone)]
 pub struct Admins {
@@ -50,8 +50,44 @@ fn queues(raw: &[String]) -> Result<Vec<String>, Status> {
         .collect()
 }
 
+impl Admins {
+    /// The report a `GetReportRequest` asks for (role admin).
+    async fn report(
+        &self,
+        req: &Request<v1::GetReportRequest>,
+    ) -> Result<tickets::reports::Report, Status> {
+        authenticate(&self.verifier, req, Role::Admin).await?;
+        let query = convert::report_request(req.get_ref(), chrono::Utc::now())?;
+        self.store.report(&query).await.map_err(status::store)
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for Admins {
+    async fn get_report(
+        &self,
+        req: Request<v1::GetReportRequest>,
+    ) -> Result<Response<v1::GetReportResponse>, Status> {
+        let report = self.report(&req).await?;
+        Ok(Response::new(convert::report_response(&report)))
+    }
+
+    async fn export_report(
+        &self,
+        req: Request<v1::GetReportRequest>,
+    ) -> Result<Response<v1::ExportReportResponse>, Status> {
+        let report = self.report(&req).await?;
+        let data = report_csv::write(&report).map_err(|e| {
+            tracing::error!(error = %e, "report CSV");
+            Status::internal("cannot write the CSV")
+        })?;
+        Ok(Response::new(v1::ExportReportResponse {
+            content_type: report_csv::CONTENT_TYPE.into(),
+            filename: report_csv::filename(&report),
+            data,
+        }))
+    }
+
     async fn search_messages(
         &self,
         req: Request<v1::SearchMessagesRequest>,

@@ -1,6 +1,7 @@
 //! Domain values to protobuf messages and request fields to domain values (with field violations).
 
 use proto::v1;
+use tickets::reports::{self, GroupBy, Report, ReportError, ReportQuery};
 use tickets::{Author, ChatCursor, Event, Message, Ticket, TicketStatus};
 use tonic::Status;
 use uuid::Uuid;
@@ -264,5 +265,89 @@ mod tests {
             s.fields.get("a").and_then(|v| v.kind.clone()),
             Some(prost_types::value::Kind::StringValue(x)) if x == "x"
         ));
+    }
+}
+
+/// A request timestamp (`None` when unset); a bad one is a violation of `field`.
+fn instant(
+    field: &str,
+    ts: Option<&prost_types::Timestamp>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Status> {
+    let Some(ts) = ts else { return Ok(None) };
+    u32::try_from(ts.nanos)
+        .ok()
+        .and_then(|nanos| chrono::DateTime::from_timestamp(ts.seconds, nanos))
+        .map(Some)
+        .ok_or_else(|| status::invalid(field, "is not a valid timestamp"))
+}
+
+/// What a `GetReportRequest` asks for, its defaults filled in from `now`.
+pub fn report_request(
+    r: &v1::GetReportRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ReportQuery, Status> {
+    let tz = reports::time_zone(&r.time_zone)
+        .map_err(|e| status::invalid("time_zone", &e.to_string()))?;
+    let group_by = match v1::ReportGroupBy::try_from(r.group_by) {
+        Ok(v1::ReportGroupBy::Unspecified | v1::ReportGroupBy::Day) => GroupBy::Day,
+        Ok(v1::ReportGroupBy::Queue) => GroupBy::Queue,
+        Ok(v1::ReportGroupBy::Manager) => GroupBy::Manager,
+        Ok(v1::ReportGroupBy::Channel) => GroupBy::Channel,
+        Err(_) => return Err(status::invalid("group_by", "unknown grouping")),
+    };
+    let end = instant("end_time", r.end_time.as_ref())?.unwrap_or(now);
+    let start = instant("start_time", r.start_time.as_ref())?
+        .unwrap_or_else(|| ReportQuery::default_start(end, tz));
+    ReportQuery::new(start, end, group_by, tz).map_err(|e| match e {
+        ReportError::EmptyPeriod => status::invalid("end_time", "must be after start_time"),
+        ReportError::PeriodTooLong => status::invalid("start_time", &e.to_string()),
+        ReportError::UnknownTimeZone(_) => status::invalid("time_zone", &e.to_string()),
+    })
+}
+
+fn group_by_to_proto(g: GroupBy) -> v1::ReportGroupBy {
+    match g {
+        GroupBy::Day => v1::ReportGroupBy::Day,
+        GroupBy::Queue => v1::ReportGroupBy::Queue,
+        GroupBy::Manager => v1::ReportGroupBy::Manager,
+        GroupBy::Channel => v1::ReportGroupBy::Channel,
+    }
+}
+
+fn durations(d: &reports::Durations) -> v1::DurationStats {
+    v1::DurationStats {
+        count: d.count,
+        avg_seconds: d.avg_secs.unwrap_or(0.0),
+        p50_seconds: d.p50_secs.unwrap_or(0.0),
+        p90_seconds: d.p90_secs.unwrap_or(0.0),
+    }
+}
+
+fn report_row(r: &reports::ReportRow) -> v1::ReportRow {
+    v1::ReportRow {
+        key: r.key.clone(),
+        name: r.name.clone(),
+        opened: r.opened,
+        closed: r.closed,
+        first_response: Some(durations(&r.first_response)),
+        resolution: Some(durations(&r.resolution)),
+        waiting: Some(durations(&r.waiting)),
+        escalations: r.escalations,
+        sla_breaches: r.sla_breaches,
+        ratings: r.csat.count,
+        rating_avg: r.csat.average.unwrap_or(0.0),
+        satisfied_percent: r.csat.satisfied_percent().unwrap_or(0.0),
+    }
+}
+
+pub fn report_response(r: &Report) -> v1::GetReportResponse {
+    v1::GetReportResponse {
+        start_time: Some(timestamp(r.query.start())),
+        end_time: Some(timestamp(r.query.end())),
+        group_by: group_by_to_proto(r.query.group_by()) as i32,
+        time_zone: r.query.time_zone().name().to_owned(),
+        rows: r.rows.iter().map(report_row).collect(),
+        total: Some(report_row(&r.total)),
+        truncated: r.truncated,
     }
 }

@@ -10,6 +10,7 @@ pub mod client;
 pub mod console;
 pub mod convert;
 pub mod manager;
+pub mod report_csv;
 pub mod status;
 pub mod stream;
 
