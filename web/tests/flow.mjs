@@ -766,6 +766,26 @@ async function main() {
     await accessible(supervisor, 'supervisor view with an audit trail');
   });
 
+  await step('the admin reads the reports per channel and downloads them as CSV', async () => {
+    const reports = supervisor.getByRole('tabpanel', { name: 'Supervisor' }).locator('section.reports');
+    await reports.getByLabel(/^Per\s/).selectOption({ label: 'Channel' });
+    // REPORT_GROUP_BY_CHANNEL is 4; the widget's client wrote on the web chat and rated.
+    await supervisor.locator('section.reports[data-group="4"][aria-busy="false"]').waitFor();
+    const web = reports.locator('tbody tr[data-key="web"]');
+    await web.waitFor();
+    check(Number(await web.locator('td[data-ratings]').getAttribute('data-ratings')) >= 1, 'the web row counts no rating');
+    const [download] = await Promise.all([
+      supervisor.waitForEvent('download'),
+      reports.getByRole('button', { name: 'Download CSV' }).click(),
+    ]);
+    check(/^report-channel-[\d-]+\.csv$/.test(download.suggestedFilename()), `file name ${download.suggestedFilename()}`);
+    const lines = readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+    check(lines[0].startsWith('channel,opened,closed,first_response_count,'), `CSV header ${lines[0]}`);
+    check(lines.some((l) => l.startsWith('web,')), `no web row in the CSV: ${lines.join(' | ')}`);
+    await reports.getByRole('status').getByText(/^Downloaded report-channel-/).waitFor();
+    await accessible(supervisor, 'supervisor reports');
+  });
+
   await step('no console was reloaded and no page threw', async () => {
     check(console2Navigations === 1, `the second console navigated ${console2Navigations} times`);
     check(consoleNavigations === 1, `the first console navigated ${consoleNavigations} times`);

@@ -1,7 +1,9 @@
 // The supervisor's view (role admin): queues now, managers, tickets by status / queue / age with
-// their rating, one ticket's audit trail, and the charts of GetStats. Refreshes every 10 s while
-// shown, and at once on live events that change what it shows.
+// their rating, one ticket's audit trail, the charts of GetStats and the reports (Reports.tsx).
+// Refreshes every 10 s while shown, and at once on live events that change what it shows (the
+// reports load when their period or grouping changes).
 import { MessageSearch } from './Search';
+import { Reports } from './Reports';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
@@ -304,6 +306,7 @@ export function SupervisorView({
         <Managers managers={data.managers} when={when} />
       </div>
       <Charts stats={data.stats} hours={hours} lang={lang} />
+      <Reports api={api} active={active} onAuthLost={onAuthLost} />
       <div class="sup-lower">
         <section
           aria-labelledby="tickets-title"

@@ -2,8 +2,8 @@
 // @generated from file inbox/v1/admin.proto (package inbox.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { SearchMessagesRequestSchema, SearchMessagesResponseSchema, Ticket, TicketStatus } from "./manager_pb";
@@ -14,7 +14,261 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file inbox/v1/admin.proto.
  */
 export const file_inbox_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChRpbmJveC92MS9hZG1pbi5wcm90bxIIaW5ib3gudjEiIAoPR2V0U3RhdHNSZXF1ZXN0Eg0KBWhvdXJzGAEgASgFIkcKCFF1ZXVlTm93Eg0KBXF1ZXVlGAEgASgJEg8KB3dhaXRpbmcYAiABKAUSGwoTb2xkZXN0X3dhaXRfc2Vjb25kcxgDIAEoAyJWCgxXYWl0aW5nUG9pbnQSDQoFcXVldWUYASABKAkSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3dhaXRpbmcYAyABKAUiqAEKEEdldFN0YXRzUmVzcG9uc2USIgoGcXVldWVzGAEgAygLMhIuaW5ib3gudjEuUXVldWVOb3cSJwoHd2FpdGluZxgCIAMoCzIWLmluYm94LnYxLldhaXRpbmdQb2ludBIWCg5idWNrZXRfc2Vjb25kcxgDIAEoAxIeChZmaXJzdF9yZXNwb25zZV9zZWNvbmRzGAQgAygDEg8KB3JhdGluZ3MYBSADKAUiFQoTTGlzdE1hbmFnZXJzUmVxdWVzdCKeAQoMTWFuYWdlclN0YXRlEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIQCghjYXBhY2l0eRgDIAEoBRITCgtyZWFkeV9zbG90cxgEIAEoBRIUCgxvcGVuX3RpY2tldHMYBSABKAUSLwoLcmVhZHlfc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkAKFExpc3RNYW5hZ2Vyc1Jlc3BvbnNlEigKCG1hbmFnZXJzGAEgAygLMhYuaW5ib3gudjEuTWFuYWdlclN0YXRlItoBCgtBZG1pblRpY2tldBIgCgZ0aWNrZXQYASABKAsyEC5pbmJveC52MS5UaWNrZXQSMQoNd2FpdGluZ19zaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJY2xvc2VkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxjbG9zZV9yZWFzb24YBCABKAkSDQoFcXVldWUYBSABKAkSEAoIcHJpb3JpdHkYBiABKAUSEAoIY2F0ZWdvcnkYByABKAkilgEKF0FkbWluTGlzdFRpY2tldHNSZXF1ZXN0EigKCHN0YXR1c2VzGAEgAygOMhYuaW5ib3gudjEuVGlja2V0U3RhdHVzEhoKEm9sZGVyX3RoYW5fc2Vjb25kcxgCIAEoAxIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCRIOCgZxdWV1ZXMYBSADKAkiWwoYQWRtaW5MaXN0VGlja2V0c1Jlc3BvbnNlEiYKB3RpY2tldHMYASADKAsyFS5pbmJveC52MS5BZG1pblRpY2tldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoUR2V0QXVkaXRUcmFpbFJlcXVlc3QSEQoJdGlja2V0X2lkGAEgASgJIq0BCgpBdWRpdEV2ZW50EgsKA3NlcRgBIAEoAxIMCgRraW5kGAIgASgJEhYKDmNsaWVudF92aXNpYmxlGAMgASgIEhIKCm1hbmFnZXJfaWQYBCABKAkSKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicgoKQWZjVmVyZGljdBISCgptZXNzYWdlX2lkGAEgASgJEhIKCmFmY19zdGF0dXMYAiABKAkSDAoEcnVsZRgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKMAQoVR2V0QXVkaXRUcmFpbFJlc3BvbnNlEiUKBnRpY2tldBgBIAEoCzIVLmluYm94LnYxLkFkbWluVGlja2V0EiQKBmV2ZW50cxgCIAMoCzIULmluYm94LnYxLkF1ZGl0RXZlbnQSJgoIdmVyZGljdHMYAyADKAsyFC5pbmJveC52MS5BZmNWZXJkaWN0IiMKE1ZhbGlkYXRlU3BlY1JlcXVlc3QSDAoEeWFtbBgBIAEoCSJGChRWYWxpZGF0ZVNwZWNSZXNwb25zZRINCgV2YWxpZBgBIAEoCBINCgVlcnJvchgCIAEoCRIQCghjYXBhY2l0eRgDIAEoBTLsAwoMQWRtaW5TZXJ2aWNlEk0KDExpc3RNYW5hZ2VycxIdLmluYm94LnYxLkxpc3RNYW5hZ2Vyc1JlcXVlc3QaHi5pbmJveC52MS5MaXN0TWFuYWdlcnNSZXNwb25zZRJUCgtMaXN0VGlja2V0cxIhLmluYm94LnYxLkFkbWluTGlzdFRpY2tldHNSZXF1ZXN0GiIuaW5ib3gudjEuQWRtaW5MaXN0VGlja2V0c1Jlc3BvbnNlElAKDUdldEF1ZGl0VHJhaWwSHi5pbmJveC52MS5HZXRBdWRpdFRyYWlsUmVxdWVzdBofLmluYm94LnYxLkdldEF1ZGl0VHJhaWxSZXNwb25zZRJNCgxWYWxpZGF0ZVNwZWMSHS5pbmJveC52MS5WYWxpZGF0ZVNwZWNSZXF1ZXN0Gh4uaW5ib3gudjEuVmFsaWRhdGVTcGVjUmVzcG9uc2USQQoIR2V0U3RhdHMSGS5pbmJveC52MS5HZXRTdGF0c1JlcXVlc3QaGi5pbmJveC52MS5HZXRTdGF0c1Jlc3BvbnNlElMKDlNlYXJjaE1lc3NhZ2VzEh8uaW5ib3gudjEuU2VhcmNoTWVzc2FnZXNSZXF1ZXN0GiAuaW5ib3gudjEuU2VhcmNoTWVzc2FnZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_manager]);
+  fileDesc("ChRpbmJveC92MS9hZG1pbi5wcm90bxIIaW5ib3gudjEirgEKEEdldFJlcG9ydFJlcXVlc3QSLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCGdyb3VwX2J5GAMgASgOMhcuaW5ib3gudjEuUmVwb3J0R3JvdXBCeRIRCgl0aW1lX3pvbmUYBCABKAkiXQoNRHVyYXRpb25TdGF0cxINCgVjb3VudBgBIAEoAxITCgthdmdfc2Vjb25kcxgCIAEoARITCgtwNTBfc2Vjb25kcxgDIAEoARITCgtwOTBfc2Vjb25kcxgEIAEoASK5AgoJUmVwb3J0Um93EgsKA2tleRgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBm9wZW5lZBgDIAEoAxIOCgZjbG9zZWQYBCABKAMSLwoOZmlyc3RfcmVzcG9uc2UYBSABKAsyFy5pbmJveC52MS5EdXJhdGlvblN0YXRzEisKCnJlc29sdXRpb24YBiABKAsyFy5pbmJveC52MS5EdXJhdGlvblN0YXRzEigKB3dhaXRpbmcYByABKAsyFy5pbmJveC52MS5EdXJhdGlvblN0YXRzEhMKC2VzY2FsYXRpb25zGAggASgDEhQKDHNsYV9icmVhY2hlcxgJIAEoAxIPCgdyYXRpbmdzGAogASgDEhIKCnJhdGluZ19hdmcYCyABKAESGQoRc2F0aXNmaWVkX3BlcmNlbnQYDCABKAEiiQIKEUdldFJlcG9ydFJlc3BvbnNlEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghncm91cF9ieRgDIAEoDjIXLmluYm94LnYxLlJlcG9ydEdyb3VwQnkSEQoJdGltZV96b25lGAQgASgJEiEKBHJvd3MYBSADKAsyEy5pbmJveC52MS5SZXBvcnRSb3cSIgoFdG90YWwYBiABKAsyEy5pbmJveC52MS5SZXBvcnRSb3cSEQoJdHJ1bmNhdGVkGAcgASgIIkwKFEV4cG9ydFJlcG9ydFJlc3BvbnNlEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRIQCghmaWxlbmFtZRgCIAEoCRIMCgRkYXRhGAMgASgMIiAKD0dldFN0YXRzUmVxdWVzdBINCgVob3VycxgBIAEoBSJHCghRdWV1ZU5vdxINCgVxdWV1ZRgBIAEoCRIPCgd3YWl0aW5nGAIgASgFEhsKE29sZGVzdF93YWl0X3NlY29uZHMYAyABKAMiVgoMV2FpdGluZ1BvaW50Eg0KBXF1ZXVlGAEgASgJEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd3YWl0aW5nGAMgASgFIqgBChBHZXRTdGF0c1Jlc3BvbnNlEiIKBnF1ZXVlcxgBIAMoCzISLmluYm94LnYxLlF1ZXVlTm93EicKB3dhaXRpbmcYAiADKAsyFi5pbmJveC52MS5XYWl0aW5nUG9pbnQSFgoOYnVja2V0X3NlY29uZHMYAyABKAMSHgoWZmlyc3RfcmVzcG9uc2Vfc2Vjb25kcxgEIAMoAxIPCgdyYXRpbmdzGAUgAygFIhUKE0xpc3RNYW5hZ2Vyc1JlcXVlc3QingEKDE1hbmFnZXJTdGF0ZRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEAoIY2FwYWNpdHkYAyABKAUSEwoLcmVhZHlfc2xvdHMYBCABKAUSFAoMb3Blbl90aWNrZXRzGAUgASgFEi8KC3JlYWR5X3NpbmNlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChRMaXN0TWFuYWdlcnNSZXNwb25zZRIoCghtYW5hZ2VycxgBIAMoCzIWLmluYm94LnYxLk1hbmFnZXJTdGF0ZSLaAQoLQWRtaW5UaWNrZXQSIAoGdGlja2V0GAEgASgLMhAuaW5ib3gudjEuVGlja2V0EjEKDXdhaXRpbmdfc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWNsb3NlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMY2xvc2VfcmVhc29uGAQgASgJEg0KBXF1ZXVlGAUgASgJEhAKCHByaW9yaXR5GAYgASgFEhAKCGNhdGVnb3J5GAcgASgJIpYBChdBZG1pbkxpc3RUaWNrZXRzUmVxdWVzdBIoCghzdGF0dXNlcxgBIAMoDjIWLmluYm94LnYxLlRpY2tldFN0YXR1cxIaChJvbGRlcl90aGFuX3NlY29uZHMYAiABKAMSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSDgoGcXVldWVzGAUgAygJIlsKGEFkbWluTGlzdFRpY2tldHNSZXNwb25zZRImCgd0aWNrZXRzGAEgAygLMhUuaW5ib3gudjEuQWRtaW5UaWNrZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIikKFEdldEF1ZGl0VHJhaWxSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSKtAQoKQXVkaXRFdmVudBILCgNzZXEYASABKAMSDAoEa2luZBgCIAEoCRIWCg5jbGllbnRfdmlzaWJsZRgDIAEoCBISCgptYW5hZ2VyX2lkGAQgASgJEigKB3BheWxvYWQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInIKCkFmY1ZlcmRpY3QSEgoKbWVzc2FnZV9pZBgBIAEoCRISCgphZmNfc3RhdHVzGAIgASgJEgwKBHJ1bGUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijAEKFUdldEF1ZGl0VHJhaWxSZXNwb25zZRIlCgZ0aWNrZXQYASABKAsyFS5pbmJveC52MS5BZG1pblRpY2tldBIkCgZldmVudHMYAiADKAsyFC5pbmJveC52MS5BdWRpdEV2ZW50EiYKCHZlcmRpY3RzGAMgAygLMhQuaW5ib3gudjEuQWZjVmVyZGljdCIjChNWYWxpZGF0ZVNwZWNSZXF1ZXN0EgwKBHlhbWwYASABKAkiRgoUVmFsaWRhdGVTcGVjUmVzcG9uc2USDQoFdmFsaWQYASABKAgSDQoFZXJyb3IYAiABKAkSEAoIY2FwYWNpdHkYAyABKAUqngEKDVJlcG9ydEdyb3VwQnkSHwobUkVQT1JUX0dST1VQX0JZX1VOU1BFQ0lGSUVEEAASFwoTUkVQT1JUX0dST1VQX0JZX0RBWRABEhkKFVJFUE9SVF9HUk9VUF9CWV9RVUVVRRACEhsKF1JFUE9SVF9HUk9VUF9CWV9NQU5BR0VSEAMSGwoXUkVQT1JUX0dST1VQX0JZX0NIQU5ORUwQBDL+BAoMQWRtaW5TZXJ2aWNlEk0KDExpc3RNYW5hZ2VycxIdLmluYm94LnYxLkxpc3RNYW5hZ2Vyc1JlcXVlc3QaHi5pbmJveC52MS5MaXN0TWFuYWdlcnNSZXNwb25zZRJUCgtMaXN0VGlja2V0cxIhLmluYm94LnYxLkFkbWluTGlzdFRpY2tldHNSZXF1ZXN0GiIuaW5ib3gudjEuQWRtaW5MaXN0VGlja2V0c1Jlc3BvbnNlElAKDUdldEF1ZGl0VHJhaWwSHi5pbmJveC52MS5HZXRBdWRpdFRyYWlsUmVxdWVzdBofLmluYm94LnYxLkdldEF1ZGl0VHJhaWxSZXNwb25zZRJNCgxWYWxpZGF0ZVNwZWMSHS5pbmJveC52MS5WYWxpZGF0ZVNwZWNSZXF1ZXN0Gh4uaW5ib3gudjEuVmFsaWRhdGVTcGVjUmVzcG9uc2USQQoIR2V0U3RhdHMSGS5pbmJveC52MS5HZXRTdGF0c1JlcXVlc3QaGi5pbmJveC52MS5HZXRTdGF0c1Jlc3BvbnNlElMKDlNlYXJjaE1lc3NhZ2VzEh8uaW5ib3gudjEuU2VhcmNoTWVzc2FnZXNSZXF1ZXN0GiAuaW5ib3gudjEuU2VhcmNoTWVzc2FnZXNSZXNwb25zZRJECglHZXRSZXBvcnQSGi5pbmJveC52MS5HZXRSZXBvcnRSZXF1ZXN0GhsuaW5ib3gudjEuR2V0UmVwb3J0UmVzcG9uc2USSgoMRXhwb3J0UmVwb3J0EhouaW5ib3gudjEuR2V0UmVwb3J0UmVxdWVzdBoeLmluYm94LnYxLkV4cG9ydFJlcG9ydFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_manager]);
+
+/**
+ * @generated from message inbox.v1.GetReportRequest
+ */
+export type GetReportRequest = Message<"inbox.v1.GetReportRequest"> & {
+  /**
+   * The period [start_time, end_time), at most 366 days. Unset end_time: now; unset start_time:
+   * the local midnight 6 days before end_time's day (the last 7 days, today included).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 1;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 2;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: inbox.v1.ReportGroupBy group_by = 3;
+   */
+  groupBy: ReportGroupBy;
+
+  /**
+   * IANA name (Europe/Moscow) of the days of the period; empty: UTC.
+   *
+   * @generated from field: string time_zone = 4;
+   */
+  timeZone: string;
+};
+
+/**
+ * Describes the message inbox.v1.GetReportRequest.
+ * Use `create(GetReportRequestSchema)` to create a new message.
+ */
+export const GetReportRequestSchema: GenMessage<GetReportRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 0);
+
+/**
+ * Spans of one kind in seconds; avg, p50 and p90 are 0 when count is 0.
+ *
+ * @generated from message inbox.v1.DurationStats
+ */
+export type DurationStats = Message<"inbox.v1.DurationStats"> & {
+  /**
+   * @generated from field: int64 count = 1;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: double avg_seconds = 2;
+   */
+  avgSeconds: number;
+
+  /**
+   * Median and 90th percentile (interpolated, PostgreSQL percentile_cont).
+   *
+   * @generated from field: double p50_seconds = 3;
+   */
+  p50Seconds: number;
+
+  /**
+   * @generated from field: double p90_seconds = 4;
+   */
+  p90Seconds: number;
+};
+
+/**
+ * Describes the message inbox.v1.DurationStats.
+ * Use `create(DurationStatsSchema)` to create a new message.
+ */
+export const DurationStatsSchema: GenMessage<DurationStats> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 1);
+
+/**
+ * @generated from message inbox.v1.ReportRow
+ */
+export type ReportRow = Message<"inbox.v1.ReportRow"> & {
+  /**
+   * The queue, the manager's id, the channel, or the local date (YYYY-MM-DD); "" in `total`.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * The manager's display name; otherwise the key.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Tickets opened in the period.
+   *
+   * @generated from field: int64 opened = 3;
+   */
+  opened: bigint;
+
+  /**
+   * Tickets closed in the period (whenever they opened).
+   *
+   * @generated from field: int64 closed = 4;
+   */
+  closed: bigint;
+
+  /**
+   * Queued -> first manager reply, of the first replies in the period.
+   *
+   * @generated from field: inbox.v1.DurationStats first_response = 5;
+   */
+  firstResponse?: DurationStats | undefined;
+
+  /**
+   * Opened -> closed, of the closes in the period.
+   *
+   * @generated from field: inbox.v1.DurationStats resolution = 6;
+   */
+  resolution?: DurationStats | undefined;
+
+  /**
+   * Queued -> first assigned to a manager, of the first assignments in the period.
+   *
+   * @generated from field: inbox.v1.DurationStats waiting = 7;
+   */
+  waiting?: DurationStats | undefined;
+
+  /**
+   * `ticket_escalated` events in the period.
+   *
+   * @generated from field: int64 escalations = 8;
+   */
+  escalations: bigint;
+
+  /**
+   * `sla_breached` events in the period (first response later than the SLA).
+   *
+   * @generated from field: int64 sla_breaches = 9;
+   */
+  slaBreaches: bigint;
+
+  /**
+   * Satisfaction ratings (1-5) given in the period, their average and the share of 4 and 5 in
+   * percent (both 0 without ratings).
+   *
+   * @generated from field: int64 ratings = 10;
+   */
+  ratings: bigint;
+
+  /**
+   * @generated from field: double rating_avg = 11;
+   */
+  ratingAvg: number;
+
+  /**
+   * @generated from field: double satisfied_percent = 12;
+   */
+  satisfiedPercent: number;
+};
+
+/**
+ * Describes the message inbox.v1.ReportRow.
+ * Use `create(ReportRowSchema)` to create a new message.
+ */
+export const ReportRowSchema: GenMessage<ReportRow> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 2);
+
+/**
+ * @generated from message inbox.v1.GetReportResponse
+ */
+export type GetReportResponse = Message<"inbox.v1.GetReportResponse"> & {
+  /**
+   * The period, grouping and time zone the report is of (defaults filled in).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 1;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 2;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: inbox.v1.ReportGroupBy group_by = 3;
+   */
+  groupBy: ReportGroupBy;
+
+  /**
+   * @generated from field: string time_zone = 4;
+   */
+  timeZone: string;
+
+  /**
+   * By key; days in order.
+   *
+   * @generated from field: repeated inbox.v1.ReportRow rows = 5;
+   */
+  rows: ReportRow[];
+
+  /**
+   * Every figure over the whole period (percentiles of all the spans, not of the groups).
+   *
+   * @generated from field: inbox.v1.ReportRow total = 6;
+   */
+  total?: ReportRow | undefined;
+
+  /**
+   * More than 1,000 groups: `rows` are the first 1,000 by key.
+   *
+   * @generated from field: bool truncated = 7;
+   */
+  truncated: boolean;
+};
+
+/**
+ * Describes the message inbox.v1.GetReportResponse.
+ * Use `create(GetReportResponseSchema)` to create a new message.
+ */
+export const GetReportResponseSchema: GenMessage<GetReportResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 3);
+
+/**
+ * @generated from message inbox.v1.ExportReportResponse
+ */
+export type ExportReportResponse = Message<"inbox.v1.ExportReportResponse"> & {
+  /**
+   * "text/csv; charset=utf-8".
+   *
+   * @generated from field: string content_type = 1;
+   */
+  contentType: string;
+
+  /**
+   * A file name for a download, e.g. report-queue-2026-03-01-2026-03-07.csv.
+   *
+   * @generated from field: string filename = 2;
+   */
+  filename: string;
+
+  /**
+   * The CSV: a header row, then one row per group (README "Reports" lists the columns).
+   *
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message inbox.v1.ExportReportResponse.
+ * Use `create(ExportReportResponseSchema)` to create a new message.
+ */
+export const ExportReportResponseSchema: GenMessage<ExportReportResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 4);
 
 /**
  * @generated from message inbox.v1.GetStatsRequest
@@ -33,7 +287,7 @@ export type GetStatsRequest = Message<"inbox.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 0);
+  messageDesc(file_inbox_v1_admin, 5);
 
 /**
  * @generated from message inbox.v1.QueueNow
@@ -64,7 +318,7 @@ export type QueueNow = Message<"inbox.v1.QueueNow"> & {
  * Use `create(QueueNowSchema)` to create a new message.
  */
 export const QueueNowSchema: GenMessage<QueueNow> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 1);
+  messageDesc(file_inbox_v1_admin, 6);
 
 /**
  * How many tickets of `queue` were waiting at `at` (one point per bucket of the period).
@@ -93,7 +347,7 @@ export type WaitingPoint = Message<"inbox.v1.WaitingPoint"> & {
  * Use `create(WaitingPointSchema)` to create a new message.
  */
 export const WaitingPointSchema: GenMessage<WaitingPoint> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 2);
+  messageDesc(file_inbox_v1_admin, 7);
 
 /**
  * @generated from message inbox.v1.GetStatsResponse
@@ -137,7 +391,7 @@ export type GetStatsResponse = Message<"inbox.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 3);
+  messageDesc(file_inbox_v1_admin, 8);
 
 /**
  * @generated from message inbox.v1.ListManagersRequest
@@ -150,7 +404,7 @@ export type ListManagersRequest = Message<"inbox.v1.ListManagersRequest"> & {
  * Use `create(ListManagersRequestSchema)` to create a new message.
  */
 export const ListManagersRequestSchema: GenMessage<ListManagersRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 4);
+  messageDesc(file_inbox_v1_admin, 9);
 
 /**
  * @generated from message inbox.v1.ManagerState
@@ -194,7 +448,7 @@ export type ManagerState = Message<"inbox.v1.ManagerState"> & {
  * Use `create(ManagerStateSchema)` to create a new message.
  */
 export const ManagerStateSchema: GenMessage<ManagerState> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 5);
+  messageDesc(file_inbox_v1_admin, 10);
 
 /**
  * @generated from message inbox.v1.ListManagersResponse
@@ -211,7 +465,7 @@ export type ListManagersResponse = Message<"inbox.v1.ListManagersResponse"> & {
  * Use `create(ListManagersResponseSchema)` to create a new message.
  */
 export const ListManagersResponseSchema: GenMessage<ListManagersResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 6);
+  messageDesc(file_inbox_v1_admin, 11);
 
 /**
  * @generated from message inbox.v1.AdminTicket
@@ -262,7 +516,7 @@ export type AdminTicket = Message<"inbox.v1.AdminTicket"> & {
  * Use `create(AdminTicketSchema)` to create a new message.
  */
 export const AdminTicketSchema: GenMessage<AdminTicket> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 7);
+  messageDesc(file_inbox_v1_admin, 12);
 
 /**
  * @generated from message inbox.v1.AdminListTicketsRequest
@@ -309,7 +563,7 @@ export type AdminListTicketsRequest = Message<"inbox.v1.AdminListTicketsRequest"
  * Use `create(AdminListTicketsRequestSchema)` to create a new message.
  */
 export const AdminListTicketsRequestSchema: GenMessage<AdminListTicketsRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 8);
+  messageDesc(file_inbox_v1_admin, 13);
 
 /**
  * @generated from message inbox.v1.AdminListTicketsResponse
@@ -331,7 +585,7 @@ export type AdminListTicketsResponse = Message<"inbox.v1.AdminListTicketsRespons
  * Use `create(AdminListTicketsResponseSchema)` to create a new message.
  */
 export const AdminListTicketsResponseSchema: GenMessage<AdminListTicketsResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 9);
+  messageDesc(file_inbox_v1_admin, 14);
 
 /**
  * @generated from message inbox.v1.GetAuditTrailRequest
@@ -348,7 +602,7 @@ export type GetAuditTrailRequest = Message<"inbox.v1.GetAuditTrailRequest"> & {
  * Use `create(GetAuditTrailRequestSchema)` to create a new message.
  */
 export const GetAuditTrailRequestSchema: GenMessage<GetAuditTrailRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 10);
+  messageDesc(file_inbox_v1_admin, 15);
 
 /**
  * @generated from message inbox.v1.AuditEvent
@@ -392,7 +646,7 @@ export type AuditEvent = Message<"inbox.v1.AuditEvent"> & {
  * Use `create(AuditEventSchema)` to create a new message.
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 11);
+  messageDesc(file_inbox_v1_admin, 16);
 
 /**
  * @generated from message inbox.v1.AfcVerdict
@@ -426,7 +680,7 @@ export type AfcVerdict = Message<"inbox.v1.AfcVerdict"> & {
  * Use `create(AfcVerdictSchema)` to create a new message.
  */
 export const AfcVerdictSchema: GenMessage<AfcVerdict> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 12);
+  messageDesc(file_inbox_v1_admin, 17);
 
 /**
  * @generated from message inbox.v1.GetAuditTrailResponse
@@ -453,7 +707,7 @@ export type GetAuditTrailResponse = Message<"inbox.v1.GetAuditTrailResponse"> & 
  * Use `create(GetAuditTrailResponseSchema)` to create a new message.
  */
 export const GetAuditTrailResponseSchema: GenMessage<GetAuditTrailResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 13);
+  messageDesc(file_inbox_v1_admin, 18);
 
 /**
  * @generated from message inbox.v1.ValidateSpecRequest
@@ -470,7 +724,7 @@ export type ValidateSpecRequest = Message<"inbox.v1.ValidateSpecRequest"> & {
  * Use `create(ValidateSpecRequestSchema)` to create a new message.
  */
 export const ValidateSpecRequestSchema: GenMessage<ValidateSpecRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 14);
+  messageDesc(file_inbox_v1_admin, 19);
 
 /**
  * @generated from message inbox.v1.ValidateSpecResponse
@@ -501,7 +755,54 @@ export type ValidateSpecResponse = Message<"inbox.v1.ValidateSpecResponse"> & {
  * Use `create(ValidateSpecResponseSchema)` to create a new message.
  */
 export const ValidateSpecResponseSchema: GenMessage<ValidateSpecResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_admin, 15);
+  messageDesc(file_inbox_v1_admin, 20);
+
+/**
+ * @generated from enum inbox.v1.ReportGroupBy
+ */
+export enum ReportGroupBy {
+  /**
+   * The same as DAY.
+   *
+   * @generated from enum value: REPORT_GROUP_BY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One row per local day of `time_zone`, every day of the period.
+   *
+   * @generated from enum value: REPORT_GROUP_BY_DAY = 1;
+   */
+  DAY = 1,
+
+  /**
+   * The ticket's queue.
+   *
+   * @generated from enum value: REPORT_GROUP_BY_QUEUE = 2;
+   */
+  QUEUE = 2,
+
+  /**
+   * The manager each figure is about (who answered first, who got the ticket, who held it at the
+   * close, the rating or the breach; else the ticket's manager now); "" when nobody.
+   *
+   * @generated from enum value: REPORT_GROUP_BY_MANAGER = 3;
+   */
+  MANAGER = 3,
+
+  /**
+   * The client's channel: web, telegram or email.
+   *
+   * @generated from enum value: REPORT_GROUP_BY_CHANNEL = 4;
+   */
+  CHANNEL = 4,
+}
+
+/**
+ * Describes the enum inbox.v1.ReportGroupBy.
+ */
+export const ReportGroupBySchema: GenEnum<ReportGroupBy> = /*@__PURE__*/
+  enumDesc(file_inbox_v1_admin, 0);
 
 /**
  * The bank's back office (role `admin`): sees every manager and ticket.
@@ -568,6 +869,28 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof SearchMessagesRequestSchema;
     output: typeof SearchMessagesResponseSchema;
+  },
+  /**
+   * Figures of a period per queue, manager, channel or local day, from the recorded lifecycle:
+   * tickets opened and closed, first-response, resolution and waiting times, escalations, SLA
+   * breaches and satisfaction ratings (README "Reports").
+   *
+   * @generated from rpc inbox.v1.AdminService.GetReport
+   */
+  getReport: {
+    methodKind: "unary";
+    input: typeof GetReportRequestSchema;
+    output: typeof GetReportResponseSchema;
+  },
+  /**
+   * The rows of GetReport as CSV (RFC 4180, a header row; text/csv).
+   *
+   * @generated from rpc inbox.v1.AdminService.ExportReport
+   */
+  exportReport: {
+    methodKind: "unary";
+    input: typeof GetReportRequestSchema;
+    output: typeof ExportReportResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inbox_v1_admin, 0);
