@@ -234,40 +234,6 @@ pub fn event(e: Event) -> v1::Event {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_size_zero_means_default_and_out_of_range_is_invalid() {
-        assert_eq!(page_size(0, 50).ok(), Some(50));
-        assert_eq!(page_size(7, 50).ok(), Some(7));
-        for bad in [-1, MAX_PAGE + 1] {
-            let e = page_size(bad, 50).err().map(|s| s.code());
-            assert_eq!(e, Some(tonic::Code::InvalidArgument));
-        }
-    }
-
-    #[test]
-    fn a_foreign_page_token_is_invalid_and_an_empty_one_starts_at_the_beginning() {
-        assert!(matches!(page_token(""), Ok(None)));
-        assert_eq!(
-            page_token("garbage").err().map(|s| s.code()),
-            Some(tonic::Code::InvalidArgument)
-        );
-    }
-
-    #[test]
-    fn json_payloads_become_structs_field_by_field() {
-        let s = json_to_struct(serde_json::json!({"a": "x", "n": 2, "l": [true, null]}));
-        assert_eq!(s.fields.len(), 3);
-        assert!(matches!(
-            s.fields.get("a").and_then(|v| v.kind.clone()),
-            Some(prost_types::value::Kind::StringValue(x)) if x == "x"
-        ));
-    }
-}
-
 /// A request timestamp (`None` when unset); a bad one is a violation of `field`.
 fn instant(
     field: &str,
@@ -349,5 +315,39 @@ pub fn report_response(r: &Report) -> v1::GetReportResponse {
         rows: r.rows.iter().map(report_row).collect(),
         total: Some(report_row(&r.total)),
         truncated: r.truncated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_zero_means_default_and_out_of_range_is_invalid() {
+        assert_eq!(page_size(0, 50).ok(), Some(50));
+        assert_eq!(page_size(7, 50).ok(), Some(7));
+        for bad in [-1, MAX_PAGE + 1] {
+            let e = page_size(bad, 50).err().map(|s| s.code());
+            assert_eq!(e, Some(tonic::Code::InvalidArgument));
+        }
+    }
+
+    #[test]
+    fn a_foreign_page_token_is_invalid_and_an_empty_one_starts_at_the_beginning() {
+        assert!(matches!(page_token(""), Ok(None)));
+        assert_eq!(
+            page_token("garbage").err().map(|s| s.code()),
+            Some(tonic::Code::InvalidArgument)
+        );
+    }
+
+    #[test]
+    fn json_payloads_become_structs_field_by_field() {
+        let s = json_to_struct(serde_json::json!({"a": "x", "n": 2, "l": [true, null]}));
+        assert_eq!(s.fields.len(), 3);
+        assert!(matches!(
+            s.fields.get("a").and_then(|v| v.kind.clone()),
+            Some(prost_types::value::Kind::StringValue(x)) if x == "x"
+        ));
     }
 }
