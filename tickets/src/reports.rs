@@ -343,14 +343,22 @@ impl PgStore {
         );
         // The total row, the groups, and one more to tell a cut.
         let limit = i64::try_from(query.max_groups + 2).unwrap_or(i64::MAX);
+        // The planner's estimate of the per-event lookups is far above what they cost and would
+        // have the query JIT-compiled: on 100,000 tickets that took 440 ms of a 640 ms report.
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
         let rows = sqlx::query(&sql)
             .bind(query.start)
             .bind(query.end)
             .bind(query.group_by.as_str())
             .bind(&day_starts)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         let mut total = ReportRow::default();
         let mut groups = Vec::with_capacity(rows.len());
         for r in &rows {
