@@ -9,6 +9,9 @@
 //   POST /control/block {chatId}           sendMessage to that chat answers 403 (bot blocked)
 //   POST /control/rate-limit {chatId, n}   the next n sendMessage to that chat answer 429 retry_after 1
 //   POST /control/redeliver {token}        every user update is delivered again (lost offset)
+//   POST /control/file {token, name, mime, base64}  a user's file: answers the file object to put
+//                                          in a message's `document` (getFile and /file/ serve it)
+//   POST /control/sent-files {token, chatId}  what the bot sent with sendDocument/sendPhoto
 // Like Telegram (and unlike telegram-test-api alone), getUpdates honours `offset`: an update is
 // returned again and again until a later call's offset confirms it, so a bot that crashes before
 // it stored its offset gets the update again. setWebhook/getWebhookInfo keep the webhook URL.
@@ -24,6 +27,87 @@ const blocked = new Set();
 const rateLimited = new Map();
 
 const front = express();
+// Files, as Telegram keeps them: a test uploads a user's file (POST /control/file {token, name,
+// mime, base64}) and gets the file object to put in a user message's `document` or `photo`; the
+// bot fetches it with getFile and GET /file/bot<token>/<file_path>. What the bot sends with
+// sendDocument/sendPhoto (multipart) is kept as a bot message with its file and caption, and its
+// bytes are read back with POST /control/sent-files {token, chatId}.
+const files = new Map();      // file_id -> {token, name, mime, data}
+const sentFiles = [];         // {token, chatId, method, name, mime, caption, base64}
+let fileSeq = 0;
+const fileObject = (id, f) => ({ file_id: id, file_unique_id: `u${id}`, file_size: f.data.length });
+front.post('/control/file', express.json({ limit: '64mb' }), (req, res) => {
+  const b = req.body || {};
+  const data = Buffer.from(String(b.base64 || ''), 'base64');
+  const id = `f${++fileSeq}`;
+  files.set(id, { token: String(b.token), name: b.name, mime: b.mime, data });
+  res.json({ ok: true, result: fileObject(id, { data }) });
+});
+front.post('/control/sent-files', express.json(), (req, res) => res.json({ ok: true, result: sentFiles.filter(
+  (f) => f.token === req.body.token && String(f.chatId) === String(req.body.chatId)) }));
+front.all('/bot:token/getFile', express.json(), express.urlencoded({ extended: true }), (req, res) => {
+  const id = String({ ...req.query, ...(req.body || {}) }.file_id || '');
+  const f = files.get(id);
+  if (!f || f.token !== req.params.token) return apiError(res, 400, 'Bad Request: invalid file_id');
+  res.json({ ok: true, result: { ...fileObject(id, f), file_path: `documents/${id}` } });
+});
+// teloxide sends the file path as one segment (`documents%2Ff1`).
+front.get(/^\/file\/bot([^/]+)\/(.+)$/, (req, res) => {
+  const f = files.get(decodeURIComponent(req.params[1]).replace(/^documents\//, ''));
+  if (!f || f.token !== req.params[0]) return res.status(404).end();
+  res.type(f.mime || 'application/octet-stream').send(f.data);
+});
+// A multipart body's parts ({name, filename, type, data}), binary-safe: no multipart parser is
+// installed beside telegram-test-api, and this is all a test bot's uploads need.
+const multipart = (body, contentType) => {
+  const m = /boundary="?([^";]+)"?/.exec(contentType || '');
+  if (!m) return [];
+  const sep = Buffer.from(`--${m[1]}`);
+  const parts = [];
+  let at = body.indexOf(sep);
+  while (at >= 0) {
+    const start = at + sep.length;
+    const next = body.indexOf(sep, start);
+    if (next < 0) break;
+    const chunk = body.subarray(start + 2, next - 2); // after CRLF, before CRLF
+    const split = chunk.indexOf('\r\n\r\n');
+    if (split >= 0) {
+      const head = chunk.subarray(0, split).toString('utf8');
+      const name = (/name="([^"]*)"/.exec(head) || [])[1];
+      // `filename="a.pdf"`, or RFC 5987's `filename*=utf-8''a.pdf`.
+      const fn = /filename="([^"]*)"/.exec(head) || /filename\*=(?:[\w-]*'[\w-]*')?([^;\r\n]+)/i.exec(head);
+      const filename = fn ? decodeURIComponent(fn[1]) : undefined;
+      const type = (/content-type:\s*([^\r\n]+)/i.exec(head) || [])[1];
+      parts.push({ name, filename, type, data: chunk.subarray(split + 4) });
+    }
+    at = next;
+  }
+  return parts;
+};
+for (const method of ['sendDocument', 'sendPhoto']) {
+  front.post(`/bot:token/${method}`, express.raw({ type: 'multipart/form-data', limit: '64mb' }), (req, res) => {
+    const parts = multipart(req.body, req.headers['content-type']);
+    const field = (n) => { const p = parts.find((x) => x.name === n); return p ? p.data.toString('utf8') : undefined; };
+    const chatId = field('chat_id');
+    if (blocked.has(String(chatId))) return apiError(res, 403, 'Forbidden: bot was blocked by the user');
+    // The file is its field's part, or (teloxide) the part that field names as `attach://<name>`.
+    const key = method === 'sendPhoto' ? 'photo' : 'document';
+    const ref = /^attach:\/\/(.+)$/.exec(field(key) || '');
+    const filePart = parts.find((x) => x.name === (ref ? ref[1] : key));
+    if (!chatId || !filePart) return apiError(res, 400, 'Bad Request: chat_id and a file are required');
+    const id = `f${++fileSeq}`;
+    files.set(id, { token: req.params.token, name: filePart.filename, mime: filePart.type, data: filePart.data });
+    const caption = field('caption');
+    sentFiles.push({ token: req.params.token, chatId, method, name: filePart.filename, mime: filePart.type,
+      caption, base64: filePart.data.toString('base64') });
+    const fileObj = fileObject(id, { data: filePart.data });
+    const message = { chat_id: chatId, caption,
+      ...(method === 'sendPhoto' ? { photo: [{ ...fileObj, width: 1, height: 1 }] }
+        : { document: { ...fileObj, file_name: filePart.filename, mime_type: filePart.type } }) };
+    const result = server.addBotMessage(message, req.params.token);
+    res.json({ ok: true, result });
+  });
+}
 front.use(express.json());
 front.use(express.urlencoded({ extended: true }));
 

@@ -100,28 +100,9 @@ pub fn text_of(event: &Event) -> Option<String> {
         k if DELIVERED_KINDS.contains(&k) => "body",
         _ => return None,
     };
-    let mut text = event.payload[field].as_str()?.to_owned();
-    // A manager's files reach Telegram and email clients by name (their bytes are not sent on
-    // those channels yet): one `[attachment: name (type, N bytes)]` line each, as inbound files
-    // of those channels are written.
-    for a in event.payload["attachments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        text.push_str(&format!(
-            "[attachment: {} ({}, {} bytes)]",
-            a["name"].as_str().unwrap_or("file"),
-            a["content_type"]
-                .as_str()
-                .unwrap_or("application/octet-stream"),
-            a["size"].as_i64().unwrap_or(0),
-        ));
-    }
-    Some(text)
+    // A manager's files (`attachments`) go as files of their own: each channel's sender sends
+    // them with this text.
+    Some(event.payload[field].as_str()?.to_owned())
 }
 
 /// Runs the delivery worker of `outbound` until `shutdown`, with the default retry policy.
@@ -421,24 +402,18 @@ mod tests {
     }
 
     #[test]
-    fn a_replys_files_are_named_in_its_text() {
+    fn a_replys_files_are_sent_as_files_not_named_in_its_text() {
         let files = json!([{ "id": "x", "name": "form.pdf", "content_type": "application/pdf", "size": 9 }]);
         let only = event(
             event_kind::MANAGER_REPLY,
             json!({ "body": "", "attachments": files }),
         );
-        assert_eq!(
-            text_of(&only).as_deref(),
-            Some("[attachment: form.pdf (application/pdf, 9 bytes)]")
-        );
+        assert_eq!(text_of(&only).as_deref(), Some(""));
         let with = event(
             event_kind::MANAGER_REPLY,
             json!({ "body": "here", "attachments": files }),
         );
-        assert_eq!(
-            text_of(&with).as_deref(),
-            Some("here\n[attachment: form.pdf (application/pdf, 9 bytes)]")
-        );
+        assert_eq!(text_of(&with).as_deref(), Some("here"));
     }
 
     #[test]

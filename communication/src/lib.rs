@@ -14,6 +14,7 @@ pub mod http;
 pub mod openapi;
 pub mod settings;
 pub mod telegram;
+pub mod telegram_files;
 pub mod telegram_webhook;
 
 use std::net::SocketAddr;
@@ -102,40 +103,30 @@ impl Application {
         let limiter = edge::ratelimit::RateLimiter::new(settings.rate_limit);
         let mut webhook = None;
         if let Some(tg) = &settings.telegram {
+            let intake = telegram::Intake {
+                bot: tg.bot()?,
+                store: store.clone(),
+                publisher: publisher.clone(),
+                limiter: limiter.clone(),
+                files: settings.files.clone(),
+            };
             match &tg.webhook {
                 None => {
                     tracing::info!(api = %tg.api_url, "telegram channel on (long polling)");
-                    let (tg, store, publisher, limiter, stop) = (
-                        tg.clone(),
-                        store.clone(),
-                        publisher.clone(),
-                        limiter.clone(),
-                        shutdown.clone(),
-                    );
+                    let (tg, stop) = (tg.clone(), shutdown.clone());
                     platform::ops::supervise(&health, "telegram-in", shutdown.clone(), move || {
-                        telegram::poll_updates(
-                            tg.clone(),
-                            store.clone(),
-                            publisher.clone(),
-                            limiter.clone(),
-                            stop.clone(),
-                        )
+                        telegram::poll_updates(tg.clone(), intake.clone(), stop.clone())
                     });
                 }
                 Some(hook) => {
                     tracing::info!(api = %tg.api_url, path = %hook.path,
                         "telegram channel on (webhook)");
                     telegram_webhook::register(tg, hook).await?;
-                    webhook = Some(telegram_webhook::router(
-                        tg.bot()?,
-                        hook,
-                        publisher.clone(),
-                        limiter.clone(),
-                    ));
+                    webhook = Some(telegram_webhook::router(hook, intake));
                 }
             }
             let (out, store, wakeups, stop) = (
-                telegram::TelegramOutbound::new(tg)?,
+                telegram::TelegramOutbound::new(tg, settings.files.clone(), store.clone())?,
                 store.clone(),
                 wakeups.clone(),
                 shutdown.clone(),
@@ -147,11 +138,12 @@ impl Application {
         if let Some(imap) = &settings.email.imap {
             tracing::info!(addr = %imap.addr, mailbox = %imap.mailbox,
                 tls = imap.tls.mode.as_str(), "email inbound (IMAP) on");
-            let (imap, store, publisher, limiter, stop) = (
+            let (imap, store, publisher, limiter, files, stop) = (
                 imap.clone(),
                 store.clone(),
                 publisher.clone(),
                 limiter.clone(),
+                settings.files.clone(),
                 shutdown.clone(),
             );
             platform::ops::supervise(&health, "imap", shutdown.clone(), move || {
@@ -160,6 +152,7 @@ impl Application {
                     store.clone(),
                     publisher.clone(),
                     limiter.clone(),
+                    files.clone(),
                     stop.clone(),
                 )
             });
@@ -168,7 +161,7 @@ impl Application {
             tracing::info!(addr = %smtp.addr, from = %smtp.from, tls = smtp.tls.mode.as_str(),
                 retry = ?smtp.retry, "email outbound (SMTP) on");
             let (out, store, wakeups, stop, retry) = (
-                email::smtp::EmailOutbound::new(smtp, store.clone())?,
+                email::smtp::EmailOutbound::new(smtp, store.clone(), settings.files.clone())?,
                 store.clone(),
                 wakeups.clone(),
                 shutdown.clone(),

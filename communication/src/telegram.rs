@@ -4,8 +4,9 @@
 //! so a redelivered update maps onto the stored message. Updates are published to Kafka in order
 //! and the update offset (kept in PostgreSQL and confirmed to Telegram by the next `getUpdates`)
 //! moves past an update only after the broker acknowledged it; an update at or below the stored
-//! offset is skipped. Out: the delivery worker (`delivery.rs`) sends the client-visible events of
-//! `tg:` clients to their chat.
+//! offset is skipped. A message's documents and photos are fetched into the object store first
+//! (`telegram_files`). Out: the delivery worker (`delivery.rs`) sends the client-visible events of
+//! `tg:` clients to their chat, a manager's files as documents or photos.
 
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use tickets::{PgStore, message_id_for};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Outbound, SendError};
+use crate::telegram_files::{files_of, has_files, send_files, take_files};
+use edge::files::Files;
 use edge::publish::Publisher;
 use edge::ratelimit::RateLimiter;
 
@@ -85,41 +88,24 @@ fn chat_of(client_id: &str) -> Option<ChatId> {
 }
 
 /// The normalised message of a Telegram message, or `None` for what carries nothing to store
-/// (a sticker, a service message). Attachments are recorded in the body (name, type, size); the
-/// files themselves are not fetched.
+/// (a sticker, a service message). Its documents and photos are not in it yet
+/// ([`take_message`] fetches them); a voice message is named only.
 pub fn inbound_message(msg: &Message) -> Option<proto::v1::InboundMessage> {
     let mut body = msg
         .text()
         .or_else(|| msg.caption())
         .unwrap_or_default()
         .to_owned();
-    let mut attachments = Vec::new();
-    if let Some(d) = msg.document() {
-        attachments.push(format!(
-            "{} ({}, {} bytes)",
-            d.file_name.as_deref().unwrap_or("file"),
-            d.mime_type
-                .as_ref()
-                .map_or("application/octet-stream".to_owned(), |m| m.to_string()),
-            d.file.size
-        ));
-    }
-    if let Some(p) = msg.photo().and_then(|sizes| sizes.last()) {
-        attachments.push(format!(
-            "photo ({}x{}, {} bytes)",
-            p.width, p.height, p.file.size
-        ));
-    }
     if let Some(v) = msg.voice() {
-        attachments.push(format!("voice message ({} bytes)", v.file.size));
-    }
-    for a in &attachments {
         if !body.is_empty() {
             body.push('\n');
         }
-        body.push_str(&format!("[attachment: {a}]"));
+        body.push_str(&format!(
+            "[attachment: voice message ({} bytes)]",
+            v.file.size
+        ));
     }
-    if body.trim().is_empty() {
+    if body.trim().is_empty() && files_of(msg).is_empty() {
         return None;
     }
     let external_id = format!("{}/{}", msg.chat.id.0, msg.id.0);
@@ -140,6 +126,69 @@ pub fn inbound_message(msg: &Message) -> Option<proto::v1::InboundMessage> {
         sealed_body: Vec::new(),
         attachments: Vec::new(),
     })
+}
+
+/// What the Telegram intake (long polling or webhook) needs to take a message in.
+#[derive(Clone)]
+pub struct Intake {
+    pub bot: Bot,
+    pub store: PgStore,
+    pub publisher: Publisher,
+    pub limiter: RateLimiter,
+    pub files: Files,
+}
+
+/// What became of one Telegram message.
+pub enum Took {
+    /// Published (its id).
+    Published(proto::v1::InboundMessage),
+    /// Over the client's rate: refused and told.
+    Refused,
+    /// Nothing to store.
+    Empty,
+}
+
+impl Intake {
+    /// Takes `msg` in: within the client's rate, its files fetched into the object store, then
+    /// published. An error (the Bot API, the store, the broker) leaves it to be taken again.
+    pub async fn take_message(&self, msg: &Message) -> Result<Took, String> {
+        let Some(mut m) = inbound_message(msg) else {
+            return Ok(Took::Empty);
+        };
+        if !admitted(&self.limiter, &self.bot, msg, &m.client_id) {
+            return Ok(Took::Refused);
+        }
+        let list = files_of(msg);
+        if !list.is_empty() {
+            let taken = take_files(&self.bot, &self.files, &self.store, &m.client_id, &list)
+                .await
+                .map_err(|e| e.to_string())?;
+            m.attachments = taken.refs;
+            if !taken.refused.is_empty() {
+                for line in &taken.refused {
+                    if !m.body.is_empty() {
+                        m.body.push('\n');
+                    }
+                    m.body.push_str(line);
+                }
+                let (bot, chat) = (self.bot.clone(), msg.chat.id);
+                let notice = format!(
+                    "Some of your files were not accepted:\n{}",
+                    taken.refused.join("\n")
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = bot.send_message(chat, notice).await {
+                        tracing::warn!(error = %e, "telegram: the file notice was not sent");
+                    }
+                });
+            }
+        }
+        self.publisher
+            .publish(&m)
+            .await
+            .map_err(|e| format!("kafka: {e}"))?;
+        Ok(Took::Published(m))
+    }
 }
 
 /// What a client over their rate is told in their chat (the message itself is not taken).
@@ -173,20 +222,8 @@ pub(crate) fn admitted(limiter: &RateLimiter, bot: &Bot, msg: &Message, client_i
 }
 
 /// Polls updates until `shutdown`, publishing each message and then moving the offset.
-pub async fn poll_updates(
-    settings: TelegramSettings,
-    store: PgStore,
-    publisher: Publisher,
-    limiter: RateLimiter,
-    shutdown: CancellationToken,
-) {
-    let bot = match settings.bot() {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(error = %e, "telegram: cannot build the HTTP client; channel off");
-            return;
-        }
-    };
+pub async fn poll_updates(settings: TelegramSettings, intake: Intake, shutdown: CancellationToken) {
+    let (bot, store) = (intake.bot.clone(), intake.store.clone());
     let cursor = settings.offset_cursor();
     let mut backoff = Backoff::new();
     loop {
@@ -235,20 +272,22 @@ pub async fn poll_updates(
                 continue;
             }
             if let UpdateKind::Message(msg) = &update.kind {
-                match inbound_message(msg) {
-                    Some(m) if !admitted(&limiter, &bot, msg, &m.client_id) => {}
-                    Some(m) => {
-                        if let Err(e) = publisher.publish(&m).await {
-                            // Not acknowledged: the offset stays, the update comes again.
-                            tracing::warn!(error = %e, "telegram: publish failed; will retry");
-                            backoff.wait(&shutdown).await;
-                            break;
-                        }
+                match intake.take_message(msg).await {
+                    Err(e) => {
+                        // Not taken: the offset stays, the update comes again.
+                        tracing::warn!(error = %e, "telegram: message not taken; will retry");
+                        backoff.wait(&shutdown).await;
+                        break;
+                    }
+                    Ok(Took::Published(m)) => {
                         tracing::info!(message_id = %m.message_id, client_id = %m.client_id,
-                            update_id, "telegram message accepted");
+                            update_id, files = m.attachments.len(), "telegram message accepted");
                         crate::crash::after_publish(CHANNEL);
                     }
-                    None => tracing::debug!(update_id, "telegram: update without content"),
+                    Ok(Took::Refused) => {}
+                    Ok(Took::Empty) => {
+                        tracing::debug!(update_id, "telegram: update without content")
+                    }
                 }
             }
             if let Err(e) = store.advance_channel_cursor(&cursor, update_id + 1).await {
@@ -263,12 +302,21 @@ pub async fn poll_updates(
 #[derive(Clone)]
 pub struct TelegramOutbound {
     bot: Bot,
+    /// A manager's files are read from the store as the client may read them.
+    files: Files,
+    store: PgStore,
 }
 
 impl TelegramOutbound {
-    pub fn new(settings: &TelegramSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        settings: &TelegramSettings,
+        files: Files,
+        store: PgStore,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Self {
             bot: settings.bot()?,
+            files,
+            store,
         })
     }
 }
@@ -285,13 +333,30 @@ impl Outbound for TelegramOutbound {
     async fn send(&self, event: &tickets::Event, text: &str) -> Result<String, SendError> {
         let chat = chat_of(&event.client_id)
             .ok_or_else(|| SendError::Permanent(format!("not a chat: {}", event.client_id)))?;
-        match self
-            .bot
-            .send_message(chat, text)
-            .protect_content(false)
-            .await
-        {
-            Ok(m) => Ok(m.id.0.to_string()),
+        let sent = async {
+            // Files with the text as the first one's caption when it fits; else the text first.
+            // A retry after a partial send repeats what was sent (at least once).
+            if has_files(event) {
+                let fits = !text.is_empty() && text.chars().count() <= 1024;
+                let mut first = None;
+                if !fits && !text.is_empty() {
+                    first = Some(self.bot.send_message(chat, text).await?.id.0.to_string());
+                }
+                let caption = if fits { text } else { "" };
+                let (file_id, _) =
+                    send_files(&self.bot, &self.files, &self.store, event, chat, caption).await?;
+                if let Some(id) = first.or(file_id) {
+                    return Ok(id);
+                }
+            }
+            self.bot
+                .send_message(chat, text)
+                .protect_content(false)
+                .await
+                .map(|m| m.id.0.to_string())
+        };
+        match sent.await {
+            Ok(id) => Ok(id),
             Err(RequestError::RetryAfter(s)) => Err(SendError::RetryAfter(s.duration())),
             // Telegram answered and refused (blocked by the user, chat not found, ...).
             Err(RequestError::Api(e)) => Err(SendError::Permanent(format!("telegram: {e}"))),
@@ -360,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn an_attachment_is_recorded_by_name_type_and_size() {
+    fn a_document_is_a_file_to_fetch_not_a_line_of_the_text() {
         let m = message(serde_json::json!({
             "message_id": 8, "date": 1_700_000_000,
             "chat": { "id": 42, "type": "private", "first_name": "Ivan" },
@@ -369,9 +434,21 @@ mod tests {
                           "mime_type": "application/pdf", "file_size": 1234 }
         }));
         let body = inbound_message(&m).map(|m| m.body);
+        assert_eq!(body.as_deref(), Some("my statement"));
+        let files = files_of(&m);
         assert_eq!(
-            body.as_deref(),
-            Some("my statement\n[attachment: statement.pdf (application/pdf, 1234 bytes)]")
+            files
+                .iter()
+                .map(|f| (f.name.as_str(), f.content_type.as_str(), f.size))
+                .collect::<Vec<_>>(),
+            [("statement.pdf", "application/pdf", 1234)]
         );
+        // Without a caption the message is still taken: it is its file.
+        let bare = message(serde_json::json!({
+            "message_id": 9, "date": 1_700_000_000,
+            "chat": { "id": 42, "type": "private", "first_name": "Ivan" },
+            "document": { "file_id": "f", "file_unique_id": "u", "file_size": 10 }
+        }));
+        assert_eq!(inbound_message(&bare).map(|m| m.body), Some(String::new()));
     }
 }

@@ -20,8 +20,7 @@ use teloxide::prelude::Requester;
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 
 use crate::error::ApiError;
-use crate::telegram::{CHANNEL, TelegramSettings, WebhookSettings, inbound_message};
-use edge::publish::Publisher;
+use crate::telegram::{CHANNEL, Intake, TelegramSettings, Took, WebhookSettings};
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// The crash knob's name for this inbound path.
@@ -31,26 +30,17 @@ const MAX_UPDATE_BYTES: usize = 1024 * 1024;
 
 struct Hook {
     secret: String,
-    publisher: Publisher,
-    limiter: edge::ratelimit::RateLimiter,
-    bot: teloxide::Bot,
+    intake: Intake,
 }
 
 /// The webhook route alone, to merge into the service's router.
-pub fn router(
-    bot: teloxide::Bot,
-    settings: &WebhookSettings,
-    publisher: Publisher,
-    limiter: edge::ratelimit::RateLimiter,
-) -> Router {
+pub fn router(settings: &WebhookSettings, intake: Intake) -> Router {
     Router::new()
         .route(&settings.path, post(receive))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPDATE_BYTES))
         .with_state(Arc::new(Hook {
             secret: settings.secret.clone(),
-            publisher,
-            limiter,
-            bot,
+            intake,
         }))
 }
 
@@ -102,19 +92,20 @@ async fn receive(
     })?;
     let update_id = update.id.0;
     if let UpdateKind::Message(msg) = &update.kind {
-        match inbound_message(msg) {
-            // Refused and told; a 200 all the same, or Telegram would deliver it again.
-            Some(m) if !crate::telegram::admitted(&hook.limiter, &hook.bot, msg, &m.client_id) => {}
-            Some(m) => {
-                hook.publisher
-                    .publish(&m)
-                    .await
-                    .map_err(|e| ApiError::Unavailable(format!("kafka: {e}")))?;
+        match hook.intake.take_message(msg).await {
+            // Not taken: Telegram delivers it again after a 503.
+            Err(e) => return Err(ApiError::Unavailable(e)),
+            Ok(Took::Published(m)) => {
                 tracing::info!(message_id = %m.message_id, client_id = %m.client_id,
-                    update_id, channel = CHANNEL, "telegram message accepted (webhook)");
+                    update_id, channel = CHANNEL, files = m.attachments.len(),
+                    "telegram message accepted (webhook)");
                 crate::crash::after_publish(CRASH_CHANNEL);
             }
-            None => tracing::debug!(update_id, "telegram webhook: update without content"),
+            // Refused and told; a 200 all the same, or Telegram would deliver it again.
+            Ok(Took::Refused) => {}
+            Ok(Took::Empty) => {
+                tracing::debug!(update_id, "telegram webhook: update without content")
+            }
         }
     } else {
         // Kinds we did not ask for (allowed_updates) still get a 200, or Telegram retries them.

@@ -84,6 +84,61 @@ impl Manager {
         Ok(self.client.send_reply(req).await?.into_inner().message_id)
     }
 
+    /// Uploads `data` for `ticket_id` and replies with it (and `body`).
+    pub async fn reply_with_file(
+        &mut self,
+        ticket_id: &str,
+        body: &str,
+        key: &str,
+        (name, content_type, data): (&str, &str, &[u8]),
+    ) -> Result<String, tonic::Status> {
+        let req = self.req(v1::UploadAttachmentRequest {
+            ticket_id: ticket_id.into(),
+            name: name.into(),
+            content_type: content_type.into(),
+            data: data.to_vec(),
+        });
+        let file = self
+            .client
+            .upload_attachment(req)
+            .await?
+            .into_inner()
+            .attachment
+            .unwrap_or_default();
+        let req = self.req(v1::SendReplyRequest {
+            ticket_id: ticket_id.into(),
+            body: body.into(),
+            idempotency_key: key.into(),
+            attachment_ids: vec![file.id],
+        });
+        Ok(self.client.send_reply(req).await?.into_inner().message_id)
+    }
+
+    /// The file `attachment_id` as this manager may fetch it: its reference and bytes.
+    pub async fn attachment(
+        &mut self,
+        attachment_id: &str,
+    ) -> Result<(v1::Attachment, Vec<u8>), tonic::Status> {
+        let req = self.req(v1::GetAttachmentRequest {
+            attachment_id: attachment_id.into(),
+        });
+        let got = self.client.get_attachment(req).await?.into_inner();
+        Ok((got.attachment.unwrap_or_default(), got.data))
+    }
+
+    /// The files of `ticket_id`'s messages this manager sees, oldest first.
+    pub async fn files_of(
+        &mut self,
+        ticket_id: &str,
+    ) -> Result<Vec<v1::Attachment>, tonic::Status> {
+        Ok(self
+            .messages(ticket_id)
+            .await?
+            .into_iter()
+            .flat_map(|m| m.attachments)
+            .collect())
+    }
+
     pub async fn resolve(&mut self, ticket_id: &str) -> Result<(), tonic::Status> {
         let req = self.req(v1::ResolveTicketRequest {
             ticket_id: ticket_id.into(),

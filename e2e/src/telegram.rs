@@ -34,6 +34,16 @@ fn node_modules() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// A file the bot sent to a chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentFile {
+    /// `sendDocument` or `sendPhoto`.
+    pub method: String,
+    pub name: String,
+    pub caption: String,
+    pub data: Vec<u8>,
+}
+
 impl Emulator {
     pub async fn start() -> anyhow::Result<Self> {
         let script = platform::workspace_root().join("scripts/telegram-emulator.js");
@@ -113,6 +123,78 @@ impl Emulator {
         )
         .await?;
         Ok(())
+    }
+
+    /// The user of chat `chat` sends a file with `caption`: a document named `name` of type
+    /// `mime`, or with `photo` a photo (Telegram names photos itself).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn user_sends_file(
+        &self,
+        token: &str,
+        chat: i64,
+        name: &str,
+        mime: &str,
+        data: &[u8],
+        caption: &str,
+        photo: bool,
+    ) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        let file = self
+            .post(
+                "/control/file",
+                json!({
+                    "token": token, "name": name, "mime": mime,
+                    "base64": base64::engine::general_purpose::STANDARD.encode(data),
+                }),
+            )
+            .await?["result"]
+            .clone();
+        let user = json!({ "id": chat, "is_bot": false, "first_name": "User" });
+        let mut message = json!({
+            "botToken": token,
+            "from": user,
+            "chat": { "id": chat, "type": "private", "first_name": "User" },
+            "date": chrono::Utc::now().timestamp(),
+            "caption": caption,
+        });
+        if photo {
+            let mut size = file.clone();
+            size["width"] = json!(1);
+            size["height"] = json!(1);
+            message["photo"] = json!([size]);
+        } else {
+            let mut doc = file.clone();
+            doc["file_name"] = json!(name);
+            doc["mime_type"] = json!(mime);
+            message["document"] = doc;
+        }
+        self.post("/sendMessage", message).await?;
+        Ok(())
+    }
+
+    /// The files the bot sent to `chat` (sendDocument, sendPhoto), oldest first.
+    pub async fn sent_files(&self, token: &str, chat: i64) -> anyhow::Result<Vec<SentFile>> {
+        use base64::Engine as _;
+        let got = self
+            .post(
+                "/control/sent-files",
+                json!({ "token": token, "chatId": chat }),
+            )
+            .await?;
+        got["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                Ok(SentFile {
+                    method: f["method"].as_str().unwrap_or_default().to_owned(),
+                    name: f["name"].as_str().unwrap_or_default().to_owned(),
+                    caption: f["caption"].as_str().unwrap_or_default().to_owned(),
+                    data: base64::engine::general_purpose::STANDARD
+                        .decode(f["base64"].as_str().unwrap_or_default())?,
+                })
+            })
+            .collect()
     }
 
     /// Waits until the bot has sent `text` to `chat`; returns everything it sent there so far.

@@ -113,17 +113,48 @@ async fn mail_reaches_the_manager_once_replies_thread_and_a_crash_imports_each_m
         .find(|b| b.contains("Здравствуйте"))
         .context("first")?;
     assert!(first.contains("Мой перевод застрял."), "{first:?}");
-    assert!(
-        first.contains("[attachment: statement.pdf (application/pdf, 9 bytes)]"),
-        "{first:?}"
+    // The PDF is a file of the message (in the object store), not a line of its text.
+    assert!(!first.contains("[attachment"), "{first:?}");
+    let files = alice.files_of(&ticket_id).await?;
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| (f.name.as_str(), f.content_type.as_str()))
+            .collect::<Vec<_>>(),
+        [("statement.pdf", "application/pdf")]
     );
+    let (_, data) = alice.attachment(&files[0].id).await?;
+    assert_eq!(data, b"%PDF-1.4\n");
     assert!(!first.contains('<'), "HTML is turned into text: {first:?}");
 
-    // Out: the reply arrives as a mail threaded to the client's mail.
-    alice.reply(&ticket_id, "Let me check", "r1").await?;
+    // Out: the reply arrives as a mail threaded to the client's mail, the manager's file
+    // attached to it.
+    let form: &[u8] = b"%PDF-1.4\n1 0 obj << >> endobj\n%%EOF\n";
+    alice
+        .reply_with_file(
+            &ticket_id,
+            "Let me check",
+            "r1",
+            ("form.pdf", "application/pdf", form),
+        )
+        .await?;
     let reply = mail
         .wait_for_mail(&ivan, WAIT, |m| m.text().contains("Let me check"))
         .await?;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&reply.raw)
+        .context("the reply parses")?;
+    let attached: Vec<(String, Vec<u8>)> = parsed
+        .attachments()
+        .map(|a| {
+            use mail_parser::MimeHeaders as _;
+            (
+                a.attachment_name().unwrap_or_default().to_owned(),
+                a.contents().to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(attached, [("form.pdf".to_owned(), form.to_vec())]);
     let reply_id = reply.header("Message-ID").context("reply Message-ID")?;
     assert!(
         reply_id.starts_with(&format!("<ticket-{ticket_id}.")) && reply_id.ends_with("@bank.test>"),

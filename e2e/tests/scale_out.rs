@@ -50,13 +50,17 @@ async fn two_instances_share_the_partitions_and_losing_one_of_each_under_load_lo
     )
     .await?;
     let db = sqlx::PgPool::connect(&engine.database_url).await?;
+    // The workflow service leases the partitions of two topics: `inbound.messages` and the bot's
+    // answers (`bot.replies`); each is shared on its own.
+    let sources = 2;
+    let leased = partitions * sources;
     let first = name_of(engine.pids()[0].1);
     eventually(
         Duration::from_secs(30),
         "one instance holds every partition",
         || async {
             let held = partitions_by_process(&db).await?;
-            Ok((held.get(&first) == Some(&partitions)).then_some(()))
+            Ok((held.get(&first) == Some(&leased)).then_some(()))
         },
     )
     .await?;
@@ -64,16 +68,15 @@ async fn two_instances_share_the_partitions_and_losing_one_of_each_under_load_lo
     // A second instance of each service joins: the partitions are shared half and half.
     let replicas = engine.start_replicas().await?;
     let second = name_of(replicas.pids()[0]);
-    let half = partitions / 2;
+    let half = leased / 2;
     eventually(
         Duration::from_secs(30),
         "the partitions shared between the two",
         || async {
             let held = partitions_by_process(&db).await?;
             Ok(
-                (held.get(&first) == Some(&half)
-                    && held.get(&second) == Some(&(partitions - half)))
-                .then_some(()),
+                (held.get(&first) == Some(&half) && held.get(&second) == Some(&(leased - half)))
+                    .then_some(()),
             )
         },
     )
@@ -90,7 +93,7 @@ async fn two_instances_share_the_partitions_and_losing_one_of_each_under_load_lo
         "the survivor holds every partition",
         || async {
             let held = partitions_by_process(&db).await?;
-            Ok((held.get(&second) == Some(&partitions) && held.len() == 1).then_some(()))
+            Ok((held.get(&second) == Some(&leased) && held.len() == 1).then_some(()))
         },
     )
     .await?;

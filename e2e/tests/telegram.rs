@@ -368,3 +368,146 @@ async fn a_throttled_chat_does_not_hold_up_the_others_and_keeps_its_order() -> a
     assert_eq!(seen.iter().filter(|s| *s == "a1").count(), 1, "{seen:?}");
     Ok(())
 }
+
+const PDF: &[u8] =
+    b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// Files on Telegram: a client's document and photo are fetched from the Bot API into the object
+/// store and reach the manager as files (bytes intact); one over the size limit is named in the
+/// message and the client is told; a manager's file reaches the chat as a document with the
+/// reply as its caption.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chats_files_reach_the_manager_and_a_managers_file_reaches_the_chat() -> anyhow::Result<()>
+{
+    let stack = Stack::from_env().await?;
+    let mut emulator = Emulator::start().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let token = format!("4343:{run}");
+    let engine = telegram_engine(
+        &stack,
+        &emulator,
+        &token,
+        &[("INBOX_ATTACHMENT_MAX_BYTES", "2048".into())],
+    )
+    .await?;
+    let chat: i64 = 710_000 + i64::from(rand_u16(&run));
+    let client_id = format!("tg:{chat}");
+    let mut alice = Manager::connect(
+        &engine.grpc,
+        stack.token(Role::Manager, &format!("alice-{run}"), "Alice")?,
+    )
+    .await?;
+    alice.set_ready().await?;
+
+    emulator
+        .user_sends_file(
+            &token,
+            chat,
+            "statement.pdf",
+            "application/pdf",
+            PDF,
+            "my statement",
+            false,
+        )
+        .await?;
+    let (ticket_id, _) = alice.wait_for_message(&client_id, "my statement").await?;
+    let files = alice.files_of(&ticket_id).await?;
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| (f.name.as_str(), f.content_type.as_str()))
+            .collect::<Vec<_>>(),
+        [("statement.pdf", "application/pdf")]
+    );
+    assert_eq!(alice.attachment(&files[0].id).await?.1, PDF);
+
+    // A photo without a caption: a message of one file, its type taken from the content.
+    emulator
+        .user_sends_file(&token, chat, "", "", PNG, "", true)
+        .await?;
+    let mut poll = testkit::Poll::new(WAIT, Duration::from_millis(100));
+    let mut photo = None;
+    while photo.is_none() && poll.next().await {
+        photo = alice
+            .files_of(&ticket_id)
+            .await?
+            .into_iter()
+            .find(|f| f.content_type == "image/png");
+    }
+    let photo = photo.context("the photo never reached the ticket")?;
+    assert_eq!(alice.attachment(&photo.id).await?.1, PNG);
+
+    // Over the limit: named in the message, told to the client, nothing stored for it.
+    let big: Vec<u8> = PDF
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(b' ', 3000))
+        .collect();
+    emulator
+        .user_sends_file(
+            &token,
+            chat,
+            "big.pdf",
+            "application/pdf",
+            &big,
+            "the big one",
+            false,
+        )
+        .await?;
+    let (_, bodies) = alice
+        .wait_for_body(&client_id, "the big file's message", |b| {
+            b.contains("the big one")
+        })
+        .await?;
+    let named = bodies
+        .iter()
+        .find(|b| b.contains("the big one"))
+        .context("big")?;
+    assert!(
+        named.contains("[attachment not accepted: big.pdf"),
+        "{named:?}"
+    );
+    emulator
+        .wait_for_bot_text_where(
+            &token,
+            chat,
+            "the file notice",
+            |t| t.starts_with("Some of your files were not accepted") && t.contains("big.pdf"),
+            WAIT,
+        )
+        .await?;
+    assert_eq!(alice.files_of(&ticket_id).await?.len(), 2);
+
+    // Out: the manager's file, with the reply as its caption.
+    alice
+        .reply_with_file(
+            &ticket_id,
+            "Here is the form",
+            "f1",
+            ("form.pdf", "application/pdf", PDF),
+        )
+        .await?;
+    let sent = testkit::eventually(WAIT, "the form sent to the chat", || async {
+        let sent = emulator.sent_files(&token, chat).await?;
+        Ok((!sent.is_empty()).then_some(sent))
+    })
+    .await?;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (
+            sent[0].method.as_str(),
+            sent[0].name.as_str(),
+            sent[0].caption.as_str()
+        ),
+        ("sendDocument", "form.pdf", "Here is the form")
+    );
+    assert_eq!(sent[0].data, PDF);
+    Ok(())
+}

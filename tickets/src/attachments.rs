@@ -76,6 +76,13 @@ pub(crate) const CHECKED_TEXT_OF_M: &str = "m.body || COALESCE((SELECT string_ag
         E'\\n' || a.file_name || COALESCE(E'\\n' || a.text_content, ''), '' ORDER BY a.position)
     FROM attachments a WHERE a.message_id = m.id), '')";
 
+/// The files of a message (alias `m`) as the bank's AFC system receives them: name, type, size
+/// and SHA-256 each (never the bytes), a JSON array, or NULL without files.
+pub(crate) const AFC_FILES_OF_M: &str = "(SELECT jsonb_agg(jsonb_build_object(
+        'name', a.file_name, 'content_type', a.content_type, 'size', a.size_bytes,
+        'sha256', a.sha256) ORDER BY a.position)
+    FROM attachments a WHERE a.message_id = m.id)";
+
 /// The references in a row's `attachments` column ([`ATTACHMENTS_OF_M`]); a query that does not
 /// select it (a list of tickets, a count) has none.
 pub(crate) fn refs_of(row: &PgRow) -> Result<Vec<AttachmentRef>> {

@@ -221,6 +221,8 @@ impl AfcActivities {
                 chat_id: m.client_id.clone(),
                 body: m.body.clone(),
                 from_client: m.from_client,
+
+                attachments: m.files.iter().map(Into::into).collect(),
             })
             .collect();
         if !messages.is_empty() {

@@ -108,7 +108,13 @@ impl Emulator {
                         }
                         break;
                     }
-                    let status = match self.rules.check(&m.body) {
+                    // The text and the files' names (the emulator has no lists of hashes).
+                    let mut checked = m.body.clone();
+                    for a in &m.attachments {
+                        checked.push('\n');
+                        checked.push_str(&a.name);
+                    }
+                    let status = match self.rules.check(&checked) {
                         Verdict::Passed => "ok",
                         Verdict::Blocked { .. } => "suspicious",
                     };

@@ -1,7 +1,8 @@
 //! The wire protocol of the bank's external AFC system, shared by the workflow service and the AFC
 //! emulator:
 //! - out, topic `afc.msgs`, key = chat (client) id: AES-256-GCM of the JSON
-//!   `{"id", "chatId", "body", "fromClient"}` laid out as `nonce(12) || ciphertext+tag`; in clear
+//!   `{"id", "chatId", "body", "fromClient", "attachments"?: [{"name", "contentType", "size",
+//!   "sha256"}]}` laid out as `nonce(12) || ciphertext+tag`; in clear
 //!   when no key is configured (dev only);
 //! - in, topic `afc.verdicts`: a JWT signed RS256 by the AFC system with the claims
 //!   `{"chatId", "messageId", "status": "ok" | "suspicious"}`; refused verdicts go to
@@ -73,6 +74,30 @@ pub struct AfcMessage {
     pub body: String,
     #[serde(rename = "fromClient")]
     pub from_client: bool,
+    /// The message's files by name, type, size and SHA-256 (absent when it has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AfcAttachment>,
+}
+
+/// A file of a message as the AFC system receives it: never its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AfcAttachment {
+    pub name: String,
+    #[serde(rename = "contentType")]
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+impl From<&tickets::external_afc::AfcFile> for AfcAttachment {
+    fn from(f: &tickets::external_afc::AfcFile) -> Self {
+        Self {
+            name: f.name.clone(),
+            content_type: f.content_type.clone(),
+            size: f.size,
+            sha256: f.sha256.clone(),
+        }
+    }
 }
 
 /// AES-256-GCM sealing of AFC messages, or clear JSON when no key is configured.
@@ -307,12 +332,34 @@ fn write_private(path: &Path, pem: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_message_names_its_files_by_hash_only_when_it_has_some() -> Result<(), serde_json::Error> {
+        let plain = serde_json::to_value(msg())?;
+        assert!(plain.get("attachments").is_none(), "{plain}");
+        let mut m = msg();
+        m.attachments.push(AfcAttachment {
+            name: "receipt.png".into(),
+            content_type: "image/png".into(),
+            size: 68,
+            sha256: "ab".repeat(32),
+        });
+        let v = serde_json::to_value(&m)?;
+        assert_eq!(v["attachments"][0]["contentType"], "image/png");
+        assert_eq!(
+            v["attachments"][0]["sha256"].as_str().map(str::len),
+            Some(64)
+        );
+        assert_eq!(serde_json::from_value::<AfcMessage>(v)?, m);
+        Ok(())
+    }
+
     fn msg() -> AfcMessage {
         AfcMessage {
             id: Uuid::new_v4(),
             chat_id: "client-1".into(),
             body: "hello".into(),
             from_client: true,
+            attachments: Vec::new(),
         }
     }
 

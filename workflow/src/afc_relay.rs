@@ -110,6 +110,8 @@ impl AfcRelay {
                 chat_id: q.message.client_id.clone(),
                 body: q.message.body.clone(),
                 from_client: q.message.from_client,
+
+                attachments: q.message.files.iter().map(Into::into).collect(),
             })
             .collect();
         self.publisher.publish(&messages).await?;

@@ -53,6 +53,8 @@ pub enum ImportError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("imap {0}")]
     Tls(#[from] mail_tls::TlsError),
+    #[error("attachment store: {0}")]
+    Files(String),
 }
 
 /// A connection to the server: plain TCP or TLS over it.
@@ -67,6 +69,7 @@ pub async fn run(
     store: PgStore,
     publisher: Publisher,
     limiter: RateLimiter,
+    files: edge::files::Files,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new();
@@ -92,6 +95,7 @@ pub async fn run(
         verifier: &verifier,
         store: &store,
         publisher: &publisher,
+        files: &files,
     };
     while !shutdown.is_cancelled() {
         match session(&import, &shutdown, &mut backoff).await {
@@ -177,6 +181,8 @@ struct Import<'a> {
     verifier: &'a Verifier,
     store: &'a PgStore,
     publisher: &'a Publisher,
+    /// Where attachments go (checked like any upload).
+    files: &'a edge::files::Files,
 }
 
 /// One connection's life: returns Ok only on shutdown.
@@ -483,7 +489,8 @@ async fn import_new(
                                 last_uid = uid;
                                 continue;
                             }
-                            let m = inbound_message(store, &mail, client, unverified).await?;
+                            let m = inbound_message(store, import.files, &mail, client, unverified)
+                                .await?;
                             publisher.publish(&m).await?;
                             tracing::info!(message_id = %m.message_id, client_id = %m.client_id,
                                 uid, "email accepted");
@@ -595,6 +602,7 @@ async fn mail_client(
 /// way.
 async fn inbound_message(
     store: &PgStore,
+    files: &edge::files::Files,
     mail: &ParsedMail,
     client_id: String,
     unverified: bool,
@@ -622,7 +630,45 @@ async fn inbound_message(
             })
             .await?;
     }
-    let body = mail.message_body();
+    // Attachments into the object store as the client's uploads (a re-import uploads again;
+    // what its message does not take is purged after a day); a refused one is named instead.
+    let mut refs = Vec::new();
+    let mut refused = Vec::new();
+    for (i, f) in mail.files.iter().enumerate() {
+        let outcome = if i >= files.limits.max_per_message {
+            Err(edge::files::FileError::TooMany(
+                files.limits.max_per_message,
+            ))
+        } else {
+            let upload = edge::files::Upload {
+                name: f.name.clone(),
+                content_type: f.content_type.clone(),
+                data: f.data.clone().into(),
+            };
+            files
+                .accept(
+                    store,
+                    tickets::attachments::Uploader::Client(&client_id),
+                    upload,
+                )
+                .await
+        };
+        match outcome {
+            Ok(r) => refs.push(edge::publish::attachment_ref(&r)),
+            Err(e) if e.is_refusal() => {
+                refused.push(format!("[attachment not accepted: {}: {e}]", f.name))
+            }
+            Err(e) => return Err(ImportError::Files(e.to_string())),
+        }
+    }
+    let mut body = mail.message_body();
+    if !refused.is_empty() {
+        // The subject or placeholder stands when the mail had no text: keep it, then the names.
+        body = format!("{body}\n{}", refused.join("\n"));
+        body = tickets::MessageBody::parse(&body)
+            .map(|b| b.as_str().to_owned())
+            .unwrap_or_else(|_| mail.message_body());
+    }
     Ok(proto::v1::InboundMessage {
         message_id: message_id_for(CHANNEL, &external_id).to_string(),
         client_id,
@@ -632,6 +678,6 @@ async fn inbound_message(
         client_name,
         received_at_unix_ms: chrono::Utc::now().timestamp_millis(),
         sealed_body: Vec::new(),
-        attachments: Vec::new(),
+        attachments: refs,
     })
 }

@@ -1,5 +1,5 @@
 //! MIME → the text a manager reads: text/plain preferred, HTML-only mail turned into text,
-//! attachments recorded by name, type and size, quoted reply history stripped where it can be
+//! attachments kept (name, declared type, bytes) for the object store, quoted reply history stripped where it can be
 //! recognised. Also the identity of a mail: Message-ID plus a content hash.
 
 use std::sync::LazyLock;
@@ -22,12 +22,34 @@ pub struct ParsedMail {
     pub from_address: Option<String>,
     pub from_name: String,
     pub subject: String,
-    /// The new text of the mail (quoted history stripped) followed by one
-    /// `[attachment: name (type, N bytes)]` line per attachment.
+    /// The new text of the mail (quoted history stripped).
     pub body: String,
+    /// Its attachments, in order: taken into the object store by the import (checked like any
+    /// upload), or named in the body when refused.
+    pub files: Vec<MailFile>,
     /// Hex SHA-256 of the mail's content (sender, subject, full text, attachments), independent of
     /// the transport headers a redelivery changes.
     pub content_hash: String,
+}
+
+/// An attachment of a mail.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MailFile {
+    /// Cleaned of control characters (the store cleans paths off it).
+    pub name: String,
+    /// As the part declares it.
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for MailFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailFile")
+            .field("name", &self.name)
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
 }
 
 impl ParsedMail {
@@ -249,10 +271,11 @@ fn parse_mail(raw: &[u8], cut: bool) -> Option<ParsedMail> {
             .unwrap_or_else(|| "attachment".into());
         let contents = part.contents();
         hash.update(Sha256::digest(contents));
-        attachments.push(format!(
-            "[attachment: {name} ({ctype}, {} bytes)]",
-            contents.len()
-        ));
+        attachments.push(MailFile {
+            name,
+            content_type: ctype,
+            data: contents.to_vec(),
+        });
     }
     for field in [
         from_address.as_deref().unwrap_or_default(),
@@ -267,12 +290,6 @@ fn parse_mail(raw: &[u8], cut: bool) -> Option<ParsedMail> {
         hash.update(msg.header_raw("Date").unwrap_or_default().as_bytes());
     }
     let mut body = strip_quoted(&clean_text(&full_text));
-    for a in &attachments {
-        if !body.is_empty() {
-            body.push('\n');
-        }
-        body.push_str(a);
-    }
     if cut {
         body.push_str(&format!(
             "\n[the mail is larger than {} MB; only its beginning was read]",
@@ -287,6 +304,7 @@ fn parse_mail(raw: &[u8], cut: bool) -> Option<ParsedMail> {
         from_name,
         subject,
         body: fit_body(body),
+        files: attachments,
         content_hash: hex::encode(hash.finalize()),
     })
 }
@@ -400,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn attachments_are_recorded_by_name_type_and_size() {
+    fn attachments_are_kept_with_their_name_type_and_bytes() {
         let raw = crlf(
             "From: ivan@example.com\nSubject: statement\nMIME-Version: 1.0\n\
              Content-Type: multipart/mixed; boundary=\"m\"\n\n\
@@ -410,9 +428,14 @@ mod tests {
              Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--m--\n",
         );
         let m = parse(&raw).expect("a mail");
+        assert_eq!(m.body, "see attached");
         assert_eq!(
-            m.body,
-            "see attached\n[attachment: statement.pdf (application/pdf, 9 bytes)]"
+            m.files,
+            [MailFile {
+                name: "statement.pdf".into(),
+                content_type: "application/pdf".into(),
+                data: b"%PDF-1.4\n".to_vec(),
+            }]
         );
     }
 

@@ -1,9 +1,11 @@
 //! SMTP out (lettre): one plain-text mail per client-visible event, threaded into the client's
-//! conversation. The delivery worker retries transient failures with backoff and records a
+//! conversation; a manager's files ride along as MIME attachments (read from the object store as
+//! the client may read them). The delivery worker retries transient failures with backoff and records a
 //! `failed` delivery for a permanent refusal or exhausted retries.
 
+use lettre::message::header::ContentTransferEncoding;
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Attachment, Body, Mailbox, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -20,6 +22,7 @@ pub struct EmailOutbound {
     domain: String,
     ref_key: RefKey,
     store: PgStore,
+    files: edge::files::Files,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +36,11 @@ pub enum SmtpSetupError {
 }
 
 impl EmailOutbound {
-    pub fn new(settings: &SmtpSettings, store: PgStore) -> Result<Self, SmtpSetupError> {
+    pub fn new(
+        settings: &SmtpSettings,
+        store: PgStore,
+        files: edge::files::Files,
+    ) -> Result<Self, SmtpSetupError> {
         let port = settings
             .addr
             .rsplit_once(':')
@@ -72,6 +79,7 @@ impl EmailOutbound {
             domain: settings.domain.clone(),
             ref_key: settings.ref_key.clone(),
             store,
+            files,
         })
     }
 }
@@ -121,6 +129,46 @@ pub fn reply_subject(client_subject: Option<&str>, ticket_ref: Option<&str>) -> 
     }
 }
 
+impl EmailOutbound {
+    /// The files an event names, as MIME parts: each read from the store as the client may read
+    /// it (one they may not read is left out and logged).
+    async fn attachments(&self, event: &Event) -> Result<Vec<SinglePart>, SendError> {
+        let mut parts = Vec::new();
+        for a in event.payload["attachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let Some(id) = a["id"].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) else {
+                continue;
+            };
+            let fetched = self
+                .files
+                .fetch(
+                    &self.store,
+                    tickets::attachments::Reader::Client(&event.client_id),
+                    id,
+                )
+                .await
+                .map_err(|e| SendError::Transient(format!("attachment store: {e}")))?;
+            let Some((r, data)) = fetched else {
+                tracing::warn!(attachment_id = %id, client_id = %event.client_id,
+                    "email: a file of the event is not the client's to read; not attached");
+                continue;
+            };
+            let ctype = ContentType::parse(&r.content_type)
+                .or_else(|_| ContentType::parse("application/octet-stream"))
+                .map_err(|e| SendError::Permanent(format!("attachment type: {e}")))?;
+            // Base64 always: a file's bytes must arrive as they are (lettre would pick 7bit or
+            // quoted-printable for a text-like PDF, which turns its line ends into CRLF).
+            let body = Body::new_with_encoding(data.to_vec(), ContentTransferEncoding::Base64)
+                .map_err(|_| SendError::Permanent("attachment encoding".into()))?;
+            parts.push(Attachment::new(r.name.clone()).body(body, ctype));
+        }
+        Ok(parts)
+    }
+}
+
 impl Outbound for EmailOutbound {
     fn channel(&self) -> &'static str {
         CHANNEL
@@ -163,10 +211,19 @@ impl Outbound for EmailOutbound {
                         .join(" "),
                 );
         }
-        let mail = builder
-            .header(ContentType::TEXT_PLAIN)
-            .body(text.to_owned())
-            .map_err(|e| SendError::Permanent(format!("cannot build the mail: {e}")))?;
+        let attached = self.attachments(event).await?;
+        let mail = if attached.is_empty() {
+            builder
+                .header(ContentType::TEXT_PLAIN)
+                .body(text.to_owned())
+        } else {
+            let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(text.to_owned()));
+            for part in attached {
+                parts = parts.singlepart(part);
+            }
+            builder.multipart(parts)
+        }
+        .map_err(|e| SendError::Permanent(format!("cannot build the mail: {e}")))?;
         // Known before it is sent: a reply that comes back fast still threads.
         self.store
             .record_email(&MailRecord {

@@ -2,6 +2,7 @@
 //! system, the verdicts it records, the timeout alerts and flagged replies it raises.
 
 use super::*;
+use crate::attachments::AFC_FILES_OF_M;
 
 /// The workflow's path.
 impl PgStore {
@@ -12,17 +13,18 @@ impl PgStore {
         client_id: &str,
         replies_of: Option<Uuid>,
     ) -> Result<Vec<AfcOutgoing>> {
-        let rows = sqlx::query(
-            "SELECT id, client_id, body, author FROM messages
-             WHERE afc_sent_at IS NULL AND (
-                   (client_id = $1 AND author = 'client' AND afc_status = 'pending')
-                OR (ticket_id = $2 AND author = 'manager'))
-             ORDER BY created_at, id LIMIT 500",
-        )
-        .bind(client_id)
-        .bind(replies_of)
-        .fetch_all(self.pool())
-        .await?;
+        let sql = format!(
+            "SELECT m.id, m.client_id, m.body, m.author, {AFC_FILES_OF_M} AS files FROM messages m
+             WHERE m.afc_sent_at IS NULL AND (
+                   (m.client_id = $1 AND m.author = 'client' AND m.afc_status = 'pending')
+                OR (m.ticket_id = $2 AND m.author = 'manager'))
+             ORDER BY m.created_at, m.id LIMIT 500"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(client_id)
+            .bind(replies_of)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(outgoing_of).collect()
     }
 

@@ -159,6 +159,18 @@ pub struct AfcOutgoing {
     pub client_id: String,
     pub body: String,
     pub from_client: bool,
+    /// The files the message carries, by name, type, size and hash (the AFC system checks
+    /// them against its lists; the bytes stay in the object store).
+    pub files: Vec<AfcFile>,
+}
+
+/// A file of a message handed to the AFC system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AfcFile {
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
 }
 
 /// A client message handed to AFC and still waiting for its verdict.
@@ -196,6 +208,13 @@ fn outgoing_of(r: &sqlx::postgres::PgRow) -> Result<AfcOutgoing> {
         client_id: r.try_get("client_id")?,
         body: r.try_get("body")?,
         from_client: author == "client",
+        files: match r.try_get::<Option<serde_json::Value>, _>("files")? {
+            Some(v) => serde_json::from_value(v).map_err(|e| crate::StoreError::Corrupt {
+                column: "attachments",
+                value: e.to_string(),
+            })?,
+            None => Vec::new(),
+        },
     })
 }
 

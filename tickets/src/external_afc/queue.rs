@@ -2,16 +2,17 @@
 //! when verdicts are overdue, and the transaction that applies a verdict with the ticket's spec.
 
 use super::*;
+use crate::attachments::AFC_FILES_OF_M;
 
 /// The store's path (see the module doc): the AFC outbox and the verdicts applied here.
 impl PgStore {
     /// The next rows of the AFC outbox not yet published, in the order they were queued.
     pub async fn afc_outbox_unsent(&self, limit: i64) -> Result<Vec<AfcQueued>> {
-        let rows = sqlx::query(
-            "SELECT o.id AS row, m.id, m.client_id, m.body, m.author
-             FROM afc_outbox o JOIN messages m ON m.id = o.message_id
-             WHERE o.sent_at IS NULL ORDER BY o.id LIMIT $1",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT o.id AS row, m.id, m.client_id, m.body, m.author, {AFC_FILES_OF_M} AS files
+                 FROM afc_outbox o JOIN messages m ON m.id = o.message_id
+                 WHERE o.sent_at IS NULL ORDER BY o.id LIMIT $1"
+        ))
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
