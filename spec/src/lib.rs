@@ -3,7 +3,8 @@
 //! start and keeps it for life, so editing the file changes new tickets only. The checks it
 //! defines live here too: business calendars ([`calendar`]) and the compiled specs by version that
 //! the store's transactions check messages with ([`checker`], which runs the AFC rules the spec
-//! names: `tickets::screening::rules`).
+//! names: `tickets::screening::rules`), and the dry run of a changed spec over recorded tickets
+//! ([`simulate`]).
 //!
 //! Every error names the file, line and column: syntax, unknown keys, wrong types and bad durations
 //! come from the YAML deserializer; references to undefined calendars, queues or fields and
@@ -14,6 +15,7 @@ pub mod calendar;
 pub mod checker;
 mod duration;
 mod file;
+pub mod simulate;
 mod ticket;
 mod validate;
 

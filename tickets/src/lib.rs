@@ -12,7 +12,8 @@
 //! carry: references, uploaders, who may fetch), `managers`, `desk` (the manager's
 //! pages and actions), `lifecycle`, `chat` (the client's), `outbox`, `external_afc` (the bank's
 //! own AFC system's queue and verdicts), `channels` and `email` (delivery ledgers and mail
-//! threading), `offsets`, `admin`, `reports` (supervisors' figures of a period), `search`,
+//! threading), `offsets`, `admin`, `reports` (supervisors' figures of a period), `simulation` (the recorded facts a dry
+//! run of a changed spec replays), `search`,
 //! `gauges` and `meters`.
 
 pub mod admin;
@@ -37,6 +38,7 @@ pub mod outbox;
 pub mod reports;
 pub mod screening;
 pub mod search;
+pub mod simulation;
 pub mod store;
 pub mod ticket_event;
 pub mod trace_context;
