@@ -379,6 +379,25 @@ pub fn dry_run(
     run
 }
 
+/// Reads the recorded tickets of `period` (at most `max_tickets`, oldest first, in a read-only
+/// transaction) and replays them through `spec`.
+pub async fn dry_run_recorded(
+    store: &tickets::PgStore,
+    spec: &TicketSpec,
+    period: &tickets::simulation::SimulationPeriod,
+    max_tickets: usize,
+    examples: usize,
+) -> Result<DryRun, tickets::StoreError> {
+    let recorded = store.recorded_tickets(period, max_tickets).await?;
+    Ok(dry_run(
+        spec,
+        &recorded.tickets,
+        recorded.as_of,
+        recorded.truncated,
+        examples,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

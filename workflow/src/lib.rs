@@ -19,6 +19,7 @@ pub mod inbound;
 pub mod lifecycle;
 pub mod relay;
 pub mod settings;
+pub mod simulate;
 pub mod source;
 pub mod ticket;
 pub mod verdicts;
