@@ -643,7 +643,159 @@ async fn a_managers_day_the_client_api_and_the_admin_api_work_over_grpc_with_eve
         .get_stats(authed(&root, v1::GetStatsRequest { hours: 1000 }))
         .await;
     assert_eq!(violated_field(bad).as_deref(), Some("hours"));
-    reports_count_the_day(&mut admins, &root, &alice).await
+    reports_count_the_day(&mut admins, &root, &alice).await?;
+    a_dry_run_replays_the_day(&mut admins, &root, &alice, &ticket_id, &engine.database_url).await
+}
+
+/// workflows.yaml with every unclassified ticket sent to the `cards` queue.
+fn spec_sending_the_rest_to_cards() -> anyhow::Result<String> {
+    let spec = std::fs::read_to_string(platform::workspace_root().join("workflows.yaml"))?;
+    let from = "default: { category: general, priority: normal, queue: general }";
+    anyhow::ensure!(
+        spec.contains(from),
+        "workflows.yaml's classify.default changed"
+    );
+    Ok(spec.replace(
+        from,
+        "default: { category: general, priority: normal, queue: cards }",
+    ))
+}
+
+/// The dry run of a changed spec over the day of the test above (ivan's transfer ticket, in
+/// `general` as no rule names a queue for it), over gRPC and with `workflow simulate --json`.
+async fn a_dry_run_replays_the_day(
+    admins: &mut AdminServiceClient<Channel>,
+    root: &str,
+    alice: &str,
+    ticket_id: &str,
+    database_url: &str,
+) -> anyhow::Result<()> {
+    let changed = spec_sending_the_rest_to_cards()?;
+    let run = admins
+        .simulate_spec(authed(
+            root,
+            v1::SimulateSpecRequest {
+                yaml: changed.clone(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!((run.scanned, run.simulated, run.truncated), (1, 1, false));
+    let counts: Vec<(i32, i64)> = run
+        .differences
+        .iter()
+        .map(|d| (d.kind, d.tickets))
+        .collect();
+    assert_eq!(counts.len(), 8, "every kind is listed");
+    let queue = run
+        .differences
+        .iter()
+        .find(|d| d.kind == v1::SimulationDifferenceKind::QueueChanged as i32)
+        .context("queue changes")?;
+    let examples: Vec<(&str, &str, &str)> = queue
+        .examples
+        .iter()
+        .map(|e| (e.ticket_id.as_str(), e.before.as_str(), e.after.as_str()))
+        .collect();
+    assert_eq!(examples, [(ticket_id, "general", "cards")]);
+    assert!(
+        counts
+            .iter()
+            .all(|(k, n)| *n == 0 || *k == v1::SimulationDifferenceKind::QueueChanged as i32),
+        "only the queue moves: {counts:?}"
+    );
+
+    let unchanged = std::fs::read_to_string(platform::workspace_root().join("workflows.yaml"))?;
+    let same = admins
+        .simulate_spec(authed(
+            root,
+            v1::SimulateSpecRequest {
+                yaml: unchanged,
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    assert!(
+        same.differences.iter().all(|d| d.tickets == 0),
+        "the spec the ticket ran under: {:?}",
+        same.differences
+    );
+
+    // Bad YAML names its line and column on the field `yaml`; a manager may not dry-run.
+    let bad = admins
+        .simulate_spec(authed(
+            root,
+            v1::SimulateSpecRequest {
+                yaml: "version: 1\ntimers:\n  escalate_after: 5 minutes\n".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let status = bad.as_ref().err().context("bad YAML was accepted")?;
+    let violation = status
+        .get_details_bad_request()
+        .and_then(|b| b.field_violations.first().cloned())
+        .context("no field violation")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violation.field, "yaml");
+    assert!(
+        violation.description.contains("workflows.yaml:3:19"),
+        "{}",
+        violation.description
+    );
+    let now = chrono::Utc::now().timestamp();
+    let too_long = admins
+        .simulate_spec(authed(
+            root,
+            v1::SimulateSpecRequest {
+                yaml: changed.clone(),
+                start_time: Some(prost_types::Timestamp {
+                    seconds: now - 40 * 86_400,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(violated_field(too_long).as_deref(), Some("start_time"));
+    let manager = admins
+        .simulate_spec(authed(
+            alice,
+            v1::SimulateSpecRequest {
+                yaml: changed.clone(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(code(manager), Code::PermissionDenied);
+
+    // The same from the command line, reading the engine's database.
+    let file = std::env::temp_dir().join(format!("dry-run-{}.yaml", Uuid::new_v4().simple()));
+    std::fs::write(&file, &changed)?;
+    let out = tokio::process::Command::new(e2e::binary("workflow")?)
+        .args(["simulate", "--since", "1d", "--json", "--spec"])
+        .arg(&file)
+        .env("INBOX_DATABASE_URL", database_url)
+        .output()
+        .await?;
+    let _ = std::fs::remove_file(&file);
+    anyhow::ensure!(
+        out.status.success(),
+        "workflow simulate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(json["scanned"], 1);
+    let queue = json["differences"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["kind"] == "queue_changed"))
+        .context("queue_changed in the JSON")?;
+    assert_eq!(queue["tickets"], 1);
+    assert_eq!(queue["examples"][0]["ticket_id"], ticket_id);
+    assert_eq!(queue["examples"][0]["after"], "cards");
+    Ok(())
 }
 
 /// The reports of the day of the test above: its database holds ivan's ticket only, which alice

@@ -55,7 +55,13 @@ async fn both_reflection_versions_list_the_engine_services() -> anyhow::Result<(
             methods.extend(service.method.iter().map(|m| m.name().to_owned()));
         }
     }
-    for wanted in ["GetStats", "GetReport", "ExportReport", "SearchMessages"] {
+    for wanted in [
+        "GetStats",
+        "GetReport",
+        "ExportReport",
+        "SearchMessages",
+        "SimulateSpec",
+    ] {
         assert!(
             methods.iter().any(|m| m == wanted),
             "{wanted} missing from AdminService {methods:?}"

@@ -243,6 +243,39 @@ impl AdminService for Admins {
         }))
     }
 
+    async fn simulate_spec(
+        &self,
+        req: Request<v1::SimulateSpecRequest>,
+    ) -> Result<Response<v1::SimulateSpecResponse>, Status> {
+        authenticate(&self.verifier, &req, Role::Admin).await?;
+        let r = req.get_ref();
+        if r.yaml.len() > 1024 * 1024 {
+            return Err(status::invalid("yaml", "must be at most 1 MiB"));
+        }
+        let new = spec::Spec::parse("workflows.yaml", &r.yaml)
+            .map_err(|e| status::invalid("yaml", &e.to_string()))?;
+        let period = convert::simulation_period(r, chrono::Utc::now())?;
+        let examples = match r.examples {
+            0 => 5,
+            n @ 1..=50 => usize::try_from(n).unwrap_or(5),
+            _ => return Err(status::invalid("examples", "must be 0 to 50")),
+        };
+        let run = spec::simulate::dry_run_recorded(
+            &self.store,
+            &new.ticket,
+            &period,
+            tickets::simulation::DEFAULT_MAX_TICKETS,
+            examples,
+        )
+        .await
+        .map_err(status::store)?;
+        Ok(Response::new(convert::simulate_response(
+            &period,
+            &new.ticket.version,
+            &run,
+        )))
+    }
+
     async fn validate_spec(
         &self,
         req: Request<v1::ValidateSpecRequest>,

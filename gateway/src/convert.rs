@@ -1,7 +1,9 @@
 //! Domain values to protobuf messages and request fields to domain values (with field violations).
 
 use proto::v1;
+use spec::simulate::{DifferenceKind, DryRun, Totals};
 use tickets::reports::{self, GroupBy, Report, ReportError, ReportQuery};
+use tickets::simulation::{SimulationError, SimulationPeriod};
 use tickets::{Author, ChatCursor, Event, Message, Ticket, TicketStatus};
 use tonic::Status;
 use uuid::Uuid;
@@ -315,6 +317,80 @@ pub fn report_response(r: &Report) -> v1::GetReportResponse {
         rows: r.rows.iter().map(report_row).collect(),
         total: Some(report_row(&r.total)),
         truncated: r.truncated,
+    }
+}
+
+/// The period of a `SimulateSpecRequest`, its defaults filled in from `now`.
+pub fn simulation_period(
+    r: &v1::SimulateSpecRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<SimulationPeriod, Status> {
+    let end = instant("end_time", r.end_time.as_ref())?.unwrap_or(now);
+    let start =
+        instant("start_time", r.start_time.as_ref())?.unwrap_or(end - chrono::Duration::days(7));
+    SimulationPeriod::new(start, end).map_err(|e| match e {
+        SimulationError::EmptyPeriod => status::invalid("end_time", "must be after start_time"),
+        SimulationError::PeriodTooLong => status::invalid("start_time", &e.to_string()),
+    })
+}
+
+fn difference_kind(k: DifferenceKind) -> v1::SimulationDifferenceKind {
+    use v1::SimulationDifferenceKind as P;
+    match k {
+        DifferenceKind::QueueChanged => P::QueueChanged,
+        DifferenceKind::PriorityChanged => P::PriorityChanged,
+        DifferenceKind::EscalationsAdded => P::EscalationsAdded,
+        DifferenceKind::EscalationsAvoided => P::EscalationsAvoided,
+        DifferenceKind::SlaBreachAdded => P::SlaBreachAdded,
+        DifferenceKind::SlaBreachAvoided => P::SlaBreachAvoided,
+        DifferenceKind::AutoCloseAdded => P::AutoCloseAdded,
+        DifferenceKind::AutoCloseAvoided => P::AutoCloseAvoided,
+    }
+}
+
+fn totals(t: &Totals) -> v1::SimulationTotals {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    v1::SimulationTotals {
+        escalations: n(t.escalations),
+        escalated_tickets: n(t.escalated_tickets),
+        sla_breaches: n(t.sla_breaches),
+        auto_closes: n(t.auto_closes),
+    }
+}
+
+pub fn simulate_response(
+    period: &SimulationPeriod,
+    spec_version: &str,
+    run: &DryRun,
+) -> v1::SimulateSpecResponse {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    v1::SimulateSpecResponse {
+        start_time: Some(timestamp(period.start)),
+        end_time: Some(timestamp(period.end)),
+        spec_version: spec_version.to_owned(),
+        scanned: n(run.scanned),
+        simulated: n(run.simulated),
+        truncated: run.truncated,
+        as_of: Some(timestamp(run.as_of)),
+        before: Some(totals(&run.before)),
+        after: Some(totals(&run.after)),
+        differences: run
+            .differences
+            .iter()
+            .map(|d| v1::SimulationDifference {
+                kind: difference_kind(d.kind).into(),
+                tickets: n(d.tickets),
+                examples: d
+                    .examples
+                    .iter()
+                    .map(|e| v1::SimulationExample {
+                        ticket_id: e.ticket_id.to_string(),
+                        before: e.before.clone(),
+                        after: e.after.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file inbox/v1/admin.proto.
  */
 export const file_inbox_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChRpbmJveC92MS9hZG1pbi5wcm90bxIIaW5ib3gudjEirgEKEEdldFJlcG9ydFJlcXVlc3QSLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCGdyb3VwX2J5GAMgASgOMhcuaW5ib3gudjEuUmVwb3J0R3JvdXBCeRIRCgl0aW1lX3pvbmUYBCABKAkiXQoNRHVyYXRpb25TdGF0cxINCgVjb3VudBgBIAEoAxITCgthdmdfc2Vjb25kcxgCIAEoARITCgtwNTBfc2Vjb25kcxgDIAEoARITCgtwOTBfc2Vjb25kcxgEIAEoASK5AgoJUmVwb3J0Um93EgsKA2tleRgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBm9wZW5lZBgDIAEoAxIOCgZjbG9zZWQYBCABKAMSLwoOZmlyc3RfcmVzcG9uc2UYBSABKAsyFy5pbmJveC52MS5EdXJhdGlvblN0YXRzEisKCnJlc29sdXRpb24YBiABKAsyFy5pbmJveC52MS5EdXJhdGlvblN0YXRzEigKB3dhaXRpbmcYByABKAsyFy5pbmJveC52MS5EdXJhdGlvblN0YXRzEhMKC2VzY2FsYXRpb25zGAggASgDEhQKDHNsYV9icmVhY2hlcxgJIAEoAxIPCgdyYXRpbmdzGAogASgDEhIKCnJhdGluZ19hdmcYCyABKAESGQoRc2F0aXNmaWVkX3BlcmNlbnQYDCABKAEiiQIKEUdldFJlcG9ydFJlc3BvbnNlEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghncm91cF9ieRgDIAEoDjIXLmluYm94LnYxLlJlcG9ydEdyb3VwQnkSEQoJdGltZV96b25lGAQgASgJEiEKBHJvd3MYBSADKAsyEy5pbmJveC52MS5SZXBvcnRSb3cSIgoFdG90YWwYBiABKAsyEy5pbmJveC52MS5SZXBvcnRSb3cSEQoJdHJ1bmNhdGVkGAcgASgIIkwKFEV4cG9ydFJlcG9ydFJlc3BvbnNlEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRIQCghmaWxlbmFtZRgCIAEoCRIMCgRkYXRhGAMgASgMIiAKD0dldFN0YXRzUmVxdWVzdBINCgVob3VycxgBIAEoBSJHCghRdWV1ZU5vdxINCgVxdWV1ZRgBIAEoCRIPCgd3YWl0aW5nGAIgASgFEhsKE29sZGVzdF93YWl0X3NlY29uZHMYAyABKAMiVgoMV2FpdGluZ1BvaW50Eg0KBXF1ZXVlGAEgASgJEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd3YWl0aW5nGAMgASgFIqgBChBHZXRTdGF0c1Jlc3BvbnNlEiIKBnF1ZXVlcxgBIAMoCzISLmluYm94LnYxLlF1ZXVlTm93EicKB3dhaXRpbmcYAiADKAsyFi5pbmJveC52MS5XYWl0aW5nUG9pbnQSFgoOYnVja2V0X3NlY29uZHMYAyABKAMSHgoWZmlyc3RfcmVzcG9uc2Vfc2Vjb25kcxgEIAMoAxIPCgdyYXRpbmdzGAUgAygFIhUKE0xpc3RNYW5hZ2Vyc1JlcXVlc3QingEKDE1hbmFnZXJTdGF0ZRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEAoIY2FwYWNpdHkYAyABKAUSEwoLcmVhZHlfc2xvdHMYBCABKAUSFAoMb3Blbl90aWNrZXRzGAUgASgFEi8KC3JlYWR5X3NpbmNlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChRMaXN0TWFuYWdlcnNSZXNwb25zZRIoCghtYW5hZ2VycxgBIAMoCzIWLmluYm94LnYxLk1hbmFnZXJTdGF0ZSLaAQoLQWRtaW5UaWNrZXQSIAoGdGlja2V0GAEgASgLMhAuaW5ib3gudjEuVGlja2V0EjEKDXdhaXRpbmdfc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWNsb3NlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMY2xvc2VfcmVhc29uGAQgASgJEg0KBXF1ZXVlGAUgASgJEhAKCHByaW9yaXR5GAYgASgFEhAKCGNhdGVnb3J5GAcgASgJIpYBChdBZG1pbkxpc3RUaWNrZXRzUmVxdWVzdBIoCghzdGF0dXNlcxgBIAMoDjIWLmluYm94LnYxLlRpY2tldFN0YXR1cxIaChJvbGRlcl90aGFuX3NlY29uZHMYAiABKAMSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSDgoGcXVldWVzGAUgAygJIlsKGEFkbWluTGlzdFRpY2tldHNSZXNwb25zZRImCgd0aWNrZXRzGAEgAygLMhUuaW5ib3gudjEuQWRtaW5UaWNrZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIikKFEdldEF1ZGl0VHJhaWxSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSKtAQoKQXVkaXRFdmVudBILCgNzZXEYASABKAMSDAoEa2luZBgCIAEoCRIWCg5jbGllbnRfdmlzaWJsZRgDIAEoCBISCgptYW5hZ2VyX2lkGAQgASgJEigKB3BheWxvYWQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInIKCkFmY1ZlcmRpY3QSEgoKbWVzc2FnZV9pZBgBIAEoCRISCgphZmNfc3RhdHVzGAIgASgJEgwKBHJ1bGUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijAEKFUdldEF1ZGl0VHJhaWxSZXNwb25zZRIlCgZ0aWNrZXQYASABKAsyFS5pbmJveC52MS5BZG1pblRpY2tldBIkCgZldmVudHMYAiADKAsyFC5pbmJveC52MS5BdWRpdEV2ZW50EiYKCHZlcmRpY3RzGAMgAygLMhQuaW5ib3gudjEuQWZjVmVyZGljdCIjChNWYWxpZGF0ZVNwZWNSZXF1ZXN0EgwKBHlhbWwYASABKAkiRgoUVmFsaWRhdGVTcGVjUmVzcG9uc2USDQoFdmFsaWQYASABKAgSDQoFZXJyb3IYAiABKAkSEAoIY2FwYWNpdHkYAyABKAUqngEKDVJlcG9ydEdyb3VwQnkSHwobUkVQT1JUX0dST1VQX0JZX1VOU1BFQ0lGSUVEEAASFwoTUkVQT1JUX0dST1VQX0JZX0RBWRABEhkKFVJFUE9SVF9HUk9VUF9CWV9RVUVVRRACEhsKF1JFUE9SVF9HUk9VUF9CWV9NQU5BR0VSEAMSGwoXUkVQT1JUX0dST1VQX0JZX0NIQU5ORUwQBDL+BAoMQWRtaW5TZXJ2aWNlEk0KDExpc3RNYW5hZ2VycxIdLmluYm94LnYxLkxpc3RNYW5hZ2Vyc1JlcXVlc3QaHi5pbmJveC52MS5MaXN0TWFuYWdlcnNSZXNwb25zZRJUCgtMaXN0VGlja2V0cxIhLmluYm94LnYxLkFkbWluTGlzdFRpY2tldHNSZXF1ZXN0GiIuaW5ib3gudjEuQWRtaW5MaXN0VGlja2V0c1Jlc3BvbnNlElAKDUdldEF1ZGl0VHJhaWwSHi5pbmJveC52MS5HZXRBdWRpdFRyYWlsUmVxdWVzdBofLmluYm94LnYxLkdldEF1ZGl0VHJhaWxSZXNwb25zZRJNCgxWYWxpZGF0ZVNwZWMSHS5pbmJveC52MS5WYWxpZGF0ZVNwZWNSZXF1ZXN0Gh4uaW5ib3gudjEuVmFsaWRhdGVTcGVjUmVzcG9uc2USQQoIR2V0U3RhdHMSGS5pbmJveC52MS5HZXRTdGF0c1JlcXVlc3QaGi5pbmJveC52MS5HZXRTdGF0c1Jlc3BvbnNlElMKDlNlYXJjaE1lc3NhZ2VzEh8uaW5ib3gudjEuU2VhcmNoTWVzc2FnZXNSZXF1ZXN0GiAuaW5ib3gudjEuU2VhcmNoTWVzc2FnZXNSZXNwb25zZRJECglHZXRSZXBvcnQSGi5pbmJveC52MS5HZXRSZXBvcnRSZXF1ZXN0GhsuaW5ib3gudjEuR2V0UmVwb3J0UmVzcG9uc2USSgoMRXhwb3J0UmVwb3J0EhouaW5ib3gudjEuR2V0UmVwb3J0UmVxdWVzdBoeLmluYm94LnYxLkV4cG9ydFJlcG9ydFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_manager]);
+  fileDesc("ChRpbmJveC92MS9hZG1pbi5wcm90bxIIaW5ib3gudjEirgEKEEdldFJlcG9ydFJlcXVlc3QSLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCGdyb3VwX2J5GAMgASgOMhcuaW5ib3gudjEuUmVwb3J0R3JvdXBCeRIRCgl0aW1lX3pvbmUYBCABKAkiXQoNRHVyYXRpb25TdGF0cxINCgVjb3VudBgBIAEoAxITCgthdmdfc2Vjb25kcxgCIAEoARITCgtwNTBfc2Vjb25kcxgDIAEoARITCgtwOTBfc2Vjb25kcxgEIAEoASK5AgoJUmVwb3J0Um93EgsKA2tleRgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBm9wZW5lZBgDIAEoAxIOCgZjbG9zZWQYBCABKAMSLwoOZmlyc3RfcmVzcG9uc2UYBSABKAsyFy5pbmJveC52MS5EdXJhdGlvblN0YXRzEisKCnJlc29sdXRpb24YBiABKAsyFy5pbmJveC52MS5EdXJhdGlvblN0YXRzEigKB3dhaXRpbmcYByABKAsyFy5pbmJveC52MS5EdXJhdGlvblN0YXRzEhMKC2VzY2FsYXRpb25zGAggASgDEhQKDHNsYV9icmVhY2hlcxgJIAEoAxIPCgdyYXRpbmdzGAogASgDEhIKCnJhdGluZ19hdmcYCyABKAESGQoRc2F0aXNmaWVkX3BlcmNlbnQYDCABKAEiiQIKEUdldFJlcG9ydFJlc3BvbnNlEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghncm91cF9ieRgDIAEoDjIXLmluYm94LnYxLlJlcG9ydEdyb3VwQnkSEQoJdGltZV96b25lGAQgASgJEiEKBHJvd3MYBSADKAsyEy5pbmJveC52MS5SZXBvcnRSb3cSIgoFdG90YWwYBiABKAsyEy5pbmJveC52MS5SZXBvcnRSb3cSEQoJdHJ1bmNhdGVkGAcgASgIIkwKFEV4cG9ydFJlcG9ydFJlc3BvbnNlEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRIQCghmaWxlbmFtZRgCIAEoCRIMCgRkYXRhGAMgASgMIiAKD0dldFN0YXRzUmVxdWVzdBINCgVob3VycxgBIAEoBSJHCghRdWV1ZU5vdxINCgVxdWV1ZRgBIAEoCRIPCgd3YWl0aW5nGAIgASgFEhsKE29sZGVzdF93YWl0X3NlY29uZHMYAyABKAMiVgoMV2FpdGluZ1BvaW50Eg0KBXF1ZXVlGAEgASgJEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd3YWl0aW5nGAMgASgFIqgBChBHZXRTdGF0c1Jlc3BvbnNlEiIKBnF1ZXVlcxgBIAMoCzISLmluYm94LnYxLlF1ZXVlTm93EicKB3dhaXRpbmcYAiADKAsyFi5pbmJveC52MS5XYWl0aW5nUG9pbnQSFgoOYnVja2V0X3NlY29uZHMYAyABKAMSHgoWZmlyc3RfcmVzcG9uc2Vfc2Vjb25kcxgEIAMoAxIPCgdyYXRpbmdzGAUgAygFIhUKE0xpc3RNYW5hZ2Vyc1JlcXVlc3QingEKDE1hbmFnZXJTdGF0ZRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEAoIY2FwYWNpdHkYAyABKAUSEwoLcmVhZHlfc2xvdHMYBCABKAUSFAoMb3Blbl90aWNrZXRzGAUgASgFEi8KC3JlYWR5X3NpbmNlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChRMaXN0TWFuYWdlcnNSZXNwb25zZRIoCghtYW5hZ2VycxgBIAMoCzIWLmluYm94LnYxLk1hbmFnZXJTdGF0ZSLaAQoLQWRtaW5UaWNrZXQSIAoGdGlja2V0GAEgASgLMhAuaW5ib3gudjEuVGlja2V0EjEKDXdhaXRpbmdfc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWNsb3NlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMY2xvc2VfcmVhc29uGAQgASgJEg0KBXF1ZXVlGAUgASgJEhAKCHByaW9yaXR5GAYgASgFEhAKCGNhdGVnb3J5GAcgASgJIpYBChdBZG1pbkxpc3RUaWNrZXRzUmVxdWVzdBIoCghzdGF0dXNlcxgBIAMoDjIWLmluYm94LnYxLlRpY2tldFN0YXR1cxIaChJvbGRlcl90aGFuX3NlY29uZHMYAiABKAMSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSDgoGcXVldWVzGAUgAygJIlsKGEFkbWluTGlzdFRpY2tldHNSZXNwb25zZRImCgd0aWNrZXRzGAEgAygLMhUuaW5ib3gudjEuQWRtaW5UaWNrZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIikKFEdldEF1ZGl0VHJhaWxSZXF1ZXN0EhEKCXRpY2tldF9pZBgBIAEoCSKtAQoKQXVkaXRFdmVudBILCgNzZXEYASABKAMSDAoEa2luZBgCIAEoCRIWCg5jbGllbnRfdmlzaWJsZRgDIAEoCBISCgptYW5hZ2VyX2lkGAQgASgJEigKB3BheWxvYWQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInIKCkFmY1ZlcmRpY3QSEgoKbWVzc2FnZV9pZBgBIAEoCRISCgphZmNfc3RhdHVzGAIgASgJEgwKBHJ1bGUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijAEKFUdldEF1ZGl0VHJhaWxSZXNwb25zZRIlCgZ0aWNrZXQYASABKAsyFS5pbmJveC52MS5BZG1pblRpY2tldBIkCgZldmVudHMYAiADKAsyFC5pbmJveC52MS5BdWRpdEV2ZW50EiYKCHZlcmRpY3RzGAMgAygLMhQuaW5ib3gudjEuQWZjVmVyZGljdCIjChNWYWxpZGF0ZVNwZWNSZXF1ZXN0EgwKBHlhbWwYASABKAkiRgoUVmFsaWRhdGVTcGVjUmVzcG9uc2USDQoFdmFsaWQYASABKAgSDQoFZXJyb3IYAiABKAkSEAoIY2FwYWNpdHkYAyABKAUikwEKE1NpbXVsYXRlU3BlY1JlcXVlc3QSDAoEeWFtbBgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXhhbXBsZXMYBCABKAUibQoQU2ltdWxhdGlvblRvdGFscxITCgtlc2NhbGF0aW9ucxgBIAEoAxIZChFlc2NhbGF0ZWRfdGlja2V0cxgCIAEoAxIUCgxzbGFfYnJlYWNoZXMYAyABKAMSEwoLYXV0b19jbG9zZXMYBCABKAMiRQoRU2ltdWxhdGlvbkV4YW1wbGUSEQoJdGlja2V0X2lkGAEgASgJEg4KBmJlZm9yZRgCIAEoCRINCgVhZnRlchgDIAEoCSKIAQoUU2ltdWxhdGlvbkRpZmZlcmVuY2USMAoEa2luZBgBIAEoDjIiLmluYm94LnYxLlNpbXVsYXRpb25EaWZmZXJlbmNlS2luZBIPCgd0aWNrZXRzGAIgASgDEi0KCGV4YW1wbGVzGAMgAygLMhsuaW5ib3gudjEuU2ltdWxhdGlvbkV4YW1wbGUi+AIKFFNpbXVsYXRlU3BlY1Jlc3BvbnNlEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxzcGVjX3ZlcnNpb24YAyABKAkSDwoHc2Nhbm5lZBgEIAEoAxIRCglzaW11bGF0ZWQYBSABKAMSEQoJdHJ1bmNhdGVkGAYgASgIEikKBWFzX29mGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZiZWZvcmUYCCABKAsyGi5pbmJveC52MS5TaW11bGF0aW9uVG90YWxzEikKBWFmdGVyGAkgASgLMhouaW5ib3gudjEuU2ltdWxhdGlvblRvdGFscxIzCgtkaWZmZXJlbmNlcxgKIAMoCzIeLmluYm94LnYxLlNpbXVsYXRpb25EaWZmZXJlbmNlKp4BCg1SZXBvcnRHcm91cEJ5Eh8KG1JFUE9SVF9HUk9VUF9CWV9VTlNQRUNJRklFRBAAEhcKE1JFUE9SVF9HUk9VUF9CWV9EQVkQARIZChVSRVBPUlRfR1JPVVBfQllfUVVFVUUQAhIbChdSRVBPUlRfR1JPVVBfQllfTUFOQUdFUhADEhsKF1JFUE9SVF9HUk9VUF9CWV9DSEFOTkVMEAQq0wMKGFNpbXVsYXRpb25EaWZmZXJlbmNlS2luZBIqCiZTSU1VTEFUSU9OX0RJRkZFUkVOQ0VfS0lORF9VTlNQRUNJRklFRBAAEiwKKFNJTVVMQVRJT05fRElGRkVSRU5DRV9LSU5EX1FVRVVFX0NIQU5HRUQQARIvCitTSU1VTEFUSU9OX0RJRkZFUkVOQ0VfS0lORF9QUklPUklUWV9DSEFOR0VEEAISMAosU0lNVUxBVElPTl9ESUZGRVJFTkNFX0tJTkRfRVNDQUxBVElPTlNfQURERUQQAxIyCi5TSU1VTEFUSU9OX0RJRkZFUkVOQ0VfS0lORF9FU0NBTEFUSU9OU19BVk9JREVEEAQSLworU0lNVUxBVElPTl9ESUZGRVJFTkNFX0tJTkRfU0xBX0JSRUFDSF9BRERFRBAFEjEKLVNJTVVMQVRJT05fRElGRkVSRU5DRV9LSU5EX1NMQV9CUkVBQ0hfQVZPSURFRBAGEi8KK1NJTVVMQVRJT05fRElGRkVSRU5DRV9LSU5EX0FVVE9fQ0xPU0VfQURERUQQBxIxCi1TSU1VTEFUSU9OX0RJRkZFUkVOQ0VfS0lORF9BVVRPX0NMT1NFX0FWT0lERUQQCDLNBQoMQWRtaW5TZXJ2aWNlEk0KDExpc3RNYW5hZ2VycxIdLmluYm94LnYxLkxpc3RNYW5hZ2Vyc1JlcXVlc3QaHi5pbmJveC52MS5MaXN0TWFuYWdlcnNSZXNwb25zZRJUCgtMaXN0VGlja2V0cxIhLmluYm94LnYxLkFkbWluTGlzdFRpY2tldHNSZXF1ZXN0GiIuaW5ib3gudjEuQWRtaW5MaXN0VGlja2V0c1Jlc3BvbnNlElAKDUdldEF1ZGl0VHJhaWwSHi5pbmJveC52MS5HZXRBdWRpdFRyYWlsUmVxdWVzdBofLmluYm94LnYxLkdldEF1ZGl0VHJhaWxSZXNwb25zZRJNCgxWYWxpZGF0ZVNwZWMSHS5pbmJveC52MS5WYWxpZGF0ZVNwZWNSZXF1ZXN0Gh4uaW5ib3gudjEuVmFsaWRhdGVTcGVjUmVzcG9uc2USQQoIR2V0U3RhdHMSGS5pbmJveC52MS5HZXRTdGF0c1JlcXVlc3QaGi5pbmJveC52MS5HZXRTdGF0c1Jlc3BvbnNlElMKDlNlYXJjaE1lc3NhZ2VzEh8uaW5ib3gudjEuU2VhcmNoTWVzc2FnZXNSZXF1ZXN0GiAuaW5ib3gudjEuU2VhcmNoTWVzc2FnZXNSZXNwb25zZRJECglHZXRSZXBvcnQSGi5pbmJveC52MS5HZXRSZXBvcnRSZXF1ZXN0GhsuaW5ib3gudjEuR2V0UmVwb3J0UmVzcG9uc2USSgoMRXhwb3J0UmVwb3J0EhouaW5ib3gudjEuR2V0UmVwb3J0UmVxdWVzdBoeLmluYm94LnYxLkV4cG9ydFJlcG9ydFJlc3BvbnNlEk0KDFNpbXVsYXRlU3BlYxIdLmluYm94LnYxLlNpbXVsYXRlU3BlY1JlcXVlc3QaHi5pbmJveC52MS5TaW11bGF0ZVNwZWNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_inbox_v1_manager]);
 
 /**
  * @generated from message inbox.v1.GetReportRequest
@@ -758,6 +758,210 @@ export const ValidateSpecResponseSchema: GenMessage<ValidateSpecResponse> = /*@_
   messageDesc(file_inbox_v1_admin, 20);
 
 /**
+ * @generated from message inbox.v1.SimulateSpecRequest
+ */
+export type SimulateSpecRequest = Message<"inbox.v1.SimulateSpecRequest"> & {
+  /**
+   * The changed workflows.yaml, at most 1 MiB.
+   *
+   * @generated from field: string yaml = 1;
+   */
+  yaml: string;
+
+  /**
+   * Tickets opened in [start_time, end_time), at most 31 days. Unset end_time: now; unset
+   * start_time: 7 days before end_time.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Example tickets per kind of difference: 0 means 5, at most 50.
+   *
+   * @generated from field: int32 examples = 4;
+   */
+  examples: number;
+};
+
+/**
+ * Describes the message inbox.v1.SimulateSpecRequest.
+ * Use `create(SimulateSpecRequestSchema)` to create a new message.
+ */
+export const SimulateSpecRequestSchema: GenMessage<SimulateSpecRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 21);
+
+/**
+ * Figures over the replayed tickets, as recorded or as the new spec would have made them.
+ *
+ * @generated from message inbox.v1.SimulationTotals
+ */
+export type SimulationTotals = Message<"inbox.v1.SimulationTotals"> & {
+  /**
+   * Escalation rounds, and tickets escalated at least once.
+   *
+   * @generated from field: int64 escalations = 1;
+   */
+  escalations: bigint;
+
+  /**
+   * @generated from field: int64 escalated_tickets = 2;
+   */
+  escalatedTickets: bigint;
+
+  /**
+   * @generated from field: int64 sla_breaches = 3;
+   */
+  slaBreaches: bigint;
+
+  /**
+   * @generated from field: int64 auto_closes = 4;
+   */
+  autoCloses: bigint;
+};
+
+/**
+ * Describes the message inbox.v1.SimulationTotals.
+ * Use `create(SimulationTotalsSchema)` to create a new message.
+ */
+export const SimulationTotalsSchema: GenMessage<SimulationTotals> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 22);
+
+/**
+ * @generated from message inbox.v1.SimulationExample
+ */
+export type SimulationExample = Message<"inbox.v1.SimulationExample"> & {
+  /**
+   * @generated from field: string ticket_id = 1;
+   */
+  ticketId: string;
+
+  /**
+   * What was recorded and what the new spec would have done ("general" -> "cards", "2" -> "4"
+   * rounds, "met" -> "breached", a close and when).
+   *
+   * @generated from field: string before = 2;
+   */
+  before: string;
+
+  /**
+   * @generated from field: string after = 3;
+   */
+  after: string;
+};
+
+/**
+ * Describes the message inbox.v1.SimulationExample.
+ * Use `create(SimulationExampleSchema)` to create a new message.
+ */
+export const SimulationExampleSchema: GenMessage<SimulationExample> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 23);
+
+/**
+ * @generated from message inbox.v1.SimulationDifference
+ */
+export type SimulationDifference = Message<"inbox.v1.SimulationDifference"> & {
+  /**
+   * @generated from field: inbox.v1.SimulationDifferenceKind kind = 1;
+   */
+  kind: SimulationDifferenceKind;
+
+  /**
+   * @generated from field: int64 tickets = 2;
+   */
+  tickets: bigint;
+
+  /**
+   * @generated from field: repeated inbox.v1.SimulationExample examples = 3;
+   */
+  examples: SimulationExample[];
+};
+
+/**
+ * Describes the message inbox.v1.SimulationDifference.
+ * Use `create(SimulationDifferenceSchema)` to create a new message.
+ */
+export const SimulationDifferenceSchema: GenMessage<SimulationDifference> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 24);
+
+/**
+ * @generated from message inbox.v1.SimulateSpecResponse
+ */
+export type SimulateSpecResponse = Message<"inbox.v1.SimulateSpecResponse"> & {
+  /**
+   * The period replayed (defaults filled in) and the new spec's version (content hash).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 1;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 2;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string spec_version = 3;
+   */
+  specVersion: string;
+
+  /**
+   * Tickets read, and of them replayed (the others never had a message that passed AFC).
+   *
+   * @generated from field: int64 scanned = 4;
+   */
+  scanned: bigint;
+
+  /**
+   * @generated from field: int64 simulated = 5;
+   */
+  simulated: bigint;
+
+  /**
+   * More tickets were opened in the period than one dry run reads (10,000): the oldest were.
+   *
+   * @generated from field: bool truncated = 6;
+   */
+  truncated: boolean;
+
+  /**
+   * Open tickets are judged up to this instant.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 7;
+   */
+  asOf?: Timestamp | undefined;
+
+  /**
+   * @generated from field: inbox.v1.SimulationTotals before = 8;
+   */
+  before?: SimulationTotals | undefined;
+
+  /**
+   * @generated from field: inbox.v1.SimulationTotals after = 9;
+   */
+  after?: SimulationTotals | undefined;
+
+  /**
+   * Every kind, in the enum's order, with 0 tickets where none.
+   *
+   * @generated from field: repeated inbox.v1.SimulationDifference differences = 10;
+   */
+  differences: SimulationDifference[];
+};
+
+/**
+ * Describes the message inbox.v1.SimulateSpecResponse.
+ * Use `create(SimulateSpecResponseSchema)` to create a new message.
+ */
+export const SimulateSpecResponseSchema: GenMessage<SimulateSpecResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_admin, 25);
+
+/**
  * @generated from enum inbox.v1.ReportGroupBy
  */
 export enum ReportGroupBy {
@@ -803,6 +1007,73 @@ export enum ReportGroupBy {
  */
 export const ReportGroupBySchema: GenEnum<ReportGroupBy> = /*@__PURE__*/
   enumDesc(file_inbox_v1_admin, 0);
+
+/**
+ * @generated from enum inbox.v1.SimulationDifferenceKind
+ */
+export enum SimulationDifferenceKind {
+  /**
+   * @generated from enum value: SIMULATION_DIFFERENCE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Classification of the first passed message names another queue.
+   *
+   * @generated from enum value: SIMULATION_DIFFERENCE_KIND_QUEUE_CHANGED = 1;
+   */
+  QUEUE_CHANGED = 1,
+
+  /**
+   * The priority after classification and escalations differs from the ticket's.
+   *
+   * @generated from enum value: SIMULATION_DIFFERENCE_KIND_PRIORITY_CHANGED = 2;
+   */
+  PRIORITY_CHANGED = 2,
+
+  /**
+   * More escalation rounds before the first assignment than recorded, or fewer.
+   *
+   * @generated from enum value: SIMULATION_DIFFERENCE_KIND_ESCALATIONS_ADDED = 3;
+   */
+  ESCALATIONS_ADDED = 3,
+
+  /**
+   * @generated from enum value: SIMULATION_DIFFERENCE_KIND_ESCALATIONS_AVOIDED = 4;
+   */
+  ESCALATIONS_AVOIDED = 4,
+
+  /**
+   * The recorded first reply (or its absence) breaches the new SLA and did not, or the reverse.
+   *
+   * @generated from enum value: SIMULATION_DIFFERENCE_KIND_SLA_BREACH_ADDED = 5;
+   */
+  SLA_BREACH_ADDED = 5,
+
+  /**
+   * @generated from enum value: SIMULATION_DIFFERENCE_KIND_SLA_BREACH_AVOIDED = 6;
+   */
+  SLA_BREACH_AVOIDED = 6,
+
+  /**
+   * The client's silence would close a ticket that was not auto-closed, or would not close one
+   * that was (before the client wrote again, or up to now).
+   *
+   * @generated from enum value: SIMULATION_DIFFERENCE_KIND_AUTO_CLOSE_ADDED = 7;
+   */
+  AUTO_CLOSE_ADDED = 7,
+
+  /**
+   * @generated from enum value: SIMULATION_DIFFERENCE_KIND_AUTO_CLOSE_AVOIDED = 8;
+   */
+  AUTO_CLOSE_AVOIDED = 8,
+}
+
+/**
+ * Describes the enum inbox.v1.SimulationDifferenceKind.
+ */
+export const SimulationDifferenceKindSchema: GenEnum<SimulationDifferenceKind> = /*@__PURE__*/
+  enumDesc(file_inbox_v1_admin, 1);
 
 /**
  * The bank's back office (role `admin`): sees every manager and ticket.
@@ -891,6 +1162,19 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetReportRequestSchema;
     output: typeof ExportReportResponseSchema;
+  },
+  /**
+   * Dry run of a changed lifecycle: the tickets opened in a period replayed through `yaml`
+   * (classification, escalation, SLA, silence timers; README "Dry run"), what would differ
+   * from what the engine recorded. Reads only. Invalid YAML is INVALID_ARGUMENT with a field
+   * violation on `yaml` giving file:line:column.
+   *
+   * @generated from rpc inbox.v1.AdminService.SimulateSpec
+   */
+  simulateSpec: {
+    methodKind: "unary";
+    input: typeof SimulateSpecRequestSchema;
+    output: typeof SimulateSpecResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inbox_v1_admin, 0);
