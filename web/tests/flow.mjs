@@ -786,6 +786,25 @@ async function main() {
     await accessible(supervisor, 'supervisor reports');
   });
 
+  await step('the admin dry-runs a changed spec: a bad one names its line, one sending the rest to cards moves the ticket', async () => {
+    const dry = supervisor.getByRole('tabpanel', { name: 'Supervisor' }).locator('section.dry-run');
+    const spec = dry.getByLabel('Changed workflows.yaml');
+    await spec.fill('version: 1\ntimers:\n  escalate_after: 5 minutes\n');
+    await dry.getByRole('button', { name: 'Run' }).click();
+    await dry.getByRole('alert').getByText(/workflows\.yaml:3:19/).waitFor();
+    const from = 'default: { category: general, priority: normal, queue: general }';
+    const yaml = readFileSync(new URL('../../workflows.yaml', import.meta.url), 'utf8');
+    check(yaml.includes(from), "workflows.yaml's classify.default changed");
+    await spec.fill(yaml.replace(from, 'default: { category: general, priority: normal, queue: cards }'));
+    await dry.getByRole('button', { name: 'Run' }).click();
+    const moved = dry.locator('table.dry-run-differences tr[data-kind="QUEUE_CHANGED"]');
+    await moved.waitFor();
+    check(Number(await moved.getAttribute('data-tickets')) >= 1, 'no ticket changes queue');
+    await moved.locator('li[data-ticket]').first().getByText('general → cards').waitFor();
+    check((await dry.getByRole('alert').count()) === 0, 'the error stayed after a good run');
+    await accessible(supervisor, 'supervisor dry run');
+  });
+
   await step('no console was reloaded and no page threw', async () => {
     check(console2Navigations === 1, `the second console navigated ${console2Navigations} times`);
     check(consoleNavigations === 1, `the first console navigated ${consoleNavigations} times`);

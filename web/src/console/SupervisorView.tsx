@@ -1,8 +1,10 @@
 // The supervisor's view (role admin): queues now, managers, tickets by status / queue / age with
-// their rating, one ticket's audit trail, the charts of GetStats and the reports (Reports.tsx).
+// their rating, one ticket's audit trail, the charts of GetStats, the reports (Reports.tsx) and the
+// dry run of a changed spec (DryRun.tsx).
 // Refreshes every 10 s while shown, and at once on live events that change what it shows (the
 // reports load when their period or grouping changes).
 import { MessageSearch } from './Search';
+import { DryRun } from './DryRun';
 import { Reports } from './Reports';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -307,6 +309,7 @@ export function SupervisorView({
       </div>
       <Charts stats={data.stats} hours={hours} lang={lang} />
       <Reports api={api} active={active} onAuthLost={onAuthLost} />
+      <DryRun api={api} onAuthLost={onAuthLost} />
       <div class="sup-lower">
         <section
           aria-labelledby="tickets-title"
