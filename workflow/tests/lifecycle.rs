@@ -586,3 +586,64 @@ async fn a_ticket_started_on_the_earlier_path_finishes_on_it_and_the_next_one_ta
     })
     .await
 }
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_dry_run_with_the_spec_a_ticket_ran_under_agrees_with_what_the_workflow_did(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    use spec::simulate::{DifferenceKind, dry_run_recorded};
+    use tickets::simulation::SimulationPeriod;
+    with_worker(pool, |h| async move {
+        let c = unique("client-dry-run");
+        // Rounds at 2s and 4s, the breach at 2.5s: the manager comes between the breach and the
+        // second round, so the workflow and the replay part well clear of any race.
+        let ran = spec(
+            "timers:\n  escalate_after: 2s\n  first_response_within: 2500ms\n  auto_close_after_client_silence: 2s\n",
+        )?;
+        let (first, _) = h.intake(&c, "hello, anyone?", &ran).await?;
+        let ticket = ticket_id_opened_by(first);
+        h.events(ticket, "ticket_escalated", 1).await?;
+        h.events(ticket, "sla_breached", 1).await?;
+        h.store.set_ready(&manager("m-dry"), 3).await?;
+        h.relay(&ran).await?;
+        h.store.send_reply(&manager("m-dry"), ticket, "r1", "How can I help?").await?;
+        h.relay(&ran).await?;
+        let closed = h.events(ticket, "ticket_closed", 1).await?;
+        assert_eq!(closed["reason"], "auto_closed: client silent");
+
+        let now = chrono::Utc::now();
+        let period = SimulationPeriod::new(now - chrono::Duration::hours(1), now)?;
+        let same = dry_run_recorded(&h.store, &ran, &period, 100, 5).await?;
+        assert_eq!((same.scanned, same.simulated), (1, 1));
+        assert!(
+            same.differences.iter().all(|d| d.tickets == 0),
+            "{:?}",
+            same.differences
+        );
+        assert_eq!(same.before, same.after);
+        assert_eq!(
+            (same.before.escalations, same.before.sla_breaches, same.before.auto_closes),
+            (1, 1, 1)
+        );
+
+        // Slower timers: no round, no breach, the same close.
+        let slower = spec(
+            "timers:\n  escalate_after: 10s\n  first_response_within: 20s\n  auto_close_after_client_silence: 2s\n",
+        )?;
+        let run = dry_run_recorded(&h.store, &slower, &period, 100, 5).await?;
+        let count = |k: DifferenceKind| run.difference(k).map_or(0, |d| d.tickets);
+        assert_eq!(
+            (
+                count(DifferenceKind::EscalationsAvoided),
+                count(DifferenceKind::SlaBreachAvoided),
+                count(DifferenceKind::PriorityChanged),
+                count(DifferenceKind::AutoCloseAvoided),
+            ),
+            (1, 1, 1, 0),
+            "{:?}",
+            run.differences
+        );
+        Ok(())
+    })
+    .await
+}
