@@ -41,12 +41,14 @@ pub struct TicketFacts {
     pub first_assigned_at: Option<DateTime<Utc>>,
     /// The first manager reply (`tickets.first_response_at`).
     pub first_response_at: Option<DateTime<Utc>>,
-    /// Every manager reply and every client message of the ticket, in order.
+    /// Every manager reply and every client message of the ticket until its close, in order
+    /// (the answer to the rating question, recorded on the closed ticket, is not one: without
+    /// the close it would not have been asked).
     pub replies: Vec<DateTime<Utc>>,
     pub client_messages: Vec<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub close_reason: Option<String>,
-    /// The client's first message after the close (in whatever ticket it opened).
+    /// The client's first message after the close in another ticket (or none: a bot command).
     pub client_wrote_again_at: Option<DateTime<Utc>>,
 }
 
@@ -122,10 +124,12 @@ impl PgStore {
                       ORDER BY m.created_at) AS replies,
                     ARRAY(SELECT m.created_at FROM messages m
                       WHERE m.ticket_id = t.id AND m.author = 'client'
+                        AND (t.closed_at IS NULL OR m.created_at <= t.closed_at)
                       ORDER BY m.created_at) AS client_messages,
                     (SELECT min(m.created_at) FROM messages m
                       WHERE m.client_id = t.client_id AND m.author = 'client'
-                        AND m.created_at > t.closed_at) AS wrote_again_at
+                        AND m.created_at > t.closed_at
+                        AND m.ticket_id IS DISTINCT FROM t.id) AS wrote_again_at
              FROM tickets t
              WHERE t.created_at >= $1 AND t.created_at < $2
              ORDER BY t.created_at, t.id

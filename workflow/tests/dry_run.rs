@@ -144,7 +144,8 @@ impl Fixture {
 ///   answered at 141, resolved at 200 (half-hourly rounds: four);
 /// - C: queued Friday 17:30 Moscow, answered Monday 09:20 Moscow (63 hours on the clock, 50
 ///   business minutes): recorded breach, avoided in business hours;
-/// - D: answered at 2, auto-closed at 62; the client wrote again at 180 (before 4h: avoided);
+/// - D: answered at 2, auto-closed at 62 and rated at 70; the client wrote again at 180 (before
+///   4h: avoided);
 /// - F: answered at 2, the client silent, resolved by the manager at 600 (auto-close added at 242);
 /// - G: waited 40 min, answered at 41, resolved at 90 (a 30-minute round added);
 /// - H: answered at 90 (within 2h on the clock, not 1h of business time: breach added).
@@ -202,7 +203,18 @@ async fn recorded(fx: &Fixture) -> anyhow::Result<Vec<(char, Uuid)>> {
 
     let d = fx.ticket("web:d", "hello", true).await?;
     fx.reply(d).await?;
-    fx.close(d, "auto_closed: client silent").await?;
+    fx.store
+        .close_ticket(
+            d,
+            "auto_closed: client silent",
+            "Closed.",
+            Some("Rate us 1-5"),
+        )
+        .await?;
+    // The client answers the rating question: recorded on the closed ticket, not writing again.
+    fx.store
+        .intake_batch(&[web_message("web:d", "5")], &[], Some(&fx.check))
+        .await?;
     fx.date(
         d,
         &Dates {
@@ -213,6 +225,11 @@ async fn recorded(fx: &Fixture) -> anyhow::Result<Vec<(char, Uuid)>> {
         },
     )
     .await?;
+    sqlx::query("UPDATE messages SET created_at = $2 WHERE ticket_id = $1 AND body = '5'")
+        .bind(d)
+        .bind(t + min(70))
+        .execute(&fx.pool)
+        .await?;
     // The client wrote again (a ticket of its own, opened after the period).
     let d2 = fx.ticket("web:d", "hello again", false).await?;
     fx.close(d2, "resolved by m1").await?;
@@ -351,7 +368,16 @@ async fn the_facts_of_a_period_are_read_as_the_engine_recorded_them(
     let d = by('d');
     assert!(d.auto_closed());
     assert_eq!(d.replies, vec![t0() + min(2)]);
-    assert_eq!(d.client_messages, vec![t0()]);
+    assert_eq!(
+        d.client_messages,
+        vec![t0()],
+        "the rating is not a message of the chat"
+    );
+    let rated: Option<i16> = sqlx::query_scalar("SELECT rating FROM tickets WHERE id = $1")
+        .bind(d.ticket_id)
+        .fetch_one(&fx.pool)
+        .await?;
+    assert_eq!(rated, Some(5));
     assert_eq!(d.client_wrote_again_at, Some(t0() + min(180)));
     assert!(by('c').sla_breached);
     assert_eq!(by('a').queue, "general");
