@@ -20,8 +20,8 @@ use crate::{TicketSpec, TimerSpec};
 
 /// The highest priority level (urgent): escalation stops raising there.
 const MAX_PRIORITY: i32 = 3;
-/// Silence checks a ticket's timer may take before the replay gives up on it (each moves the
-/// deadline later; a month of checks every minute is 45,000).
+/// Silence checks a ticket's timer may take before the replay gives up on it: each moves the
+/// deadline to a later reply or to the check before one, so about two per reply are taken.
 const MAX_SILENCE_CHECKS: usize = 100_000;
 
 /// What the spec would have done to one ticket.
@@ -77,6 +77,27 @@ fn rounds_before(timer: &TimerSpec, from: i64, until: i64) -> u32 {
     lo
 }
 
+/// The smallest `k` ≥ 1 whose `k`-th period from `from` ends at or after `at` (a deadline is
+/// at least `k` periods of wall time away, which bounds the search).
+fn first_round_at_or_after(timer: &TimerSpec, from: i64, at: i64) -> u32 {
+    if timer.after_ms == 0 {
+        return 1;
+    }
+    let span = u64::try_from(at - from).unwrap_or(0);
+    let mut hi = u32::try_from(span.div_ceil(timer.after_ms).max(1)).unwrap_or(u32::MAX);
+    let mut lo = 0u32;
+    // Invariant: round `hi` ends at or after `at`, round `lo` (0: none) before it.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if timer.deadline_ms(from, mid) >= at {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
 /// When the silence timer would close the ticket, judged up to `horizon` (ms). The workflow arms
 /// it at the first reply; when it fires it asks the store for the last reply and whether the
 /// client wrote since: the client wrote → count again from now; a later reply whose period has
@@ -99,7 +120,15 @@ fn silence_close(
             .unwrap_or(since);
         let wrote = client_messages.iter().any(|c| *c > last && *c <= at);
         if wrote {
-            since = at;
+            // The client waits for an answer: every check a period apart says so until one at
+            // or after the next reply, so skip to the check before it (none: it stays open).
+            let next = *replies.get(replies.partition_point(|r| *r <= at))?;
+            let k = first_round_at_or_after(timer, at, next);
+            since = if k <= 1 {
+                at
+            } else {
+                timer.deadline_ms(at, k - 1)
+            };
         } else if timer.deadline_ms(last, 1) > at {
             since = last;
         } else {
@@ -675,6 +704,27 @@ mod tests {
         let patterns = timer.classify_patterns();
         let s = simulate_ticket(&timer, &patterns, &f, min(700)).expect("replayed");
         assert_eq!(s.auto_closed_at, Some(min(330)));
+    }
+
+    #[test]
+    fn a_client_waiting_for_an_answer_is_checked_a_period_apart_until_the_next_reply() {
+        // Replies at 10 and 400, the client at 20; 1h: checks at 70, 130, .. 370 find the
+        // client waiting, the one at 430 finds the reply at 400 and the close comes at 460.
+        let mut f = facts(Some(5), Some(10));
+        f.replies = vec![min(10), min(400)];
+        f.client_messages = vec![t0(), min(20)];
+        let timer = spec("timers:\n  auto_close_after_client_silence: 1h\n");
+        let patterns = timer.classify_patterns();
+        let s = simulate_ticket(&timer, &patterns, &f, min(700)).expect("replayed");
+        assert_eq!(s.auto_closed_at, Some(min(460)));
+        // No reply after the client's message: it never closes on silence, however long.
+        f.replies = vec![min(10)];
+        f.client_messages = vec![t0(), min(10) + Duration::seconds(30)];
+        f.closed_at = None;
+        f.close_reason = None;
+        let fast = spec("timers:\n  auto_close_after_client_silence: 1m\n");
+        let s = simulate_ticket(&fast, &patterns, &f, t0() + Duration::days(31)).expect("replayed");
+        assert_eq!(s.auto_closed_at, None);
     }
 
     #[test]
