@@ -780,11 +780,30 @@ async fn a_dry_run_replays_the_day(
         .env("INBOX_DATABASE_URL", database_url)
         .output()
         .await?;
+    let table = tokio::process::Command::new(e2e::binary("workflow")?)
+        .args(["simulate", "--since", "1d", "--spec"])
+        .arg(&file)
+        .env("INBOX_DATABASE_URL", database_url)
+        .output()
+        .await?;
     let _ = std::fs::remove_file(&file);
     anyhow::ensure!(
-        out.status.success(),
-        "workflow simulate: {}",
-        String::from_utf8_lossy(&out.stderr)
+        out.status.success() && table.status.success(),
+        "workflow simulate: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let table = String::from_utf8(table.stdout)?;
+    assert!(table.contains("1 tickets read, 1 replayed"), "{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("queue changed"))
+        .context("no queue row")?;
+    assert!(lines[at].trim_end().ends_with(" 1"), "{table}");
+    assert!(
+        lines[at + 1].contains(&format!("{ticket_id}  general -> cards")),
+        "{table}"
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(json["scanned"], 1);
