@@ -7,7 +7,8 @@
 //! response is inserted with `/hel`; each side sees the other typing, and after those cursor-0
 //! events both reconnect and resume with nothing missed or doubled; the
 //! ticket is transferred to a second manager whose console receives it live, noted and resolved;
-//! the client rates it 5 and an admin's supervisor view shows the rating; files go both ways (the
+//! the client rates it 5 and an admin's supervisor view shows the rating, its reports and a dry
+//! run of a changed spec (a bad one's line and column, the ticket moving queue); files go both ways (the
 //! client's PNG is a thumbnail in the console, a refused upload shows the engine's reason, a
 //! picture sent offline arrives once, the manager's PDF downloads in the widget, a text file with
 //! a card number never shows in the console, not even its name); axe-core finds no
