@@ -7,6 +7,10 @@
 //! to a manager as an ordinary message ([`PgStore::time_out_bot_commands`]). Each command has one
 //! outcome, ever: the first of an answer and a timeout; a late or repeated answer changes nothing.
 //!
+//! Under the bank's own AFC system (`afc.provider: kafka`) a command is held for its verdict like
+//! any message, but of no ticket ([`hold_command_in`]); the verdict's transaction queues it for
+//! the bot or blocks it ([`release_held_command_in`]).
+//!
 //! The command message and the bot's answer are part of the client's one chat (the answer is a
 //! system message of channel `bot`), and of no ticket: no manager sees them, unless a timeout
 //! hands the command over.
@@ -17,6 +21,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{TicketStatus, Verdict, message_id_for};
+use crate::external_afc::hold_for_afc;
 use crate::inbound::{MessageCheck, open_ticket_in};
 use crate::managers::match_waiting;
 use crate::messages::apply_verdicts_in;
@@ -140,24 +145,102 @@ pub(crate) async fn queue_command_in(
     else {
         return Ok(false);
     };
+    insert_command_in(tx, message_id, &row, call, "queued").await?;
+    Ok(true)
+}
+
+/// Holds the pending client message `message_id`, a command, for the bank's AFC system's verdict
+/// (`afc.provider: kafka`), in the inbound transaction: its `bot_commands` row waits in `held`
+/// (not published, no timer) and the AFC outbox gets the message with no ticket: a command opens
+/// none. The verdict decides ([`release_held_command_in`]). True when it was held now (a message
+/// found again by a later batch is already held).
+pub(crate) async fn hold_command_in(
+    tx: &mut Transaction<'_, Postgres>,
+    message_id: Uuid,
+    call: &BotCall,
+    afc_timeout_ms: u64,
+) -> Result<bool> {
+    let Some(row) = sqlx::query(
+        "SELECT client_id, channel FROM messages WHERE id = $1 AND afc_status = 'pending'",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(false);
+    };
+    insert_command_in(tx, message_id, &row, call, "held").await?;
+    Ok(hold_for_afc(tx, None, &[message_id], afc_timeout_ms).await? > 0)
+}
+
+/// The `bot_commands` row of `call` (once per message), due its timeout from now.
+async fn insert_command_in(
+    tx: &mut Transaction<'_, Postgres>,
+    message_id: Uuid,
+    message: &sqlx::postgres::PgRow,
+    call: &BotCall,
+    status: &str,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO bot_commands
-             (id, client_id, channel, command, args, timeout_ms, on_timeout, timeout_message, due_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $6 * interval '1 millisecond')
+             (id, client_id, channel, command, args, timeout_ms, on_timeout, timeout_message,
+              status, due_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + $6 * interval '1 millisecond')
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(message_id)
-    .bind(row.try_get::<String, _>("client_id")?)
-    .bind(row.try_get::<String, _>("channel")?)
+    .bind(message.try_get::<String, _>("client_id")?)
+    .bind(message.try_get::<String, _>("channel")?)
     .bind(&call.command)
     .bind(&call.args)
     .bind(i64::try_from(call.timeout_ms).unwrap_or(i64::MAX))
     .bind(call.on_timeout.as_str())
     .bind(&call.timeout_message)
+    .bind(status)
     .execute(&mut **tx)
     .await?;
-    Ok(true)
+    Ok(())
 }
+
+/// Applies the AFC verdict on `message_id` if it is a held command, in the verdict's transaction:
+/// passed, the message is passed (of no ticket) and the command queued for the bot, its timeout
+/// starting now; blocked, the command is `blocked` and the message stays pending with its verdict,
+/// to be blocked (and the client warned) on the client's ticket as any message. None when the
+/// message is no held command.
+pub(crate) async fn release_held_command_in(
+    tx: &mut Transaction<'_, Postgres>,
+    message_id: Uuid,
+    passed: bool,
+) -> Result<Option<bool>> {
+    let released = sqlx::query(
+        "UPDATE bot_commands
+            SET status = CASE WHEN $2 THEN 'queued' ELSE 'blocked' END,
+                due_at = now() + timeout_ms * interval '1 millisecond',
+                settled_at = CASE WHEN $2 THEN NULL ELSE now() END
+          WHERE id = $1 AND status = 'held'",
+    )
+    .bind(message_id)
+    .bind(passed)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if released == 0 {
+        return Ok(None);
+    }
+    if passed {
+        sqlx::query(
+            "UPDATE messages SET afc_status = 'passed' WHERE id = $1 AND afc_status = 'pending'",
+        )
+        .bind(message_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(Some(passed))
+}
+
+/// SQL: the message `m` is not a command held for the AFC verdict (those are no ticket's).
+pub(crate) const NOT_HELD_COMMAND_M: &str =
+    "NOT EXISTS (SELECT 1 FROM bot_commands b WHERE b.id = m.id AND b.status = 'held')";
 
 /// The bot's answer as the client reads it: trimmed, at most [`MAX_REPLY_CHARS`].
 fn shown_reply(text: &str) -> String {
@@ -198,7 +281,7 @@ impl PgStore {
     pub async fn bot_commands_unsent(&self, limit: i64) -> Result<Vec<QueuedCommand>> {
         let rows = sqlx::query(
             "SELECT id, client_id, channel, command, args, created_at, due_at FROM bot_commands
-             WHERE published_at IS NULL ORDER BY created_at, id LIMIT $1",
+             WHERE published_at IS NULL AND status = 'queued' ORDER BY created_at, id LIMIT $1",
         )
         .bind(limit)
         .fetch_all(self.pool())
@@ -265,6 +348,8 @@ impl PgStore {
         let status: String = row.try_get("status")?;
         match status.as_str() {
             "answered" => return Ok(BotReplyTaken::Duplicate),
+            // Never handed to the bot: held for the AFC verdict, or blocked by it.
+            "held" | "blocked" => return Ok(BotReplyTaken::Unknown),
             "timed_out" => {
                 sqlx::query(
                     "UPDATE bot_commands SET late_replies = late_replies + 1 WHERE id = $1",

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use sqlx::{Postgres, Transaction};
 
 use crate::attachments::{CHECKED_TEXT_OF_M, attach_client_files_in};
-use crate::bots::{BotCall, queue_command_in};
+use crate::bots::{BotCall, hold_command_in, queue_command_in};
 use crate::domain::{
     NewClientMessage, TicketClassification, TicketStatus, Verdict, event_kind, parse_rating,
     ticket_id_opened_by,
@@ -302,26 +302,30 @@ impl PgStore {
         for (client_id, messages) in &by_client {
             let mut messages: &[(Uuid, String)] = messages;
             // A command that passed is the bot's (a blocked one is blocked as any message is).
-            // With the bank's own AFC system the verdict is its: commands are then messages.
-            let routed: Vec<(Uuid, String)>;
-            if check.external().is_none() {
-                let mut kept = Vec::with_capacity(messages.len());
-                for (id, body) in messages {
-                    match check.command(body) {
-                        Some(call) if check.verdict(body) == Verdict::Passed => {
-                            if queue_command_in(&mut tx, *id, &call).await? {
-                                out.commands += 1;
-                            }
-                        }
-                        _ => kept.push((*id, body.clone())),
-                    }
-                }
-                if kept.is_empty() {
+            // With the bank's own AFC system a command is held for its verdict, of no ticket.
+            let mut kept = Vec::with_capacity(messages.len());
+            for (id, body) in messages {
+                let Some(call) = check.command(body) else {
+                    kept.push((*id, body.clone()));
                     continue;
+                };
+                if let Some(external) = check.external() {
+                    if hold_command_in(&mut tx, *id, &call, external.timeout_ms).await? {
+                        out.held += 1;
+                    }
+                } else if check.verdict(body) == Verdict::Passed {
+                    if queue_command_in(&mut tx, *id, &call).await? {
+                        out.commands += 1;
+                    }
+                } else {
+                    kept.push((*id, body.clone()));
                 }
-                routed = kept;
-                messages = &routed;
             }
+            if kept.is_empty() {
+                continue;
+            }
+            let routed = kept;
+            messages = &routed;
             let ticket = match open.remove(client_id) {
                 Some(t) => t,
                 None => {
@@ -356,7 +360,8 @@ impl PgStore {
             if let Some(external) = check.external() {
                 // Held for the AFC system's verdict: nobody sees them until it commits.
                 let ids: Vec<Uuid> = messages.iter().map(|(id, _)| *id).collect();
-                out.held += hold_for_afc(&mut tx, ticket.id, &ids, external.timeout_ms).await?;
+                out.held +=
+                    hold_for_afc(&mut tx, Some(ticket.id), &ids, external.timeout_ms).await?;
                 continue;
             }
             let (verdicts, withdrawn) = split_verdicts(

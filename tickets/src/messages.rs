@@ -7,6 +7,7 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::attachments::{ATTACHMENTS_OF_M, CHECKED_TEXT_OF_M, block_files_in, refs_of};
+use crate::bots::NOT_HELD_COMMAND_M;
 use crate::domain::{
     Assignment, AttachmentRef, NewClientMessage, TicketClassification, TicketStatus, Verdict,
     message_id_for,
@@ -362,6 +363,7 @@ pub(crate) async fn pending_client_messages_in<'e>(
     let sql = format!(
         "SELECT m.id, {CHECKED_TEXT_OF_M} AS body FROM messages m
          WHERE m.client_id = $1 AND m.author = 'client' AND m.afc_status = 'pending'
+           AND {NOT_HELD_COMMAND_M}
          ORDER BY m.created_at, m.id LIMIT $2"
     );
     let rows = sqlx::query(&sql)

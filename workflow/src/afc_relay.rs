@@ -90,7 +90,7 @@ impl AfcRelay {
             let total = count_afc_timeouts(overdue.len() as u64);
             for o in &overdue {
                 tracing::warn!(
-                    ticket_id = %o.ticket_id, client_id = %o.client_id, message_id = %o.message_id,
+                    ticket_id = ?o.ticket_id, client_id = %o.client_id, message_id = %o.message_id,
                     timeout_ms = o.timeout_ms, afc_timeouts_total = total,
                     "AFC verdict overdue: the message stays held"
                 );

@@ -170,7 +170,9 @@ impl VerdictConsumer {
                     AfcTaken::Contradicts { earlier } => {
                         return self.contradicts(record, &v, earlier).await;
                     }
-                    AfcTaken::Applied { duplicate, .. } => duplicate,
+                    AfcTaken::Applied { duplicate, .. } | AfcTaken::Command { duplicate } => {
+                        duplicate
+                    }
                     // A duplicate wakes the ticket again: harmless, and it covers a crash between
                     // the record and this signal.
                     AfcTaken::Workflow { duplicate } => {

@@ -19,7 +19,7 @@ use jsonwebtoken::EncodingKey;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use spec::checker::CheckedSpec;
+use spec::checker::{CheckedSpec, InboundCheck};
 use spec::{Spec, TicketSpec};
 use sqlx::PgPool;
 use temporalio_client::{
@@ -27,6 +27,7 @@ use temporalio_client::{
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use testkit::fixtures::{manager, web_message};
+use tickets::inbound::Intake;
 use tickets::screening::{AfcRule, Check, Rules};
 use tickets::{Caller, PgStore, ticket_id_opened_by};
 use tokio::task::JoinHandle;
@@ -58,6 +59,8 @@ struct Afc {
     public_pem: String,
     producer: FutureProducer,
     spec: TicketSpec,
+    /// The spec's `bots` section: commands the inbound transaction intercepts.
+    bots: spec::Bots,
 }
 
 /// A running in-process component, stopped on `stop()`.
@@ -137,6 +140,7 @@ impl Afc {
             signing_pem,
             public_pem,
             spec,
+            bots: spec::Bots::default(),
         })
     }
 
@@ -249,6 +253,20 @@ impl Afc {
             .message_arrived(client, m.id, ticket_id_opened_by(m.id), &self.spec, None)
             .await?;
         Ok((m.id, run))
+    }
+
+    /// Takes a client message in as the inbound consumer does, with the spec's commands.
+    async fn intake(&self, client: &str, body: &str) -> anyhow::Result<(Uuid, Intake)> {
+        let m = web_message(client, body);
+        let check = InboundCheck {
+            spec: std::sync::Arc::new(self.check()?),
+            bots: self.bots.clone(),
+        };
+        let intake = self
+            .store
+            .intake_batch(std::slice::from_ref(&m), &[], Some(&check))
+            .await?;
+        Ok((m.id, intake))
     }
 
     /// Takes a client message in as the inbound consumer does: one transaction stores it, opens
@@ -895,6 +913,138 @@ async fn a_verdict_that_arrives_after_its_ticket_closed_opens_the_clients_next_t
         afc.events_of(next, "ticket_opened").await?,
         1,
         "its workflow is started by the signaller"
+    );
+    stop_all([emulator, consumer, relay]).await
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_command_waits_for_the_afc_verdict_then_goes_to_the_bot_and_a_blocked_one_is_warned_on_a_ticket(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let text = "version: 1\nafc:\n  provider: kafka\n  timeout: 30s\n\
+                bots:\n  commands:\n    - { name: status }\n";
+    let parsed = Spec::parse("afc.yaml", text)?;
+    let mut afc = Afc::with_spec(pool, parsed.ticket).await?;
+    afc.bots = parsed.bots;
+    let (relay, consumer) = (afc.relay()?, afc.consumer()?);
+    let client = unique("afc-command");
+    let alice = manager(&unique("alice"));
+    afc.store.set_ready(&alice, 3).await?;
+
+    let (status, intake) = afc.intake(&client, "/status").await?;
+    assert_eq!(
+        (
+            intake.held,
+            intake.commands,
+            intake.opened.len(),
+            intake.wake.len()
+        ),
+        (1, 0, 0, 0),
+        "held for AFC, not yet the bot's, of no ticket"
+    );
+    let command_status = |id: Uuid| {
+        let pool = afc.pool.clone();
+        async move {
+            let s: String = sqlx::query_scalar("SELECT status FROM bot_commands WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await?;
+            anyhow::Ok(s)
+        }
+    };
+    assert_eq!(command_status(status).await?, "held");
+    assert_eq!(
+        afc.count(
+            "SELECT count(*) FROM afc_outbox WHERE message_id = $1 AND ticket_id IS NULL",
+            status
+        )
+        .await?,
+        1,
+        "queued for AFC with no ticket"
+    );
+    until("the command handed to AFC", || async {
+        Ok((afc
+            .count(
+                "SELECT count(*) FROM messages WHERE id = $1 AND afc_sent_at IS NOT NULL",
+                status,
+            )
+            .await?
+            == 1)
+            .then_some(()))
+    })
+    .await?;
+    assert!(
+        afc.store.bot_commands_unsent(10).await?.is_empty(),
+        "the bot gets nothing before the verdict"
+    );
+
+    let emulator = afc.emulator()?;
+    afc.wait_status(status, "passed").await?;
+    assert_eq!(command_status(status).await?, "queued");
+    let unsent = afc.store.bot_commands_unsent(10).await?;
+    assert_eq!(
+        unsent.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![status],
+        "the bot's now"
+    );
+    let tickets_of = |client: String| {
+        let pool = afc.pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE client_id = $1")
+                .bind(client)
+                .fetch_one(&pool)
+                .await?;
+            anyhow::Ok(n)
+        }
+    };
+    assert_eq!(
+        tickets_of(client.clone()).await?,
+        0,
+        "a command opens no ticket"
+    );
+    assert!(
+        afc.store
+            .manager_tickets(&alice.user_id, &[])
+            .await?
+            .is_empty(),
+        "no manager sees a command"
+    );
+
+    let (card, intake) = afc.intake(&client, "/status 4111 1111 1111 1111").await?;
+    assert_eq!(intake.held, 1);
+    afc.wait_status(card, "blocked").await?;
+    assert_eq!(command_status(card).await?, "blocked", "never the bot's");
+    assert_eq!(
+        afc.store
+            .bot_commands_unsent(10)
+            .await?
+            .iter()
+            .map(|c| c.id)
+            .collect::<Vec<_>>(),
+        vec![status]
+    );
+    let ticket: Option<Uuid> = sqlx::query_scalar("SELECT ticket_id FROM messages WHERE id = $1")
+        .bind(card)
+        .fetch_one(&afc.pool)
+        .await?;
+    let ticket = ticket.context("blocked on the client's ticket, as any message")?;
+    assert_eq!(
+        afc.events_of(ticket, "message_blocked").await?,
+        1,
+        "the client is warned"
+    );
+    // The client writes on: the ticket is queued and matched; its manager never sees the command.
+    let (hello, _) = afc.intake(&client, "hello, is my card blocked?").await?;
+    afc.wait_status(hello, "passed").await?;
+    until("the ticket assigned", || async {
+        Ok((afc.ticket_status(ticket).await?.as_deref() == Some("assigned")).then_some(()))
+    })
+    .await?;
+    let shown = afc.store.manager_messages(&alice.user_id, ticket).await?;
+    assert_eq!(
+        shown.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![hello],
+        "neither command is shown"
     );
     stop_all([emulator, consumer, relay]).await
 }

@@ -15,7 +15,7 @@ impl PgStore {
     ) -> Result<Vec<AfcOutgoing>> {
         let sql = format!(
             "SELECT m.id, m.client_id, m.body, m.author, {AFC_FILES_OF_M} AS files FROM messages m
-             WHERE m.afc_sent_at IS NULL AND (
+             WHERE m.afc_sent_at IS NULL AND {NOT_HELD_COMMAND_M} AND (
                    (m.client_id = $1 AND m.author = 'client' AND m.afc_status = 'pending')
                 OR (m.ticket_id = $2 AND m.author = 'manager'))
              ORDER BY m.created_at, m.id LIMIT 500"
@@ -136,7 +136,7 @@ impl PgStore {
                 client_id,
                 &TicketEvent::AfcTimeout {
                     message_id: *id,
-                    ticket_id,
+                    ticket_id: Some(ticket_id),
                     timeout_ms,
                 },
             )

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use sqlx::{Postgres, Transaction};
 
+use crate::bots::{NOT_HELD_COMMAND_M, release_held_command_in};
 use crate::domain::{Author, TicketStatus, Verdict};
 use crate::inbound::{MessageCheck, open_ticket_in};
 use crate::managers::match_waiting;
@@ -80,11 +81,12 @@ pub struct ExternalCheck {
     pub replies: bool,
 }
 
-/// Queues held client messages of `ticket_id` for the AFC system, inside the transaction that
-/// holds them; a message already queued stays as it is. Returns how many were queued now.
+/// Queues held client messages of `ticket_id` (None: commands, of no ticket) for the AFC system,
+/// inside the transaction that holds them; a message already queued stays as it is. Returns how
+/// many were queued now.
 pub(crate) async fn hold_for_afc(
     tx: &mut Transaction<'_, Postgres>,
-    ticket_id: Uuid,
+    ticket_id: Option<Uuid>,
     message_ids: &[Uuid],
     timeout_ms: u64,
 ) -> Result<usize> {
@@ -131,7 +133,8 @@ pub struct AfcQueued {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AfcOverdue {
     pub message_id: Uuid,
-    pub ticket_id: Uuid,
+    /// None for a command (of no ticket).
+    pub ticket_id: Option<Uuid>,
     pub client_id: String,
     pub timeout_ms: u64,
 }
@@ -148,6 +151,8 @@ pub enum AfcTaken {
     },
     /// Recorded; the client's open ticket is its workflow's to apply it to (signal it).
     Workflow { duplicate: bool },
+    /// Recorded on a held bot command and applied: passed, it is queued for the bot.
+    Command { duplicate: bool },
     /// Another verdict was recorded before: this one is refused and nothing changed.
     Contradicts { earlier: AfcStatus },
 }
@@ -267,11 +272,12 @@ async fn decided_pending<'e>(
     db: impl sqlx::PgExecutor<'e>,
     client_id: &str,
 ) -> Result<Vec<(Uuid, String, AfcStatus)>> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "SELECT m.id, m.body, v.status FROM messages m JOIN afc_verdicts v ON v.message_id = m.id
          WHERE m.client_id = $1 AND m.author = 'client' AND m.afc_status = 'pending'
-         ORDER BY m.created_at, m.id LIMIT 500",
-    )
+           AND {NOT_HELD_COMMAND_M}
+         ORDER BY m.created_at, m.id LIMIT 500"
+    ))
     .bind(client_id)
     .fetch_all(db)
     .await?;

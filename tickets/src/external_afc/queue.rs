@@ -131,6 +131,13 @@ impl PgStore {
             VerdictRecord::Duplicate => true,
             VerdictRecord::Contradicts { earlier } => return Ok(AfcTaken::Contradicts { earlier }),
         };
+        // A held command of no ticket: passed, it is the bot's; blocked, it is blocked on the
+        // client's ticket below as any message.
+        let passed = status.verdict() == Verdict::Passed;
+        if release_held_command_in(&mut tx, message_id, passed).await? == Some(true) {
+            self.commit_writing(tx).await?;
+            return Ok(AfcTaken::Command { duplicate });
+        }
         let row = sqlx::query(
             "SELECT id, status, manager_id, spec_version, checked_in_store FROM tickets
              WHERE client_id = $1 AND status <> 'closed' FOR UPDATE",
@@ -172,7 +179,7 @@ impl PgStore {
                         .map(|(id, _)| *id)
                         .filter(|id| decided.iter().all(|(d, _, _)| d != id))
                         .collect();
-                    hold_for_afc(&mut tx, t.id, &undecided, external.timeout_ms).await?;
+                    hold_for_afc(&mut tx, Some(t.id), &undecided, external.timeout_ms).await?;
                 }
                 (t.id, t.status, t.manager_id)
             }

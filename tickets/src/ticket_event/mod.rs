@@ -136,7 +136,8 @@ pub enum TicketEvent<'a> {
     /// Supervisors: a message waited longer than the spec's AFC timeout; it stays held.
     AfcTimeout {
         message_id: Uuid,
-        ticket_id: Uuid,
+        /// None for a bot command (held of no ticket).
+        ticket_id: Option<Uuid>,
         timeout_ms: u64,
     },
     /// Supervisors: the AFC system found a manager reply suspicious.
@@ -310,6 +311,7 @@ impl TicketEvent<'_> {
         match self {
             E::MessageAccepted { .. } | E::BotReplied { .. } | E::BotTimedOut { .. } => None,
             E::AfcReplyFlagged { ticket_id, .. }
+            | E::AfcTimeout { ticket_id, .. }
             | E::DeliveryFailed { ticket_id, .. }
             | E::DeliveryUnknown { ticket_id, .. } => *ticket_id,
             E::MessageBlocked { ticket_id, .. }
@@ -327,7 +329,6 @@ impl TicketEvent<'_> {
             | E::NoteAdded { ticket_id, .. }
             | E::TicketEscalated { ticket_id, .. }
             | E::SlaBreached { ticket_id, .. }
-            | E::AfcTimeout { ticket_id, .. }
             | E::TicketOpened { ticket_id }
             | E::TicketQueued { ticket_id }
             | E::TicketResponded { ticket_id, .. }

@@ -111,7 +111,7 @@ fn every_variant() -> Vec<TicketEvent<'static>> {
         },
         TicketEvent::AfcTimeout {
             message_id: m,
-            ticket_id: t,
+            ticket_id: Some(t),
             timeout_ms: 5,
         },
         TicketEvent::AfcReplyFlagged {
