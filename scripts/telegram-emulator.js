@@ -14,7 +14,8 @@
 //   POST /control/sent-files {token, chatId}  what the bot sent with sendDocument/sendPhoto
 // Like Telegram (and unlike telegram-test-api alone), getUpdates honours `offset`: an update is
 // returned again and again until a later call's offset confirms it, so a bot that crashes before
-// it stored its offset gets the update again. setWebhook/getWebhookInfo keep the webhook URL.
+// it stored its offset gets the update again. setWebhook/getWebhookInfo keep the webhook URL;
+// setMyCommands/getMyCommands keep the bot's command menu (checked as Telegram checks it).
 'use strict';
 const http = require('http');
 const express = require('express');
@@ -187,6 +188,22 @@ front.all('/bot:token/deleteWebhook', (req, res) => {
   webhooks.delete(req.params.token);
   res.json({ ok: true, result: true });
 });
+const menus = new Map();      // token -> [{command, description}]
+front.all('/bot:token/setMyCommands', (req, res) => {
+  let commands = { ...req.query, ...(req.body || {}) }.commands;
+  if (typeof commands === 'string') {
+    try { commands = JSON.parse(commands); } catch { commands = null; }
+  }
+  if (!Array.isArray(commands)) return apiError(res, 400, "Bad Request: can't parse commands JSON object");
+  for (const c of commands) {
+    if (!/^[a-z0-9_]{1,32}$/.test(String((c || {}).command))) return apiError(res, 400, 'Bad Request: BOT_COMMAND_INVALID');
+    const d = String((c || {}).description || '');
+    if (d.length < 1 || d.length > 256) return apiError(res, 400, 'Bad Request: command description is empty or too long');
+  }
+  menus.set(req.params.token, commands.map((c) => ({ command: c.command, description: c.description })));
+  res.json({ ok: true, result: true });
+});
+front.all('/bot:token/getMyCommands', (req, res) => res.json({ ok: true, result: menus.get(req.params.token) || [] }));
 front.use(server.webServer);
 
 const listener = http.createServer(front).listen(port, '127.0.0.1', () => {

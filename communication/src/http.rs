@@ -1,5 +1,5 @@
 //! The web-chat client API: send (`POST /v1/messages`), history (`GET /v1/messages`), read cursor
-//! (`/v1/read`), the `/v1/ws` event stream and the OpenAPI document that describes them.
+//! (`/v1/read`), the bot's commands (`/v1/commands`), the `/v1/ws` event stream and the OpenAPI document that describes them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +49,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<AppState>>)> {
         (Method::POST, "/v1/read", post(mark_read)),
         (Method::GET, "/v1/read", get(read_state)),
         (Method::POST, "/v1/typing", post(typing)),
+        (Method::GET, "/v1/commands", get(commands)),
         (Method::POST, UPLOAD_PATH, post(upload)),
         (Method::GET, "/v1/attachments/{id}", get(download)),
         (Method::GET, "/v1/ws", get(websocket)),
@@ -229,6 +230,15 @@ async fn read_state(
 ) -> Result<Response, ApiError> {
     let client = client_of(&state, &headers).await?;
     Ok(Json(state.chat.read_state(&client).await?).into_response())
+}
+
+/// The bot commands the client may send (`/name args` as a message), in the spec's order.
+async fn commands(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &headers).await?;
+    Ok(Json(json!({ "commands": state.chat.commands(&client) })).into_response())
 }
 
 /// "I am typing": the manager of the client's assigned ticket sees it (best effort, throttled).

@@ -102,7 +102,19 @@ impl Application {
         // One budget per client id for every write path of this process (web chat, Telegram, email).
         let limiter = edge::ratelimit::RateLimiter::new(settings.rate_limit);
         let mut webhook = None;
+        let spec = spec::Spec::load(&settings.spec_path)?;
+        let commands = edge::client::BotCommand::list(
+            spec.bots
+                .commands
+                .iter()
+                .map(|c| (c.name.as_str(), c.description.as_str())),
+        );
         if let Some(tg) = &settings.telegram {
+            tokio::spawn(telegram::publish_commands(
+                tg.bot()?,
+                commands.clone(),
+                shutdown.clone(),
+            ));
             let intake = telegram::Intake {
                 bot: tg.bot()?,
                 store: store.clone(),
@@ -186,6 +198,7 @@ impl Application {
                 limiter: limiter.clone(),
                 streams,
                 files: settings.files.clone(),
+                commands,
             },
             sockets: sockets.clone(),
         };

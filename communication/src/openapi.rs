@@ -108,6 +108,17 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/v1/commands": {
+                "get": {
+                    "operationId": "listCommands",
+                    "summary": "The commands of the bank's bot the client may send (`/name args` as a message), in the spec's order: an app offers them as hints. Another `/word` is an ordinary message",
+                    "responses": {
+                        "200": json_response("The commands", "Commands"),
+                        "401": unauthenticated, "403": forbidden,
+                        "429": rate_limited, "503": unavailable
+                    }
+                }
+            },
             "/v1/attachments": {
                 "post": {
                     "operationId": "uploadAttachment",
@@ -226,6 +237,11 @@ pub fn document() -> Value {
                                      "description": "Pass as `before` for older messages; null at the start" } } },
                 "MarkRead": { "type": "object", "additionalProperties": false, "required": ["message_id"],
                     "properties": { "message_id": { "type": "string", "format": "uuid" } } },
+                "Commands": { "type": "object", "required": ["commands"], "properties": {
+                    "commands": { "type": "array", "items": { "type": "object",
+                        "required": ["name", "description"], "properties": {
+                            "name": { "type": "string", "description": "Without the slash" },
+                            "description": { "type": "string" } } } } } },
                 "ReadState": { "type": "object", "required": ["read_up_to", "unread"], "properties": {
                     "read_up_to": { "type": ["string", "null"], "format": "uuid" },
                     "unread": { "type": "integer" } } }

@@ -77,7 +77,13 @@ channel_settings! {
     SMTP_RETRY_MAX_BACKOFF_MS "INBOX_SMTP_RETRY_MAX_BACKOFF_MS" Kind::Int, "`email.smtp.retry.max_backoff_ms` (default 30000)";
 }
 
-static OWN: &[&Setting] = &[&HTTP_ADDR, &OPS_ADDR, &CHANNELS, &TEST_CRASH_AFTER_PUBLISH];
+static OWN: &[&Setting] = &[
+    &HTTP_ADDR,
+    &OPS_ADDR,
+    &CHANNELS,
+    &spec::SPEC_FILE,
+    &TEST_CRASH_AFTER_PUBLISH,
+];
 
 /// Every setting of `communication`, in `--print-config` order.
 pub fn declared() -> Vec<&'static [&'static Setting]> {
@@ -107,6 +113,8 @@ pub struct Settings {
     pub email: crate::email::EmailSettings,
     /// Attachments: the object store, and the limits of the channels file.
     pub files: edge::files::Files,
+    /// The lifecycle spec: its `bots` commands are offered to clients (hints, Telegram's menu).
+    pub spec_path: std::path::PathBuf,
 }
 
 /// Why the settings are unusable: the service refuses to start with this message.
@@ -139,6 +147,7 @@ impl Settings {
             web: channels.web,
             telegram: channels.telegram,
             email: channels.email,
+            spec_path: env.text(&spec::SPEC_FILE).into(),
         })
     }
 

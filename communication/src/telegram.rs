@@ -221,6 +221,47 @@ pub(crate) fn admitted(limiter: &RateLimiter, bot: &Bot, msg: &Message, client_i
     false
 }
 
+/// Sets the bot's command menu (`setMyCommands`) to the spec's bot commands, once, retrying
+/// until the Bot API takes it or `shutdown`: the menu is a convenience, so a Bot API that is down
+/// at start never stops the channel. An empty list clears the menu.
+pub async fn publish_commands(
+    bot: Bot,
+    commands: std::sync::Arc<[edge::client::BotCommand]>,
+    shutdown: CancellationToken,
+) {
+    let menu: Vec<teloxide::types::BotCommand> = commands
+        .iter()
+        .map(|c| {
+            // Telegram wants 1 to 256 characters of description.
+            let description: String = c.description.trim().chars().take(256).collect();
+            let description = if description.is_empty() {
+                format!("/{}", c.name)
+            } else {
+                description
+            };
+            teloxide::types::BotCommand::new(c.name.clone(), description)
+        })
+        .collect();
+    let mut backoff = Backoff::new();
+    loop {
+        let sent = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = bot.set_my_commands(menu.clone()).into_future() => r,
+        };
+        match sent {
+            Ok(_) => {
+                tracing::info!(commands = menu.len(), "telegram: command menu set");
+                return;
+            }
+            Err(RequestError::RetryAfter(s)) => sleep_or_cancel(s.duration(), &shutdown).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "telegram: setMyCommands failed; retrying");
+                backoff.wait(&shutdown).await;
+            }
+        }
+    }
+}
+
 /// Polls updates until `shutdown`, publishing each message and then moving the offset.
 pub async fn poll_updates(settings: TelegramSettings, intake: Intake, shutdown: CancellationToken) {
     let (bot, store) = (intake.bot.clone(), intake.store.clone());

@@ -44,6 +44,10 @@ async fn app(pool: PgPool, limit: RateLimit) -> anyhow::Result<(Router, PgStore)
                 edge::files::Limits::default(),
             )
             .map_err(anyhow::Error::msg)?,
+            commands: edge::client::BotCommand::list([
+                ("status", "Are the bank's services working?"),
+                ("manager", ""),
+            ]),
         },
         sockets: tokio_util::task::TaskTracker::new(),
     };
@@ -324,6 +328,30 @@ async fn read_cursor_counts_unread_messages_to_the_client_and_never_moves_back(
 /// A token's subject names a web client only: one that has the form of a Telegram or email
 /// client id (`tg:4242`) is the web client `web:tg:4242`, and reads nothing of the Telegram
 /// client's chat. A client from before the prefixes (id `olga`) keeps their chat.
+#[sqlx::test(migrations = false)]
+async fn a_client_lists_the_bots_commands_in_the_specs_order(pool: PgPool) -> anyhow::Result<()> {
+    let (app, _) = app(pool, no_limit()).await?;
+    let (status, _, body) = call(&app, "GET", "/v1/commands", "ivan", None).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({ "commands": [
+            { "name": "status", "description": "Are the bank's services working?" },
+            { "name": "manager", "description": "" }
+        ] })
+    );
+    let res = app
+        .clone()
+        .oneshot(Request::builder().uri("/v1/commands").body(Body::empty())?)
+        .await?;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "a client's list only"
+    );
+    Ok(())
+}
+
 #[sqlx::test(migrations = false)]
 async fn a_token_subject_names_a_web_client_and_never_another_channels(
     pool: PgPool,

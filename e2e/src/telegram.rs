@@ -262,6 +262,24 @@ impl Emulator {
 }
 
 impl Emulator {
+    /// The bot's command menu (`getMyCommands`): `(command, description)` pairs in order.
+    pub async fn bot_commands(&self, token: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let v = self
+            .post(&format!("/bot{token}/getMyCommands"), json!({}))
+            .await?;
+        Ok(v["result"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+                        (text("command"), text("description"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// The webhook URL the bot registered (`setWebhook`), empty when none.
     pub async fn webhook_url(&self, token: &str) -> anyhow::Result<String> {
         let v = self

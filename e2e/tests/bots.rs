@@ -2,7 +2,7 @@
 //! no manager and its answer comes back in the client's chat; with the bot down the client is
 //! told it did not answer (and `/manager`, whose spec entry says `hand_over`, reaches a ready
 //! manager); a slow bot's answer after the timeout is never shown; an answer that can never be
-//! applied goes to the dead letters.
+//! applied goes to the dead letters. Every client face offers the spec's commands.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use anyhow::Context;
 use e2e::bots::BotWorker;
 use e2e::manager::{Manager, WAIT};
 use e2e::webchat::{connect, next_of, post_message};
-use e2e::{Engine, Stack, eventually};
+use e2e::{Engine, Stack, authed, eventually};
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
@@ -175,5 +175,71 @@ async fn commands_are_answered_by_the_bot_timed_out_without_it_and_never_shown_t
     }
     assert!(reasons[0].contains("not a bot answer"), "{reasons:?}");
     assert!(reasons[1].contains("no command"), "{reasons:?}");
+    Ok(())
+}
+
+/// The web chat (`GET /v1/commands`), the gRPC client API (`ListCommands`) and Telegram's command
+/// menu (`setMyCommands`) all offer the spec's bot commands, in its order.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_client_face_offers_the_specs_commands() -> anyhow::Result<()> {
+    let stack = Stack::from_env().await?;
+    let spec = spec::Spec::load(&platform::workspace_root().join("workflows.yaml"))?;
+    let listed: Vec<(String, String)> = spec
+        .bots
+        .commands
+        .iter()
+        .map(|c| (c.name.clone(), c.description.clone()))
+        .collect();
+    anyhow::ensure!(!listed.is_empty(), "workflows.yaml lists no bot commands");
+    let emulator = e2e::telegram::Emulator::start().await?;
+    let bot_token = format!("4545:{}", uuid::Uuid::new_v4().simple());
+    let engine = Engine::start_with(
+        &stack,
+        &[
+            ("INBOX_TELEGRAM_TOKEN", bot_token.clone()),
+            ("INBOX_TELEGRAM_API_URL", emulator.url.clone()),
+        ],
+    )
+    .await?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let ana = stack.token(Role::Client, &format!("ana-{run}"), "Ana")?;
+
+    let web: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/commands", engine.http))
+        .bearer_auth(&ana)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let web: Vec<(String, String)> = web["commands"]
+        .as_array()
+        .context("no commands array")?
+        .iter()
+        .map(|c| {
+            let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            (text("name"), text("description"))
+        })
+        .collect();
+    assert_eq!(web, listed, "the web chat's list");
+
+    let channel = tonic::transport::Channel::from_shared(engine.grpc.clone())?
+        .connect()
+        .await?;
+    let grpc = proto::v1::client_service_client::ClientServiceClient::new(channel)
+        .list_commands(authed(&ana, proto::v1::ListCommandsRequest {}))
+        .await?
+        .into_inner();
+    let grpc: Vec<(String, String)> = grpc
+        .commands
+        .into_iter()
+        .map(|c| (c.name, c.description))
+        .collect();
+    assert_eq!(grpc, listed, "ClientService.ListCommands");
+
+    eventually(WAIT, "the Telegram command menu", || async {
+        Ok((emulator.bot_commands(&bot_token).await? == listed).then_some(()))
+    })
+    .await?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The web apps in a real browser (Debian's Chromium driven by playwright-core, `web/tests/
 //! flow.mjs`) against the three services: a client in the widget, embedded in a page of another
 //! origin, and a manager in the console, in two browser contexts. The client writes, the manager
-//! goes ready and receives the ticket live, replies, the client sees it; a card number is blocked,
+//! goes ready and receives the ticket live, replies, the client sees it; the widget offers the
+//! bot's commands as the client types `/`; a card number is blocked,
 //! the client sees the warning and the manager's page never holds it; a double-clicked reply is
 //! sent once; the client's network is cut and restored and nothing is lost or doubled; a canned
 //! response is inserted with `/hel`; each side sees the other typing, and after those cursor-0

@@ -17,55 +17,62 @@ async fn both_reflection_versions_list_the_engine_services() -> anyhow::Result<(
         ServerReflectionRequest as V1Request, server_reflection_request::MessageRequest as V1Msg,
         server_reflection_response::MessageResponse as V1Resp,
     };
-    let ask = V1Request {
-        host: String::new(),
-        message_request: Some(V1Msg::ListServices(String::new())),
+    // One question, its one answer.
+    let ask = |question: V1Msg| {
+        let channel = channel.clone();
+        async move {
+            let ask = V1Request {
+                host: String::new(),
+                message_request: Some(question),
+            };
+            let mut answers = V1::new(channel)
+                .server_reflection_info(futures::stream::iter([ask]))
+                .await?
+                .into_inner();
+            let Some(Ok(answer)) = answers.next().await else {
+                anyhow::bail!("no v1 reflection answer");
+            };
+            anyhow::Ok(answer.message_response)
+        }
     };
-    let mut answers = V1::new(channel.clone())
-        .server_reflection_info(futures::stream::iter([ask]))
-        .await?
-        .into_inner();
-    let Some(Ok(answer)) = answers.next().await else {
-        anyhow::bail!("no v1 reflection answer");
-    };
-    let Some(V1Resp::ListServicesResponse(list)) = answer.message_response else {
+    let Some(V1Resp::ListServicesResponse(list)) = ask(V1Msg::ListServices(String::new())).await?
+    else {
         anyhow::bail!("v1 reflection did not list services");
     };
     let v1: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
 
     // Each RPC is described, the newest ones too (the descriptor set is built from every proto).
-    let ask = V1Request {
-        host: String::new(),
-        message_request: Some(V1Msg::FileContainingSymbol("inbox.v1.AdminService".into())),
-    };
-    let mut answers = V1::new(channel.clone())
-        .server_reflection_info(futures::stream::iter([ask]))
-        .await?
-        .into_inner();
-    let Some(Ok(answer)) = answers.next().await else {
-        anyhow::bail!("no v1 reflection answer");
-    };
-    let Some(V1Resp::FileDescriptorResponse(files)) = answer.message_response else {
-        anyhow::bail!("v1 reflection did not describe AdminService");
-    };
-    let mut methods = Vec::new();
-    for bytes in &files.file_descriptor_proto {
-        let file = <prost_types::FileDescriptorProto as prost::Message>::decode(bytes.as_slice())?;
-        for service in file.service.iter().filter(|s| s.name() == "AdminService") {
-            methods.extend(service.method.iter().map(|m| m.name().to_owned()));
-        }
-    }
-    for wanted in [
-        "GetStats",
-        "GetReport",
-        "ExportReport",
-        "SearchMessages",
-        "SimulateSpec",
+    for (service, wanted) in [
+        (
+            "AdminService",
+            &[
+                "GetStats",
+                "GetReport",
+                "ExportReport",
+                "SearchMessages",
+                "SimulateSpec",
+            ][..],
+        ),
+        ("ClientService", &["GetAttachment", "ListCommands"][..]),
     ] {
-        assert!(
-            methods.iter().any(|m| m == wanted),
-            "{wanted} missing from AdminService {methods:?}"
-        );
+        let symbol = V1Msg::FileContainingSymbol(format!("inbox.v1.{service}"));
+        let Some(V1Resp::FileDescriptorResponse(files)) = ask(symbol).await? else {
+            anyhow::bail!("v1 reflection did not describe {service}");
+        };
+        let mut methods = Vec::new();
+        for bytes in &files.file_descriptor_proto {
+            let file =
+                <prost_types::FileDescriptorProto as prost::Message>::decode(bytes.as_slice())?;
+            for s in file.service.iter().filter(|s| s.name() == service) {
+                methods.extend(s.method.iter().map(|m| m.name().to_owned()));
+            }
+        }
+        for wanted in wanted {
+            assert!(
+                methods.iter().any(|m| m == wanted),
+                "{wanted} missing from {service} {methods:?}"
+            );
+        }
     }
 
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as Alpha;

@@ -91,6 +91,28 @@ pub struct History {
     pub next_before: Option<String>,
 }
 
+/// A command of the bank's bot a client may send (the spec's `bots.commands`), as apps offer it:
+/// the widget's hints, Telegram's command menu, `ClientService.ListCommands`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BotCommand {
+    /// Without the slash: the client writes `/name`.
+    pub name: String,
+    pub description: String,
+}
+
+impl BotCommand {
+    /// The list of `(name, description)` pairs, in their order.
+    pub fn list<'a>(named: impl IntoIterator<Item = (&'a str, &'a str)>) -> std::sync::Arc<[Self]> {
+        named
+            .into_iter()
+            .map(|(name, description)| Self {
+                name: name.to_owned(),
+                description: description.to_owned(),
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone)]
 pub struct ClientChat {
     pub store: PgStore,
@@ -99,6 +121,8 @@ pub struct ClientChat {
     pub limiter: RateLimiter,
     pub streams: Streams,
     pub files: Files,
+    /// The spec's bot commands, in its order (the same for every client).
+    pub commands: std::sync::Arc<[BotCommand]>,
 }
 
 impl ClientChat {
@@ -280,6 +304,11 @@ impl ClientChat {
             .mark_read(&client.user_id, message_id)
             .await?
             .ok_or(ClientError::NoSuchMessage)
+    }
+
+    /// The bot commands the caller may send, in the spec's order.
+    pub fn commands(&self, _client: &Caller) -> &[BotCommand] {
+        &self.commands
     }
 
     pub async fn read_state(&self, client: &Caller) -> Result<ReadState, ClientError> {

@@ -128,6 +128,24 @@ impl ClientService for Clients {
         }))
     }
 
+    async fn list_commands(
+        &self,
+        req: Request<v1::ListCommandsRequest>,
+    ) -> Result<Response<v1::ListCommandsResponse>, Status> {
+        let me = self.client(&req).await?.caller;
+        Ok(Response::new(v1::ListCommandsResponse {
+            commands: self
+                .chat
+                .commands(&me)
+                .iter()
+                .map(|c| v1::BotCommand {
+                    name: c.name.clone(),
+                    description: c.description.clone(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn send_typing(
         &self,
         req: Request<v1::ClientTypingRequest>,

@@ -257,6 +257,31 @@ async function main() {
     await widget.locator(sentStates, { hasText: 'Hello, my transfer is stuck' }).waitFor();
   });
 
+  await step('"/st" in the widget offers the bot\'s /status with its description, Tab takes it; "/" lists them all, Esc closes', async () => {
+    const box = widget.getByLabel('Your message');
+    await box.pressSequentially('/st', { delay: 20 });
+    const list = widget.getByRole('listbox', { name: 'Assistant commands' });
+    const status = list.locator('li[data-command="status"]');
+    await status.waitFor();
+    const shown = ((await status.textContent()) || '').trim();
+    check(shown.startsWith('/status') && shown.includes("Are the bank's services working?"), `the hint reads "${shown}"`);
+    check((await list.locator('li').count()) === 1, '"/st" offers more than /status');
+    check((await status.getAttribute('aria-selected')) === 'true', 'the only hint is not the active option');
+    await accessible(widget, 'widget, command hints open');
+    await box.press('Tab');
+    check((await box.inputValue()) === '/status ', `Tab left "${await box.inputValue()}"`);
+    await list.waitFor({ state: 'detached' });
+    await box.fill('/');
+    await list.locator('li').first().waitFor();
+    const all = await list.locator('li').count();
+    check(all >= 5, `"/" lists ${all} commands`);
+    await box.press('ArrowDown');
+    check((await list.locator('li').nth(1).getAttribute('aria-selected')) === 'true', 'ArrowDown did not move to the second command');
+    await box.press('Escape');
+    await list.waitFor({ state: 'detached' });
+    await box.fill('');
+  });
+
   await step('the manager signs in on the console (dev login)', async () => {
     await signIn(consolePage, manager, 'manager');
     // The stream shows "live" once the gateway answers its headers (or its first event).
@@ -766,7 +791,7 @@ async function main() {
     await accessible(supervisor, 'supervisor view with an audit trail');
   });
 
-  await step('the admin reads the reports per channel and downloads them as CSV', async () => {
+  await step('the admin reads the reports per channel, Refresh reads them again, and downloads them as CSV', async () => {
     const reports = supervisor.getByRole('tabpanel', { name: 'Supervisor' }).locator('section.reports');
     await reports.getByLabel(/^Per\s/).selectOption({ label: 'Channel' });
     // REPORT_GROUP_BY_CHANNEL is 4; the widget's client wrote on the web chat and rated.
@@ -774,6 +799,12 @@ async function main() {
     const web = reports.locator('tbody tr[data-key="web"]');
     await web.waitFor();
     check(Number(await web.locator('td[data-ratings]').getAttribute('data-ratings')) >= 1, 'the web row counts no rating');
+    // The view's Refresh reads the report again; the table stays while it does.
+    await Promise.all([
+      supervisor.waitForRequest((r) => r.url().endsWith('/inbox.v1.AdminService/GetReport')),
+      supervisor.getByRole('tabpanel', { name: 'Supervisor' }).getByRole('button', { name: 'Refresh', exact: true }).click(),
+    ]);
+    check((await web.count()) === 1, 'the table went away while the report was read again');
     const [download] = await Promise.all([
       supervisor.waitForEvent('download'),
       reports.getByRole('button', { name: 'Download CSV' }).click(),

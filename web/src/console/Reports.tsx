@@ -57,7 +57,19 @@ function span(t: Strings, d?: DurationStats): string {
   return t.spanValue(secs(t, d.p50Seconds), secs(t, d.p90Seconds), Number(d.count));
 }
 
-export function Reports({ api, active, onAuthLost }: { api: Api; active: boolean; onAuthLost: (why: AuthLoss) => void }) {
+/** `asked`: bumped by the view's Refresh button, which reads the report again (the table stays
+ * until the new one is there). */
+export function Reports({
+  api,
+  active,
+  asked: refreshes,
+  onAuthLost,
+}: {
+  api: Api;
+  active: boolean;
+  asked: number;
+  onAuthLost: (why: AuthLoss) => void;
+}) {
   const { t, lang } = useI18n();
   const [days, setDays] = useState(7);
   const [groupBy, setGroupBy] = useState(ReportGroupBy.DAY);
@@ -93,6 +105,10 @@ export function Reports({ api, active, onAuthLost }: { api: Api; active: boolean
     setReport(null);
     void load();
   }, [active, days, groupBy]);
+  const firstAsk = useRef(refreshes);
+  useEffect(() => {
+    if (active && refreshes !== firstAsk.current) void load();
+  }, [refreshes]);
 
   const download = async () => {
     setDownloading(true);

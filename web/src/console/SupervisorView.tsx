@@ -102,6 +102,8 @@ export function SupervisorView({
   const [error, setError] = useState<string | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
   const [audit, setAudit] = useState<GetAuditTrailResponse | null>(null);
+  /** Refresh presses, for the reports (read again only when asked). */
+  const [reportsAsked, setReportsAsked] = useState(0);
   const [auditError, setAuditError] = useState<string | null>(null);
   const [moreBusy, setMoreBusy] = useState(false);
   const wanted = useRef(PAGE);
@@ -291,7 +293,15 @@ export function SupervisorView({
             ))}
           </select>
         </label>
-        <button type="button" class="secondary" onClick={() => void refresh()}>
+        <button
+          type="button"
+          class="secondary"
+          onClick={() => {
+            // The reports too (they are read on demand only: a long period costs the database).
+            setReportsAsked((n) => n + 1);
+            void refresh();
+          }}
+        >
           {t.refresh}
         </button>
         <span class="hint" aria-live="off">
@@ -308,7 +318,7 @@ export function SupervisorView({
         <Managers managers={data.managers} when={when} />
       </div>
       <Charts stats={data.stats} hours={hours} lang={lang} />
-      <Reports api={api} active={active} onAuthLost={onAuthLost} />
+      <Reports api={api} active={active} asked={reportsAsked} onAuthLost={onAuthLost} />
       <DryRun api={api} onAuthLost={onAuthLost} />
       <div class="sup-lower">
         <section

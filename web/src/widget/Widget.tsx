@@ -257,6 +257,21 @@ function Typing({ t, store }: { t: Strings; store: ChatStore }) {
 
 function Composer({ t, lang, store, inputId, accept }: { t: Strings; lang: Lang; store: ChatStore; inputId: string; accept: string }) {
   const [text, setText] = useState('');
+  const field = useRef<HTMLTextAreaElement>(null);
+  // The bot's commands while the text is `/` and the start of a name: a listbox the textarea
+  // controls (the console's canned responses work the same way). Esc closes it for this text.
+  const hints = store.commandHints(text);
+  const [active, setActive] = useState(0);
+  const [dismissed, setDismissed] = useState<string | null>(null);
+  const open = hints.length > 0 && dismissed !== text;
+  const current = open ? Math.min(active, hints.length - 1) : -1;
+  const listId = `${inputId}-commands`;
+  const optionId = (name: string) => `${listId}-${name}`;
+  useEffect(() => setActive(0), [text]);
+  const take = (name: string) => {
+    setText(`/${name} `);
+    field.current?.focus();
+  };
   // Send was pressed while a file was still uploading: say why nothing happened.
   const [waiting, setWaiting] = useState(false);
   const busy = store.uploading();
@@ -273,6 +288,29 @@ function Composer({ t, lang, store, inputId, accept }: { t: Strings; lang: Lang;
   };
   return (
     <form class="iw-composer" onSubmit={submit}>
+      {open && (
+        <ul class="iw-commands" id={listId} role="listbox" aria-label={t.commandList}>
+          {hints.map((c, i) => (
+            <li
+              key={c.name}
+              id={optionId(c.name)}
+              role="option"
+              aria-selected={i === current}
+              class={i === current ? 'iw-active' : undefined}
+              data-command={c.name}
+              // The focus stays in the text: a click takes the command without leaving it.
+              onMouseDown={(e) => e.preventDefault()}
+              onClick={() => take(c.name)}
+            >
+              <span class="iw-command-name">/{c.name}</span>
+              {c.description && <span class="iw-command-text">{c.description}</span>}
+            </li>
+          ))}
+        </ul>
+      )}
+      <span class="iw-hidden" role="status">
+        {open ? t.commandsOpen(hints.length) : ''}
+      </span>
       <PendingChips files={store.attached} t={t} lang={lang} cls="iw-" onRemove={(key) => store.detach(key)} />
       <p class="iw-compose-note" role="status">
         {waiting && busy ? t.waitForUploads : ''}
@@ -291,15 +329,43 @@ function Composer({ t, lang, store, inputId, accept }: { t: Strings; lang: Lang;
         </label>
         <textarea
           id={inputId}
+          ref={field}
           rows={2}
           value={text}
           placeholder={t.messagePlaceholder}
+          aria-autocomplete={store.commands.length ? 'list' : undefined}
+          aria-haspopup={store.commands.length ? 'listbox' : undefined}
+          aria-controls={open ? listId : undefined}
+          aria-activedescendant={open ? optionId(hints[current].name) : undefined}
           onInput={(e) => {
             const value = e.currentTarget.value;
             setText(value);
             if (value.trim()) store.typing();
           }}
+          onBlur={() => setDismissed(text)}
+          onFocus={() => setDismissed(null)}
           onKeyDown={(e) => {
+            if (open && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
+              const n = hints.length;
+              const chosen = hints[current];
+              if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+                e.preventDefault();
+                setActive((current + (e.key === 'ArrowDown' ? 1 : n - 1)) % n);
+                return;
+              }
+              // Tab takes the command; Enter too, unless it is written out already (then it sends).
+              if (e.key === 'Tab' || (e.key === 'Enter' && !e.shiftKey && text.slice(1).toLowerCase() !== chosen.name)) {
+                e.preventDefault();
+                take(chosen.name);
+                return;
+              }
+              if (e.key === 'Escape') {
+                e.preventDefault();
+                e.stopPropagation();
+                setDismissed(text);
+                return;
+              }
+            }
             if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) submit(e);
           }}
         />

@@ -25,6 +25,12 @@ export interface WireMessage {
   attachments?: WireAttachment[];
 }
 
+/** A command of the bank's bot (`GET /v1/commands`): the client writes `/name args`. */
+export interface BotCommand {
+  name: string;
+  description: string;
+}
+
 export interface HistoryPage {
   messages: WireMessage[];
   next_before: string | null;
@@ -129,6 +135,11 @@ export class ChatApi {
 
   readState(): Promise<{ read_up_to: string | null; unread: number }> {
     return this.call('GET', '/v1/read');
+  }
+
+  /** The bot's commands, in the bank's order. */
+  commands(): Promise<{ commands: BotCommand[] }> {
+    return this.call('GET', '/v1/commands');
   }
 
   /** "I am typing" (204): the manager of the client's assigned ticket gets a `typing` event. */

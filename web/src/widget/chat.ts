@@ -4,7 +4,7 @@ import { Backoff, pause } from '../shared/backoff';
 import { jwtClaims } from '../shared/jwt';
 import { uuid } from '../shared/uuid';
 import { BlobUrls, filesFromJson, isImage, sameFiles, type FileRef, type PendingFile } from '../shared/files';
-import { ChatApi, HttpError, type TokenSource, type WireAttachment, type WireMessage } from './api';
+import { ChatApi, HttpError, type BotCommand, type TokenSource, type WireAttachment, type WireMessage } from './api';
 
 export type ItemKind = 'client' | 'manager' | 'system' | 'warning' | 'rating';
 export type ItemState = 'queued' | 'sending' | 'sent' | 'pending' | 'delivered' | 'failed';
@@ -89,6 +89,8 @@ export class ChatStore {
   attached: PendingFile[] = [];
   /** Object URLs of the chat's files (fetched with the token), revoked when the widget goes. */
   readonly urls: BlobUrls;
+  /** The bank's bot commands, offered as the client types `/` (empty until read, or if none). */
+  commands: BotCommand[] = [];
 
   private readonly byKey = new Map<string, Item>();
   /** Messages blocked or withdrawn: never shown again, whatever arrives late. */
@@ -248,6 +250,7 @@ export class ChatStore {
         this.emit();
         this.scheduleMarkRead();
         void this.socketLoop();
+        void this.loadCommands();
         return;
       } catch (e) {
         if (this.expired(e)) return;
@@ -256,6 +259,24 @@ export class ChatStore {
         await pause(backoff.next(), this.abort.signal);
       }
     }
+  }
+
+  /** The bot's commands, once: hints only, so a failure leaves none offered and the chat as it is. */
+  private async loadCommands(): Promise<void> {
+    try {
+      this.commands = (await this.api.commands()).commands;
+      this.emit();
+    } catch {
+      // no hints this visit
+    }
+  }
+
+  /** The commands `text` may be the start of: while it is `/` and a name (no space yet). */
+  commandHints(text: string): BotCommand[] {
+    const m = /^\/([a-z0-9_]*)$/i.exec(text);
+    if (!m) return [];
+    const q = m[1].toLowerCase();
+    return this.commands.filter((c) => c.name.startsWith(q));
   }
 
   async loadOlder(): Promise<void> {

@@ -82,5 +82,12 @@ export const CSS = `
 .iw-rate-scale { display: flex; justify-content: space-between; font-size: .75rem; color: var(--muted); }
 .iw-rate-note { margin: 0; font-size: .8rem; }
 .iw-thanks { margin: .35rem 0 0; font-style: normal; font-weight: 600; color: #1d6b3a; }
+.iw-commands { list-style: none; margin: 0; padding: .2rem; display: grid; gap: .1rem; max-height: 10rem; overflow-y: auto;
+  border: 1px solid var(--line); border-radius: 8px; background: #fff; }
+.iw-commands li { display: flex; flex-wrap: wrap; gap: .1rem .6rem; padding: .3rem .5rem; border-radius: 6px; cursor: pointer; }
+.iw-commands li:hover { background: #f5f6f8; }
+.iw-commands .iw-active { background: #eef3ff; outline: 2px solid var(--accent); outline-offset: -2px; }
+.iw-command-name { font-weight: 600; color: var(--accent); }
+.iw-command-text { color: var(--muted); font-size: .85rem; }
 .iw-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 `;

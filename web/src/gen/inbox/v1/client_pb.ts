@@ -16,7 +16,61 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inbox/v1/client.proto.
  */
 export const file_inbox_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("ChVpbmJveC92MS9jbGllbnQucHJvdG8SCGluYm94LnYxIlEKHUNsaWVudFVwbG9hZEF0dGFjaG1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEgwKBGRhdGEYAyABKAwiUwoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBGJvZHkYASABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJEhYKDmF0dGFjaG1lbnRfaWRzGAMgAygJIikKE1NlbmRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCSLfAQoLQ2hhdE1lc3NhZ2USCgoCaWQYASABKAkSEQoJdGlja2V0X2lkGAIgASgJEiAKBmF1dGhvchgDIAEoDjIQLmluYm94LnYxLkF1dGhvchIMCgRib2R5GAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKBXN0YXRlGAYgASgOMhcuaW5ib3gudjEuRGVsaXZlcnlTdGF0ZRIpCgthdHRhY2htZW50cxgHIAMoCzIULmluYm94LnYxLkF0dGFjaG1lbnQiOwoSTGlzdEhpc3RvcnlSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIm0KE0xpc3RIaXN0b3J5UmVzcG9uc2USJwoIbWVzc2FnZXMYASADKAsyFS5pbmJveC52MS5DaGF0TWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSFAoMdW5yZWFkX2NvdW50GAMgASgDIiUKD01hcmtSZWFkUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIigKEE1hcmtSZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIhUKE0NsaWVudFR5cGluZ1JlcXVlc3QiFgoUQ2xpZW50VHlwaW5nUmVzcG9uc2UqaQoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkRFTElWRVJZX1NUQVRFX1BFTkRJTkcQARIcChhERUxJVkVSWV9TVEFURV9ERUxJVkVSRUQQAjKsBAoNQ2xpZW50U2VydmljZRJKCgtTZW5kTWVzc2FnZRIcLmluYm94LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBodLmluYm94LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USSgoLTGlzdEhpc3RvcnkSHC5pbmJveC52MS5MaXN0SGlzdG9yeVJlcXVlc3QaHS5pbmJveC52MS5MaXN0SGlzdG9yeVJlc3BvbnNlEkEKCE1hcmtSZWFkEhkuaW5ib3gudjEuTWFya1JlYWRSZXF1ZXN0GhouaW5ib3gudjEuTWFya1JlYWRSZXNwb25zZRJACgxTdHJlYW1FdmVudHMSHS5pbmJveC52MS5TdHJlYW1FdmVudHNSZXF1ZXN0Gg8uaW5ib3gudjEuRXZlbnQwARJLCgpTZW5kVHlwaW5nEh0uaW5ib3gudjEuQ2xpZW50VHlwaW5nUmVxdWVzdBoeLmluYm94LnYxLkNsaWVudFR5cGluZ1Jlc3BvbnNlEl8KEFVwbG9hZEF0dGFjaG1lbnQSJy5pbmJveC52MS5DbGllbnRVcGxvYWRBdHRhY2htZW50UmVxdWVzdBoiLmluYm94LnYxLlVwbG9hZEF0dGFjaG1lbnRSZXNwb25zZRJQCg1HZXRBdHRhY2htZW50Eh4uaW5ib3gudjEuR2V0QXR0YWNobWVudFJlcXVlc3QaHy5pbmJveC52MS5HZXRBdHRhY2htZW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_inbox_v1_manager, file_inbox_v1_stream]);
+  fileDesc("ChVpbmJveC92MS9jbGllbnQucHJvdG8SCGluYm94LnYxIhUKE0xpc3RDb21tYW5kc1JlcXVlc3QiLwoKQm90Q29tbWFuZBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIj4KFExpc3RDb21tYW5kc1Jlc3BvbnNlEiYKCGNvbW1hbmRzGAEgAygLMhQuaW5ib3gudjEuQm90Q29tbWFuZCJRCh1DbGllbnRVcGxvYWRBdHRhY2htZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIMCgRkYXRhGAMgASgMIlMKElNlbmRNZXNzYWdlUmVxdWVzdBIMCgRib2R5GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIWCg5hdHRhY2htZW50X2lkcxgDIAMoCSIpChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAki3wEKC0NoYXRNZXNzYWdlEgoKAmlkGAEgASgJEhEKCXRpY2tldF9pZBgCIAEoCRIgCgZhdXRob3IYAyABKA4yEC5pbmJveC52MS5BdXRob3ISDAoEYm9keRgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgVzdGF0ZRgGIAEoDjIXLmluYm94LnYxLkRlbGl2ZXJ5U3RhdGUSKQoLYXR0YWNobWVudHMYByADKAsyFC5pbmJveC52MS5BdHRhY2htZW50IjsKEkxpc3RIaXN0b3J5UmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJtChNMaXN0SGlzdG9yeVJlc3BvbnNlEicKCG1lc3NhZ2VzGAEgAygLMhUuaW5ib3gudjEuQ2hhdE1lc3NhZ2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhQKDHVucmVhZF9jb3VudBgDIAEoAyIlCg9NYXJrUmVhZFJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoCSIoChBNYXJrUmVhZFJlc3BvbnNlEhQKDHVucmVhZF9jb3VudBgBIAEoAyIVChNDbGllbnRUeXBpbmdSZXF1ZXN0IhYKFENsaWVudFR5cGluZ1Jlc3BvbnNlKmkKDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZERUxJVkVSWV9TVEFURV9QRU5ESU5HEAESHAoYREVMSVZFUllfU1RBVEVfREVMSVZFUkVEEAIy+wQKDUNsaWVudFNlcnZpY2USSgoLU2VuZE1lc3NhZ2USHC5pbmJveC52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHS5pbmJveC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEkoKC0xpc3RIaXN0b3J5EhwuaW5ib3gudjEuTGlzdEhpc3RvcnlSZXF1ZXN0Gh0uaW5ib3gudjEuTGlzdEhpc3RvcnlSZXNwb25zZRJBCghNYXJrUmVhZBIZLmluYm94LnYxLk1hcmtSZWFkUmVxdWVzdBoaLmluYm94LnYxLk1hcmtSZWFkUmVzcG9uc2USQAoMU3RyZWFtRXZlbnRzEh0uaW5ib3gudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBoPLmluYm94LnYxLkV2ZW50MAESSwoKU2VuZFR5cGluZxIdLmluYm94LnYxLkNsaWVudFR5cGluZ1JlcXVlc3QaHi5pbmJveC52MS5DbGllbnRUeXBpbmdSZXNwb25zZRJfChBVcGxvYWRBdHRhY2htZW50EicuaW5ib3gudjEuQ2xpZW50VXBsb2FkQXR0YWNobWVudFJlcXVlc3QaIi5pbmJveC52MS5VcGxvYWRBdHRhY2htZW50UmVzcG9uc2USUAoNR2V0QXR0YWNobWVudBIeLmluYm94LnYxLkdldEF0dGFjaG1lbnRSZXF1ZXN0Gh8uaW5ib3gudjEuR2V0QXR0YWNobWVudFJlc3BvbnNlEk0KDExpc3RDb21tYW5kcxIdLmluYm94LnYxLkxpc3RDb21tYW5kc1JlcXVlc3QaHi5pbmJveC52MS5MaXN0Q29tbWFuZHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_inbox_v1_manager, file_inbox_v1_stream]);
+
+/**
+ * @generated from message inbox.v1.ListCommandsRequest
+ */
+export type ListCommandsRequest = Message<"inbox.v1.ListCommandsRequest"> & {
+};
+
+/**
+ * Describes the message inbox.v1.ListCommandsRequest.
+ * Use `create(ListCommandsRequestSchema)` to create a new message.
+ */
+export const ListCommandsRequestSchema: GenMessage<ListCommandsRequest> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_client, 0);
+
+/**
+ * @generated from message inbox.v1.BotCommand
+ */
+export type BotCommand = Message<"inbox.v1.BotCommand"> & {
+  /**
+   * Without the slash.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string description = 2;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message inbox.v1.BotCommand.
+ * Use `create(BotCommandSchema)` to create a new message.
+ */
+export const BotCommandSchema: GenMessage<BotCommand> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_client, 1);
+
+/**
+ * @generated from message inbox.v1.ListCommandsResponse
+ */
+export type ListCommandsResponse = Message<"inbox.v1.ListCommandsResponse"> & {
+  /**
+   * @generated from field: repeated inbox.v1.BotCommand commands = 1;
+   */
+  commands: BotCommand[];
+};
+
+/**
+ * Describes the message inbox.v1.ListCommandsResponse.
+ * Use `create(ListCommandsResponseSchema)` to create a new message.
+ */
+export const ListCommandsResponseSchema: GenMessage<ListCommandsResponse> = /*@__PURE__*/
+  messageDesc(file_inbox_v1_client, 2);
 
 /**
  * @generated from message inbox.v1.ClientUploadAttachmentRequest
@@ -45,7 +99,7 @@ export type ClientUploadAttachmentRequest = Message<"inbox.v1.ClientUploadAttach
  * Use `create(ClientUploadAttachmentRequestSchema)` to create a new message.
  */
 export const ClientUploadAttachmentRequestSchema: GenMessage<ClientUploadAttachmentRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 0);
+  messageDesc(file_inbox_v1_client, 3);
 
 /**
  * @generated from message inbox.v1.SendMessageRequest
@@ -76,7 +130,7 @@ export type SendMessageRequest = Message<"inbox.v1.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 1);
+  messageDesc(file_inbox_v1_client, 4);
 
 /**
  * @generated from message inbox.v1.SendMessageResponse
@@ -93,7 +147,7 @@ export type SendMessageResponse = Message<"inbox.v1.SendMessageResponse"> & {
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 2);
+  messageDesc(file_inbox_v1_client, 5);
 
 /**
  * @generated from message inbox.v1.ChatMessage
@@ -144,7 +198,7 @@ export type ChatMessage = Message<"inbox.v1.ChatMessage"> & {
  * Use `create(ChatMessageSchema)` to create a new message.
  */
 export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 3);
+  messageDesc(file_inbox_v1_client, 6);
 
 /**
  * @generated from message inbox.v1.ListHistoryRequest
@@ -170,7 +224,7 @@ export type ListHistoryRequest = Message<"inbox.v1.ListHistoryRequest"> & {
  * Use `create(ListHistoryRequestSchema)` to create a new message.
  */
 export const ListHistoryRequestSchema: GenMessage<ListHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 4);
+  messageDesc(file_inbox_v1_client, 7);
 
 /**
  * @generated from message inbox.v1.ListHistoryResponse
@@ -199,7 +253,7 @@ export type ListHistoryResponse = Message<"inbox.v1.ListHistoryResponse"> & {
  * Use `create(ListHistoryResponseSchema)` to create a new message.
  */
 export const ListHistoryResponseSchema: GenMessage<ListHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 5);
+  messageDesc(file_inbox_v1_client, 8);
 
 /**
  * @generated from message inbox.v1.MarkReadRequest
@@ -216,7 +270,7 @@ export type MarkReadRequest = Message<"inbox.v1.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 6);
+  messageDesc(file_inbox_v1_client, 9);
 
 /**
  * @generated from message inbox.v1.MarkReadResponse
@@ -233,7 +287,7 @@ export type MarkReadResponse = Message<"inbox.v1.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 7);
+  messageDesc(file_inbox_v1_client, 10);
 
 /**
  * @generated from message inbox.v1.ClientTypingRequest
@@ -246,7 +300,7 @@ export type ClientTypingRequest = Message<"inbox.v1.ClientTypingRequest"> & {
  * Use `create(ClientTypingRequestSchema)` to create a new message.
  */
 export const ClientTypingRequestSchema: GenMessage<ClientTypingRequest> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 8);
+  messageDesc(file_inbox_v1_client, 11);
 
 /**
  * @generated from message inbox.v1.ClientTypingResponse
@@ -259,7 +313,7 @@ export type ClientTypingResponse = Message<"inbox.v1.ClientTypingResponse"> & {
  * Use `create(ClientTypingResponseSchema)` to create a new message.
  */
 export const ClientTypingResponseSchema: GenMessage<ClientTypingResponse> = /*@__PURE__*/
-  messageDesc(file_inbox_v1_client, 9);
+  messageDesc(file_inbox_v1_client, 12);
 
 /**
  * @generated from enum inbox.v1.DeliveryState
@@ -367,6 +421,17 @@ export const ClientService: GenService<{
     methodKind: "unary";
     input: typeof GetAttachmentRequestSchema;
     output: typeof GetAttachmentResponseSchema;
+  },
+  /**
+   * The commands of the bank's bot the client may send (`/name args` as a message), in the
+   * spec's order, for an app to offer as hints. Another `/word` is an ordinary message.
+   *
+   * @generated from rpc inbox.v1.ClientService.ListCommands
+   */
+  listCommands: {
+    methodKind: "unary";
+    input: typeof ListCommandsRequestSchema;
+    output: typeof ListCommandsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inbox_v1_client, 0);
