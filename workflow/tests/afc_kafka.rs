@@ -1048,3 +1048,58 @@ async fn a_command_waits_for_the_afc_verdict_then_goes_to_the_bot_and_a_blocked_
     );
     stop_all([emulator, consumer, relay]).await
 }
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn a_command_whose_verdict_is_overdue_raises_one_alert_of_no_ticket_and_waits_for_the_verdict(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let text = "version: 1\nafc:\n  provider: kafka\n  timeout: 1s\n\
+                bots:\n  commands:\n    - { name: status }\n";
+    let parsed = Spec::parse("afc.yaml", text)?;
+    let mut afc = Afc::with_spec(pool, parsed.ticket).await?;
+    afc.bots = parsed.bots;
+    let (relay, consumer) = (afc.relay()?, afc.consumer()?);
+    let client = unique("afc-command-down");
+    let (status, intake) = afc.intake(&client, "/status").await?;
+    assert_eq!(intake.held, 1);
+    let alerts = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events
+             WHERE client_id = $1 AND kind = 'afc_timeout' AND ticket_id IS NULL
+               AND payload->>'message_id' = $2 AND NOT client_visible AND manager_id IS NULL",
+        )
+        .bind(&client)
+        .bind(status.to_string())
+        .fetch_one(&afc.pool)
+        .await?;
+        anyhow::Ok(n)
+    };
+    until("an afc_timeout alert of no ticket", || async {
+        Ok((alerts().await? == 1).then_some(()))
+    })
+    .await?;
+    assert_eq!(afc.afc_status(status).await?, "pending", "still held");
+    assert!(
+        afc.store.bot_commands_unsent(10).await?.is_empty(),
+        "not the bot's before its verdict"
+    );
+    // AFC is back: the verdict releases it to the bot; the alert was raised once.
+    let emulator = afc.emulator()?;
+    afc.wait_status(status, "passed").await?;
+    assert_eq!(
+        afc.store
+            .bot_commands_unsent(10)
+            .await?
+            .iter()
+            .map(|c| c.id)
+            .collect::<Vec<_>>(),
+        vec![status]
+    );
+    assert_eq!(alerts().await?, 1, "one alert per message");
+    let tickets: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE client_id = $1")
+        .bind(&client)
+        .fetch_one(&afc.pool)
+        .await?;
+    assert_eq!(tickets, 0, "a command opens no ticket");
+    stop_all([emulator, consumer, relay]).await
+}
