@@ -1,17 +1,19 @@
 //! Queued bot commands in the store against a real PostgreSQL: a command that passed the AFC
 //! check goes to the bot and to no manager, a blocked one is blocked as any message, the first
 //! outcome of a command (an answer or its timeout) is its only one, and a hand-over routes the
-//! command to a manager as an ordinary message.
+//! command to a manager as an ordinary message. Under the bank's AFC system a command waits for
+//! its verdict before the bot may answer it.
 
 use sqlx::PgPool;
 use testkit::fixtures::{CardCheck, manager, web_message};
 use tickets::bots::{BotCall, BotReplyTaken, OnBotTimeout, parse_command};
+use tickets::external_afc::{AfcStatus, AfcTaken, ExternalCheck};
 use tickets::inbound::MessageCheck;
 use tickets::{PgStore, TicketClassification, Verdict, event_kind};
 
 /// The card rule, and two commands: `/status` (the client is told on timeout) and `/balance`
-/// (a manager takes over on timeout).
-struct WithCommands(CardCheck);
+/// (a manager takes over on timeout). `external`: the bank's AFC system gives the verdicts.
+struct WithCommands(CardCheck, Option<ExternalCheck>);
 
 impl MessageCheck for WithCommands {
     fn version(&self) -> &str {
@@ -25,6 +27,9 @@ impl MessageCheck for WithCommands {
     }
     fn blocked_warning(&self) -> &str {
         self.0.blocked_warning()
+    }
+    fn external(&self) -> Option<ExternalCheck> {
+        self.1
     }
     fn command(&self, body: &str) -> Option<BotCall> {
         let c = parse_command(body)?;
@@ -44,7 +49,7 @@ impl MessageCheck for WithCommands {
 }
 
 fn check() -> anyhow::Result<WithCommands> {
-    Ok(WithCommands(CardCheck::new()?))
+    Ok(WithCommands(CardCheck::new()?, None))
 }
 
 async fn send(
@@ -278,6 +283,112 @@ async fn a_hand_over_routes_the_command_to_a_ready_manager_as_a_message(
     assert!(
         !read.iter().any(|x| x.body == "Connecting you."),
         "the bot's answer is the client's, not the manager's"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrator = "tickets::store::MIGRATOR")]
+async fn under_the_banks_afc_a_command_is_the_bots_only_once_its_verdict_passed_it(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let store = PgStore::from_pool(pool);
+    let check = WithCommands(
+        CardCheck::new()?,
+        Some(ExternalCheck {
+            timeout_ms: 30_000,
+            replies: false,
+        }),
+    );
+    let intake_of = |body: &str| {
+        let m = web_message("ana", body);
+        let (store, check) = (&store, &check);
+        async move {
+            let intake = store
+                .intake_batch(std::slice::from_ref(&m), &[], Some(check))
+                .await?;
+            anyhow::Ok((m.id, intake))
+        }
+    };
+    let tickets = |pool: PgPool| async move {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE client_id = 'ana'")
+            .fetch_one(&pool)
+            .await?;
+        anyhow::Ok(n)
+    };
+
+    let (status, intake) = intake_of("/status").await?;
+    assert_eq!((intake.held, intake.commands), (1, 0));
+    assert!(store.bot_commands_unsent(10).await?.is_empty());
+    // An answer before the verdict (a forged or confused bot) is no command's.
+    assert_eq!(
+        store
+            .take_bot_reply(status, "ana", "early", false, &check)
+            .await?,
+        BotReplyTaken::Unknown
+    );
+    assert_eq!(
+        store
+            .take_afc_verdict(status, "ana", AfcStatus::Ok, "t1", &check)
+            .await?,
+        AfcTaken::Command { duplicate: false }
+    );
+    assert!(matches!(
+        store
+            .take_afc_verdict(status, "ana", AfcStatus::Ok, "t1", &check)
+            .await?,
+        AfcTaken::Applied {
+            duplicate: true,
+            passed: 0,
+            blocked: 0,
+            ..
+        }
+    ));
+    assert_eq!(
+        tickets(store.pool().clone()).await?,
+        0,
+        "a command opens no ticket"
+    );
+    assert_eq!(
+        store
+            .take_bot_reply(status, "ana", "All working.", false, &check)
+            .await?,
+        BotReplyTaken::Delivered { handed_over: false }
+    );
+    let kinds = client_kinds(&store, "ana").await?;
+    assert!(
+        kinds.contains(&event_kind::BOT_REPLIED.to_owned()),
+        "{kinds:?}"
+    );
+
+    let (card, intake) = intake_of("/balance 4111 1111 1111 1111").await?;
+    assert_eq!(
+        intake.held, 1,
+        "the bank's system decides, not the built-in rule"
+    );
+    assert!(matches!(
+        store
+            .take_afc_verdict(card, "ana", AfcStatus::Suspicious, "t2", &check)
+            .await?,
+        AfcTaken::Applied { blocked: 1, .. }
+    ));
+    assert_eq!(
+        tickets(store.pool().clone()).await?,
+        1,
+        "blocked on a ticket"
+    );
+    assert_eq!(
+        store
+            .take_bot_reply(card, "ana", "Your balance", false, &check)
+            .await?,
+        BotReplyTaken::Unknown,
+        "a blocked command is never the bot's"
+    );
+    assert!(
+        store
+            .bot_commands_unsent(10)
+            .await?
+            .iter()
+            .all(|c| c.id != card)
     );
     Ok(())
 }
