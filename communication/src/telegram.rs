@@ -222,8 +222,8 @@ pub(crate) fn admitted(limiter: &RateLimiter, bot: &Bot, msg: &Message, client_i
 }
 
 /// Sets the bot's command menu (`setMyCommands`) to the spec's bot commands, once, retrying
-/// until the Bot API takes it or `shutdown`: the menu is a convenience, so a Bot API that is down
-/// at start never stops the channel. An empty list clears the menu.
+/// until the Bot API takes it (or refuses it outright) or `shutdown`: the menu is a convenience,
+/// so a Bot API that is down at start never stops the channel. An empty list clears the menu.
 pub async fn publish_commands(
     bot: Bot,
     commands: std::sync::Arc<[edge::client::BotCommand]>,
@@ -254,6 +254,12 @@ pub async fn publish_commands(
                 return;
             }
             Err(RequestError::RetryAfter(s)) => sleep_or_cancel(s.duration(), &shutdown).await,
+            // The Bot API refused the menu itself (a token without the right, a rule of its own
+            // we do not know): asking again cannot help. The channel works without the menu.
+            Err(RequestError::Api(e)) => {
+                tracing::error!(error = %e, "telegram: setMyCommands refused; no command menu");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "telegram: setMyCommands failed; retrying");
                 backoff.wait(&shutdown).await;
