@@ -255,6 +255,47 @@ impl Afc {
         Ok((m.id, run))
     }
 
+    /// The store path with one bot command, `/status`, and the AFC verdicts due in `timeout`.
+    async fn with_commands(pool: PgPool, timeout: &str) -> anyhow::Result<Self> {
+        let text = format!(
+            "version: 1\nafc:\n  provider: kafka\n  timeout: {timeout}\n\
+             bots:\n  commands:\n    - {{ name: status }}\n"
+        );
+        let parsed = Spec::parse("afc.yaml", &text)?;
+        let mut afc = Self::with_spec(pool, parsed.ticket).await?;
+        afc.bots = parsed.bots;
+        Ok(afc)
+    }
+
+    /// The commands the bot relay would publish now.
+    async fn unsent_commands(&self) -> anyhow::Result<Vec<Uuid>> {
+        Ok(self
+            .store
+            .bot_commands_unsent(10)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect())
+    }
+
+    async fn command_status(&self, id: Uuid) -> anyhow::Result<String> {
+        Ok(
+            sqlx::query_scalar("SELECT status FROM bot_commands WHERE id = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn tickets_of(&self, client: &str) -> anyhow::Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM tickets WHERE client_id = $1")
+                .bind(client)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Takes a client message in as the inbound consumer does, with the spec's commands.
     async fn intake(&self, client: &str, body: &str) -> anyhow::Result<(Uuid, Intake)> {
         let m = web_message(client, body);
@@ -921,11 +962,7 @@ async fn a_verdict_that_arrives_after_its_ticket_closed_opens_the_clients_next_t
 async fn a_command_waits_for_the_afc_verdict_then_goes_to_the_bot_and_a_blocked_one_is_warned_on_a_ticket(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    let text = "version: 1\nafc:\n  provider: kafka\n  timeout: 30s\n\
-                bots:\n  commands:\n    - { name: status }\n";
-    let parsed = Spec::parse("afc.yaml", text)?;
-    let mut afc = Afc::with_spec(pool, parsed.ticket).await?;
-    afc.bots = parsed.bots;
+    let afc = Afc::with_commands(pool, "30s").await?;
     let (relay, consumer) = (afc.relay()?, afc.consumer()?);
     let client = unique("afc-command");
     let alice = manager(&unique("alice"));
@@ -942,17 +979,7 @@ async fn a_command_waits_for_the_afc_verdict_then_goes_to_the_bot_and_a_blocked_
         (1, 0, 0, 0),
         "held for AFC, not yet the bot's, of no ticket"
     );
-    let command_status = |id: Uuid| {
-        let pool = afc.pool.clone();
-        async move {
-            let s: String = sqlx::query_scalar("SELECT status FROM bot_commands WHERE id = $1")
-                .bind(id)
-                .fetch_one(&pool)
-                .await?;
-            anyhow::Ok(s)
-        }
-    };
-    assert_eq!(command_status(status).await?, "held");
+    assert_eq!(afc.command_status(status).await?, "held");
     assert_eq!(
         afc.count(
             "SELECT count(*) FROM afc_outbox WHERE message_id = $1 AND ticket_id IS NULL",
@@ -974,31 +1001,16 @@ async fn a_command_waits_for_the_afc_verdict_then_goes_to_the_bot_and_a_blocked_
     })
     .await?;
     assert!(
-        afc.store.bot_commands_unsent(10).await?.is_empty(),
+        afc.unsent_commands().await?.is_empty(),
         "the bot gets nothing before the verdict"
     );
 
     let emulator = afc.emulator()?;
     afc.wait_status(status, "passed").await?;
-    assert_eq!(command_status(status).await?, "queued");
-    let unsent = afc.store.bot_commands_unsent(10).await?;
+    assert_eq!(afc.command_status(status).await?, "queued");
+    assert_eq!(afc.unsent_commands().await?, vec![status], "the bot's now");
     assert_eq!(
-        unsent.iter().map(|c| c.id).collect::<Vec<_>>(),
-        vec![status],
-        "the bot's now"
-    );
-    let tickets_of = |client: String| {
-        let pool = afc.pool.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE client_id = $1")
-                .bind(client)
-                .fetch_one(&pool)
-                .await?;
-            anyhow::Ok(n)
-        }
-    };
-    assert_eq!(
-        tickets_of(client.clone()).await?,
+        afc.tickets_of(&client).await?,
         0,
         "a command opens no ticket"
     );
@@ -1013,16 +1025,12 @@ async fn a_command_waits_for_the_afc_verdict_then_goes_to_the_bot_and_a_blocked_
     let (card, intake) = afc.intake(&client, "/status 4111 1111 1111 1111").await?;
     assert_eq!(intake.held, 1);
     afc.wait_status(card, "blocked").await?;
-    assert_eq!(command_status(card).await?, "blocked", "never the bot's");
     assert_eq!(
-        afc.store
-            .bot_commands_unsent(10)
-            .await?
-            .iter()
-            .map(|c| c.id)
-            .collect::<Vec<_>>(),
-        vec![status]
+        afc.command_status(card).await?,
+        "blocked",
+        "never the bot's"
     );
+    assert_eq!(afc.unsent_commands().await?, vec![status]);
     let ticket: Option<Uuid> = sqlx::query_scalar("SELECT ticket_id FROM messages WHERE id = $1")
         .bind(card)
         .fetch_one(&afc.pool)
@@ -1053,11 +1061,7 @@ async fn a_command_waits_for_the_afc_verdict_then_goes_to_the_bot_and_a_blocked_
 async fn a_command_whose_verdict_is_overdue_raises_one_alert_of_no_ticket_and_waits_for_the_verdict(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    let text = "version: 1\nafc:\n  provider: kafka\n  timeout: 1s\n\
-                bots:\n  commands:\n    - { name: status }\n";
-    let parsed = Spec::parse("afc.yaml", text)?;
-    let mut afc = Afc::with_spec(pool, parsed.ticket).await?;
-    afc.bots = parsed.bots;
+    let afc = Afc::with_commands(pool, "1s").await?;
     let (relay, consumer) = (afc.relay()?, afc.consumer()?);
     let client = unique("afc-command-down");
     let (status, intake) = afc.intake(&client, "/status").await?;
@@ -1080,26 +1084,18 @@ async fn a_command_whose_verdict_is_overdue_raises_one_alert_of_no_ticket_and_wa
     .await?;
     assert_eq!(afc.afc_status(status).await?, "pending", "still held");
     assert!(
-        afc.store.bot_commands_unsent(10).await?.is_empty(),
+        afc.unsent_commands().await?.is_empty(),
         "not the bot's before its verdict"
     );
     // AFC is back: the verdict releases it to the bot; the alert was raised once.
     let emulator = afc.emulator()?;
     afc.wait_status(status, "passed").await?;
-    assert_eq!(
-        afc.store
-            .bot_commands_unsent(10)
-            .await?
-            .iter()
-            .map(|c| c.id)
-            .collect::<Vec<_>>(),
-        vec![status]
-    );
+    assert_eq!(afc.unsent_commands().await?, vec![status]);
     assert_eq!(alerts().await?, 1, "one alert per message");
-    let tickets: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE client_id = $1")
-        .bind(&client)
-        .fetch_one(&afc.pool)
-        .await?;
-    assert_eq!(tickets, 0, "a command opens no ticket");
+    assert_eq!(
+        afc.tickets_of(&client).await?,
+        0,
+        "a command opens no ticket"
+    );
     stop_all([emulator, consumer, relay]).await
 }
