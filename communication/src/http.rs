@@ -237,8 +237,8 @@ async fn commands(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let client = client_of(&state, &headers).await?;
-    Ok(Json(json!({ "commands": state.chat.commands(&client) })).into_response())
+    client_of(&state, &headers).await?;
+    Ok(Json(json!({ "commands": state.chat.commands() })).into_response())
 }
 
 /// "I am typing": the manager of the client's assigned ticket sees it (best effort, throttled).

@@ -102,21 +102,17 @@ impl Application {
         // One budget per client id for every write path of this process (web chat, Telegram, email).
         let limiter = edge::ratelimit::RateLimiter::new(settings.rate_limit);
         let mut webhook = None;
-        let spec = spec::Spec::load(&settings.spec_path)?;
-        let commands = edge::client::BotCommand::list(
-            spec.bots
-                .commands
-                .iter()
-                .map(|c| (c.name.as_str(), c.description.as_str())),
-        );
+        let commands =
+            edge::client::BotCommand::list(spec::Spec::load(&settings.spec_path)?.bots.offered());
         if let Some(tg) = &settings.telegram {
+            let bot = tg.bot()?;
             tokio::spawn(telegram::publish_commands(
-                tg.bot()?,
+                bot.clone(),
                 commands.clone(),
                 shutdown.clone(),
             ));
             let intake = telegram::Intake {
-                bot: tg.bot()?,
+                bot,
                 store: store.clone(),
                 publisher: publisher.clone(),
                 limiter: limiter.clone(),

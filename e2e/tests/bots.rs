@@ -186,9 +186,8 @@ async fn every_client_face_offers_the_specs_commands() -> anyhow::Result<()> {
     let spec = spec::Spec::load(&platform::workspace_root().join("workflows.yaml"))?;
     let listed: Vec<(String, String)> = spec
         .bots
-        .commands
-        .iter()
-        .map(|c| (c.name.clone(), c.description.clone()))
+        .offered()
+        .map(|(name, description)| (name.to_owned(), description.to_owned()))
         .collect();
     anyhow::ensure!(!listed.is_empty(), "workflows.yaml lists no bot commands");
     let emulator = e2e::telegram::Emulator::start().await?;

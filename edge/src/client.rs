@@ -306,8 +306,9 @@ impl ClientChat {
             .ok_or(ClientError::NoSuchMessage)
     }
 
-    /// The bot commands the caller may send, in the spec's order.
-    pub fn commands(&self, _client: &Caller) -> &[BotCommand] {
+    /// The bot commands a client may send, in the spec's order (each adapter admits the caller
+    /// first, as for every read).
+    pub fn commands(&self) -> &[BotCommand] {
         &self.commands
     }
 

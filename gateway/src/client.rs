@@ -132,11 +132,11 @@ impl ClientService for Clients {
         &self,
         req: Request<v1::ListCommandsRequest>,
     ) -> Result<Response<v1::ListCommandsResponse>, Status> {
-        let me = self.client(&req).await?.caller;
+        self.client(&req).await?;
         Ok(Response::new(v1::ListCommandsResponse {
             commands: self
                 .chat
-                .commands(&me)
+                .commands()
                 .iter()
                 .map(|c| v1::BotCommand {
                     name: c.name.clone(),

@@ -267,14 +267,7 @@ impl Application {
                 limiter: edge::ratelimit::RateLimiter::new(settings.rate_limit),
                 streams: streams.clone(),
                 files: settings.files.clone(),
-                commands: edge::client::BotCommand::list(
-                    managers
-                        .spec
-                        .bots
-                        .commands
-                        .iter()
-                        .map(|c| (c.name.as_str(), c.description.as_str())),
-                ),
+                commands: edge::client::BotCommand::list(managers.spec.bots.offered()),
             },
         };
         let admins = admin::Admins {

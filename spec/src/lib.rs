@@ -82,6 +82,13 @@ pub struct BotCommandSpec {
 }
 
 impl Bots {
+    /// The commands as clients are offered them: `(name, description)`, in the spec's order.
+    pub fn offered(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.commands
+            .iter()
+            .map(|c| (c.name.as_str(), c.description.as_str()))
+    }
+
     /// `body` as one of these commands, with what its timeout tells the client.
     pub fn call(&self, body: &str) -> Option<tickets::bots::BotCall> {
         use tickets::bots::{BotCall, OnBotTimeout, parse_command};

@@ -205,13 +205,13 @@ async fn insert_command_in(
 /// Applies the AFC verdict on `message_id` if it is a held command, in the verdict's transaction:
 /// passed, the message is passed (of no ticket) and the command queued for the bot, its timeout
 /// starting now; blocked, the command is `blocked` and the message stays pending with its verdict,
-/// to be blocked (and the client warned) on the client's ticket as any message. None when the
-/// message is no held command.
+/// to be blocked (and the client warned) on the client's ticket as any message. True when the
+/// command went to the bot: nothing else is left to do with the verdict.
 pub(crate) async fn release_held_command_in(
     tx: &mut Transaction<'_, Postgres>,
     message_id: Uuid,
     passed: bool,
-) -> Result<Option<bool>> {
+) -> Result<bool> {
     let released = sqlx::query(
         "UPDATE bot_commands
             SET status = CASE WHEN $2 THEN 'queued' ELSE 'blocked' END,
@@ -224,18 +224,16 @@ pub(crate) async fn release_held_command_in(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    if released == 0 {
-        return Ok(None);
+    if released == 0 || !passed {
+        return Ok(false);
     }
-    if passed {
-        sqlx::query(
-            "UPDATE messages SET afc_status = 'passed' WHERE id = $1 AND afc_status = 'pending'",
-        )
-        .bind(message_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(Some(passed))
+    sqlx::query(
+        "UPDATE messages SET afc_status = 'passed' WHERE id = $1 AND afc_status = 'pending'",
+    )
+    .bind(message_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
 }
 
 /// SQL: the message `m` is not a command held for the AFC verdict (those are no ticket's).

@@ -299,12 +299,11 @@ impl PgStore {
 
         let mut timings = Timings::default();
         let mut queued_any = false;
-        for (client_id, messages) in &by_client {
-            let mut messages: &[(Uuid, String)] = messages;
+        for (client_id, all) in &by_client {
             // A command that passed is the bot's (a blocked one is blocked as any message is).
             // With the bank's own AFC system a command is held for its verdict, of no ticket.
-            let mut kept = Vec::with_capacity(messages.len());
-            for (id, body) in messages {
+            let mut kept = Vec::with_capacity(all.len());
+            for (id, body) in all {
                 let Some(call) = check.command(body) else {
                     kept.push((*id, body.clone()));
                     continue;
@@ -324,8 +323,7 @@ impl PgStore {
             if kept.is_empty() {
                 continue;
             }
-            let routed = kept;
-            messages = &routed;
+            let mut messages: &[(Uuid, String)] = &kept;
             let ticket = match open.remove(client_id) {
                 Some(t) => t,
                 None => {

@@ -57,10 +57,21 @@ async fn send(
     client: &str,
     body: &str,
 ) -> anyhow::Result<tickets::inbound::Intake> {
+    Ok(send_with(store, &check()?, client, body).await?.1)
+}
+
+/// Takes one message in with `check`; its id and what the intake did.
+async fn send_with(
+    store: &PgStore,
+    check: &WithCommands,
+    client: &str,
+    body: &str,
+) -> anyhow::Result<(uuid::Uuid, tickets::inbound::Intake)> {
     let m = web_message(client, body);
-    Ok(store
-        .intake_batch(std::slice::from_ref(&m), &[], Some(&check()?))
-        .await?)
+    let intake = store
+        .intake_batch(std::slice::from_ref(&m), &[], Some(check))
+        .await?;
+    Ok((m.id, intake))
 }
 
 /// The client's event kinds, oldest first.
@@ -299,16 +310,6 @@ async fn under_the_banks_afc_a_command_is_the_bots_only_once_its_verdict_passed_
             replies: false,
         }),
     );
-    let intake_of = |body: &str| {
-        let m = web_message("ana", body);
-        let (store, check) = (&store, &check);
-        async move {
-            let intake = store
-                .intake_batch(std::slice::from_ref(&m), &[], Some(check))
-                .await?;
-            anyhow::Ok((m.id, intake))
-        }
-    };
     let tickets = |pool: PgPool| async move {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE client_id = 'ana'")
             .fetch_one(&pool)
@@ -316,7 +317,7 @@ async fn under_the_banks_afc_a_command_is_the_bots_only_once_its_verdict_passed_
         anyhow::Ok(n)
     };
 
-    let (status, intake) = intake_of("/status").await?;
+    let (status, intake) = send_with(&store, &check, "ana", "/status").await?;
     assert_eq!((intake.held, intake.commands), (1, 0));
     assert!(store.bot_commands_unsent(10).await?.is_empty());
     // An answer before the verdict (a forged or confused bot) is no command's.
@@ -360,7 +361,7 @@ async fn under_the_banks_afc_a_command_is_the_bots_only_once_its_verdict_passed_
         "{kinds:?}"
     );
 
-    let (card, intake) = intake_of("/balance 4111 1111 1111 1111").await?;
+    let (card, intake) = send_with(&store, &check, "ana", "/balance 4111 1111 1111 1111").await?;
     assert_eq!(
         intake.held, 1,
         "the bank's system decides, not the built-in rule"

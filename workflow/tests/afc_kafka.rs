@@ -313,17 +313,13 @@ impl Afc {
     /// Takes a client message in as the inbound consumer does: one transaction stores it, opens
     /// the client's ticket and holds the message for AFC. Returns the message id.
     async fn hold(&self, client: &str, body: &str) -> anyhow::Result<Uuid> {
-        let m = web_message(client, body);
-        let intake = self
-            .store
-            .intake_batch(std::slice::from_ref(&m), &[], Some(&self.check()?))
-            .await?;
+        let (id, intake) = self.intake(client, body).await?;
         assert_eq!(
             (intake.held, intake.wake.len()),
             (1, 0),
             "held by the store, no workflow woken"
         );
-        Ok(m.id)
+        Ok(id)
     }
 
     /// Publishes a verdict token as the AFC system would (or a forger).

@@ -134,7 +134,7 @@ impl PgStore {
         // A held command of no ticket: passed, it is the bot's; blocked, it is blocked on the
         // client's ticket below as any message.
         let passed = status.verdict() == Verdict::Passed;
-        if release_held_command_in(&mut tx, message_id, passed).await? == Some(true) {
+        if release_held_command_in(&mut tx, message_id, passed).await? {
             self.commit_writing(tx).await?;
             return Ok(AfcTaken::Command { duplicate });
         }

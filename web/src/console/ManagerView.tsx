@@ -11,6 +11,7 @@ import { BlobUrls } from '../shared/files';
 import { AttachInput, MessageFiles, PendingChips } from '../shared/FileViews';
 import { clock, Dialog, typingIn, useRerender, useSecondClock } from './ui';
 import { MessageSearch } from './Search';
+import { moved, suggestionKey } from '../shared/suggest';
 
 export function ManagerView({
   store,
@@ -771,25 +772,16 @@ function Composer({ store, view, mode }: { store: ManagerStore; view: TicketView
             track(e.currentTarget);
           }}
           onKeyDown={(e) => {
-            if (open && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
-              const n = matches.length;
-              if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
-                e.preventDefault();
-                setActive((current + (e.key === 'ArrowDown' ? 1 : n - 1)) % n);
-                return;
-              }
-              if ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab') {
-                e.preventDefault();
-                insert(matches[current]);
-                return;
-              }
-              if (e.key === 'Escape') {
+            const key = open ? suggestionKey(e) : null;
+            if (key) {
+              e.preventDefault();
+              if (key === 'take') insert(matches[current]);
+              else if (key === 'close') {
                 // Closes the list only; a second Esc leaves the field.
-                e.preventDefault();
                 e.stopPropagation();
                 setDismissed(tokenKey);
-                return;
-              }
+              } else setActive(moved(key, current, matches.length));
+              return;
             }
             if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) submit(e);
             // Esc leaves the field, so the shortcuts work again.

@@ -3,6 +3,7 @@ import { formatTime, LANGS, widgetStrings, type Lang, type WidgetStrings as Stri
 import { AttachInput, MessageFiles, PendingChips } from '../shared/FileViews';
 import type { TokenSource } from './api';
 import { ChatStore, type Item, type Survey } from './chat';
+import { moved, suggestionKey } from '../shared/suggest';
 
 function useRerender(): () => void {
   const [, bump] = useReducer((n: number, _: null) => n + 1, 0);
@@ -345,26 +346,17 @@ function Composer({ t, lang, store, inputId, accept }: { t: Strings; lang: Lang;
           onBlur={() => setDismissed(text)}
           onFocus={() => setDismissed(null)}
           onKeyDown={(e) => {
-            if (open && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
-              const n = hints.length;
-              const chosen = hints[current];
-              if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
-                e.preventDefault();
-                setActive((current + (e.key === 'ArrowDown' ? 1 : n - 1)) % n);
-                return;
-              }
-              // Tab takes the command; Enter too, unless it is written out already (then it sends).
-              if (e.key === 'Tab' || (e.key === 'Enter' && !e.shiftKey && text.slice(1).toLowerCase() !== chosen.name)) {
-                e.preventDefault();
-                take(chosen.name);
-                return;
-              }
-              if (e.key === 'Escape') {
-                e.preventDefault();
+            const key = open ? suggestionKey(e) : null;
+            // Enter on a command written out already sends it; Tab always takes the active one.
+            const writtenOut = e.key === 'Enter' && open && text.slice(1).toLowerCase() === hints[current].name;
+            if (key && !writtenOut) {
+              e.preventDefault();
+              if (key === 'take') take(hints[current].name);
+              else if (key === 'close') {
                 e.stopPropagation();
                 setDismissed(text);
-                return;
-              }
+              } else setActive(moved(key, current, hints.length));
+              return;
             }
             if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) submit(e);
           }}
